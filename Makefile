@@ -1,0 +1,120 @@
+# Portcullis - one Makefile for everything.
+#
+#   make            build build/authsvc and build/gateway
+#   make asan       AddressSanitizer + UBSan flavour in build/asan/
+#   make deps       install missing Debian packages (idempotent)
+#   make test       deps, build, unit tests, e2e tests, e2e again under ASan
+#   make unit       C unit tests only
+#   make e2e        end-to-end tests only (E2E_BUILD=build/asan for ASan)
+#   make run        start PostgreSQL, Redis, authsvc and the gateway locally
+#   make bench      measurements in bench/ (see bench/README.md)
+#   make clean
+
+CC ?= cc
+WERROR ?= $(if $(CI),1,0)
+PKGS := libevent libevent_pthreads libpq hiredis yajl openssl
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+        -Wold-style-definition -Wpointer-arith -Wundef -Wno-unused-parameter \
+        -Wno-missing-field-initializers -Werror=implicit-function-declaration \
+        -Wnull-dereference -Wduplicated-cond -Wshift-overflow=2
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -pthread $(WARN) -MMD -MP
+OPT ?= -O2 -g
+LDLIBS = $(PKG_LIBS) -lunistring -pthread
+
+LIB_SRC := $(wildcard lib/*.c)
+AUTHSVC_SRC := $(wildcard authsvc/*.c)
+GATEWAY_SRC := $(wildcard gateway/*.c)
+MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
+
+B ?= build
+FLAVOUR_CFLAGS ?=
+FLAVOUR_LDFLAGS ?=
+CFLAGS_ALL = $(CFLAGS_BASE) $(OPT) $(FLAVOUR_CFLAGS) $(PKG_CFLAGS) -Iauthsvc $(CFLAGS)
+
+GEN := $(B)/gen/migrations.c
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+AUTHSVC_OBJ := $(AUTHSVC_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/migrations.o
+GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(B)/obj/%.o)
+
+Q := $(if $(V),,@)
+
+.PHONY: all asan deps build test unit e2e run bench clean check
+all: $(B)/authsvc $(B)/gateway
+
+$(B)/authsvc: $(AUTHSVC_OBJ) $(LIB_OBJ)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+$(B)/gateway: $(GATEWAY_OBJ) $(LIB_OBJ)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(GEN): $(MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	$(Q)sh scripts/embed-sql.sh $@ $(MIGRATIONS)
+
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+asan:
+	$(Q)$(MAKE) --no-print-directory B=build/asan OPT="$(ASAN_FLAGS)" \
+		FLAVOUR_LDFLAGS="-fsanitize=address,undefined" all
+
+# ---- dependencies ----
+deps:
+	$(Q)sh scripts/deps.sh
+
+# ---- tests ----
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
+
+$(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(filter-out $(B)/obj/lib/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) \
+		$(FLAVOUR_LDFLAGS) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_TESTS)
+	$(Q)sh scripts/run-unit.sh $(UNIT_TESTS)
+
+PYTEST := /usr/bin/python3 -m pytest
+E2E_BUILD ?= build
+e2e: all
+	$(Q)PORTCULLIS_BUILD=$(abspath $(E2E_BUILD)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory asan
+	$(Q)$(MAKE) --no-print-directory e2e
+	@echo "== e2e again against the AddressSanitizer + UBSan build =="
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(MAKE) --no-print-directory e2e E2E_BUILD=build/asan PYTEST_ARGS="$(PYTEST_ARGS)"
+
+check: test
+
+run: deps all
+	$(Q)sh scripts/run.sh
+
+bench: deps all
+	$(Q)sh bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,285 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * authsvc.h: the shared types of the auth service.
+ *
+ * Request flow (file by file):
+ *   main.c      configuration, start-up order, signals
+ *   server.c    evhttp on one event loop: parse, route, CORS, origin check,
+ *               hand a job to the worker pool, send its reply, access log
+ *   ratelimit.c per-IP sign-in/sign-up limits in Redis
+ *   accounts.c  sign-up, sign-in, update-user, change-password
+ *   sessions.c  session tokens, cookies, lookup, refresh, Redis cache,
+ *               get-session, list-sessions, sign-out, revoke-*
+ *   pwpool.c    scrypt on its own bounded thread pool
+ *   health.c    /health, /live, /ready (a prober thread keeps the state)
+ *   migrate.c   `authsvc migrate`
+ *
+ * Threads: one event loop thread owns every evhttp object. A job (struct
+ * as_job) carries a copy of the request to a worker thread, where handlers
+ * run straight-line blocking code on that worker's own PostgreSQL and Redis
+ * connections. A handler that needs a password hash hands the job to the
+ * password pool with a continuation, which comes back to a worker. The reply
+ * goes back to the loop through a locked list and event_active().
+ */
+#ifndef AS_AUTHSVC_H
+#define AS_AUTHSVC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "../lib/util.h"
+#include "../lib/db.h"
+#include "../lib/redis.h"
+#include "../lib/json.h"
+#include "../lib/password.h"
+
+struct evhttp_request;
+struct as_job;
+struct as_worker;
+
+/* ---- configuration (config.c) ---- */
+
+struct as_config {
+    char *secret;               /* BETTER_AUTH_SECRET */
+    char *base_url;             /* BETTER_AUTH_URL */
+    char *database_url;         /* DATABASE_URL */
+    char *redis_url;            /* REDIS_URL */
+    char *listen;               /* AUTHSVC_LISTEN */
+    char *trusted_origins;      /* TRUSTED_ORIGINS, comma list */
+    bool rate_limit;            /* RATE_LIMIT_ENABLED */
+    char *redis_prefix;         /* REDIS_PREFIX */
+    char *revocation_channel;   /* REVOCATION_CHANNEL */
+    char *log_path;             /* AUTHSVC_LOG */
+    char *log_level;            /* LOG_LEVEL */
+    char *ip_header;            /* IP_ADDRESS_HEADER */
+    int64_t max_body;           /* AUTHSVC_MAX_BODY */
+    int64_t workers;            /* AUTHSVC_WORKERS */
+    int64_t job_queue;          /* AUTHSVC_QUEUE */
+    int64_t pw_workers;         /* PASSWORD_WORKERS */
+    int64_t pw_queue;           /* PASSWORD_QUEUE */
+    int64_t expires_in;         /* SESSION_EXPIRES_IN, seconds */
+    int64_t update_age;         /* SESSION_UPDATE_AGE, seconds */
+    int64_t fresh_age;          /* SESSION_FRESH_AGE, seconds */
+    int64_t min_pw;             /* PASSWORD_MIN_LENGTH */
+    int64_t max_pw;             /* PASSWORD_MAX_LENGTH */
+    bool bearer_require_sig;    /* BEARER_REQUIRE_SIGNATURE */
+
+    /* derived at load time */
+    bool secure_cookies;        /* base_url is https */
+    char cookie_session[64];    /* [__Secure-]better-auth.session_token */
+    char cookie_dont_remember[64];
+    char cookie_session_data[64];
+    char base_origin[512];      /* scheme://host[:port] of base_url */
+    char **origins;             /* trusted origins incl. base_origin */
+    size_t norigins;
+    struct pc_redis_addr redis_addr;
+    char listen_host[256];
+    int listen_port;
+};
+
+extern struct as_config as_cfg;
+
+/** Loads and validates the environment. Returns 0, or -1 after printing the
+ * offending variable to stderr. */
+PC_MUSTCHECK int as_config_load(void);
+void as_config_help(void);
+void as_config_free(void);
+/** True when origin (scheme://host[:port]) is trusted; wildcards allowed. */
+bool as_origin_trusted(const char *origin, size_t n);
+
+/* ---- jobs (server.c) ---- */
+
+struct as_header {
+    char *name;     /* owned */
+    char *value;    /* owned */
+};
+
+/** Runs one step of a request on a worker. Returns true when the job is
+ * answered (status set); false when it was handed on (password pool) and
+ * must not be touched any more. */
+typedef bool (*as_handler)(struct as_job *job, struct as_worker *w);
+
+enum as_pw_op {
+    AS_PW_HASH = 0,     /* pw -> pw_out */
+    AS_PW_VERIFY,       /* pw vs pw_stored -> pw_match */
+};
+
+/** One request in flight. Created and destroyed on the loop thread; between
+ * dispatch and completion it belongs to exactly one pool thread at a time. */
+struct as_job {
+    struct evhttp_request *req; /* loop thread only */
+    int method;                 /* enum evhttp_cmd_type */
+    char *path;                 /* decoded path, no query */
+    char *query;                /* raw query string or NULL */
+    struct as_header *hdrs;     /* request headers (copied) */
+    size_t nhdrs;
+    char *body;                 /* request body, NUL-terminated */
+    size_t body_len;
+    char ip[64];                /* client address for logs and limits */
+    char request_id[72];        /* X-Request-Id or generated */
+    int64_t start_us;           /* monotonic arrival time */
+
+    as_handler handler;         /* what the worker runs next */
+    bool rate_limited;          /* check the rate limit before handler */
+    void *state;                /* handler-private state */
+    void (*state_free)(void *); /* frees state (or NULL) */
+
+    /* password work (pwpool.c) */
+    enum as_pw_op pw_op;
+    char *pw;                   /* the password; wiped and freed after use */
+    size_t pw_len;
+    char pw_stored[PC_PASSWORD_HASH_LEN + 64]; /* hash to verify against */
+    char pw_out[PC_PASSWORD_HASH_LEN + 1];     /* new hash */
+    bool pw_match;              /* verify result */
+    bool pw_failed;             /* hashing itself failed */
+
+    /* response, filled by handlers */
+    int status;                 /* 0 until answered */
+    struct pc_buf out;          /* body */
+    bool out_empty;             /* no body at all (404 for unknown routes) */
+    struct as_header *rhdrs;    /* extra response headers */
+    size_t nrhdrs;
+    char user_id[64];           /* principal for the access log */
+    const char *err_code;       /* error code for the access log */
+
+    struct as_job *next_done;   /* completion list link */
+};
+
+/** The first request header named name (case-insensitive), or NULL. */
+const char *as_header(const struct as_job *job, const char *name);
+/** The value of query parameter name (decoded, heap) or NULL. */
+char *as_query_param(const struct as_job *job, const char *name);
+/** Adds a response header (copied). */
+void as_add_header(struct as_job *job, const char *name, const char *value);
+/** Answers with a JSON body taken from buf (buf is moved into the job). */
+bool as_reply(struct as_job *job, int status, struct pc_buf *buf);
+/** Answers with {"message": msg, "code": code}. */
+bool as_error(struct as_job *job, int status, const char *code, const char *msg);
+/** Parses the body (JSON, or a form turned into a JSON object of strings).
+ * An empty body is {} unless required. On an unsupported Content-Type (415),
+ * bad JSON or a non-object (400) it answers and returns NULL. Free the tree
+ * with yajl_tree_free. */
+yajl_val as_body(struct as_job *job, bool required);
+/** zod's name for a JSON value's type ("undefined" for NULL). */
+const char *as_json_type_name(yajl_val v);
+/** Hands the job to the password pool; `then` runs on a worker afterwards.
+ * Returns 0, or -1 when the pool's queue is full (the caller answers 503).
+ * Takes ownership of pw (a heap copy of n bytes). */
+PC_MUSTCHECK int as_pw_submit(struct as_job *job, enum as_pw_op op, char *pw, size_t n,
+                              as_handler then);
+
+/* ---- worker context ---- */
+
+struct as_worker {
+    struct pc_db db;        /* this thread's PostgreSQL connection */
+    struct pc_redis redis;  /* this thread's Redis connection */
+};
+
+/* ---- password pool (pwpool.c) ---- */
+void as_pwpool_start(void);
+void as_pwpool_stop(void);
+size_t as_pwpool_depth(void);
+/** Called by the pool when a job's password work is done. */
+void as_server_resume(struct as_job *job);
+
+/* ---- routes ---- */
+bool as_route_sign_up(struct as_job *job, struct as_worker *w);
+bool as_route_sign_in(struct as_job *job, struct as_worker *w);
+bool as_route_update_user(struct as_job *job, struct as_worker *w);
+bool as_route_change_password(struct as_job *job, struct as_worker *w);
+bool as_route_get_session(struct as_job *job, struct as_worker *w);
+bool as_route_list_sessions(struct as_job *job, struct as_worker *w);
+bool as_route_sign_out(struct as_job *job, struct as_worker *w);
+bool as_route_revoke_session(struct as_job *job, struct as_worker *w);
+bool as_route_revoke_sessions(struct as_job *job, struct as_worker *w);
+bool as_route_revoke_other_sessions(struct as_job *job, struct as_worker *w);
+
+/* ---- sessions (sessions.c) ---- */
+
+struct as_user {
+    char *id, *name, *email, *image;    /* owned; image may be NULL */
+    bool email_verified;
+    int64_t created_at, updated_at;     /* epoch ms */
+};
+
+struct as_session {
+    char *id, *token, *user_id;         /* owned */
+    char *ip, *ua;                      /* owned, may be NULL */
+    int64_t expires_at, created_at, updated_at; /* epoch ms */
+};
+
+enum as_lookup {
+    AS_LOOKUP_OK = 0,       /* a live session */
+    AS_LOOKUP_NONE,         /* no (valid) session */
+    AS_LOOKUP_UNAVAILABLE,  /* PostgreSQL unreachable: answer 503 */
+};
+
+void as_user_free(struct as_user *u);
+void as_session_free(struct as_session *s);
+/** Fills u from row `row` of res, columns starting at col (see USER_COLS). */
+void as_user_from_row(struct as_user *u, const struct pg_result *res, int row, int col);
+void as_jw_user(struct pc_jw *w, const struct as_user *u);
+void as_jw_session(struct pc_jw *w, const struct as_session *s);
+
+/** Resolves the caller's session from the cookie or Authorization header,
+ * with Better Auth's expiry and sliding refresh (which may add Set-Cookie).
+ * On AS_LOOKUP_OK s and u are filled (free them). */
+enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w,
+                                  struct as_session *s, struct as_user *u);
+/** Resolves or answers 401/503 itself; returns true when a session is there. */
+bool as_require_session(struct as_job *job, struct as_worker *w, struct as_session *s,
+                        struct as_user *u);
+
+/** Inserts a session row for user_id. Returns 0, or -1 (database down). */
+PC_MUSTCHECK int as_session_create(struct as_job *job, struct as_worker *w, const char *user_id,
+                                   bool remember, struct as_session *s);
+/** Writes the session through to Redis (best effort). */
+void as_session_cache_put(struct as_worker *w, const struct as_session *s, const struct as_user *u);
+/** Sets the session cookie(s), set-auth-token and the expose header. */
+void as_session_set_cookie(struct as_job *job, const char *token, bool remember);
+/** Expires the session cookies (sign-out, dead session). */
+void as_session_clear_cookies(struct as_job *job);
+/** For each token: DEL its Redis entry and PUBLISH its hash. Call after the
+ * PostgreSQL change has committed. */
+void as_revoke_tokens(struct as_worker *w, char **tokens, size_t n);
+/** Deletes sessions of user_id (all, or all but keep_token) in PostgreSQL
+ * and revokes them. Returns 0 or -1. */
+PC_MUSTCHECK int as_revoke_user_sessions(struct as_worker *w, const char *user_id,
+                                         const char *keep_token);
+
+/** Retries DEL+PUBLISH of revocations that could not reach Redis. Called by
+ * the health prober once Redis answers again. */
+void as_revoke_flush_pending(struct pc_redis *r);
+void as_revoke_pending_free(void);
+
+/* ---- rate limiting (ratelimit.c) ---- */
+/** Applies Better Auth's default rules to the job's path. Returns true when
+ * the request may go on; otherwise the 429 has been written into the job. */
+bool as_ratelimit_check(struct as_job *job, struct as_worker *w);
+
+/* ---- health (health.c) ---- */
+void as_health_start(void);
+void as_health_stop(void);
+bool as_health_pg_ok(void);
+bool as_health_redis_ok(void);
+/** Records an outcome seen by a worker, so /ready reacts before the prober. */
+void as_health_note_pg(bool ok);
+void as_health_note_redis(bool ok);
+
+/* ---- server.c ---- */
+/** Serves until SIGTERM/SIGINT, then drains. Returns the exit code. */
+int as_server_run(void);
+
+/* ---- migrate.c ---- */
+int as_migrate_run(const char *database_url);
+
+/* ---- validation helpers (accounts.c) ---- */
+bool as_email_valid(const char *s);
+/** Checks callbackURL-like values: relative path or trusted origin. */
+bool as_redirect_allowed(const char *url);
+
+#define USER_COLS "u.\"id\", u.\"name\", u.\"email\", u.\"emailVerified\", u.\"image\", " \
+    "(extract(epoch from u.\"createdAt\")*1000)::bigint, " \
+    "(extract(epoch from u.\"updatedAt\")*1000)::bigint"
+#define USER_NCOLS 7
+
+#endif

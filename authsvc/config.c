@@ -1,0 +1,257 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * config.c: authsvc's configuration table. Names follow Better Auth where it
+ * has one (BETTER_AUTH_SECRET, BETTER_AUTH_URL, DATABASE_URL). Every value is
+ * validated at start; a bad one stops the program with the variable's name.
+ */
+#include "authsvc.h"
+#include "../lib/conf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct as_config as_cfg;
+
+static int check_secret(const char *v, const char **err)
+{
+    if (strlen(v) < 32) {
+        *err = "must be at least 32 characters (generate one with: openssl rand -base64 32)";
+        return -1;
+    }
+    return 0;
+}
+
+static int check_prefix(const char *v, const char **err)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == ' ' || *p < 0x21 || *p > 0x7e) {
+            *err = "must be printable ASCII without spaces";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_level(const char *v, const char **err)
+{
+    extern int pc_log_level_parse(const char *s);
+    if (pc_log_level_parse(v) < 0) {
+        *err = "must be one of debug, info, warn, error";
+        return -1;
+    }
+    return 0;
+}
+
+static int check_origins(const char *v, const char **err)
+{
+    char *copy = pc_xstrdup(v);
+    int rc = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (*tok == '\0')
+            continue;
+        if (strstr(tok, "://") == NULL && tok[0] != '*') {
+            *err = "each origin must look like https://app.example.com (wildcards like "
+                   "https://*.example.com are allowed)";
+            rc = -1;
+            break;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+static int check_redis(const char *v, const char **err)
+{
+    struct pc_redis_addr a;
+    return pc_redis_parse_url(v, &a, err);
+}
+
+#define INT_ITEM(n, var, def, lo, hi, help) \
+    {n, PC_CONF_INT, &as_cfg.var, def, lo, hi, 0, NULL, help}
+
+static const struct pc_conf_item table[] = {
+    {"BETTER_AUTH_SECRET", PC_CONF_STR, &as_cfg.secret, NULL, 0, 0,
+     PC_CONF_REQUIRED | PC_CONF_SECRET, check_secret,
+     "HMAC key for cookies; the same value as the Better Auth servers sharing the database"},
+    {"BETTER_AUTH_URL", PC_CONF_STR, &as_cfg.base_url, "http://localhost:3000", 0, 0, 0,
+     pc_conf_check_http_url, "public base URL; https:// turns on __Secure- cookies"},
+    {"DATABASE_URL", PC_CONF_STR, &as_cfg.database_url, NULL, 0, 0,
+     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_pg_url, "PostgreSQL URL (libpq)"},
+    {"REDIS_URL", PC_CONF_STR, &as_cfg.redis_url, "redis://127.0.0.1:6379", 0, 0,
+     PC_CONF_SECRET, check_redis, "Redis URL: redis://[:password@]host:port[/db]"},
+    {"AUTHSVC_LISTEN", PC_CONF_STR, &as_cfg.listen, "127.0.0.1:3000", 0, 0, 0,
+     pc_conf_check_hostport, "address to listen on (host:port)"},
+    {"TRUSTED_ORIGINS", PC_CONF_STR, &as_cfg.trusted_origins, "", 0, 0, 0, check_origins,
+     "extra trusted origins, comma separated (the BETTER_AUTH_URL origin is always trusted)"},
+    {"RATE_LIMIT_ENABLED", PC_CONF_BOOL, &as_cfg.rate_limit, "true", 0, 0, 0, NULL,
+     "limit sign-in/sign-up per IP (3 per 10 s, Better Auth's rule) in Redis"},
+    {"IP_ADDRESS_HEADER", PC_CONF_STR, &as_cfg.ip_header, "x-forwarded-for", 0, 0, 0, NULL,
+     "header holding the client IP when it has a single value; empty: the peer address"},
+    {"REDIS_PREFIX", PC_CONF_STR, &as_cfg.redis_prefix, "pc:", 0, 0, 0, check_prefix,
+     "namespace of every Redis key"},
+    {"REVOCATION_CHANNEL", PC_CONF_STR, &as_cfg.revocation_channel, "pc:revoked", 0, 0, 0,
+     check_prefix, "Redis pub/sub channel announcing revoked credential hashes"},
+    {"AUTHSVC_LOG", PC_CONF_STR, &as_cfg.log_path, "", 0, 0, 0, NULL,
+     "JSON log file (appended); empty: stderr"},
+    {"LOG_LEVEL", PC_CONF_STR, &as_cfg.log_level, "info", 0, 0, 0, check_level,
+     "debug, info, warn or error"},
+    INT_ITEM("AUTHSVC_MAX_BODY", max_body, "65536", 1024, 16 * 1024 * 1024,
+             "largest request body in bytes (413 above)"),
+    INT_ITEM("AUTHSVC_WORKERS", workers, "8", 1, 256,
+             "request worker threads (one PostgreSQL connection each)"),
+    INT_ITEM("AUTHSVC_QUEUE", job_queue, "1024", 1, 1000000,
+             "requests waiting for a worker before 503"),
+    INT_ITEM("PASSWORD_WORKERS", pw_workers, "0", 0, 256,
+             "password hashing threads (0: one per CPU core)"),
+    INT_ITEM("PASSWORD_QUEUE", pw_queue, "64", 1, 100000,
+             "password hashes waiting before 503"),
+    INT_ITEM("SESSION_EXPIRES_IN", expires_in, "604800", 60, 31536000,
+             "session lifetime in seconds (Better Auth: 7 days)"),
+    INT_ITEM("SESSION_UPDATE_AGE", update_age, "86400", 0, 31536000,
+             "refresh a session's expiry when it is this old, seconds (1 day)"),
+    INT_ITEM("SESSION_FRESH_AGE", fresh_age, "86400", 0, 31536000,
+             "list-sessions needs a session younger than this, seconds (0: off)"),
+    INT_ITEM("PASSWORD_MIN_LENGTH", min_pw, "8", 1, 1000, "shortest password"),
+    INT_ITEM("PASSWORD_MAX_LENGTH", max_pw, "128", 8, 4096, "longest password"),
+    {"BEARER_REQUIRE_SIGNATURE", PC_CONF_BOOL, &as_cfg.bearer_require_sig, "false", 0, 0, 0,
+     NULL, "refuse raw (unsigned) session tokens in Authorization: Bearer"},
+};
+
+void as_config_help(void)
+{
+    printf("usage: authsvc [migrate | --help]\n\n"
+           "  authsvc           serve the auth API\n"
+           "  authsvc migrate   apply pending database migrations and exit\n\n"
+           "Configuration comes from the environment:\n\n");
+    pc_conf_help(table, PC_ARRAY_LEN(table), stdout);
+}
+
+static void add_origin(const char *o, size_t n)
+{
+    while (n > 0 && o[n - 1] == '/')
+        n--;
+    as_cfg.origins = pc_xrealloc(as_cfg.origins, (as_cfg.norigins + 1) * sizeof(char *));
+    as_cfg.origins[as_cfg.norigins++] = pc_xstrndup(o, n);
+}
+
+/* scheme://host[:port] of a URL, lower-cased. */
+static void url_origin(const char *url, char *out, size_t outsz)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t n = strcspn(p, "/?#");
+    snprintf(out, outsz, "%.*s", (int)((size_t)(p - url) + n), url);
+    for (char *c = out; *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c - 'A' + 'a');
+}
+
+int as_config_load(void)
+{
+    char err[512];
+    if (pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err) != 0) {
+        fprintf(stderr, "authsvc: configuration error: %s\n", err);
+        return -1;
+    }
+    if (as_cfg.max_pw < as_cfg.min_pw) {
+        fprintf(stderr, "authsvc: configuration error: PASSWORD_MAX_LENGTH: must not be "
+                        "below PASSWORD_MIN_LENGTH\n");
+        return -1;
+    }
+    const char *why;
+    if (pc_parse_hostport(as_cfg.listen, as_cfg.listen_host, sizeof as_cfg.listen_host,
+                          &as_cfg.listen_port, &why) != 0 ||
+        pc_redis_parse_url(as_cfg.redis_url, &as_cfg.redis_addr, &why) != 0)
+        pc_fatal("validated config failed to parse");
+    as_cfg.secure_cookies = pc_starts_with(as_cfg.base_url, "https://");
+    const char *pfx = as_cfg.secure_cookies ? "__Secure-" : "";
+    snprintf(as_cfg.cookie_session, sizeof as_cfg.cookie_session,
+             "%sbetter-auth.session_token", pfx);
+    snprintf(as_cfg.cookie_dont_remember, sizeof as_cfg.cookie_dont_remember,
+             "%sbetter-auth.dont_remember", pfx);
+    snprintf(as_cfg.cookie_session_data, sizeof as_cfg.cookie_session_data,
+             "%sbetter-auth.session_data", pfx);
+    url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);
+    add_origin(as_cfg.base_origin, strlen(as_cfg.base_origin));
+    const char *env_extra = getenv("BETTER_AUTH_TRUSTED_ORIGINS");
+    const char *lists[] = {as_cfg.trusted_origins, env_extra};
+    for (size_t l = 0; l < 2; l++) {
+        const char *s = lists[l];
+        while (s && *s) {
+            while (*s == ' ' || *s == ',')
+                s++;
+            size_t n = strcspn(s, ",");
+            size_t m = n;
+            while (m > 0 && s[m - 1] == ' ')
+                m--;
+            if (m > 0)
+                add_origin(s, m);
+            s += n;
+        }
+    }
+    return 0;
+}
+
+void as_config_free(void)
+{
+    for (size_t i = 0; i < as_cfg.norigins; i++)
+        free(as_cfg.origins[i]);
+    free(as_cfg.origins);
+    as_cfg.origins = NULL;
+    as_cfg.norigins = 0;
+    pc_conf_free(table, PC_ARRAY_LEN(table));
+}
+
+/* Matches origin against pattern, where '*' in the pattern matches any run
+ * of characters other than '/' (Better Auth's wildcard origins). */
+static bool wildcard_match(const char *pat, const char *s, size_t n)
+{
+    if (*pat == '\0')
+        return n == 0;
+    if (*pat == '*') {
+        for (size_t i = 0; i <= n; i++) {
+            if (wildcard_match(pat + 1, s + i, n - i))
+                return true;
+            if (i < n && s[i] == '/')
+                break;
+        }
+        return false;
+    }
+    if (n == 0)
+        return false;
+    char a = *pat, b = *s;
+    if (a >= 'A' && a <= 'Z')
+        a = (char)(a - 'A' + 'a');
+    if (b >= 'A' && b <= 'Z')
+        b = (char)(b - 'A' + 'a');
+    return a == b && wildcard_match(pat + 1, s + 1, n - 1);
+}
+
+bool as_origin_trusted(const char *origin, size_t n)
+{
+    while (n > 0 && origin[n - 1] == '/')
+        n--;
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < as_cfg.norigins; i++) {
+        const char *pat = as_cfg.origins[i];
+        if (strchr(pat, '*') != NULL) {
+            /* A pattern without a scheme (*.example.com) matches any scheme;
+             * one with a scheme matches only that scheme. */
+            if (strstr(pat, "://") == NULL) {
+                const char *h = memmem(origin, n, "://", 3);
+                if (h && wildcard_match(pat, h + 3, n - (size_t)(h + 3 - origin)))
+                    return true;
+            } else if (wildcard_match(pat, origin, n)) {
+                return true;
+            }
+        } else if (strlen(pat) == n && pc_strnieq(pat, origin, n)) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -1,0 +1,51 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * main.c: authsvc's entry point.
+ *
+ *   authsvc --help     the configuration table
+ *   authsvc migrate    apply database migrations and exit
+ *   authsvc            serve (server.c)
+ *
+ * Start-up order: configuration (exit 2 naming the bad variable), log, then
+ * the server, which starts its prober and pools before it listens.
+ */
+#include "authsvc.h"
+#include "../lib/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        as_config_help();
+        return 0;
+    }
+    bool migrate = argc > 1 && strcmp(argv[1], "migrate") == 0;
+    if (argc > 1 && !migrate) {
+        fprintf(stderr, "authsvc: unknown argument \"%s\" (try --help)\n", argv[1]);
+        return 2;
+    }
+    if (as_config_load() != 0) {
+        as_config_free();
+        return 2;
+    }
+    int rc;
+    if (migrate) {
+        rc = as_migrate_run(as_cfg.database_url);
+    } else {
+        if (pc_log_open(as_cfg.log_path, (enum pc_log_level)pc_log_level_parse(as_cfg.log_level),
+                        "authsvc") != 0) {
+            fprintf(stderr, "authsvc: cannot open AUTHSVC_LOG %s\n", as_cfg.log_path);
+            as_config_free();
+            return 2;
+        }
+        rc = as_server_run();
+        as_revoke_pending_free();
+        pc_log_close();
+    }
+    as_config_free();
+    OPENSSL_cleanup();
+    return rc;
+}

@@ -1,0 +1,87 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * ratelimit.c: Better Auth's default limits for credential routes
+ * (better-auth-compat.md §8): per client IP and path, 3 requests per 10 s on
+ * /sign-in*, /sign-up*, /change-password*, /change-email*. The window is
+ * Better Auth's: it restarts when a request comes after a full window of
+ * quiet. State lives in Redis, one hash per key, updated by one script so
+ * any number of authsvc replicas share it. Redis down: the limit is skipped
+ * (logged), since Redis is a cache and sign-in must keep working.
+ */
+#include "authsvc.h"
+#include "../lib/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <hiredis/hiredis.h>
+
+#define RL_WINDOW_MS 10000
+#define RL_MAX 3
+
+/* Returns 0 when allowed, else the milliseconds until the next allowed try. */
+static const char rl_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local win = tonumber(ARGV[1])\n"
+    "local max = tonumber(ARGV[2])\n"
+    "local v = redis.call('HMGET', KEYS[1], 'c', 't')\n"
+    "local count = tonumber(v[1])\n"
+    "local last = tonumber(v[2])\n"
+    "if count == nil or last == nil or now - last >= win then\n"
+    "  redis.call('HSET', KEYS[1], 'c', 1, 't', now)\n"
+    "  redis.call('PEXPIRE', KEYS[1], win)\n"
+    "  return 0\n"
+    "end\n"
+    "if count >= max then return win - (now - last) end\n"
+    "redis.call('HSET', KEYS[1], 'c', count + 1, 't', now)\n"
+    "redis.call('PEXPIRE', KEYS[1], win)\n"
+    "return 0\n";
+
+static bool limited_path(const char *p)
+{
+    static const char *const prefixes[] = {"/sign-in", "/sign-up", "/change-password",
+                                           "/change-email"};
+    for (size_t i = 0; i < PC_ARRAY_LEN(prefixes); i++)
+        if (pc_starts_with(p, prefixes[i]))
+            return true;
+    return false;
+}
+
+bool as_ratelimit_check(struct as_job *job, struct as_worker *w)
+{
+    if (!as_cfg.rate_limit)
+        return true;
+    const char *rel = job->path;
+    if (pc_starts_with(rel, "/api/auth"))
+        rel += strlen("/api/auth");
+    if (!limited_path(rel))
+        return true;
+    struct pc_buf key = {0};
+    pc_buf_printf(&key, "%srl:%s|%s", as_cfg.redis_prefix, job->ip[0] ? job->ip : "no-ip", rel);
+    char win[16], max[16];
+    snprintf(win, sizeof win, "%d", RL_WINDOW_MS);
+    snprintf(max, sizeof max, "%d", RL_MAX);
+    const char *argv[] = {"EVAL", rl_script, "1", key.data, win, max};
+    redisReply *rep = pc_redis_cmd(&w->redis, 6, argv, NULL);
+    pc_buf_free(&key);
+    as_health_note_redis(rep != NULL);
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        if (rep && rep->type == REDIS_REPLY_ERROR)
+            pc_log_error("rate limit script failed: %s", rep->str);
+        if (rep)
+            freeReplyObject(rep);
+        return true;
+    }
+    long long wait_ms = rep->integer;
+    freeReplyObject(rep);
+    if (wait_ms <= 0)
+        return true;
+    char secs[32];
+    snprintf(secs, sizeof secs, "%lld", (wait_ms + 999) / 1000);
+    as_add_header(job, "X-Retry-After", secs);
+    struct pc_buf b = {0};
+    pc_buf_puts(&b, "{\"message\":\"Too many requests. Please try again later.\"}");
+    job->err_code = "RATE_LIMITED";
+    as_reply(job, 429, &b);
+    return false;
+}

@@ -1,0 +1,143 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * conf.c: the configuration table engine. A program owns its table (see
+ * authsvc/config.c); this file only parses, validates and prints.
+ */
+#include "conf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < PC_ARRAY_LEN(yes); i++) {
+        if (pc_strieq(v, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (pc_strieq(v, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int pc_conf_load(const struct pc_conf_item *t, size_t n, char *err, size_t errsz)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct pc_conf_item *it = &t[i];
+        const char *v = getenv(it->name);
+        if (v == NULL || v[0] == '\0')
+            v = it->def;
+        if (v == NULL || v[0] == '\0') {
+            if (it->flags & PC_CONF_REQUIRED) {
+                snprintf(err, errsz, "%s: is required and not set", it->name);
+                return -1;
+            }
+            v = "";
+        }
+        const char *why = NULL;
+        if (v[0] != '\0' && it->validate != NULL && it->validate(v, &why) != 0) {
+            snprintf(err, errsz, "%s: %s", it->name, why);
+            return -1;
+        }
+        switch (it->type) {
+        case PC_CONF_STR: {
+            char **dst = it->var;
+            free(*dst);
+            *dst = pc_xstrdup(v);
+            break;
+        }
+        case PC_CONF_INT: {
+            int64_t x;
+            if (pc_parse_int64(v, it->min, it->max, &x) != 0) {
+                snprintf(err, errsz, "%s: must be an integer from %lld to %lld (got \"%s\")",
+                         it->name, (long long)it->min, (long long)it->max,
+                         (it->flags & PC_CONF_SECRET) ? "***" : v);
+                return -1;
+            }
+            *(int64_t *)it->var = x;
+            break;
+        }
+        case PC_CONF_BOOL:
+            if (parse_bool(v, it->var) != 0) {
+                snprintf(err, errsz, "%s: must be true or false (got \"%s\")", it->name, v);
+                return -1;
+            }
+            break;
+        default:
+            pc_fatal("conf: bad type for %s", it->name);
+        }
+    }
+    return 0;
+}
+
+void pc_conf_help(const struct pc_conf_item *t, size_t n, FILE *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct pc_conf_item *it = &t[i];
+        const char *def = it->def ? it->def : "";
+        if (it->flags & PC_CONF_REQUIRED)
+            def = "(required)";
+        else if (def[0] == '\0')
+            def = "(unset)";
+        fprintf(out, "  %-26s %-26s %s\n", it->name, def, it->help);
+    }
+}
+
+void pc_conf_free(const struct pc_conf_item *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].type == PC_CONF_STR) {
+            char **dst = t[i].var;
+            free(*dst);
+            *dst = NULL;
+        }
+    }
+}
+
+int pc_conf_check_hostport(const char *v, const char **err)
+{
+    char host[256];
+    int port;
+    return pc_parse_hostport(v, host, sizeof host, &port, err);
+}
+
+int pc_conf_check_http_url(const char *v, const char **err)
+{
+    const char *rest;
+    if (pc_starts_with(v, "http://"))
+        rest = v + 7;
+    else if (pc_starts_with(v, "https://"))
+        rest = v + 8;
+    else {
+        *err = "must start with http:// or https://";
+        return -1;
+    }
+    if (*rest == '\0' || *rest == '/') {
+        *err = "has no host";
+        return -1;
+    }
+    return 0;
+}
+
+int pc_conf_check_pg_url(const char *v, const char **err)
+{
+    if (!pc_starts_with(v, "postgres://") && !pc_starts_with(v, "postgresql://")) {
+        *err = "must be a postgres:// or postgresql:// URL";
+        return -1;
+    }
+    return 0;
+}
+
+int pc_conf_check_redis_url(const char *v, const char **err)
+{
+    if (!pc_starts_with(v, "redis://") && !pc_starts_with(v, "unix://")) {
+        *err = "must be a redis://host:port[/db] or unix:///path URL";
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * cookie.h: Better Auth's signed values (better-call signCookieValue,
+ * better-auth-compat.md §2.2 and §6) and Cookie header parsing.
+ *
+ * A signed value is  token "." base64std(HMAC-SHA256(secret, token))  and in
+ * a Set-Cookie it is additionally encodeURIComponent'd.
+ */
+#ifndef PC_COOKIE_H
+#define PC_COOKIE_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include "util.h"
+
+/* 44 = padded base64 of a 32-byte MAC */
+#define PC_SIG_B64_LEN 44
+
+/** Writes "value.sig" for value into out (caller's buffer of
+ * strlen(value) + 1 + 44 + 1 bytes). */
+void pc_sign_value(const char *secret, const char *value, char *out);
+
+enum pc_sig_mode {
+    PC_SIG_COOKIE = 0,  /* better-call: exactly 44 chars ending in '=' */
+    PC_SIG_TOLERANT,    /* bearer plugin: std or url alphabet, padding optional */
+};
+
+/** Verifies a decoded signed value ("token.sig", split at the last '.').
+ * On success copies the token (NUL-terminated) into tok (tokcap bytes) and
+ * returns true. Any malformed or forged input returns false. */
+bool pc_verify_signed(const char *secret, const char *v, size_t n, enum pc_sig_mode mode,
+                      char *tok, size_t tokcap);
+
+/** Finds cookie `name` in a Cookie header. Returns a heap copy of its raw
+ * (still percent-encoded) value that the caller frees, or NULL. */
+char *pc_cookie_get(const char *header, const char *name);
+
+/** Percent-decodes in place semantics: returns a heap string the caller
+ * frees, or NULL when a %XX escape is malformed or decodes to NUL. */
+char *pc_url_decode(const char *s, size_t n);
+
+/** Appends encodeURIComponent(s) to b. */
+void pc_url_encode_component(struct pc_buf *b, const char *s);
+
+#endif

@@ -1,0 +1,161 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * crypto.c: SHA-256, HMAC, base64 in both alphabets, random ids. The id and
+ * token alphabet and the rejection sampling follow Better Auth's generateId
+ * (better-auth-compat.md §1.3) so ids look the same whoever wrote the row.
+ */
+#include "crypto.h"
+
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+void pc_sha256(const void *data, size_t n, unsigned char out[PC_SHA256_LEN])
+{
+    SHA256(data, n, out);
+}
+
+void pc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
+                    unsigned char out[PC_SHA256_LEN])
+{
+    unsigned int outlen = PC_SHA256_LEN;
+    if (HMAC(EVP_sha256(), key, (int)keylen, msg, n, out, &outlen) == NULL)
+        pc_fatal("HMAC-SHA256 failed");
+}
+
+size_t pc_b64_len(size_t n, bool pad)
+{
+    if (pad)
+        return (n + 2) / 3 * 4;
+    return n / 3 * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
+}
+
+static size_t b64_encode(const unsigned char *in, size_t n, char *out,
+                         const char *alphabet, bool pad)
+{
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = alphabet[(v >> 6) & 63];
+        else if (pad)
+            out[o++] = '=';
+        if (pad)
+            out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+size_t pc_b64std_encode(const unsigned char *in, size_t n, char *out)
+{
+    return b64_encode(in, n, out,
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", true);
+}
+
+size_t pc_b64url_encode(const unsigned char *in, size_t n, char *out)
+{
+    return b64_encode(in, n, out,
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", false);
+}
+
+static int b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+long pc_b64_decode(const char *in, size_t n, unsigned char *out)
+{
+    while (n > 0 && in[n - 1] == '=')
+        n--;
+    if (n % 4 == 1)
+        return -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_val((unsigned char)in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+void pc_cred_hash(const char *s, size_t n, char out[PC_HASH_B64_LEN + 1])
+{
+    unsigned char d[PC_SHA256_LEN];
+    pc_sha256(s, n, d);
+    pc_b64url_encode(d, sizeof d, out);
+}
+
+void pc_hex_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void pc_random_bytes(void *out, size_t n)
+{
+    if (RAND_bytes(out, (int)n) != 1)
+        pc_fatal("RAND_bytes failed");
+}
+
+void pc_random_alnum(char *out, size_t n)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char pool[64];
+    size_t have = 0, used = 0, o = 0;
+    while (o < n) {
+        if (used == have) {
+            pc_random_bytes(pool, sizeof pool);
+            have = sizeof pool;
+            used = 0;
+        }
+        unsigned char b = pool[used++];
+        if (b >= 248) /* floor(256/62)*62: keeps the choice uniform */
+            continue;
+        out[o++] = alphabet[b % 62];
+    }
+    out[n] = '\0';
+    pc_wipe(pool, sizeof pool);
+}
+
+bool pc_ct_eq(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}

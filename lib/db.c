@@ -1,0 +1,123 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * db.c: blocking libpq for worker threads, with connect timeout, statement
+ * timeout and reconnect back-off.
+ */
+#include "db.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+
+#define DB_BACKOFF_MAX_MS 2000
+
+void pc_db_init(struct pc_db *db, const char *url)
+{
+    memset(db, 0, sizeof *db);
+    db->url = pc_xstrdup(url);
+}
+
+void pc_db_close(struct pc_db *db)
+{
+    if (db->conn)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    free(db->url);
+    db->url = NULL;
+}
+
+static void db_drop(struct pc_db *db)
+{
+    if (db->conn)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    db->fail_count++;
+    int64_t wait = 100LL << (db->fail_count < 5 ? db->fail_count : 5);
+    if (wait > DB_BACKOFF_MAX_MS)
+        wait = DB_BACKOFF_MAX_MS;
+    db->retry_at_ms = pc_now_ms() + wait;
+}
+
+int pc_db_ensure(struct pc_db *db)
+{
+    if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
+        return 0;
+    if (db->conn)
+        db_drop(db);
+    if (pc_now_ms() < db->retry_at_ms)
+        return -1;
+    const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
+    const char *vals[] = {db->url, "3", "-c statement_timeout=10000", "portcullis", NULL};
+    db->conn = PQconnectdbParams(keys, vals, 1);
+    if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+        pc_log_warn("postgres: connect failed: %s",
+                    db->conn ? PQerrorMessage(db->conn) : "out of memory");
+        db_drop(db);
+        return -1;
+    }
+    db->fail_count = 0;
+    return 0;
+}
+
+struct pg_result *pc_db_exec(struct pc_db *db, const char *sql, int nparams,
+                             const char *const *params)
+{
+    if (pc_db_ensure(db) != 0)
+        return NULL;
+    PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (res == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+        pc_log_warn("postgres: connection lost: %s", PQerrorMessage(db->conn));
+        if (res)
+            PQclear(res);
+        db_drop(db);
+        return NULL;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_FATAL_ERROR) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        /* Class 08 (connection), 57P (shutdown) and 53 (resources): the
+         * server is unusable, not the query. */
+        if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+                      strncmp(state, "53", 2) == 0)) {
+            pc_log_warn("postgres: unavailable (%s)", state);
+            PQclear(res);
+            db_drop(db);
+            return NULL;
+        }
+        if (!state || strncmp(state, "23", 2) != 0)
+            pc_log_error("postgres: query failed (%s): %s", state ? state : "?",
+                         PQresultErrorMessage(res));
+    }
+    return res;
+}
+
+bool pc_db_ok(const struct pg_result *res)
+{
+    if (res == NULL)
+        return false;
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+bool pc_db_state_is(const struct pg_result *res, const char *state)
+{
+    if (res == NULL)
+        return false;
+    const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return s != NULL && strcmp(s, state) == 0;
+}
+
+int pc_db_simple(struct pc_db *db, const char *sql)
+{
+    PGresult *res = pc_db_exec(db, sql, 0, NULL);
+    bool ok = pc_db_ok(res);
+    if (res)
+        PQclear(res);
+    return ok ? 0 : -1;
+}
+
+int64_t pc_db_ms(const char *text)
+{
+    return text ? (int64_t)strtoll(text, NULL, 10) : 0;
+}

@@ -1,0 +1,154 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * json.c: writer and parse helpers. The writer is hand-rolled because every
+ * response is small and built in one pass; yajl's tree parser reads bodies
+ * and validates UTF-8 for us.
+ */
+#include "json.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pc_json_quote(struct pc_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    pc_buf_putc(b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        pc_buf_append(b, s + i - run, run);
+        run = 0;
+        switch (c) {
+        case '"': pc_buf_puts(b, "\\\""); break;
+        case '\\': pc_buf_puts(b, "\\\\"); break;
+        case '\n': pc_buf_puts(b, "\\n"); break;
+        case '\r': pc_buf_puts(b, "\\r"); break;
+        case '\t': pc_buf_puts(b, "\\t"); break;
+        default: {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            pc_buf_append(b, e, 6);
+        }
+        }
+    }
+    pc_buf_append(b, s + n - run, run);
+    pc_buf_putc(b, '"');
+}
+
+/* Emits the separator a new value needs at the current depth. */
+static void jw_value_prefix(struct pc_jw *w)
+{
+    if (w->after_key) {
+        w->after_key = false;
+        return;
+    }
+    if (w->started[w->depth])
+        pc_buf_putc(w->b, ',');
+    w->started[w->depth] = true;
+}
+
+static void jw_open(struct pc_jw *w, char c)
+{
+    jw_value_prefix(w);
+    pc_buf_putc(w->b, c);
+    if (++w->depth >= PC_JW_MAX_DEPTH)
+        pc_fatal("json writer: nesting too deep");
+    w->started[w->depth] = false;
+}
+
+static void jw_close(struct pc_jw *w, char c)
+{
+    if (w->depth == 0)
+        pc_fatal("json writer: unbalanced close");
+    w->depth--;
+    pc_buf_putc(w->b, c);
+}
+
+void pc_jw_obj_begin(struct pc_jw *w) { jw_open(w, '{'); }
+void pc_jw_obj_end(struct pc_jw *w) { jw_close(w, '}'); }
+void pc_jw_arr_begin(struct pc_jw *w) { jw_open(w, '['); }
+void pc_jw_arr_end(struct pc_jw *w) { jw_close(w, ']'); }
+
+void pc_jw_key(struct pc_jw *w, const char *k)
+{
+    if (w->started[w->depth])
+        pc_buf_putc(w->b, ',');
+    w->started[w->depth] = true;
+    pc_json_quote(w->b, k, strlen(k));
+    pc_buf_putc(w->b, ':');
+    w->after_key = true;
+}
+
+void pc_jw_str(struct pc_jw *w, const char *s)
+{
+    if (s == NULL) {
+        pc_jw_null(w);
+        return;
+    }
+    pc_jw_strn(w, s, strlen(s));
+}
+
+void pc_jw_strn(struct pc_jw *w, const char *s, size_t n)
+{
+    jw_value_prefix(w);
+    pc_json_quote(w->b, s, n);
+}
+
+void pc_jw_int(struct pc_jw *w, int64_t v)
+{
+    jw_value_prefix(w);
+    pc_buf_printf(w->b, "%" PRId64, v);
+}
+
+void pc_jw_bool(struct pc_jw *w, bool v)
+{
+    jw_value_prefix(w);
+    pc_buf_puts(w->b, v ? "true" : "false");
+}
+
+void pc_jw_null(struct pc_jw *w)
+{
+    jw_value_prefix(w);
+    pc_buf_puts(w->b, "null");
+}
+
+void pc_jw_date(struct pc_jw *w, int64_t ms)
+{
+    char iso[32];
+    pc_iso8601(ms, iso);
+    pc_jw_str(w, iso);
+}
+
+void pc_jw_raw(struct pc_jw *w, const char *json)
+{
+    jw_value_prefix(w);
+    pc_buf_puts(w->b, json);
+}
+
+yajl_val pc_json_parse(const char *s, size_t n)
+{
+    /* yajl hands strings back NUL-terminated, so an escaped NUL would cut a
+     * password or email short in silence: refuse it outright. */
+    if (memchr(s, '\0', n) != NULL || memmem(s, n, "\\u0000", 6) != NULL)
+        return NULL;
+    char *copy = pc_xstrndup(s, n);
+    char err[128];
+    yajl_val v = yajl_tree_parse(copy, err, sizeof err);
+    free(copy);
+    return v;
+}
+
+yajl_val pc_json_get(yajl_val obj, const char *key)
+{
+    if (!YAJL_IS_OBJECT(obj))
+        return NULL;
+    for (size_t i = 0; i < obj->u.object.len; i++)
+        if (strcmp(obj->u.object.keys[i], key) == 0)
+            return obj->u.object.values[i];
+    return NULL;
+}

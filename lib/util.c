@@ -1,0 +1,235 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * util.c: allocation, buffers, clocks and string helpers used everywhere.
+ * Out of memory aborts: callback-heavy code stays simple, and a process that
+ * cannot allocate cannot decide anything safely either.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void pc_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("fatal: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+void *pc_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        pc_fatal("out of memory (%zu bytes)", n);
+    return p;
+}
+
+void *pc_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        pc_fatal("out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+void *pc_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        pc_fatal("out of memory (%zu bytes)", n);
+    return q;
+}
+
+char *pc_xstrdup(const char *s)
+{
+    return pc_xstrndup(s, strlen(s));
+}
+
+char *pc_xstrndup(const char *s, size_t n)
+{
+    char *p = pc_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static void buf_reserve(struct pc_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    b->data = pc_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void pc_buf_append(struct pc_buf *b, const void *data, size_t n)
+{
+    buf_reserve(b, n);
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void pc_buf_puts(struct pc_buf *b, const char *s)
+{
+    pc_buf_append(b, s, strlen(s));
+}
+
+void pc_buf_putc(struct pc_buf *b, char c)
+{
+    pc_buf_append(b, &c, 1);
+}
+
+void pc_buf_printf(struct pc_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        pc_fatal("vsnprintf failed");
+    buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+const char *pc_buf_cstr(struct pc_buf *b)
+{
+    if (b->data == NULL)
+        return "";
+    return b->data;
+}
+
+void pc_buf_reset(struct pc_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void pc_buf_free(struct pc_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+int64_t pc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t pc_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void pc_iso8601(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    int msec = (int)(ms % 1000);
+    if (msec < 0) {
+        msec += 1000;
+        secs -= 1;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
+    snprintf(out, 32, "%.31s", tmp);
+}
+
+bool pc_strieq(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+bool pc_strnieq(const char *a, const char *b, size_t n)
+{
+    return strncasecmp(a, b, n) == 0;
+}
+
+bool pc_starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int pc_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (s == NULL || *s == '\0')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int pc_parse_hostport(const char *s, char *host, size_t hostsz, int *port, const char **err)
+{
+    const char *colon;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            *err = "expected [ipv6]:port";
+            return -1;
+        }
+        hlen = (size_t)(close - s - 1);
+        if (hlen == 0 || hlen >= hostsz) {
+            *err = "bad host";
+            return -1;
+        }
+        memcpy(host, s + 1, hlen);
+        host[hlen] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            *err = "expected host:port";
+            return -1;
+        }
+        hlen = (size_t)(colon - s);
+        if (hlen == 0 || hlen >= hostsz) {
+            *err = "bad host";
+            return -1;
+        }
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+    }
+    int64_t p;
+    if (pc_parse_int64(colon + 1, 1, 65535, &p) != 0) {
+        *err = "port must be 1-65535";
+        return -1;
+    }
+    *port = (int)p;
+    return 0;
+}
+
+void pc_wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs the Debian packages Portcullis builds, tests and runs with.
+# Idempotent and quick when everything is present (one dpkg-query).
+set -eu
+PKGS="build-essential pkg-config
+libevent-dev libhiredis-dev libpq-dev libyajl-dev libcurl4-openssl-dev libssl-dev
+libjwt-dev libsodium-dev libunistring-dev libcmocka-dev
+postgresql-15 postgresql-client-15 redis-server
+python3 python3-pytest python3-requests python3-jwt python3-psycopg2
+curl ca-certificates"
+
+missing=""
+for p in $PKGS; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+# Node.js (for the Better Auth interoperability test): any node >= 18 on PATH
+# will do; install Debian's when there is none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
+if [ -n "$missing" ]; then
+    echo "deps: installing:$missing"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# Debian starts a system PostgreSQL/Redis on install; ours run on their own
+# ports, so those may stay as they are.
+echo "deps: ok"
