@@ -130,8 +130,31 @@ void pc_jw_raw(struct pc_jw *w, const char *json)
     pc_buf_puts(w->b, json);
 }
 
+/* yajl's tree parser always allows comments; JSON.parse does not, so a
+ * '/' outside a string makes the text not JSON. */
+static bool has_comment(const char *s, size_t n)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '/') {
+            return true;
+        }
+    }
+    return false;
+}
+
 yajl_val pc_json_parse(const char *s, size_t n)
 {
+    if (!pc_utf8_valid(s, n) || has_comment(s, n))
+        return NULL;
     /* yajl hands strings back NUL-terminated, so an escaped NUL would cut a
      * password or email short in silence: refuse it outright. */
     if (memchr(s, '\0', n) != NULL || memmem(s, n, "\\u0000", 6) != NULL)
@@ -147,8 +170,9 @@ yajl_val pc_json_get(yajl_val obj, const char *key)
 {
     if (!YAJL_IS_OBJECT(obj))
         return NULL;
-    for (size_t i = 0; i < obj->u.object.len; i++)
-        if (strcmp(obj->u.object.keys[i], key) == 0)
-            return obj->u.object.values[i];
+    /* The last occurrence wins, as in JSON.parse. */
+    for (size_t i = obj->u.object.len; i > 0; i--)
+        if (strcmp(obj->u.object.keys[i - 1], key) == 0)
+            return obj->u.object.values[i - 1];
     return NULL;
 }

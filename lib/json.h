@@ -42,10 +42,11 @@ void pc_jw_raw(struct pc_jw *w, const char *json);
 void pc_json_quote(struct pc_buf *b, const char *s, size_t n);
 
 /** Parses a request body. Returns the tree (free with yajl_tree_free) or NULL
- * when the text is not JSON (including embedded NUL bytes or invalid UTF-8). */
+ * when the text is not JSON as JSON.parse reads it: invalid UTF-8, comments,
+ * embedded NUL bytes or escaped NULs (yajl would cut strings there) are refused. */
 yajl_val pc_json_parse(const char *s, size_t n);
 
-/** The value of key in object obj (first occurrence), or NULL when obj is
+/** The value of key in object obj (last occurrence, as JSON.parse keeps), or NULL when obj is
  * not an object or has no such key. */
 yajl_val pc_json_get(yajl_val obj, const char *key);
 

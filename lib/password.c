@@ -48,6 +48,8 @@ static int derive(const char *pw, size_t n, const char *salt, char out_hex[2 * S
     size_t inlen = n;
 
     if (!is_ascii(pw, n)) {
+        if (!pc_utf8_valid(pw, n))
+            return -1;
         norm = u8_normalize(UNINORM_NFKC, (const uint8_t *)pw, n, NULL, &normlen);
         if (norm == NULL)
             return -1;

@@ -3,6 +3,7 @@
  * redis.c: URL parsing and the blocking connection used by authsvc workers.
  */
 #include "redis.h"
+#include "cookie.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -52,13 +53,17 @@ int pc_redis_parse_url(const char *url, struct pc_redis_addr *a, const char **er
     char *at = strrchr(hp, '@');
     if (at) {
         *at = '\0';
+        /* redis://[user]:password@host; a bare "user@" has no password */
         char *colon = strchr(hp, ':');
-        const char *pw = colon ? colon + 1 : hp;
-        if (strlen(pw) >= sizeof a->password) {
-            *err = "password too long";
+        const char *pw = colon ? colon + 1 : "";
+        char *dec = pc_url_decode(pw, strlen(pw));
+        if (dec == NULL || strlen(dec) >= sizeof a->password) {
+            free(dec);
+            *err = "bad or too long password";
             return -1;
         }
-        strcpy(a->password, pw);
+        strcpy(a->password, dec);
+        free(dec);
         hostport = at + 1;
     }
     char *colon = strrchr(hostport, ':');

@@ -65,6 +65,10 @@ PC_MUSTCHECK int pc_parse_int64(const char *s, int64_t min, int64_t max, int64_t
 PC_MUSTCHECK int pc_parse_hostport(const char *s, char *host, size_t hostsz,
                                    int *port, const char **err);
 
+/** True when s[0..n) is well-formed UTF-8: no overlong forms, no encoded
+ * surrogates, nothing above U+10FFFF (what JSON.parse and PostgreSQL take). */
+bool pc_utf8_valid(const char *s, size_t n);
+
 /** Overwrites n bytes so the compiler cannot elide it (secrets). */
 void pc_wipe(void *p, size_t n);
 
