@@ -26,6 +26,9 @@ static const char dummy_hash[] =
     "0000000000000000000000000000000000000000000000000000000000000000"
     "0000000000000000000000000000000000000000000000000000000000000000";
 
+/* Timestamps are written with millisecond precision, as Better Auth writes them. */
+#define NOW_MS "date_trunc('milliseconds', now())"
+
 static const char *const db_down_code = "DATABASE_UNAVAILABLE";
 static const char *const db_down_msg = "The database is unavailable, try again";
 static const char *const busy_code = "PASSWORD_QUEUE_FULL";
@@ -317,7 +320,7 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
     PGresult *res = pc_db_exec(&w->db,
                                "WITH u AS (INSERT INTO \"user\" (\"id\", \"name\", \"email\", "
                                "\"emailVerified\", \"image\", \"createdAt\", \"updatedAt\") "
-                               "VALUES ($1, $2, $3, false, $4, now(), now()) "
+                               "VALUES ($1, $2, $3, false, $4, " NOW_MS ", " NOW_MS ") "
                                "ON CONFLICT (\"email\") DO NOTHING RETURNING *) "
                                "SELECT " USER_COLS " FROM u",
                                4, up);
@@ -337,7 +340,7 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
     res = pc_db_exec(&w->db,
                      "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
                      "\"password\", \"createdAt\", \"updatedAt\") "
-                     "VALUES ($1, $2, 'credential', $2, $3, now(), now())",
+                     "VALUES ($1, $2, 'credential', $2, $3, " NOW_MS ", " NOW_MS ")",
                      3, ap);
     bool ok = pc_db_ok(res);
     if (res)
@@ -514,7 +517,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
                                "WITH u AS (UPDATE \"user\" SET "
                                "\"name\" = COALESCE($2, \"name\"), "
                                "\"image\" = CASE WHEN $4::boolean THEN $3 ELSE \"image\" END, "
-                               "\"updatedAt\" = now() WHERE \"id\" = $1 RETURNING *) "
+                               "\"updatedAt\" = " NOW_MS " WHERE \"id\" = $1 RETURNING *) "
                                "SELECT " USER_COLS " FROM u",
                                4, params);
     yajl_tree_free(body);
@@ -620,7 +623,7 @@ static bool change_password_hashed(struct as_job *job, struct as_worker *w)
         return as_error(job, 500, "INTERNAL_SERVER_ERROR", "Password hashing failed");
     const char *params[] = {st->user.id, job->pw_out};
     PGresult *res = pc_db_exec(&w->db,
-                               "UPDATE \"account\" SET \"password\" = $2, \"updatedAt\" = now() "
+                               "UPDATE \"account\" SET \"password\" = $2, \"updatedAt\" = " NOW_MS " "
                                "WHERE \"userId\" = $1 AND \"providerId\" = 'credential'",
                                2, params);
     bool ok = pc_db_ok(res);

@@ -1,0 +1,109 @@
+#!/bin/sh
+# `make run`: the whole stack on this machine, in the foreground.
+#
+# Without DATABASE_URL it starts a private PostgreSQL under .run/pg (as the
+# unprivileged `postgres` user: PostgreSQL refuses to run as root); without
+# REDIS_URL a private Redis. Then it applies migrations and starts authsvc and
+# the gateway. Ctrl-C stops everything it started, and only that.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUN="$ROOT/.run"
+BUILD="${PORTCULLIS_BUILD:-$ROOT/build}"
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+mkdir -p "$RUN"
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+PIDS=""
+PG_STARTED=""
+cleanup() {
+    trap - INT TERM EXIT
+    echo
+    echo "run: stopping"
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    for p in $PIDS; do
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    if [ -n "$PG_STARTED" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup INT TERM EXIT
+
+if [ -z "${DATABASE_URL:-}" ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
+    PGPORT=${PGPORT:-$(free_port)}
+    if [ ! -f "$RUN/pg/data/PG_VERSION" ]; then
+        mkdir -p "$RUN/pg"
+        chown postgres "$RUN/pg"
+        runuser -u postgres -- "$PGBIN/initdb" -D "$RUN/pg/data" -A trust -U postgres >/dev/null
+    fi
+    chown postgres "$RUN/pg"
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -l "$RUN/pg/log" -w \
+        -o "-p $PGPORT -k $RUN/pg -c listen_addresses=127.0.0.1" start >/dev/null
+    PG_STARTED=1
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+fi
+
+if [ -z "${REDIS_URL:-}" ]; then
+    RPORT=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$RPORT" --save '' --appendonly no \
+        --logfile "$RUN/redis.log" &
+    PIDS="$PIDS $!"
+    export REDIS_URL="redis://127.0.0.1:$RPORT"
+    i=0
+    until redis-cli -p "$RPORT" ping >/dev/null 2>&1 || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+fi
+
+if [ -z "${BETTER_AUTH_SECRET:-}" ]; then
+    [ -f "$RUN/secret" ] || head -c 32 /dev/urandom | base64 > "$RUN/secret"
+    BETTER_AUTH_SECRET=$(cat "$RUN/secret")
+    export BETTER_AUTH_SECRET
+fi
+export AUTHSVC_LISTEN="${AUTHSVC_LISTEN:-127.0.0.1:3000}"
+export BETTER_AUTH_URL="${BETTER_AUTH_URL:-http://${AUTHSVC_LISTEN}}"
+export GATEWAY_LISTEN="${GATEWAY_LISTEN:-127.0.0.1:8080}"
+
+"$BUILD/authsvc" migrate
+"$BUILD/authsvc" &
+PIDS="$PIDS $!"
+"$BUILD/gateway" &
+PIDS="$PIDS $!"
+
+i=0
+until curl -fs "http://$AUTHSVC_LISTEN/live" >/dev/null 2>&1 || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+
+A="http://$AUTHSVC_LISTEN"
+cat <<MSG
+
+Portcullis is running. Ctrl-C stops it.
+
+  authsvc     $A          (health: $A/ready)
+  gateway     http://$GATEWAY_LISTEN
+  PostgreSQL  $DATABASE_URL
+  Redis       $REDIS_URL
+
+Try it:
+
+  # sign up (answers the user and a session; -c keeps the cookie)
+  curl -c /tmp/pc.jar -H 'Content-Type: application/json' \\
+       -d '{"name":"Ada","email":"ada@example.com","password":"correct-horse-1"}' \\
+       $A/api/auth/sign-up/email
+
+  # sign in (the set-auth-token header is a bearer token for scripts)
+  curl -i -c /tmp/pc.jar -H 'Content-Type: application/json' \\
+       -d '{"email":"ada@example.com","password":"correct-horse-1"}' \\
+       $A/api/auth/sign-in/email
+
+  # who am I?
+  curl -b /tmp/pc.jar $A/api/auth/get-session
+
+  # sign out (a cookie-bearing POST needs a trusted Origin)
+  curl -b /tmp/pc.jar -X POST -H 'Origin: $BETTER_AUTH_URL' $A/api/auth/sign-out
+
+MSG
+wait
