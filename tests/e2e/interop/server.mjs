@@ -1,0 +1,93 @@
+// Reference Better Auth 1.7.25 server for Portcullis interop tests.
+//
+// Configured the way a user would run it: Postgres via `pg`, email+password,
+// the bearer plugin, rate limiting off. It never migrates on its own.
+//
+// Usage (run from the directory install.sh prints, so node_modules resolves):
+//   node server.mjs               serve on 127.0.0.1:$PORT, print "ready <port>"
+//   node server.mjs --print-ddl   print the DDL Better Auth would run against
+//                                 $DATABASE_URL (use an EMPTY database to get
+//                                 the full CREATE TABLE set), then exit
+//   node server.mjs --migrate     run Better Auth's own migrations against
+//                                 $DATABASE_URL (getMigrations().runMigrations),
+//                                 then exit
+//
+// Environment:
+//   DATABASE_URL        postgres://... (required)
+//   BETTER_AUTH_SECRET  signing secret (required for serve; >= 32 chars advised)
+//   BETTER_AUTH_URL     base URL, e.g. http://127.0.0.1:3000 (required for serve)
+//   TRUSTED_ORIGINS     comma-separated extra trusted origins (optional)
+//   PORT                listen port on 127.0.0.1 (default 3000; 0 = ephemeral)
+//
+// Do not set NODE_ENV=test or TEST=1: Better Auth then disables its origin
+// check, which changes the behaviour we are comparing against.
+
+import http from "node:http";
+import pg from "pg";
+import { betterAuth } from "better-auth";
+import { bearer } from "better-auth/plugins";
+import { toNodeHandler } from "better-auth/node";
+import { getMigrations } from "better-auth/db/migration";
+
+const mode = process.argv[2] ?? "serve";
+if (!["serve", "--print-ddl", "--migrate"].includes(mode)) {
+	process.stderr.write(`usage: node server.mjs [--print-ddl|--migrate]\n`);
+	process.exit(2);
+}
+if (!process.env.DATABASE_URL) {
+	process.stderr.write("server.mjs: DATABASE_URL is not set\n");
+	process.exit(2);
+}
+if (process.env.NODE_ENV === "test" || process.env.TEST) {
+	process.stderr.write("server.mjs: warning: NODE_ENV=test/TEST disables Better Auth's origin check\n");
+}
+
+const trustedOrigins = (process.env.TRUSTED_ORIGINS ?? "")
+	.split(",")
+	.map((s) => s.trim())
+	.filter(Boolean);
+
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+
+const options = {
+	database: pool,
+	secret: process.env.BETTER_AUTH_SECRET,
+	baseURL: process.env.BETTER_AUTH_URL,
+	emailAndPassword: { enabled: true },
+	plugins: [bearer()],
+	trustedOrigins,
+	rateLimit: { enabled: false },
+};
+
+if (mode === "--print-ddl" || mode === "--migrate") {
+	try {
+		const m = await getMigrations(options);
+		if (mode === "--print-ddl") {
+			process.stdout.write((await m.compileMigrations()) + "\n");
+		} else {
+			await m.runMigrations();
+			const created = m.toBeCreated.map((t) => t.table);
+			const added = m.toBeAdded.map((t) => t.table);
+			process.stdout.write(`migrated created=[${created.join(",")}] added=[${added.join(",")}]\n`);
+		}
+	} finally {
+		await pool.end();
+	}
+	process.exit(0);
+}
+
+const auth = betterAuth(options);
+const handler = toNodeHandler(auth);
+
+const port = Number(process.env.PORT ?? 3000);
+const server = http.createServer(handler);
+server.listen(port, "127.0.0.1", () => {
+	process.stdout.write(`ready ${server.address().port}\n`);
+});
+
+const shutdown = () => {
+	server.close(() => pool.end().finally(() => process.exit(0)));
+	setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
