@@ -46,13 +46,17 @@ GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(B)/obj/%.o)
 Q := $(if $(V),,@)
 
 .PHONY: all asan deps build test unit e2e run bench clean check
-all: $(B)/authsvc $(B)/gateway
+all: $(B)/authsvc $(B)/gateway $(B)/demo-upstream
 
 $(B)/authsvc: $(AUTHSVC_OBJ) $(LIB_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 
 $(B)/gateway: $(GATEWAY_OBJ) $(LIB_OBJ)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+$(B)/demo-upstream: $(B)/obj/tools/demo_upstream.o $(LIB_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 

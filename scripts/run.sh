@@ -67,9 +67,13 @@ fi
 export AUTHSVC_LISTEN="${AUTHSVC_LISTEN:-127.0.0.1:3000}"
 export BETTER_AUTH_URL="${BETTER_AUTH_URL:-http://${AUTHSVC_LISTEN}}"
 export GATEWAY_LISTEN="${GATEWAY_LISTEN:-127.0.0.1:8080}"
+DEMO_LISTEN="${DEMO_LISTEN:-127.0.0.1:9000}"
+export UPSTREAM_URL="${UPSTREAM_URL:-http://$DEMO_LISTEN}"
 
 "$BUILD/authsvc" migrate
 "$BUILD/authsvc" &
+PIDS="$PIDS $!"
+"$BUILD/demo-upstream" "$DEMO_LISTEN" 2 >/dev/null &
 PIDS="$PIDS $!"
 "$BUILD/gateway" &
 PIDS="$PIDS $!"
@@ -83,7 +87,8 @@ cat <<MSG
 Portcullis is running. Ctrl-C stops it.
 
   authsvc     $A          (health: $A/ready)
-  gateway     http://$GATEWAY_LISTEN
+  gateway     http://$GATEWAY_LISTEN   (in front of $UPSTREAM_URL)
+  demo        http://$DEMO_LISTEN          (echoes what it receives)
   PostgreSQL  $DATABASE_URL
   Redis       $REDIS_URL
 
@@ -102,8 +107,18 @@ Try it:
   # who am I?
   curl -b /tmp/pc.jar $A/api/auth/get-session
 
+  # through the gateway: the demo upstream echoes the identity headers
+  # (x-user-id, x-user-email, x-auth-method, x-session-id) it received
+  curl -b /tmp/pc.jar http://$GATEWAY_LISTEN/hello
+
+  # without a credential the gateway answers 401
+  curl -i http://$GATEWAY_LISTEN/hello
+
   # sign out (a cookie-bearing POST needs a trusted Origin)
   curl -b /tmp/pc.jar -X POST -H 'Origin: $BETTER_AUTH_URL' $A/api/auth/sign-out
+
+  # ... and the gateway refuses the cookie at once (revocation via Redis)
+  curl -i -b /tmp/pc.jar http://$GATEWAY_LISTEN/hello
 
 MSG
 wait

@@ -1,0 +1,377 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * config.c: the gateway's environment table and its routes file.
+ *
+ * Routes come from GATEWAY_ROUTES, a JSON file:
+ *   {"routes": [{"prefix": "/opencode/:apiKey/", "upstream": "http://127.0.0.1:4096",
+ *                "auth": ["api_key"], "permissions": {"files": ["read"]},
+ *                "forward_cookies": false}, ...]}
+ * or, with UPSTREAM_URL alone, one catch-all route "/" accepting sessions,
+ * API keys and JWTs. The file is parsed and validated whole at start; any
+ * error names the route and key and stops the program.
+ */
+#include "gateway.h"
+#include "../lib/conf.h"
+#include "../lib/json.h"
+#include "../lib/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct gw_config gw_cfg;
+
+static int check_level(const char *v, const char **err)
+{
+    if (pc_log_level_parse(v) < 0) {
+        *err = "must be one of debug, info, warn, error";
+        return -1;
+    }
+    return 0;
+}
+
+static int check_secret(const char *v, const char **err)
+{
+    if (strlen(v) < 32) {
+        *err = "must be at least 32 characters, the same as authsvc's";
+        return -1;
+    }
+    return 0;
+}
+
+static int check_redis(const char *v, const char **err)
+{
+    struct pc_redis_addr a;
+    return pc_redis_parse_url(v, &a, err);
+}
+
+#define INT_ITEM(n, var, def, lo, hi, help) \
+    {n, PC_CONF_INT, &gw_cfg.var, def, lo, hi, 0, NULL, help}
+
+static const struct pc_conf_item table[] = {
+    {"GATEWAY_LISTEN", PC_CONF_STR, &gw_cfg.listen, "127.0.0.1:8080", 0, 0, 0,
+     pc_conf_check_hostport, "address to listen on (host:port)"},
+    INT_ITEM("GATEWAY_WORKERS", workers, "0", 0, 256, "event loop threads (0: one per core)"),
+    {"GATEWAY_ROUTES", PC_CONF_STR, &gw_cfg.routes_file, "", 0, 0, 0, NULL,
+     "JSON routes file (see docs/gateway.md)"},
+    {"UPSTREAM_URL", PC_CONF_STR, &gw_cfg.upstream_url, "", 0, 0, 0, pc_conf_check_http_url,
+     "without GATEWAY_ROUTES: one catch-all route to this upstream"},
+    {"DATABASE_URL", PC_CONF_STR, &gw_cfg.database_url, NULL, 0, 0,
+     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_pg_url, "PostgreSQL URL (libpq)"},
+    {"REDIS_URL", PC_CONF_STR, &gw_cfg.redis_url, "redis://127.0.0.1:6379", 0, 0,
+     PC_CONF_SECRET, check_redis, "Redis URL"},
+    {"REDIS_PREFIX", PC_CONF_STR, &gw_cfg.redis_prefix, "pc:", 0, 0, 0, NULL,
+     "namespace of every Redis key (same as authsvc)"},
+    {"REVOCATION_CHANNEL", PC_CONF_STR, &gw_cfg.revocation_channel, "pc:revoked", 0, 0, 0, NULL,
+     "Redis pub/sub channel of revoked credential hashes (same as authsvc)"},
+    {"BETTER_AUTH_SECRET", PC_CONF_STR, &gw_cfg.secret, NULL, 0, 0,
+     PC_CONF_REQUIRED | PC_CONF_SECRET, check_secret, "cookie HMAC key, as authsvc's"},
+    {"BETTER_AUTH_URL", PC_CONF_STR, &gw_cfg.base_url, "http://localhost:3000", 0, 0, 0,
+     pc_conf_check_http_url, "authsvc's public URL; https:// means __Secure- cookies"},
+    {"GATEWAY_LOG", PC_CONF_STR, &gw_cfg.log_path, "", 0, 0, 0, NULL,
+     "JSON log file; empty: stderr"},
+    {"LOG_LEVEL", PC_CONF_STR, &gw_cfg.log_level, "info", 0, 0, 0, check_level,
+     "debug, info, warn or error"},
+    INT_ITEM("L1_MAX_ENTRIES", l1_max, "100000", 16, 100000000, "in-process cache size"),
+    INT_ITEM("L1_TTL", l1_ttl, "60", 1, 86400, "seconds a resolved credential stays in L1"),
+    INT_ITEM("L1_NEGATIVE_TTL", l1_negative_ttl, "5", 0, 3600,
+             "seconds an unknown credential stays known as unknown"),
+    INT_ITEM("L1_DEGRADED_TTL", l1_degraded_ttl, "3", 1, 60,
+             "cap on L1 life while the revocation feed is down, seconds"),
+    INT_ITEM("GATEWAY_PG_POOL", pg_pool, "2", 1, 64, "PostgreSQL connections per worker"),
+    INT_ITEM("GATEWAY_PG_TIMEOUT_MS", pg_timeout_ms, "2000", 10, 60000,
+             "PostgreSQL query timeout"),
+    INT_ITEM("GATEWAY_REDIS_TIMEOUT_MS", redis_timeout_ms, "200", 5, 10000,
+             "Redis lookup budget before falling back to PostgreSQL"),
+    INT_ITEM("UPSTREAM_POOL", upstream_pool, "256", 1, 100000,
+             "keep-alive connections per upstream per worker"),
+    INT_ITEM("UPSTREAM_TIMEOUT", read_timeout, "30", 1, 3600,
+             "seconds to connect, or between bytes of the answer (504 after)"),
+    INT_ITEM("GATEWAY_MAX_BODY", max_body, "10485760", 0, 1073741824, "request body bytes (413)"),
+    INT_ITEM("GATEWAY_MAX_HEADERS", max_headers, "16384", 1024, 1048576,
+             "request header bytes (431)"),
+    INT_ITEM("SESSION_EXPIRES_IN", expires_in, "604800", 60, 31536000, "as authsvc"),
+    INT_ITEM("SESSION_UPDATE_AGE", update_age, "86400", 0, 31536000, "as authsvc"),
+    INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
+             "requests per worker waiting on Redis/PostgreSQL before 503"),
+};
+
+void gw_config_help(void)
+{
+    printf("usage: gateway [--help]\n\nConfiguration comes from the environment:\n\n");
+    pc_conf_help(table, PC_ARRAY_LEN(table), stdout);
+}
+
+/* ---- routes file ---- */
+
+static int parse_upstream(const char *url, struct gw_upstream *u, char *err, size_t errsz)
+{
+    if (!pc_starts_with(url, "http://")) {
+        snprintf(err, errsz, "upstream \"%s\": only http:// upstreams are supported", url);
+        return -1;
+    }
+    const char *h = url + 7;
+    size_t hl = strcspn(h, "/?#");
+    char hostport[300];
+    if (hl == 0 || hl >= sizeof hostport) {
+        snprintf(err, errsz, "upstream \"%s\": bad host", url);
+        return -1;
+    }
+    memcpy(hostport, h, hl);
+    hostport[hl] = '\0';
+    snprintf(u->host_header, sizeof u->host_header, "%s", hostport);
+    const char *why;
+    if (strchr(hostport, ':') == NULL || (hostport[0] == '[' && strstr(hostport, "]:") == NULL)) {
+        char tmp[310];
+        snprintf(tmp, sizeof tmp, "%s:80", hostport);
+        if (pc_parse_hostport(tmp, u->host, sizeof u->host, &u->port, &why) != 0) {
+            snprintf(err, errsz, "upstream \"%s\": %s", url, why);
+            return -1;
+        }
+    } else if (pc_parse_hostport(hostport, u->host, sizeof u->host, &u->port, &why) != 0) {
+        snprintf(err, errsz, "upstream \"%s\": %s", url, why);
+        return -1;
+    }
+    const char *path = h + hl;
+    size_t pl = strcspn(path, "?#");
+    while (pl > 0 && path[pl - 1] == '/')
+        pl--;
+    u->base_path = pc_xstrndup(path, pl);
+    u->url = pc_xstrdup(url);
+    return 0;
+}
+
+static struct gw_upstream *upstream_for(const char *url, char *err, size_t errsz)
+{
+    for (size_t i = 0; i < gw_cfg.nupstreams; i++)
+        if (strcmp(gw_cfg.upstreams[i].url, url) == 0)
+            return &gw_cfg.upstreams[i];
+    return NULL;
+}
+
+static int add_upstream(const char *url, char *err, size_t errsz)
+{
+    if (upstream_for(url, err, errsz))
+        return 0;
+    struct gw_upstream u = {0};
+    if (parse_upstream(url, &u, err, errsz) != 0) {
+        free(u.base_path);
+        return -1;
+    }
+    gw_cfg.upstreams = pc_xrealloc(gw_cfg.upstreams, (gw_cfg.nupstreams + 1) * sizeof u);
+    u.index = (unsigned)gw_cfg.nupstreams;
+    gw_cfg.upstreams[gw_cfg.nupstreams++] = u;
+    return 0;
+}
+
+static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    yajl_val prefix = pc_json_get(r, "prefix");
+    yajl_val up = pc_json_get(r, "upstream");
+    yajl_val auth = pc_json_get(r, "auth");
+    yajl_val perms = pc_json_get(r, "permissions");
+    yajl_val fc = pc_json_get(r, "forward_cookies");
+    if (!YAJL_IS_OBJECT(r)) {
+        snprintf(err, errsz, "routes[%zu]: must be an object", i);
+        return -1;
+    }
+    if (!YAJL_IS_STRING(prefix) || prefix->u.string[0] != '/') {
+        snprintf(err, errsz, "routes[%zu].prefix: must be a path starting with /", i);
+        return -1;
+    }
+    if (!YAJL_IS_STRING(up)) {
+        snprintf(err, errsz, "routes[%zu].upstream: must be an http:// URL", i);
+        return -1;
+    }
+    if (!YAJL_IS_ARRAY(auth) || auth->u.array.len == 0) {
+        snprintf(err, errsz, "routes[%zu].auth: must be a non-empty array of "
+                             "\"session\", \"api_key\", \"jwt\" or \"none\"", i);
+        return -1;
+    }
+    out->prefix = pc_xstrdup(prefix->u.string);
+    const char *ks = strstr(out->prefix, ":apiKey");
+    if (ks) {
+        if (ks[-1] != '/' || (ks[7] != '/' && ks[7] != '\0') || strstr(ks + 1, ":apiKey")) {
+            snprintf(err, errsz, "routes[%zu].prefix: :apiKey must be a whole path segment", i);
+            return -1;
+        }
+        out->key_in_path = true;
+        out->match = pc_xstrndup(out->prefix, (size_t)(ks - out->prefix));
+    } else {
+        out->match = pc_xstrdup(out->prefix);
+    }
+    for (size_t k = 0; k < auth->u.array.len; k++) {
+        yajl_val a = auth->u.array.values[k];
+        const char *s = YAJL_IS_STRING(a) ? a->u.string : "";
+        if (strcmp(s, "session") == 0)
+            out->accept |= GW_ACCEPT(GW_CRED_SESSION);
+        else if (strcmp(s, "api_key") == 0)
+            out->accept |= GW_ACCEPT(GW_CRED_API_KEY);
+        else if (strcmp(s, "jwt") == 0)
+            out->accept |= GW_ACCEPT(GW_CRED_JWT);
+        else if (strcmp(s, "none") == 0)
+            out->anonymous = true;
+        else {
+            snprintf(err, errsz, "routes[%zu].auth[%zu]: unknown kind \"%s\"", i, k, s);
+            return -1;
+        }
+    }
+    if (out->anonymous && out->accept) {
+        snprintf(err, errsz, "routes[%zu].auth: \"none\" cannot be combined with other kinds", i);
+        return -1;
+    }
+    if (out->key_in_path && !(out->accept & GW_ACCEPT(GW_CRED_API_KEY))) {
+        snprintf(err, errsz, "routes[%zu]: an :apiKey prefix needs \"api_key\" in auth", i);
+        return -1;
+    }
+    if (perms != NULL) {
+        if (!YAJL_IS_OBJECT(perms)) {
+            snprintf(err, errsz, "routes[%zu].permissions: must be {\"resource\": [\"action\"]}", i);
+            return -1;
+        }
+        out->nperms = perms->u.object.len;
+        out->perms = pc_xcalloc(out->nperms, sizeof *out->perms);
+        for (size_t k = 0; k < out->nperms; k++) {
+            yajl_val acts = perms->u.object.values[k];
+            out->perms[k].resource = pc_xstrdup(perms->u.object.keys[k]);
+            if (!YAJL_IS_ARRAY(acts) || acts->u.array.len == 0) {
+                snprintf(err, errsz, "routes[%zu].permissions.%s: must be a non-empty array", i,
+                         perms->u.object.keys[k]);
+                return -1;
+            }
+            out->perms[k].nactions = acts->u.array.len;
+            out->perms[k].actions = pc_xcalloc(acts->u.array.len, sizeof(char *));
+            for (size_t a = 0; a < acts->u.array.len; a++) {
+                if (!YAJL_IS_STRING(acts->u.array.values[a])) {
+                    snprintf(err, errsz, "routes[%zu].permissions.%s: actions must be strings", i,
+                             perms->u.object.keys[k]);
+                    return -1;
+                }
+                out->perms[k].actions[a] = pc_xstrdup(acts->u.array.values[a]->u.string);
+            }
+        }
+    }
+    if (fc != NULL && !YAJL_IS_TRUE(fc) && !YAJL_IS_FALSE(fc)) {
+        snprintf(err, errsz, "routes[%zu].forward_cookies: must be true or false", i);
+        return -1;
+    }
+    out->forward_cookies = YAJL_IS_TRUE(fc);
+    if (add_upstream(up->u.string, err, errsz) != 0)
+        return -1;
+    out->upstream_index = (unsigned)(upstream_for(up->u.string, err, errsz) - gw_cfg.upstreams);
+    return 0;
+}
+
+static int cmp_routes(const void *a, const void *b)
+{
+    const struct gw_route *x = a, *y = b;
+    size_t lx = strlen(x->match), ly = strlen(y->match);
+    if (lx != ly)
+        return lx > ly ? -1 : 1;
+    return (int)y->key_in_path - (int)x->key_in_path;
+}
+
+static int load_routes(char *err, size_t errsz)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (gw_cfg.routes_file[0]) {
+        FILE *f = fopen(gw_cfg.routes_file, "r");
+        if (f == NULL) {
+            snprintf(err, errsz, "GATEWAY_ROUTES: cannot read %s", gw_cfg.routes_file);
+            return -1;
+        }
+        struct pc_buf b = {0};
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+            pc_buf_append(&b, chunk, n);
+        fclose(f);
+        text = b.data ? b.data : pc_xstrdup("");
+        len = b.len;
+    } else if (gw_cfg.upstream_url[0]) {
+        struct pc_buf b = {0};
+        pc_buf_puts(&b, "{\"routes\":[{\"prefix\":\"/\",\"upstream\":");
+        pc_json_quote(&b, gw_cfg.upstream_url, strlen(gw_cfg.upstream_url));
+        pc_buf_puts(&b, ",\"auth\":[\"session\",\"api_key\",\"jwt\"]}]}");
+        text = b.data;
+        len = b.len;
+    } else {
+        snprintf(err, errsz, "GATEWAY_ROUTES: set it to a routes file, or set UPSTREAM_URL");
+        return -1;
+    }
+    yajl_val doc = pc_json_parse(text, len);
+    free(text);
+    yajl_val routes = pc_json_get(doc, "routes");
+    if (!YAJL_IS_ARRAY(routes) || routes->u.array.len == 0) {
+        snprintf(err, errsz, "GATEWAY_ROUTES: must be JSON {\"routes\": [ ... ]} with at least "
+                             "one route");
+        yajl_tree_free(doc);
+        return -1;
+    }
+    gw_cfg.nroutes = routes->u.array.len;
+    gw_cfg.routes = pc_xcalloc(gw_cfg.nroutes, sizeof *gw_cfg.routes);
+    for (size_t i = 0; i < gw_cfg.nroutes; i++) {
+        char why[400];
+        if (parse_route(routes->u.array.values[i], i, &gw_cfg.routes[i], why, sizeof why) != 0) {
+            snprintf(err, errsz, "GATEWAY_ROUTES: %s", why);
+            yajl_tree_free(doc);
+            return -1;
+        }
+    }
+    yajl_tree_free(doc);
+    /* upstream pointers are fixed once every upstream has been added */
+    for (size_t i = 0; i < gw_cfg.nroutes; i++)
+        gw_cfg.routes[i].upstream = &gw_cfg.upstreams[gw_cfg.routes[i].upstream_index];
+    qsort(gw_cfg.routes, gw_cfg.nroutes, sizeof *gw_cfg.routes, cmp_routes);
+    return 0;
+}
+
+int gw_config_load(void)
+{
+    char err[600];
+    if (pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err) != 0) {
+        fprintf(stderr, "gateway: configuration error: %s\n", err);
+        return -1;
+    }
+    const char *why;
+    if (pc_parse_hostport(gw_cfg.listen, gw_cfg.listen_host, sizeof gw_cfg.listen_host,
+                          &gw_cfg.listen_port, &why) != 0 ||
+        pc_redis_parse_url(gw_cfg.redis_url, &gw_cfg.redis_addr, &why) != 0)
+        pc_fatal("validated config failed to parse");
+    if (gw_cfg.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        gw_cfg.workers = n > 0 ? n : 1;
+    }
+    snprintf(gw_cfg.cookie_session, sizeof gw_cfg.cookie_session, "%sbetter-auth.session_token",
+             pc_starts_with(gw_cfg.base_url, "https://") ? "__Secure-" : "");
+    if (load_routes(err, sizeof err) != 0) {
+        fprintf(stderr, "gateway: configuration error: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+void gw_config_free(void)
+{
+    for (size_t i = 0; i < gw_cfg.nroutes; i++) {
+        struct gw_route *r = &gw_cfg.routes[i];
+        free(r->prefix);
+        free(r->match);
+        for (size_t k = 0; k < r->nperms; k++) {
+            free(r->perms[k].resource);
+            for (size_t a = 0; a < r->perms[k].nactions; a++)
+                free(r->perms[k].actions[a]);
+            free(r->perms[k].actions);
+        }
+        free(r->perms);
+    }
+    free(gw_cfg.routes);
+    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
+        free(gw_cfg.upstreams[i].url);
+        free(gw_cfg.upstreams[i].base_path);
+    }
+    free(gw_cfg.upstreams);
+    pc_conf_free(table, PC_ARRAY_LEN(table));
+}

@@ -1,0 +1,107 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * decide.c: stage 7. Turns a lookup into a verdict, failing closed:
+ *
+ *   store unavailable          503 (never ALLOW)
+ *   unknown credential         401
+ *   expired                    401 (and dropped from L1)
+ *   API key disabled           401
+ *   missing permission         403 (API keys: every required action must be
+ *                              granted; route permissions are an API-key
+ *                              property and do not apply to sessions)
+ *
+ * An allowed session that is due for Better Auth's sliding refresh gets an
+ * async UPDATE here, at most once per updateAge: L1 then holds the new
+ * expiry, so the next request does not ask again. The response path never
+ * waits for it.
+ */
+#include "gateway.h"
+#include "../lib/json.h"
+
+#include <string.h>
+
+/* Does the key's permissions JSON ({"files":["read","write"]}) grant every
+ * action the route requires? */
+static bool permitted(const struct gw_route *rt, const char *perms_json)
+{
+    if (rt->nperms == 0)
+        return true;
+    if (perms_json[0] == '\0')
+        return false;
+    yajl_val v = pc_json_parse(perms_json, strlen(perms_json));
+    if (v == NULL)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < rt->nperms; i++) {
+        yajl_val have = pc_json_get(v, rt->perms[i].resource);
+        if (!YAJL_IS_ARRAY(have)) {
+            ok = false;
+            break;
+        }
+        for (size_t a = 0; ok && a < rt->perms[i].nactions; a++) {
+            bool found = false;
+            for (size_t k = 0; k < have->u.array.len && !found; k++) {
+                yajl_val x = have->u.array.values[k];
+                found = YAJL_IS_STRING(x) && strcmp(x->u.string, rt->perms[i].actions[a]) == 0;
+            }
+            ok = found;
+        }
+    }
+    yajl_tree_free(v);
+    return ok;
+}
+
+static void maybe_refresh(struct gw_request *r, int64_t now)
+{
+    struct gw_principal *p = &r->p;
+    if (gw_cfg.update_age <= 0 || p->expires_at == 0)
+        return;
+    bool due = p->expires_at - gw_cfg.expires_in * 1000 + gw_cfg.update_age * 1000 <= now;
+    if (!due)
+        return;
+    int64_t exp = now + gw_cfg.expires_in * 1000;
+    gw_pg_refresh_session(r->w, p->cred_id, exp, now);
+    p->expires_at = exp;
+    p->updated_at = now;
+    int64_t ttl = gw_cfg.l1_ttl * 1000;
+    gw_l1_put(r->hash, p, ttl);
+    gw_l2_store(r->w, r, exp - now);
+}
+
+enum gw_verdict gw_decide(struct gw_request *r)
+{
+    struct gw_principal *p = &r->p;
+    bool session = r->kind == GW_CRED_SESSION;
+    if (r->lookup == GW_LOOKUP_UNAVAILABLE) {
+        gw_fail(r, 503, "AUTH_UNAVAILABLE", "Cannot check credentials right now, try again");
+        return GW_UNAVAILABLE;
+    }
+    if (r->lookup != GW_LOOKUP_FOUND || !p->found || p->kind != r->kind) {
+        if (session)
+            gw_fail(r, 401, "INVALID_SESSION", "Session not found or expired");
+        else
+            gw_fail(r, 401, "INVALID_API_KEY", "Invalid API key");
+        return GW_DENY;
+    }
+    int64_t now = pc_now_ms();
+    if (p->expires_at != 0 && p->expires_at <= now) {
+        gw_l1_delete(r->hash);
+        if (session)
+            gw_fail(r, 401, "SESSION_EXPIRED", "Session expired");
+        else
+            gw_fail(r, 401, "KEY_EXPIRED", "API key expired");
+        return GW_DENY;
+    }
+    if (!session && !p->enabled) {
+        gw_fail(r, 401, "KEY_DISABLED", "API key is disabled");
+        return GW_DENY;
+    }
+    if (!session && !permitted(r->route, p->permissions)) {
+        gw_fail(r, 403, "INSUFFICIENT_PERMISSIONS", "API key lacks a required permission");
+        return GW_DENY;
+    }
+    if (session)
+        maybe_refresh(r, now);
+    r->outcome = "allow";
+    return GW_ALLOW;
+}

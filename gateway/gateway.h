@@ -1,0 +1,306 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * gateway.h: the gateway's shared types.
+ *
+ * A request walks these stages, one file each, in this order:
+ *
+ *   route.c     GW_STAGE_ROUTE    longest-prefix match over the routes table
+ *   extract.c   GW_STAGE_EXTRACT  find the credential the route accepts and
+ *                                 reject bad shapes and signatures, no I/O
+ *   l1cache.c   GW_STAGE_L1       in-process cache shared by all workers
+ *   l2redis.c   GW_STAGE_L2       Redis (async hiredis), written by authsvc
+ *   pgstore.c   GW_STAGE_PG       PostgreSQL (async libpq), one query per
+ *                                 credential however many wait for it
+ *   decide.c    GW_STAGE_DECIDE   expiry, enabled, permissions -> verdict
+ *   proxy.c     GW_STAGE_PROXY    forward upstream with the identity, stream
+ *                                 the answer back (forward.c answers /_auth)
+ *
+ * request.c drives the stages (gw_advance); server.c owns the worker event
+ * loops and the HTTP front; revocation.c listens on Redis pub/sub and drops
+ * revoked entries from L1 for every worker at once.
+ *
+ * Threads: GATEWAY_WORKERS event loops, each with its own listener
+ * (SO_REUSEPORT), Redis connection, PostgreSQL pool and upstream pools; one
+ * revocation thread. Only L1 and the in-flight table are shared (locked).
+ */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+#include "../lib/util.h"
+#include "../lib/crypto.h"
+#include "../lib/redis.h"
+
+struct event_base;
+struct event;
+struct evhttp;
+struct evhttp_request;
+struct evhttp_connection;
+struct gw_worker;
+struct gw_request;
+
+/* ---- configuration (config.c) ---- */
+
+enum gw_cred_kind {
+    GW_CRED_NONE = 0,
+    GW_CRED_SESSION,
+    GW_CRED_API_KEY,
+    GW_CRED_JWT,
+    GW_CRED_KIND_COUNT
+};
+
+#define GW_ACCEPT(kind) (1u << (kind))
+
+struct gw_upstream {
+    char *url;              /* as configured */
+    char host[256];         /* connect host */
+    int port;               /* connect port */
+    char *base_path;        /* path prefix added upstream ("" or "/x") */
+    char host_header[300];  /* Host sent upstream */
+    unsigned index;         /* position in gw_cfg.upstreams */
+};
+
+struct gw_perm {
+    char *resource;         /* e.g. "files" */
+    char **actions;         /* every one must be granted */
+    size_t nactions;
+};
+
+struct gw_route {
+    char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
+    char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
+    bool key_in_path;       /* prefix holds an :apiKey segment */
+    unsigned accept;        /* GW_ACCEPT(...) bits; 0 with allow_anonymous for "none" */
+    bool anonymous;         /* "none": no credential needed */
+    struct gw_upstream *upstream;
+    unsigned upstream_index;    /* into gw_cfg.upstreams (stable while loading) */
+    struct gw_perm *perms;  /* required API-key permissions */
+    size_t nperms;
+    bool forward_cookies;   /* pass the Cookie header (minus our cookies) upstream */
+};
+
+struct gw_config {
+    char *listen;
+    int64_t workers;
+    char *routes_file;
+    char *upstream_url;
+    char *database_url;
+    char *redis_url;
+    char *redis_prefix;
+    char *revocation_channel;
+    char *secret;
+    char *base_url;
+    char *log_path;
+    char *log_level;
+    int64_t l1_max;
+    int64_t l1_ttl;             /* seconds */
+    int64_t l1_negative_ttl;    /* seconds */
+    int64_t l1_degraded_ttl;    /* seconds, while the revocation feed is down */
+    int64_t pg_pool;
+    int64_t pg_timeout_ms;
+    int64_t redis_timeout_ms;
+    int64_t upstream_pool;
+    int64_t read_timeout;       /* seconds: connect, and between reads */
+    int64_t max_body;
+    int64_t max_headers;
+    int64_t expires_in;         /* session life, seconds */
+    int64_t update_age;         /* sliding refresh, seconds */
+    int64_t pending_max;        /* requests waiting on Redis/PG per worker */
+    char *trusted_proxies;      /* unused for now: X-Forwarded-For is appended */
+
+    /* derived */
+    char listen_host[256];
+    int listen_port;
+    struct pc_redis_addr redis_addr;
+    char cookie_session[64];
+    struct gw_upstream *upstreams;
+    size_t nupstreams;
+    struct gw_route *routes;    /* sorted by match length, longest first */
+    size_t nroutes;
+};
+
+extern struct gw_config gw_cfg;
+
+PC_MUSTCHECK int gw_config_load(void);
+void gw_config_help(void);
+void gw_config_free(void);
+
+/* ---- the principal: what a credential resolves to ---- */
+
+/** Fixed-size so that L1, the in-flight table and requests copy it without
+ * allocating. */
+struct gw_principal {
+    enum gw_cred_kind kind;     /* SESSION or API_KEY */
+    bool found;                 /* false: a negative entry (unknown credential) */
+    bool enabled;               /* API key enabled */
+    int64_t expires_at;         /* ms since epoch; 0 = never */
+    int64_t updated_at;         /* ms; sessions: last refresh */
+    char user_id[64];
+    char email[321];
+    char cred_id[64];           /* session id or API key id */
+    char permissions[1024];     /* API key permissions JSON, "" if none */
+};
+
+/* ---- L1 (l1cache.c) ---- */
+
+void gw_l1_init(size_t max_entries);
+void gw_l1_free(void);
+/** Copies the entry for hash into *p if present and fresh. */
+bool gw_l1_get(const unsigned char hash[32], struct gw_principal *p);
+/** Stores p for hash for ttl_ms (capped while the revocation feed is down). */
+void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms);
+/** Drops hash from L1. */
+void gw_l1_delete(const unsigned char hash[32]);
+/** Drops everything. */
+void gw_l1_flush(void);
+size_t gw_l1_count(void);
+/** Set by the revocation thread: while true, new entries live at most
+ * l1_degraded_ttl and older ones are treated as expired past it. */
+void gw_l1_set_degraded(bool degraded);
+
+/* ---- in-flight lookups shared by all workers (pgstore.c) ---- */
+
+enum gw_lookup {
+    GW_LOOKUP_FOUND = 0,        /* principal filled */
+    GW_LOOKUP_UNKNOWN,          /* no such credential */
+    GW_LOOKUP_UNAVAILABLE,      /* store down: answer 503 */
+};
+
+/* ---- the request (request.c drives it) ---- */
+
+enum gw_stage {
+    GW_STAGE_ROUTE = 0,
+    GW_STAGE_EXTRACT,
+    GW_STAGE_L1,
+    GW_STAGE_L2,
+    GW_STAGE_PG,
+    GW_STAGE_DECIDE,
+    GW_STAGE_PROXY,
+    GW_STAGE_COUNT
+};
+
+enum gw_cred_src {
+    GW_SRC_NONE = 0,
+    GW_SRC_PATH,        /* /prefix/:apiKey/... */
+    GW_SRC_API_HEADER,  /* x-api-key */
+    GW_SRC_BEARER,      /* Authorization: Bearer */
+    GW_SRC_COOKIE,      /* the Better Auth session cookie */
+};
+
+#define GW_CRED_MAX 4096
+
+/** One client request, owned by its worker; freed by gw_request_finish. */
+struct gw_request {
+    struct gw_worker *w;            /* the worker whose loop owns it */
+    struct evhttp_request *req;     /* the client's request */
+    enum gw_stage stage;            /* where gw_advance resumes */
+    bool forward_auth;              /* GET /_auth: answer instead of proxying */
+    const struct gw_route *route;   /* matched route */
+    char *path;                     /* path used for routing (no query) */
+    char *query;                    /* raw query or NULL */
+    char *upstream_path;            /* path sent upstream (key segment removed) */
+    enum gw_cred_kind kind;         /* what the credential is */
+    enum gw_cred_src src;           /* where it was found */
+    char cred[GW_CRED_MAX];         /* token or key (never logged) */
+    size_t cred_len;
+    unsigned char hash[32];         /* SHA-256(cred): cache and revocation key */
+    char hash_b64[PC_HASH_B64_LEN + 1];
+    struct gw_principal p;          /* resolved identity */
+    enum gw_lookup lookup;          /* outcome of L2/PG */
+    char request_id[72];            /* X-Request-Id (client's if well-formed) */
+    char client_ip[64];             /* peer address */
+    int64_t start_us;               /* monotonic arrival */
+    int status;                     /* answered status (for the log) */
+    const char *outcome;            /* short verdict for the log */
+    struct gw_request *next_wake;   /* worker inbox link */
+    struct gw_proxy *proxy;         /* proxy.c state while forwarding */
+};
+
+/** Runs the request's stages from r->stage until one goes async or it is
+ * answered. */
+void gw_advance(struct gw_request *r);
+/** Set once shutdown starts: stages stop and requests are dropped. */
+extern volatile int gw_stopping;
+/** Answers {"message","code","requestId"} with status and frees r. */
+void gw_fail(struct gw_request *r, int status, const char *code, const char *msg);
+/** Frees r (after its reply has been sent). */
+void gw_request_finish(struct gw_request *r);
+/** Hands r to its own worker's loop (from any thread). */
+void gw_wake(struct gw_request *r);
+
+/* stage entry points, in flow order */
+bool gw_route_match(struct gw_request *r);          /* false: answered 404 */
+enum gw_extract_result { GW_EXTRACT_OK = 0, GW_EXTRACT_ANONYMOUS, GW_EXTRACT_ANSWERED };
+enum gw_extract_result gw_extract(struct gw_request *r);
+/** Starts a Redis lookup. Returns true when gw_advance will be called back;
+ * false when Redis cannot be used now (go straight to PostgreSQL). */
+bool gw_l2_lookup(struct gw_request *r);
+/** Writes a resolved principal to Redis for the other replicas (async). */
+void gw_l2_store(struct gw_worker *w, const struct gw_request *r, int64_t ttl_ms);
+/** Joins or starts the PostgreSQL lookup of r's credential; r is woken
+ * with r->lookup set. */
+void gw_pg_lookup(struct gw_request *r);
+/** Fire-and-forget sliding refresh of a session (at most once per
+ * updateAge: the caller checks). */
+void gw_pg_refresh_session(struct gw_worker *w, const char *session_id, int64_t new_exp_ms,
+                           int64_t now_ms);
+enum gw_verdict { GW_ALLOW = 0, GW_DENY, GW_UNAVAILABLE };
+/** Applies the policy; on anything but ALLOW the request has been answered. */
+enum gw_verdict gw_decide(struct gw_request *r);
+void gw_proxy_start(struct gw_request *r);
+struct evkeyvalq;
+/** Adds X-User-Id, X-User-Email, X-Auth-Method and X-Session-Id or
+ * X-Api-Key-Id for r's principal (nothing on anonymous routes). */
+void gw_set_identity_headers(struct gw_request *r, struct evkeyvalq *oh);
+void gw_forward_auth_reply(struct gw_request *r);
+
+/* ---- workers (server.c) ---- */
+
+struct gw_worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    int listen_fd;
+    struct gw_l2 *l2;               /* l2redis.c */
+    struct gw_pg *pg;               /* pgstore.c */
+    struct gw_uppool *pools;        /* proxy.c, one per upstream */
+    pthread_mutex_t inbox_mu;       /* guards inbox */
+    struct gw_request *inbox;       /* requests woken from other threads */
+    struct event *inbox_ev;
+    size_t parked;                  /* requests waiting on Redis/PostgreSQL */
+};
+
+void gw_l2_start(struct gw_worker *w);
+void gw_l2_stop(struct gw_worker *w);
+bool gw_l2_up(struct gw_worker *w);
+void gw_pg_start(struct gw_worker *w);
+void gw_pg_stop(struct gw_worker *w);
+bool gw_pg_up(struct gw_worker *w);
+void gw_flights_init(void);
+void gw_flights_free(void);
+void gw_proxy_init(struct gw_worker *w);
+void gw_proxy_stop(struct gw_worker *w);
+
+/** Starts everything, serves until SIGTERM/SIGINT, stops. Exit code. */
+int gw_server_run(void);
+
+/* ---- revocation feed (revocation.c) ---- */
+void gw_revocation_start(void);
+void gw_revocation_stop(void);
+bool gw_revocation_up(void);
+
+/* ---- counters (server.c), exported on /_stats ---- */
+
+struct gw_stats {
+    uint64_t requests;
+    uint64_t l1_hits, l1_negative_hits, l2_hits, pg_queries, pg_errors;
+    uint64_t redis_errors, revocations, l1_flushes;
+    uint64_t upstream_errors, upstream_timeouts;
+};
+extern struct gw_stats gw_stats;
+#define GW_STAT_INC(f) __atomic_add_fetch(&gw_stats.f, 1, __ATOMIC_RELAXED)
+
+#endif
