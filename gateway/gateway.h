@@ -108,7 +108,6 @@ struct gw_config {
     int64_t expires_in;         /* session life, seconds */
     int64_t update_age;         /* sliding refresh, seconds */
     int64_t pending_max;        /* requests waiting on Redis/PG per worker */
-    char *trusted_proxies;      /* unused for now: X-Forwarded-For is appended */
 
     /* derived */
     char listen_host[256];
