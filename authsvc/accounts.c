@@ -90,10 +90,27 @@ bool as_email_valid(const char *s)
     return !label_start;
 }
 
+/* Better Auth's relative-URL rule:
+ *   ^/(?!/|\\|%2f|%5c)[\w\-.+/]*(?:\?[\w\-.+/=&%]*)?$ */
+static bool relative_url_ok(const char *u)
+{
+    if (u[1] == '/' || u[1] == '\\' || pc_strnieq(u + 1, "%2f", 3) || pc_strnieq(u + 1, "%5c", 3))
+        return false;
+    const char *p = u + 1;
+    for (; *p && *p != '?'; p++)
+        if (!is_alnum(*p) && strchr("_-.+/", *p) == NULL)
+            return false;
+    if (*p == '?')
+        for (p++; *p; p++)
+            if (!is_alnum(*p) && strchr("_-.+/=&%", *p) == NULL)
+                return false;
+    return true;
+}
+
 bool as_redirect_allowed(const char *url)
 {
     if (url[0] == '/')
-        return url[1] != '/' && url[1] != '\\';
+        return relative_url_ok(url);
     const char *se = strstr(url, "://");
     if (se == NULL)
         return false;

@@ -163,7 +163,8 @@ yajl_val as_body(struct as_job *job, bool required);
 const char *as_json_type_name(yajl_val v);
 /** Hands the job to the password pool; `then` runs on a worker afterwards.
  * Returns 0, or -1 when the pool's queue is full (the caller answers 503).
- * Takes ownership of pw (a heap copy of n bytes). */
+ * On 0 the job owns pw (a heap copy of n bytes); on -1 the caller still
+ * does and must wipe and free it. */
 PC_MUSTCHECK int as_pw_submit(struct as_job *job, enum as_pw_op op, char *pw, size_t n,
                               as_handler then);
 

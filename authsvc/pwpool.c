@@ -46,8 +46,12 @@ int as_pw_submit(struct as_job *job, enum as_pw_op op, char *pw, size_t n, as_ha
     pthread_mutex_lock(&pool_mu);
     int rc = pool ? pc_workq_push(pool, job) : -1;
     pthread_mutex_unlock(&pool_mu);
-    if (rc != 0)
+    if (rc != 0) {
+        /* refused: pw stays the caller's */
         job->handler = NULL;
+        job->pw = NULL;
+        job->pw_len = 0;
+    }
     return rc;
 }
 

@@ -467,6 +467,38 @@ static bool origin_check(struct as_job *job)
     return true;
 }
 
+/* The origin check's second half: on state-changing requests every
+ * redirect target in the body or the query must be a relative path or a
+ * trusted origin (better-auth-compat.md §5). */
+static bool redirects_check(struct as_job *job)
+{
+    static const struct {
+        const char *field, *code, *msg;
+    } fields[] = {
+        {"callbackURL", "INVALID_CALLBACK_URL", "Invalid callbackURL"},
+        {"redirectTo", "INVALID_REDIRECT_URL", "Invalid redirectURL"},
+        {"errorCallbackURL", "INVALID_ERROR_CALLBACK_URL", "Invalid errorCallbackURL"},
+        {"newUserCallbackURL", "INVALID_NEW_USER_CALLBACK_URL", "Invalid newUserCallbackURL"},
+    };
+    if (job->method == EVHTTP_REQ_GET)
+        return true;
+    yajl_val body = job->body_len ? pc_json_parse(job->body, job->body_len) : NULL;
+    bool ok = true;
+    for (size_t i = 0; ok && i < PC_ARRAY_LEN(fields); i++) {
+        char *q = as_query_param(job, fields[i].field);
+        yajl_val b = pc_json_get(body, fields[i].field);
+        if ((q && !as_redirect_allowed(q)) ||
+            (YAJL_IS_STRING(b) && !as_redirect_allowed(b->u.string))) {
+            as_error(job, 403, fields[i].code, fields[i].msg);
+            ok = false;
+        }
+        free(q);
+    }
+    if (body)
+        yajl_tree_free(body);
+    return ok;
+}
+
 static void preflight(struct as_job *job)
 {
     job->status = 204;
@@ -524,7 +556,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_now(job);
         return;
     }
-    if (!origin_check(job)) {
+    if (!origin_check(job) || !redirects_check(job)) {
         send_now(job);
         return;
     }
