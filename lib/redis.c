@@ -169,15 +169,22 @@ static int redis_connect(struct pc_redis *r)
 struct redisReply *pc_redis_cmd(struct pc_redis *r, int argc, const char **argv,
                                 const size_t *argvlen)
 {
-    if (redis_connect(r) != 0)
-        return NULL;
-    redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
-    if (rep == NULL) {
+    /* A connection that sat idle may have died with a Redis restart: when
+     * it fails, try once more on a fresh one before backing off. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool reused = r->c != NULL;
+        if (redis_connect(r) != 0)
+            return NULL;
+        redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
+        if (rep != NULL)
+            return rep;
         pc_log_warn("redis: command failed: %s", r->c->errstr);
         redis_drop(r);
-        return NULL;
+        if (!reused)
+            break;
+        r->retry_at_ms = 0;
     }
-    return rep;
+    return NULL;
 }
 
 bool pc_redis_ok(struct pc_redis *r, int argc, const char **argv)
