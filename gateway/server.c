@@ -224,6 +224,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
     }
     r->path = pc_xstrdup(path);
+    size_t hdr_bytes = 0;
+    for (struct evkeyval *kv = ih->tqh_first; kv; kv = kv->next.tqe_next)
+        hdr_bytes += strlen(kv->key) + strlen(kv->value) + 4;
+    if ((int64_t)hdr_bytes > gw_cfg.max_headers) {
+        gw_fail(r, 431, "HEADERS_TOO_LARGE", "Request headers are too large");
+        return;
+    }
     if ((int64_t)evbuffer_get_length(evhttp_request_get_input_buffer(req)) > gw_cfg.max_body) {
         gw_fail(r, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
         return;
@@ -287,8 +294,10 @@ static int worker_init(struct gw_worker *w, unsigned id)
     w->http = w->base ? evhttp_new(w->base) : NULL;
     if (w->http == NULL)
         pc_fatal("libevent init failed");
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)gw_cfg.max_body);
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)gw_cfg.max_headers);
+    /* libevent's own limits sit above ours so that most oversized requests
+     * get our JSON 413/431; beyond them libevent answers 400/413 itself. */
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)(gw_cfg.max_body + 1024 * 1024));
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)(gw_cfg.max_headers + 256 * 1024));
     evhttp_set_timeout(w->http, 120);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
