@@ -202,11 +202,9 @@ struct gw_request {
     char *upstream_path;            /* path sent upstream (key segment removed) */
     enum gw_cred_kind kind;         /* what the credential is */
     enum gw_cred_src src;           /* where it was found */
-    char cred[GW_CRED_MAX];         /* token or key (never logged) */
-    size_t cred_len;
+    size_t cred_len;                /* length of cred */
     unsigned char hash[32];         /* SHA-256(cred): cache and revocation key */
     char hash_b64[PC_HASH_B64_LEN + 1];
-    struct gw_principal p;          /* resolved identity */
     enum gw_lookup lookup;          /* outcome of L2/PG */
     char request_id[72];            /* X-Request-Id (client's if well-formed) */
     char client_ip[64];             /* peer address */
@@ -215,6 +213,9 @@ struct gw_request {
     const char *outcome;            /* short verdict for the log */
     struct gw_request *next_wake;   /* worker inbox link */
     struct gw_proxy *proxy;         /* proxy.c state while forwarding */
+    /* Large members last: gw_request_new zeroes only what comes before. */
+    struct gw_principal p;          /* resolved identity */
+    char cred[GW_CRED_MAX];         /* token or key (never logged) */
 };
 
 /** Runs the request's stages from r->stage until one goes async or it is

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -174,10 +175,29 @@ static bool request_id_ok(const char *s)
     return true;
 }
 
+/* A new request id: 16 random bytes fixed per worker, then a counter, as
+ * 32 hex characters. Unique without a syscall or a lock per request. */
+static void new_request_id(struct gw_worker *w, char out[72])
+{
+    static __thread unsigned char seed[8];
+    static __thread uint64_t counter;
+    if (counter == 0)
+        pc_random_bytes(seed, sizeof seed);
+    counter++;
+    unsigned char id[16];
+    memcpy(id, seed, 8);
+    memcpy(id + 8, &counter, 8);
+    pc_hex_encode(id, sizeof id, out);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct gw_worker *w = arg;
-    struct gw_request *r = pc_xcalloc(1, sizeof *r);
+    /* Zero the small fields only: cred and p are written before use. */
+    struct gw_request *r = pc_xmalloc(sizeof *r);
+    memset(r, 0, offsetof(struct gw_request, p));
+    r->p.found = false;
+    r->cred[0] = '\0';
     r->w = w;
     r->req = req;
     r->start_us = pc_mono_us();
@@ -188,9 +208,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (rid && request_id_ok(rid)) {
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     } else {
-        unsigned char rnd[16];
-        pc_random_bytes(rnd, sizeof rnd);
-        pc_hex_encode(rnd, sizeof rnd, r->request_id);
+        new_request_id(w, r->request_id);
     }
     char *addr = NULL;
     ev_uint16_t port = 0;

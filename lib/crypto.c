@@ -6,6 +6,7 @@
  */
 #include "crypto.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -13,17 +14,84 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-void pc_sha256(const void *data, size_t n, unsigned char out[PC_SHA256_LEN])
+/* OpenSSL 3's one-shot SHA256() and HMAC() look the algorithm up on every
+ * call, which costs more than hashing a token. These fetch it once and keep
+ * one digest context per thread. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;           /* frees a thread's context at exit */
+static __thread EVP_MD_CTX *tl_ctx;
+
+static void ctx_destroy(void *p)
 {
-    SHA256(data, n, out);
+    EVP_MD_CTX_free(p);
 }
 
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha256_md == NULL || pthread_key_create(&ctx_key, ctx_destroy) != 0)
+        pc_fatal("SHA-256 is not available");
+}
+
+static EVP_MD_CTX *digest_begin(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    if (tl_ctx == NULL) {
+        if ((tl_ctx = EVP_MD_CTX_new()) == NULL)
+            pc_fatal("out of memory");
+        pthread_setspecific(ctx_key, tl_ctx);
+    }
+    if (EVP_DigestInit_ex(tl_ctx, sha256_md, NULL) != 1)
+        pc_fatal("SHA-256 init failed");
+    return tl_ctx;
+}
+
+static void digest_end(EVP_MD_CTX *c, unsigned char out[PC_SHA256_LEN])
+{
+    if (EVP_DigestFinal_ex(c, out, NULL) != 1)
+        pc_fatal("SHA-256 failed");
+}
+
+void pc_crypto_thread_cleanup(void)
+{
+    if (tl_ctx == NULL)
+        return;
+    pthread_setspecific(ctx_key, NULL);
+    EVP_MD_CTX_free(tl_ctx);
+    tl_ctx = NULL;
+}
+
+void pc_sha256(const void *data, size_t n, unsigned char out[PC_SHA256_LEN])
+{
+    EVP_MD_CTX *c = digest_begin();
+    EVP_DigestUpdate(c, data, n);
+    digest_end(c, out);
+}
+
+/* HMAC-SHA256 (RFC 2104) from two digests on the cached context. */
 void pc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
                     unsigned char out[PC_SHA256_LEN])
 {
-    unsigned int outlen = PC_SHA256_LEN;
-    if (HMAC(EVP_sha256(), key, (int)keylen, msg, n, out, &outlen) == NULL)
-        pc_fatal("HMAC-SHA256 failed");
+    unsigned char k[64] = {0}, pad[64], inner[PC_SHA256_LEN];
+    if (keylen > sizeof k)
+        pc_sha256(key, keylen, k);
+    else
+        memcpy(k, key, keylen);
+    for (size_t i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    EVP_MD_CTX *c = digest_begin();
+    EVP_DigestUpdate(c, pad, 64);
+    EVP_DigestUpdate(c, msg, n);
+    digest_end(c, inner);
+    for (size_t i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    c = digest_begin();
+    EVP_DigestUpdate(c, pad, 64);
+    EVP_DigestUpdate(c, inner, sizeof inner);
+    digest_end(c, out);
+    pc_wipe(k, sizeof k);
+    pc_wipe(pad, sizeof pad);
 }
 
 size_t pc_b64_len(size_t n, bool pad)

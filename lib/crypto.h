@@ -20,6 +20,10 @@ void pc_sha256(const void *data, size_t n, unsigned char out[PC_SHA256_LEN]);
 void pc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
                     unsigned char out[PC_SHA256_LEN]);
 
+/** Frees the calling thread's cached digest context (optional; for clean
+ * leak reports from threads that exit). */
+void pc_crypto_thread_cleanup(void);
+
 /** base64 encoders. out must hold pc_b64_len(n, pad) + 1 bytes; NUL-terminated.
  * Return the encoded length. */
 size_t pc_b64_len(size_t n, bool pad);
