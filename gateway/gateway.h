@@ -136,6 +136,16 @@ struct gw_principal {
     bool enabled;               /* API key enabled */
     int64_t expires_at;         /* ms since epoch; 0 = never */
     int64_t updated_at;         /* ms; sessions: last refresh */
+    struct gw_key_limits {      /* API keys: usage rules (better-auth-compat §4.2) */
+        int64_t remaining;      /* requests left, -1 = unlimited */
+        int64_t refill_interval;/* ms, 0 = none */
+        int64_t refill_amount;  /* -1 = none */
+        int64_t last_refill_at; /* ms, 0 = never (then createdAt counts) */
+        int64_t created_at;     /* ms */
+        bool rl_enabled;        /* rateLimitEnabled */
+        int64_t rl_window;      /* ms, 0 = no limit */
+        int64_t rl_max;         /* 0 = no limit */
+    } lim;
     char user_id[64];
     char email[321];
     char cred_id[64];           /* session id or API key id */
@@ -176,6 +186,7 @@ enum gw_stage {
     GW_STAGE_L2,
     GW_STAGE_PG,
     GW_STAGE_DECIDE,
+    GW_STAGE_LIMIT,
     GW_STAGE_PROXY,
     GW_STAGE_COUNT
 };
@@ -238,7 +249,8 @@ enum gw_extract_result gw_extract(struct gw_request *r);
  * false when Redis cannot be used now (go straight to PostgreSQL). */
 bool gw_l2_lookup(struct gw_request *r);
 /** Writes a resolved principal to Redis for the other replicas (async). */
-void gw_l2_store(struct gw_worker *w, const struct gw_request *r, int64_t ttl_ms);
+void gw_l2_store(struct gw_worker *w, const char *hash_b64, const struct gw_principal *p,
+                 int64_t ttl_ms);
 /** Joins or starts the PostgreSQL lookup of r's credential; r is woken
  * with r->lookup set. */
 void gw_pg_lookup(struct gw_request *r);
@@ -249,6 +261,21 @@ void gw_pg_refresh_session(struct gw_worker *w, const char *session_id, int64_t 
 enum gw_verdict { GW_ALLOW = 0, GW_DENY, GW_UNAVAILABLE };
 /** Applies the policy; on anything but ALLOW the request has been answered. */
 enum gw_verdict gw_decide(struct gw_request *r);
+/** Stage 7b (limit.c): API-key quota and rate limit in Redis. Returns true
+ * when it went async (gw_advance is called back), false to go on at once;
+ * a refusal has been answered when r->status is set. */
+bool gw_limit_check(struct gw_request *r);
+/** Runs a Redis command on the worker's connection with a callback.
+ * Returns false when Redis is not connected. */
+struct redisAsyncContext;
+typedef void gw_redis_cb(struct redisAsyncContext *ac, void *reply, void *priv);
+bool gw_l2_command(struct gw_worker *w, gw_redis_cb *cb, void *priv, int argc, const char **argv,
+                   const size_t *lens);
+/** Usage write-back (usage.c): remembers a key whose counters changed. */
+void gw_usage_touch(const struct gw_request *r);
+void gw_usage_start(void);
+/** Flushes every pending counter to PostgreSQL and stops. */
+void gw_usage_stop(void);
 void gw_proxy_start(struct gw_request *r);
 struct evkeyvalq;
 /** Adds X-User-Id, X-User-Email, X-Auth-Method and X-Session-Id or
@@ -299,6 +326,7 @@ struct gw_stats {
     uint64_t l1_hits, l1_negative_hits, l2_hits, pg_queries, pg_errors;
     uint64_t redis_errors, revocations, l1_flushes;
     uint64_t upstream_errors, upstream_timeouts;
+    uint64_t rate_limited, usage_exceeded, usage_flushes;
 };
 extern struct gw_stats gw_stats;
 #define GW_STAT_INC(f) __atomic_add_fetch(&gw_stats.f, 1, __ATOMIC_RELAXED)

@@ -28,6 +28,7 @@ struct l1_entry {
     enum gw_cred_kind kind;
     bool found, enabled;
     int64_t cred_expires_at, updated_at;
+    struct gw_key_limits lim;
     uint16_t len_user, len_email, len_cred, len_perm; /* lengths in strs */
     char strs[];                        /* user_id, email, cred_id, permissions */
 };
@@ -129,6 +130,7 @@ static void copy_out(const struct l1_entry *e, struct gw_principal *p)
     p->enabled = e->enabled;
     p->expires_at = e->cred_expires_at;
     p->updated_at = e->updated_at;
+    p->lim = e->lim;
     const char *s = e->strs;
     memcpy(p->user_id, s, e->len_user);
     s += e->len_user;
@@ -190,6 +192,7 @@ void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64
     n->enabled = p->enabled;
     n->cred_expires_at = p->expires_at;
     n->updated_at = p->updated_at;
+    n->lim = p->lim;
     n->len_user = lu;
     n->len_email = le;
     n->len_cred = lc;

@@ -173,6 +173,25 @@ static bool parse_entry(struct gw_request *r, const char *s, size_t n)
             p->enabled = false;
         if (YAJL_IS_STRING(perms))
             snprintf(p->permissions, sizeof p->permissions, "%s", perms->u.string);
+        p->lim.remaining = -1;
+        p->lim.refill_amount = -1;
+        yajl_val lim = pc_json_get(v, "limits");
+        if (YAJL_IS_ARRAY(lim) && lim->u.array.len == 8) {
+            int64_t x[8];
+            for (size_t i = 0; i < 8; i++)
+                x[i] = YAJL_IS_INTEGER(lim->u.array.values[i])
+                           ? YAJL_GET_INTEGER(lim->u.array.values[i]) : 0;
+            p->lim.remaining = x[0];
+            p->lim.refill_interval = x[1];
+            p->lim.refill_amount = x[2];
+            p->lim.last_refill_at = x[3];
+            p->lim.created_at = x[4];
+            p->lim.rl_enabled = x[5] != 0;
+            p->lim.rl_window = x[6];
+            p->lim.rl_max = x[7];
+        } else if (r->kind == GW_CRED_API_KEY) {
+            ok = false; /* an entry without limits cannot be enforced */
+        }
     }
     yajl_tree_free(v);
     return ok;
@@ -248,12 +267,12 @@ static void on_set(redisAsyncContext *ac, void *reply, void *priv)
         GW_STAT_INC(redis_errors);
 }
 
-void gw_l2_store(struct gw_worker *w, const struct gw_request *r, int64_t ttl_ms)
+void gw_l2_store(struct gw_worker *w, const char *hash_b64, const struct gw_principal *p,
+                 int64_t ttl_ms)
 {
     struct gw_l2 *l2 = w->l2;
-    if (!l2->connected || l2->ac == NULL || ttl_ms <= 0)
+    if (l2 == NULL || !l2->connected || l2->ac == NULL || ttl_ms <= 0)
         return;
-    const struct gw_principal *p = &r->p;
     struct pc_buf b = {0};
     struct pc_jw jw = {.b = &b};
     pc_jw_obj_begin(&jw);
@@ -280,13 +299,30 @@ void gw_l2_store(struct gw_worker *w, const struct gw_request *r, int64_t ttl_ms
         pc_jw_bool(&jw, p->enabled);
         pc_jw_key(&jw, "permissions");
         pc_jw_str(&jw, p->permissions);
+        pc_jw_key(&jw, "limits");
+        pc_jw_arr_begin(&jw);
+        const struct gw_key_limits *l = &p->lim;
+        int64_t x[8] = {l->remaining, l->refill_interval, l->refill_amount, l->last_refill_at,
+                        l->created_at, l->rl_enabled, l->rl_window, l->rl_max};
+        for (size_t i = 0; i < 8; i++)
+            pc_jw_int(&jw, x[i]);
+        pc_jw_arr_end(&jw);
     }
     pc_jw_obj_end(&jw);
     char key[128], ttl[32];
-    snprintf(key, sizeof key, "%s%s:%s", gw_cfg.redis_prefix, key_tag(p->kind), r->hash_b64);
+    snprintf(key, sizeof key, "%s%s:%s", gw_cfg.redis_prefix, key_tag(p->kind), hash_b64);
     snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
     const char *argv[] = {"SET", key, b.data, "PX", ttl};
     size_t lens[] = {3, strlen(key), b.len, 2, strlen(ttl)};
     redisAsyncCommandArgv(l2->ac, on_set, NULL, 5, argv, lens);
     pc_buf_free(&b);
+}
+
+bool gw_l2_command(struct gw_worker *w, gw_redis_cb *cb, void *priv, int argc, const char **argv,
+                   const size_t *lens)
+{
+    struct gw_l2 *l2 = w->l2;
+    if (!l2->connected || l2->ac == NULL)
+        return false;
+    return redisAsyncCommandArgv(l2->ac, (redisCallbackFn *)cb, priv, argc, argv, lens) == REDIS_OK;
 }

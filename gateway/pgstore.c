@@ -163,7 +163,12 @@ static const char *const sql_session =
 static const char *const sql_api_key =
     "SELECT \"id\", \"referenceId\", COALESCE(\"enabled\", true), "
     "COALESCE((extract(epoch from \"expiresAt\")*1000)::bigint, 0), "
-    "COALESCE(\"permissions\", '') FROM \"apikey\" WHERE \"key\" = $1";
+    "COALESCE(\"permissions\", ''), COALESCE(\"remaining\", -1), "
+    "COALESCE(\"refillInterval\", 0), COALESCE(\"refillAmount\", -1), "
+    "COALESCE((extract(epoch from \"lastRefillAt\")*1000)::bigint, 0), "
+    "(extract(epoch from \"createdAt\")*1000)::bigint, COALESCE(\"rateLimitEnabled\", true), "
+    "COALESCE(\"rateLimitTimeWindow\", 0), COALESCE(\"rateLimitMax\", 0) "
+    "FROM \"apikey\" WHERE \"key\" = $1";
 static const char *const sql_refresh =
     "UPDATE \"session\" SET \"expiresAt\" = to_timestamp($2::double precision / 1000), "
     "\"updatedAt\" = to_timestamp($3::double precision / 1000) "
@@ -270,6 +275,20 @@ static void result_ready(struct pgc *c)
             p.enabled = strcmp(PQgetvalue(first, 0, 2), "t") == 0;
             p.expires_at = strtoll(PQgetvalue(first, 0, 3), NULL, 10);
             snprintf(p.permissions, sizeof p.permissions, "%s", PQgetvalue(first, 0, 4));
+            p.lim.remaining = strtoll(PQgetvalue(first, 0, 5), NULL, 10);
+            p.lim.refill_interval = strtoll(PQgetvalue(first, 0, 6), NULL, 10);
+            p.lim.refill_amount = strtoll(PQgetvalue(first, 0, 7), NULL, 10);
+            p.lim.last_refill_at = strtoll(PQgetvalue(first, 0, 8), NULL, 10);
+            p.lim.created_at = strtoll(PQgetvalue(first, 0, 9), NULL, 10);
+            p.lim.rl_enabled = strcmp(PQgetvalue(first, 0, 10), "t") == 0;
+            p.lim.rl_window = strtoll(PQgetvalue(first, 0, 11), NULL, 10);
+            p.lim.rl_max = strtoll(PQgetvalue(first, 0, 12), NULL, 10);
+            /* share the fill with the other replicas */
+            char hb[PC_HASH_B64_LEN + 1];
+            pc_b64url_encode(q->hash, 32, hb);
+            int64_t ttl = gw_cfg.l1_ttl * 1000;
+            int64_t left = p.expires_at ? p.expires_at - pc_now_ms() : ttl;
+            gw_l2_store(c->pool->w, hb, &p, left < ttl ? left : ttl);
         }
         query_done(q, GW_LOOKUP_FOUND, &p);
     }

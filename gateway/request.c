@@ -60,6 +60,12 @@ void gw_advance(struct gw_request *r)
         case GW_STAGE_DECIDE:
             if (gw_decide(r) != GW_ALLOW)
                 return;
+            r->stage = GW_STAGE_LIMIT;
+            break;
+        case GW_STAGE_LIMIT:
+            /* limit.c calls back with r->stage = PROXY, or answers 429/503 */
+            if (gw_limit_check(r))
+                return;
             r->stage = GW_STAGE_PROXY;
             break;
         case GW_STAGE_PROXY:

@@ -154,6 +154,9 @@ static void health_route(struct gw_request *r, const char *path)
     STAT(l1_flushes);
     STAT(upstream_errors);
     STAT(upstream_timeouts);
+    STAT(rate_limited);
+    STAT(usage_exceeded);
+    STAT(usage_flushes);
 #undef STAT
     pc_jw_key(&jw, "l1_entries");
     pc_jw_int(&jw, (int64_t)gw_l1_count());
@@ -186,7 +189,8 @@ static void new_request_id(struct gw_worker *w, char out[72])
     counter++;
     unsigned char id[16];
     memcpy(id, seed, 8);
-    memcpy(id + 8, &counter, 8);
+    for (int i = 0; i < 8; i++)
+        id[15 - i] = (unsigned char)(counter >> (8 * i));
     pc_hex_encode(id, sizeof id, out);
 }
 
@@ -361,6 +365,7 @@ int gw_server_run(void)
         event_add(stop_timers[i % 256], &tv);
     }
     gw_revocation_start();
+    gw_usage_start();
     for (size_t i = 0; i < n; i++)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
             pc_fatal("pthread_create failed");
@@ -377,6 +382,7 @@ int gw_server_run(void)
      * without answering; evhttp_free then closes the client connections. */
     gw_stopping = 1;
     gw_revocation_stop();
+    gw_usage_stop();
     for (size_t i = 0; i < n; i++)
         gw_proxy_stop(&workers[i]);
     for (size_t i = 0; i < n; i++)
