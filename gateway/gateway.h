@@ -291,6 +291,9 @@ struct gw_worker {
     struct event_base *base;
     struct evhttp *http;
     int listen_fd;
+    struct evhttp_bound_socket *listener;  /* NULL once draining */
+    size_t active;                  /* requests not yet finished */
+    int64_t drain_deadline;         /* monotonic us */
     struct gw_l2 *l2;               /* l2redis.c */
     struct gw_pg *pg;               /* pgstore.c */
     struct gw_uppool *pools;        /* proxy.c, one per upstream */

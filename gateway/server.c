@@ -37,6 +37,7 @@ struct gw_stats gw_stats;
 
 void gw_request_finish(struct gw_request *r)
 {
+    r->w->active--;
     pc_wipe(r->cred, r->cred_len);
     free(r->path);
     free(r->query);
@@ -197,6 +198,7 @@ static void new_request_id(struct gw_worker *w, char out[72])
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct gw_worker *w = arg;
+    w->active++;
     /* Zero the small fields only: cred and p are written before use. */
     struct gw_request *r = pc_xmalloc(sizeof *r);
     memset(r, 0, offsetof(struct gw_request, p));
@@ -301,11 +303,25 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+#define DRAIN_MS 10000 /* bound on finishing in-flight requests at shutdown */
+
+/* Every 100 ms: once stopping, close the listener, then leave the loop when
+ * the worker's last request has been answered (or the bound is reached). */
 static void on_stop_check(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_worker *w = arg;
-    if (stopping)
+    if (!stopping)
+        return;
+    if (w->listener) {
+        evhttp_del_accept_socket(w->http, w->listener); /* closes the socket */
+        w->listener = NULL;
+        w->drain_deadline = pc_mono_us() + DRAIN_MS * 1000LL;
+    }
+    if (w->active == 0 || pc_mono_us() >= w->drain_deadline) {
+        if (w->active)
+            pc_log_warn("worker %u: %zu request(s) cut at shutdown", w->id, w->active);
         event_base_loopexit(w->base, NULL);
+    }
 }
 
 static int worker_init(struct gw_worker *w, unsigned id)
@@ -331,7 +347,8 @@ static int worker_init(struct gw_worker *w, unsigned id)
                 strerror(errno));
         return -1;
     }
-    if (evhttp_accept_socket(w->http, w->listen_fd) != 0)
+    w->listener = evhttp_accept_socket_with_handle(w->http, w->listen_fd);
+    if (w->listener == NULL)
         pc_fatal("evhttp_accept_socket failed");
     w->inbox_ev = event_new(w->base, -1, EV_PERSIST, on_inbox, w);
     gw_l2_start(w);
@@ -397,8 +414,7 @@ int gw_server_run(void)
             gw_request_finish(r);
         }
         event_free(stop_timers[i % 256]);
-        evhttp_free(w->http);
-        close(w->listen_fd);
+        evhttp_free(w->http); /* closes the listener if still open */
         event_free(w->inbox_ev);
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_mu);
