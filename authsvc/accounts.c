@@ -290,6 +290,10 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
         yajl_tree_free(body);
         return true;
     }
+    if (as_pwpool_full()) {
+        yajl_tree_free(body);
+        return as_error(job, 503, busy_code, busy_msg);
+    }
     struct acct_state *st = acct_state_new(job);
     st->name = pc_xstrdup(name->u.string);
     st->email = lower_dup(email->u.string);
@@ -395,6 +399,8 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
     if (ok && !as_email_valid(email->u.string))
         ok = !as_error(job, 400, "INVALID_EMAIL", "Invalid email");
     ok = ok && callback_ok(job, cb);
+    if (ok && as_pwpool_full())
+        ok = !as_error(job, 503, busy_code, busy_msg);
     if (!ok) {
         yajl_tree_free(body);
         return true;

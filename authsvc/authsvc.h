@@ -179,6 +179,9 @@ struct as_worker {
 void as_pwpool_start(void);
 void as_pwpool_stop(void);
 size_t as_pwpool_depth(void);
+/** True when a new hash would be refused: lets a route answer 503 before
+ * doing any database work for it. */
+bool as_pwpool_full(void);
 /** Called by the pool when a job's password work is done. */
 void as_server_resume(struct as_job *job);
 

@@ -84,3 +84,8 @@ size_t as_pwpool_depth(void)
     pthread_mutex_unlock(&pool_mu);
     return d;
 }
+
+bool as_pwpool_full(void)
+{
+    return (int64_t)as_pwpool_depth() >= as_cfg.pw_queue;
+}

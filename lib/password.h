@@ -5,8 +5,8 @@
  * as 32 lower-case hex chars whose *text* is the scrypt salt, the password is
  * NFKC-normalised UTF-8, stored as "<saltHex>:<keyHex>".
  *
- * Each call costs tens of milliseconds and 16 MiB: never call these on an
- * event loop. authsvc runs them on its password pool (authsvc/pwpool.c).
+ * Each call costs tens of milliseconds and 32 MiB (128 * r * N bytes): never
+ * call these on an event loop. authsvc runs them on its password pool (authsvc/pwpool.c).
  */
 #ifndef PC_PASSWORD_H
 #define PC_PASSWORD_H
