@@ -257,8 +257,11 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         return -1;
     }
     out->forward_cookies = YAJL_IS_TRUE(fc);
-    if (add_upstream(up->u.string, err, errsz) != 0)
+    char why[300];
+    if (add_upstream(up->u.string, why, sizeof why) != 0) {
+        snprintf(err, errsz, "routes[%zu].upstream: %s", i, why);
         return -1;
+    }
     out->upstream_index = (unsigned)(upstream_for(up->u.string, err, errsz) - gw_cfg.upstreams);
     return 0;
 }

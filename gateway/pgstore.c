@@ -60,8 +60,12 @@ static size_t flight_bucket(const unsigned char h[32])
     return v % FLIGHT_BUCKETS;
 }
 
-/* Adds r as a waiter. Returns true when r is the first (it must query). */
-static bool flight_join(struct gw_request *r)
+enum join { JOIN_WAIT = 0, JOIN_LEAD, JOIN_CACHED };
+
+/* Adds r as a waiter, or makes it the leader that must query. flight_land
+ * fills L1 before it removes the flight, so a request that finds no flight
+ * here finds the answer in L1 instead: JOIN_CACHED, r->p filled. */
+static enum join flight_join(struct gw_request *r)
 {
     size_t b = flight_bucket(r->hash);
     pthread_mutex_lock(&flights_mu);
@@ -69,6 +73,10 @@ static bool flight_join(struct gw_request *r)
     while (f && memcmp(f->hash, r->hash, 32) != 0)
         f = f->next;
     bool leader = f == NULL;
+    if (leader && gw_l1_get(r->hash, &r->p)) {
+        pthread_mutex_unlock(&flights_mu);
+        return JOIN_CACHED;
+    }
     if (leader) {
         f = pc_xcalloc(1, sizeof *f);
         memcpy(f->hash, r->hash, 32);
@@ -78,7 +86,7 @@ static bool flight_join(struct gw_request *r)
     r->next_wake = f->waiters;
     f->waiters = r;
     pthread_mutex_unlock(&flights_mu);
-    return leader;
+    return leader ? JOIN_LEAD : JOIN_WAIT;
 }
 
 /* Ends the flight for hash: fills L1 and wakes every waiter with a copy. */
@@ -463,9 +471,18 @@ void gw_pg_lookup(struct gw_request *r)
         gw_fail(r, 503, "OVERLOADED", "Too many requests waiting for the database");
         return;
     }
-    r->w->parked++;
-    if (!flight_join(r))
+    switch (flight_join(r)) {
+    case JOIN_WAIT:
+        r->w->parked++;
         return; /* another request is already asking */
+    case JOIN_CACHED:
+        r->lookup = r->p.found ? GW_LOOKUP_FOUND : GW_LOOKUP_UNKNOWN;
+        r->stage = GW_STAGE_DECIDE;
+        gw_advance(r);
+        return;
+    default:
+        r->w->parked++;
+    }
     struct pg_query *q = pc_xcalloc(1, sizeof *q);
     memcpy(q->hash, r->hash, 32);
     if (r->kind == GW_CRED_SESSION) {

@@ -49,6 +49,7 @@ struct gw_proxy {
     struct evbuffer *body;          /* relayed-whole answer */
     enum evhttp_request_error err;
     bool failed;
+    bool head;                      /* HEAD: the connection is not reused */
 };
 
 void gw_proxy_init(struct gw_worker *w)
@@ -313,7 +314,9 @@ static void on_up_done(struct evhttp_request *up, void *arg)
     struct gw_proxy *px = arg;
     struct gw_request *r = px->r;
     bool ok = up != NULL && !px->failed && evhttp_request_get_response_code(up) != 0;
-    conn_put(px->pool, px->uc, ok);
+    /* After HEAD an upstream may still send a body the client side of
+     * libevent never reads; such a connection must not serve another request. */
+    conn_put(px->pool, px->uc, ok && !px->head);
     if (gw_stopping) {
         if (px->streaming)
             evhttp_send_reply_end(r->req);
@@ -386,9 +389,21 @@ void gw_proxy_start(struct gw_request *r)
     evhttp_request_set_error_cb(up, on_up_error);
     copy_request_headers(r, evhttp_request_get_input_headers(r->req),
                          evhttp_request_get_output_headers(up));
+    /* The body's framing is ours: libevent has read (and de-chunked) the
+     * client's body, so the upstream gets an exact Content-Length for every
+     * method that carries one. Without it, a body on GET or PATCH would be
+     * read upstream as the next request (request smuggling). */
     struct evbuffer *body = evhttp_request_get_input_buffer(r->req);
-    if (evbuffer_get_length(body))
+    size_t blen = evbuffer_get_length(body);
+    enum evhttp_cmd_type m = evhttp_request_get_command(r->req);
+    if (blen || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_PATCH) {
+        char cl[32];
+        snprintf(cl, sizeof cl, "%zu", blen);
+        evhttp_add_header(evhttp_request_get_output_headers(up), "Content-Length", cl);
+    }
+    if (blen)
         evbuffer_add_buffer(evhttp_request_get_output_buffer(up), body);
+    px->head = m == EVHTTP_REQ_HEAD;
 
     struct pc_buf uri = {0};
     pc_buf_puts(&uri, r->route->upstream->base_path);
@@ -397,7 +412,6 @@ void gw_proxy_start(struct gw_request *r)
         pc_buf_putc(&uri, '?');
         pc_buf_puts(&uri, r->query);
     }
-    enum evhttp_cmd_type m = evhttp_request_get_command(r->req);
     if (evhttp_make_request(uc->evcon, up, m, uri.data) != 0) {
         /* evhttp freed up and will not call back */
         pc_buf_free(&uri);

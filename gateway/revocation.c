@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -27,6 +28,7 @@ static struct event *retry_ev, *stop_ev;
 static atomic_bool subscribed;
 static volatile int stop_flag;
 static int backoff_ms = 100;
+static struct pc_redis cmd;     /* a second, blocking connection for DEL */
 
 static void feed_connect(void);
 
@@ -69,6 +71,15 @@ static void on_message(redisAsyncContext *c, void *reply, void *priv)
         if (m->len == PC_HASH_B64_LEN && pc_b64_decode(m->str, m->len, h) == 32) {
             gw_l1_delete(h);
             GW_STAT_INC(revocations);
+            /* Whoever published may not have removed the Redis copy (an
+             * operator's PUBLISH, say): drop it too, or the next lookup
+             * would find it there. */
+            char ks[128], kk[128];
+            snprintf(ks, sizeof ks, "%ss:%.*s", gw_cfg.redis_prefix, (int)m->len, m->str);
+            snprintf(kk, sizeof kk, "%sk:%.*s", gw_cfg.redis_prefix, (int)m->len, m->str);
+            const char *argv[] = {"DEL", ks, kk};
+            if (!pc_redis_ok(&cmd, 3, argv))
+                GW_STAT_INC(redis_errors);
         }
     }
 }
@@ -127,8 +138,10 @@ static void on_stop_check(evutil_socket_t fd, short what, void *arg)
 
 static void *feed_main(void *arg)
 {
+    pc_redis_init(&cmd, &gw_cfg.redis_addr, 250);
     feed_connect();
     event_base_dispatch(base);
+    pc_redis_close(&cmd);
     return NULL;
 }
 

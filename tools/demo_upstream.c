@@ -134,7 +134,8 @@ static void echo(struct evhttp_request *req)
     const char *path = evhttp_uri_get_path(u);
     if (path && strncmp(path, "/status/", 8) == 0)
         status = atoi(path + 8);
-    evhttp_send_reply(req, status, NULL, out);
+    bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+    evhttp_send_reply(req, status, NULL, head ? NULL : out);
     evbuffer_free(out);
 }
 

@@ -1,0 +1,155 @@
+"""Configuration is validated at start: a bad variable or routes file stops the gateway
+with exit code 2 and the variable (or route and key) named on stderr; --help lists
+every variable; UPSTREAM_URL alone makes one catch-all route."""
+
+import json
+import socket
+
+import pytest
+
+import harness as H
+import gwlib as G
+
+SECRET = "c" * 40
+
+
+def _run(env, args=(), timeout=10):
+    return H.run_bounded([H.binary("gateway"), *args], env=G.gateway_env(env), timeout=timeout)
+
+
+def _routes_file(tmp_path, content, name="routes.json"):
+    p = tmp_path / name
+    p.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(p)
+
+
+GOOD_ROUTE = {"prefix": "/a/", "upstream": "http://127.0.0.1:9", "auth": ["session"]}
+
+
+def _env(tmp_path, routes=None, **kw):
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none", "BETTER_AUTH_SECRET": SECRET,
+           "REDIS_URL": "redis://127.0.0.1:1", "GATEWAY_LISTEN": f"127.0.0.1:{H.free_port()}",
+           "GATEWAY_ROUTES": _routes_file(tmp_path, routes if routes is not None else {"routes": [GOOD_ROUTE]})}
+    env.update(kw)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def _assert_config_error(r, *needles):
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 2, f"exit {r.returncode}, stderr: {err}\nstdout: {r.stdout[:300]!r}"
+    for n in needles:
+        assert n in err, f"{n!r} not named in stderr: {err}"
+    assert len(err) < 2000, err
+    return err
+
+
+def test_help_lists_every_variable():
+    r = _run({}, ["--help"])
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    missing = [v for v in G.GATEWAY_ENV_VARS if v not in out]
+    assert not missing, f"--help does not list {missing}:\n{out}"
+
+
+def test_unknown_argument_is_exit_2():
+    r = _run({}, ["--frobnicate"])
+    assert r.returncode == 2 and b"--frobnicate" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("var", ["DATABASE_URL", "BETTER_AUTH_SECRET"])
+def test_missing_required_variable(tmp_path, var):
+    _assert_config_error(_run(_env(tmp_path, **{var: None})), var)
+
+
+@pytest.mark.parametrize("var,value", [
+    ("BETTER_AUTH_SECRET", "short"),
+    ("GATEWAY_LISTEN", "not-a-host-port"),
+    ("UPSTREAM_TIMEOUT", "0"),
+    ("GATEWAY_WORKERS", "many"),
+    ("L1_TTL", "-5"),
+    ("REDIS_URL", "http://127.0.0.1:6379"),
+    ("LOG_LEVEL", "chatty"),
+    ("GATEWAY_MAX_BODY", "1e9"),
+])
+def test_bad_variable_is_named(tmp_path, var, value):
+    _assert_config_error(_run(_env(tmp_path, **{var: value})), var)
+
+
+def test_bad_database_url_does_not_print_the_secret(tmp_path):
+    err = _assert_config_error(_run(_env(tmp_path, DATABASE_URL="mysql://u:hunter2-pw-xyz@h/db")),
+                               "DATABASE_URL")
+    assert "hunter2-pw-xyz" not in err, err
+
+
+def test_no_routes_and_no_upstream_url(tmp_path):
+    err = _assert_config_error(_run(_env(tmp_path, GATEWAY_ROUTES=None)), "GATEWAY_ROUTES")
+    assert "UPSTREAM_URL" in err
+
+
+def test_routes_file_missing(tmp_path):
+    _assert_config_error(_run(_env(tmp_path, GATEWAY_ROUTES=str(tmp_path / "nope.json"))),
+                         "GATEWAY_ROUTES")
+
+
+@pytest.mark.parametrize("content", ['{"routes": [', "", "not json", "[]", '{"routes": []}',
+                                     '{"routes": {}}', '{"rootes": [{}]}'])
+def test_broken_routes_json(tmp_path, content):
+    _assert_config_error(_run(_env(tmp_path, _routes_file(tmp_path, content))), "GATEWAY_ROUTES")
+
+
+BAD_ROUTES = {
+    "unknown-auth-kind": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": ["session", "magic"]},
+                          ["routes[1].auth", "magic"]),
+    "no-upstream": ({"prefix": "/b/", "auth": ["session"]}, ["routes[1].upstream"]),
+    "https-upstream": ({"prefix": "/b/", "upstream": "https://example.test", "auth": ["session"]},
+                       ["routes[1]", "https://example.test"]),
+    "no-prefix": ({"upstream": "http://127.0.0.1:9", "auth": ["session"]}, ["routes[1].prefix"]),
+    "relative-prefix": ({"prefix": "b/", "upstream": "http://127.0.0.1:9", "auth": ["session"]},
+                        ["routes[1].prefix"]),
+    "empty-auth": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": []}, ["routes[1].auth"]),
+    "auth-not-array": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": "session"},
+                       ["routes[1].auth"]),
+    "none-with-session": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": ["none", "session"]},
+                          ["routes[1].auth"]),
+    "apikey-prefix-without-api-key": ({"prefix": "/b/:apiKey/", "upstream": "http://127.0.0.1:9",
+                                       "auth": ["session"]}, ["routes[1]", "api_key"]),
+    "apikey-not-whole-segment": ({"prefix": "/b/x:apiKey/", "upstream": "http://127.0.0.1:9",
+                                  "auth": ["api_key"]}, ["routes[1].prefix"]),
+    "permissions-not-object": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": ["api_key"],
+                                "permissions": ["files"]}, ["routes[1].permissions"]),
+    "permissions-empty-actions": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": ["api_key"],
+                                   "permissions": {"files": []}}, ["routes[1].permissions.files"]),
+    "forward-cookies-not-bool": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": ["session"],
+                                  "forward_cookies": "yes"}, ["routes[1].forward_cookies"]),
+    "route-not-object": ("just a string", ["routes[1]"]),
+}
+
+
+@pytest.mark.parametrize("label", list(BAD_ROUTES))
+def test_bad_route_is_named(tmp_path, label):
+    route, needles = BAD_ROUTES[label]
+    env = _env(tmp_path, {"routes": [GOOD_ROUTE, route]})
+    _assert_config_error(_run(env), "GATEWAY_ROUTES", *needles)
+
+
+def test_listen_address_in_use(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        r = _run(_env(tmp_path, GATEWAY_LISTEN=f"127.0.0.1:{port}"))
+    finally:
+        s.close()
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode != 0, err
+    assert "GATEWAY_LISTEN" in err, err
+
+
+def test_upstream_url_alone_is_a_catch_all_route(gateway_factory, upstream, mod_user):
+    g = gateway_factory({"UPSTREAM_URL": upstream.url}, route_table=False, name="gateway-catchall")
+    assert "GATEWAY_ROUTES" not in g.env
+    body = G.echo(g.get("/any/path?x=1", headers=G.cookie(mod_user)))
+    assert body["path"] == "/any/path" and body["headers"]["x-user-id"] == mod_user.id
+    G.assert_gw_error(g.get("/any/path"), 401)
+    G.assert_gw_error(g.get("/x", headers=G.bearer(G.jwt_like())), 401)
