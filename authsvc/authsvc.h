@@ -250,6 +250,13 @@ void as_revoke_tokens(struct as_worker *w, char **tokens, size_t n);
 PC_MUSTCHECK int as_revoke_user_sessions(struct as_worker *w, const char *user_id,
                                          const char *keep_token);
 
+/** DELs <prefix><kind>:<hash> ('s' session, 'k' API key) and PUBLISHes
+ * hash on the revocation channel; what Redis does not take is retried. */
+void as_revoke_hash(struct pc_redis *r, char kind, const char *hash);
+/** The LISTEN thread (listener.c): republishes pc_revoked notices. */
+void as_listener_start(void);
+void as_listener_stop(void);
+bool as_listener_up(void);
 /** Retries DEL+PUBLISH of revocations that could not reach Redis. Called by
  * the health prober once Redis answers again. */
 void as_revoke_flush_pending(struct pc_redis *r);

@@ -647,6 +647,7 @@ int as_server_run(void)
     /* Start-up order: health prober (so /ready is right from the start),
      * password pool, request workers; then serve. */
     as_health_start();
+    as_listener_start();
     as_pwpool_start();
     workers = pc_workq_new("as-worker", (int)as_cfg.workers, (size_t)as_cfg.job_queue,
                            worker_dispatch, worker_init, worker_fini, NULL);
@@ -660,6 +661,7 @@ int as_server_run(void)
     as_pwpool_stop();
     pc_workq_free(workers);
     on_done(-1, 0, NULL);
+    as_listener_stop();
     as_health_stop();
     event_free(sig_term);
     event_free(sig_int);

@@ -277,22 +277,24 @@ void as_session_cache_put(struct as_worker *w, const struct as_session *s, const
  * bound the oldest are dropped with an error log (their Redis entries still
  * expire with the session). */
 #define PENDING_MAX 100000
+#define TAG_LEN (2 + PC_HASH_B64_LEN)   /* "s:" or "k:" + hash */
 static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
-static char (*pending)[PC_HASH_B64_LEN + 1];
+static char (*pending)[TAG_LEN + 1];
 static size_t npending;
 
-static bool revoke_hash(struct pc_redis *r, const char *hash)
+/* DEL <prefix><tag> and PUBLISH the hash. tag is "s:<hash>" or "k:<hash>". */
+static bool revoke_tag(struct pc_redis *r, const char *tag)
 {
     struct pc_buf key = {0};
-    pc_buf_printf(&key, "%ss:%s", as_cfg.redis_prefix, hash);
+    pc_buf_printf(&key, "%s%s", as_cfg.redis_prefix, tag);
     const char *del[] = {"DEL", key.data};
-    const char *pub[] = {"PUBLISH", as_cfg.revocation_channel, hash};
+    const char *pub[] = {"PUBLISH", as_cfg.revocation_channel, tag + 2};
     bool ok = pc_redis_ok(r, 2, del) && pc_redis_ok(r, 3, pub);
     pc_buf_free(&key);
     return ok;
 }
 
-static void pending_add(const char *hash)
+static void pending_add(const char *tag)
 {
     pthread_mutex_lock(&pending_mu);
     if (pending == NULL)
@@ -302,15 +304,25 @@ static void pending_add(const char *hash)
         memmove(pending, pending + 1, (PENDING_MAX - 1) * sizeof *pending);
         npending--;
     }
-    memcpy(pending[npending++], hash, PC_HASH_B64_LEN + 1);
+    snprintf(pending[npending++], TAG_LEN + 1, "%s", tag);
     pthread_mutex_unlock(&pending_mu);
+}
+
+void as_revoke_hash(struct pc_redis *r, char kind, const char *hash)
+{
+    char tag[TAG_LEN + 1];
+    snprintf(tag, sizeof tag, "%c:%s", kind, hash);
+    bool ok = revoke_tag(r, tag);
+    as_health_note_redis(ok);
+    if (!ok)
+        pending_add(tag);
 }
 
 void as_revoke_flush_pending(struct pc_redis *r)
 {
     pthread_mutex_lock(&pending_mu);
     size_t done = 0;
-    while (done < npending && revoke_hash(r, pending[done]))
+    while (done < npending && revoke_tag(r, pending[done]))
         done++;
     if (done) {
         memmove(pending, pending + done, (npending - done) * sizeof *pending);
@@ -336,10 +348,7 @@ void as_revoke_tokens(struct as_worker *w, char **tokens, size_t n)
     for (size_t i = 0; i < n; i++) {
         char hash[PC_HASH_B64_LEN + 1];
         pc_cred_hash(tokens[i], strlen(tokens[i]), hash);
-        bool ok = revoke_hash(&w->redis, hash);
-        as_health_note_redis(ok);
-        if (!ok)
-            pending_add(hash);
+        as_revoke_hash(&w->redis, 's', hash);
     }
 }
 
