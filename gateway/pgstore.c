@@ -278,6 +278,10 @@ static void result_ready(struct pgc *c)
             p.expires_at = strtoll(PQgetvalue(first, 0, 2), NULL, 10);
             p.updated_at = strtoll(PQgetvalue(first, 0, 3), NULL, 10);
             snprintf(p.email, sizeof p.email, "%s", PQgetvalue(first, 0, 4));
+            /* Redis lost it (flushed, restarted): put it back for the others */
+            char hb[PC_HASH_B64_LEN + 1];
+            pc_b64url_encode(q->hash, 32, hb);
+            gw_l2_store(c->pool->w, hb, &p, p.expires_at - pc_now_ms());
         } else {
             p.kind = GW_CRED_API_KEY;
             p.enabled = strcmp(PQgetvalue(first, 0, 2), "t") == 0;
