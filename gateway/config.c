@@ -93,6 +93,10 @@ static const struct pc_conf_item table[] = {
              "request header bytes (431)"),
     INT_ITEM("SESSION_EXPIRES_IN", expires_in, "604800", 60, 31536000, "as authsvc"),
     INT_ITEM("SESSION_UPDATE_AGE", update_age, "86400", 0, 31536000, "as authsvc"),
+    {"GATEWAY_ACCESS_LOG", PC_CONF_BOOL, &gw_cfg.access_log, "true", 0, 0, 0, NULL,
+     "one JSON line per request in GATEWAY_LOG (written in batches)"},
+    {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
+     "serve GET /metrics (Prometheus) and /_stats"},
     INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
              "requests per worker waiting on Redis/PostgreSQL before 503"),
 };

@@ -108,6 +108,8 @@ struct gw_config {
     int64_t expires_in;         /* session life, seconds */
     int64_t update_age;         /* sliding refresh, seconds */
     int64_t pending_max;        /* requests waiting on Redis/PG per worker */
+    bool access_log;            /* GATEWAY_ACCESS_LOG */
+    bool metrics;               /* GATEWAY_METRICS: serve /metrics and /_stats */
 
     /* derived */
     char listen_host[256];
@@ -301,7 +303,19 @@ struct gw_worker {
     struct gw_request *inbox;       /* requests woken from other threads */
     struct event *inbox_ev;
     size_t parked;                  /* requests waiting on Redis/PostgreSQL */
+    struct gw_wmetrics *m;          /* metrics.c: this worker's counters */
 };
+
+/* ---- metrics and access log (metrics.c) ---- */
+struct pc_buf;
+void gw_metrics_init(struct gw_worker *w);
+void gw_metrics_free(struct gw_worker *w);
+/** Counts a finished request and appends its access-log line. */
+void gw_metrics_observe(struct gw_request *r);
+/** Writes the buffered access-log lines. */
+void gw_access_flush(struct gw_worker *w);
+/** Appends the Prometheus text of all workers' counters to b. */
+void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b);
 
 void gw_l2_start(struct gw_worker *w);
 void gw_l2_stop(struct gw_worker *w);
@@ -330,6 +344,7 @@ struct gw_stats {
     uint64_t redis_errors, revocations, l1_flushes;
     uint64_t upstream_errors, upstream_timeouts;
     uint64_t rate_limited, usage_exceeded, usage_flushes;
+    uint64_t pg_connects, redis_connects;
 };
 extern struct gw_stats gw_stats;
 #define GW_STAT_INC(f) __atomic_add_fetch(&gw_stats.f, 1, __ATOMIC_RELAXED)

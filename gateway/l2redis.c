@@ -61,6 +61,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     l2->connected = true;
     l2->backoff_ms = 100;
+    GW_STAT_INC(redis_connects);
     if (l2->w->id == 0)
         pc_log_info("redis: connected");
 }

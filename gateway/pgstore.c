@@ -377,6 +377,7 @@ static void pgc_connect(struct pgc *c)
     case PGRES_POLLING_OK:
         evtimer_del(c->timer);
         PQsetnonblocking(c->conn, 1);
+        GW_STAT_INC(pg_connects);
         c->st = PGC_IDLE;
         c->fails = 0;
         if (c->io) {

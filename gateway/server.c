@@ -38,6 +38,8 @@ struct gw_stats gw_stats;
 void gw_request_finish(struct gw_request *r)
 {
     r->w->active--;
+    if (!gw_stopping)
+        gw_metrics_observe(r);
     pc_wipe(r->cred, r->cred_len);
     free(r->path);
     free(r->query);
@@ -118,9 +120,33 @@ static void local_reply(struct gw_request *r, int status, struct pc_buf *b)
     gw_request_finish(r);
 }
 
+static struct gw_worker *workers;
+static size_t nworkers;
+
+static void metrics_route(struct gw_request *r)
+{
+    struct pc_buf b = {0};
+    gw_metrics_render(workers, nworkers, &b);
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(oh, "Content-Type", "text/plain; version=0.0.4");
+    struct evbuffer *out = evbuffer_new();
+    if (out == NULL)
+        pc_fatal("out of memory");
+    evbuffer_add(out, b.data, b.len);
+    r->status = 200;
+    evhttp_send_reply(r->req, 200, "OK", out);
+    evbuffer_free(out);
+    pc_buf_free(&b);
+    gw_request_finish(r);
+}
+
 static void health_route(struct gw_request *r, const char *path)
 {
     struct pc_buf b = {0};
+    if (strcmp(path, "/metrics") == 0) {
+        metrics_route(r);
+        return;
+    }
     if (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0) {
         pc_buf_puts(&b, "{\"status\":\"ok\"}");
         local_reply(r, 200, &b);
@@ -233,15 +259,16 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
 
     if (path[1] == '_' || strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
-        strcmp(path, "/ready") == 0) {
+        strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0) {
         if (strcmp(path, "/_auth") == 0) {
             r->forward_auth = true;
             r->path = pc_xstrdup(path); /* replaced by the original URI in route.c */
             gw_advance(r);
             return;
         }
+        bool stats = strcmp(path, "/_stats") == 0 || strcmp(path, "/metrics") == 0;
         if (m == EVHTTP_REQ_GET && (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
-                                    strcmp(path, "/ready") == 0 || strcmp(path, "/_stats") == 0)) {
+                                    strcmp(path, "/ready") == 0 || (stats && gw_cfg.metrics))) {
             r->path = pc_xstrdup(path);
             health_route(r, path);
             return;
@@ -293,7 +320,6 @@ static int listen_socket(void)
     return fd;
 }
 
-static struct gw_worker *workers;
 static volatile sig_atomic_t stopping;
 
 static void *worker_main(void *arg)
@@ -310,6 +336,7 @@ static void *worker_main(void *arg)
 static void on_stop_check(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_worker *w = arg;
+    gw_access_flush(w);
     if (!stopping)
         return;
     if (w->listener) {
@@ -351,6 +378,7 @@ static int worker_init(struct gw_worker *w, unsigned id)
     if (w->listener == NULL)
         pc_fatal("evhttp_accept_socket failed");
     w->inbox_ev = event_new(w->base, -1, EV_PERSIST, on_inbox, w);
+    gw_metrics_init(w);
     gw_l2_start(w);
     gw_pg_start(w);
     gw_proxy_init(w);
@@ -373,6 +401,7 @@ int gw_server_run(void)
     gw_flights_init();
     size_t n = (size_t)gw_cfg.workers;
     workers = pc_xcalloc(n, sizeof *workers);
+    nworkers = n;
     for (size_t i = 0; i < n; i++) {
         if (worker_init(&workers[i], (unsigned)i) != 0)
             return 1;
@@ -416,6 +445,7 @@ int gw_server_run(void)
         event_free(stop_timers[i % 256]);
         evhttp_free(w->http); /* closes the listener if still open */
         event_free(w->inbox_ev);
+        gw_metrics_free(w);
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_mu);
     }

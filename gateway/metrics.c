@@ -1,0 +1,252 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * metrics.c: what the gateway counts, and how it shows it.
+ *
+ *   GET /metrics   Prometheus text format: requests by route and status, a
+ *                  latency histogram, cache lookups by layer and result,
+ *                  PostgreSQL/Redis errors, revocations, L1 flushes,
+ *                  upstream errors and timeouts, rate-limit and quota
+ *                  refusals, L1 size
+ *   access log     one JSON line per request (request id, route, method,
+ *                  status, auth method, principal, latency), appended to a
+ *                  per-worker buffer and written in batches (every 100 ms or
+ *                  64 KiB) off the request path; GATEWAY_ACCESS_LOG=off
+ *
+ * Per-request counters live in each worker's own arrays (no sharing on the
+ * hot path); a scrape sums them with relaxed atomic loads.
+ */
+#include "gateway.h"
+#include "../lib/json.h"
+#include "../lib/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/http.h>
+
+#define STATUS_MIN 100
+#define STATUS_SLOTS 500            /* 100..599 */
+#define ACCESS_FLUSH_BYTES 65536
+
+static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+#define NLAT (sizeof lat_bounds / sizeof lat_bounds[0])
+
+struct gw_wmetrics {
+    uint64_t *by_route_status;      /* [(nroutes + 1) * STATUS_SLOTS] */
+    uint64_t lat[NLAT + 1];         /* histogram, last = +Inf */
+    uint64_t lat_sum_us, lat_count;
+    uint64_t by_kind[GW_CRED_KIND_COUNT];
+    struct pc_buf access;           /* pending access-log lines */
+};
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define BUMP(x, n) __atomic_store_n(&(x), LOAD(x) + (n), __ATOMIC_RELAXED)
+
+void gw_metrics_init(struct gw_worker *w)
+{
+    w->m = pc_xcalloc(1, sizeof *w->m);
+    w->m->by_route_status = pc_xcalloc((gw_cfg.nroutes + 1) * STATUS_SLOTS, sizeof(uint64_t));
+}
+
+void gw_access_flush(struct gw_worker *w)
+{
+    struct pc_buf *b = &w->m->access;
+    if (b->len == 0)
+        return;
+    /* lines are complete JSON objects separated by '\n'; the last one has
+     * no newline yet because pc_log_line adds one */
+    pc_log_line(b->data, b->len - 1);
+    pc_buf_reset(b);
+}
+
+void gw_metrics_free(struct gw_worker *w)
+{
+    gw_access_flush(w);
+    pc_buf_free(&w->m->access);
+    free(w->m->by_route_status);
+    free(w->m);
+    w->m = NULL;
+}
+
+static const char *kind_name(enum gw_cred_kind k)
+{
+    switch (k) {
+    case GW_CRED_SESSION: return "session";
+    case GW_CRED_API_KEY: return "api_key";
+    case GW_CRED_JWT: return "jwt";
+    default: return "none";
+    }
+}
+
+static void access_line(struct gw_request *r, int64_t us)
+{
+    static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE",
+                                          "OPTIONS", "TRACE", "CONNECT", "PATCH"};
+    const char *m = "OTHER";
+    int cmd = (int)evhttp_request_get_command(r->req);
+    for (unsigned i = 0; i < PC_ARRAY_LEN(methods); i++)
+        if (cmd == (1 << i))
+            m = methods[i];
+    struct pc_buf *b = &r->w->m->access;
+    struct pc_jw jw = {.b = b};
+    pc_jw_obj_begin(&jw);
+    pc_jw_key(&jw, "ts");
+    pc_jw_date(&jw, pc_now_ms());
+    pc_jw_key(&jw, "prog");
+    pc_jw_str(&jw, "gateway");
+    pc_jw_key(&jw, "req_id");
+    pc_jw_str(&jw, r->request_id);
+    pc_jw_key(&jw, "route");
+    pc_jw_str(&jw, r->route ? r->route->prefix : NULL);
+    pc_jw_key(&jw, "method");
+    pc_jw_str(&jw, m);
+    pc_jw_key(&jw, "path");
+    /* the :apiKey segment is a credential: log the path without it */
+    pc_jw_str(&jw, r->upstream_path ? r->upstream_path : r->path);
+    pc_jw_key(&jw, "status");
+    pc_jw_int(&jw, r->status);
+    pc_jw_key(&jw, "auth");
+    pc_jw_str(&jw, kind_name(r->kind));
+    if (r->p.found && r->p.user_id[0]) {
+        pc_jw_key(&jw, "user_id");
+        pc_jw_str(&jw, r->p.user_id);
+    }
+    if (r->outcome) {
+        pc_jw_key(&jw, "outcome");
+        pc_jw_str(&jw, r->outcome);
+    }
+    pc_jw_key(&jw, "latency_us");
+    pc_jw_int(&jw, us);
+    pc_jw_obj_end(&jw);
+    pc_buf_putc(b, '\n');
+    if (b->len >= ACCESS_FLUSH_BYTES)
+        gw_access_flush(r->w);
+}
+
+void gw_metrics_observe(struct gw_request *r)
+{
+    struct gw_wmetrics *m = r->w->m;
+    if (m == NULL)
+        return;
+    int64_t us = pc_mono_us() - r->start_us;
+    size_t route = r->route ? (size_t)(r->route - gw_cfg.routes) : gw_cfg.nroutes;
+    int st = r->status >= STATUS_MIN && r->status < STATUS_MIN + STATUS_SLOTS ? r->status : 599;
+    BUMP(m->by_route_status[route * STATUS_SLOTS + (size_t)(st - STATUS_MIN)], 1);
+    size_t b = 0;
+    while (b < NLAT && (double)us / 1e6 > lat_bounds[b])
+        b++;
+    BUMP(m->lat[b], 1);
+    BUMP(m->lat_sum_us, (uint64_t)(us > 0 ? us : 0));
+    BUMP(m->lat_count, 1);
+    BUMP(m->by_kind[r->kind], 1);
+    if (gw_cfg.access_log)
+        access_line(r, us);
+}
+
+/* ---- exposition ---- */
+
+static void label_escape(struct pc_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            pc_buf_putc(b, '\\');
+        if (*s == '\n') {
+            pc_buf_puts(b, "\\n");
+            continue;
+        }
+        pc_buf_putc(b, *s);
+    }
+}
+
+static void counter(struct pc_buf *b, const char *name, const char *help, uint64_t v)
+{
+    pc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                  (unsigned long long)v);
+}
+
+#define G(f) ((unsigned long long)__atomic_load_n(&gw_stats.f, __ATOMIC_RELAXED))
+
+void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
+{
+    pc_buf_puts(b, "# HELP portcullis_gateway_requests_total Requests answered, by route and "
+                   "status.\n# TYPE portcullis_gateway_requests_total counter\n");
+    for (size_t rt = 0; rt <= gw_cfg.nroutes; rt++) {
+        for (size_t s = 0; s < STATUS_SLOTS; s++) {
+            uint64_t v = 0;
+            for (size_t i = 0; i < nworkers; i++)
+                v += LOAD(all[i].m->by_route_status[rt * STATUS_SLOTS + s]);
+            if (v == 0)
+                continue;
+            pc_buf_puts(b, "portcullis_gateway_requests_total{route=\"");
+            label_escape(b, rt < gw_cfg.nroutes ? gw_cfg.routes[rt].prefix : "");
+            pc_buf_printf(b, "\",status=\"%zu\"} %llu\n", s + STATUS_MIN, (unsigned long long)v);
+        }
+    }
+    pc_buf_puts(b, "# HELP portcullis_gateway_requests_by_auth_total Requests by credential kind."
+                   "\n# TYPE portcullis_gateway_requests_by_auth_total counter\n");
+    for (int k = 0; k < GW_CRED_KIND_COUNT; k++) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < nworkers; i++)
+            v += LOAD(all[i].m->by_kind[k]);
+        pc_buf_printf(b, "portcullis_gateway_requests_by_auth_total{auth=\"%s\"} %llu\n",
+                      kind_name((enum gw_cred_kind)k), (unsigned long long)v);
+    }
+    pc_buf_puts(b, "# HELP portcullis_gateway_request_duration_seconds Time from request to "
+                   "answer.\n# TYPE portcullis_gateway_request_duration_seconds histogram\n");
+    uint64_t cum = 0, sum = 0, count = 0;
+    for (size_t k = 0; k <= NLAT; k++) {
+        for (size_t i = 0; i < nworkers; i++)
+            cum += LOAD(all[i].m->lat[k]);
+        if (k < NLAT)
+            pc_buf_printf(b, "portcullis_gateway_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                          lat_bounds[k], (unsigned long long)cum);
+        else
+            pc_buf_printf(b, "portcullis_gateway_request_duration_seconds_bucket{le=\"+Inf\"} "
+                             "%llu\n", (unsigned long long)cum);
+    }
+    for (size_t i = 0; i < nworkers; i++) {
+        sum += LOAD(all[i].m->lat_sum_us);
+        count += LOAD(all[i].m->lat_count);
+    }
+    pc_buf_printf(b, "portcullis_gateway_request_duration_seconds_sum %.6f\n"
+                     "portcullis_gateway_request_duration_seconds_count %llu\n",
+                  (double)sum / 1e6, (unsigned long long)count);
+    pc_buf_printf(b, "# HELP portcullis_gateway_cache_lookups_total Credential lookups by layer "
+                     "and result.\n# TYPE portcullis_gateway_cache_lookups_total counter\n"
+                     "portcullis_gateway_cache_lookups_total{layer=\"l1\",result=\"hit\"} %llu\n"
+                     "portcullis_gateway_cache_lookups_total{layer=\"l1\",result=\"negative\"} "
+                     "%llu\n"
+                     "portcullis_gateway_cache_lookups_total{layer=\"redis\",result=\"hit\"} %llu\n"
+                     "portcullis_gateway_cache_lookups_total{layer=\"postgres\",result=\"query\"} "
+                     "%llu\n",
+                  G(l1_hits), G(l1_negative_hits), G(l2_hits), G(pg_queries));
+    counter(b, "portcullis_gateway_postgres_errors_total", "PostgreSQL failures and timeouts.",
+            G(pg_errors));
+    counter(b, "portcullis_gateway_postgres_connects_total", "PostgreSQL connections made.",
+            G(pg_connects));
+    counter(b, "portcullis_gateway_redis_errors_total", "Redis failures and timeouts.",
+            G(redis_errors));
+    counter(b, "portcullis_gateway_redis_connects_total", "Redis connections made.",
+            G(redis_connects));
+    counter(b, "portcullis_gateway_revocations_total", "Revocation messages received.",
+            G(revocations));
+    counter(b, "portcullis_gateway_l1_flushes_total",
+            "L1 flushes after the revocation feed came back.", G(l1_flushes));
+    counter(b, "portcullis_gateway_upstream_errors_total", "Upstream refused or broke (502).",
+            G(upstream_errors));
+    counter(b, "portcullis_gateway_upstream_timeouts_total", "Upstream timed out (504).",
+            G(upstream_timeouts));
+    counter(b, "portcullis_gateway_rate_limited_total", "API-key requests refused by rate limit.",
+            G(rate_limited));
+    counter(b, "portcullis_gateway_usage_exceeded_total", "API-key requests refused by quota.",
+            G(usage_exceeded));
+    pc_buf_printf(b, "# HELP portcullis_gateway_l1_entries Credentials in L1.\n"
+                     "# TYPE portcullis_gateway_l1_entries gauge\nportcullis_gateway_l1_entries "
+                     "%zu\n",
+                  gw_l1_count());
+    pc_buf_printf(b, "# HELP portcullis_gateway_revocation_feed_up 1 while subscribed.\n"
+                     "# TYPE portcullis_gateway_revocation_feed_up gauge\n"
+                     "portcullis_gateway_revocation_feed_up %d\n",
+                  gw_revocation_up() ? 1 : 0);
+}
