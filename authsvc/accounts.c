@@ -12,6 +12,7 @@
  *                    optionally revoking every session and issuing a new one
  */
 #include "authsvc.h"
+#include "validate.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
 
@@ -127,41 +128,8 @@ static char *lower_dup(const char *s)
     return d;
 }
 
-/* Collects body validation failures the way Better Auth's zod schemas
- * report them: "[body.field] Invalid input: expected string, received
- * number", several joined by "; ", answered as one 400 VALIDATION_ERROR. */
-struct vcheck {
-    struct pc_buf msg;  /* the joined message so far */
-};
 
-static void v_add(struct vcheck *v, const char *field, const char *text)
-{
-    if (v->msg.len)
-        pc_buf_puts(&v->msg, "; ");
-    pc_buf_printf(&v->msg, "[body.%s] %s", field, text);
-}
 
-static void v_expected(struct vcheck *v, const char *field, const char *type, yajl_val got)
-{
-    char text[96];
-    snprintf(text, sizeof text, "Invalid input: expected %s, received %s", type,
-             as_json_type_name(got));
-    v_add(v, field, text);
-}
-
-/* A string field. Returns it, or NULL when absent/null (allowed unless
- * required, null only when nullable) or of the wrong type (recorded). */
-static yajl_val v_str(struct vcheck *v, yajl_val body, const char *key, bool required,
-                      bool nullable)
-{
-    yajl_val x = pc_json_get(body, key);
-    if (YAJL_IS_STRING(x))
-        return x;
-    if ((x == NULL && !required) || (YAJL_IS_NULL(x) && nullable))
-        return NULL;
-    v_expected(v, key, "string", x);
-    return NULL;
-}
 
 static bool v_bool(struct vcheck *v, yajl_val body, const char *key, bool def)
 {
@@ -172,18 +140,8 @@ static bool v_bool(struct vcheck *v, yajl_val body, const char *key, bool def)
         return YAJL_IS_TRUE(x);
     if (YAJL_IS_STRING(x) && (strcmp(x->u.string, "true") == 0 || strcmp(x->u.string, "false") == 0))
         return x->u.string[0] == 't'; /* form bodies carry booleans as text */
-    v_expected(v, key, "boolean", x);
+    as_v_expected(v, key, "boolean", x);
     return def;
-}
-
-/* Answers 400 when anything was recorded. Returns true when it did. */
-static bool v_failed(struct as_job *job, struct vcheck *v)
-{
-    if (v->msg.len == 0)
-        return false;
-    as_error(job, 400, "VALIDATION_ERROR", v->msg.data);
-    pc_buf_free(&v->msg);
-    return true;
 }
 
 /* Password length in UTF-16 units, as Better Auth counts it. */
@@ -278,15 +236,15 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
     if (body == NULL)
         return true;
     struct vcheck v = {0};
-    yajl_val name = v_str(&v, body, "name", true, false);
-    yajl_val email = v_str(&v, body, "email", true, false);
-    yajl_val pw = v_str(&v, body, "password", true, false);
-    yajl_val image = v_str(&v, body, "image", false, true);
-    yajl_val cb = v_str(&v, body, "callbackURL", false, false);
+    yajl_val name = as_v_str(&v, body, "name", true, false);
+    yajl_val email = as_v_str(&v, body, "email", true, false);
+    yajl_val pw = as_v_str(&v, body, "password", true, false);
+    yajl_val image = as_v_str(&v, body, "image", false, true);
+    yajl_val cb = as_v_str(&v, body, "callbackURL", false, false);
     bool remember = v_bool(&v, body, "rememberMe", true);
     if (email && !as_email_valid(email->u.string))
-        v_add(&v, "email", "Invalid email address");
-    if (v_failed(job, &v) || !password_length_ok(job, pw->u.string) || !callback_ok(job, cb)) {
+        as_v_add(&v, "email", "Invalid email address");
+    if (as_v_failed(job, &v) || !password_length_ok(job, pw->u.string) || !callback_ok(job, cb)) {
         yajl_tree_free(body);
         return true;
     }
@@ -391,11 +349,11 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
     if (body == NULL)
         return true;
     struct vcheck v = {0};
-    yajl_val email = v_str(&v, body, "email", true, false);
-    yajl_val pw = v_str(&v, body, "password", true, false);
-    yajl_val cb = v_str(&v, body, "callbackURL", false, false);
+    yajl_val email = as_v_str(&v, body, "email", true, false);
+    yajl_val pw = as_v_str(&v, body, "password", true, false);
+    yajl_val cb = as_v_str(&v, body, "callbackURL", false, false);
     bool remember = v_bool(&v, body, "rememberMe", true);
-    bool ok = !v_failed(job, &v);
+    bool ok = !as_v_failed(job, &v);
     if (ok && !as_email_valid(email->u.string))
         ok = !as_error(job, 400, "INVALID_EMAIL", "Invalid email");
     ok = ok && callback_ok(job, cb);
@@ -517,10 +475,10 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
         return as_error(job, 400, "EMAIL_CAN_NOT_BE_UPDATED", "Email can not be updated");
     }
     struct vcheck v = {0};
-    yajl_val name = v_str(&v, body, "name", false, false);
-    yajl_val image = v_str(&v, body, "image", false, true);
+    yajl_val name = as_v_str(&v, body, "name", false, false);
+    yajl_val image = as_v_str(&v, body, "image", false, true);
     yajl_val image_raw = pc_json_get(body, "image");
-    if (v_failed(job, &v)) {
+    if (as_v_failed(job, &v)) {
         yajl_tree_free(body);
         return true;
     }
@@ -574,10 +532,10 @@ bool as_route_change_password(struct as_job *job, struct as_worker *w)
     if (body == NULL)
         return true;
     struct vcheck v = {0};
-    yajl_val np = v_str(&v, body, "newPassword", true, false);
-    yajl_val cur = v_str(&v, body, "currentPassword", true, false);
+    yajl_val np = as_v_str(&v, body, "newPassword", true, false);
+    yajl_val cur = as_v_str(&v, body, "currentPassword", true, false);
     bool revoke = v_bool(&v, body, "revokeOtherSessions", false);
-    if (v_failed(job, &v) || !password_length_ok(job, np->u.string)) {
+    if (as_v_failed(job, &v) || !password_length_ok(job, np->u.string)) {
         yajl_tree_free(body);
         return true;
     }

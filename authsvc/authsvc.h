@@ -62,6 +62,11 @@ struct as_config {
     int64_t min_pw;             /* PASSWORD_MIN_LENGTH */
     int64_t max_pw;             /* PASSWORD_MAX_LENGTH */
     bool bearer_require_sig;    /* BEARER_REQUIRE_SIGNATURE */
+    char *internal_secret;      /* INTERNAL_SERVICE_SECRET ("" = internal routes off) */
+    char *apikey_prefix;        /* APIKEY_DEFAULT_PREFIX */
+    int64_t apikey_rl_max;      /* APIKEY_RATE_LIMIT_MAX */
+    int64_t apikey_rl_window;   /* APIKEY_RATE_LIMIT_WINDOW_MS */
+    bool apikey_metadata;       /* APIKEY_ENABLE_METADATA */
 
     /* derived at load time */
     bool secure_cookies;        /* base_url is https */
@@ -196,6 +201,14 @@ bool as_route_sign_out(struct as_job *job, struct as_worker *w);
 bool as_route_revoke_session(struct as_job *job, struct as_worker *w);
 bool as_route_revoke_sessions(struct as_job *job, struct as_worker *w);
 bool as_route_revoke_other_sessions(struct as_job *job, struct as_worker *w);
+bool as_route_apikey_create(struct as_job *job, struct as_worker *w);
+bool as_route_apikey_get(struct as_job *job, struct as_worker *w);
+bool as_route_apikey_update(struct as_job *job, struct as_worker *w);
+bool as_route_apikey_delete(struct as_job *job, struct as_worker *w);
+bool as_route_apikey_list(struct as_job *job, struct as_worker *w);
+bool as_route_internal_apikey_create(struct as_job *job, struct as_worker *w);
+bool as_route_internal_apikey_update(struct as_job *job, struct as_worker *w);
+bool as_route_internal_validate(struct as_job *job, struct as_worker *w);
 
 /* ---- sessions (sessions.c) ---- */
 

@@ -33,6 +33,21 @@ static int check_prefix(const char *v, const char **err)
     return 0;
 }
 
+/* Better Auth's API key prefix rule: ^[a-zA-Z0-9_-]+$, 1 to 32 characters. */
+static int check_apikey_prefix(const char *v, const char **err)
+{
+    size_t n = strlen(v);
+    bool ok = n >= 1 && n <= 32;
+    for (const char *p = v; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+             *p == '_' || *p == '-';
+    if (!ok) {
+        *err = "must be 1 to 32 characters from a-z A-Z 0-9 _ -";
+        return -1;
+    }
+    return 0;
+}
+
 static int check_level(const char *v, const char **err)
 {
     extern int pc_log_level_parse(const char *s);
@@ -119,6 +134,18 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("PASSWORD_MAX_LENGTH", max_pw, "128", 8, 4096, "longest password"),
     {"BEARER_REQUIRE_SIGNATURE", PC_CONF_BOOL, &as_cfg.bearer_require_sig, "false", 0, 0, 0,
      NULL, "refuse raw (unsigned) session tokens in Authorization: Bearer"},
+    {"INTERNAL_SERVICE_SECRET", PC_CONF_STR, &as_cfg.internal_secret, NULL, 0, 0,
+     PC_CONF_SECRET, check_secret,
+     "shared secret for /api/internal/* (header x-service-auth, >= 32 chars); unset: those "
+     "routes answer 404"},
+    {"APIKEY_DEFAULT_PREFIX", PC_CONF_STR, &as_cfg.apikey_prefix, "oc_", 0, 0, 0,
+     check_apikey_prefix, "prefix of new API keys when the request names none"},
+    INT_ITEM("APIKEY_RATE_LIMIT_MAX", apikey_rl_max, "10000", 1, 2147483647,
+             "requests per window for new API keys (rateLimitMax)"),
+    INT_ITEM("APIKEY_RATE_LIMIT_WINDOW_MS", apikey_rl_window, "60000", 1, 2147483647,
+             "rate-limit window of new API keys, milliseconds (rateLimitTimeWindow)"),
+    {"APIKEY_ENABLE_METADATA", PC_CONF_BOOL, &as_cfg.apikey_metadata, "true", 0, 0, 0, NULL,
+     "accept `metadata` on API keys (Better Auth's enableMetadata)"},
 };
 
 void as_config_help(void)

@@ -58,6 +58,16 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "/api/auth/update-user", as_route_update_user, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/change-password", as_route_change_password, R_LIMITED,
      LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/api-key/create", as_route_apikey_create, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/api-key/get", as_route_apikey_get, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/api-key/update", as_route_apikey_update, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/api-key/delete", as_route_apikey_delete, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/api-key/list", as_route_apikey_list, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/internal/api-key/create", as_route_internal_apikey_create, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/internal/api-key/update", as_route_internal_apikey_update, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/internal/validate", as_route_internal_validate, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/ok", NULL, R_LOOP, LOOP_OK},
     {EVHTTP_REQ_GET, "/health", NULL, R_LOOP, LOOP_HEALTH},
     {EVHTTP_REQ_GET, "/live", NULL, R_LOOP, LOOP_LIVE},
@@ -152,6 +162,9 @@ static void job_free(struct as_job *job)
     pc_wipe(job->pw_out, sizeof job->pw_out);
     if (job->state_free)
         job->state_free(job->state);
+    /* answers can hold a plaintext API key or a session token */
+    if (job->out.data)
+        pc_wipe(job->out.data, job->out.cap);
     pc_buf_free(&job->out);
     for (size_t i = 0; i < job->nrhdrs; i++) {
         free(job->rhdrs[i].name);

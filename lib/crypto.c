@@ -202,10 +202,14 @@ void pc_random_bytes(void *out, size_t n)
         pc_fatal("RAND_bytes failed");
 }
 
-void pc_random_alnum(char *out, size_t n)
+void pc_random_string(char *out, size_t n, const char *alphabet)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    size_t len = strlen(alphabet);
+    if (len == 0 || len > 256)
+        pc_fatal("pc_random_string: bad alphabet");
+    /* bytes at or above the largest multiple of len are rejected, so every
+     * symbol is equally likely (Better Auth does the same) */
+    unsigned limit = 256 / (unsigned)len * (unsigned)len;
     unsigned char pool[64];
     size_t have = 0, used = 0, o = 0;
     while (o < n) {
@@ -215,12 +219,17 @@ void pc_random_alnum(char *out, size_t n)
             used = 0;
         }
         unsigned char b = pool[used++];
-        if (b >= 248) /* floor(256/62)*62: keeps the choice uniform */
+        if (b >= limit)
             continue;
-        out[o++] = alphabet[b % 62];
+        out[o++] = alphabet[b % len];
     }
     out[n] = '\0';
     pc_wipe(pool, sizeof pool);
+}
+
+void pc_random_alnum(char *out, size_t n)
+{
+    pc_random_string(out, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
 }
 
 bool pc_ct_eq(const void *a, const void *b, size_t n)

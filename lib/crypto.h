@@ -44,6 +44,10 @@ void pc_hex_encode(const unsigned char *in, size_t n, char *out);
 /** Cryptographically secure random bytes; aborts if the RNG fails. */
 void pc_random_bytes(void *out, size_t n);
 
+/** n symbols of alphabet, uniformly, by rejection sampling (Better Auth's
+ * generateRandomString). out holds n+1 bytes. */
+void pc_random_string(char *out, size_t n, const char *alphabet);
+
 /** Better Auth generateId(): n chars of [A-Za-z0-9] by rejection sampling.
  * out holds n+1 bytes. */
 void pc_random_alnum(char *out, size_t n);

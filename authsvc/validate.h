@@ -1,0 +1,32 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * validate.h: request-body validation that reports the way Better Auth's zod
+ * schemas do: "[body.field] Invalid input: expected string, received
+ * number", several failures joined by "; " into one 400 VALIDATION_ERROR.
+ */
+#ifndef AS_VALIDATE_H
+#define AS_VALIDATE_H
+
+#include <stdbool.h>
+#include <yajl/yajl_tree.h>
+#include "../lib/util.h"
+
+struct as_job;
+
+struct vcheck {
+    struct pc_buf msg;      /* the joined message so far */
+    const char *where;      /* "body" (default when NULL) or "query" */
+};
+
+/** Records "[<where>.<path>] <text>". */
+void as_v_add(struct vcheck *v, const char *path, const char *text);
+/** Records "Invalid input: expected <type>, received <zod type of got>". */
+void as_v_expected(struct vcheck *v, const char *path, const char *type, yajl_val got);
+/** Answers 400 VALIDATION_ERROR when anything was recorded; true if it did. */
+bool as_v_failed(struct as_job *job, struct vcheck *v);
+/** A string field: the value, or NULL when absent (allowed unless required),
+ * null (allowed when nullable) or of the wrong type (recorded). */
+yajl_val as_v_str(struct vcheck *v, yajl_val body, const char *key, bool required,
+                  bool nullable);
+
+#endif
