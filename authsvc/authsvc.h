@@ -145,6 +145,8 @@ struct as_job {
     size_t nrhdrs;
     char user_id[64];           /* principal for the access log */
     const char *err_code;       /* error code for the access log */
+    int route;                  /* index in the routes table, -1 if none */
+    const char *content_type;   /* of the answer; NULL: application/json */
 
     struct as_job *next_done;   /* completion list link */
 };
@@ -288,6 +290,16 @@ bool as_health_redis_ok(void);
 /** Records an outcome seen by a worker, so /ready reacts before the prober. */
 void as_health_note_pg(bool ok);
 void as_health_note_redis(bool ok);
+
+/* ---- metrics.c ---- */
+/** Names route i (its path) in the exported counters. */
+void as_metrics_route_name(size_t i, const char *path);
+/** Loop thread: counts an answered request (route -1: none). */
+void as_metrics_observe(int route, int status, int64_t us);
+/** Any thread: counts a PostgreSQL (pg) or Redis failure. */
+void as_metrics_note_failure(bool pg);
+/** Loop thread: appends the Prometheus text to b. */
+void as_metrics_render(struct pc_buf *b);
 
 /* ---- server.c ---- */
 /** Serves until SIGTERM/SIGINT, then drains. Returns the exit code. */

@@ -28,6 +28,8 @@ bool as_health_redis_ok(void) { return atomic_load(&redis_ok); }
 
 static void note(atomic_bool *flag, bool ok, const char *what)
 {
+    if (!ok)
+        as_metrics_note_failure(flag == &pg_ok);
     bool was = atomic_exchange(flag, ok);
     if (was != ok) {
         if (ok)

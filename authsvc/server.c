@@ -35,7 +35,7 @@
 #define R_LOOP 0x1u         /* answered on the loop thread, no I/O */
 #define R_LIMITED 0x2u      /* subject to the sign-in/sign-up rate limit */
 
-enum r_loop_kind { LOOP_NONE = 0, LOOP_OK, LOOP_HEALTH, LOOP_LIVE, LOOP_READY };
+enum r_loop_kind { LOOP_NONE = 0, LOOP_OK, LOOP_HEALTH, LOOP_LIVE, LOOP_READY, LOOP_METRICS };
 
 struct route {
     int method;             /* EVHTTP_REQ_GET / _POST */
@@ -72,6 +72,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "/health", NULL, R_LOOP, LOOP_HEALTH},
     {EVHTTP_REQ_GET, "/live", NULL, R_LOOP, LOOP_LIVE},
     {EVHTTP_REQ_GET, "/ready", NULL, R_LOOP, LOOP_READY},
+    {EVHTTP_REQ_GET, "/metrics", NULL, R_LOOP, LOOP_METRICS},
 };
 
 static struct event_base *base;
@@ -278,7 +279,8 @@ static void send_job(struct as_job *job)
 {
     struct evkeyvalq *oh = evhttp_request_get_output_headers(job->req);
     if (!job->out_empty) {
-        evhttp_add_header(oh, "Content-Type", "application/json");
+        evhttp_add_header(oh, "Content-Type",
+                          job->content_type ? job->content_type : "application/json");
         evhttp_add_header(oh, "Cache-Control", "no-store");
     }
     evhttp_add_header(oh, "X-Request-Id", job->request_id);
@@ -292,6 +294,7 @@ static void send_job(struct as_job *job)
         evbuffer_add(buf, job->out.data, job->out.len);
     evhttp_send_reply(job->req, job->status, NULL, buf);
     evbuffer_free(buf);
+    as_metrics_observe(job->route, job->status, pc_mono_us() - job->start_us);
     access_log(job);
     job_free(job);
 }
@@ -363,6 +366,7 @@ static struct as_job *job_new(struct evhttp_request *req)
 {
     struct as_job *job = pc_xcalloc(1, sizeof *job);
     job->req = req;
+    job->route = -1;
     job->start_us = pc_mono_us();
     job->method = (int)evhttp_request_get_command(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -428,6 +432,11 @@ static void loop_route(struct as_job *job, enum r_loop_kind kind)
         as_reply(job, pg && rd ? 200 : 503, &b);
         break;
     }
+    case LOOP_METRICS:
+        as_metrics_render(&b);
+        job->content_type = "text/plain; version=0.0.4";
+        as_reply(job, 200, &b);
+        break;
     default:
         pc_fatal("loop_route: bad kind");
     }
@@ -539,10 +548,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     const struct route *r = NULL;
     bool path_known = false;
+    job->route = -1;
     for (size_t i = 0; i < PC_ARRAY_LEN(routes); i++) {
         if (strcmp(routes[i].path, job->path) != 0)
             continue;
         path_known = true;
+        job->route = (int)i;
         if (routes[i].method == job->method)
             r = &routes[i];
     }
@@ -651,6 +662,8 @@ int as_server_run(void)
         event_base_free(base);
         return 1;
     }
+    for (size_t i = 0; i < PC_ARRAY_LEN(routes); i++)
+        as_metrics_route_name(i, routes[i].path);
     done_ev = event_new(base, -1, EV_PERSIST, on_done, NULL);
     sig_term = evsignal_new(base, SIGTERM, on_signal, NULL);
     sig_int = evsignal_new(base, SIGINT, on_signal, NULL);
