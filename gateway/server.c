@@ -355,7 +355,14 @@ static int worker_init(struct gw_worker *w, unsigned id)
 {
     w->id = id;
     pthread_mutex_init(&w->inbox_mu, NULL);
-    w->base = event_base_new();
+    /* The changelist folds the many add/remove calls libevent makes per
+     * request into one epoll_ctl per fd per loop iteration. */
+    struct event_config *ec = event_config_new();
+    if (ec == NULL)
+        pc_fatal("out of memory");
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
     w->http = w->base ? evhttp_new(w->base) : NULL;
     if (w->http == NULL)
         pc_fatal("libevent init failed");
