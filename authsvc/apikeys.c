@@ -92,6 +92,34 @@ static void revoke_key(struct as_worker *w, const char *hash)
     as_revoke_hash(&w->redis, 'k', hash);
 }
 
+/* The gateways count a key's use in Redis (<prefix>u:<hash>, seeded from
+ * the row) and write it back. A new `remaining` set here must reach that
+ * live counter too, or the next write-back would undo it: set it there (or
+ * drop it, for unlimited). A write-back racing with this update can still
+ * leave the old value in the row until the key's next use; the live counter,
+ * which decides, has the new one. */
+static void set_live_remaining(struct as_worker *w, const char *hash, bool limited,
+                               long long remaining)
+{
+    if (hash == NULL || strlen(hash) != PC_HASH_B64_LEN)
+        return;
+    struct pc_buf key = {0};
+    pc_buf_printf(&key, "%su:%s", as_cfg.redis_prefix, hash);
+    char n[32];
+    bool ok;
+    if (limited) {
+        snprintf(n, sizeof n, "%lld", remaining);
+        const char *argv[] = {"HSET", key.data, "rem", n};
+        ok = pc_redis_ok(&w->redis, 4, argv);
+    } else {
+        const char *argv[] = {"HDEL", key.data, "rem", "lr"};
+        ok = pc_redis_ok(&w->redis, 4, argv);
+    }
+    if (!ok)
+        pc_log_warn("redis: could not update a key's live remaining count");
+    pc_buf_free(&key);
+}
+
 static void revoke_result(struct as_worker *w, const PGresult *res, int col)
 {
     for (int i = 0; i < PQntuples(res); i++)
@@ -1372,6 +1400,9 @@ static bool update_key(struct as_job *job, struct as_worker *w, struct ak_input 
         /* Every change is announced: a disabled key or a shorter life must
          * stop at once, and any other change makes gateways re-read. */
         revoke_result(w, res, C_KEY);
+        if (in->remaining.st != N_ABSENT)
+            set_live_remaining(w, PQgetvalue(res, 0, C_KEY), in->remaining.st == N_OK,
+                               (long long)in->remaining.d);
         sweep_expired(w);
         reply_row(job, res, NULL, NULL);
     }
