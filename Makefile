@@ -7,6 +7,7 @@
 #   make unit       C unit tests only
 #   make e2e        end-to-end tests only (E2E_BUILD=build/asan for ASan)
 #   make run        start PostgreSQL, Redis, authsvc and the gateway locally
+#   make cluster    the same with three gateways behind haproxy (scripts/cluster.sh)
 #   make bench      measurements in bench/ (see bench/README.md)
 #   make clean
 
@@ -114,6 +115,12 @@ check: test
 
 run: deps all
 	$(Q)sh scripts/run.sh
+
+# PostgreSQL, Redis, authsvc, three gateways, haproxy and the demo upstream
+# (the topology of docker-compose.yml), in the foreground; Ctrl-C stops it.
+.PHONY: cluster
+cluster: deps all
+	$(Q)sh scripts/cluster.sh
 
 bench: deps all
 	$(Q)sh bench/run.sh

@@ -4,46 +4,95 @@
 # bench/run.sh: the measurements of bench/README.md. `make bench` runs this
 # after building; it can also be run directly from the repository root.
 #
-#   sh bench/run.sh                     # all scenarios, about a minute
-#   BENCH_ARGS="--duration 5" sh bench/run.sh
+#   sh bench/run.sh                     # every bench, about 5 minutes
+#   BENCH_ONLY=signin sh bench/run.sh   # or BENCH_ONLY=gateway, BENCH_ONLY=revocation
+#   BENCH_ARGS="--duration 5" sh bench/run.sh             # sign-in storm options
+#   GATEWAY_BENCH_ARGS="--rounds 5" sh bench/run.sh       # gateway bench options
+#   REVOCATION_BENCH_ARGS="--count 500" sh bench/run.sh   # revocation bench options
 #
 # Builds build/bench/scrypt_rate from bench/scrypt_rate.c and the library
-# objects of the normal build (build/obj/lib), installs wrk if it is missing,
-# runs bench/signin_storm.py and writes its report to
-# bench/results/<date>-signin.md (also printed). PORTCULLIS_BUILD selects the
-# authsvc binary under test (default build/).
+# objects of the normal build (build/obj/lib), installs wrk and nginx if they
+# are missing, runs bench/signin_storm.py, bench/gateway_bench.py and
+# bench/revocation_bench.py and writes their reports to
+# bench/results/<date>-signin.md, <date>-gateway.md and <date>-revocation.md
+# (also printed). PORTCULLIS_BUILD selects the binaries under test (default build/).
 set -eu
 cd "$(dirname "$0")/.."
 
-if [ ! -x build/authsvc ] || ! ls build/obj/lib/*.o >/dev/null 2>&1; then
+ONLY="${BENCH_ONLY:-all}"
+case "$ONLY" in
+    all|signin|gateway|revocation) ;;
+    *) echo "bench: BENCH_ONLY must be signin, gateway, revocation or empty" >&2; exit 2 ;;
+esac
+want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
+
+if [ ! -x build/authsvc ] || [ ! -x build/gateway ] || [ ! -x build/demo-upstream ] ||
+    ! ls build/obj/lib/*.o >/dev/null 2>&1; then
     make --no-print-directory all
 fi
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "bench: installing wrk"
+# install_pkg COMMAND PACKAGE: apt-get install PACKAGE unless COMMAND exists.
+install_pkg() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ -x "/usr/sbin/$1" ] && return 0
+    echo "bench: installing $2"
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 ||
-        { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+    $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 ||
+        { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
+}
+install_pkg wrk wrk
+# nginx is only the gateway bench's comparison, started by the bench with its
+# own config on 127.0.0.1. Its package would start the Debian default site (on
+# port 80, every address) at install: a policy-rc.d that refuses service starts
+# stops that, unless the machine already has one.
+if want gateway && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        install_pkg nginx nginx || true
+        rm -f /usr/sbin/policy-rc.d
+    else
+        install_pkg nginx nginx
+    fi
 fi
 
 # scrypt_rate: the project's pc_password_hash, linked against the library
 # objects with the Makefile's flags (no Makefile rule on purpose).
-PKGS="libevent libevent_pthreads libpq hiredis yajl openssl"
-mkdir -p build/bench
-SCRYPT_RATE_BUILD="${CC:-cc} -std=c11 -D_GNU_SOURCE -pthread -O2 -g -Wall -Wextra -Ilib \
+if want signin; then
+    PKGS="libevent libevent_pthreads libpq hiredis yajl openssl"
+    mkdir -p build/bench
+    SCRYPT_RATE_BUILD="${CC:-cc} -std=c11 -D_GNU_SOURCE -pthread -O2 -g -Wall -Wextra -Ilib \
 $(pkg-config --cflags $PKGS) -o build/bench/scrypt_rate bench/scrypt_rate.c \
 build/obj/lib/*.o $(pkg-config --libs $PKGS) -lunistring -pthread"
-echo "  CC    bench/scrypt_rate.c"
-$SCRYPT_RATE_BUILD
-export SCRYPT_RATE_BUILD
+    echo "  CC    bench/scrypt_rate.c"
+    $SCRYPT_RATE_BUILD
+    export SCRYPT_RATE_BUILD
+fi
 
 mkdir -p bench/results
-OUT="bench/results/$(date +%Y-%m-%d)-signin.md"
-# Bounded twice: the script bounds every step; timeout(1) bounds the whole.
-# shellcheck disable=SC2086
-timeout -k 10 300 /usr/bin/python3 bench/signin_storm.py \
-    --scrypt-bin build/bench/scrypt_rate --out "$OUT" ${BENCH_ARGS:-}
-echo
-echo "bench: report written to $OUT"
+DAY="$(date +%Y-%m-%d)"
+# Bounded twice: the scripts bound every step; timeout(1) bounds each whole.
+if want signin; then
+    OUT="bench/results/$DAY-signin.md"
+    # shellcheck disable=SC2086
+    timeout -k 10 300 /usr/bin/python3 bench/signin_storm.py \
+        --scrypt-bin build/bench/scrypt_rate --out "$OUT" ${BENCH_ARGS:-}
+    echo
+    echo "bench: report written to $OUT"
+fi
+if want gateway; then
+    OUT="bench/results/$DAY-gateway.md"
+    # shellcheck disable=SC2086
+    timeout -k 10 600 /usr/bin/python3 bench/gateway_bench.py --out "$OUT" ${GATEWAY_BENCH_ARGS:-}
+    echo
+    echo "bench: report written to $OUT"
+fi
+if want revocation; then
+    OUT="bench/results/$DAY-revocation.md"
+    # shellcheck disable=SC2086
+    timeout -k 10 300 /usr/bin/python3 bench/revocation_bench.py --out "$OUT" ${REVOCATION_BENCH_ARGS:-}
+    echo
+    echo "bench: report written to $OUT"
+fi

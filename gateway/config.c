@@ -79,6 +79,8 @@ static const struct pc_conf_item table[] = {
              "seconds an unknown credential stays known as unknown"),
     INT_ITEM("L1_DEGRADED_TTL", l1_degraded_ttl, "3", 1, 60,
              "cap on L1 life while the revocation feed is down, seconds"),
+    INT_ITEM("L2_TTL", l2_ttl, "3600", 1, 604800,
+             "seconds an API key resolved from PostgreSQL stays in Redis (revocations delete it)"),
     INT_ITEM("GATEWAY_PG_POOL", pg_pool, "2", 1, 64, "PostgreSQL connections per worker"),
     INT_ITEM("GATEWAY_PG_TIMEOUT_MS", pg_timeout_ms, "2000", 10, 60000,
              "PostgreSQL query timeout"),

@@ -98,6 +98,7 @@ struct gw_config {
     int64_t l1_ttl;             /* seconds */
     int64_t l1_negative_ttl;    /* seconds */
     int64_t l1_degraded_ttl;    /* seconds, while the revocation feed is down */
+    int64_t l2_ttl;             /* seconds an API key stays in Redis */
     int64_t pg_pool;
     int64_t pg_timeout_ms;
     int64_t redis_timeout_ms;

@@ -23,9 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 
 /* KEYS[1] state hash. ARGV: remaining (-1 none), refillInterval, refillAmount
  * (-1 none), lastRefillAt (0 none), createdAt, rl on (0/1), window, max.
@@ -71,7 +73,22 @@ static const char script[] =
 struct limit_op {
     struct gw_request *r;   /* NULL once the request stopped waiting */
     struct event *timer;
+    bool by_sha;            /* sent as EVALSHA: NOSCRIPT means send it whole */
 };
+
+/* The script goes by its SHA-1 (EVALSHA): Redis keeps it after the first
+ * EVAL, and each request then carries 40 bytes instead of the script. */
+static char script_sha[41];
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+static void sha_init(void)
+{
+    unsigned char d[20];
+    SHA1((const unsigned char *)script, sizeof script - 1, d);
+    pc_hex_encode(d, sizeof d, script_sha);
+}
+
+static bool start(struct gw_request *r, bool by_sha);
 
 static bool has_quota(const struct gw_principal *p)
 {
@@ -112,13 +129,28 @@ static void on_reply(struct redisAsyncContext *ac, void *reply, void *priv)
 {
     struct limit_op *op = priv;
     struct gw_request *r = op->r;
+    if (r == NULL) {
+        if (op->timer)
+            event_free(op->timer);
+        free(op);
+        return;
+    }
+    redisReply *rep = reply;
+    if (op->by_sha && rep && rep->type == REDIS_REPLY_ERROR &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        /* Redis does not have it yet (or was restarted): send it whole */
+        event_free(op->timer);
+        free(op);
+        if (!start(r, false)) {
+            r->w->parked--;
+            counting_unavailable(r);
+        }
+        return;
+    }
     if (op->timer)
         event_free(op->timer);
     free(op);
-    if (r == NULL)
-        return;
     r->w->parked--;
-    redisReply *rep = reply;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
         GW_STAT_INC(redis_errors);
@@ -147,27 +179,49 @@ static void on_reply(struct redisAsyncContext *ac, void *reply, void *priv)
     gw_advance(r);
 }
 
-bool gw_limit_check(struct gw_request *r)
+/* Sends the script for r (by SHA or whole). Returns false when Redis is not
+ * connected. */
+static bool send_script(struct gw_request *r, struct limit_op *op, bool by_sha)
 {
     const struct gw_principal *p = &r->p;
-    if (r->kind != GW_CRED_API_KEY || (!has_quota(p) && !has_rate_limit(p)))
-        return false;
     char key[128];
     snprintf(key, sizeof key, "%su:%s", gw_cfg.redis_prefix, r->hash_b64);
     char a[8][24];
     int64_t v[8] = {p->lim.remaining, p->lim.refill_interval, p->lim.refill_amount,
                     p->lim.last_refill_at, p->lim.created_at, has_rate_limit(p) ? 1 : 0,
                     p->lim.rl_window, p->lim.rl_max};
-    const char *argv[12] = {"EVAL", script, "1", key};
+    const char *argv[12] = {by_sha ? "EVALSHA" : "EVAL", by_sha ? script_sha : script, "1", key};
     for (int i = 0; i < 8; i++) {
         snprintf(a[i], sizeof a[i], "%lld", (long long)v[i]);
         argv[4 + i] = a[i];
     }
+    op->by_sha = by_sha;
+    return gw_l2_command(r->w, on_reply, op, 12, argv, NULL);
+}
+
+/* Sends the script with a timeout. Returns false (nothing pending) when
+ * Redis is not connected. */
+static bool start(struct gw_request *r, bool by_sha)
+{
     struct limit_op *op = pc_xcalloc(1, sizeof *op);
     op->r = r;
-    if ((int64_t)r->w->parked >= gw_cfg.pending_max ||
-        !gw_l2_command(r->w, on_reply, op, 12, argv, NULL)) {
+    if (!send_script(r, op, by_sha)) {
         free(op);
+        return false;
+    }
+    op->timer = evtimer_new(r->w->base, on_timeout, op);
+    struct timeval tv = {gw_cfg.redis_timeout_ms / 1000, (gw_cfg.redis_timeout_ms % 1000) * 1000};
+    evtimer_add(op->timer, &tv);
+    return true;
+}
+
+bool gw_limit_check(struct gw_request *r)
+{
+    const struct gw_principal *p = &r->p;
+    if (r->kind != GW_CRED_API_KEY || (!has_quota(p) && !has_rate_limit(p)))
+        return false;
+    pthread_once(&sha_once, sha_init);
+    if ((int64_t)r->w->parked >= gw_cfg.pending_max || !start(r, true)) {
         if (has_quota(p)) {
             gw_fail(r, 503, "USAGE_UNAVAILABLE",
                     "Cannot count this key's usage right now, try again");
@@ -176,8 +230,5 @@ bool gw_limit_check(struct gw_request *r)
         return false;
     }
     r->w->parked++;
-    op->timer = evtimer_new(r->w->base, on_timeout, op);
-    struct timeval tv = {gw_cfg.redis_timeout_ms / 1000, (gw_cfg.redis_timeout_ms % 1000) * 1000};
-    evtimer_add(op->timer, &tv);
     return true;
 }

@@ -195,8 +195,13 @@ static void query_done(struct pg_query *q, enum gw_lookup outcome, const struct 
     free(q);
 }
 
+/* Drops c's connection. One that was established and died (a server
+ * restart) reconnects at once; failed connects back off. */
 static void pgc_drop(struct pgc *c, const char *why)
 {
+    bool was_up = c->st == PGC_IDLE || c->st == PGC_BUSY;
+    if (!gw_stopping && c->q == NULL)
+        GW_STAT_INC(pg_errors); /* a lost connection or a failed connect */
     if (c->conn && !gw_stopping) {
         if (c->pool->w->id == 0 || c->st != PGC_CONNECTING)
             pc_log_warn("postgres: %s: %s", why, PQerrorMessage(c->conn));
@@ -211,9 +216,14 @@ static void pgc_drop(struct pgc *c, const char *why)
     }
     evtimer_del(c->timer);
     c->st = PGC_DOWN;
-    c->fails++;
-    int64_t wait = 100LL << (c->fails < 5 ? c->fails : 5);
-    c->retry_at = pc_now_ms() + (wait > 2000 ? 2000 : wait);
+    if (was_up) {
+        c->fails = 0;
+        c->retry_at = pc_now_ms();
+    } else {
+        c->fails++;
+        int64_t wait = 50LL << (c->fails < 5 ? c->fails : 5);
+        c->retry_at = pc_now_ms() + (wait > 1000 ? 1000 : wait);
+    }
     if (c->q) {
         struct pg_query *q = c->q;
         c->q = NULL;
@@ -251,6 +261,7 @@ static void result_ready(struct pgc *c)
     c->q = NULL;
     c->st = PGC_IDLE;
     c->fails = 0;
+    watch(c, EV_READ);
     ExecStatusType st = first ? PQresultStatus(first) : PGRES_FATAL_ERROR;
     if (q->kind == Q_REFRESH) {
         if (st != PGRES_COMMAND_OK)
@@ -298,7 +309,8 @@ static void result_ready(struct pgc *c)
             /* share the fill with the other replicas */
             char hb[PC_HASH_B64_LEN + 1];
             pc_b64url_encode(q->hash, 32, hb);
-            int64_t ttl = gw_cfg.l1_ttl * 1000;
+            /* Redis keeps it longer than L1: every revocation deletes it */
+            int64_t ttl = gw_cfg.l2_ttl * 1000;
             int64_t left = p.expires_at ? p.expires_at - pc_now_ms() : ttl;
             gw_l2_store(c->pool->w, hb, &p, left < ttl ? left : ttl);
         }
@@ -314,6 +326,15 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     struct pgc *c = arg;
     if (c->st == PGC_CONNECTING) {
         pgc_connect(c);
+        return;
+    }
+    if (c->st == PGC_IDLE) {
+        /* an idle connection is readable only when the server closed it
+         * (or sent a notice): find out now, not on the next query */
+        if (!PQconsumeInput(c->conn) || PQstatus(c->conn) != CONNECTION_OK)
+            pgc_drop(c, "connection lost while idle");
+        else
+            watch(c, EV_READ);
         return;
     }
     if (c->st != PGC_BUSY)
@@ -380,12 +401,9 @@ static void pgc_connect(struct pgc *c)
         GW_STAT_INC(pg_connects);
         c->st = PGC_IDLE;
         c->fails = 0;
-        if (c->io) {
-            event_free(c->io);
-            c->io = NULL;
-        }
         if (c->pool->w->id == 0)
             pc_log_info("postgres: connected");
+        watch(c, EV_READ);
         pump(c->pool);
         return;
     default:
@@ -428,6 +446,7 @@ static void pump(struct gw_pg *pg)
             if (any_alive)
                 return; /* a connection will free up or come up */
             /* everything is down: fail fast rather than queue */
+            GW_STAT_INC(pg_errors);
             struct pg_query *q = pg->head;
             pg->head = q->next;
             if (pg->head == NULL)

@@ -6,11 +6,12 @@
 #include "db.h"
 #include "log.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
 
-#define DB_BACKOFF_MAX_MS 2000
+#define DB_BACKOFF_MAX_MS 1000
 
 void pc_db_init(struct pc_db *db, const char *url)
 {
@@ -27,13 +28,21 @@ void pc_db_close(struct pc_db *db)
     db->url = NULL;
 }
 
-static void db_drop(struct pc_db *db)
+/* Drops the connection. A connection that was working and died (a server
+ * restart) is replaced at once; only failed connects back off, so a server
+ * that is down costs each request one quick failure. */
+static void db_drop(struct pc_db *db, bool connect_failed)
 {
     if (db->conn)
         PQfinish(db->conn);
     db->conn = NULL;
+    if (!connect_failed) {
+        db->fail_count = 0;
+        db->retry_at_ms = 0;
+        return;
+    }
     db->fail_count++;
-    int64_t wait = 100LL << (db->fail_count < 5 ? db->fail_count : 5);
+    int64_t wait = 50LL << (db->fail_count < 5 ? db->fail_count : 5);
     if (wait > DB_BACKOFF_MAX_MS)
         wait = DB_BACKOFF_MAX_MS;
     db->retry_at_ms = pc_now_ms() + wait;
@@ -41,10 +50,18 @@ static void db_drop(struct pc_db *db)
 
 int pc_db_ensure(struct pc_db *db)
 {
-    if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
-        return 0;
+    /* An idle connection has nothing to read unless its server went away
+     * (a FATAL message, then EOF): look before a statement is sent on it. */
+    if (db->conn && PQstatus(db->conn) == CONNECTION_OK) {
+        struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN | POLLRDHUP};
+        if (poll(&p, 1, 0) == 0)
+            return 0;
+        if (!(p.revents & (POLLRDHUP | POLLHUP | POLLERR)) && PQconsumeInput(db->conn) &&
+            PQstatus(db->conn) == CONNECTION_OK && PQgetResult(db->conn) == NULL)
+            return 0;
+    }
     if (db->conn)
-        db_drop(db);
+        db_drop(db, false);
     if (pc_now_ms() < db->retry_at_ms)
         return -1;
     const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
@@ -53,7 +70,7 @@ int pc_db_ensure(struct pc_db *db)
     if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
         pc_log_warn("postgres: connect failed: %s",
                     db->conn ? PQerrorMessage(db->conn) : "out of memory");
-        db_drop(db);
+        db_drop(db, true);
         return -1;
     }
     db->fail_count = 0;
@@ -70,7 +87,7 @@ struct pg_result *pc_db_exec(struct pc_db *db, const char *sql, int nparams,
         pc_log_warn("postgres: connection lost: %s", PQerrorMessage(db->conn));
         if (res)
             PQclear(res);
-        db_drop(db);
+        db_drop(db, false);
         return NULL;
     }
     ExecStatusType st = PQresultStatus(res);
@@ -82,7 +99,7 @@ struct pg_result *pc_db_exec(struct pc_db *db, const char *sql, int nparams,
                       strncmp(state, "53", 2) == 0)) {
             pc_log_warn("postgres: unavailable (%s)", state);
             PQclear(res);
-            db_drop(db);
+            db_drop(db, false);
             return NULL;
         }
         if (!state || strncmp(state, "23", 2) != 0)
