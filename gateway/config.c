@@ -40,6 +40,19 @@ static int check_secret(const char *v, const char **err)
     return 0;
 }
 
+static int check_prefixes(const char *v, const char **err)
+{
+    for (const char *p = v; *p; p++) {
+        char c = *p;
+        if (!(c == ',' || c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+            *err = "prefixes are [A-Za-z0-9_-], comma separated";
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int check_redis(const char *v, const char **err)
 {
     struct pc_redis_addr a;
@@ -95,6 +108,9 @@ static const struct pc_conf_item table[] = {
              "request header bytes (431)"),
     INT_ITEM("SESSION_EXPIRES_IN", expires_in, "604800", 60, 31536000, "as authsvc"),
     INT_ITEM("SESSION_UPDATE_AGE", update_age, "86400", 0, 31536000, "as authsvc"),
+    {"API_KEY_PREFIXES", PC_CONF_STR, &gw_cfg.key_prefixes, "", 0, 0, 0, check_prefixes,
+     "API-key prefixes to accept, comma separated (e.g. oc_); others are refused before "
+     "any lookup. Empty: any"},
     {"GATEWAY_ACCESS_LOG", PC_CONF_BOOL, &gw_cfg.access_log, "true", 0, 0, 0, NULL,
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
@@ -355,6 +371,21 @@ int gw_config_load(void)
     }
     snprintf(gw_cfg.cookie_session, sizeof gw_cfg.cookie_session, "%sbetter-auth.session_token",
              pc_starts_with(gw_cfg.base_url, "https://") ? "__Secure-" : "");
+    for (const char *p = gw_cfg.key_prefixes; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && n <= 32) {
+            gw_cfg.prefixes = pc_xrealloc(gw_cfg.prefixes,
+                                          (gw_cfg.nprefixes + 1) * sizeof *gw_cfg.prefixes);
+            gw_cfg.prefixes[gw_cfg.nprefixes++] = pc_xstrndup(p, n);
+        } else if (n > 32) {
+            fprintf(stderr, "gateway: configuration error: API_KEY_PREFIXES: a prefix is at "
+                            "most 32 characters\n");
+            return -1;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
     if (load_routes(err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;
@@ -382,5 +413,8 @@ void gw_config_free(void)
         free(gw_cfg.upstreams[i].base_path);
     }
     free(gw_cfg.upstreams);
+    for (size_t i = 0; i < gw_cfg.nprefixes; i++)
+        free(gw_cfg.prefixes[i]);
+    free(gw_cfg.prefixes);
     pc_conf_free(table, PC_ARRAY_LEN(table));
 }

@@ -34,7 +34,7 @@ static bool is_alnum(char c)
 }
 
 /* prefix [A-Za-z0-9_-]{0,32} followed by exactly 64 letters */
-static bool api_key_shape(const char *k, size_t n)
+static bool api_key_structure(const char *k, size_t n)
 {
     if (n < API_KEY_BODY || n > API_KEY_BODY + API_PREFIX_MAX)
         return false;
@@ -46,6 +46,20 @@ static bool api_key_shape(const char *k, size_t n)
         if (!is_letter(k[i]))
             return false;
     return true;
+}
+
+/* ... and, with API_KEY_PREFIXES set, a prefix from that list */
+static bool api_key_shape(const char *k, size_t n)
+{
+    if (!api_key_structure(k, n))
+        return false;
+    if (gw_cfg.nprefixes == 0)
+        return true;
+    size_t plen = n - API_KEY_BODY;
+    for (size_t i = 0; i < gw_cfg.nprefixes; i++)
+        if (strlen(gw_cfg.prefixes[i]) == plen && memcmp(gw_cfg.prefixes[i], k, plen) == 0)
+            return true;
+    return false;
 }
 
 static bool session_token_shape(const char *t, size_t n)
@@ -159,9 +173,11 @@ enum gw_extract_result gw_extract(struct gw_request *r)
                 return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept JWTs");
             return reject(r, "JWT_NOT_SUPPORTED", "JWT verification is not available yet");
         }
-        if (api_key_shape(v, n)) {
+        if (api_key_structure(v, n)) {
             if (!want_key)
                 return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept API keys");
+            if (!api_key_shape(v, n))
+                return reject(r, "INVALID_API_KEY", "Invalid API key");
             set_cred(r, GW_CRED_API_KEY, GW_SRC_BEARER, v, n);
             hash_cred(r);
             return GW_EXTRACT_OK;

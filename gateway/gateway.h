@@ -110,6 +110,9 @@ struct gw_config {
     int64_t update_age;         /* sliding refresh, seconds */
     int64_t pending_max;        /* requests waiting on Redis/PG per worker */
     bool access_log;            /* GATEWAY_ACCESS_LOG */
+    char *key_prefixes;         /* API_KEY_PREFIXES, comma list, "" = any */
+    char **prefixes;            /* derived: the list */
+    size_t nprefixes;
     bool metrics;               /* GATEWAY_METRICS: serve /metrics and /_stats */
 
     /* derived */

@@ -153,3 +153,8 @@ def test_upstream_url_alone_is_a_catch_all_route(gateway_factory, upstream, mod_
     assert body["path"] == "/any/path" and body["headers"]["x-user-id"] == mod_user.id
     G.assert_gw_error(g.get("/any/path"), 401)
     G.assert_gw_error(g.get("/x", headers=G.bearer(G.jwt_like())), 401)
+
+
+def test_bad_api_key_prefix_list_is_named(tmp_path):
+    r = _run(_env(tmp_path, API_KEY_PREFIXES="oc_,bad prefix"))
+    _assert_config_error(r, "API_KEY_PREFIXES")
