@@ -19,18 +19,22 @@ free_port() {
 PIDS=""
 PG_STARTED=""
 cleanup() {
-    trap - INT TERM EXIT
+    # Children started with & in a script ignore SIGINT, so Ctrl-C reaches
+    # only this shell: stop them here, and let no second signal cut it short.
+    trap '' INT TERM HUP
+    trap - EXIT
     echo
     echo "run: stopping"
-    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    [ -n "$PIDS" ] && kill $PIDS 2>/dev/null
     for p in $PIDS; do
         i=0
-        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
         kill -9 "$p" 2>/dev/null || true
     done
     if [ -n "$PG_STARTED" ]; then
         runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
+    exit 0
 }
 trap cleanup INT TERM EXIT
 
