@@ -5,7 +5,9 @@
 # after building; it can also be run directly from the repository root.
 #
 #   sh bench/run.sh                     # every bench, about 5 minutes
-#   BENCH_ONLY=signin sh bench/run.sh   # or BENCH_ONLY=gateway, BENCH_ONLY=revocation
+#   BENCH_ONLY=signin sh bench/run.sh   # or gateway, revocation, peer, scale, plot
+#   PEER_BENCH_ARGS="--rounds 5" sh bench/run.sh          # Better Auth peer bench options
+#   SCALE_BENCH_ARGS="--counts 1,10000,100000" sh bench/run.sh   # scale bench options
 #   BENCH_ARGS="--duration 5" sh bench/run.sh             # sign-in storm options
 #   GATEWAY_BENCH_ARGS="--rounds 5" sh bench/run.sh       # gateway bench options
 #   REVOCATION_BENCH_ARGS="--count 500" sh bench/run.sh   # revocation bench options
@@ -21,8 +23,8 @@ cd "$(dirname "$0")/.."
 
 ONLY="${BENCH_ONLY:-all}"
 case "$ONLY" in
-    all|signin|gateway|revocation) ;;
-    *) echo "bench: BENCH_ONLY must be signin, gateway, revocation or empty" >&2; exit 2 ;;
+    all|signin|gateway|revocation|peer|scale|plot) ;;
+    *) echo "bench: BENCH_ONLY must be signin, gateway, revocation, peer, scale, plot or empty" >&2; exit 2 ;;
 esac
 want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 
@@ -43,6 +45,7 @@ install_pkg() {
         { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
 }
 install_pkg wrk wrk
+if want plot; then install_pkg gnuplot gnuplot-nox; fi
 # nginx is only the gateway bench's comparison, started by the bench with its
 # own config on 127.0.0.1. Its package would start the Debian default site (on
 # port 80, every address) at install: a policy-rc.d that refuses service starts
@@ -95,4 +98,37 @@ if want revocation; then
     timeout -k 10 300 /usr/bin/python3 bench/revocation_bench.py --out "$OUT" ${REVOCATION_BENCH_ARGS:-}
     echo
     echo "bench: report written to $OUT"
+fi
+# The peer bench: Better Auth (Node, npm install via tests/e2e/interop/install.sh)
+# beside authsvc and the gateway on one database.
+if want peer; then
+    OUT="bench/results/$DAY-peer.md"
+    # shellcheck disable=SC2086
+    timeout -k 10 900 /usr/bin/python3 bench/peer_bench.py --out "$OUT" \
+        --dat "bench/results/$DAY-peer.dat" ${PEER_BENCH_ARGS:-}
+    echo
+    echo "bench: report written to $OUT"
+fi
+# The scale bench: 1000 connections need more open files than the usual 1024.
+if want scale; then
+    OUT="bench/results/$DAY-scale.md"
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    timeout -k 10 1800 /usr/bin/python3 bench/scale_bench.py --out "$OUT" \
+        --dat "bench/results/$DAY-scale.dat" ${SCALE_BENCH_ARGS:-}
+    echo
+    echo "bench: report written to $OUT"
+fi
+# The chart: requests/s and p99 of every scenario the benches above wrote a
+# data file for today (bench/plot.gp).
+if want plot; then
+    DAT="bench/results/$DAY-bench.dat"
+    cat bench/results/"$DAY"-peer.dat bench/results/"$DAY"-scale.dat 2>/dev/null >"$DAT" || true
+    if [ -s "$DAT" ]; then
+        gnuplot -e "datafile='$DAT'; outfile='bench/results/$DAY-bench.png'; title='Portcullis bench, $DAY'" \
+            bench/plot.gp
+        echo "bench: chart written to bench/results/$DAY-bench.png"
+    else
+        echo "bench: no data files for a chart (run BENCH_ONLY=peer or scale first)" >&2
+    fi
 fi

@@ -99,7 +99,7 @@ static const struct pc_conf_item table[] = {
              "PostgreSQL query timeout"),
     INT_ITEM("GATEWAY_REDIS_TIMEOUT_MS", redis_timeout_ms, "200", 5, 10000,
              "Redis lookup budget before falling back to PostgreSQL"),
-    INT_ITEM("UPSTREAM_POOL", upstream_pool, "256", 1, 100000,
+    INT_ITEM("UPSTREAM_POOL", upstream_pool, "1024", 1, 100000,
              "keep-alive connections per upstream per worker"),
     INT_ITEM("UPSTREAM_TIMEOUT", read_timeout, "30", 1, 3600,
              "seconds to connect, or between bytes of the answer (504 after)"),
