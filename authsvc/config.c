@@ -13,15 +13,6 @@
 
 struct as_config as_cfg;
 
-static int check_secret(const char *v, const char **err)
-{
-    if (strlen(v) < 32) {
-        *err = "must be at least 32 characters (generate one with: openssl rand -base64 32)";
-        return -1;
-    }
-    return 0;
-}
-
 static int check_prefix(const char *v, const char **err)
 {
     for (const char *p = v; *p; p++) {
@@ -48,16 +39,6 @@ static int check_apikey_prefix(const char *v, const char **err)
     return 0;
 }
 
-static int check_level(const char *v, const char **err)
-{
-    extern int pc_log_level_parse(const char *s);
-    if (pc_log_level_parse(v) < 0) {
-        *err = "must be one of debug, info, warn, error";
-        return -1;
-    }
-    return 0;
-}
-
 static int check_origins(const char *v, const char **err)
 {
     char *copy = pc_xstrdup(v);
@@ -79,25 +60,19 @@ static int check_origins(const char *v, const char **err)
     return rc;
 }
 
-static int check_redis(const char *v, const char **err)
-{
-    struct pc_redis_addr a;
-    return pc_redis_parse_url(v, &a, err);
-}
-
 #define INT_ITEM(n, var, def, lo, hi, help) \
     {n, PC_CONF_INT, &as_cfg.var, def, lo, hi, 0, NULL, help}
 
 static const struct pc_conf_item table[] = {
     {"BETTER_AUTH_SECRET", PC_CONF_STR, &as_cfg.secret, NULL, 0, 0,
-     PC_CONF_REQUIRED | PC_CONF_SECRET, check_secret,
+     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_secret,
      "HMAC key for cookies; the same value as the Better Auth servers sharing the database"},
     {"BETTER_AUTH_URL", PC_CONF_STR, &as_cfg.base_url, "http://localhost:3000", 0, 0, 0,
      pc_conf_check_http_url, "public base URL; https:// turns on __Secure- cookies"},
     {"DATABASE_URL", PC_CONF_STR, &as_cfg.database_url, NULL, 0, 0,
      PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_pg_url, "PostgreSQL URL (libpq)"},
     {"REDIS_URL", PC_CONF_STR, &as_cfg.redis_url, "redis://127.0.0.1:6379", 0, 0,
-     PC_CONF_SECRET, check_redis, "Redis URL: redis://[:password@]host:port[/db]"},
+     PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL: redis://[:password@]host:port[/db]"},
     {"AUTHSVC_LISTEN", PC_CONF_STR, &as_cfg.listen, "127.0.0.1:3000", 0, 0, 0,
      pc_conf_check_hostport, "address to listen on (host:port)"},
     {"TRUSTED_ORIGINS", PC_CONF_STR, &as_cfg.trusted_origins, "", 0, 0, 0, check_origins,
@@ -112,7 +87,7 @@ static const struct pc_conf_item table[] = {
      check_prefix, "Redis pub/sub channel announcing revoked credential hashes"},
     {"AUTHSVC_LOG", PC_CONF_STR, &as_cfg.log_path, "", 0, 0, 0, NULL,
      "JSON log file (appended); empty: stderr"},
-    {"LOG_LEVEL", PC_CONF_STR, &as_cfg.log_level, "info", 0, 0, 0, check_level,
+    {"LOG_LEVEL", PC_CONF_STR, &as_cfg.log_level, "info", 0, 0, 0, pc_conf_check_log_level,
      "debug, info, warn or error"},
     INT_ITEM("AUTHSVC_MAX_BODY", max_body, "65536", 1024, 16 * 1024 * 1024,
              "largest request body in bytes (413 above)"),
@@ -135,7 +110,7 @@ static const struct pc_conf_item table[] = {
     {"BEARER_REQUIRE_SIGNATURE", PC_CONF_BOOL, &as_cfg.bearer_require_sig, "false", 0, 0, 0,
      NULL, "refuse raw (unsigned) session tokens in Authorization: Bearer"},
     {"INTERNAL_SERVICE_SECRET", PC_CONF_STR, &as_cfg.internal_secret, NULL, 0, 0,
-     PC_CONF_SECRET, check_secret,
+     PC_CONF_SECRET, pc_conf_check_secret,
      "shared secret for /api/internal/* (header x-service-auth, >= 32 chars); unset: those "
      "routes answer 404"},
     {"APIKEY_DEFAULT_PREFIX", PC_CONF_STR, &as_cfg.apikey_prefix, "oc_", 0, 0, 0,

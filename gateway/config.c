@@ -22,24 +22,6 @@
 
 struct gw_config gw_cfg;
 
-static int check_level(const char *v, const char **err)
-{
-    if (pc_log_level_parse(v) < 0) {
-        *err = "must be one of debug, info, warn, error";
-        return -1;
-    }
-    return 0;
-}
-
-static int check_secret(const char *v, const char **err)
-{
-    if (strlen(v) < 32) {
-        *err = "must be at least 32 characters, the same as authsvc's";
-        return -1;
-    }
-    return 0;
-}
-
 static int check_prefixes(const char *v, const char **err)
 {
     for (const char *p = v; *p; p++) {
@@ -51,12 +33,6 @@ static int check_prefixes(const char *v, const char **err)
         }
     }
     return 0;
-}
-
-static int check_redis(const char *v, const char **err)
-{
-    struct pc_redis_addr a;
-    return pc_redis_parse_url(v, &a, err);
 }
 
 #define INT_ITEM(n, var, def, lo, hi, help) \
@@ -73,18 +49,18 @@ static const struct pc_conf_item table[] = {
     {"DATABASE_URL", PC_CONF_STR, &gw_cfg.database_url, NULL, 0, 0,
      PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_pg_url, "PostgreSQL URL (libpq)"},
     {"REDIS_URL", PC_CONF_STR, &gw_cfg.redis_url, "redis://127.0.0.1:6379", 0, 0,
-     PC_CONF_SECRET, check_redis, "Redis URL"},
+     PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL"},
     {"REDIS_PREFIX", PC_CONF_STR, &gw_cfg.redis_prefix, "pc:", 0, 0, 0, NULL,
      "namespace of every Redis key (same as authsvc)"},
     {"REVOCATION_CHANNEL", PC_CONF_STR, &gw_cfg.revocation_channel, "pc:revoked", 0, 0, 0, NULL,
      "Redis pub/sub channel of revoked credential hashes (same as authsvc)"},
     {"BETTER_AUTH_SECRET", PC_CONF_STR, &gw_cfg.secret, NULL, 0, 0,
-     PC_CONF_REQUIRED | PC_CONF_SECRET, check_secret, "cookie HMAC key, as authsvc's"},
+     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_secret, "cookie HMAC key, as authsvc's"},
     {"BETTER_AUTH_URL", PC_CONF_STR, &gw_cfg.base_url, "http://localhost:3000", 0, 0, 0,
      pc_conf_check_http_url, "authsvc's public URL; https:// means __Secure- cookies"},
     {"GATEWAY_LOG", PC_CONF_STR, &gw_cfg.log_path, "", 0, 0, 0, NULL,
      "JSON log file; empty: stderr"},
-    {"LOG_LEVEL", PC_CONF_STR, &gw_cfg.log_level, "info", 0, 0, 0, check_level,
+    {"LOG_LEVEL", PC_CONF_STR, &gw_cfg.log_level, "info", 0, 0, 0, pc_conf_check_log_level,
      "debug, info, warn or error"},
     INT_ITEM("L1_MAX_ENTRIES", l1_max, "100000", 16, 100000000, "in-process cache size"),
     INT_ITEM("L1_TTL", l1_ttl, "60", 1, 86400, "seconds a resolved credential stays in L1"),

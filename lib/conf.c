@@ -4,6 +4,8 @@
  * authsvc/config.c); this file only parses, validates and prints.
  */
 #include "conf.h"
+#include "log.h"
+#include "redis.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -135,8 +137,23 @@ int pc_conf_check_pg_url(const char *v, const char **err)
 
 int pc_conf_check_redis_url(const char *v, const char **err)
 {
-    if (!pc_starts_with(v, "redis://") && !pc_starts_with(v, "unix://")) {
-        *err = "must be a redis://host:port[/db] or unix:///path URL";
+    struct pc_redis_addr a;
+    return pc_redis_parse_url(v, &a, err);
+}
+
+int pc_conf_check_log_level(const char *v, const char **err)
+{
+    if (pc_log_level_parse(v) < 0) {
+        *err = "must be one of debug, info, warn, error";
+        return -1;
+    }
+    return 0;
+}
+
+int pc_conf_check_secret(const char *v, const char **err)
+{
+    if (strlen(v) < 32) {
+        *err = "must be at least 32 characters (generate one with: openssl rand -base64 32)";
         return -1;
     }
     return 0;

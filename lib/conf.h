@@ -52,6 +52,8 @@ void pc_conf_free(const struct pc_conf_item *t, size_t n);
 int pc_conf_check_hostport(const char *v, const char **err);
 int pc_conf_check_http_url(const char *v, const char **err);
 int pc_conf_check_pg_url(const char *v, const char **err);
-int pc_conf_check_redis_url(const char *v, const char **err);
+int pc_conf_check_redis_url(const char *v, const char **err);  /* parses it whole */
+int pc_conf_check_log_level(const char *v, const char **err);  /* debug|info|warn|error */
+int pc_conf_check_secret(const char *v, const char **err);     /* >= 32 characters */
 
 #endif
