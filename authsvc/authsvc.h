@@ -67,6 +67,12 @@ struct as_config {
     int64_t apikey_rl_max;      /* APIKEY_RATE_LIMIT_MAX */
     int64_t apikey_rl_window;   /* APIKEY_RATE_LIMIT_WINDOW_MS */
     bool apikey_metadata;       /* APIKEY_ENABLE_METADATA */
+    char *jwt_alg;              /* JWT_ALG */
+    int64_t jwt_expires;        /* JWT_EXPIRES, seconds */
+    int64_t jwt_rotate_days;    /* JWT_ROTATE_DAYS */
+    char *jwt_issuer;           /* JWT_ISSUER (default: base_origin) */
+    char *jwt_audience;         /* JWT_AUDIENCE (default: the issuer) */
+    int64_t jwks_max_age;       /* JWKS_MAX_AGE, seconds */
 
     /* derived at load time */
     bool secure_cookies;        /* base_url is https */
@@ -237,6 +243,8 @@ void as_session_free(struct as_session *s);
 /** Fills u from row `row` of res, columns starting at col (see USER_COLS). */
 void as_user_from_row(struct as_user *u, const struct pg_result *res, int row, int col);
 void as_jw_user(struct pc_jw *w, const struct as_user *u);
+/** The user's members alone, into an open object (JWT claims). */
+void as_jw_user_fields(struct pc_jw *w, const struct as_user *u);
 void as_jw_session(struct pc_jw *w, const struct as_session *s);
 
 /** Resolves the caller's session from the cookie or Authorization header,
@@ -266,7 +274,8 @@ PC_MUSTCHECK int as_revoke_user_sessions(struct as_worker *w, const char *user_i
                                          const char *keep_token);
 
 /** DELs <prefix><kind>:<hash> ('s' session, 'k' API key) and PUBLISHes
- * hash on the revocation channel; what Redis does not take is retried. */
+ * hash on the revocation channel; kind 'i' takes a session id and
+ * announces "sid:<id>" (its JWTs die). What Redis does not take is retried. */
 void as_revoke_hash(struct pc_redis *r, char kind, const char *hash);
 /** The LISTEN thread (listener.c): republishes pc_revoked notices. */
 void as_listener_start(void);
@@ -276,6 +285,15 @@ bool as_listener_up(void);
  * the health prober once Redis answers again. */
 void as_revoke_flush_pending(struct pc_redis *r);
 void as_revoke_pending_free(void);
+
+/* ---- JWTs and the JWKS (jwt.c) ---- */
+bool as_route_token(struct as_job *job, struct as_worker *w);
+bool as_route_jwks(struct as_job *job, struct as_worker *w);
+/** Makes sure a current signing key exists (creates one); at start. */
+PC_MUSTCHECK int as_jwt_init(struct pc_db *db);
+void as_jwt_free(void);
+/** A JWT for the session's user (heap), or NULL when no key can be had. */
+char *as_jwt_mint(struct as_worker *w, const struct as_session *s, const struct as_user *u);
 
 /* ---- rate limiting (ratelimit.c) ---- */
 /** Applies Better Auth's default rules to the job's path. Returns true when

@@ -39,6 +39,15 @@ static int check_apikey_prefix(const char *v, const char **err)
     return 0;
 }
 
+static int check_jwt_alg(const char *v, const char **err)
+{
+    if (strcmp(v, "ES256") != 0 && strcmp(v, "RS256") != 0 && strcmp(v, "EdDSA") != 0) {
+        *err = "must be ES256, RS256 or EdDSA";
+        return -1;
+    }
+    return 0;
+}
+
 static int check_origins(const char *v, const char **err)
 {
     char *copy = pc_xstrdup(v);
@@ -121,6 +130,19 @@ static const struct pc_conf_item table[] = {
              "rate-limit window of new API keys, milliseconds (rateLimitTimeWindow)"),
     {"APIKEY_ENABLE_METADATA", PC_CONF_BOOL, &as_cfg.apikey_metadata, "true", 0, 0, 0, NULL,
      "accept `metadata` on API keys (Better Auth's enableMetadata)"},
+    /* JWTs and the JWKS (jwt.c) */
+    {"JWT_ALG", PC_CONF_STR, &as_cfg.jwt_alg, "ES256", 0, 0, 0, check_jwt_alg,
+     "signing algorithm of new keys: ES256, RS256 or EdDSA"},
+    INT_ITEM("JWT_EXPIRES", jwt_expires, "900", 30, 86400, "JWT lifetime in seconds (15 min)"),
+    INT_ITEM("JWT_ROTATE_DAYS", jwt_rotate_days, "30", 1, 3650,
+             "a new signing key after this many days; the old one stays published until its "
+             "last token expires"),
+    {"JWT_ISSUER", PC_CONF_STR, &as_cfg.jwt_issuer, "", 0, 0, 0, NULL,
+     "iss of our JWTs; empty: the origin of BETTER_AUTH_URL"},
+    {"JWT_AUDIENCE", PC_CONF_STR, &as_cfg.jwt_audience, "", 0, 0, 0, NULL,
+     "aud of our JWTs; empty: the issuer"},
+    INT_ITEM("JWKS_MAX_AGE", jwks_max_age, "300", 0, 86400,
+             "Cache-Control max-age of /api/auth/jwks, seconds"),
 };
 
 void as_config_help(void)
@@ -179,6 +201,14 @@ int as_config_load(void)
              "%sbetter-auth.session_data", pfx);
     url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);
     add_origin(as_cfg.base_origin, strlen(as_cfg.base_origin));
+    if (as_cfg.jwt_issuer[0] == '\0') {
+        free(as_cfg.jwt_issuer);
+        as_cfg.jwt_issuer = pc_xstrdup(as_cfg.base_origin);
+    }
+    if (as_cfg.jwt_audience[0] == '\0') {
+        free(as_cfg.jwt_audience);
+        as_cfg.jwt_audience = pc_xstrdup(as_cfg.jwt_issuer);
+    }
     const char *env_extra = getenv("BETTER_AUTH_TRUSTED_ORIGINS");
     const char *lists[] = {as_cfg.trusted_origins, env_extra};
     for (size_t l = 0; l < 2; l++) {

@@ -59,8 +59,26 @@ static PGconn *listen_connect(void)
     return c;
 }
 
+/* A session id as Better Auth makes them (32 alphanumerics; allow some
+ * slack for custom generateId). */
+static bool id_shape(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
 static void handle(struct pc_redis *rd, const char *payload)
 {
+    if (payload[0] == 'i' && payload[1] == ':' && id_shape(payload + 2)) {
+        as_revoke_hash(rd, 'i', payload + 2);
+        return;
+    }
     if ((payload[0] != 's' && payload[0] != 'k') || payload[1] != ':' ||
         strlen(payload + 2) != PC_HASH_B64_LEN) {
         pc_log_warn("listener: ignoring malformed notice");

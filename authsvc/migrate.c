@@ -31,6 +31,7 @@ static const struct need needs[] = {
       "accessTokenExpiresAt", "refreshTokenExpiresAt", "scope", "password", "createdAt",
       "updatedAt"}},
     {"verification", {"id", "identifier", "value", "expiresAt", "createdAt", "updatedAt"}},
+    {"jwks", {"id", "publicKey", "privateKey", "createdAt", "expiresAt", "alg", "crv"}},
 };
 
 static int exec_ok(PGconn *c, const char *sql)

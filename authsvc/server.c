@@ -68,6 +68,9 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "/api/internal/api-key/update", as_route_internal_apikey_update, 0,
      LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/internal/validate", as_route_internal_validate, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/token", as_route_token, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/jwks", as_route_jwks, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/.well-known/jwks.json", as_route_jwks, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/ok", NULL, R_LOOP, LOOP_OK},
     {EVHTTP_REQ_GET, "/health", NULL, R_LOOP, LOOP_HEALTH},
     {EVHTTP_REQ_GET, "/live", NULL, R_LOOP, LOOP_LIVE},
@@ -281,7 +284,11 @@ static void send_job(struct as_job *job)
     if (!job->out_empty) {
         evhttp_add_header(oh, "Content-Type",
                           job->content_type ? job->content_type : "application/json");
-        evhttp_add_header(oh, "Cache-Control", "no-store");
+        bool own_cache = false;     /* the JWKS says how long it may be cached */
+        for (size_t i = 0; i < job->nrhdrs; i++)
+            own_cache = own_cache || strcasecmp(job->rhdrs[i].name, "Cache-Control") == 0;
+        if (!own_cache)
+            evhttp_add_header(oh, "Cache-Control", "no-store");
     }
     evhttp_add_header(oh, "X-Request-Id", job->request_id);
     add_cors(oh, job);
@@ -674,6 +681,11 @@ int as_server_run(void)
      * password pool, request workers; then serve. */
     as_health_start();
     as_listener_start();
+    struct pc_db jdb;
+    pc_db_init(&jdb, as_cfg.database_url);
+    if (as_jwt_init(&jdb) != 0)
+        pc_log_warn("jwt: no signing key yet (database unavailable); will retry on use");
+    pc_db_close(&jdb);
     as_pwpool_start();
     workers = pc_workq_new("as-worker", (int)as_cfg.workers, (size_t)as_cfg.job_queue,
                            worker_dispatch, worker_init, worker_fini, NULL);
@@ -689,6 +701,7 @@ int as_server_run(void)
     on_done(-1, 0, NULL);
     as_listener_stop();
     as_health_stop();
+    as_jwt_free();
     event_free(sig_term);
     event_free(sig_int);
     event_free(done_ev);

@@ -87,6 +87,12 @@ void as_session_free(struct as_session *s)
 void as_jw_user(struct pc_jw *w, const struct as_user *u)
 {
     pc_jw_obj_begin(w);
+    as_jw_user_fields(w, u);
+    pc_jw_obj_end(w);
+}
+
+void as_jw_user_fields(struct pc_jw *w, const struct as_user *u)
+{
     pc_jw_key(w, "name");
     pc_jw_str(w, u->name);
     pc_jw_key(w, "email");
@@ -101,7 +107,6 @@ void as_jw_user(struct pc_jw *w, const struct as_user *u)
     pc_jw_date(w, u->updated_at);
     pc_jw_key(w, "id");
     pc_jw_str(w, u->id);
-    pc_jw_obj_end(w);
 }
 
 void as_jw_session(struct pc_jw *w, const struct as_session *s)
@@ -277,14 +282,26 @@ void as_session_cache_put(struct as_worker *w, const struct as_session *s, const
  * bound the oldest are dropped with an error log (their Redis entries still
  * expire with the session). */
 #define PENDING_MAX 100000
-#define TAG_LEN (2 + PC_HASH_B64_LEN)   /* "s:" or "k:" + hash */
+#define TAG_LEN (2 + 64)   /* "s:"/"k:" + hash, or "i:" + session id */
 static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
 static char (*pending)[TAG_LEN + 1];
 static size_t npending;
 
-/* DEL <prefix><tag> and PUBLISH the hash. tag is "s:<hash>" or "k:<hash>". */
+/* DEL <prefix><tag> and PUBLISH the hash. tag is "s:<hash>" or "k:<hash>".
+ * "i:<session id>" ends that session's JWTs instead: PUBLISH "sid:<id>",
+ * and remember it in <prefix>rsid:<id> for as long as a JWT can live, for
+ * gateways that subscribe later. */
 static bool revoke_tag(struct pc_redis *r, const char *tag)
 {
+    if (tag[0] == 'i') {
+        char key[128], msg[80], ttl[32];
+        snprintf(key, sizeof key, "%srsid:%s", as_cfg.redis_prefix, tag + 2);
+        snprintf(msg, sizeof msg, "sid:%s", tag + 2);
+        snprintf(ttl, sizeof ttl, "%lld", (long long)(as_cfg.jwt_expires + 300));
+        const char *set[] = {"SET", key, "1", "EX", ttl};
+        const char *pub[] = {"PUBLISH", as_cfg.revocation_channel, msg};
+        return pc_redis_ok(r, 5, set) && pc_redis_ok(r, 3, pub);
+    }
     struct pc_buf key = {0};
     pc_buf_printf(&key, "%s%s", as_cfg.redis_prefix, tag);
     const char *del[] = {"DEL", key.data};
@@ -526,6 +543,12 @@ bool as_route_get_session(struct as_job *job, struct as_worker *w)
     if (lk == AS_LOOKUP_NONE) {
         pc_buf_puts(&b, "null");
         return as_reply(job, 200, &b);
+    }
+    char *jwt = as_jwt_mint(w, &s, &u);    /* Better Auth's jwt plugin: set-auth-jwt */
+    if (jwt) {
+        as_add_header(job, "set-auth-jwt", jwt);
+        as_add_header(job, "Access-Control-Expose-Headers", "set-auth-jwt");
+        free(jwt);
     }
     struct pc_jw jw = {.b = &b};
     pc_jw_obj_begin(&jw);
