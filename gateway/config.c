@@ -5,7 +5,10 @@
  * Routes come from GATEWAY_ROUTES, a JSON file:
  *   {"routes": [{"prefix": "/opencode/:apiKey/", "upstream": "http://127.0.0.1:4096",
  *                "auth": ["api_key"], "permissions": {"files": ["read"]},
- *                "forward_cookies": false}, ...]}
+ *                "forward_cookies": false, "upstream_jwt": "x-auth-jwt"}, ...],
+ *    "jwt_issuers": [{"issuer": "https://accounts.google.com",
+ *                     "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs",
+ *                     "audiences": ["my-client-id"]}]}
  * or, with UPSTREAM_URL alone, one catch-all route "/" accepting sessions,
  * API keys and JWTs. The file is parsed and validated whole at start; any
  * error names the route and key and stops the program.
@@ -91,6 +94,16 @@ static const struct pc_conf_item table[] = {
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
      "serve GET /metrics (Prometheus) and /_stats"},
+    {"JWT_ISSUER", PC_CONF_STR, &gw_cfg.jwt_issuer, "", 0, 0, 0, NULL,
+     "the default JWT issuer (authsvc's iss), also iss of JWTs handed upstream; empty: the "
+     "origin of BETTER_AUTH_URL"},
+    {"JWT_JWKS_URL", PC_CONF_STR, &gw_cfg.jwt_jwks_url, "", 0, 0, 0, NULL,
+     "JWKS of the default issuer; empty: BETTER_AUTH_URL + /api/auth/jwks"},
+    {"JWT_AUDIENCE", PC_CONF_STR, &gw_cfg.jwt_audience, "", 0, 0, 0, NULL,
+     "audience of the default issuer and of JWTs handed upstream; empty: the issuer"},
+    INT_ITEM("JWT_LEEWAY", jwt_leeway, "30", 0, 300, "clock skew allowed on exp/nbf, seconds"),
+    INT_ITEM("JWKS_REFETCH_MS", jwt_refetch_ms, "5000", 100, 3600000,
+             "least time between two JWKS fetches of one issuer (unknown kid), milliseconds"),
     INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
              "requests per worker waiting on Redis/PostgreSQL before 503"),
 };
@@ -255,12 +268,112 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         return -1;
     }
     out->forward_cookies = YAJL_IS_TRUE(fc);
+    yajl_val uj = pc_json_get(r, "upstream_jwt");
+    if (uj != NULL) {
+        const char *m = YAJL_IS_STRING(uj) ? uj->u.string : "";
+        if (strcmp(m, "authorization") == 0)
+            out->upstream_jwt = GW_UPJWT_AUTHORIZATION;
+        else if (strcmp(m, "x-auth-jwt") == 0)
+            out->upstream_jwt = GW_UPJWT_HEADER;
+        else {
+            snprintf(err, errsz, "routes[%zu].upstream_jwt: must be \"authorization\" or "
+                                 "\"x-auth-jwt\"", i);
+            return -1;
+        }
+        if (out->anonymous) {
+            snprintf(err, errsz, "routes[%zu].upstream_jwt: an anonymous route has nobody to "
+                                 "sign for", i);
+            return -1;
+        }
+    }
     char why[300];
     if (add_upstream(up->u.string, why, sizeof why) != 0) {
         snprintf(err, errsz, "routes[%zu].upstream: %s", i, why);
         return -1;
     }
     out->upstream_index = (unsigned)(upstream_for(up->u.string, err, errsz) - gw_cfg.upstreams);
+    return 0;
+}
+
+/* scheme://host[:port] of a URL */
+static char *url_origin(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    return pc_xstrndup(url, (size_t)(p - url) + strcspn(p, "/?#"));
+}
+
+static void add_issuer(const char *iss, const char *jwks_uri, char **auds, size_t naud)
+{
+    gw_cfg.issuers = pc_xrealloc(gw_cfg.issuers, (gw_cfg.nissuers + 1) * sizeof *gw_cfg.issuers);
+    struct gw_issuer *x = &gw_cfg.issuers[gw_cfg.nissuers++];
+    memset(x, 0, sizeof *x);
+    x->issuer = pc_xstrdup(iss);
+    x->jwks_uri = jwks_uri ? pc_xstrdup(jwks_uri) : NULL;
+    x->audiences = auds;
+    x->naudiences = naud;
+}
+
+/* "jwt_issuers": [{"issuer", "jwks_uri"?, "audiences"?}]; absent: authsvc. */
+static int parse_issuers(yajl_val doc, char *err, size_t errsz)
+{
+    yajl_val list = pc_json_get(doc, "jwt_issuers");
+    if (list == NULL) {
+        const char *iss = gw_cfg.jwt_issuer;
+        struct pc_buf u = {0};
+        if (gw_cfg.jwt_jwks_url[0])
+            pc_buf_puts(&u, gw_cfg.jwt_jwks_url);
+        else
+            pc_buf_printf(&u, "%.*s/api/auth/jwks", (int)strcspn(gw_cfg.base_url, "?#"),
+                          gw_cfg.base_url);
+        char **auds = pc_xcalloc(1, sizeof *auds);
+        auds[0] = pc_xstrdup(gw_cfg.jwt_audience);
+        add_issuer(iss, pc_buf_cstr(&u), auds, 1);
+        pc_buf_free(&u);
+        return 0;
+    }
+    if (!YAJL_IS_ARRAY(list)) {
+        snprintf(err, errsz, "jwt_issuers: must be an array of {\"issuer\", \"jwks_uri\", "
+                             "\"audiences\"}");
+        return -1;
+    }
+    for (size_t i = 0; i < list->u.array.len; i++) {
+        yajl_val o = list->u.array.values[i];
+        yajl_val iss = pc_json_get(o, "issuer"), ju = pc_json_get(o, "jwks_uri");
+        yajl_val aud = pc_json_get(o, "audiences");
+        const char *why;
+        if (!YAJL_IS_STRING(iss) || iss->u.string[0] == '\0') {
+            snprintf(err, errsz, "jwt_issuers[%zu].issuer: must be a non-empty string", i);
+            return -1;
+        }
+        if (ju != NULL && (!YAJL_IS_STRING(ju) || pc_conf_check_http_url(ju->u.string, &why) != 0)) {
+            snprintf(err, errsz, "jwt_issuers[%zu].jwks_uri: must be an http(s) URL", i);
+            return -1;
+        }
+        if (ju == NULL && pc_conf_check_http_url(iss->u.string, &why) != 0) {
+            snprintf(err, errsz, "jwt_issuers[%zu]: without jwks_uri the issuer must be an "
+                                 "http(s) URL (for discovery)", i);
+            return -1;
+        }
+        if (aud != NULL && (!YAJL_IS_ARRAY(aud) || aud->u.array.len == 0)) {
+            snprintf(err, errsz, "jwt_issuers[%zu].audiences: must be a non-empty array", i);
+            return -1;
+        }
+        size_t naud = aud ? aud->u.array.len : 1;
+        char **auds = pc_xcalloc(naud, sizeof *auds);
+        for (size_t k = 0; k < naud; k++) {
+            yajl_val a = aud ? aud->u.array.values[k] : iss;
+            if (!YAJL_IS_STRING(a)) {
+                for (size_t j = 0; j < k; j++)
+                    free(auds[j]);
+                free(auds);
+                snprintf(err, errsz, "jwt_issuers[%zu].audiences: must be strings", i);
+                return -1;
+            }
+            auds[k] = pc_xstrdup(a->u.string);
+        }
+        add_issuer(iss->u.string, ju ? ju->u.string : NULL, auds, naud);
+    }
     return 0;
 }
 
@@ -321,7 +434,15 @@ static int load_routes(char *err, size_t errsz)
             return -1;
         }
     }
+    if (parse_issuers(doc, err, errsz) != 0) {
+        yajl_tree_free(doc);
+        return -1;
+    }
     yajl_tree_free(doc);
+    for (size_t i = 0; i < gw_cfg.nroutes; i++) {
+        gw_cfg.jwt_used |= (gw_cfg.routes[i].accept & GW_ACCEPT(GW_CRED_JWT)) != 0;
+        gw_cfg.mint_used |= gw_cfg.routes[i].upstream_jwt != GW_UPJWT_NONE;
+    }
     /* upstream pointers are fixed once every upstream has been added */
     for (size_t i = 0; i < gw_cfg.nroutes; i++)
         gw_cfg.routes[i].upstream = &gw_cfg.upstreams[gw_cfg.routes[i].upstream_index];
@@ -362,6 +483,14 @@ int gw_config_load(void)
         if (*p == ',')
             p++;
     }
+    if (gw_cfg.jwt_issuer[0] == '\0') {
+        free(gw_cfg.jwt_issuer);
+        gw_cfg.jwt_issuer = url_origin(gw_cfg.base_url);
+    }
+    if (gw_cfg.jwt_audience[0] == '\0') {
+        free(gw_cfg.jwt_audience);
+        gw_cfg.jwt_audience = pc_xstrdup(gw_cfg.jwt_issuer);
+    }
     if (load_routes(err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;
@@ -389,6 +518,15 @@ void gw_config_free(void)
         free(gw_cfg.upstreams[i].base_path);
     }
     free(gw_cfg.upstreams);
+    for (size_t i = 0; i < gw_cfg.nissuers; i++) {
+        struct gw_issuer *x = &gw_cfg.issuers[i];
+        free(x->issuer);
+        free(x->jwks_uri);
+        for (size_t k = 0; k < x->naudiences; k++)
+            free(x->audiences[k]);
+        free(x->audiences);
+    }
+    free(gw_cfg.issuers);
     for (size_t i = 0; i < gw_cfg.nprefixes; i++)
         free(gw_cfg.prefixes[i]);
     free(gw_cfg.prefixes);

@@ -8,7 +8,9 @@
  *   API key disabled           401
  *   missing permission         403 (API keys: every required action must be
  *                              granted; route permissions are an API-key
- *                              property and do not apply to sessions)
+ *                              property and do not apply to sessions or JWTs)
+ *   JWT expired, or its        401 JWT_EXPIRED / JWT_REVOKED (checked on every
+ *   session (sid) revoked      request, L1 hit or not)
  *
  * An allowed session that is due for Better Auth's sliding refresh gets an
  * async UPDATE here, at most once per updateAge: L1 then holds the new
@@ -68,10 +70,34 @@ static void maybe_refresh(struct gw_request *r, int64_t now)
     gw_l2_store(r->w, r->hash_b64, p, exp - now);
 }
 
+/* A JWT was verified (verify.c) or found in L1: what is left is its expiry
+ * and its session. A negative entry carries the code it was refused with. */
+static enum gw_verdict decide_jwt(struct gw_request *r)
+{
+    struct gw_principal *p = &r->p;
+    if (!p->found || p->kind != GW_CRED_JWT) {
+        gw_jwt_refuse(r, p->kind == GW_CRED_JWT && p->cred_id[0] ? p->cred_id : "JWT_MALFORMED");
+        return GW_DENY;
+    }
+    if (p->expires_at <= pc_now_ms()) {
+        gw_l1_delete(r->hash);
+        gw_jwt_refuse(r, "JWT_EXPIRED");
+        return GW_DENY;
+    }
+    if (gw_sid_revoked(p->cred_id)) {
+        gw_jwt_refuse(r, "JWT_REVOKED");
+        return GW_DENY;
+    }
+    r->outcome = "allow";
+    return GW_ALLOW;
+}
+
 enum gw_verdict gw_decide(struct gw_request *r)
 {
     struct gw_principal *p = &r->p;
     bool session = r->kind == GW_CRED_SESSION;
+    if (r->kind == GW_CRED_JWT)
+        return decide_jwt(r);
     if (r->lookup == GW_LOOKUP_UNAVAILABLE) {
         gw_fail(r, 503, "AUTH_UNAVAILABLE", "Cannot check credentials right now, try again");
         return GW_UNAVAILABLE;

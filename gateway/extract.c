@@ -13,6 +13,7 @@
  */
 #include "gateway.h"
 #include "../lib/cookie.h"
+#include "../lib/jws.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -72,18 +73,15 @@ static bool session_token_shape(const char *t, size_t n)
     return true;
 }
 
+/* Looks like a JWT: a base64url JSON header ("eyJ") and a dot, and not a
+ * signed session token (32 alphanumerics, a dot, the HMAC). verify.c
+ * judges the rest, so a broken JWT is refused as one. */
 static bool jwt_shape(const char *t, size_t n)
 {
-    if (n < 10 || strncmp(t, "eyJ", 3) != 0)
+    if (n < 4 || strncmp(t, "eyJ", 3) != 0 || memchr(t, '.', n) == NULL)
         return false;
-    int dots = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (t[i] == '.')
-            dots++;
-        else if (!is_alnum(t[i]) && t[i] != '-' && t[i] != '_')
-            return false;
-    }
-    return dots == 2;
+    const char *dot = memchr(t, '.', n);
+    return !((size_t)(dot - t) == SESSION_TOKEN_LEN && session_token_shape(t, SESSION_TOKEN_LEN));
 }
 
 static void set_cred(struct gw_request *r, enum gw_cred_kind kind, enum gw_cred_src src,
@@ -166,12 +164,19 @@ enum gw_extract_result gw_extract(struct gw_request *r)
         size_t n = strlen(v);
         while (n > 0 && v[n - 1] == ' ')
             n--;
-        if (n == 0 || n >= GW_CRED_MAX)
+        if (n == 0)
             return reject(r, "INVALID_TOKEN", "Malformed bearer token");
+        if (n >= GW_CRED_MAX - 1)
+            return reject(r, jwt_shape(v, n) ? "JWT_TOO_LARGE" : "INVALID_TOKEN",
+                          jwt_shape(v, n) ? "JWT too large" : "Malformed bearer token");
         if (jwt_shape(v, n)) {
             if (!want_jwt)
                 return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept JWTs");
-            return reject(r, "JWT_NOT_SUPPORTED", "JWT verification is not available yet");
+            if (n > PC_JWT_MAX)
+                return reject(r, "JWT_TOO_LARGE", "JWT too large");
+            set_cred(r, GW_CRED_JWT, GW_SRC_BEARER, v, n);
+            hash_cred(r);
+            return GW_EXTRACT_OK;
         }
         if (api_key_structure(v, n)) {
             if (!want_key)

@@ -11,7 +11,12 @@
  *   l2redis.c   GW_STAGE_L2       Redis (async hiredis), written by authsvc
  *   pgstore.c   GW_STAGE_PG       PostgreSQL (async libpq), one query per
  *                                 credential however many wait for it
- *   decide.c    GW_STAGE_DECIDE   expiry, enabled, permissions -> verdict
+ *   verify.c    GW_STAGE_VERIFY   JWTs instead of L2/PG: signature against
+ *                                 the issuer's JWKS (jwks.c), claims
+ *   decide.c    GW_STAGE_DECIDE   expiry, enabled, permissions, revoked
+ *                                 sessions -> verdict
+ *   limit.c     GW_STAGE_LIMIT    API-key rate limit and quota (Redis)
+ *   mint.c                        a JWT for the upstream, on routes that ask
  *   proxy.c     GW_STAGE_PROXY    forward upstream with the identity, stream
  *                                 the answer back (forward.c answers /_auth)
  *
@@ -68,6 +73,22 @@ struct gw_perm {
     size_t nactions;
 };
 
+enum gw_upstream_jwt {
+    GW_UPJWT_NONE = 0,
+    GW_UPJWT_AUTHORIZATION,     /* Authorization: Bearer <jwt> */
+    GW_UPJWT_HEADER,            /* X-Auth-JWT: <jwt> */
+};
+
+/** An issuer whose JWTs the gateway accepts (routes file "jwt_issuers", or
+ * the default: our authsvc). */
+struct gw_issuer {
+    char *issuer;           /* iss must equal it */
+    char *jwks_uri;         /* NULL: discovered from issuer + /.well-known/openid-configuration */
+    char **audiences;       /* aud must hold one of them */
+    size_t naudiences;
+    struct gw_iss_state *st;    /* jwks.c: keys, fetch state, waiters */
+};
+
 struct gw_route {
     char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
     char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
@@ -79,6 +100,7 @@ struct gw_route {
     struct gw_perm *perms;  /* required API-key permissions */
     size_t nperms;
     bool forward_cookies;   /* pass the Cookie header (minus our cookies) upstream */
+    enum gw_upstream_jwt upstream_jwt;  /* hand the upstream a JWT we sign */
 };
 
 struct gw_config {
@@ -114,6 +136,11 @@ struct gw_config {
     char **prefixes;            /* derived: the list */
     size_t nprefixes;
     bool metrics;               /* GATEWAY_METRICS: serve /metrics and /_stats */
+    char *jwt_issuer;           /* JWT_ISSUER: default issuer, and iss of minted JWTs */
+    char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
+    char *jwt_audience;         /* JWT_AUDIENCE */
+    int64_t jwt_leeway;         /* JWT_LEEWAY, seconds */
+    int64_t jwt_refetch_ms;     /* JWKS_REFETCH_MS: least time between fetches of one issuer */
 
     /* derived */
     char listen_host[256];
@@ -124,6 +151,10 @@ struct gw_config {
     size_t nupstreams;
     struct gw_route *routes;    /* sorted by match length, longest first */
     size_t nroutes;
+    struct gw_issuer *issuers;  /* JWT issuers */
+    size_t nissuers;
+    bool jwt_used;              /* some route accepts JWTs */
+    bool mint_used;             /* some route has upstream_jwt */
 };
 
 extern struct gw_config gw_cfg;
@@ -191,6 +222,7 @@ enum gw_stage {
     GW_STAGE_L1,
     GW_STAGE_L2,
     GW_STAGE_PG,
+    GW_STAGE_VERIFY,
     GW_STAGE_DECIDE,
     GW_STAGE_LIMIT,
     GW_STAGE_PROXY,
@@ -205,7 +237,9 @@ enum gw_cred_src {
     GW_SRC_COOKIE,      /* the Better Auth session cookie */
 };
 
-#define GW_CRED_MAX 4096
+/* Room for the largest JWT we accept (PC_JWT_MAX) and one byte more, so
+ * that a larger one is seen and refused as too large. */
+#define GW_CRED_MAX (8192 + 2)
 
 /** One client request, owned by its worker; freed by gw_request_finish. */
 struct gw_request {
@@ -230,6 +264,8 @@ struct gw_request {
     const char *outcome;            /* short verdict for the log */
     struct gw_request *next_wake;   /* worker inbox link */
     struct gw_proxy *proxy;         /* proxy.c state while forwarding */
+    bool jwks_waited;               /* verify.c: already waited for a JWKS fetch */
+    char *upstream_jwt;             /* mint.c: the JWT handed upstream (heap) */
     /* Large members last: gw_request_new zeroes only what comes before. */
     struct gw_principal p;          /* resolved identity */
     char cred[GW_CRED_MAX];         /* token or key (never logged) */
@@ -308,6 +344,7 @@ struct gw_worker {
     struct event *inbox_ev;
     size_t parked;                  /* requests waiting on Redis/PostgreSQL */
     struct gw_wmetrics *m;          /* metrics.c: this worker's counters */
+    struct gw_mintcache *mint;      /* mint.c: upstream JWTs by credential */
 };
 
 /* ---- metrics and access log (metrics.c) ---- */
@@ -335,7 +372,41 @@ void gw_proxy_stop(struct gw_worker *w);
 /** Starts everything, serves until SIGTERM/SIGINT, stops. Exit code. */
 int gw_server_run(void);
 
+/* ---- JWTs (verify.c, jwks.c, mint.c) ---- */
+
+struct gw_keyset;
+struct gw_signer;
+struct pc_jwk;
+enum gw_key_result {
+    GW_KEY_FOUND = 0,       /* *key is in *set (release the set after use) */
+    GW_KEY_WAIT,            /* r is parked until a fetch; it will be woken */
+    GW_KEY_UNKNOWN,         /* no such kid, even after a fetch */
+    GW_KEY_UNAVAILABLE,     /* no keys could be fetched from this issuer */
+};
+/** Stage VERIFY: true to go on to DECIDE; false when answered or parked. */
+bool gw_jwt_verify(struct gw_request *r);
+/** Answers 401 with a JWT_* code. */
+void gw_jwt_refuse(struct gw_request *r, const char *code);
+enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw_request *r,
+                               struct gw_keyset **set, const struct pc_jwk **key);
+void gw_keyset_release(struct gw_keyset *s);
+/** Our signing key (authsvc's current row), referenced; NULL when none yet. */
+struct gw_signer *gw_signer_get(const struct pc_jwk **key);
+void gw_signer_release(struct gw_signer *s);
+void gw_jwks_start(void);
+/** Stops fetching and wakes every parked request. */
+void gw_jwks_stop(void);
+void gw_jwks_free(void);
+/** Every issuer has keys (or no route takes JWTs). */
+bool gw_jwks_ready(void);
+/** Sets r->upstream_jwt on routes with upstream_jwt; false when answered 503. */
+bool gw_mint(struct gw_request *r);
+void gw_mint_free(struct gw_worker *w);
+
 /* ---- revocation feed (revocation.c) ---- */
+/** Session ids whose JWTs are refused (sid claim). */
+void gw_sid_revoke(const char *id);
+bool gw_sid_revoked(const char *id);
 void gw_revocation_start(void);
 void gw_revocation_stop(void);
 bool gw_revocation_up(void);

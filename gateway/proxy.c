@@ -139,6 +139,7 @@ static bool identity_header(const char *h)
 {
     static const char *const names[] = {"X-User-Id", "X-User-Email", "X-Auth-Method",
                                         "X-Session-Id", "X-Api-Key-Id", "X-Request-Id",
+                                        "X-Auth-JWT",
                                         "X-Forwarded-Proto", "Host", "Content-Length"};
     for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
         if (pc_strieq(h, names[i]))
@@ -200,9 +201,21 @@ void gw_set_identity_headers(struct gw_request *r, struct evkeyvalq *oh)
     if (r->kind == GW_CRED_SESSION) {
         evhttp_add_header(oh, "X-Auth-Method", "session");
         evhttp_add_header(oh, "X-Session-Id", p->cred_id);
+    } else if (r->kind == GW_CRED_JWT) {
+        evhttp_add_header(oh, "X-Auth-Method", "jwt");
+        if (p->cred_id[0])
+            evhttp_add_header(oh, "X-Session-Id", p->cred_id);
     } else {
         evhttp_add_header(oh, "X-Auth-Method", "api_key");
         evhttp_add_header(oh, "X-Api-Key-Id", p->cred_id);
+    }
+    if (r->upstream_jwt && r->route->upstream_jwt == GW_UPJWT_HEADER) {
+        evhttp_add_header(oh, "X-Auth-JWT", r->upstream_jwt);
+    } else if (r->upstream_jwt) {
+        struct pc_buf b = {0};
+        pc_buf_printf(&b, "Bearer %s", r->upstream_jwt);
+        evhttp_add_header(oh, "Authorization", pc_buf_cstr(&b));
+        pc_buf_free(&b);
     }
 }
 
@@ -218,7 +231,8 @@ static void copy_request_headers(struct gw_request *r, struct evkeyvalq *ih, str
             xff = kv->value;
             continue;
         }
-        if (pc_strieq(k, "Authorization") && r->src == GW_SRC_BEARER)
+        if (pc_strieq(k, "Authorization") &&
+            (r->src == GW_SRC_BEARER || r->route->upstream_jwt == GW_UPJWT_AUTHORIZATION))
             continue;
         if (pc_strieq(k, "x-api-key") && r->src == GW_SRC_API_HEADER)
             continue;

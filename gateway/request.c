@@ -44,7 +44,8 @@ void gw_advance(struct gw_request *r)
                 r->lookup = r->p.found ? GW_LOOKUP_FOUND : GW_LOOKUP_UNKNOWN;
                 r->stage = GW_STAGE_DECIDE;
             } else {
-                r->stage = GW_STAGE_L2;
+                /* a JWT is checked here, not looked up */
+                r->stage = r->kind == GW_CRED_JWT ? GW_STAGE_VERIFY : GW_STAGE_L2;
             }
             break;
         case GW_STAGE_L2:
@@ -57,8 +58,14 @@ void gw_advance(struct gw_request *r)
             /* pgstore.c wakes r with r->stage = DECIDE and r->lookup set. */
             gw_pg_lookup(r);
             return;
+        case GW_STAGE_VERIFY:
+            /* jwks.c wakes a parked r with the stage unchanged */
+            if (!gw_jwt_verify(r))
+                return;
+            r->stage = GW_STAGE_DECIDE;
+            break;
         case GW_STAGE_DECIDE:
-            if (gw_decide(r) != GW_ALLOW)
+            if (gw_decide(r) != GW_ALLOW || !gw_mint(r))
                 return;
             r->stage = GW_STAGE_LIMIT;
             break;

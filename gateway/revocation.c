@@ -32,6 +32,124 @@ static struct pc_redis cmd;     /* a second, blocking connection for DEL */
 
 static void feed_connect(void);
 
+/* ---- revoked session ids (JWTs carry sid, not the session token) ---- */
+
+#define SID_BUCKETS 4096
+#define SID_MAX_LEN 64
+#define SID_MAX_ENTRIES 1000000
+#define REVOKED_SID_KEEP_MS (25LL * 3600 * 1000)
+
+struct sid_entry {
+    struct sid_entry *next;
+    int64_t until;          /* ms since epoch */
+    char id[SID_MAX_LEN + 1];
+};
+
+static pthread_mutex_t sid_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sid_entry *sid_tab[SID_BUCKETS];
+static atomic_size_t sid_count;
+static size_t sid_inserts;
+
+static size_t sid_bucket(const char *id)
+{
+    size_t h = 5381;
+    for (; *id; id++)
+        h = h * 33 + (unsigned char)*id;
+    return h % SID_BUCKETS;
+}
+
+/* Drops expired entries (sid_mu held). */
+static void sid_sweep(int64_t now)
+{
+    for (size_t b = 0; b < SID_BUCKETS; b++) {
+        for (struct sid_entry **pp = &sid_tab[b]; *pp;) {
+            if ((*pp)->until <= now) {
+                struct sid_entry *dead = *pp;
+                *pp = dead->next;
+                free(dead);
+                atomic_fetch_sub(&sid_count, 1);
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+}
+
+void gw_sid_revoke(const char *id)
+{
+    if (strlen(id) == 0 || strlen(id) > SID_MAX_LEN)
+        return;
+    int64_t now = pc_now_ms();
+    pthread_mutex_lock(&sid_mu);
+    if (++sid_inserts % 4096 == 0)
+        sid_sweep(now);
+    size_t b = sid_bucket(id);
+    struct sid_entry *e = sid_tab[b];
+    while (e && strcmp(e->id, id) != 0)
+        e = e->next;
+    if (e == NULL && atomic_load(&sid_count) < SID_MAX_ENTRIES) {
+        e = pc_xcalloc(1, sizeof *e);
+        strcpy(e->id, id);
+        e->next = sid_tab[b];
+        sid_tab[b] = e;
+        atomic_fetch_add(&sid_count, 1);
+    } else if (e == NULL) {
+        pc_log_error("revocations: %d revoked sessions remembered; dropping one", SID_MAX_ENTRIES);
+    }
+    if (e)
+        e->until = now + REVOKED_SID_KEEP_MS;
+    pthread_mutex_unlock(&sid_mu);
+}
+
+bool gw_sid_revoked(const char *id)
+{
+    if (id[0] == '\0' || atomic_load_explicit(&sid_count, memory_order_relaxed) == 0)
+        return false;
+    int64_t now = pc_now_ms();
+    pthread_mutex_lock(&sid_mu);
+    const struct sid_entry *e = sid_tab[sid_bucket(id)];
+    while (e && strcmp(e->id, id) != 0)
+        e = e->next;
+    bool hit = e && e->until > now;
+    pthread_mutex_unlock(&sid_mu);
+    return hit;
+}
+
+static void sid_free_all(void)
+{
+    pthread_mutex_lock(&sid_mu);
+    sid_sweep(INT64_MAX);
+    pthread_mutex_unlock(&sid_mu);
+}
+
+/* Refills the set from <prefix>rsid:* (on every subscribe). */
+static void sid_reload(void)
+{
+    char match[160], cursor[32] = "0";
+    snprintf(match, sizeof match, "%srsid:*", gw_cfg.redis_prefix);
+    size_t plen = strlen(gw_cfg.redis_prefix) + 5;
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
+        redisReply *rep = pc_redis_cmd(&cmd, 6, argv, NULL);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY) {
+            if (rep)
+                freeReplyObject(rep);
+            GW_STAT_INC(redis_errors);
+            pc_log_warn("revocations: cannot read revoked sessions from Redis");
+            return;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        for (size_t i = 0; i < rep->element[1]->elements; i++) {
+            const redisReply *k = rep->element[1]->element[i];
+            if (k->type == REDIS_REPLY_STRING && k->len > plen)
+                gw_sid_revoke(k->str + plen);
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+}
+
 bool gw_revocation_up(void)
 {
     return atomic_load(&subscribed);
@@ -57,6 +175,7 @@ static void on_message(redisAsyncContext *c, void *reply, void *priv)
         return;
     const char *type = rep->element[0]->str;
     if (type && strcmp(type, "subscribe") == 0) {
+        sid_reload();
         gw_l1_flush();
         GW_STAT_INC(l1_flushes);
         gw_l1_set_degraded(false);
@@ -67,6 +186,13 @@ static void on_message(redisAsyncContext *c, void *reply, void *priv)
     }
     if (type && strcmp(type, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
         const redisReply *m = rep->element[2];
+        if (m->len > 4 && m->len <= 4 + SID_MAX_LEN && memcmp(m->str, "sid:", 4) == 0) {
+            char id[SID_MAX_LEN + 1];
+            snprintf(id, sizeof id, "%.*s", (int)(m->len - 4), m->str + 4);
+            gw_sid_revoke(id);
+            GW_STAT_INC(revocations);
+            return;
+        }
         unsigned char h[40];
         if (m->len == PC_HASH_B64_LEN && pc_b64_decode(m->str, m->len, h) == 32) {
             gw_l1_delete(h);
@@ -166,4 +292,5 @@ void gw_revocation_stop(void)
     event_free(retry_ev);
     event_free(stop_ev);
     event_base_free(base);
+    sid_free_all();
 }

@@ -44,6 +44,7 @@ void gw_request_finish(struct gw_request *r)
     free(r->path);
     free(r->query);
     free(r->upstream_path);
+    free(r->upstream_jwt);
     free(r);
 }
 
@@ -418,6 +419,7 @@ int gw_server_run(void)
         event_add(stop_timers[i % 256], &tv);
     }
     gw_revocation_start();
+    gw_jwks_start();
     gw_usage_start();
     for (size_t i = 0; i < n; i++)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
@@ -434,6 +436,7 @@ int gw_server_run(void)
     /* Loops are stopped. From here every pending callback ends its request
      * without answering; evhttp_free then closes the client connections. */
     gw_stopping = 1;
+    gw_jwks_stop();                  /* requests parked on a JWKS fetch go to inboxes */
     gw_revocation_stop();
     gw_usage_stop();
     for (size_t i = 0; i < n; i++)
@@ -453,11 +456,13 @@ int gw_server_run(void)
         evhttp_free(w->http); /* closes the listener if still open */
         event_free(w->inbox_ev);
         gw_metrics_free(w);
+        gw_mint_free(w);
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_mu);
     }
     free(workers);
     gw_flights_free();
+    gw_jwks_free();
     gw_l1_free();
     return 0;
 }
