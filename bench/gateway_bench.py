@@ -78,6 +78,7 @@ SCENARIOS = [
     ("gw_key", "gateway, cached API key", "gateway", "hot", "x-api-key"),
     ("gw_key_rl", "gateway, API key + rate limit", "gateway", "rl", "x-api-key"),
     ("gw_session", "gateway, session cookie", "gateway", "session", "Cookie"),
+    ("gw_jwt", "gateway, cached JWT (ES256)", "gateway", "jwt", "Authorization"),
     # Zipf twice: the first run of a round finds the keys as the previous round
     # left them (more than L1_TTL ago with the default duration: expired); the
     # second comes straight after it, with L1 holding what the first one used.
@@ -137,6 +138,37 @@ class Meter(CpuMeter):
 
 # ---------------------------------------------------------------------------
 # Small HTTP helpers (http.client: no proxies from the environment, no pools)
+
+
+class StaticJson:
+    """A loopback HTTP server answering every GET with one JSON document (the
+    JWKS authsvc published before it was stopped)."""
+
+    def __init__(self, doc: str):
+        import http.server
+        import threading
+        body = doc.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "public, max-age=3600")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/jwks"
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
 
 
 def http_get(port: int, path: str, headers: dict | None = None, timeout: float = 5.0):
@@ -803,14 +835,22 @@ def main() -> int:
     try:
         with H.Postgres() as pg, H.Redis() as rd, contextlib.ExitStack() as stack:
             db = pg.create_database("authsvc")
+            # JWT_EXPIRES: the token must outlive the whole run
             env = {"DATABASE_URL": db, "REDIS_URL": rd.url, "BETTER_AUTH_SECRET": secret,
-                   "RATE_LIMIT_ENABLED": "false"}
+                   "RATE_LIMIT_ENABLED": "false", "JWT_EXPIRES": "86400"}
             print("== setup: PostgreSQL, Redis, authsvc (sign-up for a session), keys", flush=True)
             with H.Authsvc(env) as svc:
                 client = H.ApiClient(svc, timeout=60)
                 user = client.sign_up(H.unique_email("bench"), "Bench-" + os.urandom(9).hex(),
                                       "Bench User")
+                jwt_token = client.request("GET", "token", cookie=user).json()["token"]
+                # The gateway reads authsvc's JWKS once at start; it is served
+                # here from a file, since authsvc stops before the measurements.
+                jwks_doc = client.request("GET", "/api/auth/jwks").text
+                issuer = svc.env["BETTER_AUTH_URL"]
                 client.close()
+            jwks_srv = StaticJson(jwks_doc)
+            stack.callback(jwks_srv.stop)
             cookie = user.cookie
             hot, rl = new_key(), new_key()
             zkeys = [new_key() for _ in range(args.keys)]
@@ -827,7 +867,9 @@ def main() -> int:
             if nrows != args.keys + 2:
                 raise SystemExit(f"expected {args.keys + 2} apikey rows, found {nrows}")
             tables = {"hot": work / "hot.tsv", "rl": work / "rl.tsv",
-                      "session": work / "session.tsv", "zipf": work / "zipf.tsv"}
+                      "session": work / "session.tsv", "zipf": work / "zipf.tsv",
+                      "jwt": work / "jwt.tsv"}
+            write_table(tables["jwt"], ["Bearer " + jwt_token])
             write_table(tables["hot"], [hot])
             write_table(tables["rl"], [rl])
             write_table(tables["session"], [cookie])
@@ -842,7 +884,8 @@ def main() -> int:
             ctx["nginx_conf"] = ngx.conf.read_text().replace(str(ngx.dir), "$DIR").rstrip()
             gw_env = {"DATABASE_URL": db, "REDIS_URL": rd.url, "BETTER_AUTH_SECRET": secret,
                       "UPSTREAM_URL": up.url, "GATEWAY_WORKERS": str(args.workers),
-                      "LOG_LEVEL": "warn", "GATEWAY_ACCESS_LOG": "false"}
+                      "LOG_LEVEL": "warn", "GATEWAY_ACCESS_LOG": "false",
+                      "JWT_ISSUER": issuer, "JWT_JWKS_URL": jwks_srv.url}
             gw = Gateway(work, gw_env, "gateway")
             gws = [gw]
             gwl = None
@@ -873,6 +916,7 @@ def main() -> int:
                       ("gateway, hot key", gw.port, {"x-api-key": hot}, "api_key"),
                       ("gateway, rate-limited key", gw.port, {"x-api-key": rl}, "api_key"),
                       ("gateway, session", gw.port, {"Cookie": cookie}, "session"),
+                      ("gateway, JWT", gw.port, {"Authorization": "Bearer " + jwt_token}, "jwt"),
                       ]
             if gwl is not None:
                 meter.groups["gateway_log"] = gwl.proc.pid
