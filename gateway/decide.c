@@ -22,8 +22,29 @@
 
 #include <string.h>
 
-/* Does the key's permissions JSON ({"files":["read","write"]}) grant every
- * action the route requires? */
+/* Does the key's parsed permissions ({"files":["read","write"]}) grant
+ * every action the route requires? */
+static bool permitted_tree(const struct gw_route *rt, yajl_val v)
+{
+    if (v == NULL)
+        return false;
+    for (size_t i = 0; i < rt->nperms; i++) {
+        yajl_val have = pc_json_get(v, rt->perms[i].resource);
+        if (!YAJL_IS_ARRAY(have))
+            return false;
+        for (size_t a = 0; a < rt->perms[i].nactions; a++) {
+            bool found = false;
+            for (size_t k = 0; k < have->u.array.len && !found; k++) {
+                yajl_val x = have->u.array.values[k];
+                found = YAJL_IS_STRING(x) && strcmp(x->u.string, rt->perms[i].actions[a]) == 0;
+            }
+            if (!found)
+                return false;
+        }
+    }
+    return true;
+}
+
 static bool permitted(const struct gw_route *rt, const char *perms_json)
 {
     if (rt->nperms == 0)
@@ -31,26 +52,31 @@ static bool permitted(const struct gw_route *rt, const char *perms_json)
     if (perms_json[0] == '\0')
         return false;
     yajl_val v = pc_json_parse(perms_json, strlen(perms_json));
-    if (v == NULL)
-        return false;
-    bool ok = true;
-    for (size_t i = 0; ok && i < rt->nperms; i++) {
-        yajl_val have = pc_json_get(v, rt->perms[i].resource);
-        if (!YAJL_IS_ARRAY(have)) {
-            ok = false;
-            break;
-        }
-        for (size_t a = 0; ok && a < rt->perms[i].nactions; a++) {
-            bool found = false;
-            for (size_t k = 0; k < have->u.array.len && !found; k++) {
-                yajl_val x = have->u.array.values[k];
-                found = YAJL_IS_STRING(x) && strcmp(x->u.string, rt->perms[i].actions[a]) == 0;
-            }
-            ok = found;
-        }
-    }
+    bool ok = permitted_tree(rt, v);
     yajl_tree_free(v);
     return ok;
+}
+
+uint64_t gw_perm_bits(const char *perms_json)
+{
+    yajl_val v = perms_json[0] ? pc_json_parse(perms_json, strlen(perms_json)) : NULL;
+    uint64_t bits = 0;
+    for (size_t i = 0; i < gw_cfg.nroutes && i < 64; i++)
+        if (gw_cfg.routes[i].nperms == 0 || permitted_tree(&gw_cfg.routes[i], v))
+            bits |= 1ull << i;
+    yajl_tree_free(v);
+    return bits;
+}
+
+/* From the bits L1 computed when it stored the key, or by parsing. */
+static bool key_permitted(const struct gw_request *r, const struct gw_principal *p)
+{
+    size_t i = (size_t)(r->route - gw_cfg.routes);
+    if (r->route->nperms == 0)
+        return true;
+    if (p->perm_cached && i < 64)
+        return (p->perm_bits >> i) & 1;
+    return permitted(r->route, p->permissions);
 }
 
 static void maybe_refresh(struct gw_request *r, int64_t now)
@@ -122,7 +148,7 @@ enum gw_verdict gw_decide(struct gw_request *r)
         gw_fail(r, 401, "KEY_DISABLED", "API key is disabled");
         return GW_DENY;
     }
-    if (!session && !permitted(r->route, p->permissions)) {
+    if (!session && !key_permitted(r, p)) {
         gw_fail(r, 403, "INSUFFICIENT_PERMISSIONS", "API key lacks a required permission");
         return GW_DENY;
     }

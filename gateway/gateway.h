@@ -187,6 +187,8 @@ struct gw_principal {
     char email[321];
     char cred_id[64];           /* session id or API key id */
     char permissions[1024];     /* API key permissions JSON, "" if none */
+    bool perm_cached;           /* perm_bits is filled (set when L1 stores it) */
+    uint64_t perm_bits;         /* bit i: routes[i]'s permissions are granted (i < 64) */
 };
 
 /* ---- L1 (l1cache.c) ---- */
@@ -301,6 +303,9 @@ void gw_pg_lookup(struct gw_request *r);
 void gw_pg_refresh_session(struct gw_worker *w, const char *session_id, int64_t new_exp_ms,
                            int64_t now_ms);
 enum gw_verdict { GW_ALLOW = 0, GW_DENY, GW_UNAVAILABLE };
+/** Which of the first 64 routes' required permissions perms_json grants
+ * (one parse, when a key enters L1, instead of one per request). */
+uint64_t gw_perm_bits(const char *perms_json);
 /** Applies the policy; on anything but ALLOW the request has been answered. */
 enum gw_verdict gw_decide(struct gw_request *r);
 /** Stage 7b (limit.c): API-key quota and rate limit in Redis. Returns true

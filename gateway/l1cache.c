@@ -29,6 +29,8 @@ struct l1_entry {
     bool found, enabled;
     int64_t cred_expires_at, updated_at;
     struct gw_key_limits lim;
+    bool perm_cached;
+    uint64_t perm_bits;
     uint16_t len_user, len_email, len_cred, len_perm; /* lengths in strs */
     char strs[];                        /* user_id, email, cred_id, permissions */
 };
@@ -131,6 +133,8 @@ static void copy_out(const struct l1_entry *e, struct gw_principal *p)
     p->expires_at = e->cred_expires_at;
     p->updated_at = e->updated_at;
     p->lim = e->lim;
+    p->perm_cached = e->perm_cached;
+    p->perm_bits = e->perm_bits;
     const char *s = e->strs;
     memcpy(p->user_id, s, e->len_user);
     s += e->len_user;
@@ -193,6 +197,12 @@ void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64
     n->cred_expires_at = p->expires_at;
     n->updated_at = p->updated_at;
     n->lim = p->lim;
+    n->perm_cached = p->perm_cached;
+    n->perm_bits = p->perm_bits;
+    if (!n->perm_cached && p->kind == GW_CRED_API_KEY && p->found && lp > 0) {
+        n->perm_bits = gw_perm_bits(p->permissions);
+        n->perm_cached = true;
+    }
     n->len_user = lu;
     n->len_email = le;
     n->len_cred = lc;
