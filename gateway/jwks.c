@@ -49,6 +49,7 @@ struct gw_iss_state {
     char *jwks_uri;                 /* configured or discovered */
     int64_t expires_at;             /* ms: refetch then */
     int64_t last_attempt;           /* ms, 0 = never */
+    unsigned fails;                 /* failed fetches in a row (backoff when nobody waits) */
     bool want;                      /* a worker asked for a fetch */
     bool fetching;
     struct gw_request *waiters;     /* parked on the next fetch (next_wake links) */
@@ -345,11 +346,15 @@ static void *jwks_main(void *arg)
         for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !stop_flag; i++) {
             struct gw_issuer *iss = &gw_cfg.issuers[i];
             struct gw_iss_state *st = iss->st;
-            bool spaced = st->last_attempt == 0 || now - st->last_attempt >= gw_cfg.jwt_refetch_ms;
-            bool due = st->set == NULL || now >= st->expires_at || st->want;
+            /* after failures, and unless a request waits, back off up to a minute */
+            int64_t gap = gw_cfg.jwt_refetch_ms;
+            for (unsigned f = 0; !st->want && f < st->fails && gap < 60000; f++)
+                gap *= 2;
+            bool spaced = st->last_attempt == 0 || now - st->last_attempt >= gap;
+            bool due = st->set == NULL || now >= st->expires_at || st->want || st->fails;
             if (!(due && spaced)) {
-                int64_t at = st->want || st->set == NULL ? st->last_attempt + gw_cfg.jwt_refetch_ms
-                                                         : st->expires_at;
+                int64_t at = st->want || st->set == NULL || st->fails ? st->last_attempt + gap
+                                                                      : st->expires_at;
                 next = at < next ? at : next;
                 continue;
             }
@@ -367,6 +372,9 @@ static void *jwks_main(void *arg)
                 old = st->set;
                 st->set = fresh;
                 st->expires_at = now + ttl;
+                st->fails = 0;
+            } else {
+                st->fails++;    /* the old set, if any, stays in use */
             }
             st->fetching = false;
             struct gw_request *waiters = st->waiters;
