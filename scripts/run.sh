@@ -115,14 +115,21 @@ Try it:
   # (x-user-id, x-user-email, x-auth-method, x-session-id) it received
   curl -b /tmp/pc.jar http://$GATEWAY_LISTEN/hello
 
+  # a JWT for the session, checked by the gateway against authsvc's JWKS
+  # ($A/api/auth/jwks), which any JOSE library can use the same way
+  T=\$(curl -s -b /tmp/pc.jar $A/api/auth/token | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+  curl -H "Authorization: Bearer \$T" http://$GATEWAY_LISTEN/hello
+
   # without a credential the gateway answers 401
   curl -i http://$GATEWAY_LISTEN/hello
 
   # sign out (a cookie-bearing POST needs a trusted Origin)
   curl -b /tmp/pc.jar -X POST -H 'Origin: $BETTER_AUTH_URL' $A/api/auth/sign-out
 
-  # ... and the gateway refuses the cookie at once (revocation via Redis)
+  # ... and the gateway refuses the cookie at once (revocation via Redis),
+  # and the session's JWT too (JWT_REVOKED), long before it expires
   curl -i -b /tmp/pc.jar http://$GATEWAY_LISTEN/hello
+  curl -i -H "Authorization: Bearer \$T" http://$GATEWAY_LISTEN/hello
 
 MSG
 wait
