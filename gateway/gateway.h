@@ -422,7 +422,7 @@ struct gw_stats {
     uint64_t requests;
     uint64_t l1_hits, l1_negative_hits, l2_hits, pg_queries, pg_errors;
     uint64_t redis_errors, revocations, l1_flushes;
-    uint64_t upstream_errors, upstream_timeouts;
+    uint64_t upstream_errors, upstream_timeouts, upstream_cancels;
     uint64_t rate_limited, usage_exceeded, usage_flushes;
     uint64_t pg_connects, redis_connects;
 };

@@ -237,6 +237,8 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
             G(upstream_errors));
     counter(b, "portcullis_gateway_upstream_timeouts_total", "Upstream timed out (504).",
             G(upstream_timeouts));
+    counter(b, "portcullis_gateway_upstream_cancels_total",
+            "Streams cancelled upstream because the client left.", G(upstream_cancels));
     counter(b, "portcullis_gateway_rate_limited_total", "API-key requests refused by rate limit.",
             G(rate_limited));
     counter(b, "portcullis_gateway_usage_exceeded_total", "API-key requests refused by quota.",

@@ -50,6 +50,9 @@ struct gw_proxy {
     enum evhttp_request_error err;
     bool failed;
     bool head;                      /* HEAD: the connection is not reused */
+    struct evhttp_request *up;      /* the upstream request */
+    struct evhttp_connection *client;   /* while streaming: whose close we watch */
+    struct event *cancel_ev;        /* while streaming: the client left */
 };
 
 void gw_proxy_init(struct gw_worker *w)
@@ -285,7 +288,37 @@ static void proxy_free(struct gw_proxy *px)
         px->next->prev = px->prev;
     if (px->body)
         evbuffer_free(px->body);
+    if (px->client)
+        evhttp_connection_set_closecb(px->client, NULL, NULL);
+    if (px->cancel_ev)
+        event_free(px->cancel_ev);
     free(px);
+}
+
+/* ---- a client that leaves a stream ----
+ *
+ * libevent notices a client gone only when a write to it fails, and then
+ * frees its connection (the request, still being answered, is detached and
+ * left to us). The close callback only schedules cancel_stream: everything
+ * is torn down from the loop, not from inside libevent's teardown. */
+
+static void cancel_stream(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_proxy *px = arg;
+    struct gw_request *r = px->r;
+    GW_STAT_INC(upstream_cancels);
+    evhttp_cancel_request(px->up);      /* no callback; the connection is reset */
+    conn_put(px->pool, px->uc, false);
+    evhttp_send_reply_end(r->req);      /* frees the detached client request */
+    proxy_free(px);
+    gw_request_finish(r);
+}
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct gw_proxy *px = arg;
+    px->client = NULL;
+    event_active(px->cancel_ev, EV_TIMEOUT, 0);
 }
 
 static int on_up_headers(struct evhttp_request *up, void *arg)
@@ -300,6 +333,13 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
     px->streaming = true;
     r->status = evhttp_request_get_response_code(up);
     evhttp_send_reply_start(r->req, r->status, evhttp_request_get_response_code_line(up));
+    px->client = evhttp_request_get_connection(r->req);
+    if (px->client) {
+        px->cancel_ev = event_new(r->w->base, -1, 0, cancel_stream, px);
+        if (px->cancel_ev == NULL)
+            pc_fatal("event_new failed");
+        evhttp_connection_set_closecb(px->client, on_client_close, px);
+    }
     return 0;
 }
 
@@ -398,6 +438,7 @@ void gw_proxy_start(struct gw_request *r)
     struct evhttp_request *up = evhttp_request_new(on_up_done, px);
     if (up == NULL)
         pc_fatal("evhttp_request_new failed");
+    px->up = up;
     evhttp_request_set_header_cb(up, on_up_headers);
     evhttp_request_set_chunked_cb(up, on_up_chunk);
     evhttp_request_set_error_cb(up, on_up_error);

@@ -182,6 +182,7 @@ static void health_route(struct gw_request *r, const char *path)
     STAT(l1_flushes);
     STAT(upstream_errors);
     STAT(upstream_timeouts);
+    STAT(upstream_cancels);
     STAT(rate_limited);
     STAT(usage_exceeded);
     STAT(usage_flushes);

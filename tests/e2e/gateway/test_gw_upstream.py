@@ -7,6 +7,7 @@ import time
 import pytest
 
 import gwlib as G
+import harness as H
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,28 @@ def test_big_answer_streams_not_buffered(ugw):
         assert r.status_code == 200
         data = b"".join(r.iter_content(1 << 16))
     assert len(data) == 2048 * 1024 and data.strip(b"x") == b""
+
+
+def test_client_leaving_a_stream_cancels_it_upstream(ugw):
+    """A client that leaves a server-sent-event stream must not keep the upstream
+    request (and a pooled connection) alive: once a write to it fails, the gateway
+    cancels the upstream request. Runs several times to check the pool is sound."""
+    before = ugw.stats()["upstream_cancels"]
+    for i in range(3):
+        s = socket.create_connection(("127.0.0.1", ugw.port), timeout=5)
+        s.sendall(b"GET /sse?n=2000&ms=20 HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = b""
+        while b"data: event" not in got:
+            chunk = s.recv(4096)
+            assert chunk, "stream ended before its first event"
+            got += chunk
+        # RST instead of FIN: the gateway's next write to it fails at once
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        H.wait_until(lambda: ugw.stats()["upstream_cancels"] - before >= i + 1, timeout=5,
+                     what=f"upstream cancel #{i + 1}")
+    # a stream to the end still works, and so does a plain request
+    head, events, _ = _read_sse(ugw.port, "/sse?n=3&ms=20")
+    assert head.startswith("HTTP/1.1 200") and len(events) == 3, (head, events)
+    assert G.echo(ugw.get("/pub/after-cancel"))["path"] == "/pub/after-cancel"
+    assert ugw.stats()["upstream_cancels"] - before == 3
