@@ -63,14 +63,7 @@ static PGconn *listen_connect(void)
  * slack for custom generateId). */
 static bool id_shape(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-'))
-            return false;
-    return true;
+    return pc_token_chars(s, 64, "-_");
 }
 
 static void handle(struct pc_redis *rd, const char *payload)

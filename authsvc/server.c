@@ -329,14 +329,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 
 static bool request_id_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.'))
-            return false;
-    return true;
+    return pc_token_chars(s, 64, "-_.");
 }
 
 static bool ip_ok(const char *s)

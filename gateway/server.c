@@ -197,14 +197,7 @@ static void health_route(struct gw_request *r, const char *path)
 
 static bool request_id_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.'))
-            return false;
-    return true;
+    return pc_token_chars(s, 64, "-_.");
 }
 
 /* A new request id: 16 random bytes fixed per worker, then a counter, as

@@ -87,17 +87,6 @@ char *pc_cookie_get(const char *header, const char *name)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *pc_url_decode(const char *s, size_t n)
 {
     char *out = pc_xmalloc(n + 1);
@@ -105,7 +94,7 @@ char *pc_url_decode(const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
             int hi, lo;
-            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0 ||
+            if (i + 2 >= n || (hi = pc_hexval(s[i + 1])) < 0 || (lo = pc_hexval(s[i + 2])) < 0 ||
                 (hi == 0 && lo == 0)) {
                 free(out);
                 return NULL;

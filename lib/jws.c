@@ -789,17 +789,6 @@ char *pc_seal(const char *secret, const void *plain, size_t n)
     return hex;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *pc_unseal(const char *secret, const char *hex, size_t *outlen)
 {
     if (sodium_init() < 0)
@@ -821,7 +810,7 @@ char *pc_unseal(const char *secret, const char *hex, size_t *outlen)
     size_t total = n / 2;
     unsigned char *buf = pc_xmalloc(total);
     for (size_t i = 0; i < total; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = pc_hexval(hex[2 * i]), lo = pc_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             free(buf);
             return NULL;

@@ -56,6 +56,11 @@ void pc_iso8601(int64_t ms, char out[32]);
 bool pc_strieq(const char *a, const char *b);
 bool pc_strnieq(const char *a, const char *b, size_t n);
 bool pc_starts_with(const char *s, const char *prefix);
+/** The value of hex digit c, or -1. */
+int pc_hexval(char c);
+/** s is 1..max characters of [A-Za-z0-9] and of extra (e.g. "-_"): the
+ * shape of ids and request ids we accept from outside. */
+bool pc_token_chars(const char *s, size_t max, const char *extra);
 
 /** Parses a base-10 integer in [min,max] that fills the whole string. */
 PC_MUSTCHECK int pc_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
