@@ -11,10 +11,12 @@
  * frees a key in use.
  *
  * A token whose kid is not in the set (a rotation the cache has not seen)
- * parks its request on the issuer and asks for a fetch; the fetch wakes
- * every parked request, which looks again once and then gives up. Fetches
- * of one issuer are at least JWKS_REFETCH_MS apart however many unknown
- * kids arrive, and no request waits on the network while holding a worker.
+ * parks its request on the issuer and asks for a fetch; the fetch (at once,
+ * or JWKS_REFETCH_MS after the previous one) wakes every parked request,
+ * which looks again once and then gives up. Fetches of one issuer are at
+ * least JWKS_REFETCH_MS apart however many unknown kids arrive, at most
+ * MAX_WAITERS requests wait on one, and no request waits on the network
+ * while holding a worker.
  *
  * The same thread keeps the signing key for JWTs handed upstream (mint.c):
  * the newest current row of the shared jwks table that opens with our
@@ -38,6 +40,7 @@
 #define DEFAULT_TTL_MS (300 * 1000)
 #define MAX_TTL_MS (86400 * 1000)
 #define SIGNER_RELOAD_MS 30000
+#define MAX_WAITERS 4096            /* requests parked on one issuer's next fetch */
 
 struct gw_keyset {
     struct pc_jwks jwks;
@@ -53,6 +56,7 @@ struct gw_iss_state {
     bool want;                      /* a worker asked for a fetch */
     bool fetching;
     struct gw_request *waiters;     /* parked on the next fetch (next_wake links) */
+    size_t nwaiters;
 };
 
 struct gw_signer {
@@ -117,7 +121,6 @@ enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw
                                struct gw_keyset **set, const struct pc_jwk **key)
 {
     struct gw_iss_state *st = iss->st;
-    int64_t now = pc_mono_us() / 1000;
     *set = NULL;
     *key = NULL;
     pthread_mutex_lock(&mu);
@@ -132,18 +135,21 @@ enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw
             return GW_KEY_FOUND;
         }
     }
+    /* Wait for the next fetch, which comes at once or JWKS_REFETCH_MS after
+     * the last one: a key published just after a fetch costs its first
+     * requests that wait, not a refusal. An issuer that could not be
+     * reached lately, or a crowd of waiters (random kids), is not waited on. */
     enum gw_key_result res;
-    bool recent = st->last_attempt != 0 && now - st->last_attempt < gw_cfg.jwt_refetch_ms;
-    if (r->jwks_waited || !running) {
+    bool failing = st->set == NULL && st->last_attempt != 0 && !st->fetching;
+    if (r->jwks_waited || !running || failing || st->nwaiters >= MAX_WAITERS) {
         res = st->set ? GW_KEY_UNKNOWN : GW_KEY_UNAVAILABLE;
-    } else if (st->fetching || !recent) {
+    } else {
         r->next_wake = st->waiters;
         st->waiters = r;
+        st->nwaiters++;
         st->want = true;
         pthread_cond_signal(&cv);
         res = GW_KEY_WAIT;
-    } else {
-        res = st->set ? GW_KEY_UNKNOWN : GW_KEY_UNAVAILABLE;
     }
     pthread_mutex_unlock(&mu);
     return res;
@@ -379,6 +385,7 @@ static void *jwks_main(void *arg)
             st->fetching = false;
             struct gw_request *waiters = st->waiters;
             st->waiters = NULL;
+            st->nwaiters = 0;
             pthread_mutex_unlock(&mu);
             gw_keyset_release(old);
             wake_all(waiters);
@@ -469,6 +476,7 @@ void gw_jwks_stop(void)
             waiters = r;
         }
         st->waiters = NULL;
+        st->nwaiters = 0;
     }
     pthread_mutex_unlock(&mu);
     wake_all(waiters);
