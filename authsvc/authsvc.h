@@ -11,6 +11,7 @@
  *   sessions.c  session tokens, cookies, lookup, refresh, Redis cache,
  *               get-session, list-sessions, sign-out, revoke-*
  *   pwpool.c    scrypt on its own bounded thread pool
+ *   oauth.c     Google / OIDC sign-in (oauth_http.c: curl multi on the loop)
  *   health.c    /health, /live, /ready (a prober thread keeps the state)
  *   migrate.c   `authsvc migrate`
  *
@@ -67,6 +68,19 @@ struct as_config {
     int64_t apikey_rl_max;      /* APIKEY_RATE_LIMIT_MAX */
     int64_t apikey_rl_window;   /* APIKEY_RATE_LIMIT_WINDOW_MS */
     bool apikey_metadata;       /* APIKEY_ENABLE_METADATA */
+
+    /* OIDC sign-in (oauth.c) */
+    char *google_client_id;     /* GOOGLE_CLIENT_ID ("" = Google sign-in off) */
+    char *google_client_secret; /* GOOGLE_CLIENT_SECRET */
+    char *google_auth_url;      /* GOOGLE_AUTH_URL */
+    char *google_token_url;     /* GOOGLE_TOKEN_URL */
+    char *google_userinfo_url;  /* GOOGLE_USERINFO_URL */
+    char *google_jwks_url;      /* GOOGLE_JWKS_URL */
+    char *google_issuer;        /* GOOGLE_ISSUER */
+    char *oidc_providers;       /* OIDC_PROVIDERS, names (OIDC_<NAME>_* read by oauth.c) */
+    char *allowed_domains;      /* ALLOWED_DOMAINS ("" = any domain) */
+    int64_t oauth_timeout_ms;   /* OAUTH_HTTP_TIMEOUT_MS */
+    int64_t jwks_cache_s;       /* OAUTH_JWKS_CACHE_SECONDS */
     char *jwt_alg;              /* JWT_ALG */
     int64_t jwt_expires;        /* JWT_EXPIRES, seconds */
     int64_t jwt_rotate_days;    /* JWT_ROTATE_DAYS */
@@ -155,6 +169,7 @@ struct as_job {
     const char *content_type;   /* of the answer; NULL: application/json */
 
     struct as_job *next_done;   /* completion list link */
+    void (*loop_fn)(struct as_job *); /* set: run on the loop instead of replying (oauth) */
 };
 
 /** The first request header named name (case-insensitive), or NULL. */
@@ -174,6 +189,12 @@ bool as_error(struct as_job *job, int status, const char *code, const char *msg)
 yajl_val as_body(struct as_job *job, bool required);
 /** zod's name for a JSON value's type ("undefined" for NULL). */
 const char *as_json_type_name(yajl_val v);
+/** Worker: hands the job to the loop thread, where fn(job) runs (OIDC
+ * sign-in's HTTP calls). Like as_pw_submit, the caller's handler returns
+ * false and must not touch the job again. */
+void as_server_to_loop(struct as_job *job, void (*fn)(struct as_job *));
+/** Loop: the job is answered; send it. */
+void as_server_finish(struct as_job *job);
 /** Hands the job to the password pool; `then` runs on a worker afterwards.
  * Returns 0, or -1 when the pool's queue is full (the caller answers 503).
  * On 0 the job owns pw (a heap copy of n bytes); on -1 the caller still
@@ -217,6 +238,9 @@ bool as_route_apikey_list(struct as_job *job, struct as_worker *w);
 bool as_route_internal_apikey_create(struct as_job *job, struct as_worker *w);
 bool as_route_internal_apikey_update(struct as_job *job, struct as_worker *w);
 bool as_route_internal_validate(struct as_job *job, struct as_worker *w);
+bool as_route_sign_in_social(struct as_job *job, struct as_worker *w);
+bool as_route_oauth_callback(struct as_job *job, struct as_worker *w);
+bool as_route_oauth_error_page(struct as_job *job, struct as_worker *w);
 
 /* ---- sessions (sessions.c) ---- */
 

@@ -5,6 +5,7 @@
  * validated at start; a bad one stops the program with the variable's name.
  */
 #include "authsvc.h"
+#include "oauth.h"
 #include "../lib/conf.h"
 
 #include <stdio.h>
@@ -143,6 +144,34 @@ static const struct pc_conf_item table[] = {
      "aud of our JWTs; empty: the issuer"},
     INT_ITEM("JWKS_MAX_AGE", jwks_max_age, "300", 0, 86400,
              "Cache-Control max-age of /api/auth/jwks, seconds"),
+    /* OIDC sign-in (oauth.c) */
+    {"GOOGLE_CLIENT_ID", PC_CONF_STR, &as_cfg.google_client_id, "", 0, 0, 0, NULL,
+     "Google OAuth client id; set: \"Sign in with Google\" is on (provider id google)"},
+    {"GOOGLE_CLIENT_SECRET", PC_CONF_STR, &as_cfg.google_client_secret, "", 0, 0,
+     PC_CONF_SECRET, NULL, "Google OAuth client secret (required with GOOGLE_CLIENT_ID)"},
+    {"GOOGLE_AUTH_URL", PC_CONF_STR, &as_cfg.google_auth_url,
+     "https://accounts.google.com/o/oauth2/v2/auth", 0, 0, 0, NULL,
+     "Google's authorization endpoint (override for tests or a private deployment)"},
+    {"GOOGLE_TOKEN_URL", PC_CONF_STR, &as_cfg.google_token_url,
+     "https://oauth2.googleapis.com/token", 0, 0, 0, NULL, "Google's token endpoint"},
+    {"GOOGLE_USERINFO_URL", PC_CONF_STR, &as_cfg.google_userinfo_url,
+     "https://openidconnect.googleapis.com/v1/userinfo", 0, 0, 0, NULL,
+     "Google's userinfo endpoint (asked only when the ID token has no email)"},
+    {"GOOGLE_JWKS_URL", PC_CONF_STR, &as_cfg.google_jwks_url,
+     "https://www.googleapis.com/oauth2/v3/certs", 0, 0, 0, NULL,
+     "Google's signing keys, which ID tokens are verified against"},
+    {"GOOGLE_ISSUER", PC_CONF_STR, &as_cfg.google_issuer, "https://accounts.google.com", 0, 0,
+     0, NULL, "the iss Google's ID tokens must carry"},
+    {"OIDC_PROVIDERS", PC_CONF_STR, &as_cfg.oidc_providers, "", 0, 0, 0, NULL,
+     "generic OIDC providers, comma separated names; each NAME needs OIDC_<NAME>_ISSUER, "
+     "OIDC_<NAME>_CLIENT_ID, OIDC_<NAME>_CLIENT_SECRET (optional OIDC_<NAME>_SCOPES)"},
+    {"ALLOWED_DOMAINS", PC_CONF_STR, &as_cfg.allowed_domains, "", 0, 0, 0, NULL,
+     "email domains allowed to sign in with Google/OIDC, comma separated; empty: any "
+     "(the provider must still have verified the email)"},
+    INT_ITEM("OAUTH_HTTP_TIMEOUT_MS", oauth_timeout_ms, "10000", 100, 120000,
+             "bound on each call to a provider (discovery, JWKS, token, userinfo), ms"),
+    INT_ITEM("OAUTH_JWKS_CACHE_SECONDS", jwks_cache_s, "3600", 0, 604800,
+             "how long a provider's JWKS is reused (an unknown kid refetches sooner)"),
 };
 
 void as_config_help(void)
@@ -199,6 +228,8 @@ int as_config_load(void)
              "%sbetter-auth.dont_remember", pfx);
     snprintf(as_cfg.cookie_session_data, sizeof as_cfg.cookie_session_data,
              "%sbetter-auth.session_data", pfx);
+    if (as_oauth_config_load() != 0) /* OIDC sign-in (oauth.c) */
+        return -1;
     url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);
     add_origin(as_cfg.base_origin, strlen(as_cfg.base_origin));
     if (as_cfg.jwt_issuer[0] == '\0') {
@@ -235,6 +266,7 @@ void as_config_free(void)
     free(as_cfg.origins);
     as_cfg.origins = NULL;
     as_cfg.norigins = 0;
+    as_oauth_config_free(); /* OIDC sign-in (oauth.c) */
     pc_conf_free(table, PC_ARRAY_LEN(table));
 }
 

@@ -15,6 +15,7 @@
  * when we reply, so every job is answered exactly once.
  */
 #include "authsvc.h"
+#include "oauth.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
 #include "../lib/workq.h"
@@ -34,6 +35,7 @@
 /* Route flags */
 #define R_LOOP 0x1u         /* answered on the loop thread, no I/O */
 #define R_LIMITED 0x2u      /* subject to the sign-in/sign-up rate limit */
+#define R_PREFIX 0x4u       /* path is a prefix: /api/auth/callback/<provider> */
 
 enum r_loop_kind { LOOP_NONE = 0, LOOP_OK, LOOP_HEALTH, LOOP_LIVE, LOOP_READY, LOOP_METRICS };
 
@@ -71,6 +73,11 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "/api/auth/token", as_route_token, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/jwks", as_route_jwks, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/.well-known/jwks.json", as_route_jwks, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/sign-in/social", as_route_sign_in_social, R_LIMITED,
+     LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/callback/", as_route_oauth_callback, R_PREFIX, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/callback/", as_route_oauth_callback, R_PREFIX, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/error", as_route_oauth_error_page, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/ok", NULL, R_LOOP, LOOP_OK},
     {EVHTTP_REQ_GET, "/health", NULL, R_LOOP, LOOP_HEALTH},
     {EVHTTP_REQ_GET, "/live", NULL, R_LOOP, LOOP_LIVE},
@@ -203,6 +210,17 @@ static void worker_run(void *item, void *tctx)
     post_done(job);
 }
 
+void as_server_to_loop(struct as_job *job, void (*fn)(struct as_job *))
+{
+    job->loop_fn = fn;
+    post_done(job);
+}
+
+void as_server_finish(struct as_job *job)
+{
+    post_done(job);
+}
+
 void as_server_resume(struct as_job *job)
 {
     pc_workq_push_force(workers, job);
@@ -308,15 +326,26 @@ static void send_job(struct as_job *job)
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
-    pthread_mutex_lock(&done_mu);
-    struct as_job *list = done_head;
-    done_head = NULL;
-    pthread_mutex_unlock(&done_mu);
-    while (list) {
-        struct as_job *next = list->next_done;
-        inflight--;
-        send_job(list);
-        list = next;
+    for (;;) {
+        pthread_mutex_lock(&done_mu);
+        struct as_job *list = done_head;
+        done_head = NULL;
+        pthread_mutex_unlock(&done_mu);
+        if (list == NULL)
+            break;
+        while (list) {
+            struct as_job *next = list->next_done;
+            void (*fn)(struct as_job *) = list->loop_fn;
+            if (fn) {
+                /* not an answer: the job continues on the loop (oauth.c) */
+                list->loop_fn = NULL;
+                fn(list);
+            } else {
+                inflight--;
+                send_job(list);
+            }
+            list = next;
+        }
     }
     if (draining && inflight == 0) {
         /* Let the last replies reach their sockets before the loop ends. */
@@ -550,7 +579,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     bool path_known = false;
     job->route = -1;
     for (size_t i = 0; i < PC_ARRAY_LEN(routes); i++) {
-        if (strcmp(routes[i].path, job->path) != 0)
+        size_t plen = strlen(routes[i].path);
+        bool match = (routes[i].flags & R_PREFIX)
+                         ? strncmp(routes[i].path, job->path, plen) == 0 && job->path[plen] &&
+                               strchr(job->path + plen, '/') == NULL
+                         : strcmp(routes[i].path, job->path) == 0;
+        if (!match)
             continue;
         path_known = true;
         job->route = (int)i;
@@ -679,6 +713,7 @@ int as_server_run(void)
     if (as_jwt_init(&jdb) != 0)
         pc_log_warn("jwt: no signing key yet (database unavailable); will retry on use");
     pc_db_close(&jdb);
+    as_oauth_start(base);
     as_pwpool_start();
     workers = pc_workq_new("as-worker", (int)as_cfg.workers, (size_t)as_cfg.job_queue,
                            worker_dispatch, worker_init, worker_fini, NULL);
@@ -691,6 +726,7 @@ int as_server_run(void)
     pc_log_info("authsvc stopping");
     as_pwpool_stop();
     pc_workq_free(workers);
+    as_oauth_stop();    /* after the workers: answers what waits on providers */
     on_done(-1, 0, NULL);
     as_listener_stop();
     as_health_stop();

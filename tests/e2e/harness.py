@@ -64,6 +64,10 @@ AUTHSVC_ENV_VARS = (
     "SESSION_FRESH_AGE", "PASSWORD_MIN_LENGTH", "PASSWORD_MAX_LENGTH", "BEARER_REQUIRE_SIGNATURE",
     "INTERNAL_SERVICE_SECRET", "APIKEY_DEFAULT_PREFIX", "APIKEY_RATE_LIMIT_MAX",
     "APIKEY_RATE_LIMIT_WINDOW_MS", "APIKEY_ENABLE_METADATA",
+    "JWT_ALG", "JWT_EXPIRES", "JWT_ROTATE_DAYS", "JWT_ISSUER", "JWT_AUDIENCE", "JWKS_MAX_AGE",
+    "GOOGLE_AUTH_URL", "GOOGLE_TOKEN_URL", "GOOGLE_USERINFO_URL", "GOOGLE_JWKS_URL",
+    "GOOGLE_ISSUER", "OIDC_PROVIDERS", "ALLOWED_DOMAINS", "OAUTH_HTTP_TIMEOUT_MS",
+    "OAUTH_JWKS_CACHE_SECONDS",
 )
 
 SANITIZER_MARKERS = (
@@ -738,7 +742,7 @@ class Redis:
 
 def authsvc_env(env: dict | None = None) -> dict:
     """The inherited environment minus authsvc's variables, plus env."""
-    base = {k: v for k, v in os.environ.items() if k not in AUTHSVC_ENV_VARS}
+    base = {k: v for k, v in os.environ.items() if k not in AUTHSVC_ENV_VARS and not k.startswith("OIDC_")}
     base.setdefault("TZ", "UTC")
     for k, v in (env or {}).items():
         if v is None:

@@ -1,0 +1,1598 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * oauth.c: sign-in with Google or a generic OpenID Connect provider, the way
+ * Better Auth 1.7 does it (better-auth-compat.md §9), restricted to the
+ * email domains in ALLOWED_DOMAINS.
+ *
+ *   POST /sign-in/social   (worker) provider, URLs -> [loop: discovery] ->
+ *                          (worker) verification row "auth-state:<state>",
+ *                          signed state cookie, {url, redirect:true}
+ *                          With {idToken:{token}}: the token is verified
+ *                          like a callback's, the answer is JSON.
+ *   POST /callback/:id     302 to the GET with the form fields as query
+ *   GET  /callback/:id     (worker) state row + state cookie, consumed once
+ *                          (loop) JWKS, code exchange with the PKCE
+ *                          verifier, ID token signature and claims, userinfo
+ *                          when the ID token has no email, domain rules
+ *                          (worker) user/account/session, cookie, 302
+ *   GET  /error            a small HTML page for the default error URL
+ *
+ * Nothing is written for a refused identity: the domain rules run on the
+ * loop, before the job goes back to a worker for the database. Tokens,
+ * codes, verifiers and states never reach the log.
+ */
+#include "authsvc.h"
+#include "oauth.h"
+#include "validate.h"
+#include "../lib/cookie.h"
+#include "../lib/crypto.h"
+#include "../lib/jws.h"
+#include "../lib/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+#include <event2/http.h>
+
+#define STATE_LEN 32
+#define VERIFIER_LEN 128
+#define STATE_TTL_MS 600000         /* the verification row: 10 min */
+#define STATE_COOKIE_AGE 300        /* the state cookie: 5 min */
+#define RETRY_MS 5000               /* after a failed discovery or JWKS fetch */
+#define KEYS_REFETCH_MIN_MS 10000   /* an unknown kid refetches at most this often */
+#define LEEWAY_S 60                 /* clock skew allowed on exp/nbf */
+#define NOW_MS "date_trunc('milliseconds', now())"
+#define TS(n) "to_timestamp($" #n "::double precision / 1000)"
+
+static const char rand_alphabet[] =
+    "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+static const char *const db_down_code = "DATABASE_UNAVAILABLE";
+static const char *const db_down_msg = "The database is unavailable, try again";
+
+/* ---- providers ---- */
+
+enum pstate { P_NONE = 0, P_RUNNING, P_OK, P_FAILED };
+
+/* A job waiting on a provider's discovery or keys (loop thread). */
+struct waiter {
+    struct as_job *job;
+    void (*k)(struct as_job *);     /* runs when the wait is over, either way */
+    bool need_keys;
+    struct waiter *next;
+};
+
+struct provider {
+    char id[64];                /* "google" or the OIDC_PROVIDERS name */
+    bool google;                /* Google's rules: hd claim, both issuer forms */
+    char *client_id, *client_secret;    /* owned */
+    char *issuer;               /* expected iss; OIDC: also the discovery base */
+    char *scope;                /* default scopes, space separated */
+    /* endpoints: fixed for Google, discovered for OIDC (written on the loop,
+     * read by workers for auth_url: guarded by mu) */
+    pthread_mutex_t mu;
+    char *auth_url, *token_url, *userinfo_url, *jwks_url;
+    enum pstate disc;           /* discovery (P_OK from the start for Google) */
+    int64_t disc_retry_ms;
+    /* loop thread only */
+    enum pstate keys;
+    int64_t keys_at_ms, keys_retry_ms;
+    struct pc_jwks jwks;
+    struct waiter *waiters;
+};
+
+static struct provider *providers;
+static size_t nproviders;
+static char **domains;              /* ALLOWED_DOMAINS, lower-cased */
+static size_t ndomains;
+static bool stopping;               /* loop: as_oauth_stop ran */
+
+static struct provider *provider_find(const char *id)
+{
+    for (size_t i = 0; i < nproviders; i++)
+        if (strcmp(providers[i].id, id) == 0)
+            return &providers[i];
+    return NULL;
+}
+
+static char *lower_dup(const char *s)
+{
+    char *d = pc_xstrdup(s);
+    for (char *p = d; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return d;
+}
+
+static bool domain_allowed(const char *d)
+{
+    if (ndomains == 0)
+        return true;
+    for (size_t i = 0; i < ndomains; i++)
+        if (pc_strieq(domains[i], d))
+            return true;
+    return false;
+}
+
+/* ---- configuration ---- */
+
+static void strip_slash(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == '/')
+        s[--n] = '\0';
+}
+
+static bool http_url(const char *s)
+{
+    return (pc_starts_with(s, "https://") || pc_starts_with(s, "http://")) &&
+           strlen(s) > 8 && strpbrk(s, " \t\r\n") == NULL;
+}
+
+static int conf_fail(const char *var, const char *why)
+{
+    fprintf(stderr, "authsvc: configuration error: %s: %s\n", var, why);
+    return -1;
+}
+
+static struct provider *provider_add(const char *id)
+{
+    providers = pc_xrealloc(providers, (nproviders + 1) * sizeof *providers);
+    struct provider *p = &providers[nproviders++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->id, sizeof p->id, "%s", id);
+    return p;
+}
+
+/* OIDC_<NAME>_<what>, NAME upper-cased with '-' as '_'. */
+static const char *oidc_env(const char *name, const char *what, char *var, size_t cap)
+{
+    snprintf(var, cap, "OIDC_%s_%s", name, what);
+    for (char *c = var; *c; c++) {
+        if (*c >= 'a' && *c <= 'z')
+            *c = (char)(*c - 'a' + 'A');
+        else if (*c == '-')
+            *c = '_';
+    }
+    const char *v = getenv(var);
+    return v && *v ? v : NULL;
+}
+
+static int load_google(void)
+{
+    if (as_cfg.google_client_id[0] == '\0')
+        return 0;
+    if (as_cfg.google_client_secret[0] == '\0')
+        return conf_fail("GOOGLE_CLIENT_SECRET", "required when GOOGLE_CLIENT_ID is set");
+    const struct {
+        const char *var, *val;
+    } urls[] = {
+        {"GOOGLE_AUTH_URL", as_cfg.google_auth_url},
+        {"GOOGLE_TOKEN_URL", as_cfg.google_token_url},
+        {"GOOGLE_USERINFO_URL", as_cfg.google_userinfo_url},
+        {"GOOGLE_JWKS_URL", as_cfg.google_jwks_url},
+        {"GOOGLE_ISSUER", as_cfg.google_issuer},
+    };
+    for (size_t i = 0; i < PC_ARRAY_LEN(urls); i++)
+        if (!http_url(urls[i].val))
+            return conf_fail(urls[i].var, "must be an http:// or https:// URL");
+    struct provider *p = provider_add("google");
+    p->google = true;
+    p->client_id = pc_xstrdup(as_cfg.google_client_id);
+    p->client_secret = pc_xstrdup(as_cfg.google_client_secret);
+    p->issuer = pc_xstrdup(as_cfg.google_issuer);
+    p->scope = pc_xstrdup("email profile openid");
+    p->auth_url = pc_xstrdup(as_cfg.google_auth_url);
+    p->token_url = pc_xstrdup(as_cfg.google_token_url);
+    p->userinfo_url = pc_xstrdup(as_cfg.google_userinfo_url);
+    p->jwks_url = pc_xstrdup(as_cfg.google_jwks_url);
+    p->disc = P_OK;
+    return 0;
+}
+
+static int load_oidc(const char *name)
+{
+    char var[160];
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
+            return conf_fail("OIDC_PROVIDERS", "names are lower-case a-z 0-9 - _");
+    if (strlen(name) > 40)
+        return conf_fail("OIDC_PROVIDERS", "a name is at most 40 characters");
+    if (provider_find(name))
+        return conf_fail("OIDC_PROVIDERS", "a provider name is used twice (google is taken "
+                                           "when GOOGLE_CLIENT_ID is set)");
+    const char *issuer = oidc_env(name, "ISSUER", var, sizeof var);
+    if (issuer == NULL || !http_url(issuer))
+        return conf_fail(var, "required: the issuer URL (discovery reads "
+                              "<issuer>/.well-known/openid-configuration)");
+    const char *cid = oidc_env(name, "CLIENT_ID", var, sizeof var);
+    if (cid == NULL)
+        return conf_fail(var, "required");
+    const char *csec = oidc_env(name, "CLIENT_SECRET", var, sizeof var);
+    if (csec == NULL)
+        return conf_fail(var, "required");
+    const char *scopes = oidc_env(name, "SCOPES", var, sizeof var);
+    struct provider *p = provider_add(name);
+    p->issuer = pc_xstrdup(issuer);
+    strip_slash(p->issuer);
+    p->client_id = pc_xstrdup(cid);
+    p->client_secret = pc_xstrdup(csec);
+    p->scope = pc_xstrdup(scopes ? scopes : "openid email profile");
+    for (char *c = p->scope; *c; c++)
+        if (*c == ',')
+            *c = ' ';
+    return 0;
+}
+
+int as_oauth_config_load(void)
+{
+    if (load_google() != 0)
+        return -1;
+    char *list = pc_xstrdup(as_cfg.oidc_providers);
+    int rc = 0;
+    for (char *save = NULL, *t = strtok_r(list, ", ", &save); rc == 0 && t;
+         t = strtok_r(NULL, ", ", &save))
+        rc = load_oidc(t);
+    free(list);
+    if (rc != 0)
+        return -1;
+    for (size_t i = 0; i < nproviders; i++)
+        pthread_mutex_init(&providers[i].mu, NULL);
+    list = pc_xstrdup(as_cfg.allowed_domains);
+    for (char *save = NULL, *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        if (t[0] == '@')
+            t++;
+        if (*t == '\0' || strchr(t, '@') || strchr(t, '/') || strchr(t, '.') == NULL) {
+            free(list);
+            return conf_fail("ALLOWED_DOMAINS", "a comma-separated list of domains such as "
+                                                "example.com,example.org");
+        }
+        domains = pc_xrealloc(domains, (ndomains + 1) * sizeof *domains);
+        domains[ndomains++] = lower_dup(t);
+    }
+    free(list);
+    return 0;
+}
+
+static void waiters_fail(struct provider *p);
+
+void as_oauth_config_free(void)
+{
+    for (size_t i = 0; i < nproviders; i++) {
+        struct provider *p = &providers[i];
+        pc_wipe(p->client_secret, strlen(p->client_secret));
+        free(p->client_id);
+        free(p->client_secret);
+        free(p->issuer);
+        free(p->scope);
+        free(p->auth_url);
+        free(p->token_url);
+        free(p->userinfo_url);
+        free(p->jwks_url);
+        pc_jwks_free(&p->jwks);
+        pthread_mutex_destroy(&p->mu);
+    }
+    free(providers);
+    providers = NULL;
+    nproviders = 0;
+    for (size_t i = 0; i < ndomains; i++)
+        free(domains[i]);
+    free(domains);
+    domains = NULL;
+    ndomains = 0;
+}
+
+/* ---- one sign-in ---- */
+
+struct flow {
+    struct provider *p;
+    bool idtoken_mode;          /* POST /sign-in/social with idToken: JSON answers */
+    bool want_json;             /* callback called with Accept: application/json */
+    char *callback, *error_url, *new_user_url;  /* redirect targets */
+    char *code, *verifier, *nonce;              /* secrets: wiped */
+    char *access_token, *refresh_token, *id_token;  /* secrets: wiped */
+    char *scope;                /* comma-joined, as Better Auth stores it */
+    int64_t access_exp_ms, refresh_exp_ms;      /* 0: unknown */
+    bool keys_refetched;        /* an unknown kid already refetched the JWKS */
+    /* the verified identity */
+    char *sub, *email, *name, *picture, *hd;
+    bool email_verified;
+    yajl_val body;              /* sign-in/social: the request body */
+};
+
+static void free_secret(char **s)
+{
+    if (*s) {
+        pc_wipe(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+static void flow_free(void *arg)
+{
+    struct flow *f = arg;
+    if (f == NULL)
+        return;
+    free(f->callback);
+    free(f->error_url);
+    free(f->new_user_url);
+    free_secret(&f->code);
+    free_secret(&f->verifier);
+    free_secret(&f->nonce);
+    free_secret(&f->access_token);
+    free_secret(&f->refresh_token);
+    free_secret(&f->id_token);
+    free(f->scope);
+    free(f->sub);
+    free(f->email);
+    free(f->name);
+    free(f->picture);
+    free(f->hd);
+    if (f->body)
+        yajl_tree_free(f->body);
+    free(f);
+}
+
+static struct flow *flow_new(struct as_job *job, struct provider *p)
+{
+    struct flow *f = pc_xcalloc(1, sizeof *f);
+    f->p = p;
+    job->state = f;
+    job->state_free = flow_free;
+    return f;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? pc_xstrdup(s) : NULL;
+}
+
+/* ---- answers ---- */
+
+static void base_url(struct pc_buf *b)
+{
+    size_t n = strlen(as_cfg.base_url);
+    while (n > 0 && as_cfg.base_url[n - 1] == '/')
+        n--;
+    pc_buf_append(b, as_cfg.base_url, n);
+}
+
+static bool redirect(struct as_job *job, const char *location)
+{
+    as_add_header(job, "Location", location);
+    as_add_header(job, "Cache-Control", "no-store");
+    job->out_empty = true;
+    job->status = 302;
+    return true;
+}
+
+/* The state cookie, or its deletion (value NULL). */
+static void state_cookie(struct as_job *job, const char *state)
+{
+    struct pc_buf b = {0};
+    pc_buf_printf(&b, "%sbetter-auth.state=", as_cfg.secure_cookies ? "__Secure-" : "");
+    if (state) {
+        char sv[STATE_LEN + PC_SIG_B64_LEN + 2];
+        pc_sign_value(as_cfg.secret, state, sv);
+        pc_url_encode_component(&b, sv);
+    }
+    pc_buf_printf(&b, "; Max-Age=%d; Path=/; HttpOnly", state ? STATE_COOKIE_AGE : 0);
+    if (as_cfg.secure_cookies)
+        pc_buf_puts(&b, "; Secure");
+    pc_buf_puts(&b, "; SameSite=Lax");
+    as_add_header(job, "Set-Cookie", b.data);
+    pc_wipe(b.data, b.len);
+    pc_buf_free(&b);
+}
+
+/* JSON status and code for an error of the callback. */
+static int error_status(const char *error)
+{
+    static const struct {
+        const char *error;
+        int status;
+    } map[] = {
+        {"domain_not_allowed", 403}, {"email_not_verified", 403}, {"account_not_linked", 401},
+        {"provider_unavailable", 502}, {"invalid_code", 401}, {"unable_to_get_user_info", 401},
+        {"email_not_found", 401}, {"internal_server_error", 500}, {"database_unavailable", 503},
+        {"shutting_down", 503}, {"invalid_token", 401},
+    };
+    for (size_t i = 0; i < PC_ARRAY_LEN(map); i++)
+        if (strcmp(map[i].error, error) == 0)
+            return map[i].status;
+    return 400;
+}
+
+static const char *error_message(const char *error)
+{
+    if (strcmp(error, "domain_not_allowed") == 0)
+        return "This account's email domain is not allowed to sign in";
+    if (strcmp(error, "email_not_verified") == 0)
+        return "The provider has not verified this account's email";
+    if (strcmp(error, "account_not_linked") == 0)
+        return "A user with this email exists and cannot be linked to this account";
+    if (strcmp(error, "provider_unavailable") == 0)
+        return "The sign-in provider did not answer, try again";
+    if (strcmp(error, "invalid_token") == 0)
+        return "Invalid token";
+    return "Sign-in failed";
+}
+
+/* Ends the flow with `error`: a JSON error for API callers, else a 302 to
+ * the error URL (the state's errorCallbackURL, or BETTER_AUTH_URL/api/auth/
+ * error) with ?error=. Returns true (answered). */
+static bool fail(struct as_job *job, const char *error)
+{
+    struct flow *f = job->state;
+    if (f == NULL || f->idtoken_mode || f->want_json) {
+        char code[64];
+        size_t i = 0;
+        for (; error[i] && i < sizeof code - 1; i++)
+            code[i] = (error[i] >= 'a' && error[i] <= 'z') ? (char)(error[i] - 32) : error[i];
+        code[i] = '\0';
+        /* as_error keeps the pointer for the access log: a static copy of
+         * the known codes, else a generic one */
+        static const char *const known[] = {
+            "DOMAIN_NOT_ALLOWED", "EMAIL_NOT_VERIFIED", "ACCOUNT_NOT_LINKED",
+            "PROVIDER_UNAVAILABLE", "INVALID_CODE", "UNABLE_TO_GET_USER_INFO",
+            "EMAIL_NOT_FOUND", "STATE_MISMATCH", "STATE_NOT_FOUND", "NO_CODE",
+            "OAUTH_PROVIDER_NOT_FOUND", "ISSUER_MISMATCH", "INTERNAL_SERVER_ERROR",
+            "DATABASE_UNAVAILABLE", "SHUTTING_DOWN", "INVALID_TOKEN"};
+        const char *c = "OAUTH_ERROR";
+        for (size_t k = 0; k < PC_ARRAY_LEN(known); k++)
+            if (strcmp(known[k], code) == 0)
+                c = known[k];
+        return as_error(job, error_status(error), c, error_message(error));
+    }
+    struct pc_buf u = {0};
+    if (f->error_url) {
+        pc_buf_puts(&u, f->error_url);
+    } else {
+        base_url(&u);
+        pc_buf_puts(&u, "/api/auth/error");
+    }
+    pc_buf_putc(&u, strchr(pc_buf_cstr(&u), '?') ? '&' : '?');
+    pc_buf_puts(&u, "error=");
+    pc_url_encode_component(&u, error);
+    job->err_code = "OAUTH_ERROR";
+    redirect(job, u.data);
+    pc_buf_free(&u);
+    return true;
+}
+
+/* ---- loop <-> worker ---- */
+
+/* Loop: ends the job with error. */
+static void fail_on_loop(struct as_job *job, const char *error)
+{
+    fail(job, error);
+    as_server_finish(job);
+}
+
+/* Loop: the job goes back to a worker for handler (unless we are stopping). */
+static void to_worker(struct as_job *job, as_handler handler)
+{
+    if (stopping) {
+        fail_on_loop(job, "shutting_down");
+        return;
+    }
+    job->handler = handler;
+    as_server_resume(job);
+}
+
+static bool keys_fresh(const struct provider *p, int64_t now)
+{
+    return p->keys == P_OK && now - p->keys_at_ms < as_cfg.jwks_cache_s * 1000;
+}
+
+static void start_discovery(struct provider *p);
+static void start_keys(struct provider *p);
+
+/* Loop: calls k(job) once p's endpoints (and, with need_keys, its JWKS) are
+ * known, or known to be unavailable for now. k checks which. */
+static void provider_ensure(struct provider *p, bool need_keys, struct as_job *job,
+                            void (*k)(struct as_job *))
+{
+    int64_t now = pc_now_ms();
+    enum pstate *st = NULL;
+    if (p->disc != P_OK) {
+        if (p->disc != P_RUNNING && (p->disc == P_NONE || now >= p->disc_retry_ms) && !stopping)
+            start_discovery(p);
+        st = &p->disc;
+    } else if (need_keys && !keys_fresh(p, now)) {
+        if (p->keys != P_RUNNING && (p->keys != P_FAILED || now >= p->keys_retry_ms) && !stopping)
+            start_keys(p);
+        st = &p->keys;
+    }
+    if (st == NULL || *st != P_RUNNING) {
+        k(job);
+        return;
+    }
+    struct waiter *w = pc_xcalloc(1, sizeof *w);
+    w->job = job;
+    w->k = k;
+    w->need_keys = need_keys;
+    w->next = p->waiters;
+    p->waiters = w;
+}
+
+/* Loop: a discovery or JWKS fetch ended; every waiter looks again. */
+static void waiters_wake(struct provider *p)
+{
+    struct waiter *w = p->waiters;
+    p->waiters = NULL;
+    while (w) {
+        struct waiter *next = w->next;
+        provider_ensure(p, w->need_keys, w->job, w->k);
+        free(w);
+        w = next;
+    }
+}
+
+static void waiters_fail(struct provider *p)
+{
+    struct waiter *w = p->waiters;
+    p->waiters = NULL;
+    while (w) {
+        struct waiter *next = w->next;
+        fail_on_loop(w->job, "shutting_down");
+        free(w);
+        w = next;
+    }
+}
+
+static char *json_str(yajl_val obj, const char *key)
+{
+    yajl_val v = pc_json_get(obj, key);
+    return YAJL_IS_STRING(v) && v->u.string[0] ? pc_xstrdup(v->u.string) : NULL;
+}
+
+static void on_discovery(void *arg, const struct as_http_resp *r, const char *err)
+{
+    struct provider *p = arg;
+    yajl_val doc = r && r->status == 200 ? pc_json_parse(r->body, r->len) : NULL;
+    char *iss = json_str(doc, "issuer");
+    char *auth = json_str(doc, "authorization_endpoint");
+    char *token = json_str(doc, "token_endpoint");
+    char *jwks = json_str(doc, "jwks_uri");
+    char *ui = json_str(doc, "userinfo_endpoint");
+    if (iss)
+        strip_slash(iss);
+    bool ok = iss && strcmp(iss, p->issuer) == 0 && auth && http_url(auth) && token &&
+              http_url(token) && jwks && http_url(jwks) && (ui == NULL || http_url(ui));
+    pthread_mutex_lock(&p->mu);
+    if (ok) {
+        free(p->auth_url);
+        free(p->token_url);
+        free(p->jwks_url);
+        free(p->userinfo_url);
+        p->auth_url = auth;
+        p->token_url = token;
+        p->jwks_url = jwks;
+        p->userinfo_url = ui;
+        auth = token = jwks = ui = NULL;
+        p->disc = P_OK;
+    } else {
+        p->disc = P_FAILED;
+        p->disc_retry_ms = pc_now_ms() + RETRY_MS;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (ok)
+        pc_log_info("oauth: %s: discovered %s", p->id, p->issuer);
+    else
+        pc_log_warn("oauth: %s: discovery of %s failed (%s)", p->id, p->issuer,
+                    err ? err : r->status != 200 ? "HTTP status" : "bad or mismatched document");
+    free(iss);
+    free(auth);
+    free(token);
+    free(jwks);
+    free(ui);
+    if (doc)
+        yajl_tree_free(doc);
+    if (err == AS_HTTP_ESHUTDOWN)
+        waiters_fail(p);
+    else
+        waiters_wake(p);
+}
+
+static void start_discovery(struct provider *p)
+{
+    struct pc_buf u = {0};
+    pc_buf_printf(&u, "%s/.well-known/openid-configuration", p->issuer);
+    pthread_mutex_lock(&p->mu);
+    p->disc = P_RUNNING;
+    pthread_mutex_unlock(&p->mu);
+    if (as_http_request(u.data, NULL, NULL, on_discovery, p) != 0) {
+        pthread_mutex_lock(&p->mu);
+        p->disc = P_FAILED;
+        p->disc_retry_ms = pc_now_ms() + RETRY_MS;
+        pthread_mutex_unlock(&p->mu);
+    }
+    pc_buf_free(&u);
+}
+
+static void on_keys(void *arg, const struct as_http_resp *r, const char *err)
+{
+    struct provider *p = arg;
+    struct pc_jwks set;
+    if (r && r->status == 200 && pc_jwks_parse(r->body, r->len, &set) == 0 && set.n > 0) {
+        pc_jwks_free(&p->jwks);
+        p->jwks = set;
+        p->keys = P_OK;
+        p->keys_at_ms = pc_now_ms();
+        pc_log_info("oauth: %s: %zu signing key(s) loaded", p->id, set.n);
+    } else {
+        if (r && r->status == 200)
+            pc_jwks_free(&set);
+        p->keys = P_FAILED;
+        p->keys_retry_ms = pc_now_ms() + RETRY_MS;
+        pc_log_warn("oauth: %s: JWKS fetch failed (%s)", p->id,
+                    err ? err : r->status != 200 ? "HTTP status" : "no usable key");
+    }
+    if (err == AS_HTTP_ESHUTDOWN)
+        waiters_fail(p);
+    else
+        waiters_wake(p);
+}
+
+static void start_keys(struct provider *p)
+{
+    p->keys = P_RUNNING;
+    if (as_http_request(p->jwks_url, NULL, NULL, on_keys, p) != 0) {
+        p->keys = P_FAILED;
+        p->keys_retry_ms = pc_now_ms() + RETRY_MS;
+    }
+}
+
+void as_oauth_start(struct event_base *base)
+{
+    if (nproviders == 0)
+        return;
+    if (as_http_init(base, as_cfg.oauth_timeout_ms) != 0)
+        pc_fatal("curl_global_init failed");
+    for (size_t i = 0; i < nproviders; i++)
+        if (providers[i].disc != P_OK)
+            start_discovery(&providers[i]);
+    pc_log_info("oauth: %zu provider(s), %s", nproviders,
+                ndomains ? "ALLOWED_DOMAINS set" : "any email domain allowed");
+}
+
+void as_oauth_stop(void)
+{
+    stopping = true;
+    as_http_shutdown();
+    for (size_t i = 0; i < nproviders; i++)
+        waiters_fail(&providers[i]);
+}
+
+/* ---- identity: ID token, userinfo, domain rules (loop) ---- */
+
+static bool claim_true(yajl_val v)
+{
+    return YAJL_IS_TRUE(v) || (YAJL_IS_STRING(v) && strcmp(v->u.string, "true") == 0);
+}
+
+static void set_str(char **dst, yajl_val obj, const char *key)
+{
+    if (*dst == NULL)
+        *dst = json_str(obj, key);
+}
+
+static void identity_check(struct as_job *job);
+static bool finish_db(struct as_job *job, struct as_worker *w);
+
+static void on_userinfo(void *arg, const struct as_http_resp *r, const char *err)
+{
+    struct as_job *job = arg;
+    struct flow *f = job->state;
+    if (err || r->status != 200) {
+        fail_on_loop(job, err == AS_HTTP_ESHUTDOWN ? "shutting_down" : "unable_to_get_user_info");
+        return;
+    }
+    yajl_val doc = pc_json_parse(r->body, r->len);
+    char *sub = json_str(doc, "sub");
+    /* OIDC Core 5.3.2: the userinfo sub must be the ID token's */
+    bool same = sub && strcmp(sub, f->sub) == 0;
+    if (same) {
+        if (f->email == NULL) {
+            f->email = json_str(doc, "email");
+            f->email_verified = claim_true(pc_json_get(doc, "email_verified"));
+        }
+        set_str(&f->name, doc, "name");
+        set_str(&f->picture, doc, "picture");
+        set_str(&f->hd, doc, "hd");
+    }
+    free(sub);
+    if (doc)
+        yajl_tree_free(doc);
+    if (!same) {
+        fail_on_loop(job, "unable_to_get_user_info");
+        return;
+    }
+    identity_check(job);
+}
+
+/* The key for t: by kid, or the only key of t's algorithm when t has none. */
+static const struct pc_jwk *key_for(const struct provider *p, const struct pc_jwt *t)
+{
+    if (t->kid[0])
+        return pc_jwks_find(&p->jwks, t->kid);
+    const struct pc_jwk *found = NULL;
+    for (size_t i = 0; i < p->jwks.n; i++) {
+        if (p->jwks.keys[i].alg != t->alg)
+            continue;
+        if (found)
+            return NULL;
+        found = &p->jwks.keys[i];
+    }
+    return found;
+}
+
+/* Loop: checks the ID token (signature against the provider's JWKS, iss,
+ * aud, exp, nonce) and takes the identity from it. */
+static void verify_id_token(struct as_job *job)
+{
+    struct flow *f = job->state;
+    struct provider *p = f->p;
+    if (stopping) {
+        fail_on_loop(job, "shutting_down");
+        return;
+    }
+    if (p->disc != P_OK || p->jwks.n == 0) {
+        fail_on_loop(job, "provider_unavailable");
+        return;
+    }
+    struct pc_jwt t;
+    const char *why = NULL;
+    if (pc_jwt_parse(f->id_token, strlen(f->id_token), &t, &why) != 0) {
+        pc_log_warn("oauth: %s: ID token refused: %s", p->id, why);
+        fail_on_loop(job, f->idtoken_mode ? "invalid_token" : "unable_to_get_user_info");
+        return;
+    }
+    const struct pc_jwk *key = key_for(p, &t);
+    if (key == NULL && !f->keys_refetched && p->keys != P_RUNNING &&
+        pc_now_ms() - p->keys_at_ms >= KEYS_REFETCH_MIN_MS) {
+        /* a key we have not seen: the provider may have rotated */
+        pc_jwt_free(&t);
+        f->keys_refetched = true;
+        p->keys_at_ms = 0;
+        provider_ensure(p, true, job, verify_id_token);
+        return;
+    }
+    enum pc_jwt_claims_result cr = PC_JWT_CLAIMS_OK;
+    const char *aud[] = {p->client_id};
+    struct pc_jwt_expect e = {.audiences = aud, .naudiences = 1, .now = pc_now_ms() / 1000,
+                              .leeway = LEEWAY_S, .require_exp = true};
+    const char *iss = NULL;
+    bool ok = key != NULL && pc_jwt_verify(&t, f->id_token, key, &why);
+    if (key == NULL)
+        why = "no key with this kid";
+    if (ok) {
+        cr = pc_jwt_check_claims(&t, &e);
+        iss = pc_jwt_claim_str(&t, "iss");
+        ok = cr == PC_JWT_CLAIMS_OK;
+        why = ok ? NULL : "claims (exp, nbf or aud)";
+    }
+    if (ok) {
+        /* Google signs "https://accounts.google.com" or "accounts.google.com" */
+        ok = iss && (strcmp(iss, p->issuer) == 0 ||
+                     (p->google && strcmp(p->issuer, "https://accounts.google.com") == 0 &&
+                      strcmp(iss, "accounts.google.com") == 0));
+        why = ok ? NULL : "issuer";
+    }
+    yajl_val audv = pc_json_get(t.claims, "aud");
+    if (ok && YAJL_IS_ARRAY(audv) && audv->u.array.len > 1) {
+        const char *azp = pc_jwt_claim_str(&t, "azp");
+        ok = azp && strcmp(azp, p->client_id) == 0;
+        why = ok ? NULL : "azp";
+    }
+    if (ok && f->nonce) {
+        const char *n = pc_jwt_claim_str(&t, "nonce");
+        ok = n && strcmp(n, f->nonce) == 0;
+        why = ok ? NULL : "nonce";
+    }
+    const char *sub = ok ? pc_jwt_claim_str(&t, "sub") : NULL;
+    if (ok && (sub == NULL || sub[0] == '\0' || strlen(sub) > 255)) {
+        ok = false;
+        why = "sub";
+    }
+    if (!ok) {
+        pc_log_warn("oauth: %s: ID token refused: %s", p->id, why ? why : "signature");
+        pc_jwt_free(&t);
+        fail_on_loop(job, f->idtoken_mode ? "invalid_token" : "unable_to_get_user_info");
+        return;
+    }
+    f->sub = pc_xstrdup(sub);
+    f->email = json_str(t.claims, "email");
+    f->email_verified = claim_true(pc_json_get(t.claims, "email_verified"));
+    f->name = json_str(t.claims, "name");
+    f->picture = json_str(t.claims, "picture");
+    f->hd = json_str(t.claims, "hd");
+    pc_jwt_free(&t);
+    if (f->email == NULL && p->userinfo_url && f->access_token) {
+        if (as_http_request(p->userinfo_url, NULL, f->access_token, on_userinfo, job) != 0)
+            fail_on_loop(job, "provider_unavailable");
+        return;
+    }
+    identity_check(job);
+}
+
+/* Loop: the rules of issue 8. Nothing has been written yet; a refusal here
+ * leaves the database as it was (but for the consumed state row). */
+static void identity_check(struct as_job *job)
+{
+    struct flow *f = job->state;
+    if (f->email == NULL || !as_email_valid(f->email)) {
+        fail_on_loop(job, "email_not_found");
+        return;
+    }
+    if (!f->email_verified) {
+        fail_on_loop(job, "email_not_verified");
+        return;
+    }
+    char *lower = lower_dup(f->email);
+    free(f->email);
+    f->email = lower;
+    const char *domain = strrchr(f->email, '@') + 1;
+    bool ok = domain_allowed(domain);
+    /* Google: only Workspace accounts of an allowed domain carry hd; an
+     * email on the domain alone can be a consumer account. */
+    if (ok && ndomains > 0 && (f->p->google || f->hd))
+        ok = f->hd && domain_allowed(f->hd);
+    if (!ok) {
+        pc_log_info("oauth: %s: sign-in refused for domain %s", f->p->id, domain);
+        fail_on_loop(job, "domain_not_allowed");
+        return;
+    }
+    to_worker(job, finish_db);
+}
+
+/* ---- code exchange (loop) ---- */
+
+static void form_add(struct pc_buf *b, const char *k, const char *v)
+{
+    if (b->len)
+        pc_buf_putc(b, '&');
+    pc_buf_puts(b, k);
+    pc_buf_putc(b, '=');
+    pc_url_encode_component(b, v);
+}
+
+static void redirect_uri(struct pc_buf *b, const struct provider *p)
+{
+    base_url(b);
+    pc_buf_printf(b, "/api/auth/callback/%s", p->id);
+}
+
+static void on_token(void *arg, const struct as_http_resp *r, const char *err)
+{
+    struct as_job *job = arg;
+    struct flow *f = job->state;
+    if (err) {
+        fail_on_loop(job, err == AS_HTTP_ESHUTDOWN ? "shutting_down" : "provider_unavailable");
+        return;
+    }
+    if (r->status >= 500) {
+        pc_log_warn("oauth: %s: token endpoint answered %ld", f->p->id, r->status);
+        fail_on_loop(job, "provider_unavailable");
+        return;
+    }
+    yajl_val doc = r->status == 200 ? pc_json_parse(r->body, r->len) : NULL;
+    if (doc == NULL) {
+        pc_log_info("oauth: %s: code exchange refused (HTTP %ld)", f->p->id, r->status);
+        fail_on_loop(job, "invalid_code");
+        return;
+    }
+    f->access_token = json_str(doc, "access_token");
+    f->refresh_token = json_str(doc, "refresh_token");
+    f->id_token = json_str(doc, "id_token");
+    int64_t now = pc_now_ms();
+    yajl_val v = pc_json_get(doc, "expires_in");
+    if (YAJL_IS_INTEGER(v) && v->u.number.i > 0)
+        f->access_exp_ms = now + v->u.number.i * 1000;
+    v = pc_json_get(doc, "refresh_token_expires_in");
+    if (YAJL_IS_INTEGER(v) && v->u.number.i > 0)
+        f->refresh_exp_ms = now + v->u.number.i * 1000;
+    v = pc_json_get(doc, "scope");
+    if (YAJL_IS_STRING(v)) {
+        /* "openid email" -> "openid,email", as Better Auth stores scopes */
+        struct pc_buf sc = {0};
+        const char *c = v->u.string;
+        while (*c) {
+            size_t n = strcspn(c, " ");
+            if (n) {
+                if (sc.len)
+                    pc_buf_putc(&sc, ',');
+                pc_buf_append(&sc, c, n);
+            }
+            c += n;
+            while (*c == ' ')
+                c++;
+        }
+        f->scope = sc.data;
+    }
+    yajl_tree_free(doc);
+    if (f->access_token == NULL || f->id_token == NULL) {
+        pc_log_warn("oauth: %s: token answer without access_token or id_token", f->p->id);
+        fail_on_loop(job, "unable_to_get_user_info");
+        return;
+    }
+    verify_id_token(job);
+}
+
+/* Loop, keys known (or not): POST the code and the PKCE verifier. */
+static void exchange_code(struct as_job *job)
+{
+    struct flow *f = job->state;
+    struct provider *p = f->p;
+    if (stopping) {
+        fail_on_loop(job, "shutting_down");
+        return;
+    }
+    if (p->disc != P_OK || p->jwks.n == 0) {
+        fail_on_loop(job, "provider_unavailable");
+        return;
+    }
+    struct pc_buf form = {0}, ru = {0};
+    redirect_uri(&ru, p);
+    form_add(&form, "grant_type", "authorization_code");
+    form_add(&form, "code", f->code);
+    form_add(&form, "code_verifier", f->verifier);
+    form_add(&form, "redirect_uri", ru.data);
+    form_add(&form, "client_id", p->client_id);
+    form_add(&form, "client_secret", p->client_secret);
+    int rc = as_http_request(p->token_url, form.data, NULL, on_token, job);
+    pc_wipe(form.data, form.len);
+    pc_buf_free(&form);
+    pc_buf_free(&ru);
+    if (rc != 0)
+        fail_on_loop(job, "provider_unavailable");
+}
+
+static void callback_on_loop(struct as_job *job)
+{
+    struct flow *f = job->state;
+    provider_ensure(f->p, true, job, exchange_code);
+}
+
+static void idtoken_on_loop(struct as_job *job)
+{
+    struct flow *f = job->state;
+    provider_ensure(f->p, true, job, verify_id_token);
+}
+
+/* ---- database (worker) ---- */
+
+static void rollback(struct pc_db *db)
+{
+    if (pc_db_simple(db, "ROLLBACK") != 0)
+        pc_log_warn("postgres: ROLLBACK failed; the connection will be reset");
+}
+
+static void ms_text(int64_t ms, char out[32])
+{
+    snprintf(out, 32, "%lld", (long long)ms);
+}
+
+/* Answers the sign-in once the user is known: session, cookie, 302 or JSON. */
+static bool sign_in_done(struct as_job *job, struct as_worker *w, struct as_user *u,
+                         struct as_session *s, bool is_new)
+{
+    struct flow *f = job->state;
+    as_session_cache_put(w, s, u);
+    as_session_set_cookie(job, s->token, true);
+    snprintf(job->user_id, sizeof job->user_id, "%s", u->id);
+    if (f->idtoken_mode) {
+        struct pc_buf b = {0};
+        struct pc_jw jw = {.b = &b};
+        pc_jw_obj_begin(&jw);
+        pc_jw_key(&jw, "redirect");
+        pc_jw_bool(&jw, false);
+        pc_jw_key(&jw, "token");
+        pc_jw_str(&jw, s->token);
+        pc_jw_key(&jw, "user");
+        as_jw_user(&jw, u);
+        pc_jw_obj_end(&jw);
+        return as_reply(job, 200, &b);
+    }
+    const char *to = is_new && f->new_user_url ? f->new_user_url : f->callback;
+    return redirect(job, to);
+}
+
+/* Worker: the identity passed every rule. Existing account: refresh its
+ * tokens. Existing user by email: link when both sides verified the email
+ * (Better Auth 1.7's requireLocalEmailVerified). Else a new user and account
+ * in one transaction. Then a session. */
+static bool finish_db(struct as_job *job, struct as_worker *w)
+{
+    struct flow *f = job->state;
+    struct provider *p = f->p;
+    char aexp[32], rexp[32];
+    ms_text(f->access_exp_ms, aexp);
+    ms_text(f->refresh_exp_ms, rexp);
+    const char *ae = f->access_exp_ms ? aexp : NULL, *re = f->refresh_exp_ms ? rexp : NULL;
+    struct as_user u = {0};
+    struct as_session s = {0};
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        const char *q1[] = {p->id, f->sub, f->id_token, f->access_token, f->refresh_token, ae, re};
+        /* 1. the account exists: refresh its tokens (Better Auth's
+         * updateAccountOnSignIn); scope is left alone */
+        PGresult *res = pc_db_exec(
+            &w->db,
+            "WITH a AS (UPDATE \"account\" SET \"idToken\" = $3, \"accessToken\" = $4, "
+            "\"refreshToken\" = COALESCE($5, \"refreshToken\"), "
+            "\"accessTokenExpiresAt\" = COALESCE(" TS(6) ", \"accessTokenExpiresAt\"), "
+            "\"refreshTokenExpiresAt\" = COALESCE(" TS(7) ", \"refreshTokenExpiresAt\"), "
+            "\"updatedAt\" = " NOW_MS " WHERE \"providerId\" = $1 AND \"accountId\" = $2 "
+            "RETURNING \"userId\") "
+            "SELECT " USER_COLS " FROM \"user\" u JOIN a ON a.\"userId\" = u.\"id\"",
+            7, q1);
+        as_health_note_pg(res != NULL);
+        if (!pc_db_ok(res)) {
+            if (res)
+                PQclear(res);
+            return fail(job, "database_unavailable");
+        }
+        if (PQntuples(res) == 1) {
+            as_user_from_row(&u, res, 0, 0);
+            PQclear(res);
+            if (!u.email_verified && strcmp(u.email, f->email) == 0) {
+                const char *q[] = {u.id};
+                PGresult *up = pc_db_exec(&w->db,
+                                          "UPDATE \"user\" SET \"emailVerified\" = true, "
+                                          "\"updatedAt\" = " NOW_MS " WHERE \"id\" = $1",
+                                          1, q);
+                if (pc_db_ok(up))
+                    u.email_verified = true;
+                if (up)
+                    PQclear(up);
+            }
+            if (as_session_create(job, w, u.id, true, &s) != 0) {
+                as_user_free(&u);
+                return fail(job, "database_unavailable");
+            }
+            sign_in_done(job, w, &u, &s, false);
+            as_user_free(&u);
+            as_session_free(&s);
+            return true;
+        }
+        PQclear(res);
+
+        char aid[33];
+        pc_random_alnum(aid, 32);
+        const char *q2[] = {f->email};
+        res = pc_db_exec(&w->db, "SELECT " USER_COLS " FROM \"user\" u WHERE u.\"email\" = $1",
+                         1, q2);
+        if (!pc_db_ok(res)) {
+            if (res)
+                PQclear(res);
+            return fail(job, "database_unavailable");
+        }
+        const char *qa[] = {aid, f->sub, p->id, NULL, f->access_token, f->refresh_token,
+                            f->id_token, ae, re, f->scope};
+        static const char insert_account[] =
+            "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
+            "\"accessToken\", \"refreshToken\", \"idToken\", \"accessTokenExpiresAt\", "
+            "\"refreshTokenExpiresAt\", \"scope\", \"createdAt\", \"updatedAt\") "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, " TS(8) ", " TS(9) ", $10, " NOW_MS ", " NOW_MS
+            ") ON CONFLICT DO NOTHING";
+        if (PQntuples(res) == 1) {
+            /* 2. a user with this email: link, or refuse */
+            as_user_from_row(&u, res, 0, 0);
+            PQclear(res);
+            if (!u.email_verified) {
+                pc_log_info("oauth: %s: account not linked: the local user's email is not "
+                            "verified", p->id);
+                as_user_free(&u);
+                return fail(job, "account_not_linked");
+            }
+            qa[3] = u.id;
+            res = pc_db_exec(&w->db, insert_account, 10, qa);
+            bool ok = pc_db_ok(res);
+            if (res)
+                PQclear(res);
+            if (!ok || as_session_create(job, w, u.id, true, &s) != 0) {
+                as_user_free(&u);
+                return fail(job, "database_unavailable");
+            }
+            sign_in_done(job, w, &u, &s, false);
+            as_user_free(&u);
+            as_session_free(&s);
+            return true;
+        }
+        PQclear(res);
+
+        /* 3. a new user, its account and its session, together */
+        char uid[33];
+        pc_random_alnum(uid, 32);
+        if (pc_db_simple(&w->db, "BEGIN") != 0)
+            return fail(job, "database_unavailable");
+        const char *qu[] = {uid, f->name ? f->name : "", f->email, f->picture};
+        res = pc_db_exec(&w->db,
+                         "WITH u AS (INSERT INTO \"user\" (\"id\", \"name\", \"email\", "
+                         "\"emailVerified\", \"image\", \"createdAt\", \"updatedAt\") "
+                         "VALUES ($1, $2, $3, true, $4, " NOW_MS ", " NOW_MS ") "
+                         "ON CONFLICT (\"email\") DO NOTHING RETURNING *) "
+                         "SELECT " USER_COLS " FROM u",
+                         4, qu);
+        if (!pc_db_ok(res) || PQntuples(res) != 1) {
+            bool raced = pc_db_ok(res);
+            if (res)
+                PQclear(res);
+            rollback(&w->db);
+            if (raced)
+                continue;   /* the email appeared meanwhile: link instead */
+            return fail(job, "database_unavailable");
+        }
+        as_user_from_row(&u, res, 0, 0);
+        PQclear(res);
+        qa[3] = uid;
+        res = pc_db_exec(&w->db, insert_account, 10, qa);
+        bool ok = pc_db_ok(res) && strcmp(PQcmdTuples(res), "1") == 0;
+        if (res)
+            PQclear(res);
+        ok = ok && as_session_create(job, w, uid, true, &s) == 0;
+        ok = ok && pc_db_simple(&w->db, "COMMIT") == 0;
+        if (!ok) {
+            rollback(&w->db);
+            as_user_free(&u);
+            as_session_free(&s);
+            return fail(job, "database_unavailable");
+        }
+        pc_log_info("oauth: %s: new user %s", p->id, u.id);
+        sign_in_done(job, w, &u, &s, true);
+        as_user_free(&u);
+        as_session_free(&s);
+        return true;
+    }
+    return fail(job, "internal_server_error");
+}
+
+/* ---- POST /sign-in/social ---- */
+
+static void social_on_loop(struct as_job *job);
+static bool social_start(struct as_job *job, struct as_worker *w);
+
+/* An optional string member: NULL when absent; false (answered 400) when
+ * present but not a string. */
+static bool opt_str(struct as_job *job, yajl_val body, const char *key, const char **out)
+{
+    yajl_val v = pc_json_get(body, key);
+    *out = NULL;
+    if (v == NULL || YAJL_IS_NULL(v))
+        return true;
+    if (!YAJL_IS_STRING(v)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "[body.%s] Invalid input: expected string, received %s", key,
+                 as_json_type_name(v));
+        return !as_error(job, 400, "VALIDATION_ERROR", msg);
+    }
+    *out = v->u.string;
+    return true;
+}
+
+bool as_route_sign_in_social(struct as_job *job, struct as_worker *w)
+{
+    yajl_val body = as_body(job, true);
+    if (body == NULL)
+        return true;
+    const char *prov, *cb, *ecb, *ncb;
+    if (!opt_str(job, body, "provider", &prov) || !opt_str(job, body, "callbackURL", &cb) ||
+        !opt_str(job, body, "errorCallbackURL", &ecb) ||
+        !opt_str(job, body, "newUserCallbackURL", &ncb)) {
+        yajl_tree_free(body);
+        return true;
+    }
+    if (prov == NULL) {
+        yajl_tree_free(body);
+        return as_error(job, 400, "VALIDATION_ERROR",
+                        "[body.provider] Invalid input: expected string, received undefined");
+    }
+    struct provider *p = provider_find(prov);
+    if (p == NULL) {
+        yajl_tree_free(body);
+        return as_error(job, 404, "PROVIDER_NOT_FOUND", "Provider not found");
+    }
+    /* server.c's redirects_check already refused untrusted URLs */
+    struct flow *f = flow_new(job, p);
+    f->body = body;
+    f->error_url = dup_or_null(ecb);
+    f->new_user_url = dup_or_null(ncb);
+    if (cb) {
+        f->callback = pc_xstrdup(cb);
+    } else {
+        struct pc_buf b = {0};
+        base_url(&b);
+        f->callback = b.data;
+    }
+    yajl_val idt = pc_json_get(body, "idToken");
+    if (idt && !YAJL_IS_NULL(idt)) {
+        yajl_val tok = pc_json_get(idt, "token");
+        if (!YAJL_IS_OBJECT(idt) || !YAJL_IS_STRING(tok) || tok->u.string[0] == '\0')
+            return as_error(job, 400, "VALIDATION_ERROR",
+                            "[body.idToken.token] Invalid input: expected string");
+        f->idtoken_mode = true;
+        f->id_token = pc_xstrdup(tok->u.string);
+        yajl_val n = pc_json_get(idt, "nonce");
+        if (YAJL_IS_STRING(n) && n->u.string[0])
+            f->nonce = pc_xstrdup(n->u.string);
+        yajl_val at = pc_json_get(idt, "accessToken");
+        if (YAJL_IS_STRING(at) && at->u.string[0])
+            f->access_token = pc_xstrdup(at->u.string);
+        yajl_val rt = pc_json_get(idt, "refreshToken");
+        if (YAJL_IS_STRING(rt) && rt->u.string[0])
+            f->refresh_token = pc_xstrdup(rt->u.string);
+        pc_wipe(tok->u.string, strlen(tok->u.string));
+        as_server_to_loop(job, idtoken_on_loop);
+        return false;
+    }
+    pthread_mutex_lock(&p->mu);
+    bool known = p->disc == P_OK;
+    pthread_mutex_unlock(&p->mu);
+    if (!known) {
+        as_server_to_loop(job, social_on_loop);
+        return false;
+    }
+    return social_start(job, w);
+}
+
+static void social_ready(struct as_job *job)
+{
+    to_worker(job, social_start);
+}
+
+static void social_on_loop(struct as_job *job)
+{
+    struct flow *f = job->state;
+    provider_ensure(f->p, false, job, social_ready);
+}
+
+/* The state JSON Better Auth 1.7 stores: additionalData's members first,
+ * then its own keys in its order, undefined ones left out. */
+static void state_value(struct pc_buf *b, const struct flow *f, const char *state,
+                        const char *verifier, int64_t expires_ms)
+{
+    static const char *const internal[] = {"callbackURL", "codeVerifier", "errorURL",
+                                           "newUserURL", "link", "serverContext", "expiresAt",
+                                           "requestSignUp", "idTokenNonce", "oauthState"};
+    struct pc_jw jw = {.b = b};
+    pc_jw_obj_begin(&jw);
+    yajl_val add = pc_json_get(f->body, "additionalData");
+    if (YAJL_IS_OBJECT(add)) {
+        for (size_t i = 0; i < add->u.object.len; i++) {
+            bool skip = false;
+            for (size_t k = 0; k < PC_ARRAY_LEN(internal); k++)
+                skip = skip || strcmp(add->u.object.keys[i], internal[k]) == 0;
+            yajl_val v = add->u.object.values[i];
+            if (skip || !(YAJL_IS_STRING(v) || YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v) ||
+                          YAJL_IS_INTEGER(v)))
+                continue;
+            pc_jw_key(&jw, add->u.object.keys[i]);
+            if (YAJL_IS_STRING(v))
+                pc_jw_str(&jw, v->u.string);
+            else if (YAJL_IS_INTEGER(v))
+                pc_jw_int(&jw, v->u.number.i);
+            else
+                pc_jw_bool(&jw, YAJL_IS_TRUE(v));
+        }
+    }
+    pc_jw_key(&jw, "callbackURL");
+    pc_jw_str(&jw, f->callback);
+    pc_jw_key(&jw, "codeVerifier");
+    pc_jw_str(&jw, verifier);
+    if (f->error_url) {
+        pc_jw_key(&jw, "errorURL");
+        pc_jw_str(&jw, f->error_url);
+    }
+    if (f->new_user_url) {
+        pc_jw_key(&jw, "newUserURL");
+        pc_jw_str(&jw, f->new_user_url);
+    }
+    pc_jw_key(&jw, "expiresAt");
+    pc_jw_int(&jw, expires_ms);
+    yajl_val rsu = pc_json_get(f->body, "requestSignUp");
+    if (YAJL_IS_TRUE(rsu) || YAJL_IS_FALSE(rsu)) {
+        pc_jw_key(&jw, "requestSignUp");
+        pc_jw_bool(&jw, YAJL_IS_TRUE(rsu));
+    }
+    pc_jw_key(&jw, "oauthState");
+    pc_jw_str(&jw, state);
+    pc_jw_obj_end(&jw);
+}
+
+/* Worker: the provider's endpoints are known (or not). Stores the state and
+ * answers with the authorization URL. */
+static bool social_start(struct as_job *job, struct as_worker *w)
+{
+    struct flow *f = job->state;
+    struct provider *p = f->p;
+    pthread_mutex_lock(&p->mu);
+    char *auth_url = p->disc == P_OK ? pc_xstrdup(p->auth_url) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (auth_url == NULL)
+        return as_error(job, 503, "PROVIDER_UNAVAILABLE",
+                        "The sign-in provider could not be reached, try again");
+    char state[STATE_LEN + 1], verifier[VERIFIER_LEN + 1], id[33];
+    pc_random_string(state, STATE_LEN, rand_alphabet);
+    pc_random_string(verifier, VERIFIER_LEN, rand_alphabet);
+    pc_random_alnum(id, 32);
+    int64_t exp = pc_now_ms() + STATE_TTL_MS;
+    char exps[32];
+    ms_text(exp, exps);
+    struct pc_buf value = {0}, ident = {0};
+    state_value(&value, f, state, verifier, exp);
+    pc_buf_printf(&ident, "auth-state:%s", state);
+    const char *q[] = {id, ident.data, value.data, exps};
+    PGresult *res = pc_db_exec(&w->db,
+                               "INSERT INTO \"verification\" (\"id\", \"identifier\", \"value\", "
+                               "\"expiresAt\", \"createdAt\", \"updatedAt\") VALUES ($1, $2, $3, "
+                               TS(4) ", " NOW_MS ", " NOW_MS ")",
+                               4, q);
+    as_health_note_pg(res != NULL);
+    bool ok = pc_db_ok(res);
+    if (res)
+        PQclear(res);
+    pc_wipe(value.data, value.len);
+    pc_buf_free(&value);
+    pc_wipe(ident.data, ident.len);
+    pc_buf_free(&ident);
+    if (!ok) {
+        free(auth_url);
+        pc_wipe(verifier, sizeof verifier);
+        pc_wipe(state, sizeof state);
+        return as_error(job, 503, db_down_code, db_down_msg);
+    }
+
+    /* PKCE S256: b64url(SHA-256(verifier)) */
+    unsigned char dig[PC_SHA256_LEN];
+    char challenge[PC_HASH_B64_LEN + 1];
+    pc_sha256(verifier, VERIFIER_LEN, dig);
+    pc_b64url_encode(dig, sizeof dig, challenge);
+    pc_wipe(verifier, sizeof verifier);
+
+    struct pc_buf url = {0}, q2 = {0}, scope = {0}, ru = {0};
+    pc_buf_puts(&scope, p->scope);
+    yajl_val extra = pc_json_get(f->body, "scopes");
+    for (size_t i = 0; YAJL_IS_ARRAY(extra) && i < extra->u.array.len; i++) {
+        yajl_val s = extra->u.array.values[i];
+        if (YAJL_IS_STRING(s) && s->u.string[0] && strpbrk(s->u.string, " \t\r\n") == NULL)
+            pc_buf_printf(&scope, " %s", s->u.string);
+    }
+    redirect_uri(&ru, p);
+    form_add(&q2, "response_type", "code");
+    form_add(&q2, "client_id", p->client_id);
+    form_add(&q2, "state", state);
+    form_add(&q2, "scope", scope.data);
+    form_add(&q2, "redirect_uri", ru.data);
+    form_add(&q2, "code_challenge", challenge);
+    form_add(&q2, "code_challenge_method", "S256");
+    if (p->google) {
+        form_add(&q2, "include_granted_scopes", "true");
+        if (ndomains == 1)
+            form_add(&q2, "hd", domains[0]);  /* a hint; the callback checks */
+    }
+    yajl_val hint = pc_json_get(f->body, "loginHint");
+    if (YAJL_IS_STRING(hint) && hint->u.string[0])
+        form_add(&q2, "login_hint", hint->u.string);
+    pc_buf_puts(&url, auth_url);
+    pc_buf_putc(&url, strchr(auth_url, '?') ? '&' : '?');
+    pc_buf_puts(&url, q2.data);
+    free(auth_url);
+
+    state_cookie(job, state);
+    pc_wipe(state, sizeof state);
+    yajl_val dr = pc_json_get(f->body, "disableRedirect");
+    bool no_redirect = YAJL_IS_TRUE(dr) || (YAJL_IS_STRING(dr) && strcmp(dr->u.string, "true") == 0);
+    if (!no_redirect)
+        as_add_header(job, "Location", url.data);
+    struct pc_buf b = {0};
+    struct pc_jw jw = {.b = &b};
+    pc_jw_obj_begin(&jw);
+    pc_jw_key(&jw, "url");
+    pc_jw_str(&jw, url.data);
+    pc_jw_key(&jw, "redirect");
+    pc_jw_bool(&jw, !no_redirect);
+    pc_jw_obj_end(&jw);
+    pc_buf_free(&url);
+    pc_buf_free(&q2);
+    pc_buf_free(&scope);
+    pc_buf_free(&ru);
+    return as_reply(job, 200, &b);
+}
+
+/* ---- /callback/:provider ---- */
+
+static const char callback_prefix[] = "/api/auth/callback/";
+
+/* The signed state cookie's value, when present and well signed. */
+static bool state_from_cookie(const struct as_job *job, char *out, size_t cap)
+{
+    const char *hdr = as_header(job, "Cookie");
+    if (hdr == NULL)
+        return false;
+    char name[64];
+    snprintf(name, sizeof name, "%sbetter-auth.state", as_cfg.secure_cookies ? "__Secure-" : "");
+    char *raw = pc_cookie_get(hdr, name);
+    if (raw == NULL)
+        return false;
+    char *dec = strchr(raw, '%') ? pc_url_decode(raw, strlen(raw)) : pc_xstrdup(raw);
+    bool ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_COOKIE, out, cap);
+    if (dec) {
+        pc_wipe(dec, strlen(dec));
+        free(dec);
+    }
+    pc_wipe(raw, strlen(raw));
+    free(raw);
+    return ok;
+}
+
+static bool accepts_json_only(const struct as_job *job)
+{
+    const char *a = as_header(job, "Accept");
+    return a && strstr(a, "application/json") && !strstr(a, "text/html");
+}
+
+/* POST (form_post response mode): back to the GET, as Better Auth does, so
+ * the SameSite=Lax state cookie comes along. */
+static bool callback_post(struct as_job *job, const char *id)
+{
+    static const char *const keys[] = {"code", "error", "device_id", "error_description",
+                                       "state", "user", "iss"};
+    yajl_val body = as_body(job, false);
+    if (body == NULL)
+        return true;
+    struct pc_buf u = {0}, q = {0};
+    for (size_t i = 0; i < PC_ARRAY_LEN(keys); i++) {
+        char *qv = as_query_param(job, keys[i]);
+        yajl_val bv = pc_json_get(body, keys[i]);
+        const char *v = qv ? qv : YAJL_IS_STRING(bv) ? bv->u.string : NULL;
+        if (v)
+            form_add(&q, keys[i], v);
+        free(qv);
+    }
+    yajl_tree_free(body);
+    base_url(&u);
+    pc_buf_puts(&u, callback_prefix);
+    pc_url_encode_component(&u, id);
+    pc_buf_printf(&u, "?%s", q.len ? q.data : "");
+    redirect(job, u.data);
+    pc_wipe(u.data, u.len);
+    pc_buf_free(&u);
+    pc_wipe(q.data, q.len);
+    pc_buf_free(&q);
+    return true;
+}
+
+/* Reads and consumes the state row. Returns true when the flow may go on
+ * (f->callback, f->verifier ... filled); false when answered. */
+static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *f,
+                          const char *state)
+{
+    struct pc_buf ident = {0};
+    pc_buf_printf(&ident, "auth-state:%s", state);
+    const char *q[] = {ident.data};
+    PGresult *res = pc_db_exec(&w->db,
+                               "SELECT \"id\", \"value\", \"expiresAt\" < now() FROM "
+                               "\"verification\" WHERE \"identifier\" = $1 "
+                               "ORDER BY \"createdAt\" DESC LIMIT 1",
+                               1, q);
+    pc_wipe(ident.data, ident.len);
+    pc_buf_free(&ident);
+    as_health_note_pg(res != NULL);
+    if (!pc_db_ok(res)) {
+        if (res)
+            PQclear(res);
+        return !fail(job, "database_unavailable");
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return !fail(job, "state_mismatch");
+    }
+    char row_id[64];
+    snprintf(row_id, sizeof row_id, "%s", PQgetvalue(res, 0, 0));
+    bool row_expired = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    const char *val = PQgetvalue(res, 0, 1);
+    yajl_val v = pc_json_parse(val, strlen(val));
+    PQclear(res);
+    yajl_val cb = pc_json_get(v, "callbackURL"), cv = pc_json_get(v, "codeVerifier");
+    yajl_val ex = pc_json_get(v, "expiresAt"), os = pc_json_get(v, "oauthState");
+    if (!YAJL_IS_STRING(cb) || !YAJL_IS_STRING(cv) || !YAJL_IS_NUMBER(ex)) {
+        if (v)
+            yajl_tree_free(v);
+        return !fail(job, "internal_server_error");
+    }
+    f->callback = pc_xstrdup(cb->u.string);
+    f->verifier = pc_xstrdup(cv->u.string);
+    f->error_url = json_str(v, "errorURL");
+    f->new_user_url = json_str(v, "newUserURL");
+    int64_t expires = YAJL_IS_INTEGER(ex) ? ex->u.number.i : (int64_t)ex->u.number.d;
+    bool os_bad = os && (!YAJL_IS_STRING(os) || strcmp(os->u.string, state) != 0);
+    yajl_tree_free(v);
+    /* The state the browser carries must be the one this browser started
+     * (the signed cookie); a mismatch leaves the row for its owner. */
+    char cookie_state[STATE_LEN * 4];
+    bool cookie_ok = state_from_cookie(job, cookie_state, sizeof cookie_state) &&
+                     strcmp(cookie_state, state) == 0;
+    pc_wipe(cookie_state, sizeof cookie_state);
+    if (os_bad || !cookie_ok)
+        return !fail(job, "state_mismatch");
+    const char *dq[] = {row_id};
+    res = pc_db_exec(&w->db, "DELETE FROM \"verification\" WHERE \"id\" = $1", 1, dq);
+    bool deleted = pc_db_ok(res) && strcmp(PQcmdTuples(res), "1") == 0;
+    bool db_ok = pc_db_ok(res);
+    if (res)
+        PQclear(res);
+    if (!db_ok)
+        return !fail(job, "database_unavailable");
+    state_cookie(job, NULL);
+    /* Two callbacks raced for one state: the second one loses. */
+    if (!deleted || row_expired || expires < pc_now_ms())
+        return !fail(job, "state_mismatch");
+    return true;
+}
+
+bool as_route_oauth_callback(struct as_job *job, struct as_worker *w)
+{
+    const char *id = job->path + strlen(callback_prefix);
+    if (job->method != EVHTTP_REQ_GET)
+        return callback_post(job, id);
+    struct flow *f = flow_new(job, provider_find(id));
+    f->want_json = accepts_json_only(job);
+    char *state = as_query_param(job, "state");
+    if (state == NULL || state[0] == '\0' || strlen(state) > 512) {
+        free(state);
+        return fail(job, "state_not_found");
+    }
+    bool go = consume_state(job, w, f, state);
+    pc_wipe(state, strlen(state));
+    free(state);
+    if (!go)
+        return true;
+    char *error = as_query_param(job, "error");
+    if (error) {
+        /* the provider's own error code, passed on as Better Auth does */
+        bool clean = error[0] != '\0' && strlen(error) < 64;
+        for (const char *c = error; clean && *c; c++)
+            clean = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' ||
+                    (*c >= '0' && *c <= '9');
+        fail(job, clean ? error : "invalid_callback_request");
+        free(error);
+        return true;
+    }
+    f->code = as_query_param(job, "code");
+    if (f->code == NULL || f->code[0] == '\0')
+        return fail(job, "no_code");
+    if (f->p == NULL)
+        return fail(job, "oauth_provider_not_found");
+    char *iss = as_query_param(job, "iss");
+    bool iss_bad = iss && strcmp(iss, f->p->issuer) != 0;
+    free(iss);
+    if (iss_bad)
+        return fail(job, "issuer_mismatch");
+    as_server_to_loop(job, callback_on_loop);
+    return false;
+}
+
+/* ---- GET /error ---- */
+
+bool as_route_oauth_error_page(struct as_job *job, struct as_worker *w)
+{
+    char *error = as_query_param(job, "error");
+    struct pc_buf b = {0};
+    pc_buf_puts(&b, "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign-in error"
+                    "</title></head><body><h1>Sign-in failed</h1><p>Error: <code>");
+    const char *e = error ? error : "unknown";
+    for (size_t i = 0; e[i] && i < 100; i++) {
+        char c = e[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == '-')
+            pc_buf_putc(&b, c);
+    }
+    pc_buf_puts(&b, "</code></p></body></html>");
+    free(error);
+    job->content_type = "text/html; charset=utf-8";
+    return as_reply(job, 200, &b);
+}

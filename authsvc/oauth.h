@@ -1,0 +1,72 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * oauth.h: sign-in with Google or any OpenID Connect provider (oauth.c) and
+ * the HTTP client it rides on (oauth_http.c: libcurl multi driven by the
+ * authsvc event loop, so a slow provider never holds a thread).
+ *
+ * A sign-in moves between threads like this:
+ *
+ *   worker  POST /sign-in/social: state row + signed state cookie -> {url}
+ *   worker  GET /callback/:id: state row + cookie checked and consumed
+ *   loop    discovery / JWKS (cached), code exchange, ID token verified,
+ *           userinfo when the ID token lacks the email, domain rules
+ *   worker  user / account / session rows, cookie, 302
+ *
+ * Jobs go to the loop with as_server_to_loop() and back with
+ * as_server_resume(); the loop answers failures itself with
+ * as_server_finish().
+ */
+#ifndef AS_OAUTH_H
+#define AS_OAUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+/* ---- HTTP client (oauth_http.c), loop thread only ---- */
+
+/** A finished exchange. body is NUL-terminated; both belong to the client
+ * and are valid only during the callback. */
+struct as_http_resp {
+    long status;            /* HTTP status */
+    const char *body;       /* response body ("" when empty) */
+    size_t len;             /* body length */
+};
+
+/** Called exactly once per request, on the loop thread: errstr is NULL on a
+ * completed exchange (any status), else one of the AS_HTTP_E* constants. */
+typedef void (*as_http_cb)(void *arg, const struct as_http_resp *r, const char *errstr);
+
+extern const char *const AS_HTTP_ETIMEOUT;     /* OAUTH_HTTP_TIMEOUT_MS passed */
+extern const char *const AS_HTTP_EFAILED;      /* DNS, connect, TLS, protocol */
+extern const char *const AS_HTTP_ETOOBIG;      /* body over 1 MiB */
+extern const char *const AS_HTTP_ESHUTDOWN;    /* authsvc is stopping */
+
+/** Sets the client up on base. Returns 0 or -1. */
+int as_http_init(struct event_base *base, int64_t timeout_ms);
+/** Aborts every transfer (their callbacks run with AS_HTTP_ESHUTDOWN) and
+ * refuses new ones. */
+void as_http_shutdown(void);
+/** Starts GET url (form NULL) or POST url with an x-www-form-urlencoded
+ * body form. bearer, when not NULL, goes in Authorization. Strings are
+ * copied. Returns 0 (cb will run later, never from inside this call), or -1
+ * when the client is shut down or curl refused (cb will not run). */
+int as_http_request(const char *url, const char *form, const char *bearer, as_http_cb cb,
+                    void *arg);
+
+/* ---- providers and routes (oauth.c) ---- */
+
+/** Reads and validates GOOGLE_*, OIDC_*, ALLOWED_DOMAINS (called by
+ * as_config_load). Returns 0, or -1 after printing the variable. */
+int as_oauth_config_load(void);
+void as_oauth_config_free(void);
+/** Loop thread, before the workers start: HTTP client, then discovery of
+ * the generic OIDC providers in the background. */
+void as_oauth_start(struct event_base *base);
+/** Loop thread, after the worker pool is gone: answers every parked
+ * sign-in with 503 and shuts the HTTP client down. */
+void as_oauth_stop(void);
+
+#endif
