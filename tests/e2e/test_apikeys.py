@@ -883,7 +883,7 @@ def _install_ba_apikey() -> Path:
                         pytrace=False)
     src = (INTEROP_DIR / "server.mjs").read_text()
     anchor_import = 'import { getMigrations } from "better-auth/db/migration";'
-    anchor_plugins = "plugins: [bearer()],"
+    anchor_plugins = "plugins: jwtMode ? [bearer(), jwt(JWT_MODES[jwtMode])] : [bearer()],"
     assert anchor_import in src and anchor_plugins in src, "interop/server.mjs changed: update this test"
     src = src.replace(anchor_import, anchor_import + '\nimport { apiKey } from "@better-auth/api-key";')
     src = src.replace(anchor_plugins, f"plugins: [bearer(), {PLUGIN}],")

@@ -18,6 +18,16 @@
 //   BETTER_AUTH_URL     base URL, e.g. http://127.0.0.1:3000 (required for serve)
 //   TRUSTED_ORIGINS     comma-separated extra trusted origins (optional)
 //   PORT                listen port on 127.0.0.1 (default 3000; 0 = ephemeral)
+//   BA_JWT              opt-in (unset = no jwt plugin, the default everything
+//                       else relies on): add Better Auth's jwt plugin
+//                         eddsa  jwt()                                 (plugin defaults: EdDSA/Ed25519)
+//                         es256  jwt({jwks:{keyPairConfig:{alg:"ES256"}}})
+//                         rs256  jwt({jwks:{keyPairConfig:{alg:"RS256"}}})
+//                       and, for the tests only, POST /__portcullis/verify-jwt
+//                       {"token"} -> {"payload": <auth.api.verifyJWT result>}
+//                       (Better Auth's own server-only verifier, which checks
+//                       the signature against the jwks table and iss/aud
+//                       against the baseURL origin; payload null = refused)
 //
 // Do not set NODE_ENV=test or TEST=1: Better Auth then disables its origin
 // check, which changes the behaviour we are comparing against.
@@ -25,7 +35,7 @@
 import http from "node:http";
 import pg from "pg";
 import { betterAuth } from "better-auth";
-import { bearer } from "better-auth/plugins";
+import { bearer, jwt } from "better-auth/plugins";
 import { toNodeHandler } from "better-auth/node";
 import { getMigrations } from "better-auth/db/migration";
 
@@ -47,6 +57,17 @@ const trustedOrigins = (process.env.TRUSTED_ORIGINS ?? "")
 	.map((s) => s.trim())
 	.filter(Boolean);
 
+const JWT_MODES = {
+	eddsa: undefined,
+	es256: { jwks: { keyPairConfig: { alg: "ES256" } } },
+	rs256: { jwks: { keyPairConfig: { alg: "RS256" } } },
+};
+const jwtMode = process.env.BA_JWT ?? "";
+if (jwtMode && !(jwtMode in JWT_MODES)) {
+	process.stderr.write(`server.mjs: BA_JWT must be one of ${Object.keys(JWT_MODES).join("|")}\n`);
+	process.exit(2);
+}
+
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
 
 const options = {
@@ -54,7 +75,7 @@ const options = {
 	secret: process.env.BETTER_AUTH_SECRET,
 	baseURL: process.env.BETTER_AUTH_URL,
 	emailAndPassword: { enabled: true },
-	plugins: [bearer()],
+	plugins: jwtMode ? [bearer(), jwt(JWT_MODES[jwtMode])] : [bearer()],
 	trustedOrigins,
 	rateLimit: { enabled: false },
 };
@@ -77,7 +98,31 @@ if (mode === "--print-ddl" || mode === "--migrate") {
 }
 
 const auth = betterAuth(options);
-const handler = toNodeHandler(auth);
+const baseHandler = toNodeHandler(auth);
+
+// BA_JWT only: Better Auth's own verifier over HTTP (the endpoint is server-only).
+async function verifyJwt(req, res) {
+	let raw = "";
+	for await (const chunk of req) raw += chunk;
+	let status = 200;
+	let out;
+	try {
+		const { token } = JSON.parse(raw || "{}");
+		const r = await auth.api.verifyJWT({ body: { token: String(token ?? "") } });
+		out = { payload: r?.payload ?? null };
+	} catch (e) {
+		status = 500;
+		out = { error: String(e?.message ?? e) };
+	}
+	const body = JSON.stringify(out);
+	res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+	res.end(body);
+}
+
+const handler = jwtMode
+	? (req, res) =>
+			req.method === "POST" && req.url === "/__portcullis/verify-jwt" ? verifyJwt(req, res) : baseHandler(req, res)
+	: baseHandler;
 
 const port = Number(process.env.PORT ?? 3000);
 const server = http.createServer(handler);
