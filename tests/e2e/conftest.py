@@ -24,13 +24,11 @@ import pytest
 
 import harness as H
 
-SECRET = "e2e-" + os.urandom(24).hex()          # 52 chars, random per run
-TRUSTED_ORIGINS = ("http://app.example.test", "https://trusted.example.com")
-MAIN_DB = "authsvc"
-REDIS_PREFIX = H.DEFAULT_REDIS_PREFIX             # the defaults, left unset in the env
-REVOCATION_CHANNEL = H.DEFAULT_REVOCATION_CHANNEL
-
-H.sensitive(SECRET)
+# The run's secret and the helpers test modules share live in e2ecommon.py:
+# "conftest" names two modules in this suite (gateway/ has its own), so a
+# test module cannot import from here.
+from e2ecommon import (MAIN_DB, REDIS_PREFIX, REVOCATION_CHANNEL, SECRET,  # noqa: F401
+                       TRUSTED_ORIGINS, base_env, check_stopped as _check_stopped)
 
 _STATE = {"tmp": None, "failed": False}
 
@@ -96,28 +94,6 @@ def redis_srv(tmp_root):
         yield r
     finally:
         r.stop()
-
-
-def _check_stopped(svc: H.Authsvc):
-    """Stop svc and turn sanitizer reports / a hung shutdown into a test error."""
-    rc = svc.stop(timeout=10)
-    report = svc.sanitizer_report()
-    if report:
-        pytest.fail(f"{svc.name}: sanitizer report in {svc.stderr_path}:\n{report}", pytrace=False)
-    if svc.proc is not None and svc.proc.forced:
-        pytest.fail(f"{svc.name} did not exit within 10 s of SIGTERM (rc {rc})", pytrace=False)
-
-
-def base_env(pg, redis_srv, dbname=MAIN_DB, **extra):
-    env = {
-        "BETTER_AUTH_SECRET": SECRET,
-        "DATABASE_URL": pg.url(dbname),
-        "REDIS_URL": redis_srv.url,
-        "RATE_LIMIT_ENABLED": "false",
-        "TRUSTED_ORIGINS": ",".join(TRUSTED_ORIGINS),
-    }
-    env.update({k: v for k, v in extra.items()})
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import harness as H
-from conftest import base_env, _check_stopped
+from e2ecommon import base_env, check_stopped as _check_stopped
 from fake_idp import FakeIdP, s256
 
 ALLOWED = "acme.test,acme-corp.test"
