@@ -186,6 +186,10 @@ def test_dockerfile_runtime_stage_has_exactly_the_shared_libraries():
     need = set(found.values())
     libs = {Path(p).name for p in paths}
     assert {Path(p).name for p in found} == libs, f"no package owns {libs - {Path(p).name for p in found}}"
+    # Not a shared library, but libcurl needs it to verify the https providers
+    # (Google, OIDC discovery, JWKS) that authsvc and the gateway call.
+    assert "ca-certificates" in rt, "runtime stage lacks ca-certificates (https to providers)"
+    rt = rt - {"ca-certificates"}
     assert rt == need, f"runtime packages {sorted(rt)}, the binaries need {sorted(need)}"
     assert not [p for p in rt if p.endswith("-dev")]
 
