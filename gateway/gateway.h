@@ -187,6 +187,7 @@ struct gw_principal {
     char email[321];
     char cred_id[64];           /* session id or API key id */
     char permissions[1024];     /* API key permissions JSON, "" if none */
+    uint16_t issuer;            /* JWTs: index in gw_cfg.issuers */
     bool perm_cached;           /* perm_bits is filled (set when L1 stores it) */
     uint64_t perm_bits;         /* bit i: routes[i]'s permissions are granted (i < 64) */
 };

@@ -31,6 +31,7 @@ struct l1_entry {
     struct gw_key_limits lim;
     bool perm_cached;
     uint64_t perm_bits;
+    uint16_t issuer;
     uint16_t len_user, len_email, len_cred, len_perm; /* lengths in strs */
     char strs[];                        /* user_id, email, cred_id, permissions */
 };
@@ -135,6 +136,7 @@ static void copy_out(const struct l1_entry *e, struct gw_principal *p)
     p->lim = e->lim;
     p->perm_cached = e->perm_cached;
     p->perm_bits = e->perm_bits;
+    p->issuer = e->issuer;
     const char *s = e->strs;
     memcpy(p->user_id, s, e->len_user);
     s += e->len_user;
@@ -199,6 +201,7 @@ void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64
     n->lim = p->lim;
     n->perm_cached = p->perm_cached;
     n->perm_bits = p->perm_bits;
+    n->issuer = p->issuer;
     if (!n->perm_cached && p->kind == GW_CRED_API_KEY && p->found && lp > 0) {
         n->perm_bits = gw_perm_bits(p->permissions);
         n->perm_cached = true;

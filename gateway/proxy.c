@@ -142,7 +142,7 @@ static bool identity_header(const char *h)
 {
     static const char *const names[] = {"X-User-Id", "X-User-Email", "X-Auth-Method",
                                         "X-Session-Id", "X-Api-Key-Id", "X-Request-Id",
-                                        "X-Auth-JWT",
+                                        "X-Auth-JWT", "X-Auth-Issuer",
                                         "X-Forwarded-Proto", "Host", "Content-Length"};
     for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
         if (pc_strieq(h, names[i]))
@@ -206,6 +206,8 @@ void gw_set_identity_headers(struct gw_request *r, struct evkeyvalq *oh)
         evhttp_add_header(oh, "X-Session-Id", p->cred_id);
     } else if (r->kind == GW_CRED_JWT) {
         evhttp_add_header(oh, "X-Auth-Method", "jwt");
+        if (p->issuer < gw_cfg.nissuers)  /* whose sub X-User-Id is */
+            evhttp_add_header(oh, "X-Auth-Issuer", gw_cfg.issuers[p->issuer].issuer);
         if (p->cred_id[0])
             evhttp_add_header(oh, "X-Session-Id", p->cred_id);
     } else {

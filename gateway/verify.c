@@ -189,6 +189,7 @@ bool gw_jwt_verify(struct gw_request *r)
         refuse_cached(r, "JWT_MALFORMED", NEG_TTL_MS);
         return false;
     }
+    p.issuer = (uint16_t)(iss - gw_cfg.issuers);
     r->p = p;
     r->lookup = GW_LOOKUP_FOUND;
     int64_t ttl = p.expires_at - pc_now_ms();

@@ -173,8 +173,9 @@ def test_fake_issuer_algorithms(gj, issuers, alg):
     kid = {"ES256": "a-es256", "RS256": "a-rs256", "EdDSA": "a-eddsa"}[alg]
     sub, sid = "user-" + alg, "sess-" + H.generate_id(16)
     tok = a.token(kid, sub=sub, email=f"{alg.lower()}@example.test", sid=sid, aud="aud-a1")
-    ok_jwt(gj.get("/j/x", headers=bearer(tok)), sub=sub, email=f"{alg.lower()}@example.test", sid=sid,
-           token=tok)
+    h = ok_jwt(gj.get("/j/x", headers=bearer(tok)), sub=sub, email=f"{alg.lower()}@example.test",
+               sid=sid, token=tok)
+    assert h.get("x-auth-issuer") == a.issuer, h     # sub is unique only within its issuer
     # also on a route that takes sessions and keys too
     ok_jwt(gj.get("/mj/x", headers=bearer(tok)), sub=sub, sid=sid)
 
@@ -197,8 +198,10 @@ def test_no_sid_no_session_header(gj, issuers):
 def test_spoofed_identity_headers_replaced(gj, issuers):
     tok = issuers["a"].token("a-es256", sub="real-sub", aud="aud-a1")
     h = ok_jwt(gj.get("/j/x", headers={**bearer(tok), "X-User-Id": "admin", "X-Auth-Method": "session",
-                                       "X-Session-Id": "forged"}), sub="real-sub")
+                                       "X-Session-Id": "forged", "X-Auth-Issuer": "forged"}),
+               sub="real-sub")
     assert "forged" not in json.dumps(h)
+    assert h.get("x-auth-issuer") == issuers["a"].issuer
 
 
 def test_authsvc_token_accepted(gj, ac, user, sql):
