@@ -285,6 +285,9 @@ PC_MUSTCHECK int as_session_create(struct as_job *job, struct as_worker *w, cons
                                    bool remember, struct as_session *s);
 /** Writes the session through to Redis (best effort). */
 void as_session_cache_put(struct as_worker *w, const struct as_session *s, const struct as_user *u);
+/** Reads the value of signed cookie name (Better Auth's "value.sig", maybe
+ * URL-encoded). True, with tok filled, when present and correctly signed. */
+bool as_signed_cookie(const struct as_job *job, const char *name, char *tok, size_t cap);
 /** Sets the session cookie(s), set-auth-token and the expose header. */
 void as_session_set_cookie(struct as_job *job, const char *token, bool remember);
 /** Expires the session cookies (sign-out, dead session). */

@@ -60,24 +60,6 @@ static void signer_release(struct signer *s)
     }
 }
 
-/* The alg of a row: its column, or what its key type implies (rows from
- * Better Auth before 1.7 have none). */
-static const char *row_alg(const char *col, yajl_val pub)
-{
-    if (col && *col)
-        return col;
-    yajl_val kty = pc_json_get(pub, "kty"), crv = pc_json_get(pub, "crv");
-    const char *t = YAJL_IS_STRING(kty) ? kty->u.string : "";
-    const char *c = YAJL_IS_STRING(crv) ? crv->u.string : "";
-    if (strcmp(t, "OKP") == 0 && strcmp(c, "Ed25519") == 0)
-        return "EdDSA";
-    if (strcmp(t, "EC") == 0 && strcmp(c, "P-256") == 0)
-        return "ES256";
-    if (strcmp(t, "RSA") == 0)
-        return "RS256";
-    return NULL;
-}
-
 static bool private_member(const char *k)
 {
     static const char *const priv[] = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"};
@@ -108,27 +90,12 @@ static void publish_row(struct pc_jw *w, const char *kid, const char *alg, yajl_
     pc_jw_obj_end(w);
 }
 
-/* Opens a row's private key; NULL when it is not ours to use. */
+/* Our signing key from a row; NULL when it is not ours to use. */
 static struct signer *open_row(const char *kid, const char *alg, const char *sealed,
                                int64_t retire_at)
 {
-    size_t n = 0;
-    char *plain = pc_unseal(as_cfg.secret, sealed, &n);
-    if (plain == NULL) {
-        /* disablePrivateKeyEncryption stores the JWK itself */
-        if (sealed[0] != '{')
-            return NULL;
-        plain = pc_xstrdup(sealed);
-        n = strlen(plain);
-    }
     struct signer *s = pc_xcalloc(1, sizeof *s);
-    const char *err;
-    int rc = pc_jwk_from_text(plain, n, kid, alg, &s->key, &err);
-    pc_wipe(plain, n);
-    free(plain);
-    if (rc != 0 || !s->key.private_key) {
-        if (rc == 0)
-            pc_jwk_free(&s->key);
+    if (pc_jwk_open_row(as_cfg.secret, kid, alg, sealed, &s->key) != 0) {
         free(s);
         return NULL;
     }
@@ -168,7 +135,7 @@ static int read_ring(struct pc_db *db, char **doc, struct signer **sig)
         bool no_exp = PQgetisnull(res, i, 5);
         int64_t exp = no_exp ? 0 : pc_db_ms(PQgetvalue(res, i, 5));
         yajl_val pub = pc_json_parse(pubtxt, strlen(pubtxt));
-        const char *alg = YAJL_IS_OBJECT(pub) ? row_alg(alg_col, pub) : NULL;
+        const char *alg = YAJL_IS_OBJECT(pub) ? pc_jwk_row_alg(alg_col, pub) : NULL;
         if (alg && (no_exp || exp + life > now))
             publish_row(&w, kid, alg, pub);
         int64_t retire = no_exp ? created + rotate : exp;

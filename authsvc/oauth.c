@@ -482,6 +482,21 @@ static void to_worker(struct as_job *job, as_handler handler)
     as_server_resume(job);
 }
 
+/* Loop: false (and the job answered) when we are stopping or p has no
+ * discovery document or keys to work with. */
+static bool provider_ready(struct as_job *job, const struct provider *p)
+{
+    if (stopping) {
+        fail_on_loop(job, "shutting_down");
+        return false;
+    }
+    if (p->disc != P_OK || p->jwks.n == 0) {
+        fail_on_loop(job, "provider_unavailable");
+        return false;
+    }
+    return true;
+}
+
 static bool keys_fresh(const struct provider *p, int64_t now)
 {
     return p->keys == P_OK && now - p->keys_at_ms < as_cfg.jwks_cache_s * 1000;
@@ -736,14 +751,8 @@ static void verify_id_token(struct as_job *job)
 {
     struct flow *f = job->state;
     struct provider *p = f->p;
-    if (stopping) {
-        fail_on_loop(job, "shutting_down");
+    if (!provider_ready(job, p))
         return;
-    }
-    if (p->disc != P_OK || p->jwks.n == 0) {
-        fail_on_loop(job, "provider_unavailable");
-        return;
-    }
     struct pc_jwt t;
     const char *why = NULL;
     if (pc_jwt_parse(f->id_token, strlen(f->id_token), &t, &why) != 0) {
@@ -927,14 +936,8 @@ static void exchange_code(struct as_job *job)
 {
     struct flow *f = job->state;
     struct provider *p = f->p;
-    if (stopping) {
-        fail_on_loop(job, "shutting_down");
+    if (!provider_ready(job, p))
         return;
-    }
-    if (p->disc != P_OK || p->jwks.n == 0) {
-        fail_on_loop(job, "provider_unavailable");
-        return;
-    }
     struct pc_buf form = {0}, ru = {0};
     redirect_uri(&ru, p);
     form_add(&form, "grant_type", "authorization_code");
@@ -1410,23 +1413,9 @@ static const char callback_prefix[] = "/api/auth/callback/";
 /* The signed state cookie's value, when present and well signed. */
 static bool state_from_cookie(const struct as_job *job, char *out, size_t cap)
 {
-    const char *hdr = as_header(job, "Cookie");
-    if (hdr == NULL)
-        return false;
     char name[64];
     snprintf(name, sizeof name, "%sbetter-auth.state", as_cfg.secure_cookies ? "__Secure-" : "");
-    char *raw = pc_cookie_get(hdr, name);
-    if (raw == NULL)
-        return false;
-    char *dec = strchr(raw, '%') ? pc_url_decode(raw, strlen(raw)) : pc_xstrdup(raw);
-    bool ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_COOKIE, out, cap);
-    if (dec) {
-        pc_wipe(dec, strlen(dec));
-        free(dec);
-    }
-    pc_wipe(raw, strlen(raw));
-    free(raw);
-    return ok;
+    return as_signed_cookie(job, name, out, cap);
 }
 
 static bool accepts_json_only(const struct as_job *job)

@@ -174,9 +174,7 @@ void as_session_clear_cookies(struct as_job *job)
     set_cookie(job, as_cfg.cookie_dont_remember, NULL, 0);
 }
 
-/* Reads a signed cookie's token. Returns true and fills tok when present and
- * correctly signed. */
-static bool signed_cookie(const struct as_job *job, const char *name, char *tok, size_t cap)
+bool as_signed_cookie(const struct as_job *job, const char *name, char *tok, size_t cap)
 {
     const char *hdr = as_header(job, "Cookie");
     if (hdr == NULL)
@@ -224,7 +222,7 @@ static enum tok_src request_token(const struct as_job *job, char tok[TOKEN_MAX])
         free(dec);
         return ok ? TOK_BEARER : TOK_NONE;
     }
-    if (signed_cookie(job, as_cfg.cookie_session, tok, TOKEN_MAX))
+    if (as_signed_cookie(job, as_cfg.cookie_session, tok, TOKEN_MAX))
         return TOK_COOKIE;
     return TOK_NONE;
 }
@@ -488,7 +486,7 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
     }
 
     char drtok[16];
-    bool dont_remember = signed_cookie(job, as_cfg.cookie_dont_remember, drtok, sizeof drtok);
+    bool dont_remember = as_signed_cookie(job, as_cfg.cookie_dont_remember, drtok, sizeof drtok);
     bool due = s->expires_at - as_cfg.expires_in * 1000 + as_cfg.update_age * 1000 <= now;
     if (due && !dont_remember && !query_flag(job, "disableRefresh")) {
         int64_t exp = now + as_cfg.expires_in * 1000;

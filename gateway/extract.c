@@ -78,9 +78,9 @@ static bool session_token_shape(const char *t, size_t n)
  * judges the rest, so a broken JWT is refused as one. */
 static bool jwt_shape(const char *t, size_t n)
 {
-    if (n < 4 || strncmp(t, "eyJ", 3) != 0 || memchr(t, '.', n) == NULL)
+    const char *dot = n >= 4 && strncmp(t, "eyJ", 3) == 0 ? memchr(t, '.', n) : NULL;
+    if (dot == NULL)
         return false;
-    const char *dot = memchr(t, '.', n);
     return !((size_t)(dot - t) == SESSION_TOKEN_LEN && session_token_shape(t, SESSION_TOKEN_LEN));
 }
 

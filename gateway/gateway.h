@@ -399,6 +399,9 @@ void gw_keyset_release(struct gw_keyset *s);
 /** Our signing key (authsvc's current row), referenced; NULL when none yet. */
 struct gw_signer *gw_signer_get(const struct pc_jwk **key);
 void gw_signer_release(struct gw_signer *s);
+/** Changes whenever the signing key does: a token minted under the same
+ * generation was signed by the current key. */
+unsigned gw_signer_gen(void);
 void gw_jwks_start(void);
 /** Stops fetching and wakes every parked request. */
 void gw_jwks_stop(void);

@@ -29,6 +29,7 @@
 #include "../lib/json.h"
 #include "../lib/log.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -69,6 +70,7 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static pthread_t thread;
 static bool running, stop_flag;
 static struct gw_signer *signer;    /* guarded by mu */
+static atomic_uint signer_gen;      /* bumped whenever signer changes (mint.c's caches) */
 static int64_t signer_loaded_at;
 
 /* ---- references ---- */
@@ -102,6 +104,11 @@ void gw_signer_release(struct gw_signer *s)
         pc_jwk_free(&dead->key);
         free(dead);
     }
+}
+
+unsigned gw_signer_gen(void)
+{
+    return atomic_load_explicit(&signer_gen, memory_order_acquire);
 }
 
 struct gw_signer *gw_signer_get(const struct pc_jwk **key)
@@ -278,19 +285,6 @@ static struct gw_keyset *fetch_set(struct gw_issuer *iss, char **uri, int64_t *t
 
 /* ---- our signing key, from PostgreSQL ---- */
 
-static const char *row_alg(const char *col, const char *pubtxt)
-{
-    if (col && *col)
-        return col;
-    if (strstr(pubtxt, "\"OKP\""))
-        return "EdDSA";
-    if (strstr(pubtxt, "\"P-256\""))
-        return "ES256";
-    if (strstr(pubtxt, "\"RSA\""))
-        return "RS256";
-    return "";
-}
-
 static struct gw_signer *load_signer(struct pc_db *db)
 {
     PGresult *res = pc_db_exec(db,
@@ -304,26 +298,20 @@ static struct gw_signer *load_signer(struct pc_db *db)
     }
     struct gw_signer *s = NULL;
     for (int i = 0; s == NULL && i < PQntuples(res); i++) {
-        const char *alg = row_alg(PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-                                  PQgetvalue(res, i, 3));
-        if (pc_jwk_alg_parse(alg) == PC_JWK_NONE)
-            continue;
-        size_t n = 0;
-        char *plain = pc_unseal(gw_cfg.secret, PQgetvalue(res, i, 1), &n);
-        if (plain == NULL)
-            continue;
+        const char *pubtxt = PQgetvalue(res, i, 3);
+        yajl_val pub = pc_json_parse(pubtxt, strlen(pubtxt));
+        const char *alg = pc_jwk_row_alg(PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
+                                         pub);
         struct gw_signer *c = pc_xcalloc(1, sizeof *c);
-        const char *err;
-        if (pc_jwk_from_text(plain, n, PQgetvalue(res, i, 0), alg, &c->key, &err) == 0 &&
-            c->key.private_key) {
+        if (alg && pc_jwk_alg_parse(alg) != PC_JWK_NONE &&
+            pc_jwk_open_row(gw_cfg.secret, PQgetvalue(res, i, 0), alg, PQgetvalue(res, i, 1),
+                            &c->key) == 0) {
             c->refs = 1;
             s = c;
         } else {
-            pc_jwk_free(&c->key);
             free(c);
         }
-        pc_wipe(plain, n);
-        free(plain);
+        yajl_tree_free(pub);
     }
     PQclear(res);
     return s;
@@ -401,6 +389,8 @@ static void *jwks_main(void *arg)
             pthread_mutex_lock(&mu);
             struct gw_signer *dead = NULL;
             if (s) {
+                if (signer == NULL || strcmp(signer->key.kid, s->key.kid) != 0)
+                    atomic_fetch_add(&signer_gen, 1);   /* another key: re-sign */
                 signer_release_locked(signer, &dead);
                 signer = s;
                 signer_loaded_at = now;

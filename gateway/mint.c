@@ -29,7 +29,7 @@
 struct mint_slot {
     unsigned char hash[32];     /* credential hash */
     int64_t exp;                /* s; 0 = empty */
-    char kid[128];              /* key that signed it */
+    unsigned gen;               /* gw_signer_gen() when it was signed */
     char *token;
 };
 
@@ -93,20 +93,23 @@ bool gw_mint(struct gw_request *r)
         w->mint = pc_xcalloc(1, sizeof *w->mint);
     struct mint_slot *s = &w->mint->slots[(r->hash[0] | (unsigned)r->hash[1] << 8) % MINT_SLOTS];
     int64_t now = pc_now_ms() / 1000;
-    const struct pc_jwk *key;
-    struct gw_signer *sg = gw_signer_get(&key);
-    if (sg == NULL) {
-        r->outcome = "unavailable";
-        gw_fail(r, 503, "UPSTREAM_JWT_UNAVAILABLE", "No signing key for the upstream JWT yet");
-        return false;
-    }
-    bool hit = s->exp - now >= MINT_REUSE_MIN_S && memcmp(s->hash, r->hash, 32) == 0 &&
-               strcmp(s->kid, key->kid) == 0;
+    /* The common case takes no lock: the same credential, the same key. */
+    unsigned gen = gw_signer_gen();
+    bool hit = s->token && s->exp - now >= MINT_REUSE_MIN_S && s->gen == gen &&
+               memcmp(s->hash, r->hash, 32) == 0;
     if (!hit) {
+        const struct pc_jwk *key;
+        struct gw_signer *sg = gw_signer_get(&key);
+        if (sg == NULL) {
+            r->outcome = "unavailable";
+            gw_fail(r, 503, "UPSTREAM_JWT_UNAVAILABLE", "No signing key for the upstream JWT yet");
+            return false;
+        }
         char *tok = sign_for(r, key, now);
-        if (tok == NULL) {
-            gw_signer_release(sg);
+        if (tok == NULL)
             pc_log_error("mint: signing with key %s failed", key->kid);
+        gw_signer_release(sg);
+        if (tok == NULL) {
             r->outcome = "unavailable";
             gw_fail(r, 503, "UPSTREAM_JWT_UNAVAILABLE", "Cannot sign the upstream JWT");
             return false;
@@ -114,10 +117,9 @@ bool gw_mint(struct gw_request *r)
         free(s->token);
         s->token = tok;
         s->exp = now + MINT_LIFE_S;
+        s->gen = gen;
         memcpy(s->hash, r->hash, 32);
-        snprintf(s->kid, sizeof s->kid, "%s", key->kid);
     }
-    gw_signer_release(sg);
     r->upstream_jwt = pc_xstrdup(s->token);
     return true;
 }

@@ -45,10 +45,18 @@ struct sid_entry {
     char id[SID_MAX_LEN + 1];
 };
 
-static pthread_mutex_t sid_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Every JWT request looks here once a session has been revoked, so there is
+ * no single lock: bucket b is guarded by sid_mu[b % SID_STRIPES]. */
+#define SID_STRIPES 64
+static pthread_mutex_t sid_mu[SID_STRIPES] = {[0 ... SID_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
 static struct sid_entry *sid_tab[SID_BUCKETS];
 static atomic_size_t sid_count;
-static size_t sid_inserts;
+static atomic_size_t sid_inserts;
+
+static pthread_mutex_t *sid_lock(size_t bucket)
+{
+    return &sid_mu[bucket % SID_STRIPES];
+}
 
 static size_t sid_bucket(const char *id)
 {
@@ -58,10 +66,12 @@ static size_t sid_bucket(const char *id)
     return h % SID_BUCKETS;
 }
 
-/* Drops expired entries (sid_mu held). */
+/* Drops expired entries, taking each bucket's lock in turn (none held). */
 static void sid_sweep(int64_t now)
 {
     for (size_t b = 0; b < SID_BUCKETS; b++) {
+        pthread_mutex_t *mu = sid_lock(b);
+        pthread_mutex_lock(mu);
         for (struct sid_entry **pp = &sid_tab[b]; *pp;) {
             if ((*pp)->until <= now) {
                 struct sid_entry *dead = *pp;
@@ -72,6 +82,7 @@ static void sid_sweep(int64_t now)
                 pp = &(*pp)->next;
             }
         }
+        pthread_mutex_unlock(mu);
     }
 }
 
@@ -80,10 +91,11 @@ void gw_sid_revoke(const char *id)
     if (strlen(id) == 0 || strlen(id) > SID_MAX_LEN)
         return;
     int64_t now = pc_now_ms();
-    pthread_mutex_lock(&sid_mu);
-    if (++sid_inserts % 4096 == 0)
+    if (atomic_fetch_add(&sid_inserts, 1) % 4096 == 4095)
         sid_sweep(now);
     size_t b = sid_bucket(id);
+    pthread_mutex_t *mu = sid_lock(b);
+    pthread_mutex_lock(mu);
     struct sid_entry *e = sid_tab[b];
     while (e && strcmp(e->id, id) != 0)
         e = e->next;
@@ -98,7 +110,7 @@ void gw_sid_revoke(const char *id)
     }
     if (e)
         e->until = now + REVOKED_SID_KEEP_MS;
-    pthread_mutex_unlock(&sid_mu);
+    pthread_mutex_unlock(mu);
 }
 
 bool gw_sid_revoked(const char *id)
@@ -106,20 +118,20 @@ bool gw_sid_revoked(const char *id)
     if (id[0] == '\0' || atomic_load_explicit(&sid_count, memory_order_relaxed) == 0)
         return false;
     int64_t now = pc_now_ms();
-    pthread_mutex_lock(&sid_mu);
-    const struct sid_entry *e = sid_tab[sid_bucket(id)];
+    size_t b = sid_bucket(id);
+    pthread_mutex_t *mu = sid_lock(b);
+    pthread_mutex_lock(mu);
+    const struct sid_entry *e = sid_tab[b];
     while (e && strcmp(e->id, id) != 0)
         e = e->next;
     bool hit = e && e->until > now;
-    pthread_mutex_unlock(&sid_mu);
+    pthread_mutex_unlock(mu);
     return hit;
 }
 
 static void sid_free_all(void)
 {
-    pthread_mutex_lock(&sid_mu);
     sid_sweep(INT64_MAX);
-    pthread_mutex_unlock(&sid_mu);
 }
 
 /* Refills the set from <prefix>rsid:* (on every subscribe). */

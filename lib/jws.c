@@ -760,6 +760,47 @@ char *pc_jwt_sign(const struct pc_jwk *key, const char *payload_json)
     return sign_libjwt(key, payload_json);
 }
 
+/* ---- rows of Better Auth's jwks table ---- */
+
+const char *pc_jwk_row_alg(const char *alg_col, yajl_val pub)
+{
+    if (alg_col && *alg_col)
+        return alg_col;
+    yajl_val kty = pc_json_get(pub, "kty"), crv = pc_json_get(pub, "crv");
+    const char *t = YAJL_IS_STRING(kty) ? kty->u.string : "";
+    const char *c = YAJL_IS_STRING(crv) ? crv->u.string : "";
+    if (strcmp(t, "OKP") == 0 && strcmp(c, "Ed25519") == 0)
+        return "EdDSA";
+    if (strcmp(t, "EC") == 0 && strcmp(c, "P-256") == 0)
+        return "ES256";
+    if (strcmp(t, "RSA") == 0)
+        return "RS256";
+    return NULL;
+}
+
+int pc_jwk_open_row(const char *secret, const char *kid, const char *alg, const char *private_col,
+                    struct pc_jwk *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = 0;
+    char *plain = pc_unseal(secret, private_col, &n);
+    if (plain == NULL) {
+        if (private_col[0] != '{')
+            return -1;
+        plain = pc_xstrdup(private_col);
+        n = strlen(plain);
+    }
+    const char *err;
+    int rc = pc_jwk_from_text(plain, n, kid, alg, out, &err);
+    OPENSSL_cleanse(plain, n);
+    free(plain);
+    if (rc == 0 && !out->private_key) {
+        pc_jwk_free(out);
+        rc = -1;
+    }
+    return rc;
+}
+
 /* ---- Better Auth's symmetricEncrypt / symmetricDecrypt ---- */
 
 #define SEAL_NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES

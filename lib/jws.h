@@ -133,6 +133,17 @@ bool pc_jwt_claim_num(const struct pc_jwt *t, const char *name, int64_t *out);
  * Returns the compact token (heap) or NULL. */
 char *pc_jwt_sign(const struct pc_jwk *key, const char *payload_json);
 
+/* ---- rows of Better Auth's jwks table ---- */
+
+/** The alg of a jwks row: its alg column, or (rows from Better Auth before
+ * 1.7 have none) what its public JWK (object pub) implies. NULL if neither. */
+const char *pc_jwk_row_alg(const char *alg_col, yajl_val pub);
+/** Opens a row's private key: privateKey sealed with secret (or, with
+ * Better Auth's disablePrivateKeyEncryption, the JWK itself), as key kid
+ * of alg. Returns 0, or -1 when it is not ours to use. */
+PC_MUSTCHECK int pc_jwk_open_row(const char *secret, const char *kid, const char *alg,
+                                 const char *private_col, struct pc_jwk *out);
+
 /* ---- Better Auth's symmetricEncrypt ---- */
 
 /** XChaCha20-Poly1305 under SHA-256(secret); returns heap hex of

@@ -251,6 +251,47 @@ static void test_unseal_forms(void **state)
     free(hex);
 }
 
+/* jwks rows: the alg from the column or the key; the private key sealed,
+ * stored plain (disablePrivateKeyEncryption), or not ours */
+static void test_rows(void **state)
+{
+    const char *t_okp = "{\"kty\":\"OKP\",\"crv\":\"Ed25519\"}";
+    const char *t_ec = "{\"kty\":\"EC\",\"crv\":\"P-256\"}", *t_oct = "{\"kty\":\"oct\"}";
+    yajl_val okp = pc_json_parse(t_okp, strlen(t_okp));
+    yajl_val ec = pc_json_parse(t_ec, strlen(t_ec));
+    yajl_val oct = pc_json_parse(t_oct, strlen(t_oct));
+    assert_non_null(okp);
+    assert_non_null(ec);
+    assert_non_null(oct);
+    assert_string_equal(pc_jwk_row_alg(NULL, okp), "EdDSA");
+    assert_string_equal(pc_jwk_row_alg("", ec), "ES256");
+    assert_string_equal(pc_jwk_row_alg("RS256", okp), "RS256");
+    assert_null(pc_jwk_row_alg(NULL, oct));
+    yajl_tree_free(okp);
+    yajl_tree_free(ec);
+    yajl_tree_free(oct);
+
+    struct pc_jwk gen, k;
+    assert_int_equal(pc_jwk_generate(PC_JWK_ES256, "r1", &gen), 0);
+    char *priv = pc_jwk_private_json(&gen);
+    char *hex = pc_seal(SECRET, priv, strlen(priv));
+    struct pc_buf quoted = {0};
+    pc_buf_printf(&quoted, "\"%s\"", hex);
+    assert_int_equal(pc_jwk_open_row(SECRET, "r1", "ES256", pc_buf_cstr(&quoted), &k), 0);
+    assert_true(k.private_key);
+    assert_string_equal(k.kid, "r1");
+    pc_jwk_free(&k);
+    assert_int_equal(pc_jwk_open_row(SECRET, "r1", "ES256", priv, &k), 0);    /* plain JWK */
+    pc_jwk_free(&k);
+    assert_int_equal(pc_jwk_open_row("another-secret-0123456789abcdef01234", "r1", "ES256",
+                                     pc_buf_cstr(&quoted), &k), -1);
+    assert_int_equal(pc_jwk_open_row(SECRET, "r1", "EdDSA", pc_buf_cstr(&quoted), &k), -1);
+    pc_buf_free(&quoted);
+    free(hex);
+    free(priv);
+    pc_jwk_free(&gen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_eddsa),          cmocka_unit_test(test_rfc8037_vector),
         cmocka_unit_test(test_alg_confusion),  cmocka_unit_test(test_parse_refusals),
         cmocka_unit_test(test_jwk_refusals),   cmocka_unit_test(test_unseal_forms),
+        cmocka_unit_test(test_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
