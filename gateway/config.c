@@ -38,6 +38,17 @@ static int check_prefixes(const char *v, const char **err)
     return 0;
 }
 
+/* L1_MAX_ENTRIES: 0 (L1 off) or 16 and more (64 shards need a few each). */
+static int check_l1_max(const char *v, const char **err)
+{
+    int64_t x;
+    if (pc_parse_int64(v, 1, 15, &x) == 0) {
+        *err = "must be 0 (L1 off) or at least 16";
+        return -1;
+    }
+    return 0;
+}
+
 #define INT_ITEM(n, var, def, lo, hi, help) \
     {n, PC_CONF_INT, &gw_cfg.var, def, lo, hi, 0, NULL, help}
 
@@ -65,7 +76,9 @@ static const struct pc_conf_item table[] = {
      "JSON log file; empty: stderr"},
     {"LOG_LEVEL", PC_CONF_STR, &gw_cfg.log_level, "info", 0, 0, 0, pc_conf_check_log_level,
      "debug, info, warn or error"},
-    INT_ITEM("L1_MAX_ENTRIES", l1_max, "100000", 16, 100000000, "in-process cache size"),
+    {"L1_MAX_ENTRIES", PC_CONF_INT, &gw_cfg.l1_max, "100000", 0, 100000000, 0, check_l1_max,
+     "in-process cache size, entries (0: L1 off, every lookup goes to Redis/PostgreSQL; "
+     "otherwise at least 16)"},
     INT_ITEM("L1_TTL", l1_ttl, "60", 1, 86400, "seconds a resolved credential stays in L1"),
     INT_ITEM("L1_NEGATIVE_TTL", l1_negative_ttl, "5", 0, 3600,
              "seconds an unknown credential stays known as unknown"),
@@ -73,6 +86,9 @@ static const struct pc_conf_item table[] = {
              "cap on L1 life while the revocation feed is down, seconds"),
     INT_ITEM("L2_TTL", l2_ttl, "3600", 1, 604800,
              "seconds an API key resolved from PostgreSQL stays in Redis (revocations delete it)"),
+    {"L2_ENABLED", PC_CONF_BOOL, &gw_cfg.l2_enabled, "true", 0, 0, 0, NULL,
+     "look credentials up in Redis and write PostgreSQL fills there; false: every L1 miss "
+     "asks PostgreSQL (Redis still carries revocations, rate limits and quotas)"},
     INT_ITEM("GATEWAY_PG_POOL", pg_pool, "2", 1, 64, "PostgreSQL connections per worker"),
     INT_ITEM("GATEWAY_PG_TIMEOUT_MS", pg_timeout_ms, "2000", 10, 60000,
              "PostgreSQL query timeout"),

@@ -116,11 +116,12 @@ struct gw_config {
     char *base_url;
     char *log_path;
     char *log_level;
-    int64_t l1_max;
+    int64_t l1_max;             /* L1_MAX_ENTRIES; 0: L1 off */
     int64_t l1_ttl;             /* seconds */
     int64_t l1_negative_ttl;    /* seconds */
     int64_t l1_degraded_ttl;    /* seconds, while the revocation feed is down */
     int64_t l2_ttl;             /* seconds an API key stays in Redis */
+    bool l2_enabled;            /* L2_ENABLED: read and fill credentials in Redis */
     int64_t pg_pool;
     int64_t pg_timeout_ms;
     int64_t redis_timeout_ms;

@@ -10,6 +10,10 @@
  * L1_NEGATIVE_TTL for unknown credentials). While the revocation feed is down
  * ("degraded"), no entry is trusted for longer than L1_DEGRADED_TTL after it
  * was stored, because a revocation may have been missed.
+ *
+ * L1_MAX_ENTRIES=0 turns the cache off: every get misses and nothing is put
+ * (negative entries included); delete, flush and count still work on the
+ * empty shards, so the revocation feed and /_stats need not know.
  */
 #include "gateway.h"
 
@@ -47,6 +51,7 @@ struct l1_shard {
 static struct l1_shard shards[L1_SHARDS];
 static atomic_bool degraded;
 static atomic_size_t total;
+static bool off;                        /* L1_MAX_ENTRIES=0; set once before the workers start */
 
 static uint64_t key_bits(const unsigned char k[32])
 {
@@ -67,6 +72,7 @@ static size_t bucket_of(const struct l1_shard *s, const unsigned char k[32])
 
 void gw_l1_init(size_t max_entries)
 {
+    off = max_entries == 0;
     size_t per = max_entries / L1_SHARDS + 1;
     for (int i = 0; i < L1_SHARDS; i++) {
         struct l1_shard *s = &shards[i];
@@ -149,6 +155,8 @@ static void copy_out(const struct l1_entry *e, struct gw_principal *p)
 
 bool gw_l1_get(const unsigned char hash[32], struct gw_principal *p)
 {
+    if (off)
+        return false;
     struct l1_shard *s = shard_of(hash);
     int64_t now = pc_now_ms();
     bool hit = false;
@@ -179,7 +187,7 @@ static uint16_t clamp_len(const char *str, size_t cap)
 
 void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms)
 {
-    if (ttl_ms <= 0)
+    if (off || ttl_ms <= 0)
         return;
     if (atomic_load(&degraded) && ttl_ms > gw_cfg.l1_degraded_ttl * 1000)
         ttl_ms = gw_cfg.l1_degraded_ttl * 1000;

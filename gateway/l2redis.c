@@ -6,6 +6,10 @@
  * budget of GATEWAY_REDIS_TIMEOUT_MS: when Redis is slow or gone the request
  * goes on to PostgreSQL and the late reply is dropped. A lost connection is
  * retried with back-off; commands are only sent while connected.
+ *
+ * L2_ENABLED=false skips both the lookup and the write of credentials: every
+ * L1 miss goes to PostgreSQL. The connection stays, for the rate limits and
+ * quotas (gw_l2_command).
  */
 #include "gateway.h"
 #include "../lib/json.h"
@@ -242,7 +246,7 @@ static void on_get(redisAsyncContext *ac, void *reply, void *priv)
 bool gw_l2_lookup(struct gw_request *r)
 {
     struct gw_l2 *l2 = r->w->l2;
-    if (!l2->connected || l2->ac == NULL)
+    if (!gw_cfg.l2_enabled || !l2->connected || l2->ac == NULL)
         return false;
     if ((int64_t)r->w->parked >= gw_cfg.pending_max)
         return false;
@@ -272,7 +276,7 @@ void gw_l2_store(struct gw_worker *w, const char *hash_b64, const struct gw_prin
                  int64_t ttl_ms)
 {
     struct gw_l2 *l2 = w->l2;
-    if (l2 == NULL || !l2->connected || l2->ac == NULL || ttl_ms <= 0)
+    if (!gw_cfg.l2_enabled || l2 == NULL || !l2->connected || l2->ac == NULL || ttl_ms <= 0)
         return;
     struct pc_buf b = {0};
     struct pc_jw jw = {.b = &b};

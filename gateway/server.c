@@ -156,8 +156,8 @@ static void health_route(struct gw_request *r, const char *path)
     if (strcmp(path, "/ready") == 0) {
         bool pg = gw_pg_up(r->w), rd = gw_l2_up(r->w), feed = gw_revocation_up();
         /* Ready while a decision can still be made: PostgreSQL answers, or
-         * the caches can carry on. */
-        bool ready = pg || rd;
+         * Redis can carry on (not when it holds no credentials). */
+        bool ready = pg || (rd && gw_cfg.l2_enabled);
         pc_buf_printf(&b, "{\"status\":\"%s\",\"postgres\":\"%s\",\"redis\":\"%s\","
                           "\"revocations\":\"%s\"}",
                       ready ? "ready" : "unavailable", pg ? "ok" : "down", rd ? "ok" : "down",

@@ -15,6 +15,7 @@ Reuses the parent conftest's session fixtures `pg`, `redis_srv`, `authsvc`, `db`
   keys             gwlib.ApiKeys: API key rows inserted with SQL
   user             a fresh signed-up user (harness.User) on the main authsvc
   mod_user/mod_key a user and an API key shared by one test module
+  aclient          an ApiClient on the main authsvc (sign-out, revoke-session, ...)
 
 Binaries: $PORTCULLIS_BUILD/{gateway,demo-upstream,authsvc} (default <repo>/build).
 """
@@ -165,6 +166,13 @@ def mod_user(live_authsvc):
 def mod_key(keys, mod_user):
     """An API key without permissions for mod_user."""
     return keys.create(mod_user.id)
+
+
+@pytest.fixture
+def aclient(live_authsvc):
+    c = H.ApiClient(live_authsvc)
+    yield c
+    c.close()
 
 
 @pytest.fixture

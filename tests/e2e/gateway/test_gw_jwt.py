@@ -112,10 +112,8 @@ def gj(jgw):
 
 
 @pytest.fixture
-def ac(live_authsvc):
-    c = H.ApiClient(live_authsvc)
-    yield c
-    c.close()
+def ac(aclient):
+    return aclient
 
 
 def authsvc_token(ac, user):

@@ -27,13 +27,6 @@ def _refused_quickly(g, path, headers, label=""):
     return took
 
 
-@pytest.fixture
-def aclient(live_authsvc):
-    c = H.ApiClient(live_authsvc)
-    yield c
-    c.close()
-
-
 def test_sign_out_refused_at_once(gw, aclient, user):
     _cached(gw, "/s/x", G.cookie(user))
     before = gw.stats()["revocations"]
