@@ -17,8 +17,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #define API_KEY_BODY 64     /* Better Auth: 64 letters after the prefix */
 #define API_PREFIX_MAX 32
@@ -132,7 +130,6 @@ enum gw_extract_result gw_extract(struct gw_request *r)
     const struct gw_route *rt = r->route;
     if (rt->anonymous)
         return GW_EXTRACT_ANONYMOUS;
-    struct evkeyvalq *ih = evhttp_request_get_input_headers(r->req);
     bool want_key = rt->accept & GW_ACCEPT(GW_CRED_API_KEY);
     bool want_session = rt->accept & GW_ACCEPT(GW_CRED_SESSION);
     bool want_jwt = rt->accept & GW_ACCEPT(GW_CRED_JWT);
@@ -146,7 +143,7 @@ enum gw_extract_result gw_extract(struct gw_request *r)
         return GW_EXTRACT_OK;
     }
     /* 2. x-api-key */
-    const char *hk = want_key ? evhttp_find_header(ih, "x-api-key") : NULL;
+    const char *hk = want_key ? gw_header(r, "x-api-key") : NULL;
     if (hk) {
         size_t n = strlen(hk);
         if (!api_key_shape(hk, n))
@@ -156,7 +153,7 @@ enum gw_extract_result gw_extract(struct gw_request *r)
         return GW_EXTRACT_OK;
     }
     /* 3. Authorization: Bearer */
-    const char *auth = evhttp_find_header(ih, "Authorization");
+    const char *auth = gw_header(r, "Authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
         const char *v = auth + 7;
         while (*v == ' ')
@@ -195,7 +192,7 @@ enum gw_extract_result gw_extract(struct gw_request *r)
         return GW_EXTRACT_OK;
     }
     /* 4. the session cookie */
-    const char *cookie = want_session ? evhttp_find_header(ih, "Cookie") : NULL;
+    const char *cookie = want_session ? gw_header(r, "Cookie") : NULL;
     if (cookie) {
         char *raw = pc_cookie_get(cookie, gw_cfg.cookie_session);
         if (raw) {

@@ -8,16 +8,12 @@
  */
 #include "gateway.h"
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-
 void gw_forward_auth_reply(struct gw_request *r)
 {
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
-    gw_set_identity_headers(r, oh);
-    evhttp_add_header(oh, "X-Request-Id", r->request_id);
-    r->status = 200;
-    evhttp_send_reply(r->req, 200, "OK", NULL);
+    struct pc_buf *b = gw_resp_begin(r, 200, NULL);
+    gw_set_identity_headers(r, b);
+    gw_hdr_append(b, "X-Request-Id", r->request_id);
+    gw_resp_end_head(r, 0, true);
+    gw_resp_send(r);
     gw_request_finish(r);
 }

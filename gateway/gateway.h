@@ -20,9 +20,12 @@
  *   proxy.c     GW_STAGE_PROXY    forward upstream with the identity, stream
  *                                 the answer back (forward.c answers /_auth)
  *
- * request.c drives the stages (gw_advance); server.c owns the worker event
- * loops and the HTTP front; revocation.c listens on Redis pub/sub and drops
- * revoked entries from L1 for every worker at once.
+ * Before them, client.c is the HTTP/1.1 front (accept, read, parse with
+ * lib/http.c, write answers) and server.c takes a parsed request in
+ * (gw_intake: request id, local routes). request.c drives the stages
+ * (gw_advance); server.c also owns the worker threads; revocation.c listens
+ * on Redis pub/sub and drops revoked entries from L1 for every worker at
+ * once.
  *
  * Threads: GATEWAY_WORKERS event loops, each with its own listener
  * (SO_REUSEPORT), Redis connection, PostgreSQL pool and upstream pools; one
@@ -40,11 +43,11 @@
 
 struct event_base;
 struct event;
-struct evhttp;
-struct evhttp_request;
-struct evhttp_connection;
 struct gw_worker;
 struct gw_request;
+struct gw_client;
+struct pc_http_head;
+struct pc_buf;
 
 /* ---- configuration (config.c) ---- */
 
@@ -248,7 +251,14 @@ enum gw_cred_src {
 /** One client request, owned by its worker; freed by gw_request_finish. */
 struct gw_request {
     struct gw_worker *w;            /* the worker whose loop owns it */
-    struct evhttp_request *req;     /* the client's request */
+    struct gw_client *c;            /* the connection it came on (client.c) */
+    const struct pc_http_head *head;    /* its parsed head (in c's buffer) */
+    const char *method;             /* "GET", ... */
+    const char *body;               /* the whole body (de-chunked), in c's buffer */
+    size_t body_len;
+    bool head_method;               /* HEAD: the answer has no body */
+    bool resp_started;              /* the answer's head has been queued */
+    int retry_after;                /* seconds, for a 429 (0: none) */
     enum gw_stage stage;            /* where gw_advance resumes */
     bool forward_auth;              /* GET /_auth: answer instead of proxying */
     const struct gw_route *route;   /* matched route */
@@ -326,11 +336,59 @@ void gw_usage_start(void);
 /** Flushes every pending counter to PostgreSQL and stops. */
 void gw_usage_stop(void);
 void gw_proxy_start(struct gw_request *r);
-struct evkeyvalq;
-/** Adds X-User-Id, X-User-Email, X-Auth-Method and X-Session-Id or
- * X-Api-Key-Id for r's principal (nothing on anonymous routes). */
-void gw_set_identity_headers(struct gw_request *r, struct evkeyvalq *oh);
+/** The client can take more of a streamed answer. */
+void gw_proxy_resume(struct gw_request *r);
+/** The client has gone: cancel the exchange (from the loop, later). */
+void gw_proxy_client_gone(struct gw_request *r);
+/** Every 100 ms: upstream connect and read timeouts. */
+void gw_proxy_tick(struct gw_worker *w);
+/** Appends X-User-Id, X-User-Email, X-Auth-Method and X-Session-Id or
+ * X-Api-Key-Id for r's principal (nothing on anonymous routes) as header
+ * lines to b. */
+void gw_set_identity_headers(struct gw_request *r, struct pc_buf *b);
 void gw_forward_auth_reply(struct gw_request *r);
+
+/* ---- the HTTP front (client.c) ---- */
+
+/** A parsed request with its body: request id, local routes, then the
+ * stages (server.c). */
+void gw_intake(struct gw_request *r);
+/** Sets r->request_id: the client's X-Request-Id if well-formed, else new. */
+void gw_request_id(struct gw_request *r);
+/** The request's first header called name (any case), or NULL. */
+const char *gw_header(const struct gw_request *r, const char *name);
+/** Appends "name: value\r\n", dropping control bytes from value. */
+void gw_hdr_append(struct pc_buf *b, const char *name, const char *value);
+/** Starts the answer with its status line; returns the buffer to append
+ * header lines to (gw_hdr_append). reason NULL: the standard one. */
+struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reason);
+#define GW_LEN_STREAM (-1)  /* body of unknown length follows: chunked (or close for HTTP/1.0) */
+#define GW_LEN_OMIT (-2)    /* no body and no framing header (204, 304, HEAD without a length) */
+/** Ends the head: Content-Length body_len (>= 0) or as above; own: an
+ * answer of ours (adds Date), not a relayed one. */
+void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own);
+/** Queues body bytes (framed as a chunk when streaming). */
+void gw_resp_body(struct gw_request *r, const void *data, size_t n);
+/** Ends a streamed body. */
+void gw_resp_end(struct gw_request *r);
+/** Writes what is queued. */
+void gw_resp_send(struct gw_request *r);
+/** A streamed answer that cannot be finished: close the connection. */
+void gw_resp_abort(struct gw_request *r);
+/** A whole answer of ours: status, Content-Type, X-Request-Id, body. */
+void gw_reply(struct gw_request *r, int status, const char *ctype, const char *body, size_t n);
+/** Bytes queued for the client and not yet written. */
+size_t gw_client_backlog(const struct gw_request *r);
+/** Enough queued that a stream should wait (gw_proxy_resume follows). */
+bool gw_client_backlog_full(const struct gw_request *r);
+/** From gw_request_finish: the connection goes on to its next request. */
+void gw_client_request_done(struct gw_request *r);
+void gw_clients_start(struct gw_worker *w);
+void gw_clients_stop_accepting(struct gw_worker *w);
+/** Every 100 ms: idle and lingering connections; when stopping, closes
+ * the connections that are between requests. */
+void gw_clients_tick(struct gw_worker *w, bool stopping);
+void gw_clients_free(struct gw_worker *w);
 
 /* ---- workers (server.c) ---- */
 
@@ -338,9 +396,12 @@ struct gw_worker {
     unsigned id;
     pthread_t thread;
     struct event_base *base;
-    struct evhttp *http;
-    int listen_fd;
-    struct evhttp_bound_socket *listener;  /* NULL once draining */
+    int listen_fd;                  /* -1 once draining */
+    struct event *accept_ev;        /* client.c */
+    struct event *reap_ev;          /* frees closed connections */
+    struct gw_client *clients;      /* open connections */
+    struct gw_client *dead;         /* closed, not yet freed */
+    size_t nclients;
     size_t active;                  /* requests not yet finished */
     int64_t drain_deadline;         /* monotonic us */
     struct gw_l2 *l2;               /* l2redis.c */
@@ -355,7 +416,6 @@ struct gw_worker {
 };
 
 /* ---- metrics and access log (metrics.c) ---- */
-struct pc_buf;
 void gw_metrics_init(struct gw_worker *w);
 void gw_metrics_free(struct gw_worker *w);
 /** Counts a finished request and appends its access-log line. */

@@ -25,7 +25,6 @@
 #include <string.h>
 #include <pthread.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
@@ -164,9 +163,7 @@ static void on_reply(struct redisAsyncContext *ac, void *reply, void *priv)
     gw_usage_touch(r);
     if (verdict == 1) {
         GW_STAT_INC(rate_limited);
-        char secs[32];
-        snprintf(secs, sizeof secs, "%lld", (value + 999) / 1000);
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", secs);
+        r->retry_after = value > 1000 ? (int)((value + 999) / 1000) : 1;
         gw_fail(r, 429, "RATE_LIMITED", "Rate limit exceeded");
         return;
     }

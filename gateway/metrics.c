@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <event2/http.h>
 
 #define STATUS_MIN 100
 #define STATUS_SLOTS 500            /* 100..599 */
@@ -81,13 +80,7 @@ static const char *kind_name(enum gw_cred_kind k)
 
 static void access_line(struct gw_request *r, int64_t us)
 {
-    static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE",
-                                          "OPTIONS", "TRACE", "CONNECT", "PATCH"};
-    const char *m = "OTHER";
-    int cmd = (int)evhttp_request_get_command(r->req);
-    for (unsigned i = 0; i < PC_ARRAY_LEN(methods); i++)
-        if (cmd == (1 << i))
-            m = methods[i];
+    const char *m = r->method;
     struct pc_buf *b = &r->w->m->access;
     struct pc_jw jw = {.b = b};
     pc_jw_obj_begin(&jw);

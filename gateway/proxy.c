@@ -1,127 +1,230 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * proxy.c: stage 8. Forwards an allowed request upstream and the answer
- * back.
+ * back, over plain non-blocking sockets.
  *
  *   request   method, path (key segment removed, upstream base path added),
  *             query, body and end-to-end headers; hop-by-hop headers, the
  *             credential and any client-sent identity headers are dropped;
  *             X-User-Id, X-User-Email, X-Auth-Method, X-Session-Id or
- *             X-Api-Key-Id, X-Request-Id, X-Forwarded-For/-Proto are set
- *   answer    small answers with a Content-Length are relayed whole;
- *             anything else (chunked, server-sent events, large) streams
- *             through chunk by chunk as it arrives
+ *             X-Api-Key-Id, X-Request-Id, X-Forwarded-For/-Proto are set.
+ *             The whole request goes out in one write.
+ *   answer    parsed in place (lib/http.c) and relayed as it arrives: with
+ *             the upstream's Content-Length when it has one, else chunked
+ *             (re-framed after decoding). A small answer costs one read and
+ *             one write to the client. While the client has more than
+ *             OUT_BACKLOG queued (client.c), the upstream is not read.
  *   pool      per worker and upstream, up to UPSTREAM_POOL keep-alive
- *             evhttp connections; past that 503
- *   failures  connection refused or broken: 502; UPSTREAM_TIMEOUT: 504
+ *             connections; past that 503. Idle connections are watched: an
+ *             upstream that closes one is seen at once. A GET, HEAD or
+ *             OPTIONS that finds a reused connection closed before any
+ *             answer byte is retried once on a new one.
+ *   failures  connection refused or broken, or a malformed answer: 502;
+ *             nothing read for UPSTREAM_TIMEOUT: 504. After the answer has
+ *             started, the client's connection is closed instead (a cut
+ *             stream must not look complete).
  */
 #include "gateway.h"
-#include "../lib/cookie.h"
+#include "../lib/http.h"
 #include "../lib/log.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <stddef.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <event2/buffer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
-#define RELAY_WHOLE_MAX (256 * 1024) /* larger answers stream */
+#define UP_IN_START 16384
+#define UP_HEAD_MAX (1024 * 1024)   /* an answer head larger than this is 502 */
 
 struct upconn {
     struct upconn *next;            /* idle list */
-    struct evhttp_connection *evcon;
+    struct gw_uppool *pool;
+    struct gw_proxy *px;            /* the exchange using it; NULL when idle */
+    int fd;
+    bool connecting;
+    bool reused;                    /* has carried an exchange before */
+    bool reading, writing;
+    struct event *ev, *wev;
+    char *in;
+    size_t cap, len;
+    struct pc_buf out;              /* the request, written in one go */
+    size_t out_off;
 };
 
 struct gw_uppool {
     const struct gw_upstream *up;
+    struct gw_worker *w;
     struct upconn *idle;
     size_t total;                   /* connections open, idle or busy */
-    struct gw_proxy *active;        /* exchanges in progress (for shutdown) */
+    struct gw_proxy *active;        /* exchanges in progress */
 };
+
+enum px_state { PX_SEND = 0, PX_HEAD, PX_BODY };
 
 struct gw_proxy {
     struct gw_proxy *prev, *next;   /* pool->active */
     struct gw_request *r;
     struct gw_uppool *pool;
     struct upconn *uc;
-    bool streaming;                 /* reply started, chunks follow */
-    struct evbuffer *body;          /* relayed-whole answer */
-    enum evhttp_request_error err;
-    bool failed;
-    bool head;                      /* HEAD: the connection is not reused */
-    struct evhttp_request *up;      /* the upstream request */
-    struct evhttp_connection *client;   /* while streaming: whose close we watch */
-    struct event *cancel_ev;        /* while streaming: the client left */
+    enum px_state state;
+    bool head_req;                  /* HEAD: the answer has no body */
+    bool retryable;                 /* idempotent and not yet retried */
+    bool reusable;                  /* the connection may serve another exchange */
+    bool paused;                    /* the client's backlog is full */
+    enum pc_http_framing framing;
+    uint64_t left;                  /* PC_HTTP_BODY_LENGTH: bytes still to come */
+    struct pc_chunked ch;
+    int64_t deadline_us;            /* connect, or the next read, by then */
+    struct event *cancel_ev;        /* the client left (created when needed) */
+    struct pc_http_head head;       /* the answer's head */
 };
+
+static void up_read(evutil_socket_t fd, short what, void *arg);
+static void up_write(evutil_socket_t fd, short what, void *arg);
+static void exchange_failed(struct gw_proxy *px, bool timeout);
 
 void gw_proxy_init(struct gw_worker *w)
 {
     w->pools = pc_xcalloc(gw_cfg.nupstreams, sizeof *w->pools);
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++)
+    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
         w->pools[i].up = &gw_cfg.upstreams[i];
+        w->pools[i].w = w;
+    }
 }
 
-static void proxy_free(struct gw_proxy *px);
+/* ---- connections ---- */
+
+static void uc_want(struct upconn *c, bool rd, bool wr)
+{
+    if (rd != c->reading) {
+        c->reading = rd;
+        if (rd)
+            event_add(c->ev, NULL);
+        else
+            event_del(c->ev);
+    }
+    if (wr != c->writing) {
+        c->writing = wr;
+        if (wr)
+            event_add(c->wev, NULL);
+        else
+            event_del(c->wev);
+    }
+}
+
+static void conn_close(struct upconn *c)
+{
+    uc_want(c, false, false);
+    event_free(c->ev);
+    event_free(c->wev);
+    close(c->fd);
+    free(c->in);
+    pc_buf_free(&c->out);
+    c->pool->total--;
+    free(c);
+}
+
+static void idle_remove(struct gw_uppool *p, struct upconn *c)
+{
+    for (struct upconn **pp = &p->idle; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            c->next = NULL;
+            return;
+        }
+    }
+}
+
+/* A new connection, connecting. NULL (errno set) when the socket cannot be
+ * made or the address is refused at once. */
+static struct upconn *conn_open(struct gw_uppool *p)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->up->port);
+    if (getaddrinfo(p->up->host, port, &hints, &ai) != 0 || ai == NULL) {
+        errno = EHOSTUNREACH;
+        return NULL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (rc == -1 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    struct upconn *c = pc_xcalloc(1, sizeof *c);
+    c->pool = p;
+    c->fd = fd;
+    c->connecting = rc == -1;
+    c->ev = event_new(p->w->base, fd, EV_READ | EV_PERSIST, up_read, c);
+    c->wev = event_new(p->w->base, fd, EV_WRITE | EV_PERSIST, up_write, c);
+    if (c->ev == NULL || c->wev == NULL)
+        pc_fatal("event_new failed");
+    c->cap = UP_IN_START;
+    c->in = pc_xmalloc(c->cap);
+    p->total++;
+    return c;
+}
+
+/* Back to the idle list (still read, to see the upstream close it), or
+ * closed. */
+static void conn_put(struct upconn *c, bool reusable)
+{
+    c->px = NULL;
+    if (!reusable || gw_stopping) {
+        conn_close(c);
+        return;
+    }
+    c->reused = true;
+    c->len = 0;
+    c->out.len = c->out_off = 0;
+    c->next = c->pool->idle;
+    c->pool->idle = c;
+    uc_want(c, true, false);
+}
 
 void gw_proxy_stop(struct gw_worker *w)
 {
     for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
         struct gw_uppool *p = &w->pools[i];
-        /* Exchanges still running: freeing the connection drops the
-         * upstream request without a callback, so end them here. */
         while (p->active) {
             struct gw_proxy *px = p->active;
             struct gw_request *r = px->r;
-            evhttp_connection_free(px->uc->evcon);
-            free(px->uc);
-            px->uc = NULL;
-            p->total--;
-            proxy_free(px);
+            p->active = px->next;
+            if (px->uc)
+                conn_close(px->uc);
+            if (px->cancel_ev)
+                event_free(px->cancel_ev);
+            r->proxy = NULL;
+            free(px);
             gw_request_finish(r);
         }
         while (p->idle) {
             struct upconn *c = p->idle;
             p->idle = c->next;
-            evhttp_connection_free(c->evcon);
-            free(c);
+            conn_close(c);
         }
     }
     free(w->pools);
     w->pools = NULL;
-}
-
-static struct upconn *conn_get(struct gw_worker *w, struct gw_uppool *p)
-{
-    struct upconn *c = p->idle;
-    if (c) {
-        p->idle = c->next;
-        c->next = NULL;
-        return c;
-    }
-    if ((int64_t)p->total >= gw_cfg.upstream_pool)
-        return NULL;
-    c = pc_xcalloc(1, sizeof *c);
-    c->evcon = evhttp_connection_base_new(w->base, NULL, p->up->host, (ev_uint16_t)p->up->port);
-    if (c->evcon == NULL)
-        pc_fatal("evhttp_connection_base_new failed");
-    struct timeval tv = {gw_cfg.read_timeout, 0};
-    evhttp_connection_set_timeout_tv(c->evcon, &tv);
-    evhttp_connection_set_retries(c->evcon, 0);
-    p->total++;
-    return c;
-}
-
-static void conn_put(struct gw_uppool *p, struct upconn *c, bool reusable)
-{
-    if (!reusable) {
-        evhttp_connection_free(c->evcon);
-        free(c);
-        p->total--;
-        return;
-    }
-    c->next = p->idle;
-    p->idle = c;
 }
 
 /* ---- headers ---- */
@@ -137,13 +240,14 @@ static bool hop_by_hop(const char *h)
     return false;
 }
 
-/* Headers only the gateway may set. */
+/* Headers only the gateway may set. Expect was answered here (client.c):
+ * the upstream gets the whole body at once. */
 static bool identity_header(const char *h)
 {
     static const char *const names[] = {"X-User-Id", "X-User-Email", "X-Auth-Method",
                                         "X-Session-Id", "X-Api-Key-Id", "X-Request-Id",
                                         "X-Auth-JWT", "X-Auth-Issuer",
-                                        "X-Forwarded-Proto", "Host", "Content-Length"};
+                                        "X-Forwarded-Proto", "Host", "Content-Length", "Expect"};
     for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
         if (pc_strieq(h, names[i]))
             return true;
@@ -153,18 +257,7 @@ static bool identity_header(const char *h)
 /* Is h named in the request's Connection header (so hop-by-hop too)? */
 static bool named_in_connection(const char *conn, const char *h)
 {
-    if (conn == NULL)
-        return false;
-    size_t n = strlen(h);
-    for (const char *p = conn; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        size_t l = strcspn(p, ", ");
-        if (l == n && pc_strnieq(p, h, n))
-            return true;
-        p += l;
-    }
-    return false;
+    return conn != NULL && pc_http_list_has(conn, h, strlen(h));
 }
 
 /* The Cookie header minus Better Auth's own cookies, or NULL if none left. */
@@ -193,47 +286,62 @@ static char *filter_cookies(const char *cookie)
     return b.data; /* NULL when empty */
 }
 
-void gw_set_identity_headers(struct gw_request *r, struct evkeyvalq *oh)
+void gw_set_identity_headers(struct gw_request *r, struct pc_buf *b)
 {
     if (r->route->anonymous)
         return;
     const struct gw_principal *p = &r->p;
-    evhttp_add_header(oh, "X-User-Id", p->user_id);
+    gw_hdr_append(b, "X-User-Id", p->user_id);
     if (p->email[0])
-        evhttp_add_header(oh, "X-User-Email", p->email);
+        gw_hdr_append(b, "X-User-Email", p->email);
     if (r->kind == GW_CRED_SESSION) {
-        evhttp_add_header(oh, "X-Auth-Method", "session");
-        evhttp_add_header(oh, "X-Session-Id", p->cred_id);
+        gw_hdr_append(b, "X-Auth-Method", "session");
+        gw_hdr_append(b, "X-Session-Id", p->cred_id);
     } else if (r->kind == GW_CRED_JWT) {
-        evhttp_add_header(oh, "X-Auth-Method", "jwt");
-        if (p->issuer < gw_cfg.nissuers)  /* whose sub X-User-Id is */
-            evhttp_add_header(oh, "X-Auth-Issuer", gw_cfg.issuers[p->issuer].issuer);
+        gw_hdr_append(b, "X-Auth-Method", "jwt");
+        if (p->issuer < gw_cfg.nissuers) /* whose sub X-User-Id is */
+            gw_hdr_append(b, "X-Auth-Issuer", gw_cfg.issuers[p->issuer].issuer);
         if (p->cred_id[0])
-            evhttp_add_header(oh, "X-Session-Id", p->cred_id);
+            gw_hdr_append(b, "X-Session-Id", p->cred_id);
     } else {
-        evhttp_add_header(oh, "X-Auth-Method", "api_key");
-        evhttp_add_header(oh, "X-Api-Key-Id", p->cred_id);
+        gw_hdr_append(b, "X-Auth-Method", "api_key");
+        gw_hdr_append(b, "X-Api-Key-Id", p->cred_id);
     }
     if (r->upstream_jwt && r->route->upstream_jwt == GW_UPJWT_HEADER) {
-        evhttp_add_header(oh, "X-Auth-JWT", r->upstream_jwt);
+        gw_hdr_append(b, "X-Auth-JWT", r->upstream_jwt);
     } else if (r->upstream_jwt) {
-        struct pc_buf b = {0};
-        pc_buf_printf(&b, "Bearer %s", r->upstream_jwt);
-        evhttp_add_header(oh, "Authorization", pc_buf_cstr(&b));
-        pc_buf_free(&b);
+        pc_buf_puts(b, "Authorization: Bearer ");
+        pc_buf_puts(b, r->upstream_jwt);
+        pc_buf_append(b, "\r\n", 2);
     }
 }
 
-static void copy_request_headers(struct gw_request *r, struct evkeyvalq *ih, struct evkeyvalq *oh)
+/* The request line, headers and body, as the upstream gets them. */
+static void build_request(struct gw_request *r, struct pc_buf *b)
 {
-    const char *conn = evhttp_find_header(ih, "Connection");
+    pc_buf_puts(b, r->method);
+    pc_buf_putc(b, ' ');
+    pc_buf_puts(b, r->route->upstream->base_path);
+    pc_buf_puts(b, r->upstream_path);
+    if (r->query) {
+        pc_buf_putc(b, '?');
+        pc_buf_puts(b, r->query);
+    }
+    pc_buf_puts(b, " HTTP/1.1\r\n");
+    pc_buf_puts(b, "Host: ");
+    pc_buf_puts(b, r->route->upstream->host_header);
+    pc_buf_append(b, "\r\n", 2);
+
+    const struct pc_http_head *h = r->head;
+    const char *conn = pc_http_get(h, "Connection");
     const char *xff = NULL;
-    for (struct evkeyval *kv = ih->tqh_first; kv; kv = kv->next.tqe_next) {
-        const char *k = kv->key;
+    for (size_t i = 0; i < h->nh; i++) {
+        const char *k = h->h[i].name, *v = h->h[i].value;
         if (hop_by_hop(k) || identity_header(k) || named_in_connection(conn, k))
             continue;
         if (pc_strieq(k, "X-Forwarded-For")) {
-            xff = kv->value;
+            if (xff == NULL)
+                xff = v;
             continue;
         }
         if (pc_strieq(k, "Authorization") &&
@@ -242,40 +350,73 @@ static void copy_request_headers(struct gw_request *r, struct evkeyvalq *ih, str
         if (pc_strieq(k, "x-api-key") && r->src == GW_SRC_API_HEADER)
             continue;
         if (pc_strieq(k, "Cookie")) {
-            char *rest = r->route->forward_cookies ? filter_cookies(kv->value) : NULL;
+            char *rest = r->route->forward_cookies ? filter_cookies(v) : NULL;
             if (rest)
-                evhttp_add_header(oh, "Cookie", rest);
+                gw_hdr_append(b, "Cookie", rest);
             free(rest);
             continue;
         }
-        evhttp_add_header(oh, k, kv->value);
+        pc_buf_append(b, k, h->h[i].nlen);
+        pc_buf_append(b, ": ", 2);
+        pc_buf_append(b, v, h->h[i].vlen);
+        pc_buf_append(b, "\r\n", 2);
     }
-    struct pc_buf f = {0};
-    if (xff)
-        pc_buf_printf(&f, "%s, %s", xff, r->client_ip);
-    else
-        pc_buf_puts(&f, r->client_ip);
-    evhttp_add_header(oh, "X-Forwarded-For", f.data);
-    pc_buf_free(&f);
-    evhttp_add_header(oh, "X-Forwarded-Proto", "http");
-    evhttp_add_header(oh, "X-Request-Id", r->request_id);
-    evhttp_add_header(oh, "Host", r->route->upstream->host_header);
-    gw_set_identity_headers(r, oh);
+    pc_buf_puts(b, "X-Forwarded-For: ");
+    if (xff) {
+        pc_buf_puts(b, xff);
+        pc_buf_append(b, ", ", 2);
+    }
+    pc_buf_puts(b, r->client_ip);
+    pc_buf_puts(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
+    pc_buf_puts(b, r->request_id);
+    pc_buf_append(b, "\r\n", 2);
+    gw_set_identity_headers(r, b);
+    /* The body's framing is ours: the client's body has been read (and
+     * de-chunked), so the upstream gets an exact Content-Length for every
+     * method that carries one. Without it, a body on GET or PATCH would be
+     * read upstream as the next request (request smuggling). */
+    const char *m = r->method;
+    if (r->body_len || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+        strcmp(m, "PATCH") == 0)
+        pc_buf_printf(b, "Content-Length: %zu\r\n", r->body_len);
+    pc_buf_append(b, "\r\n", 2);
+    if (r->body_len)
+        pc_buf_append(b, r->body, r->body_len);
 }
 
-static void copy_response_headers(struct evhttp_request *up, struct gw_request *r, bool whole)
+/* The answer's head, as the client gets it. */
+static void relay_head(struct gw_proxy *px)
 {
-    struct evkeyvalq *ih = evhttp_request_get_input_headers(up);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
-    for (struct evkeyval *kv = ih->tqh_first; kv; kv = kv->next.tqe_next) {
-        if (hop_by_hop(kv->key))
+    struct gw_request *r = px->r;
+    const struct pc_http_head *h = &px->head;
+    struct pc_buf *b = gw_resp_begin(r, h->status, h->reason);
+    bool rid = false;
+    for (size_t i = 0; i < h->nh; i++) {
+        const char *k = h->h[i].name;
+        if (hop_by_hop(k) || pc_strieq(k, "Content-Length"))
             continue;
-        if (whole && pc_strieq(kv->key, "Content-Length"))
-            continue;
-        evhttp_add_header(oh, kv->key, kv->value);
+        rid = rid || pc_strieq(k, "X-Request-Id");
+        pc_buf_append(b, k, h->h[i].nlen);
+        pc_buf_append(b, ": ", 2);
+        pc_buf_append(b, h->h[i].value, h->h[i].vlen);
+        pc_buf_append(b, "\r\n", 2);
     }
-    if (evhttp_find_header(oh, "X-Request-Id") == NULL)
-        evhttp_add_header(oh, "X-Request-Id", r->request_id);
+    if (!rid)
+        gw_hdr_append(b, "X-Request-Id", r->request_id);
+    int64_t len;
+    if (h->framing == PC_HTTP_BODY_LENGTH) {
+        len = (int64_t)h->content_length;
+    } else if (h->framing == PC_HTTP_BODY_NONE) {
+        /* HEAD keeps the length the GET would have; 204 and 304 have none */
+        const char *cl = pc_http_get(h, "Content-Length");
+        bool bodiless = h->status < 200 || h->status == 204 || h->status == 304;
+        len = bodiless || (px->head_req && cl == NULL) ? GW_LEN_OMIT
+              : px->head_req ? (int64_t)h->content_length
+                             : 0;
+    } else {
+        len = GW_LEN_STREAM;
+    }
+    gw_resp_end_head(r, len, false);
 }
 
 /* ---- the exchange ---- */
@@ -288,195 +429,330 @@ static void proxy_free(struct gw_proxy *px)
         px->pool->active = px->next;
     if (px->next)
         px->next->prev = px->prev;
-    if (px->body)
-        evbuffer_free(px->body);
-    if (px->client)
-        evhttp_connection_set_closecb(px->client, NULL, NULL);
     if (px->cancel_ev)
         event_free(px->cancel_ev);
+    px->r->proxy = NULL;
     free(px);
 }
 
-/* ---- a client that leaves a stream ----
- *
- * libevent notices a client gone only when a write to it fails, and then
- * frees its connection (the request, still being answered, is detached and
- * left to us). The close callback only schedules cancel_stream: everything
- * is torn down from the loop, not from inside libevent's teardown. */
+/* The answer is all relayed. */
+static void exchange_done(struct gw_proxy *px)
+{
+    struct gw_request *r = px->r;
+    conn_put(px->uc, px->reusable);
+    px->uc = NULL;
+    proxy_free(px);
+    gw_resp_end(r);
+    gw_resp_send(r);
+    gw_request_finish(r);
+}
+
+static void exchange_failed(struct gw_proxy *px, bool timeout)
+{
+    struct gw_request *r = px->r;
+    if (timeout)
+        GW_STAT_INC(upstream_timeouts);
+    else
+        GW_STAT_INC(upstream_errors);
+    if (px->uc)
+        conn_close(px->uc);
+    px->uc = NULL;
+    proxy_free(px);
+    if (r->resp_started) {
+        gw_resp_abort(r);
+        gw_request_finish(r);
+    } else if (timeout) {
+        gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
+    } else {
+        gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
+    }
+}
 
 static void cancel_stream(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_proxy *px = arg;
     struct gw_request *r = px->r;
     GW_STAT_INC(upstream_cancels);
-    evhttp_cancel_request(px->up);      /* no callback; the connection is reset */
-    conn_put(px->pool, px->uc, false);
-    evhttp_send_reply_end(r->req);      /* frees the detached client request */
+    if (px->uc)
+        conn_close(px->uc);
+    px->uc = NULL;
     proxy_free(px);
     gw_request_finish(r);
 }
 
-static void on_client_close(struct evhttp_connection *evcon, void *arg)
+void gw_proxy_client_gone(struct gw_request *r)
 {
-    struct gw_proxy *px = arg;
-    px->client = NULL;
-    event_active(px->cancel_ev, EV_TIMEOUT, 0);
-}
-
-static int on_up_headers(struct evhttp_request *up, void *arg)
-{
-    struct gw_proxy *px = arg;
-    struct gw_request *r = px->r;
-    const char *cl = evhttp_find_header(evhttp_request_get_input_headers(up), "Content-Length");
-    long long n = cl ? strtoll(cl, NULL, 10) : -1;
-    if (cl && n >= 0 && n <= RELAY_WHOLE_MAX)
-        return 0; /* relay whole in on_up_done */
-    copy_response_headers(up, r, false);
-    px->streaming = true;
-    r->status = evhttp_request_get_response_code(up);
-    evhttp_send_reply_start(r->req, r->status, evhttp_request_get_response_code_line(up));
-    px->client = evhttp_request_get_connection(r->req);
-    if (px->client) {
+    struct gw_proxy *px = r->proxy;
+    if (px->cancel_ev == NULL) {
         px->cancel_ev = event_new(r->w->base, -1, 0, cancel_stream, px);
         if (px->cancel_ev == NULL)
             pc_fatal("event_new failed");
-        evhttp_connection_set_closecb(px->client, on_client_close, px);
     }
-    return 0;
+    event_active(px->cancel_ev, EV_TIMEOUT, 0);
 }
 
-static void on_up_chunk(struct evhttp_request *up, void *arg)
+static void deadline(struct gw_proxy *px)
 {
-    struct gw_proxy *px = arg;
-    struct evbuffer *in = evhttp_request_get_input_buffer(up);
-    if (px->streaming) {
-        evhttp_send_reply_chunk(px->r->req, in);
-    } else {
-        if (px->body == NULL)
-            px->body = evbuffer_new();
-        evbuffer_add_buffer(px->body, in);
+    px->deadline_us = pc_mono_us() + gw_cfg.read_timeout * 1000000LL;
+}
+
+void gw_proxy_tick(struct gw_worker *w)
+{
+    int64_t now = pc_mono_us();
+    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
+        for (struct gw_proxy *px = w->pools[i].active, *next; px; px = next) {
+            next = px->next;
+            /* a paused stream waits for the client, not the upstream */
+            if (!px->paused && px->cancel_ev == NULL && now >= px->deadline_us)
+                exchange_failed(px, true);
+        }
     }
 }
 
-static void on_up_error(enum evhttp_request_error err, void *arg)
+void gw_proxy_resume(struct gw_request *r)
 {
-    struct gw_proxy *px = arg;
-    px->failed = true;
-    px->err = err;
-}
-
-static void on_up_done(struct evhttp_request *up, void *arg)
-{
-    struct gw_proxy *px = arg;
-    struct gw_request *r = px->r;
-    bool ok = up != NULL && !px->failed && evhttp_request_get_response_code(up) != 0;
-    /* After HEAD an upstream may still send a body the client side of
-     * libevent never reads; such a connection must not serve another request. */
-    conn_put(px->pool, px->uc, ok && !px->head);
-    if (gw_stopping) {
-        if (px->streaming)
-            evhttp_send_reply_end(r->req);
-        proxy_free(px);
-        gw_request_finish(r);
+    struct gw_proxy *px = r->proxy;
+    if (!px->paused || gw_client_backlog_full(r))
         return;
+    px->paused = false;
+    deadline(px);
+    uc_want(px->uc, true, false);
+}
+
+/* Feeds body bytes in[0..n) through to the client. Returns false when the
+ * answer is complete (or failed: then px is gone). */
+static bool relay_body(struct gw_proxy *px, char *in, size_t n)
+{
+    struct gw_request *r = px->r;
+    switch (px->framing) {
+    case PC_HTTP_BODY_LENGTH: {
+        size_t take = (uint64_t)n < px->left ? n : (size_t)px->left;
+        gw_resp_body(r, in, take);
+        px->left -= take;
+        if (take < n)
+            px->reusable = false; /* bytes beyond the answer: not to be trusted */
+        if (px->left == 0) {
+            exchange_done(px);
+            return false;
+        }
+        return true;
     }
-    if (!ok) {
-        bool timeout = px->failed && px->err == EVREQ_HTTP_TIMEOUT;
-        if (timeout)
-            GW_STAT_INC(upstream_timeouts);
-        else
-            GW_STAT_INC(upstream_errors);
-        if (px->streaming) {
-            /* Headers are gone already: end the stream short. */
-            evhttp_send_reply_end(r->req);
-            proxy_free(px);
-            gw_request_finish(r);
+    case PC_HTTP_BODY_CHUNKED: {
+        size_t out = 0;
+        bool done = false;
+        ssize_t used = pc_chunked_decode(&px->ch, in, n, in, &out, &done);
+        if (used < 0) {
+            exchange_failed(px, false);
+            return false;
+        }
+        gw_resp_body(r, in, out);
+        if (done) {
+            if ((size_t)used < n)
+                px->reusable = false;
+            exchange_done(px);
+            return false;
+        }
+        return true;
+    }
+    case PC_HTTP_BODY_CLOSE:
+        gw_resp_body(r, in, n);
+        return true;
+    default:
+        exchange_done(px);
+        return false;
+    }
+}
+
+/* Writes what was relayed; stops reading the upstream while the client
+ * has too much queued (gw_proxy_resume starts again). */
+static void relay_flush(struct gw_proxy *px)
+{
+    gw_resp_send(px->r);
+    /* a failed write schedules the cancel: px stays until it runs */
+    if (px->cancel_ev == NULL && gw_client_backlog_full(px->r)) {
+        px->paused = true;
+        uc_want(px->uc, false, false);
+    }
+}
+
+/* Parses the answer's head from the connection's buffer and relays what
+ * follows. */
+static void on_answer(struct gw_proxy *px)
+{
+    struct upconn *c = px->uc;
+    for (;;) {
+        enum pc_http_result res = pc_http_parse_response(c->in, c->len, px->head_req, &px->head);
+        if (res == PC_HTTP_INCOMPLETE) {
+            if (c->len >= UP_HEAD_MAX)
+                exchange_failed(px, false);
             return;
         }
-        proxy_free(px);
-        if (timeout)
-            gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
-        else
-            gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
+        if (res != PC_HTTP_OK || px->head.status == 101) {
+            pc_log_warn("upstream %s: malformed answer", px->pool->up->url);
+            exchange_failed(px, false);
+            return;
+        }
+        if (px->head.status >= 200)
+            break;
+        /* 1xx: informational, dropped; the real answer follows */
+        size_t hl = px->head.head_len;
+        memmove(c->in, c->in + hl, c->len - hl);
+        c->len -= hl;
+    }
+    px->retryable = false;
+    px->framing = px->head.framing;
+    px->left = px->head.content_length;
+    px->reusable = px->head.keep_alive && px->framing != PC_HTTP_BODY_CLOSE;
+    relay_head(px);
+    px->state = PX_BODY;
+    size_t hl = px->head.head_len, n = c->len - hl;
+    c->len = 0;
+    if (relay_body(px, c->in + hl, n))
+        relay_flush(px);
+}
+
+/* A reused connection the upstream had closed: try once more on a new one. */
+static bool retry(struct gw_proxy *px)
+{
+    if (!px->retryable || !px->uc->reused || px->state == PX_BODY || px->uc->len > 0)
+        return false;
+    px->retryable = false;
+    struct upconn *old = px->uc;
+    struct upconn *c = conn_open(px->pool);
+    if (c == NULL)
+        return false;
+    pc_buf_append(&c->out, old->out.data, old->out.len);
+    conn_close(old);
+    c->px = px;
+    px->uc = c;
+    px->state = PX_SEND;
+    deadline(px);
+    uc_want(c, true, true);
+    return true;
+}
+
+static void up_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+    struct gw_proxy *px = c->px;
+    if (px == NULL) {
+        /* idle: a close (or anything else) ends it */
+        idle_remove(c->pool, c);
+        conn_close(c);
         return;
     }
-    if (px->streaming) {
-        struct evbuffer *in = evhttp_request_get_input_buffer(up);
-        if (evbuffer_get_length(in))
-            evhttp_send_reply_chunk(r->req, in);
-        evhttp_send_reply_end(r->req);
-    } else {
-        copy_response_headers(up, r, true);
-        r->status = evhttp_request_get_response_code(up);
-        struct evbuffer *in = evhttp_request_get_input_buffer(up);
-        if (px->body == NULL)
-            px->body = evbuffer_new();
-        evbuffer_add_buffer(px->body, in);
-        evhttp_send_reply(r->req, r->status, evhttp_request_get_response_code_line(up), px->body);
+    if (c->len == c->cap) {
+        c->cap *= 2;
+        c->in = pc_xrealloc(c->in, c->cap);
     }
-    proxy_free(px);
-    gw_request_finish(r);
+    ssize_t n = read(fd, c->in + c->len, c->cap - c->len);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        if (px->state == PX_BODY && px->framing == PC_HTTP_BODY_CLOSE) {
+            px->reusable = false;
+            exchange_done(px);
+            return;
+        }
+        if (!retry(px))
+            exchange_failed(px, false);
+        return;
+    }
+    c->len += (size_t)n;
+    deadline(px);
+    if (px->state != PX_BODY) {
+        /* an answer before the request was all sent is still an answer */
+        if (px->state == PX_SEND)
+            uc_want(c, true, false);
+        px->state = PX_HEAD;
+        on_answer(px);
+        return;
+    }
+    size_t len = c->len;
+    c->len = 0;
+    if (relay_body(px, c->in, len))
+        relay_flush(px);
+}
+
+static void send_request(struct gw_proxy *px)
+{
+    struct upconn *c = px->uc;
+    while (c->out_off < c->out.len) {
+        ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            uc_want(c, true, true);
+            return;
+        }
+        if (!retry(px))
+            exchange_failed(px, false);
+        return;
+    }
+    px->state = PX_HEAD;
+    uc_want(c, true, false);
+}
+
+static void up_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *c = arg;
+    struct gw_proxy *px = c->px;
+    if (px == NULL) {
+        uc_want(c, c->reading, false);
+        return;
+    }
+    if (c->connecting) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1 || err != 0) {
+            exchange_failed(px, false);
+            return;
+        }
+        c->connecting = false;
+    }
+    send_request(px);
 }
 
 void gw_proxy_start(struct gw_request *r)
 {
     struct gw_worker *w = r->w;
     struct gw_uppool *pool = &w->pools[r->route->upstream->index];
-    struct upconn *uc = conn_get(w, pool);
-    if (uc == NULL) {
+    struct upconn *c = pool->idle;
+    if (c) {
+        pool->idle = c->next;
+        c->next = NULL;
+    } else if ((int64_t)pool->total >= gw_cfg.upstream_pool) {
         GW_STAT_INC(upstream_errors);
         gw_fail(r, 503, "UPSTREAM_BUSY", "Too many requests to this upstream in progress");
         return;
+    } else if ((c = conn_open(pool)) == NULL) {
+        GW_STAT_INC(upstream_errors);
+        gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
+        return;
     }
-    struct gw_proxy *px = pc_xcalloc(1, sizeof *px);
+    struct gw_proxy *px = pc_xmalloc(sizeof *px);
+    memset(px, 0, offsetof(struct gw_proxy, head));
     px->r = r;
     px->pool = pool;
-    px->uc = uc;
+    px->uc = c;
+    px->head_req = r->head_method;
+    px->retryable = r->head_method || strcmp(r->method, "GET") == 0 ||
+                    strcmp(r->method, "OPTIONS") == 0;
     px->next = pool->active;
     if (pool->active)
         pool->active->prev = px;
     pool->active = px;
     r->proxy = px;
-    struct evhttp_request *up = evhttp_request_new(on_up_done, px);
-    if (up == NULL)
-        pc_fatal("evhttp_request_new failed");
-    px->up = up;
-    evhttp_request_set_header_cb(up, on_up_headers);
-    evhttp_request_set_chunked_cb(up, on_up_chunk);
-    evhttp_request_set_error_cb(up, on_up_error);
-    copy_request_headers(r, evhttp_request_get_input_headers(r->req),
-                         evhttp_request_get_output_headers(up));
-    /* The body's framing is ours: libevent has read (and de-chunked) the
-     * client's body, so the upstream gets an exact Content-Length for every
-     * method that carries one. Without it, a body on GET or PATCH would be
-     * read upstream as the next request (request smuggling). */
-    struct evbuffer *body = evhttp_request_get_input_buffer(r->req);
-    size_t blen = evbuffer_get_length(body);
-    enum evhttp_cmd_type m = evhttp_request_get_command(r->req);
-    if (blen || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_PATCH) {
-        char cl[32];
-        snprintf(cl, sizeof cl, "%zu", blen);
-        evhttp_add_header(evhttp_request_get_output_headers(up), "Content-Length", cl);
-    }
-    if (blen)
-        evbuffer_add_buffer(evhttp_request_get_output_buffer(up), body);
-    px->head = m == EVHTTP_REQ_HEAD;
-
-    struct pc_buf uri = {0};
-    pc_buf_puts(&uri, r->route->upstream->base_path);
-    pc_buf_puts(&uri, r->upstream_path);
-    if (r->query) {
-        pc_buf_putc(&uri, '?');
-        pc_buf_puts(&uri, r->query);
-    }
-    if (evhttp_make_request(uc->evcon, up, m, uri.data) != 0) {
-        /* evhttp freed up and will not call back */
-        pc_buf_free(&uri);
-        conn_put(pool, uc, false);
-        proxy_free(px);
-        GW_STAT_INC(upstream_errors);
-        gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
+    c->px = px;
+    build_request(r, &c->out);
+    deadline(px);
+    if (c->connecting) {
+        uc_want(c, true, true);
         return;
     }
-    pc_buf_free(&uri);
+    send_request(px);
 }

@@ -10,8 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 /* Does path fall under prefix p? "/api/" matches "/api/x" and "/api";
  * "/api" matches "/api" and "/api/x" but not "/apix". */
@@ -27,10 +25,9 @@ static bool prefix_matches(const char *p, const char *path)
 /* For /_auth: the original request's path from the proxy's headers. */
 static bool forward_auth_path(struct gw_request *r)
 {
-    struct evkeyvalq *ih = evhttp_request_get_input_headers(r->req);
-    const char *uri = evhttp_find_header(ih, "X-Original-URI");
+    const char *uri = gw_header(r, "X-Original-URI");
     if (uri == NULL)
-        uri = evhttp_find_header(ih, "X-Forwarded-Uri");
+        uri = gw_header(r, "X-Forwarded-Uri");
     if (uri == NULL || uri[0] != '/') {
         gw_fail(r, 400, "MISSING_ORIGINAL_URI",
                 "Forward auth needs X-Original-URI or X-Forwarded-Uri");

@@ -1,18 +1,22 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * server.c: the gateway's workers and HTTP front.
+ * server.c: the gateway's workers and request intake.
  *
- * Each worker is a thread with its own event_base and evhttp on its own
- * SO_REUSEPORT listener, so the kernel spreads connections over the cores
- * and no lock is taken on the request path except L1's shard lock. A worker
- * owns its Redis connection (l2redis.c), PostgreSQL pool (pgstore.c) and
- * upstream pools (proxy.c). Requests parked on a lookup another worker runs
- * come back through the worker's inbox (gw_wake).
+ * Each worker is a thread with its own event_base and its own SO_REUSEPORT
+ * listener (client.c accepts and reads on it), so the kernel spreads
+ * connections over the cores and no lock is taken on the request path
+ * except L1's shard lock. A worker owns its Redis connection (l2redis.c),
+ * PostgreSQL pool (pgstore.c) and upstream pools (proxy.c). Requests parked
+ * on a lookup another worker runs come back through the worker's inbox
+ * (gw_wake).
  *
- * Local routes: /health, /live, /ready, /_stats; GET /_auth is forward auth.
- * Everything else enters gw_advance at GW_STAGE_ROUTE.
+ * Intake (gw_intake): request id, the path (refused when the router and an
+ * upstream could read it differently), local routes: /health, /live,
+ * /ready, /_stats, /metrics; GET /_auth is forward auth. Everything else
+ * enters gw_advance at GW_STAGE_ROUTE.
  */
 #include "gateway.h"
+#include "../lib/http.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 
@@ -25,11 +29,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <event2/buffer.h>
+#include <netdb.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/util.h>
 
 struct gw_stats gw_stats;
 
@@ -40,26 +41,13 @@ void gw_request_finish(struct gw_request *r)
     r->w->active--;
     if (!gw_stopping)
         gw_metrics_observe(r);
+    gw_client_request_done(r);
     pc_wipe(r->cred, r->cred_len);
     free(r->path);
     free(r->query);
     free(r->upstream_path);
     free(r->upstream_jwt);
     free(r);
-}
-
-static void reply_json(struct gw_request *r, int status, const char *body, size_t n)
-{
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
-    evhttp_add_header(oh, "Content-Type", "application/json");
-    evhttp_add_header(oh, "X-Request-Id", r->request_id);
-    struct evbuffer *b = evbuffer_new();
-    if (b == NULL)
-        pc_fatal("out of memory");
-    evbuffer_add(b, body, n);
-    r->status = status;
-    evhttp_send_reply(r->req, status, NULL, b);
-    evbuffer_free(b);
 }
 
 void gw_fail(struct gw_request *r, int status, const char *code, const char *msg)
@@ -74,15 +62,28 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
     pc_jw_key(&w, "requestId");
     pc_jw_str(&w, r->request_id);
     pc_jw_obj_end(&w);
-    if (status == 401) {
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
-                          "Bearer realm=\"portcullis\"");
-    }
     if (r->outcome == NULL)
         r->outcome = code;
-    reply_json(r, status, b.data, b.len);
+    struct pc_buf *h = gw_resp_begin(r, status, NULL);
+    gw_hdr_append(h, "Content-Type", "application/json");
+    gw_hdr_append(h, "X-Request-Id", r->request_id);
+    if (status == 401)
+        gw_hdr_append(h, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
+    if (r->retry_after > 0) {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%d", r->retry_after);
+        gw_hdr_append(h, "Retry-After", secs);
+    }
+    gw_resp_end_head(r, (int64_t)b.len, true);
+    gw_resp_body(r, b.data, b.len);
+    gw_resp_send(r);
     pc_buf_free(&b);
     gw_request_finish(r);
+}
+
+const char *gw_header(const struct gw_request *r, const char *name)
+{
+    return pc_http_get(r->head, name);
 }
 
 /* ---- cross-thread wake-ups ---- */
@@ -116,7 +117,7 @@ static void on_inbox(evutil_socket_t fd, short what, void *arg)
 
 static void local_reply(struct gw_request *r, int status, struct pc_buf *b)
 {
-    reply_json(r, status, b->data, b->len);
+    gw_reply(r, status, "application/json", b->data, b->len);
     pc_buf_free(b);
     gw_request_finish(r);
 }
@@ -128,15 +129,7 @@ static void metrics_route(struct gw_request *r)
 {
     struct pc_buf b = {0};
     gw_metrics_render(workers, nworkers, &b);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(r->req);
-    evhttp_add_header(oh, "Content-Type", "text/plain; version=0.0.4");
-    struct evbuffer *out = evbuffer_new();
-    if (out == NULL)
-        pc_fatal("out of memory");
-    evbuffer_add(out, b.data, b.len);
-    r->status = 200;
-    evhttp_send_reply(r->req, 200, "OK", out);
-    evbuffer_free(out);
+    gw_reply(r, 200, "text/plain; version=0.0.4", b.data, b.len);
     pc_buf_free(&b);
     gw_request_finish(r);
 }
@@ -202,7 +195,7 @@ static bool request_id_ok(const char *s)
 
 /* A new request id: 16 random bytes fixed per worker, then a counter, as
  * 32 hex characters. Unique without a syscall or a lock per request. */
-static void new_request_id(struct gw_worker *w, char out[72])
+static void new_request_id(const struct gw_worker *w, char out[72])
 {
     static __thread unsigned char seed[8];
     static __thread uint64_t counter;
@@ -216,70 +209,93 @@ static void new_request_id(struct gw_worker *w, char out[72])
     pc_hex_encode(id, sizeof id, out);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* Refuses paths that the router and an upstream could read differently: a
+ * dot segment ("/public/../admin"), also percent-encoded, an encoded slash
+ * or backslash, a backslash, an empty segment ("//admin" is not under "/"'s
+ * neighbour "/admin/" here but may be upstream), an encoded NUL. */
+static bool path_plain(const char *p)
 {
-    struct gw_worker *w = arg;
-    w->active++;
-    /* Zero the small fields only: cred and p are written before use. */
-    struct gw_request *r = pc_xmalloc(sizeof *r);
-    memset(r, 0, offsetof(struct gw_request, p));
-    r->p.found = false;
-    r->cred[0] = '\0';
-    r->w = w;
-    r->req = req;
-    r->start_us = pc_mono_us();
-    GW_STAT_INC(requests);
+    for (const char *seg = p + 1;;) {
+        size_t n = strcspn(seg, "/");
+        size_t dots = 0, chars = 0;
+        for (size_t i = 0; i < n; i++, chars++) {
+            char ch = seg[i];
+            if (ch == '\\')
+                return false;
+            if (ch == '%' && i + 2 < n) {
+                char x = seg[i + 1], y = (char)(seg[i + 2] | 0x20);
+                if (x == '2' && y == 'e') {
+                    dots++;
+                    i += 2;
+                    continue;
+                }
+                if ((x == '2' && y == 'f') || (x == '5' && y == 'c') || (x == '0' && y == '0'))
+                    return false;
+            }
+            if (ch == '.')
+                dots++;
+        }
+        if (n > 0 && chars == dots && dots <= 2)
+            return false; /* "." or ".." */
+        if (seg[n] == '\0')
+            return true;
+        if (n == 0)
+            return false; /* "//" */
+        seg += n + 1;
+    }
+}
 
-    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
-    const char *rid = evhttp_find_header(ih, "X-Request-Id");
+void gw_request_id(struct gw_request *r)
+{
+    const char *rid = gw_header(r, "X-Request-Id");
     if (rid && request_id_ok(rid)) {
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     } else {
-        new_request_id(w, r->request_id);
+        new_request_id(r->w, r->request_id);
     }
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
-    snprintf(r->client_ip, sizeof r->client_ip, "%s", addr ? addr : "");
+}
 
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (path == NULL || path[0] != '/') {
-        r->path = pc_xstrdup("/");
-        gw_fail(r, 400, "BAD_REQUEST", "Request target must be an absolute path");
+void gw_intake(struct gw_request *r)
+{
+    gw_request_id(r);
+    /* origin-form, or absolute-form ("http://host/path") as proxies send */
+    const char *t = r->head->target;
+    if (t[0] != '/') {
+        const char *s = strstr(t, "://");
+        if (s == NULL || s == t || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+-.") !=
+                                       (size_t)(s - t)) {
+            r->path = pc_xstrdup("/");
+            gw_fail(r, 400, "BAD_REQUEST", "Request target must be an absolute path");
+            return;
+        }
+        t = s + 3 + strcspn(s + 3, "/?#");
+    }
+    size_t pl = strcspn(t, "?#");
+    r->path = pl ? pc_xstrndup(t, pl) : pc_xstrdup("/");
+    if (t[pl] == '?') {
+        size_t ql = strcspn(t + pl + 1, "#");
+        r->query = pc_xstrndup(t + pl + 1, ql);
+    }
+    const char *path = r->path;
+    if (!path_plain(path)) {
+        gw_fail(r, 400, "BAD_PATH",
+                "The path holds a dot segment, an empty segment or an encoded separator");
         return;
     }
-    const char *q = evhttp_uri_get_query(uri);
-    r->query = q ? pc_xstrdup(q) : NULL;
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
-
     if (path[1] == '_' || strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
         strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0) {
         if (strcmp(path, "/_auth") == 0) {
-            r->forward_auth = true;
-            r->path = pc_xstrdup(path); /* replaced by the original URI in route.c */
+            r->forward_auth = true; /* r->path is replaced by the original URI in route.c */
             gw_advance(r);
             return;
         }
         bool stats = strcmp(path, "/_stats") == 0 || strcmp(path, "/metrics") == 0;
-        if (m == EVHTTP_REQ_GET && (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
-                                    strcmp(path, "/ready") == 0 || (stats && gw_cfg.metrics))) {
-            r->path = pc_xstrdup(path);
+        if (strcmp(r->method, "GET") == 0 &&
+            (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
+             strcmp(path, "/ready") == 0 || (stats && gw_cfg.metrics))) {
             health_route(r, path);
             return;
         }
-    }
-    r->path = pc_xstrdup(path);
-    size_t hdr_bytes = 0;
-    for (struct evkeyval *kv = ih->tqh_first; kv; kv = kv->next.tqe_next)
-        hdr_bytes += strlen(kv->key) + strlen(kv->value) + 4;
-    if ((int64_t)hdr_bytes > gw_cfg.max_headers) {
-        gw_fail(r, 431, "HEADERS_TOO_LARGE", "Request headers are too large");
-        return;
-    }
-    if ((int64_t)evbuffer_get_length(evhttp_request_get_input_buffer(req)) > gw_cfg.max_body) {
-        gw_fail(r, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
-        return;
     }
     gw_advance(r);
 }
@@ -288,15 +304,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 static int listen_socket(void)
 {
-    struct evutil_addrinfo hints = {0}, *ai = NULL;
+    struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
     char port[16];
     snprintf(port, sizeof port, "%d", gw_cfg.listen_port);
-    if (evutil_getaddrinfo(gw_cfg.listen_host, port, &hints, &ai) != 0 || ai == NULL) {
-        hints.ai_flags = EVUTIL_AI_PASSIVE;
-        if (evutil_getaddrinfo(gw_cfg.listen_host, port, &hints, &ai) != 0 || ai == NULL)
+    if (getaddrinfo(gw_cfg.listen_host, port, &hints, &ai) != 0 || ai == NULL) {
+        hints.ai_flags = AI_PASSIVE;
+        if (getaddrinfo(gw_cfg.listen_host, port, &hints, &ai) != 0 || ai == NULL)
             return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -307,11 +323,11 @@ static int listen_socket(void)
         int e = errno;
         if (fd != -1)
             close(fd);
-        evutil_freeaddrinfo(ai);
+        freeaddrinfo(ai);
         errno = e;
         return -1;
     }
-    evutil_freeaddrinfo(ai);
+    freeaddrinfo(ai);
     return fd;
 }
 
@@ -326,17 +342,19 @@ static void *worker_main(void *arg)
 
 #define DRAIN_MS 10000 /* bound on finishing in-flight requests at shutdown */
 
-/* Every 100 ms: once stopping, close the listener, then leave the loop when
- * the worker's last request has been answered (or the bound is reached). */
-static void on_stop_check(evutil_socket_t fd, short what, void *arg)
+/* Every 100 ms: the access log, client and upstream timeouts. Once
+ * stopping, close the listener, then leave the loop when the worker's last
+ * request has been answered (or the bound is reached). */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_worker *w = arg;
     gw_access_flush(w);
+    gw_clients_tick(w, stopping);
+    gw_proxy_tick(w);
     if (!stopping)
         return;
-    if (w->listener) {
-        evhttp_del_accept_socket(w->http, w->listener); /* closes the socket */
-        w->listener = NULL;
+    if (w->listen_fd != -1) {
+        gw_clients_stop_accepting(w);
         w->drain_deadline = pc_mono_us() + DRAIN_MS * 1000LL;
     }
     if (w->active == 0 || pc_mono_us() >= w->drain_deadline) {
@@ -358,27 +376,15 @@ static int worker_init(struct gw_worker *w, unsigned id)
     event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
-    w->http = w->base ? evhttp_new(w->base) : NULL;
-    if (w->http == NULL)
+    if (w->base == NULL)
         pc_fatal("libevent init failed");
-    /* libevent's own limits sit above ours so that most oversized requests
-     * get our JSON 413/431; beyond them libevent answers 400/413 itself. */
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)(gw_cfg.max_body + 1024 * 1024));
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)(gw_cfg.max_headers + 256 * 1024));
-    evhttp_set_timeout(w->http, 120);
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(w->http, on_request, w);
     w->listen_fd = listen_socket();
     if (w->listen_fd == -1) {
         fprintf(stderr, "gateway: cannot listen on %s (GATEWAY_LISTEN): %s\n", gw_cfg.listen,
                 strerror(errno));
         return -1;
     }
-    w->listener = evhttp_accept_socket_with_handle(w->http, w->listen_fd);
-    if (w->listener == NULL)
-        pc_fatal("evhttp_accept_socket failed");
+    gw_clients_start(w);
     w->inbox_ev = event_new(w->base, -1, EV_PERSIST, on_inbox, w);
     gw_metrics_init(w);
     gw_l2_start(w);
@@ -408,8 +414,7 @@ int gw_server_run(void)
         if (worker_init(&workers[i], (unsigned)i) != 0)
             return 1;
         struct timeval tv = {0, 100000};
-        stop_timers[i % 256] = event_new(workers[i].base, -1, EV_PERSIST, on_stop_check,
-                                         &workers[i]);
+        stop_timers[i % 256] = event_new(workers[i].base, -1, EV_PERSIST, on_tick, &workers[i]);
         event_add(stop_timers[i % 256], &tv);
     }
     gw_revocation_start();
@@ -428,7 +433,7 @@ int gw_server_run(void)
     for (size_t i = 0; i < n; i++)
         pthread_join(workers[i].thread, NULL);
     /* Loops are stopped. From here every pending callback ends its request
-     * without answering; evhttp_free then closes the client connections. */
+     * without answering; gw_clients_free then closes the client connections. */
     gw_stopping = 1;
     gw_jwks_stop();                  /* requests parked on a JWKS fetch go to inboxes */
     gw_revocation_stop();
@@ -447,7 +452,8 @@ int gw_server_run(void)
             gw_request_finish(r);
         }
         event_free(stop_timers[i % 256]);
-        evhttp_free(w->http); /* closes the listener if still open */
+        gw_clients_stop_accepting(w);
+        gw_clients_free(w);
         event_free(w->inbox_ev);
         gw_metrics_free(w);
         gw_mint_free(w);

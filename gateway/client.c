@@ -1,0 +1,820 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * client.c: the HTTP/1.1 front. Accepts client connections on the worker's
+ * listener, reads each request into the connection's buffer, parses it in
+ * place (lib/http.c), reads its body, and hands it to server.c
+ * (gw_intake); answers are written from the connection's output buffer.
+ *
+ *   read      one read() per readiness event into c->in; the head is parsed
+ *             where it lies, so a request costs no allocation but its
+ *             gw_request and no copy of its headers
+ *   limits    a head over GATEWAY_MAX_HEADERS is 431, a body over
+ *             GATEWAY_MAX_BODY 413, both answered before the rest is read;
+ *             the connection then closes after a short linger (so the
+ *             client reads the answer instead of a reset)
+ *   bodies    Content-Length or chunked (decoded in place, after the head);
+ *             Expect: 100-continue is answered when the body is wanted
+ *   keep-alive one request at a time per connection; pipelined requests
+ *             wait in the buffer and start when the previous one ends
+ *   write     one write() of everything queued; EV_WRITE only when the
+ *             socket is full. A streamed answer (proxy.c) is held back by
+ *             gw_client_backlog()
+ *   timeouts  checked every 100 ms by gw_clients_tick (no timer per
+ *             connection): CLIENT_IDLE_S between reads, writes stalled as long
+ *
+ * A connection outlives its request: closing one whose request is still
+ * running (parked on Redis, PostgreSQL or the upstream) marks it dead and
+ * gw_request_finish frees it later. Dead connections are freed from the
+ * worker's reap event, never inside a callback that may still touch them.
+ */
+#include "gateway.h"
+#include "../lib/http.h"
+#include "../lib/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#define IN_START 4096               /* first input buffer */
+#define REQUEST_LINE_MAX 8192       /* head bytes allowed beyond GATEWAY_MAX_HEADERS */
+#define CLIENT_IDLE_S 120           /* no byte read or written for this long: close */
+#define LINGER_MS 2000              /* reading and dropping after a refusal */
+#define LINGER_MAX (4 * 1024 * 1024)
+#define OUT_BACKLOG (256 * 1024)    /* queued output that pauses a stream */
+
+enum cstate {
+    C_HEAD = 0,     /* waiting for (the rest of) a request head */
+    C_BODY,         /* reading a Content-Length body */
+    C_CHUNKED,      /* reading a chunked body */
+    C_BUSY,         /* the request runs; input is only buffered */
+    C_CLOSING,      /* write what is queued, then close */
+    C_LINGER,       /* output done, write side shut; drop input, then close */
+};
+
+struct gw_client {
+    struct gw_worker *w;
+    struct gw_client *prev, *next;  /* w->clients, or w->dead */
+    int fd;
+    bool dead;                      /* closed; freed once its request ends */
+    bool reading;                   /* ev is added */
+    bool writing;                   /* wev is added */
+    enum cstate state;
+    struct event *ev, *wev;
+    char *in;
+    size_t cap, len;                /* input buffer */
+    size_t used;                    /* bytes of the current request, framing included */
+    size_t raw;                     /* chunked: next undecoded byte */
+    size_t body_n;                  /* chunked: body bytes decoded (after the head) */
+    size_t raw_total;               /* chunked: framing and body bytes read */
+    size_t linger_bytes;
+    struct pc_chunked ch;
+    struct pc_http_head head;       /* the current request's head, inside in */
+    struct gw_request *r;           /* the request running */
+    struct pc_buf out;              /* queued output */
+    size_t out_off;                 /* bytes of out already written */
+    bool keep_alive;                /* the current answer leaves the connection open */
+    bool unread;                    /* input was left unread: linger before closing */
+    bool continue_sent;
+    bool resp_chunked;              /* the streamed answer is chunked */
+    bool resp_nobody;               /* HEAD: headers only */
+    int64_t last_io_us;
+    int64_t linger_until_us;
+    char ip[64];
+};
+
+static void client_close(struct gw_client *c);
+static void process(struct gw_client *c);
+
+/* ---- the list of connections and their reaping ---- */
+
+static void list_del(struct gw_client **head, struct gw_client *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void list_add(struct gw_client **head, struct gw_client *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void client_free(struct gw_client *c)
+{
+    if (c->ev)
+        event_free(c->ev);
+    if (c->wev)
+        event_free(c->wev);
+    free(c->in);
+    pc_buf_free(&c->out);
+    free(c);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_worker *w = arg;
+    struct gw_client *c = w->dead, *keep = NULL;
+    w->dead = NULL;
+    while (c) {
+        struct gw_client *next = c->next;
+        if (c->r) {
+            /* still running: freed when it ends */
+            c->prev = NULL;
+            c->next = keep;
+            keep = c;
+        } else {
+            client_free(c);
+        }
+        c = next;
+    }
+    w->dead = keep;
+    if (keep)
+        for (struct gw_client *k = keep; k->next; k = k->next)
+            k->next->prev = k;
+}
+
+static void client_close(struct gw_client *c)
+{
+    if (c->dead)
+        return;
+    struct gw_worker *w = c->w;
+    c->dead = true;
+    if (c->reading)
+        event_del(c->ev);
+    if (c->writing)
+        event_del(c->wev);
+    c->reading = c->writing = false;
+    close(c->fd);
+    c->fd = -1;
+    list_del(&w->clients, c);
+    list_add(&w->dead, c);
+    w->nclients--;
+    event_active(w->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void want_read(struct gw_client *c, bool on)
+{
+    if (on == c->reading || c->dead)
+        return;
+    c->reading = on;
+    if (on)
+        event_add(c->ev, NULL);
+    else
+        event_del(c->ev);
+}
+
+static void want_write(struct gw_client *c, bool on)
+{
+    if (on == c->writing || c->dead)
+        return;
+    c->writing = on;
+    if (on)
+        event_add(c->wev, NULL);
+    else
+        event_del(c->wev);
+}
+
+/* ---- output ---- */
+
+static void client_gone(struct gw_client *c);
+
+static void after_flush(struct gw_client *c)
+{
+    if (c->state == C_CLOSING && c->r == NULL) {
+        if (!c->unread) {
+            client_close(c);
+            return;
+        }
+        /* The client may still be sending what we refused: shut our side
+         * and drop theirs for a while, so it reads our answer instead of a
+         * reset. */
+        shutdown(c->fd, SHUT_WR);
+        c->state = C_LINGER;
+        c->linger_until_us = pc_mono_us() + LINGER_MS * 1000LL;
+        want_read(c, true);
+        return;
+    }
+    if (c->r && c->r->proxy)
+        gw_proxy_resume(c->r);
+    if (c->r == NULL && c->len > 0)
+        event_active(c->ev, EV_READ, 0); /* a pipelined request waits */
+}
+
+static bool flush_out(struct gw_client *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            c->last_io_us = pc_mono_us();
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* keep the buffer small: drop what is written */
+            if (c->out_off > 65536) {
+                memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
+                c->out.len -= c->out_off;
+                c->out_off = 0;
+            }
+            want_write(c, true);
+            return true;
+        }
+        client_gone(c);
+        return false;
+    }
+    c->out.len = 0;
+    c->out_off = 0;
+    want_write(c, false);
+    after_flush(c);
+    return true;
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    flush_out(arg);
+}
+
+size_t gw_client_backlog(const struct gw_request *r)
+{
+    const struct gw_client *c = r->c;
+    return c->dead ? 0 : c->out.len - c->out_off;
+}
+
+bool gw_client_backlog_full(const struct gw_request *r)
+{
+    return gw_client_backlog(r) > OUT_BACKLOG;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+    }
+}
+
+/* Appends "name: value\r\n", leaving out bytes no header value may hold (a
+ * CR or LF from a database row must not start a header of its own). */
+void gw_hdr_append(struct pc_buf *b, const char *name, const char *value)
+{
+    pc_buf_puts(b, name);
+    pc_buf_append(b, ": ", 2);
+    const char *s = value;
+    for (const char *p = value;; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '\0' || (ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            pc_buf_append(b, s, (size_t)(p - s));
+            if (ch == '\0')
+                break;
+            s = p + 1;
+        }
+    }
+    pc_buf_append(b, "\r\n", 2);
+}
+
+/* The Date header's value, made once a second per thread. */
+static const char *http_date(void)
+{
+    static __thread char buf[40];
+    static __thread time_t made;
+    time_t now = time(NULL);
+    if (now != made) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        made = now;
+    }
+    return buf;
+}
+
+struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reason)
+{
+    struct gw_client *c = r->c;
+    r->status = status;
+    if (r->resp_started)
+        pc_fatal("gw_resp_begin: answer already started");
+    r->resp_started = true;
+    struct pc_buf *b = &c->out;
+    if (reason == NULL || reason[0] == '\0')
+        reason = reason_phrase(status);
+    pc_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, reason);
+    return b;
+}
+
+void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
+{
+    struct gw_client *c = r->c;
+    struct pc_buf *b = &c->out;
+    c->resp_nobody = r->head_method || body_len == GW_LEN_OMIT;
+    c->resp_chunked = false;
+    if (own)
+        gw_hdr_append(b, "Date", http_date());
+    if (body_len >= 0) {
+        pc_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
+    } else if (body_len == GW_LEN_STREAM && !r->head_method) {
+        if (c->head.minor >= 1) {
+            c->resp_chunked = true;
+            pc_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+        } else {
+            c->keep_alive = false; /* HTTP/1.0: the body ends at the close */
+        }
+    }
+    if (!c->keep_alive)
+        pc_buf_puts(b, "Connection: close\r\n");
+    else if (c->head.minor == 0)
+        pc_buf_puts(b, "Connection: keep-alive\r\n");
+    pc_buf_append(b, "\r\n", 2);
+}
+
+void gw_resp_body(struct gw_request *r, const void *data, size_t n)
+{
+    struct gw_client *c = r->c;
+    if (n == 0 || c->resp_nobody || c->dead)
+        return;
+    if (c->resp_chunked)
+        pc_buf_printf(&c->out, "%zx\r\n", n);
+    pc_buf_append(&c->out, data, n);
+    if (c->resp_chunked)
+        pc_buf_append(&c->out, "\r\n", 2);
+}
+
+void gw_resp_send(struct gw_request *r)
+{
+    struct gw_client *c = r->c;
+    if (!c->dead)
+        flush_out(c);
+}
+
+void gw_resp_end(struct gw_request *r)
+{
+    struct gw_client *c = r->c;
+    if (c->resp_chunked && !c->dead)
+        pc_buf_append(&c->out, "0\r\n\r\n", 5);
+    c->resp_chunked = false;
+}
+
+void gw_resp_abort(struct gw_request *r)
+{
+    /* A streamed answer that cannot be completed: the client must see it
+     * cut, not a well-formed ending. */
+    struct gw_client *c = r->c;
+    c->keep_alive = false;
+    c->resp_chunked = false;
+    if (!c->dead) {
+        flush_out(c);
+        if (!c->dead)
+            client_close(c);
+    }
+}
+
+void gw_reply(struct gw_request *r, int status, const char *ctype, const char *body, size_t n)
+{
+    struct pc_buf *b = gw_resp_begin(r, status, NULL);
+    gw_hdr_append(b, "Content-Type", ctype);
+    gw_hdr_append(b, "X-Request-Id", r->request_id);
+    gw_resp_end_head(r, (int64_t)n, true);
+    gw_resp_body(r, body, n);
+    gw_resp_send(r);
+}
+
+/* ---- requests ---- */
+
+static struct gw_request *request_new(struct gw_client *c)
+{
+    struct gw_worker *w = c->w;
+    w->active++;
+    /* Zero the small fields only: cred and p are written before use. */
+    struct gw_request *r = pc_xmalloc(sizeof *r);
+    memset(r, 0, offsetof(struct gw_request, p));
+    r->p.found = false;
+    r->cred[0] = '\0';
+    r->w = w;
+    r->c = c;
+    r->head = &c->head;
+    r->start_us = pc_mono_us();
+    memcpy(r->client_ip, c->ip, sizeof r->client_ip);
+    c->r = r;
+    c->state = C_BUSY;
+    GW_STAT_INC(requests);
+    return r;
+}
+
+/* Answers a request the front refuses before routing (bad framing, limits):
+ * the connection closes after the answer. parsed: the head was read whole
+ * (its X-Request-Id counts). */
+static void refuse(struct gw_client *c, bool parsed, int status, const char *code,
+                   const char *msg)
+{
+    if (!parsed) {
+        c->head.nh = 0;
+        c->head.method = NULL;
+    }
+    struct gw_request *r = request_new(c);
+    gw_request_id(r);
+    r->method = c->head.method ? c->head.method : "";
+    r->path = pc_xstrdup("/");
+    c->keep_alive = false;
+    c->unread = true; /* where this request ends is not known */
+    gw_fail(r, status, code, msg);
+}
+
+void gw_client_request_done(struct gw_request *r)
+{
+    struct gw_client *c = r->c;
+    c->r = NULL;
+    if (c->dead)
+        return; /* the reap event frees it */
+    if (gw_stopping)
+        return;
+    if (!c->keep_alive) {
+        c->state = C_CLOSING;
+        flush_out(c);
+        return;
+    }
+    /* keep what follows the request (pipelined) at the front */
+    if (c->used < c->len)
+        memmove(c->in, c->in + c->used, c->len - c->used);
+    c->len -= c->used;
+    c->used = 0;
+    c->state = C_HEAD;
+    c->continue_sent = false;
+    want_read(c, true);
+    if (c->out_off == c->out.len && c->len > 0)
+        event_active(c->ev, EV_READ, 0);
+}
+
+static const char *allowed_method(const char *m)
+{
+    static const char *const ok[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; i < PC_ARRAY_LEN(ok); i++)
+        if (strcmp(m, ok[i]) == 0)
+            return ok[i];
+    return NULL;
+}
+
+/* The body is complete at in[head_len .. head_len + body_len) and the
+ * request takes used bytes of input: run it. */
+static void start_request(struct gw_client *c, size_t body_len, size_t used)
+{
+    struct gw_request *r = request_new(c);
+    r->method = c->head.method;
+    r->head_method = strcmp(c->head.method, "HEAD") == 0;
+    r->body = c->in + c->head.head_len;
+    r->body_len = body_len;
+    c->used = used;
+    gw_intake(r);
+}
+
+static void send_continue(struct gw_client *c)
+{
+    if (c->continue_sent || !c->head.expect_continue || c->head.minor == 0)
+        return;
+    c->continue_sent = true;
+    pc_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    flush_out(c);
+}
+
+/* Moves the parsed head's pointers along with the buffer they point into. */
+static void rebase(const char **p, uintptr_t old, char *now)
+{
+    if (*p)
+        *p = now + ((uintptr_t)*p - old);
+}
+
+/* Room for need bytes of input in all. */
+static void grow_in(struct gw_client *c, size_t need)
+{
+    if (need <= c->cap)
+        return;
+    size_t cap = c->cap ? c->cap : IN_START;
+    while (cap < need)
+        cap *= 2;
+    /* offsets of the head's pointers, taken before the old block goes */
+    bool parsed = c->state == C_BODY || c->state == C_CHUNKED;
+    uintptr_t old = (uintptr_t)c->in;
+    char *now = pc_xrealloc(c->in, cap);
+    c->cap = cap;
+    c->in = now;
+    if (!parsed || (uintptr_t)now == old)
+        return;
+    struct pc_http_head *h = &c->head;
+    rebase(&h->method, old, now);
+    rebase((const char **)&h->target, old, now);
+    for (size_t i = 0; i < h->nh; i++) {
+        rebase(&h->h[i].name, old, now);
+        rebase(&h->h[i].value, old, now);
+    }
+}
+
+static void body_chunked(struct gw_client *c)
+{
+    size_t at = c->head.head_len + c->body_n; /* decoded bytes end here */
+    size_t out = 0;
+    bool done = false;
+    ssize_t n = pc_chunked_decode(&c->ch, c->in + c->raw, c->len - c->raw, c->in + at, &out,
+                                  &done);
+    if (n < 0) {
+        refuse(c, true, 400, "BAD_REQUEST", "Malformed chunked body");
+        return;
+    }
+    c->raw += (size_t)n;
+    c->raw_total += (size_t)n;
+    c->body_n += out;
+    /* keep only head, decoded body and what is not decoded yet */
+    at += out;
+    memmove(c->in + at, c->in + c->raw, c->len - c->raw);
+    c->len = at + (c->len - c->raw);
+    c->raw = at;
+    if ((int64_t)c->body_n > gw_cfg.max_body ||
+        (int64_t)c->raw_total > 2 * gw_cfg.max_body + 65536) {
+        refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
+        return;
+    }
+    if (!done) {
+        send_continue(c);
+        return;
+    }
+    start_request(c, c->body_n, at);
+}
+
+/* Parses and runs what the buffer holds. */
+static void process(struct gw_client *c)
+{
+    if (c->state == C_BODY) {
+        size_t want = c->head.head_len + (size_t)c->head.content_length;
+        if (c->len >= want) {
+            start_request(c, (size_t)c->head.content_length, want);
+        } else {
+            send_continue(c);
+        }
+        return;
+    }
+    if (c->state == C_CHUNKED) {
+        body_chunked(c);
+        return;
+    }
+    if (c->state != C_HEAD || c->len == 0)
+        return;
+    enum pc_http_result res = pc_http_parse_request(c->in, c->len, &c->head);
+    size_t head_max = (size_t)gw_cfg.max_headers + REQUEST_LINE_MAX;
+    switch (res) {
+    case PC_HTTP_OK:
+        break;
+    case PC_HTTP_INCOMPLETE:
+        if (c->len > head_max)
+            refuse(c, false, 431, "HEADERS_TOO_LARGE", "Request headers are too large");
+        return;
+    case PC_HTTP_TOO_MANY:
+        refuse(c, false, 431, "HEADERS_TOO_LARGE", "Too many request headers");
+        return;
+    case PC_HTTP_BAD_VERSION:
+        refuse(c, false, 505, "HTTP_VERSION_NOT_SUPPORTED", "Only HTTP/1.0 and HTTP/1.1 are served");
+        return;
+    case PC_HTTP_BAD_FRAMING:
+        refuse(c, true, 400, "BAD_REQUEST", "Conflicting or unsupported body framing");
+        return;
+    default:
+        refuse(c, false, 400, "BAD_REQUEST", "Malformed request");
+        return;
+    }
+    c->keep_alive = c->head.keep_alive;
+    size_t hdr_bytes = 0;
+    for (size_t i = 0; i < c->head.nh; i++)
+        hdr_bytes += c->head.h[i].nlen + c->head.h[i].vlen + 4;
+    if ((int64_t)hdr_bytes > gw_cfg.max_headers || c->head.head_len > head_max) {
+        refuse(c, true, 431, "HEADERS_TOO_LARGE", "Request headers are too large");
+        return;
+    }
+    if (allowed_method(c->head.method) == NULL) {
+        refuse(c, true, 405, "METHOD_NOT_ALLOWED", "Method not allowed");
+        return;
+    }
+    switch (c->head.framing) {
+    case PC_HTTP_BODY_LENGTH:
+        if (c->head.content_length > (uint64_t)gw_cfg.max_body) {
+            refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
+            return;
+        }
+        c->state = C_BODY;
+        grow_in(c, c->head.head_len + (size_t)c->head.content_length);
+        process(c);
+        return;
+    case PC_HTTP_BODY_CHUNKED:
+        c->state = C_CHUNKED;
+        memset(&c->ch, 0, sizeof c->ch);
+        c->raw = c->head.head_len;
+        c->body_n = c->raw_total = 0;
+        body_chunked(c);
+        return;
+    default:
+        start_request(c, 0, c->head.head_len);
+        return;
+    }
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_client *c = arg;
+    if (c->dead)
+        return;
+    if (c->state == C_LINGER) {
+        char drop[16384];
+        ssize_t n = read(c->fd, drop, sizeof drop);
+        c->linger_bytes += n > 0 ? (size_t)n : 0;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+            c->linger_bytes > LINGER_MAX)
+            client_close(c);
+        return;
+    }
+    bool busy = c->r != NULL || c->state == C_CLOSING;
+    /* A head or a chunked body grows the buffer (process() refuses one past
+     * its limit); a Content-Length body has its room already. */
+    if (!busy && c->len >= c->cap && (c->state == C_HEAD || c->state == C_CHUNKED))
+        grow_in(c, c->cap * 2);
+    if (c->len >= c->cap) {
+        /* busy and no room: stop reading until the request ends */
+        want_read(c, false);
+        return;
+    }
+    if (what & EV_READ) {
+        ssize_t n = read(c->fd, c->in + c->len, c->cap - c->len);
+        if (n > 0) {
+            c->len += (size_t)n;
+            c->last_io_us = pc_mono_us();
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            /* The client closed (or half-closed) its side. A request in
+             * progress still gets its answer written, unless it is a
+             * stream, which nobody will read. */
+            want_read(c, false);
+            if (c->r == NULL) {
+                if (c->out_off < c->out.len) {
+                    c->keep_alive = false;
+                    c->state = C_CLOSING;
+                } else {
+                    client_close(c);
+                }
+            } else if (c->r->proxy && c->r->resp_started) {
+                client_gone(c);
+            } else {
+                c->keep_alive = false;
+            }
+            return;
+        }
+    }
+    /* a new request waits until the previous answer is written */
+    if (!busy && (c->state != C_HEAD || c->out_off == c->out.len))
+        process(c);
+}
+
+/* The client cannot be written to (or has been silent too long): close it.
+ * A stream being relayed to it is cancelled from the loop (proxy.c), not
+ * from inside whatever was writing. */
+static void client_gone(struct gw_client *c)
+{
+    c->out.len = c->out_off = 0;
+    c->keep_alive = false;
+    struct gw_request *r = c->r;
+    client_close(c);
+    if (r && r->proxy)
+        gw_proxy_client_gone(r);
+}
+
+/* ---- accepting ---- */
+
+static void client_new(struct gw_worker *w, int fd, const struct sockaddr_storage *sa)
+{
+    struct gw_client *c = pc_xcalloc(1, sizeof *c);
+    c->w = w;
+    c->fd = fd;
+    c->last_io_us = pc_mono_us();
+    if (sa->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof c->ip);
+    else if (sa->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->ip, sizeof c->ip);
+    c->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    if (c->ev == NULL || c->wev == NULL)
+        pc_fatal("event_new failed");
+    grow_in(c, IN_START);
+    list_add(&w->clients, c);
+    w->nclients++;
+    want_read(c, true);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    struct gw_worker *w = arg;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EMFILE || errno == ENFILE) {
+                static int64_t warned;
+                int64_t now = pc_mono_us();
+                if (now - warned > 10000000) {
+                    pc_log_warn("accept: %s (raise the open file limit)", strerror(errno));
+                    warned = now;
+                }
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        client_new(w, fd, &sa);
+    }
+}
+
+void gw_clients_start(struct gw_worker *w)
+{
+    w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
+    w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+    if (w->accept_ev == NULL || w->reap_ev == NULL)
+        pc_fatal("event_new failed");
+    event_add(w->accept_ev, NULL);
+}
+
+void gw_clients_stop_accepting(struct gw_worker *w)
+{
+    if (w->listen_fd == -1)
+        return;
+    event_del(w->accept_ev);
+    close(w->listen_fd);
+    w->listen_fd = -1;
+}
+
+void gw_clients_tick(struct gw_worker *w, bool stopping)
+{
+    int64_t now = pc_mono_us();
+    for (struct gw_client *c = w->clients, *next; c; c = next) {
+        next = c->next;
+        if (c->state == C_LINGER) {
+            if (now >= c->linger_until_us)
+                client_close(c);
+            continue;
+        }
+        bool idle = c->r == NULL && c->out_off == c->out.len;
+        if (stopping && idle && c->state == C_HEAD) {
+            client_close(c); /* between requests: nothing is lost */
+            continue;
+        }
+        /* A request waiting on the stores or the upstream has its own
+         * bounds; here only the client's own silence counts. */
+        if ((idle || c->out_off < c->out.len) && now - c->last_io_us > CLIENT_IDLE_S * 1000000LL)
+            client_gone(c);
+    }
+}
+
+void gw_clients_free(struct gw_worker *w)
+{
+    while (w->clients)
+        client_close(w->clients);
+    on_reap(-1, 0, w);
+    /* any left still had a request: their requests have been finished by
+     * the stop functions by now, or never will be */
+    while (w->dead) {
+        struct gw_client *c = w->dead;
+        w->dead = c->next;
+        client_free(c);
+    }
+    if (w->accept_ev)
+        event_free(w->accept_ev);
+    if (w->reap_ev)
+        event_free(w->reap_ev);
+}
