@@ -14,6 +14,8 @@
 --                 p(k) = k^-s / sum(j^-s).
 --   BENCH_HEADER  the header the value goes in (x-api-key, Cookie, ...)
 --   BENCH_PATH    request path (default /bench)
+--   BENCH_EXTRA_HEADER  optional "Name: value" sent with every request as
+--                 well (forward auth: "X-Original-URI: /bench")
 --   BENCH_SEED    random seed (each thread adds its own number)
 --
 -- Requests are formatted once in init() (one string per table line), so
@@ -27,6 +29,7 @@
 local table_path = os.getenv("BENCH_TABLE") or error("BENCH_TABLE not set")
 local header = os.getenv("BENCH_HEADER") or error("BENCH_HEADER not set")
 local path = os.getenv("BENCH_PATH") or "/bench"
+local extra_name, extra_value = (os.getenv("BENCH_EXTRA_HEADER") or ""):match("^([^:]+):%s*(.*)$")
 local seed = tonumber(os.getenv("BENCH_SEED") or "1")
 
 local threads = {}
@@ -54,6 +57,9 @@ function init(args)
          cdf[n] = tonumber(c)
          local h = {}
          h[header] = v
+         if extra_name then
+            h[extra_name] = extra_value
+         end
          reqs[n] = wrk.format("GET", path, h)
       end
    end

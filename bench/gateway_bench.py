@@ -4,7 +4,7 @@ and 4): what does authenticating every request cost on the hot path?
 
     /usr/bin/python3 bench/gateway_bench.py [--duration 10] [--rounds 3]
         [--connections 50] [--threads 2] [--keys 10000] [--zipf-s 1.1]
-        [--cold-duration 5] [--with-access-log] [--out FILE]
+        [--cold-duration 5] [--with-access-log] [--out FILE] [--dat FILE]
 
 1. Starts PostgreSQL and Redis (tests/e2e/harness.py), migrates the schema and
    signs up one user through authsvc (for a real session cookie), then stops
@@ -15,8 +15,10 @@ and 4): what does authenticating every request cost on the hot path?
 2. Starts the demo upstream (2 threads), nginx (worker_processes 2, its own
    config in a temp dir: plain reverse proxy, keep-alive upstream connections,
    access_log off) and the gateway (GATEWAY_WORKERS=2, UPSTREAM_URL: one
-   catch-all route, GATEWAY_ACCESS_LOG=false like nginx) on loopback; with
-   --with-access-log also a second gateway with its access log on.
+   catch-all route, GATEWAY_ACCESS_LOG=false like nginx) on loopback, and two
+   more gateways like it with caches off: L1_MAX_ENTRIES=0 (every request asks
+   Redis) and L1_MAX_ENTRIES=0 L2_ENABLED=false (every request asks
+   PostgreSQL); with --with-access-log also one with its access log on.
 3. Cold passes (Zipf keys only, --cold-duration each): one with every cache
    empty, then the gateway is restarted and a second pass runs with L1 empty
    but Redis filled. /_stats is read before, after and once a second.
@@ -25,14 +27,18 @@ and 4): what does authenticating every request cost on the hot path?
    bench/gateway.lua (the same script everywhere, so the client does the same
    work per request): the upstream directly, nginx, the gateway with the hot
    key (x-api-key), with the rate-limited key, with the session cookie, with
+   the JWT, GET /_auth (forward auth) with the hot key, the hot key through
+   the L1-off gateway and through the one with both caches off, with
    Zipf-chosen keys twice (the first run finds the keys expired, the second
    right after it finds them in L1). The report takes the median per scenario.
 
 Prints a markdown report (and writes it to --out): requests/s, p50, p99, the
-ratios gateway/nginx, the CPU each process used per request, the cache
-counters, where the machine's CPU went in each phase (including processes this
-script did not start) and the exact commands. Every step is bounded in time and
-every process this script starts is stopped by PID.
+ratios gateway/nginx and the issue 7 goals (Redis path vs L1 path, session and
+JWT vs API key), the CPU each process used per request, the cache counters,
+where the machine's CPU went in each phase (including processes this script
+did not start) and the exact commands. --dat writes the medians as
+"label<TAB>requests/s<TAB>p99 ms" lines for bench/plot.gp. Every step is
+bounded in time and every process this script starts is stopped by PID.
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ SCENARIOS = [
     ("gw_key_rl", "gateway, API key + rate limit", "gateway", "rl", "x-api-key"),
     ("gw_session", "gateway, session cookie", "gateway", "session", "Cookie"),
     ("gw_jwt", "gateway, cached JWT (ES256)", "gateway", "jwt", "Authorization"),
+    ("gw_auth", "gateway, /_auth forward auth (API key)", "gateway", "hot", "x-api-key"),
+    ("gw_key_redis", "gateway, API key, L1 off (Redis)", "gateway_redis", "hot", "x-api-key"),
+    ("gw_key_pg", "gateway, API key, both caches off (PostgreSQL)", "gateway_pg", "hot",
+     "x-api-key"),
     # Zipf twice: the first run of a round finds the keys as the previous round
     # left them (more than L1_TTL ago with the default duration: expired); the
     # second comes straight after it, with L1 holding what the first one used.
@@ -91,6 +101,26 @@ SCENARIOS = [
 # access log (GATEWAY_ACCESS_LOG=true, the default), right after gw_key.
 ACCESS_LOG_SCENARIO = ("gw_key_log", "gateway, cached API key, access log on", "gateway_log",
                        "hot", "x-api-key")
+# Scenarios that do not GET /bench: path and one more header. Forward auth
+# names the route in X-Original-URI and gets an empty 200 (no upstream).
+REQUEST = {"gw_auth": ("/_auth", "X-Original-URI: /bench")}
+# The gateways besides the main one (target -> name, environment on top of the
+# main one's): the same hot key with L1 off (Redis on every request), and with
+# both caches off (PostgreSQL on every request; concurrent misses for the key
+# still share one query).
+CACHE_OFF_GATEWAYS = {
+    "gateway_redis": ("gateway-l1off", {"L1_MAX_ENTRIES": "0"}),
+    "gateway_pg": ("gateway-nocache", {"L1_MAX_ENTRIES": "0", "L2_ENABLED": "false"}),
+}
+# Labels in the --dat file (the chart has room for about 32 characters).
+DAT_LABEL = {
+    "direct": "upstream directly", "nginx": "nginx reverse proxy",
+    "gw_key": "gateway, API key (L1)", "gw_key_log": "gateway, API key, access log",
+    "gw_key_rl": "gateway, API key + rate limit", "gw_session": "gateway, session cookie",
+    "gw_jwt": "gateway, JWT ES256 (L1)", "gw_auth": "gateway, /_auth, API key",
+    "gw_key_redis": "gateway, API key, L1 off (Redis)", "gw_key_pg": "gateway, API key, PostgreSQL",
+    "gw_zipf_first": "gateway, {keys} keys, expired", "gw_zipf": "gateway, {keys} Zipf keys",
+}
 
 
 def scenarios(args) -> list:
@@ -102,7 +132,9 @@ def scenarios(args) -> list:
 
 # The processes whose CPU is shown per phase (CpuMeter groups: each with its
 # descendants). "wrk" is this script's finished children.
-CPU_COLS = [("gateway", "gateway"), ("gateway_log", "gateway (access log on)"), ("nginx", "nginx"),
+CPU_COLS = [("gateway", "gateway"), ("gateway_log", "gateway (access log on)"),
+            ("gateway_redis", "gateway, L1 off"), ("gateway_pg", "gateway, caches off"),
+            ("nginx", "nginx"),
             ("upstream", "demo upstream"),
             ("Redis", "Redis"), ("PostgreSQL", "PostgreSQL"), ("wrk / scrypt_rate", "wrk"),
             ("bench script", "bench script"), ("kernel irq", "(irq + softirq)"),
@@ -205,7 +237,7 @@ def clean_env(extra: dict) -> dict:
         "GATEWAY_LISTEN", "GATEWAY_WORKERS", "GATEWAY_ROUTES", "UPSTREAM_URL", "GATEWAY_LOG",
         "L1_MAX_ENTRIES", "L1_TTL", "L1_NEGATIVE_TTL", "L1_DEGRADED_TTL", "GATEWAY_PG_POOL",
         "GATEWAY_PG_TIMEOUT_MS", "GATEWAY_REDIS_TIMEOUT_MS", "UPSTREAM_POOL", "UPSTREAM_TIMEOUT",
-        "GATEWAY_MAX_BODY", "GATEWAY_MAX_HEADERS", "GATEWAY_PENDING_MAX"}
+        "GATEWAY_MAX_BODY", "GATEWAY_MAX_HEADERS", "GATEWAY_PENDING_MAX", "L2_ENABLED"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.setdefault("TZ", "UTC")
     env.update({k: str(v) for k, v in extra.items()})
@@ -445,18 +477,38 @@ def write_table(path: Path, values: list, cdf: list | None = None) -> None:
 
 
 def run_wrk(wrk: str, url: str, table: Path, header: str, args, seed: int,
-            duration: int | None = None) -> tuple:
+            duration: int | None = None, path: str = "/bench", extra: str = "") -> tuple:
+    """wrk with bench/gateway.lua: GET path (BENCH_PATH) with the table's header
+    and, when given, one more fixed header ("Name: value")."""
     d = duration if duration is not None else args.duration
     argv = [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{d}s",
             "--timeout", "10s", "-s", str(LUA), url]
-    env = dict(os.environ, BENCH_TABLE=str(table), BENCH_HEADER=header, BENCH_PATH="/bench",
-               BENCH_SEED=str(seed))
+    env = dict(os.environ, BENCH_TABLE=str(table), BENCH_HEADER=header, BENCH_PATH=path,
+               BENCH_EXTRA_HEADER=extra, BENCH_SEED=str(seed))
     r = H.run_bounded(argv, env=env, timeout=d + 60)
     out = r.stdout.decode(errors="replace")
     m = re.search(r"^GATEWAY_RESULT (\{.*\})$", out, re.M)
     if r.returncode != 0 or not m:
         raise SystemExit(f"wrk failed ({r.returncode}):\n{out}\n{r.stderr.decode(errors='replace')}")
     return argv, json.loads(m.group(1))
+
+
+def run_scenario(wrk: str, port: int, sid: str, table: Path, header: str, args, seed: int,
+                 duration: int | None = None) -> tuple:
+    """run_wrk on 127.0.0.1:port: GET /bench, or what REQUEST says for sid."""
+    path, extra = REQUEST.get(sid, ("/bench", ""))
+    return run_wrk(wrk, f"http://127.0.0.1:{port}{path}", table, header, args, seed, duration,
+                   path, extra)
+
+
+def write_dat(path, rows) -> None:
+    """rows: (label, requests/s, p99 ms). One tab-separated line each, for plot.gp."""
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for label, rps, p99 in rows:
+            f.write(f"{label.replace(chr(9), ' ')}\t{rps:.1f}\t{p99:.3f}\n")
 
 
 def stats_diff(a: dict, b: dict) -> dict:
@@ -480,7 +532,8 @@ def summarize_run(res: dict) -> dict:
     u = res["usage"]
     wall = u["wall"]
     proc_cpu = {}
-    for key in ("gateway", "gateway_log", "nginx", "upstream", "Redis", "PostgreSQL"):
+    for key in ("gateway", "gateway_log", *CACHE_OFF_GATEWAYS, "nginx", "upstream", "Redis",
+                "PostgreSQL"):
         proc_cpu[key] = u.get(key, 0.0) * wall          # CPU seconds in the phase
     n = max(1, w["requests"])
     return {"rps": ok / secs if secs > 0 else 0.0, "ok": ok, "requests": w["requests"],
@@ -501,28 +554,77 @@ def fmt_ratio(x: float) -> str:
     return "–" if x != x else f"{x:.2f}x"
 
 
+def medians(runs: dict) -> dict:
+    """sid -> the medians over its rounds (runs: sid -> one summary per round)."""
+    return {sid: {"rps": med([r["rps"] for r in rs]), "p50": med([r["p50"] for r in rs]),
+                  "p99": med([r["p99"] for r in rs]),
+                  "bytes": med([r["bytes_per_req"] for r in rs]),
+                  "other": med([r["other"] for r in rs]),
+                  "us": {k: med([r["us_per_req"][k] for r in rs]) for k in rs[0]["us_per_req"]},
+                  "non200": sum(sum(r["non200"].values()) for r in rs),
+                  "sockerr": sum(sum(r["sock_errors"].values()) for r in rs)}
+            for sid, rs in runs.items()}
+
+
+# Issue 7's comparisons: (label, scenario, against, goal on the requests/s
+# ratio or None, how the goal reads).
+ISSUE7_RATIOS = [
+    ("L1 off (Redis) / L1 path (cached API key)", "gw_key_redis", "gw_key", 0.50, ">= 0.50x"),
+    ("both caches off (PostgreSQL) / L1 path", "gw_key_pg", "gw_key", None, ""),
+    ("both caches off (PostgreSQL) / L1 off (Redis)", "gw_key_pg", "gw_key_redis", None, ""),
+    ("session cookie / API key", "gw_session", "gw_key", 0.90, ">= 0.90x (within 10%)"),
+    ("JWT / API key", "gw_jwt", "gw_key", 0.90, ">= 0.90x (within 10%)"),
+    ("/_auth forward auth / proxied API key", "gw_auth", "gw_key", None, ""),
+    ("/_auth forward auth / nginx", "gw_auth", "nginx", None, ""),
+]
+
+
+def issue7_section(M: dict, runs: dict, gw_stats: dict, rounds: int) -> list:
+    L = ["## Issue 7: each cache layer, forward auth, and every route beside the API key", ""]
+    L.append("| comparison (medians) | requests/s ratio | p99 ratio | requests/s ratio per round "
+             "(same round) | goal |")
+    L.append("|---|---:|---:|---|---|")
+    for label, a, b, goal, reads in ISSUE7_RATIOS:
+        r = M[a]["rps"] / M[b]["rps"] if M[b]["rps"] else float("nan")
+        per = ", ".join(fmt_ratio(runs[a][i]["rps"] / runs[b][i]["rps"]) for i in range(rounds)
+                        if runs[b][i]["rps"])
+        verdict = "–" if goal is None else f"{reads}: **{'met' if r >= goal else 'not met'}**"
+        L.append(f"| {label} | **{fmt_ratio(r)}** | {fmt_ratio(M[a]['p99'] / M[b]['p99'])} | "
+                 f"{per} | {verdict} |")
+    L.append("")
+
+    def per_req(sid, key):
+        ds = gw_stats.get(sid, [])
+        n = sum(d["requests"] for d in ds)
+        return sum(d[key] for d in ds) / n if n else float("nan")
+    L.append(f"Per request, the L1-off gateway (`L1_MAX_ENTRIES=0`) counted "
+             f"{per_req('gw_key_redis', 'l2_hits'):.2f} Redis hits and "
+             f"{per_req('gw_key_redis', 'l1_hits'):.2f} L1 hits (1 and 0: every request a Redis "
+             f"GET); the one with both "
+             f"caches off (`L1_MAX_ENTRIES=0 L2_ENABLED=false`) sent "
+             f"{per_req('gw_key_pg', 'pg_queries'):.2f} PostgreSQL queries per request: every "
+             f"request misses, and the requests that miss while a query for the same key is "
+             f"running wait for it instead of sending their own, so with 50 connections on one "
+             f"key a query serves several requests. `/_auth` is the main gateway with the "
+             f"cached hot key, route `/bench` in `X-Original-URI`: no upstream, an empty 200 "
+             f"with the identity headers.")
+    L.append("")
+    return L
+
+
 def report(ctx: dict, args) -> str:
     L = []
     SC = ctx["scenarios"]
     sc_label = {sid: label.format(keys=f"{args.keys:,}", s=args.zipf_s)
                 for sid, label, *_ in SC}
     runs = ctx["runs"]          # sid -> list of summaries (one per round)
-    M = {sid: {"rps": med([r["rps"] for r in rs]), "p50": med([r["p50"] for r in rs]),
-               "p99": med([r["p99"] for r in rs]), "bytes": med([r["bytes_per_req"] for r in rs]),
-               "other": med([r["other"] for r in rs]),
-               "us": {k: med([r["us_per_req"][k] for r in rs]) for k in rs[0]["us_per_req"]},
-               "non200": sum(sum(r["non200"].values()) for r in rs),
-               "sockerr": sum(sum(r["sock_errors"].values()) for r in rs)}
-         for sid, rs in runs.items()}
+    M = medians(runs)
     ng = M["nginx"]
+    target_of = {sid: target for sid, _label, target, *_ in SC}
 
     def proxy_us(sid):
-        u = M[sid]["us"]
-        if sid == "direct":
-            return u["upstream"]
-        if sid == "nginx":
-            return u["nginx"]
-        return u["gateway_log"] if sid == "gw_key_log" else u["gateway"]
+        t = target_of[sid]
+        return M[sid]["us"]["upstream" if t == "upstream" else t]
 
     L.append(f"# Gateway beside nginx and the bare upstream, {ctx['date']}")
     L.append("")
@@ -532,7 +634,9 @@ def report(ctx: dict, args) -> str:
              f"-c{args.connections} -d{args.duration}s`, the demo upstream (2 threads), nginx "
              f"(`worker_processes 2`, `access_log off`), the gateway (`GATEWAY_WORKERS=2`, "
              f"`GATEWAY_ACCESS_LOG=false` like nginx except in the row that says otherwise, "
-             f"everything else default: L1_TTL 60 s, L1_MAX_ENTRIES 100000), PostgreSQL 15 and "
+             f"everything else default: L1_TTL 60 s, L1_MAX_ENTRIES 100000; the L1-off and "
+             f"caches-off rows go through two more gateways like it with `L1_MAX_ENTRIES=0`, "
+             f"and `L1_MAX_ENTRIES=0 L2_ENABLED=false`), PostgreSQL 15 and "
              f"Redis. "
              f"{args.rounds} rounds of every scenario back to back; tables show the median "
              f"per scenario. Cores busy in the second before the run: {ctx['pre_busy']:.2f} "
@@ -588,7 +692,9 @@ def report(ctx: dict, args) -> str:
                  f"(plus the warm-up and readiness probes).")
         L.append("")
     L.append("Gateway counters over the measured rounds (sums of `/_stats` differences): every "
-             "request of the fixed-credential scenarios must be an L1 hit, and the rate-limited "
+             "request of the fixed-credential scenarios must be an L1 hit (on the L1-off "
+             "gateway a Redis hit instead; with both caches off, PostgreSQL queries), and the "
+             "rate-limited "
              "key must show no Redis errors (a Redis error or timeout lets a request with only "
              "a rate limit through without counting it, which would flatter that row).")
     L.append("")
@@ -600,6 +706,7 @@ def report(ctx: dict, args) -> str:
         L.append(f"| {sc_label[sid]} | " + " | ".join(f"{sum(d[c] for d in ds):,}" for c in cols)
                  + " |")
     L.append("")
+    L.extend(issue7_section(M, runs, ctx["gw_stats"], args.rounds))
     # Issue 4
     z, h = M["gw_zipf"], M["gw_key"]
     L.append(f"## Issue 4: {args.keys:,} API keys, Zipf-distributed, vs one hot key and nginx")
@@ -629,9 +736,10 @@ def report(ctx: dict, args) -> str:
              f"{ctx['round_period']:.0f} s after the previous round's, "
              + ("later than L1_TTL " if expired else "sooner than L1_TTL ")
              + f"({L1_TTL_DEFAULT} s)"
-             + (": every key starts it expired, in L1 and in Redis alike (the gateway writes "
-                "an API key to Redis with the same TTL as L1), so each distinct key costs one "
-                "PostgreSQL query: keys coming back after a quiet minute. " if expired else
+             + (": every key starts it expired in L1, so each distinct key costs a Redis GET "
+                "(the gateway keeps API keys there for L2_TTL, an hour) or, for a key never "
+                "used before, one PostgreSQL query: keys coming back after a quiet minute. "
+                if expired else
                 ": the keys used before are still in L1 (with the default --duration, a round "
                 "takes longer than L1_TTL and every key starts expired). ")
              + "The **second run** follows at once: L1 holds every key the first one used, and "
@@ -746,9 +854,10 @@ def report(ctx: dict, args) -> str:
              f"but the gateway runs its Lua script in Redis on every request), and "
              f"{args.keys:,} keys for the Zipf scenario. The session cookie comes from a sign-up "
              "through authsvc (stopped before the measurements). Every scenario uses the same wrk "
-             "script, `bench/gateway.lua` (`GET /bench` with one header: `x-api-key`, or "
-             "`Cookie` for the session; nginx and the upstream get the hot key's header and "
-             "ignore it).")
+             "script, `bench/gateway.lua` (`GET /bench` with one header: `x-api-key`, "
+             "`Cookie` for the session, `Authorization` for the JWT; nginx and the upstream get "
+             "the hot key's header and ignore it; forward auth sends `GET /_auth` with the hot "
+             "key and `X-Original-URI: /bench`).")
     L.append("")
     L.append("nginx configuration (the temp directory is replaced by `$DIR`):")
     L.append("")
@@ -793,6 +902,7 @@ def main() -> int:
     ap.add_argument("--with-access-log", action="store_true",
                     help="one more scenario: the hot key through a gateway with its access log on")
     ap.add_argument("--out", help="also write the markdown report here")
+    ap.add_argument("--dat", help="write label/requests-per-s/p99 lines here (for plot.gp)")
     args = ap.parse_args()
     if not (1 <= args.duration <= 120 and 1 <= args.cold_duration <= 120
             and 1 <= args.rounds <= 20 and args.keys >= 2
@@ -888,12 +998,17 @@ def main() -> int:
                       "JWT_ISSUER": issuer, "JWT_JWKS_URL": jwks_srv.url}
             gw = Gateway(work, gw_env, "gateway")
             gws = [gw]
+            stack.callback(lambda: [g.stop() for g in gws])
             gwl = None
             if args.with_access_log:
                 # The same gateway with its access log on (the default), for one scenario.
                 gwl = Gateway(work, dict(gw_env, GATEWAY_ACCESS_LOG="true"), "gateway-log")
                 gws.append(gwl)
-            stack.callback(lambda: [g.stop() for g in gws])
+            # The same gateway with L1 off, and with both caches off.
+            cache_off = {}
+            for t, (name, extra) in CACHE_OFF_GATEWAYS.items():
+                cache_off[t] = Gateway(work, dict(gw_env, **extra), name)
+                gws.append(cache_off[t])
             ctx["commands"].append(" ".join(shlex.quote(a) for a in up.argv))
             ctx["commands"].append(" ".join(shlex.quote(a) for a in ngx.argv)
                                    + f"    # {ngx.dir}/nginx.conf as shown above")
@@ -903,9 +1018,14 @@ def main() -> int:
                                    + " DATABASE_URL=<bench db> REDIS_URL=<bench redis> "
                                    "BETTER_AUTH_SECRET=<bench secret> GATEWAY_LISTEN=127.0.0.1:<port> "
                                    + str(gw.exe))
+            for name, extra in CACHE_OFF_GATEWAYS.values():
+                ctx["commands"].append(" ".join(f"{k}={v}" for k, v in extra.items())
+                                       + " <the same environment> " + str(gw.exe) + "    # "
+                                       + name)
             meter.groups = {"gateway": gw.proc.pid, "nginx": ngx.proc.pid,
                             "upstream": up.proc.pid, "PostgreSQL": pg.proc.pid,
                             "Redis": rd.proc.pid}
+            meter.groups.update({t: g.proc.pid for t, g in cache_off.items()})
             ports = {"upstream": up.port, "nginx": ngx.port}
 
             # Sanity: one request of each kind must pass (200, and the gateway's
@@ -921,6 +1041,8 @@ def main() -> int:
             if gwl is not None:
                 meter.groups["gateway_log"] = gwl.proc.pid
                 checks.append(("gateway with access log", gwl.port, {"x-api-key": hot}, "api_key"))
+            for t, g in cache_off.items():
+                checks.append((f"{t}, hot key", g.port, {"x-api-key": hot}, "api_key"))
             for what, port, hdr, method in checks:
                 st, body = http_get(port, "/bench", hdr)
                 if st != 200:
@@ -930,16 +1052,23 @@ def main() -> int:
                     hs = {k.lower(): v for k, v in (echo.get("headers") or {}).items()}
                     if hs.get("x-auth-method") != method or hs.get("x-user-id") != user.id:
                         raise SystemExit(f"{what}: upstream saw {hs}")
+            # Forward auth: 200 with the key, 401 without it (so a 200 means a check).
+            fa_path, fa_extra = REQUEST["gw_auth"]
+            fa_name, fa_value = (x.strip() for x in fa_extra.split(":", 1))
+            for hdr, want in (({"x-api-key": hot}, 200), ({}, 401)):
+                st, body = http_get(gw.port, fa_path, dict(hdr, **{fa_name: fa_value}))
+                if st != want:
+                    raise SystemExit(f"gateway GET {fa_path}: {st}, not {want}: {body[:300]!r}")
 
             seed = [0]
 
-            def measure(label, target_port, table, header, duration=None):
+            def measure(label, target_port, table, header, duration=None, sid=""):
                 seed[0] += 1
                 c_0 = meter.snapshot()
-                argv, w = run_wrk(wrk, f"http://127.0.0.1:{target_port}/bench", tables[table],
-                                  header, args, seed[0], duration)
+                argv, w = run_scenario(wrk, target_port, sid, tables[table], header, args,
+                                       seed[0], duration)
                 usage = Meter.diff(c_0, meter.snapshot())
-                for g in [gw] + ([gwl] if gwl is not None else []):
+                for g in [gw] + ([gwl] if gwl is not None else []) + list(cache_off.values()):
                     if not g.proc.running:
                         keep[0] = True
                         raise SystemExit(f"{g.proc.name} (pid {g.proc.pid}) died during {label}: "
@@ -980,7 +1109,8 @@ def main() -> int:
                       f"{s['distinct']:,}; L1 {d['l1_hits']:,} L2 {d['l2_hits']:,} PG "
                       f"{d['pg_queries']:,}; non-200 {fmt_counts(s['non200'])}", flush=True)
             ports["gateway"] = gw.port
-            gateways = {"gateway": gw}
+            gateways = {"gateway": gw, **cache_off}
+            ports.update({t: g.port for t, g in cache_off.items()})
             if gwl is not None:
                 ports["gateway_log"] = gwl.port
                 gateways["gateway_log"] = gwl
@@ -990,8 +1120,8 @@ def main() -> int:
             # the L1 of the gateway that replaced the first one.
             for sid, _label, target, table, header in ctx["scenarios"]:
                 if table != "zipf":
-                    run_wrk(wrk, f"http://127.0.0.1:{ports[target]}/bench", tables[table],
-                            header, args, 0, duration=1)
+                    run_scenario(wrk, ports[target], sid, tables[table], header, args, 0,
+                                 duration=1)
 
             # -- rounds
             zipf_starts = [cold_start]
@@ -1003,7 +1133,7 @@ def main() -> int:
                     before = g.stats() if g else None
                     if sid == "gw_zipf_first":
                         zipf_starts.append(time.monotonic())
-                    argv, w, usage = measure(lab, ports[target], table, header)
+                    argv, w, usage = measure(lab, ports[target], table, header, sid=sid)
                     s = summarize_run({"wrk": w, "usage": usage})
                     ctx["runs"][sid].append(s)
                     ctx["usage"][sid].append(usage)
@@ -1035,6 +1165,9 @@ def main() -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
+    M = medians(ctx["runs"])
+    write_dat(args.dat, [(DAT_LABEL[sid].format(keys=f"{args.keys:,}"), M[sid]["rps"],
+                          M[sid]["p99"]) for sid, *_ in ctx["scenarios"]])
     print()
     print(text)
     return 0

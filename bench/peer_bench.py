@@ -33,7 +33,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -46,8 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
 import harness as H  # noqa: E402
-from gateway_bench import (LUA, Gateway, Meter, Upstream, http_get, med,  # noqa: E402
-                           summarize_run, tool_version, write_table)
+from gateway_bench import (Gateway, Meter, Upstream, http_get, med, run_wrk,  # noqa: E402
+                           summarize_run, tool_version, write_dat, write_table)
 from signin_storm import git_rev, machine  # noqa: E402
 
 INTEROP = REPO / "tests" / "e2e" / "interop"
@@ -58,16 +57,6 @@ SCENARIOS = [
     ("authsvc", "authsvc, GET /api/auth/get-session", "authsvc", "/api/auth/get-session"),
     ("gw_session", "gateway, session cookie, GET /bench (proxied)", "gateway", "/bench"),
 ]
-
-
-def write_dat(path, rows) -> None:
-    """rows: (label, requests/s, p99 ms). One tab-separated line each, for plot.gp."""
-    if not path:
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for label, rps, p99 in rows:
-            f.write(f"{label.replace(chr(9), ' ')}\t{rps:.1f}\t{p99:.3f}\n")
 
 
 def node_env(extra: dict) -> dict:
@@ -260,8 +249,8 @@ def main() -> int:
                 threads, connections, duration = args.threads, args.connections, args.duration
 
             def wrk_run(target, path, duration=None, seed=1):
-                return run_wrk_path(wrk, f"http://127.0.0.1:{ports[target]}", path, table, A,
-                                    seed, duration)
+                return run_wrk(wrk, f"http://127.0.0.1:{ports[target]}{path}", table, "Cookie", A,
+                               seed, duration, path)
 
             for sid, label, target, path in SCENARIOS:
                 wrk_run(target, path, duration=1)
@@ -301,21 +290,6 @@ def main() -> int:
     print()
     print(text)
     return 0
-
-
-def run_wrk_path(wrk, base_url, path, table, args, seed, duration=None):
-    """gateway_bench.run_wrk with another request path (BENCH_PATH)."""
-    d = duration if duration is not None else args.duration
-    argv = [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{d}s",
-            "--timeout", "10s", "-s", str(LUA), base_url + path]
-    env = dict(os.environ, BENCH_TABLE=str(table), BENCH_HEADER="Cookie", BENCH_PATH=path,
-               BENCH_SEED=str(seed))
-    r = H.run_bounded(argv, env=env, timeout=d + 60)
-    out = r.stdout.decode(errors="replace")
-    m = re.search(r"^GATEWAY_RESULT (\{.*\})$", out, re.M)
-    if r.returncode != 0 or not m:
-        raise SystemExit(f"wrk failed ({r.returncode}):\n{out}\n{r.stderr.decode(errors='replace')}")
-    return argv, json.loads(m.group(1))
 
 
 if __name__ == "__main__":

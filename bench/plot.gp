@@ -6,10 +6,11 @@
 #               title='...'" bench/plot.gp
 #
 # datafile: one line per scenario, tab-separated: label, requests/s, p99 (ms),
-# as bench/peer_bench.py and bench/scale_bench.py write with --dat (run.sh
-# concatenates them). Two horizontal bar charts side by side, one bar per
-# line, in file order from the top; both x axes are logarithmic because the
-# scenarios span two orders of magnitude.
+# as bench/peer_bench.py, bench/gateway_bench.py and bench/scale_bench.py write
+# with --dat (run.sh concatenates them: peer, gateway, scale). Labels longer
+# than about 32 characters run into the left edge. Two horizontal bar charts
+# side by side, one bar per line, in file order from the top; both x axes are
+# logarithmic because the scenarios span two orders of magnitude.
 if (!exists("datafile")) datafile = 'bench.dat'
 if (!exists("outfile")) outfile = 'bench.png'
 if (!exists("title")) title = 'Portcullis bench'

@@ -11,13 +11,15 @@
 #   BENCH_ARGS="--duration 5" sh bench/run.sh             # sign-in storm options
 #   GATEWAY_BENCH_ARGS="--rounds 5" sh bench/run.sh       # gateway bench options
 #   REVOCATION_BENCH_ARGS="--count 500" sh bench/run.sh   # revocation bench options
+#   BENCH_RESULTS=/tmp/try sh bench/run.sh                # reports elsewhere (a trial run)
 #
 # Builds build/bench/scrypt_rate from bench/scrypt_rate.c and the library
 # objects of the normal build (build/obj/lib), installs wrk and nginx if they
 # are missing, runs bench/signin_storm.py, bench/gateway_bench.py and
 # bench/revocation_bench.py and writes their reports to
 # bench/results/<date>-signin.md, <date>-gateway.md and <date>-revocation.md
-# (also printed). PORTCULLIS_BUILD selects the binaries under test (default build/).
+# (also printed). PORTCULLIS_BUILD selects the binaries under test (default build/);
+# BENCH_RESULTS the directory of the reports (default bench/results).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -74,11 +76,12 @@ build/obj/lib/*.o $(pkg-config --libs $PKGS) -lunistring -pthread"
     export SCRYPT_RATE_BUILD
 fi
 
-mkdir -p bench/results
+RES="${BENCH_RESULTS:-bench/results}"
+mkdir -p "$RES"
 DAY="$(date +%Y-%m-%d)"
 # Bounded twice: the scripts bound every step; timeout(1) bounds each whole.
 if want signin; then
-    OUT="bench/results/$DAY-signin.md"
+    OUT="$RES/$DAY-signin.md"
     # shellcheck disable=SC2086
     timeout -k 10 300 /usr/bin/python3 bench/signin_storm.py \
         --scrypt-bin build/bench/scrypt_rate --out "$OUT" ${BENCH_ARGS:-}
@@ -86,14 +89,15 @@ if want signin; then
     echo "bench: report written to $OUT"
 fi
 if want gateway; then
-    OUT="bench/results/$DAY-gateway.md"
+    OUT="$RES/$DAY-gateway.md"
     # shellcheck disable=SC2086
-    timeout -k 10 600 /usr/bin/python3 bench/gateway_bench.py --out "$OUT" ${GATEWAY_BENCH_ARGS:-}
+    timeout -k 10 720 /usr/bin/python3 bench/gateway_bench.py --out "$OUT" \
+        --dat "$RES/$DAY-gateway.dat" ${GATEWAY_BENCH_ARGS:-}
     echo
     echo "bench: report written to $OUT"
 fi
 if want revocation; then
-    OUT="bench/results/$DAY-revocation.md"
+    OUT="$RES/$DAY-revocation.md"
     # shellcheck disable=SC2086
     timeout -k 10 300 /usr/bin/python3 bench/revocation_bench.py --out "$OUT" ${REVOCATION_BENCH_ARGS:-}
     echo
@@ -102,33 +106,36 @@ fi
 # The peer bench: Better Auth (Node, npm install via tests/e2e/interop/install.sh)
 # beside authsvc and the gateway on one database.
 if want peer; then
-    OUT="bench/results/$DAY-peer.md"
+    OUT="$RES/$DAY-peer.md"
     # shellcheck disable=SC2086
     timeout -k 10 900 /usr/bin/python3 bench/peer_bench.py --out "$OUT" \
-        --dat "bench/results/$DAY-peer.dat" ${PEER_BENCH_ARGS:-}
+        --dat "$RES/$DAY-peer.dat" ${PEER_BENCH_ARGS:-}
     echo
     echo "bench: report written to $OUT"
 fi
 # The scale bench: 1000 connections need more open files than the usual 1024.
 if want scale; then
-    OUT="bench/results/$DAY-scale.md"
+    OUT="$RES/$DAY-scale.md"
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     # shellcheck disable=SC2086
     timeout -k 10 1800 /usr/bin/python3 bench/scale_bench.py --out "$OUT" \
-        --dat "bench/results/$DAY-scale.dat" ${SCALE_BENCH_ARGS:-}
+        --dat "$RES/$DAY-scale.dat" ${SCALE_BENCH_ARGS:-}
     echo
     echo "bench: report written to $OUT"
 fi
 # The chart: requests/s and p99 of every scenario the benches above wrote a
-# data file for today (bench/plot.gp).
+# data file for today (bench/plot.gp): peer first (Better Auth, authsvc), then
+# the gateway beside nginx, then scale.
 if want plot; then
-    DAT="bench/results/$DAY-bench.dat"
-    cat bench/results/"$DAY"-peer.dat bench/results/"$DAY"-scale.dat 2>/dev/null >"$DAT" || true
+    DAT="$RES/$DAY-bench.dat"
+    for f in peer gateway scale; do
+        if [ -f "$RES/$DAY-$f.dat" ]; then cat "$RES/$DAY-$f.dat"; fi
+    done >"$DAT"
     if [ -s "$DAT" ]; then
-        gnuplot -e "datafile='$DAT'; outfile='bench/results/$DAY-bench.png'; title='Portcullis bench, $DAY'" \
+        gnuplot -e "datafile='$DAT'; outfile='$RES/$DAY-bench.png'; title='Portcullis bench, $DAY'" \
             bench/plot.gp
-        echo "bench: chart written to bench/results/$DAY-bench.png"
+        echo "bench: chart written to $RES/$DAY-bench.png"
     else
-        echo "bench: no data files for a chart (run BENCH_ONLY=peer or scale first)" >&2
+        echo "bench: no data files for a chart (run BENCH_ONLY=peer, gateway or scale first)" >&2
     fi
 fi

@@ -49,8 +49,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
 import harness as H  # noqa: E402
 from gateway_bench import (Gateway, fmt_counts, Meter, Upstream, http_get, random_letters,  # noqa: E402
-                           run_wrk, summarize_run, tool_version, write_table)
-from peer_bench import write_dat  # noqa: E402
+                           run_wrk, summarize_run, tool_version, write_dat, write_table)
 from signin_storm import git_rev, machine  # noqa: E402
 
 KEY_DIGITS = 44
