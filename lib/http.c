@@ -50,7 +50,8 @@ static size_t head_end(const char *buf, size_t len)
 }
 
 /* Cuts the line at *p (ending in LF or CRLF) and returns its start; *p moves
- * past it. NULL on a bare CR. */
+ * past it. NULL on a bare CR or a NUL byte (which would end the line early
+ * for whoever reads it as a string: what follows it would go unchecked). */
 static char *take_line(char **p, size_t *len)
 {
     char *s = *p;
@@ -61,7 +62,7 @@ static char *take_line(char **p, size_t *len)
     *e = '\0';
     *len -= (size_t)(nl + 1 - s);
     *p = nl + 1;
-    if (memchr(s, '\r', (size_t)(e - s)) != NULL)
+    if (memchr(s, '\r', (size_t)(e - s)) != NULL || memchr(s, '\0', (size_t)(e - s)) != NULL)
         return NULL;
     return s;
 }
@@ -201,10 +202,17 @@ static void head_reset(struct pc_http_head *h)
 enum pc_http_result pc_http_parse_request(char *buf, size_t len, struct pc_http_head *h)
 {
     head_reset(h);
-    /* RFC 9112 2.2: empty lines before the request line are ignored */
+    /* RFC 9112 2.2: empty lines (LF or CRLF) before the request line are
+     * ignored; a bare CR is not one (take_line refuses it) */
     size_t skip = 0;
-    while (skip < len && (buf[skip] == '\r' || buf[skip] == '\n'))
-        skip++;
+    for (;;) {
+        if (skip < len && buf[skip] == '\n')
+            skip++;
+        else if (skip + 1 < len && buf[skip] == '\r' && buf[skip + 1] == '\n')
+            skip += 2;
+        else
+            break;
+    }
     if (skip > 4)
         return PC_HTTP_BAD;
     size_t end = head_end(buf + skip, len - skip);
