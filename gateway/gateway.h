@@ -353,6 +353,9 @@ void gw_forward_auth_reply(struct gw_request *r);
 /** A parsed request with its body: request id, local routes, then the
  * stages (server.c). */
 void gw_intake(struct gw_request *r);
+/** Is the path one the router and an upstream read alike (no dot segment,
+ * empty segment or encoded separator)? */
+bool gw_path_plain(const char *path);
 /** Sets r->request_id: the client's X-Request-Id if well-formed, else new. */
 void gw_request_id(struct gw_request *r);
 /** The request's first header called name (any case), or NULL. */

@@ -36,6 +36,11 @@ static bool forward_auth_path(struct gw_request *r)
     size_t n = strcspn(uri, "?#");
     free(r->path);
     r->path = pc_xstrndup(uri, n);
+    if (!gw_path_plain(r->path)) {
+        gw_fail(r, 400, "BAD_PATH",
+                "The original URI holds a dot segment, an empty segment or an encoded separator");
+        return false;
+    }
     return true;
 }
 

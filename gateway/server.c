@@ -213,7 +213,7 @@ static void new_request_id(const struct gw_worker *w, char out[72])
  * dot segment ("/public/../admin"), also percent-encoded, an encoded slash
  * or backslash, a backslash, an empty segment ("//admin" is not under "/"'s
  * neighbour "/admin/" here but may be upstream), an encoded NUL. */
-static bool path_plain(const char *p)
+bool gw_path_plain(const char *p)
 {
     for (const char *seg = p + 1;;) {
         size_t n = strcspn(seg, "/");
@@ -277,7 +277,7 @@ void gw_intake(struct gw_request *r)
         r->query = pc_xstrndup(t + pl + 1, ql);
     }
     const char *path = r->path;
-    if (!path_plain(path)) {
+    if (!gw_path_plain(path)) {
         gw_fail(r, 400, "BAD_PATH",
                 "The path holds a dot segment, an empty segment or an encoded separator");
         return;
@@ -290,7 +290,7 @@ void gw_intake(struct gw_request *r)
             return;
         }
         bool stats = strcmp(path, "/_stats") == 0 || strcmp(path, "/metrics") == 0;
-        if (strcmp(r->method, "GET") == 0 &&
+        if ((strcmp(r->method, "GET") == 0 || r->head_method) &&
             (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
              strcmp(path, "/ready") == 0 || (stats && gw_cfg.metrics))) {
             health_route(r, path);
