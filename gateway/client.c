@@ -333,7 +333,11 @@ struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reaso
     struct pc_buf *b = &c->out;
     if (reason == NULL || reason[0] == '\0')
         reason = reason_phrase(status);
-    pc_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, reason);
+    pc_buf_puts(b, "HTTP/1.1 ");
+    pc_buf_putu(b, (uint64_t)status);
+    pc_buf_putc(b, ' ');
+    pc_buf_puts(b, reason);
+    pc_buf_append(b, "\r\n", 2);
     return b;
 }
 
@@ -346,7 +350,9 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     if (own)
         gw_hdr_append(b, "Date", http_date());
     if (body_len >= 0) {
-        pc_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
+        pc_buf_puts(b, "Content-Length: ");
+        pc_buf_putu(b, (uint64_t)body_len);
+        pc_buf_append(b, "\r\n", 2);
     } else if (body_len == GW_LEN_STREAM && !r->head_method) {
         if (c->head.minor >= 1) {
             c->resp_chunked = true;

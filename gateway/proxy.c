@@ -35,6 +35,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <event2/event.h>
@@ -229,29 +230,41 @@ void gw_proxy_stop(struct gw_worker *w)
 
 /* ---- headers ---- */
 
-static bool hop_by_hop(const char *h)
+struct hname {
+    const char *s;
+    size_t n;
+};
+#define HN(s) {s, sizeof s - 1}
+/* the header k of kn bytes is lit (any case) */
+#define IS(k, kn, lit) ((kn) == sizeof lit - 1 && strncasecmp((k), lit, (kn)) == 0)
+
+/* Is the header h (n bytes) one of list? Lengths first: most headers are
+ * told apart without comparing a byte. */
+static bool name_in(const char *h, size_t n, const struct hname *list, size_t count)
 {
-    static const char *const names[] = {"Connection", "Keep-Alive", "Proxy-Authenticate",
-                                        "Proxy-Authorization", "TE", "Trailer",
-                                        "Transfer-Encoding", "Upgrade", "Proxy-Connection"};
-    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
-        if (pc_strieq(h, names[i]))
+    for (size_t i = 0; i < count; i++)
+        if (list[i].n == n && strncasecmp(h, list[i].s, n) == 0)
             return true;
     return false;
 }
 
+static bool hop_by_hop(const char *h, size_t n)
+{
+    static const struct hname names[] = {
+        HN("Connection"), HN("Keep-Alive"), HN("Proxy-Authenticate"), HN("Proxy-Authorization"),
+        HN("TE"), HN("Trailer"), HN("Transfer-Encoding"), HN("Upgrade"), HN("Proxy-Connection")};
+    return name_in(h, n, names, PC_ARRAY_LEN(names));
+}
+
 /* Headers only the gateway may set. Expect was answered here (client.c):
  * the upstream gets the whole body at once. */
-static bool identity_header(const char *h)
+static bool identity_header(const char *h, size_t n)
 {
-    static const char *const names[] = {"X-User-Id", "X-User-Email", "X-Auth-Method",
-                                        "X-Session-Id", "X-Api-Key-Id", "X-Request-Id",
-                                        "X-Auth-JWT", "X-Auth-Issuer",
-                                        "X-Forwarded-Proto", "Host", "Content-Length", "Expect"};
-    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
-        if (pc_strieq(h, names[i]))
-            return true;
-    return false;
+    static const struct hname names[] = {
+        HN("X-User-Id"), HN("X-User-Email"), HN("X-Auth-Method"), HN("X-Session-Id"),
+        HN("X-Api-Key-Id"), HN("X-Request-Id"), HN("X-Auth-JWT"), HN("X-Auth-Issuer"),
+        HN("X-Forwarded-Proto"), HN("Host"), HN("Content-Length"), HN("Expect")};
+    return name_in(h, n, names, PC_ARRAY_LEN(names));
 }
 
 /* Is h named in the request's Connection header (so hop-by-hop too)? */
@@ -337,19 +350,20 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
     const char *xff = NULL;
     for (size_t i = 0; i < h->nh; i++) {
         const char *k = h->h[i].name, *v = h->h[i].value;
-        if (hop_by_hop(k) || identity_header(k) || named_in_connection(conn, k))
+        size_t kn = h->h[i].nlen;
+        if (hop_by_hop(k, kn) || identity_header(k, kn) || named_in_connection(conn, k))
             continue;
-        if (pc_strieq(k, "X-Forwarded-For")) {
+        if (IS(k, kn, "X-Forwarded-For")) {
             if (xff == NULL)
                 xff = v;
             continue;
         }
-        if (pc_strieq(k, "Authorization") &&
+        if (IS(k, kn, "Authorization") &&
             (r->src == GW_SRC_BEARER || r->route->upstream_jwt == GW_UPJWT_AUTHORIZATION))
             continue;
-        if (pc_strieq(k, "x-api-key") && r->src == GW_SRC_API_HEADER)
+        if (IS(k, kn, "x-api-key") && r->src == GW_SRC_API_HEADER)
             continue;
-        if (pc_strieq(k, "Cookie")) {
+        if (IS(k, kn, "Cookie")) {
             char *rest = r->route->forward_cookies ? filter_cookies(v) : NULL;
             if (rest)
                 gw_hdr_append(b, "Cookie", rest);
@@ -377,8 +391,11 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
      * read upstream as the next request (request smuggling). */
     const char *m = r->method;
     if (r->body_len || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-        strcmp(m, "PATCH") == 0)
-        pc_buf_printf(b, "Content-Length: %zu\r\n", r->body_len);
+        strcmp(m, "PATCH") == 0) {
+        pc_buf_puts(b, "Content-Length: ");
+        pc_buf_putu(b, r->body_len);
+        pc_buf_append(b, "\r\n", 2);
+    }
     pc_buf_append(b, "\r\n", 2);
     if (r->body_len)
         pc_buf_append(b, r->body, r->body_len);
@@ -393,9 +410,10 @@ static void relay_head(struct gw_proxy *px)
     bool rid = false;
     for (size_t i = 0; i < h->nh; i++) {
         const char *k = h->h[i].name;
-        if (hop_by_hop(k) || pc_strieq(k, "Content-Length"))
+        size_t kn = h->h[i].nlen;
+        if (hop_by_hop(k, kn) || IS(k, kn, "Content-Length"))
             continue;
-        rid = rid || pc_strieq(k, "X-Request-Id");
+        rid = rid || IS(k, kn, "X-Request-Id");
         pc_buf_append(b, k, h->h[i].nlen);
         pc_buf_append(b, ": ", 2);
         pc_buf_append(b, h->h[i].value, h->h[i].vlen);

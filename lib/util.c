@@ -92,6 +92,17 @@ void pc_buf_putc(struct pc_buf *b, char c)
     pc_buf_append(b, &c, 1);
 }
 
+void pc_buf_putu(struct pc_buf *b, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    pc_buf_append(b, d + i, sizeof d - i);
+}
+
 void pc_buf_printf(struct pc_buf *b, const char *fmt, ...)
 {
     va_list ap;
@@ -229,9 +240,7 @@ int pc_parse_hostport(const char *s, char *host, size_t hostsz, int *port, const
 
 void pc_wipe(void *p, size_t n)
 {
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
+    explicit_bzero(p, n); /* a memset the compiler may not drop */
 }
 
 bool pc_utf8_valid(const char *str, size_t n)

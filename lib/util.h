@@ -38,6 +38,8 @@ char *pc_xstrndup(const char *s, size_t n);
 void pc_buf_append(struct pc_buf *b, const void *data, size_t n);
 void pc_buf_puts(struct pc_buf *b, const char *s);
 void pc_buf_putc(struct pc_buf *b, char c);
+/** Appends v in decimal (no printf on hot paths). */
+void pc_buf_putu(struct pc_buf *b, uint64_t v);
 void pc_buf_printf(struct pc_buf *b, const char *fmt, ...) PC_PRINTF(2, 3);
 /** Returns the buffer as a C string ("" when empty). Valid until the next append. */
 const char *pc_buf_cstr(struct pc_buf *b);
