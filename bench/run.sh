@@ -66,7 +66,8 @@ fi
 # scrypt_rate: the project's pc_password_hash, linked against the library
 # objects with the Makefile's flags (no Makefile rule on purpose).
 if want signin; then
-    PKGS="libevent libevent_pthreads libpq hiredis yajl openssl"
+    # the Makefile's PKGS: every library object is linked, jws.o included
+    PKGS="libevent libevent_pthreads libpq hiredis yajl openssl libsodium libcurl"
     mkdir -p build/bench
     SCRYPT_RATE_BUILD="${CC:-cc} -std=c11 -D_GNU_SOURCE -pthread -O2 -g -Wall -Wextra -Ilib \
 $(pkg-config --cflags $PKGS) -o build/bench/scrypt_rate bench/scrypt_rate.c \

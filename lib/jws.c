@@ -10,14 +10,12 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <jwt.h>
 #include <sodium.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
-#include <openssl/pem.h>
 
 #define EC_COORD 32     /* P-256 coordinate and scalar bytes */
 #define ED_KEY 32       /* Ed25519 public and private key bytes */
@@ -239,20 +237,6 @@ static EVP_PKEY *okp_from_jwk(yajl_val obj, bool *private_key, const char **err)
     return pk;
 }
 
-static char *private_pem(EVP_PKEY *pk)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (bio && PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL)) {
-        char *data;
-        long n = BIO_get_mem_data(bio, &data);
-        if (n > 0)
-            out = pc_xstrndup(data, (size_t)n);
-    }
-    BIO_free(bio);
-    return out;
-}
-
 int pc_jwk_from_json(yajl_val obj, const char *kid_override, const char *alg_hint,
                      struct pc_jwk *out, const char **err)
 {
@@ -305,11 +289,6 @@ int pc_jwk_from_json(yajl_val obj, const char *kid_override, const char *alg_hin
     }
     strcpy(out->kid, k);
     out->private_key = priv;
-    if (priv && out->alg != PC_JWK_EDDSA && (out->pem = private_pem(out->pkey)) == NULL) {
-        *err = "cannot export private key";
-        pc_jwk_free(out);
-        return -1;
-    }
     return 0;
 }
 
@@ -352,20 +331,12 @@ int pc_jwk_generate(enum pc_jwk_alg alg, const char *kid, struct pc_jwk *out)
     out->alg = alg;
     out->private_key = true;
     strcpy(out->kid, kid);
-    if (alg != PC_JWK_EDDSA && (out->pem = private_pem(pk)) == NULL) {
-        pc_jwk_free(out);
-        return -1;
-    }
     return 0;
 }
 
 void pc_jwk_free(struct pc_jwk *k)
 {
     EVP_PKEY_free(k->pkey);
-    if (k->pem) {
-        OPENSSL_cleanse(k->pem, strlen(k->pem));
-        free(k->pem);
-    }
     memset(k, 0, sizeof *k);
 }
 
@@ -691,13 +662,29 @@ enum pc_jwt_claims_result pc_jwt_check_claims(const struct pc_jwt *t,
 
 /* ---- signing ---- */
 
-static char *sign_eddsa(const struct pc_jwk *key, const char *payload_json)
+/* ES256: OpenSSL's DER ECDSA-Sig-Value to JWS's fixed 64 bytes, r || s. */
+static bool ecdsa_der_to_raw(const unsigned char *der, size_t dl, unsigned char raw[64])
 {
+    ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &der, (long)dl);
+    if (es == NULL)
+        return false;
+    const BIGNUM *r, *s;
+    ECDSA_SIG_get0(es, &r, &s);
+    bool ok = BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32;
+    ECDSA_SIG_free(es);
+    return ok;
+}
+
+/* header.payload.signature with the parsed key (no PEM per token). */
+static char *sign_openssl(const struct pc_jwk *key, const char *payload_json)
+{
+    static const char *const names[] = {[PC_JWK_ES256] = "ES256", [PC_JWK_RS256] = "RS256",
+                                        [PC_JWK_EDDSA] = "EdDSA"};
     struct pc_buf h = {0};
     struct pc_jw w = {.b = &h};
     pc_jw_obj_begin(&w);
     pc_jw_key(&w, "alg");
-    pc_jw_str(&w, "EdDSA");
+    pc_jw_str(&w, names[key->alg]);
     pc_jw_key(&w, "kid");
     pc_jw_str(&w, key->kid);
     pc_jw_key(&w, "typ");
@@ -713,51 +700,39 @@ static char *sign_eddsa(const struct pc_jwk *key, const char *payload_json)
     pc_buf_puts(&out, tmp);
     free(tmp);
     pc_buf_free(&h);
-    unsigned char sig[64];
-    size_t sl = sizeof sig;
+    /* EdDSA signs the message itself; the others SHA-256 of it */
+    const char *md = key->alg == PC_JWK_EDDSA ? NULL : "SHA256";
+    size_t sl = (size_t)EVP_PKEY_get_size(key->pkey);
+    unsigned char *sig = pc_xmalloc(sl + 1);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, key->pkey, NULL) == 1 &&
+    bool ok = ctx && EVP_DigestSignInit_ex(ctx, NULL, md, NULL, NULL, key->pkey, NULL) == 1 &&
               EVP_DigestSign(ctx, sig, &sl, (const unsigned char *)pc_buf_cstr(&out), out.len) == 1;
     EVP_MD_CTX_free(ctx);
+    unsigned char raw[64];
+    if (ok && key->alg == PC_JWK_ES256) {
+        ok = ecdsa_der_to_raw(sig, sl, raw);
+        memcpy(sig, raw, sizeof raw);
+        sl = sizeof raw;
+    }
     char *res = NULL;
     if (ok) {
-        char s64[90];
+        char *s64 = pc_xmalloc(pc_b64_len(sl, false) + 1);
         pc_b64url_encode(sig, sl, s64);
         pc_buf_putc(&out, '.');
         pc_buf_puts(&out, s64);
+        free(s64);
         res = pc_xstrdup(pc_buf_cstr(&out));
     }
+    free(sig);
     pc_buf_free(&out);
-    return res;
-}
-
-static char *sign_libjwt(const struct pc_jwk *key, const char *payload_json)
-{
-    jwt_t *jwt = NULL;
-    char *res = NULL;
-    jwt_alg_t alg = key->alg == PC_JWK_ES256 ? JWT_ALG_ES256 : JWT_ALG_RS256;
-    if (jwt_new(&jwt) == 0 &&
-        jwt_set_alg(jwt, alg, (const unsigned char *)key->pem, (int)strlen(key->pem)) == 0 &&
-        jwt_add_header(jwt, "kid", key->kid) == 0 && jwt_add_grants_json(jwt, payload_json) == 0) {
-        char *s = jwt_encode_str(jwt);
-        if (s) {
-            res = pc_xstrdup(s);
-            free(s);
-        }
-    }
-    jwt_free(jwt);
     return res;
 }
 
 char *pc_jwt_sign(const struct pc_jwk *key, const char *payload_json)
 {
-    if (!key->private_key || key->pkey == NULL)
+    if (!key->private_key || key->pkey == NULL || key->alg == PC_JWK_NONE)
         return NULL;
-    if (key->alg == PC_JWK_EDDSA)
-        return sign_eddsa(key, payload_json);
-    if (key->pem == NULL)
-        return NULL;
-    return sign_libjwt(key, payload_json);
+    return sign_openssl(key, payload_json);
 }
 
 /* ---- rows of Better Auth's jwks table ---- */

@@ -8,7 +8,7 @@
  *   verify    OpenSSL directly, for all three (libjwt 1.10 has no EdDSA).
  *             The algorithm comes from the key, never from the token alone:
  *             "none", HMAC and an alg that does not fit the key are refused.
- *   sign      libjwt for ES256/RS256, OpenSSL for EdDSA.
+ *   sign      OpenSSL too, with the key parsed once (EVP_PKEY), for all three.
  *   seal      Better Auth's symmetricEncrypt: XChaCha20-Poly1305 (libsodium)
  *             under SHA-256(secret), hex nonce || ciphertext || tag.
  */
@@ -38,7 +38,6 @@ struct pc_jwk {
     enum pc_jwk_alg alg;
     bool private_key;
     EVP_PKEY *pkey;
-    char *pem;              /* private PEM for libjwt (ES256/RS256 private keys) */
 };
 
 struct pc_jwks {
