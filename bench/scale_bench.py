@@ -326,7 +326,7 @@ def main() -> int:
     L.append("")
     L.append(f"Gateway VmRSS after the connection runs: {ctx['conn_rss'] / 1024:.1f} MiB. "
              "Requests/s counts 200 answers only. A 503 here is the gateway's `UPSTREAM_BUSY` "
-             "(gateway/proxy.c): each worker keeps at most `UPSTREAM_POOL` (default 256) "
+             "(gateway/proxy.c): each worker keeps at most `UPSTREAM_POOL` (default 1024) "
              "requests in flight to one upstream and refuses the rest at once, so with "
              "`GATEWAY_WORKERS=2` more than about 512 connections get some 503s by design; "
              "p50/p99 include those fast refusals.")
