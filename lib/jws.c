@@ -136,11 +136,15 @@ static EVP_PKEY *ec_from_jwk(yajl_val obj, bool *private_key, const char **err)
     unsigned char *d = member_b64(obj, "d", &dl);
     EVP_PKEY *pk = NULL;
     *err = "bad EC key members";
-    if (x && y && xl == EC_COORD && yl == EC_COORD && (d == NULL || dl == EC_COORD)) {
-        unsigned char pt[1 + 2 * EC_COORD];
+    /* RFC 7518 wants all 32 bytes, but some libraries (PyJWT before 2.7)
+     * write the numbers without their leading zero bytes: about one key in
+     * 64 then has a shorter x or y. The value is the same; pad it. */
+    if (x && y && xl >= 1 && xl <= EC_COORD && yl >= 1 && yl <= EC_COORD &&
+        (d == NULL || (dl >= 1 && dl <= EC_COORD))) {
+        unsigned char pt[1 + 2 * EC_COORD] = {0};
         pt[0] = 0x04;
-        memcpy(pt + 1, x, EC_COORD);
-        memcpy(pt + 1 + EC_COORD, y, EC_COORD);
+        memcpy(pt + 1 + EC_COORD - xl, x, xl);
+        memcpy(pt + 1 + 2 * EC_COORD - yl, y, yl);
         OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
         BIGNUM *dbn = d ? BN_bin2bn(d, (int)dl, NULL) : NULL;
         if (bld &&
