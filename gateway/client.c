@@ -18,7 +18,7 @@
  *             wait in the buffer and start when the previous one ends
  *   write     one write() of everything queued; EV_WRITE only when the
  *             socket is full. A streamed answer (proxy.c) is held back by
- *             gw_client_backlog()
+ *             gw_client_backlog_full()
  *   timeouts  checked every 100 ms by gw_clients_tick (no timer per
  *             connection): CLIENT_IDLE_S between reads, writes stalled as long
  *
@@ -170,26 +170,27 @@ static void client_close(struct gw_client *c)
     event_active(w->reap_ev, EV_TIMEOUT, 0);
 }
 
+void gw_watch(struct event *ev, bool *active, bool on)
+{
+    if (on == *active)
+        return;
+    *active = on;
+    if (on)
+        event_add(ev, NULL);
+    else
+        event_del(ev);
+}
+
 static void want_read(struct gw_client *c, bool on)
 {
-    if (on == c->reading || c->dead)
-        return;
-    c->reading = on;
-    if (on)
-        event_add(c->ev, NULL);
-    else
-        event_del(c->ev);
+    if (!c->dead)
+        gw_watch(c->ev, &c->reading, on);
 }
 
 static void want_write(struct gw_client *c, bool on)
 {
-    if (on == c->writing || c->dead)
-        return;
-    c->writing = on;
-    if (on)
-        event_add(c->wev, NULL);
-    else
-        event_del(c->wev);
+    if (!c->dead)
+        gw_watch(c->wev, &c->writing, on);
 }
 
 /* ---- output ---- */
@@ -254,15 +255,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     flush_out(arg);
 }
 
-size_t gw_client_backlog(const struct gw_request *r)
-{
-    const struct gw_client *c = r->c;
-    return c->dead ? 0 : c->out.len - c->out_off;
-}
-
 bool gw_client_backlog_full(const struct gw_request *r)
 {
-    return gw_client_backlog(r) > OUT_BACKLOG;
+    const struct gw_client *c = r->c;
+    return !c->dead && c->out.len - c->out_off > OUT_BACKLOG;
 }
 
 static const char *reason_phrase(int status)
@@ -280,7 +276,6 @@ static const char *reason_phrase(int status)
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -812,8 +807,9 @@ void gw_clients_free(struct gw_worker *w)
     while (w->clients)
         client_close(w->clients);
     on_reap(-1, 0, w);
-    /* any left still had a request: their requests have been finished by
-     * the stop functions by now, or never will be */
+    /* The stop functions have finished every request, so on_reap freed
+     * them all; a connection still marked busy here would be a request
+     * lost on the way, and its connection goes anyway. */
     while (w->dead) {
         struct gw_client *c = w->dead;
         w->dead = c->next;

@@ -380,12 +380,12 @@ void gw_resp_send(struct gw_request *r);
 void gw_resp_abort(struct gw_request *r);
 /** A whole answer of ours: status, Content-Type, X-Request-Id, body. */
 void gw_reply(struct gw_request *r, int status, const char *ctype, const char *body, size_t n);
-/** Bytes queued for the client and not yet written. */
-size_t gw_client_backlog(const struct gw_request *r);
 /** Enough queued that a stream should wait (gw_proxy_resume follows). */
 bool gw_client_backlog_full(const struct gw_request *r);
 /** From gw_request_finish: the connection goes on to its next request. */
 void gw_client_request_done(struct gw_request *r);
+/** Adds (on) or deletes ev unless *active already says so. */
+void gw_watch(struct event *ev, bool *active, bool on);
 void gw_clients_start(struct gw_worker *w);
 void gw_clients_stop_accepting(struct gw_worker *w);
 /** Every 100 ms: idle and lingering connections; when stopping, closes

@@ -103,20 +103,8 @@ void gw_proxy_init(struct gw_worker *w)
 
 static void uc_want(struct upconn *c, bool rd, bool wr)
 {
-    if (rd != c->reading) {
-        c->reading = rd;
-        if (rd)
-            event_add(c->ev, NULL);
-        else
-            event_del(c->ev);
-    }
-    if (wr != c->writing) {
-        c->writing = wr;
-        if (wr)
-            event_add(c->wev, NULL);
-        else
-            event_del(c->wev);
-    }
+    gw_watch(c->ev, &c->reading, rd);
+    gw_watch(c->wev, &c->writing, wr);
 }
 
 static void conn_close(struct upconn *c)
