@@ -58,6 +58,7 @@ struct as_config {
     int64_t pw_workers;         /* PASSWORD_WORKERS */
     int64_t pw_queue;           /* PASSWORD_QUEUE */
     int64_t expires_in;         /* SESSION_EXPIRES_IN, seconds */
+    int64_t revocation_log_keep;  /* REVOCATION_LOG_KEEP, seconds (0: derived) */
     int64_t update_age;         /* SESSION_UPDATE_AGE, seconds */
     int64_t fresh_age;          /* SESSION_FRESH_AGE, seconds */
     int64_t min_pw;             /* PASSWORD_MIN_LENGTH */
@@ -300,18 +301,19 @@ void as_revoke_tokens(struct as_worker *w, char **tokens, size_t n);
 PC_MUSTCHECK int as_revoke_user_sessions(struct as_worker *w, const char *user_id,
                                          const char *keep_token);
 
-/** DELs <prefix><kind>:<hash> ('s' session, 'k' API key) and PUBLISHes
- * hash on the revocation channel; kind 'i' takes a session id and
- * announces "sid:<id>" (its JWTs die). What Redis does not take is retried. */
+/** Relays <kind>:<hash> to Redis at once ('s' session, 'k' API key, 'i' a
+ * session id whose JWTs die; lib/revmsg.h has the format). Call after the
+ * PostgreSQL change committed: its trigger logged the same tag, so what
+ * Redis does not take now the listener relays later. */
 void as_revoke_hash(struct pc_redis *r, char kind, const char *hash);
-/** The LISTEN thread (listener.c): republishes pc_revoked notices. */
+/** One tag's DEL/SET + INCR + PUBLISH (pc_rev_relay with authsvc's
+ * settings). Returns false when Redis did not take it. */
+PC_MUSTCHECK bool as_revoke_relay(struct pc_redis *r, const char *tag);
+/** The LISTEN thread (listener.c): relays the revocation log (migration
+ * 0005) at start, on every reconnect and on every pc_revoked notice. */
 void as_listener_start(void);
 void as_listener_stop(void);
 bool as_listener_up(void);
-/** Retries DEL+PUBLISH of revocations that could not reach Redis. Called by
- * the health prober once Redis answers again. */
-void as_revoke_flush_pending(struct pc_redis *r);
-void as_revoke_pending_free(void);
 
 /* ---- JWTs and the JWKS (jwt.c) ---- */
 bool as_route_token(struct as_job *job, struct as_worker *w);

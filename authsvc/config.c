@@ -95,6 +95,8 @@ static const struct pc_conf_item table[] = {
      "namespace of every Redis key"},
     {"REVOCATION_CHANNEL", PC_CONF_STR, &as_cfg.revocation_channel, "pc:revoked", 0, 0, 0,
      check_prefix, "Redis pub/sub channel announcing revoked credential hashes"},
+    INT_ITEM("REVOCATION_LOG_KEEP", revocation_log_keep, "0", 0, 31536000,
+             "seconds a revocation stays in the log (0: SESSION_EXPIRES_IN + 1 h + 5 min)"),
     {"AUTHSVC_LOG", PC_CONF_STR, &as_cfg.log_path, "", 0, 0, 0, NULL,
      "JSON log file (appended); empty: stderr"},
     {"LOG_LEVEL", PC_CONF_STR, &as_cfg.log_level, "info", 0, 0, 0, pc_conf_check_log_level,

@@ -59,10 +59,7 @@ static void *prober_main(void *arg)
         if (res)
             PQclear(res);
         const char *ping[] = {"PING"};
-        bool rok = pc_redis_ok(&r, 1, ping);
-        as_health_note_redis(rok);
-        if (rok)
-            as_revoke_flush_pending(&r);
+        as_health_note_redis(pc_redis_ok(&r, 1, ping));
 
         pthread_mutex_lock(&stop_mu);
         if (stopping)

@@ -1,26 +1,40 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * listener.c: revocations from writers other than authsvc. Migration 0003
- * makes PostgreSQL NOTIFY pc_revoked from the transaction that deletes a
- * session or API key, shortens its life, disables it or changes a user's
- * cached fields. This thread holds a dedicated connection on LISTEN and
- * turns each notice ("s:<hash>" or "k:<hash>") into DEL + PUBLISH in Redis,
- * so a sign-out done by a Better Auth server or a DELETE in psql reaches
- * every gateway like one done here. The connection is re-established with
- * back-off; notices sent while it was down are lost, so after a reconnect
- * the gateways are told nothing new - their L1 TTL bounds the gap.
+ * listener.c: relays the revocation log to Redis. Every writer - authsvc, a
+ * Better Auth server, an operator in psql - that ends a credential fires a
+ * trigger (migrations 0003-0005) that appends a tag to portcullis_revocation
+ * in the same transaction and NOTIFYs pc_revoked. This thread holds one
+ * connection on LISTEN and relays every row not yet marked relayed (DEL in
+ * Redis, INCR, PUBLISH: lib/revmsg.h) at start, after every reconnect, on
+ * every notice, and again every RELAY_RETRY_MS while Redis refuses. A row
+ * is marked relayed in the transaction that read it, after Redis took it,
+ * so nothing is lost while authsvc is stopped, its LISTEN connection is
+ * down, or Redis is; a crash between PUBLISH and COMMIT only repeats a
+ * message. Rows are locked with SKIP LOCKED, so several authsvc replicas
+ * share the work. Rows older than REVOCATION_LOG_KEEP are pruned: by then
+ * every cache entry they concern has expired.
+ *
+ * Why a relayed flag and not a "last sequence relayed" cursor: sequence
+ * numbers are taken when a row is inserted, not when it commits, so a slow
+ * transaction can commit a smaller number after a larger one was relayed,
+ * and a cursor would skip it for ever.
  */
 #include "authsvc.h"
-#include "../lib/crypto.h"
 #include "../lib/log.h"
+#include "../lib/revmsg.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
+
+#define RELAY_BATCH 500
+#define RELAY_RETRY_MS 250
+#define PRUNE_EVERY_MS 60000
 
 static pthread_t thread;
 static atomic_bool stop_flag, up;
@@ -40,44 +54,141 @@ static void nap(int ms)
     }
 }
 
+static bool exec_ok(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        pc_log_warn("listener: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
 static PGconn *listen_connect(void)
 {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
     const char *vals[] = {as_cfg.database_url, "3", "portcullis-listener", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(c) != CONNECTION_OK) {
-        PQfinish(c);
-        return NULL;
-    }
-    PGresult *r = PQexec(c, "LISTEN pc_revoked");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
+    if (PQstatus(c) != CONNECTION_OK || !exec_ok(c, "LISTEN pc_revoked", 0, NULL)) {
         PQfinish(c);
         return NULL;
     }
     return c;
 }
 
-/* A session id as Better Auth makes them (32 alphanumerics; allow some
- * slack for custom generateId). */
-static bool id_shape(const char *s)
+enum relay_rc { RELAY_DONE, RELAY_REDIS_DOWN, RELAY_PG_DOWN };
+
+/* One batch: lock up to RELAY_BATCH unrelayed rows, relay each, mark them.
+ * *more is set when the batch was full; *done counts the rows relayed. */
+static enum relay_rc relay_batch(PGconn *c, struct pc_redis *rd, bool *more, size_t *done)
 {
-    return pc_token_chars(s, 64, "-_");
+    *more = false;
+    if (!exec_ok(c, "BEGIN", 0, NULL))
+        return RELAY_PG_DOWN;
+    PGresult *res = PQexec(c, "SELECT \"seq\", \"tag\" FROM portcullis_revocation "
+                              "WHERE NOT \"relayed\" ORDER BY \"seq\" LIMIT 500 "
+                              "FOR UPDATE SKIP LOCKED");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pc_log_warn("listener: reading the revocation log: %s", PQresultErrorMessage(res));
+        PQclear(res);
+        (void)exec_ok(c, "ROLLBACK", 0, NULL);
+        return RELAY_PG_DOWN;
+    }
+    int n = PQntuples(res);
+    struct pc_buf seqs = {0};
+    pc_buf_putc(&seqs, '{');
+    for (int i = 0; i < n; i++) {
+        const char *tag = PQgetvalue(res, i, 1);
+        if (!pc_rev_tag_ok(tag)) {
+            pc_log_warn("listener: skipping malformed revocation %s", PQgetvalue(res, i, 0));
+        } else if (!as_revoke_relay(rd, tag)) {
+            as_health_note_redis(false);
+            PQclear(res);
+            pc_buf_free(&seqs);
+            (void)exec_ok(c, "ROLLBACK", 0, NULL);
+            return RELAY_REDIS_DOWN;
+        }
+        if (i)
+            pc_buf_putc(&seqs, ',');
+        pc_buf_puts(&seqs, PQgetvalue(res, i, 0));
+    }
+    pc_buf_putc(&seqs, '}');
+    PQclear(res);
+    const char *params[] = {seqs.data};
+    bool ok = n == 0 || exec_ok(c, "UPDATE portcullis_revocation SET \"relayed\" = true "
+                                   "WHERE \"seq\" = ANY($1::bigint[])", 1, params);
+    pc_buf_free(&seqs);
+    if (!ok || !exec_ok(c, "COMMIT", 0, NULL))
+        return RELAY_PG_DOWN;
+    if (n > 0)
+        as_health_note_redis(true);
+    *more = n == RELAY_BATCH;
+    *done += (size_t)n;
+    return RELAY_DONE;
 }
 
-static void handle(struct pc_redis *rd, const char *payload)
+/* Relays the whole backlog. quiet: a notice's one or two rows, not worth a
+ * log line (a backlog after a restart or an outage is). */
+static enum relay_rc relay_all(PGconn *c, struct pc_redis *rd, bool quiet)
 {
-    if (payload[0] == 'i' && payload[1] == ':' && id_shape(payload + 2)) {
-        as_revoke_hash(rd, 'i', payload + 2);
-        return;
+    bool more = true;
+    size_t done = 0;
+    enum relay_rc rc = RELAY_DONE;
+    while (more && !atomic_load(&stop_flag) && rc == RELAY_DONE)
+        rc = relay_batch(c, rd, &more, &done);
+    if (done && !quiet)
+        pc_log_info("listener: relayed %zu revocation(s) from the log", done);
+    return rc;
+}
+
+static void prune(PGconn *c)
+{
+    int64_t keep = as_cfg.revocation_log_keep ? as_cfg.revocation_log_keep
+                                              : as_cfg.expires_in + 3600 + 300;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld", (long long)keep);
+    const char *params[] = {secs};
+    (void)exec_ok(c, "DELETE FROM portcullis_revocation "
+                     "WHERE \"createdAt\" < now() - $1::bigint * interval '1 second'",
+                  1, params);
+}
+
+/* Listens on c until it fails or we are stopped. */
+static void serve(PGconn *c, struct pc_redis *rd)
+{
+    bool pending = true;                /* relay the backlog first */
+    bool backlog = true;                /* ... and say how much it was */
+    int64_t retry_at = 0, prune_at = 0;
+    while (!atomic_load(&stop_flag)) {
+        int64_t now = pc_now_ms();
+        if (pending && now >= retry_at) {
+            enum relay_rc rc = relay_all(c, rd, !backlog);
+            if (rc == RELAY_PG_DOWN)
+                return;
+            pending = backlog = rc == RELAY_REDIS_DOWN;
+            retry_at = now + RELAY_RETRY_MS;
+        }
+        if (now >= prune_at) {
+            prune(c);
+            prune_at = now + PRUNE_EVERY_MS;
+        }
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        int n = poll(&pfd, 1, pending ? RELAY_RETRY_MS : 200);
+        if (n == -1 && errno != EINTR)
+            return;
+        if (n > 0 && !PQconsumeInput(c))
+            return; /* connection lost */
+        PGnotify *nt;
+        while ((nt = PQnotifies(c)) != NULL) {
+            if (!pending)
+                retry_at = 0;
+            pending = true;
+            PQfreemem(nt);
+        }
+        if (PQstatus(c) != CONNECTION_OK)
+            return;
     }
-    if ((payload[0] != 's' && payload[0] != 'k') || payload[1] != ':' ||
-        strlen(payload + 2) != PC_HASH_B64_LEN) {
-        pc_log_warn("listener: ignoring malformed notice");
-        return;
-    }
-    as_revoke_hash(rd, payload[0], payload + 2);
 }
 
 static void *listener_main(void *arg)
@@ -95,22 +206,8 @@ static void *listener_main(void *arg)
         }
         backoff = 100;
         atomic_store(&up, true);
-        pc_log_info("listener: LISTEN pc_revoked");
-        while (!atomic_load(&stop_flag)) {
-            struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
-            int n = poll(&pfd, 1, 200);
-            if (n == -1 && errno != EINTR)
-                break;
-            if (n > 0 && !PQconsumeInput(c))
-                break; /* connection lost */
-            PGnotify *nt;
-            while ((nt = PQnotifies(c)) != NULL) {
-                handle(&rd, nt->extra);
-                PQfreemem(nt);
-            }
-            if (PQstatus(c) != CONNECTION_OK)
-                break;
-        }
+        pc_log_info("listener: LISTEN pc_revoked; relaying the revocation log");
+        serve(c, &rd);
         if (!atomic_load(&stop_flag))
             pc_log_warn("listener: connection lost, reconnecting");
         atomic_store(&up, false);

@@ -42,7 +42,6 @@ int main(int argc, char **argv)
             return 2;
         }
         rc = as_server_run();
-        as_revoke_pending_free();
         pc_log_close();
     }
     as_config_free();

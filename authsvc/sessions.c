@@ -9,10 +9,12 @@
  *               the cookie is re-sent (not with dont_remember)
  *   cache       every live session is written through to Redis under the
  *               SHA-256 of its token, for the gateway
- *   revocation  PostgreSQL first, then DEL and PUBLISH in Redis; what Redis
- *               missed is retried when it is back (as_revoke_flush_pending)
+ *   revocation  PostgreSQL first (whose trigger logs it, migration 0005),
+ *               then DEL and PUBLISH in Redis; what Redis missed the
+ *               listener relays from the log (listener.c)
  */
 #include "authsvc.h"
+#include "../lib/revmsg.h"
 #include "../lib/cookie.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -276,86 +278,23 @@ void as_session_cache_put(struct as_worker *w, const struct as_session *s, const
     pc_buf_free(&val);
 }
 
-/* Revocations Redis did not take, retried by the prober. Bounded: past the
- * bound the oldest are dropped with an error log (their Redis entries still
- * expire with the session). */
-#define PENDING_MAX 100000
-#define TAG_LEN (2 + 64)   /* "s:"/"k:" + hash, or "i:" + session id */
-static pthread_mutex_t pending_mu = PTHREAD_MUTEX_INITIALIZER;
-static char (*pending)[TAG_LEN + 1];
-static size_t npending;
-
-/* DEL <prefix><tag> and PUBLISH the hash. tag is "s:<hash>" or "k:<hash>".
- * "i:<session id>" ends that session's JWTs instead: PUBLISH "sid:<id>",
- * and remember it in <prefix>rsid:<id> for as long as a JWT can live, for
- * gateways that subscribe later. */
-static bool revoke_tag(struct pc_redis *r, const char *tag)
-{
-    if (tag[0] == 'i') {
-        char key[128], msg[80], ttl[32];
-        snprintf(key, sizeof key, "%srsid:%s", as_cfg.redis_prefix, tag + 2);
-        snprintf(msg, sizeof msg, "sid:%s", tag + 2);
-        snprintf(ttl, sizeof ttl, "%lld", (long long)(as_cfg.jwt_expires + 300));
-        const char *set[] = {"SET", key, "1", "EX", ttl};
-        const char *pub[] = {"PUBLISH", as_cfg.revocation_channel, msg};
-        return pc_redis_ok(r, 5, set) && pc_redis_ok(r, 3, pub);
-    }
-    struct pc_buf key = {0};
-    pc_buf_printf(&key, "%s%s", as_cfg.redis_prefix, tag);
-    const char *del[] = {"DEL", key.data};
-    const char *pub[] = {"PUBLISH", as_cfg.revocation_channel, tag + 2};
-    bool ok = pc_redis_ok(r, 2, del) && pc_redis_ok(r, 3, pub);
-    pc_buf_free(&key);
-    return ok;
-}
-
-static void pending_add(const char *tag)
-{
-    pthread_mutex_lock(&pending_mu);
-    if (pending == NULL)
-        pending = pc_xcalloc(PENDING_MAX, sizeof *pending);
-    if (npending == PENDING_MAX) {
-        pc_log_error("redis: revocation backlog full, dropping the oldest entry");
-        memmove(pending, pending + 1, (PENDING_MAX - 1) * sizeof *pending);
-        npending--;
-    }
-    snprintf(pending[npending++], TAG_LEN + 1, "%s", tag);
-    pthread_mutex_unlock(&pending_mu);
-}
-
+/* The fast path of a revocation authsvc made itself: relay it to Redis at
+ * once. Whatever happens here, the trigger of migration 0005 has logged the
+ * same tag in the writing transaction, and the listener relays every logged
+ * tag that is not marked relayed (listener.c), so a revocation Redis did not
+ * take now, or one pending when authsvc stops, is not lost. */
 void as_revoke_hash(struct pc_redis *r, char kind, const char *hash)
 {
-    char tag[TAG_LEN + 1];
+    char tag[2 + PC_REV_SID_MAX + 8];
     snprintf(tag, sizeof tag, "%c:%s", kind, hash);
-    bool ok = revoke_tag(r, tag);
+    bool ok = as_revoke_relay(r, tag);
     as_health_note_redis(ok);
-    if (!ok)
-        pending_add(tag);
 }
 
-void as_revoke_flush_pending(struct pc_redis *r)
+bool as_revoke_relay(struct pc_redis *r, const char *tag)
 {
-    pthread_mutex_lock(&pending_mu);
-    size_t done = 0;
-    while (done < npending && revoke_tag(r, pending[done]))
-        done++;
-    if (done) {
-        memmove(pending, pending + done, (npending - done) * sizeof *pending);
-        npending -= done;
-        pc_log_info("redis: delivered %zu delayed revocation(s), %zu left", done, npending);
-    }
-    pthread_mutex_unlock(&pending_mu);
-}
-
-void as_revoke_pending_free(void)
-{
-    pthread_mutex_lock(&pending_mu);
-    if (npending)
-        pc_log_warn("redis: %zu revocation(s) never reached Redis", npending);
-    free(pending);
-    pending = NULL;
-    npending = 0;
-    pthread_mutex_unlock(&pending_mu);
+    return pc_rev_relay(r, as_cfg.redis_prefix, as_cfg.revocation_channel, tag,
+                        as_cfg.jwt_expires + 300);
 }
 
 void as_revoke_tokens(struct as_worker *w, char **tokens, size_t n)

@@ -94,6 +94,9 @@ static const struct pc_conf_item table[] = {
              "PostgreSQL query timeout"),
     INT_ITEM("GATEWAY_REDIS_TIMEOUT_MS", redis_timeout_ms, "200", 5, 10000,
              "Redis lookup budget before falling back to PostgreSQL"),
+    INT_ITEM("GATEWAY_REDIS_DEADLINE_MS", redis_deadline_ms, "2000", 100, 60000,
+             "a Redis connection that leaves a PING (the revocation feed: its heartbeat) "
+             "unanswered this long is dropped and made again; the feed counts as lost"),
     INT_ITEM("UPSTREAM_POOL", upstream_pool, "1024", 1, 100000,
              "keep-alive connections per upstream per worker"),
     INT_ITEM("UPSTREAM_TIMEOUT", read_timeout, "30", 1, 3600,

@@ -128,6 +128,7 @@ struct gw_config {
     int64_t pg_pool;
     int64_t pg_timeout_ms;
     int64_t redis_timeout_ms;
+    int64_t redis_deadline_ms;  /* GATEWAY_REDIS_DEADLINE_MS: a hung Redis */
     int64_t upstream_pool;
     int64_t read_timeout;       /* seconds: connect, and between reads */
     int64_t max_body;

@@ -5,7 +5,11 @@
  * <prefix>k:<hash> (API keys, written here after a PostgreSQL fill), with a
  * budget of GATEWAY_REDIS_TIMEOUT_MS: when Redis is slow or gone the request
  * goes on to PostgreSQL and the late reply is dropped. A lost connection is
- * retried with back-off; commands are only sent while connected.
+ * retried with back-off; commands are only sent while connected. A Redis
+ * that hangs without closing (SIGSTOP, a partition) is found by a PING every
+ * WATCH_EVERY_MS: one unanswered for GATEWAY_REDIS_DEADLINE_MS drops the
+ * connection (every pending command's callback runs with no reply, so its
+ * request moves on) and a new one is made.
  *
  * L2_ENABLED=false skips both the lookup and the write of credentials: every
  * L1 miss goes to PostgreSQL. The connection stays, for the rate limits and
@@ -27,8 +31,13 @@ struct gw_l2 {
     redisAsyncContext *ac;      /* NULL while down */
     bool connected;             /* connect callback said yes */
     struct event *retry_ev;     /* reconnect timer */
+    struct event *watch_ev;     /* the hang watchdog */
     int backoff_ms;
+    bool ping_out;              /* a watchdog PING awaits its answer */
+    int64_t ping_sent_ms;       /* when it was sent, mono ms */
 };
+
+#define WATCH_EVERY_MS 250
 
 /* One GET in flight. r is NULL once the request gave up waiting. */
 struct l2_op {
@@ -114,12 +123,50 @@ static void l2_connect(struct gw_l2 *l2)
     l2->ac = ac;
 }
 
+static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct gw_l2 *l2 = priv;
+    l2->ping_out = false;
+}
+
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_l2 *l2 = arg;
+    if (!l2->connected || l2->ac == NULL) {
+        l2->ping_out = false;
+        return;
+    }
+    int64_t now = pc_mono_us() / 1000;
+    if (!l2->ping_out) {
+        if (redisAsyncCommand(l2->ac, on_pong, l2, "PING") == REDIS_OK) {
+            l2->ping_out = true;
+            l2->ping_sent_ms = now;
+        }
+        return;
+    }
+    if (now - l2->ping_sent_ms <= gw_cfg.redis_deadline_ms)
+        return;
+    if (l2->w->id == 0)
+        pc_log_warn("redis: no answer for %lld ms; reconnecting", (long long)(now - l2->ping_sent_ms));
+    GW_STAT_INC(redis_errors);
+    redisAsyncContext *ac = l2->ac;
+    l2->ac = NULL;
+    l2->connected = false;
+    ac->data = NULL;            /* on_disconnect: nothing left to do */
+    redisAsyncFree(ac);         /* pending callbacks run with NULL replies */
+    l2->ping_out = false;
+    schedule_retry(l2);
+}
+
 void gw_l2_start(struct gw_worker *w)
 {
     struct gw_l2 *l2 = pc_xcalloc(1, sizeof *l2);
     l2->w = w;
     l2->backoff_ms = 100;
     l2->retry_ev = evtimer_new(w->base, on_retry, l2);
+    l2->watch_ev = event_new(w->base, -1, EV_PERSIST, on_watch, l2);
+    struct timeval tv = {0, WATCH_EVERY_MS * 1000};
+    event_add(l2->watch_ev, &tv);
     w->l2 = l2;
     l2_connect(l2);
 }
@@ -134,6 +181,7 @@ void gw_l2_stop(struct gw_worker *w)
         redisAsyncFree(ac); /* pending callbacks run with NULL replies */
     }
     event_free(l2->retry_ev);
+    event_free(l2->watch_ev);
     free(l2);
     w->l2 = NULL;
 }

@@ -7,15 +7,27 @@
  *
  * Losing the subscription means messages may have been missed, so until it
  * is back L1 is "degraded" (no entry trusted for more than L1_DEGRADED_TTL),
- * and when it is back L1 is flushed. The gateway starts degraded.
+ * and when it is back L1 is flushed. The gateway starts degraded. A message
+ * numbered out of turn (lib/revmsg.h: a hole means one was lost, a step back
+ * a Redis that lost its data) flushes L1 too.
+ *
+ * A Redis that hangs (SIGSTOP, a partition without a reset) closes nothing,
+ * so the subscription is watched end to end: it also subscribes to a
+ * heartbeat channel of its own, <channel>:hb:<pid>.<random>, and PUBLISHes
+ * there every HB_EVERY_MS on the command connection. A heartbeat not back
+ * within GATEWAY_REDIS_DEADLINE_MS means the feed is lost: the connection
+ * is dropped and made again, L1 is degraded, and /ready says so.
  */
 #include "gateway.h"
+#include "../lib/crypto.h"
 #include "../lib/log.h"
+#include "../lib/revmsg.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -24,11 +36,16 @@
 static struct event_base *base;
 static pthread_t thread;
 static redisAsyncContext *ac;
-static struct event *retry_ev, *stop_ev;
+static struct event *retry_ev, *stop_ev, *hb_ev;
 static atomic_bool subscribed;
 static volatile int stop_flag;
 static int backoff_ms = 100;
-static struct pc_redis cmd;     /* a second, blocking connection for DEL */
+static struct pc_redis cmd;     /* a second, blocking connection: DEL, heartbeats */
+
+#define HB_EVERY_MS 250
+static char hb_channel[256];    /* this process's heartbeat channel */
+static int64_t hb_seen_ms;      /* last heartbeat back (or connect), mono ms */
+static int64_t last_seq;        /* last numbered message on this subscription */
 
 static void feed_connect(void);
 
@@ -180,46 +197,59 @@ static void went_down(void)
     backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 1000;
 }
 
+static void revocation_message(const redisReply *m)
+{
+    struct pc_rev_msg msg;
+    if (!pc_rev_parse(m->str, m->len, &msg))
+        return;
+    if (pc_rev_seq_check(&last_seq, msg.seq)) {
+        pc_log_warn("revocations: message %lld out of turn; L1 flushed", (long long)msg.seq);
+        gw_l1_flush();
+        GW_STAT_INC(l1_flushes);
+    }
+    GW_STAT_INC(revocations);
+    if (msg.kind == 'i') {
+        char id[PC_REV_SID_MAX + 1];
+        snprintf(id, sizeof id, "%.*s", (int)msg.id_len, msg.id);
+        gw_sid_revoke(id);
+        return;
+    }
+    gw_l1_delete(msg.hash);
+    /* Whoever published may not have removed the Redis copy (an operator's
+     * PUBLISH, say): drop it too, or the next lookup would find it there. */
+    char ks[128], kk[128];
+    snprintf(ks, sizeof ks, "%ss:%.*s", gw_cfg.redis_prefix, (int)msg.id_len, msg.id);
+    snprintf(kk, sizeof kk, "%sk:%.*s", gw_cfg.redis_prefix, (int)msg.id_len, msg.id);
+    const char *argv[] = {"DEL", ks, kk};
+    if (!pc_redis_ok(&cmd, 3, argv))
+        GW_STAT_INC(redis_errors);
+}
+
 static void on_message(redisAsyncContext *c, void *reply, void *priv)
 {
     redisReply *rep = reply;
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
         return;
     const char *type = rep->element[0]->str;
-    if (type && strcmp(type, "subscribe") == 0) {
+    bool feed = strcmp(rep->element[1]->str, gw_cfg.revocation_channel) == 0;
+    if (!feed) {
+        hb_seen_ms = pc_mono_us() / 1000; /* the heartbeat channel: alive */
+        return;
+    }
+    if (strcmp(type, "subscribe") == 0) {
         sid_reload();
         gw_l1_flush();
         GW_STAT_INC(l1_flushes);
         gw_l1_set_degraded(false);
+        last_seq = 0;
         atomic_store(&subscribed, true);
         backoff_ms = 100;
         pc_log_info("revocations: subscribed to %s; L1 flushed", gw_cfg.revocation_channel);
         return;
     }
-    if (type && strcmp(type, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
-        const redisReply *m = rep->element[2];
-        if (m->len > 4 && m->len <= 4 + SID_MAX_LEN && memcmp(m->str, "sid:", 4) == 0) {
-            char id[SID_MAX_LEN + 1];
-            snprintf(id, sizeof id, "%.*s", (int)(m->len - 4), m->str + 4);
-            gw_sid_revoke(id);
-            GW_STAT_INC(revocations);
-            return;
-        }
-        unsigned char h[40];
-        if (m->len == PC_HASH_B64_LEN && pc_b64_decode(m->str, m->len, h) == 32) {
-            gw_l1_delete(h);
-            GW_STAT_INC(revocations);
-            /* Whoever published may not have removed the Redis copy (an
-             * operator's PUBLISH, say): drop it too, or the next lookup
-             * would find it there. */
-            char ks[128], kk[128];
-            snprintf(ks, sizeof ks, "%ss:%.*s", gw_cfg.redis_prefix, (int)m->len, m->str);
-            snprintf(kk, sizeof kk, "%sk:%.*s", gw_cfg.redis_prefix, (int)m->len, m->str);
-            const char *argv[] = {"DEL", ks, kk};
-            if (!pc_redis_ok(&cmd, 3, argv))
-                GW_STAT_INC(redis_errors);
-        }
-    }
+    if (strcmp(type, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING)
+        revocation_message(rep->element[2]);
 }
 
 static void on_connect(const redisAsyncContext *c, int status)
@@ -254,7 +284,34 @@ static void feed_connect(void)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (a->password[0])
         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", a->password);
-    redisAsyncCommand(ac, on_message, NULL, "SUBSCRIBE %s", gw_cfg.revocation_channel);
+    if (a->db)
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", a->db);
+    hb_seen_ms = pc_mono_us() / 1000;
+    redisAsyncCommand(ac, on_message, NULL, "SUBSCRIBE %s %s", gw_cfg.revocation_channel,
+                      hb_channel);
+}
+
+/* Every HB_EVERY_MS: send a heartbeat, and drop a subscription whose last
+ * one did not come back in time. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    if (stop_flag || ac == NULL)
+        return;
+    int64_t now = pc_mono_us() / 1000;
+    if (now - hb_seen_ms > gw_cfg.redis_deadline_ms) {
+        pc_log_warn("revocations: Redis left the feed unanswered for %lld ms; reconnecting",
+                    (long long)(now - hb_seen_ms));
+        GW_STAT_INC(redis_errors);
+        redisAsyncContext *c = ac;
+        ac = NULL;
+        redisAsyncFree(c);      /* once connected, on_disconnect: went_down() */
+        if (!evtimer_pending(retry_ev, NULL))
+            went_down();
+        return;
+    }
+    const char *argv[] = {"PUBLISH", hb_channel, "hb"};
+    if (!pc_redis_ok(&cmd, 3, argv))
+        GW_STAT_INC(redis_errors);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -293,6 +350,14 @@ void gw_revocation_start(void)
     stop_ev = event_new(base, -1, EV_PERSIST, on_stop_check, NULL);
     struct timeval tv = {0, 100000};
     event_add(stop_ev, &tv);
+    unsigned char rnd[6];
+    pc_random_bytes(rnd, sizeof rnd);
+    snprintf(hb_channel, sizeof hb_channel, "%s:hb:%ld.%02x%02x%02x%02x%02x%02x",
+             gw_cfg.revocation_channel, (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+             rnd[5]);
+    hb_ev = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL);
+    struct timeval hb = {0, HB_EVERY_MS * 1000};
+    event_add(hb_ev, &hb);
     if (pthread_create(&thread, NULL, feed_main, NULL) != 0)
         pc_fatal("pthread_create failed");
 }
@@ -303,6 +368,7 @@ void gw_revocation_stop(void)
     pthread_join(thread, NULL);
     event_free(retry_ev);
     event_free(stop_ev);
+    event_free(hb_ev);
     event_base_free(base);
     sid_free_all();
 }

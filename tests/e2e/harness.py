@@ -58,6 +58,7 @@ AUTHSVC_ENV_VARS = (
     "BETTER_AUTH_SECRET", "BETTER_AUTH_SECRETS", "AUTH_SECRET", "BETTER_AUTH_URL",
     "BETTER_AUTH_TRUSTED_ORIGINS", "DATABASE_URL", "REDIS_URL", "AUTHSVC_LISTEN",
     "TRUSTED_ORIGINS", "RATE_LIMIT_ENABLED", "REDIS_PREFIX", "REVOCATION_CHANNEL",
+    "REVOCATION_LOG_KEEP",
     "AUTHSVC_LOG", "AUTHSVC_MAX_BODY", "PASSWORD_WORKERS", "PASSWORD_QUEUE",
     "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET", "IP_ADDRESS_HEADER", "LOG_LEVEL",
     "AUTHSVC_WORKERS", "AUTHSVC_QUEUE", "SESSION_EXPIRES_IN", "SESSION_UPDATE_AGE",
@@ -610,7 +611,8 @@ class Subscriber:
             r = self.client.read_reply()
             if not (isinstance(r, list) and r and r[0] == b"subscribe"):
                 raise RespError(f"unexpected subscribe reply {r!r}")
-        self.messages: list = []   # (channel:str, data:str)
+        self.messages: list = []   # (channel:str, data:str), data without "#<seq> "
+        self.seqs: list = []       # the "#<seq> " numbers seen, in order (lib/revmsg.h)
 
     def get_message(self, timeout: float = 1.0):
         """Next message as (channel, data) or None after timeout."""
@@ -622,7 +624,12 @@ class Subscriber:
         finally:
             self.client.sock.settimeout(self.client.timeout)
         if isinstance(r, list) and len(r) == 3 and r[0] == b"message":
-            m = (r[1].decode(), r[2].decode("utf-8", "replace"))
+            data = r[2].decode("utf-8", "replace")
+            seq, sep, rest = data.partition(" ")
+            if data.startswith("#") and sep and seq[1:].isdigit():
+                self.seqs.append(int(seq[1:]))
+                data = rest
+            m = (r[1].decode(), data)
             self.messages.append(m)
             return m
         return None
