@@ -209,3 +209,18 @@ def test_authsvc_session_signed_out_through_better_auth(cluster, c, bac):
     _cached_everywhere(cluster, "/s/x", G.cookie(u))
     assert bac.post("sign-out", cookie=u.cookie).status_code == 200
     _refused_everywhere(cluster, "/s/x", G.cookie(u), "Better Auth sign-out of an authsvc session")
+
+
+def test_better_auth_sign_out_while_authsvc_is_stopped(cluster, bac):
+    """Nobody listens when Better Auth signs out: the revocation waits in the log
+    (migration 0005) and reaches every replica within a second of authsvc's return."""
+    u = bac.sign_up(name="Signed out while authsvc is down")
+    _cached_everywhere(cluster, "/s/x", G.cookie(u))
+    cluster.authsvc.stop(timeout=10)
+    try:
+        assert bac.post("sign-out", cookie=u.cookie).status_code == 200
+        for g in cluster.gateways:      # nobody relayed it: L1 still says yes
+            assert g.get("/s/x", headers=G.cookie(u)).status_code == 200, g.name
+    finally:
+        cluster.authsvc.start()
+    _refused_everywhere(cluster, "/s/x", G.cookie(u), "Better Auth sign-out, relayed at start")
