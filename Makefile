@@ -5,6 +5,7 @@
 #   make deps       install missing Debian packages (idempotent)
 #   make test       deps, build, unit tests, e2e tests, e2e again under ASan
 #   make unit       C unit tests only
+#   make layers     check that includes point the right way (part of make test)
 #   make e2e        end-to-end tests only (E2E_BUILD=build/asan for ASan)
 #   make run        start PostgreSQL, Redis, authsvc and the gateway locally
 #   make cluster    the same with three gateways behind haproxy (scripts/cluster.sh)
@@ -37,7 +38,7 @@ MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
 B ?= build
 FLAVOUR_CFLAGS ?=
 FLAVOUR_LDFLAGS ?=
-CFLAGS_ALL = $(CFLAGS_BASE) $(OPT) $(FLAVOUR_CFLAGS) $(PKG_CFLAGS) -Iauthsvc $(CFLAGS)
+CFLAGS_ALL = $(CFLAGS_BASE) $(OPT) $(FLAVOUR_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 
 GEN := $(B)/gen/migrations.c
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
@@ -46,7 +47,7 @@ GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(B)/obj/%.o)
 
 Q := $(if $(V),,@)
 
-.PHONY: all asan deps build test unit e2e run bench clean check
+.PHONY: all asan deps build test unit e2e run bench clean check layers
 all: $(B)/authsvc $(B)/gateway $(B)/demo-upstream
 
 $(B)/authsvc: $(AUTHSVC_OBJ) $(LIB_OBJ)
@@ -66,10 +67,11 @@ $(B)/obj/%.o: %.c
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
+# only the generated migrations table sees an authsvc header (migrate.h)
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_ALL) -Iauthsvc -c -o $@ $<
 
 $(GEN): $(MIGRATIONS) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
@@ -102,7 +104,12 @@ E2E_BUILD ?= build
 e2e: all
 	$(Q)PORTCULLIS_BUILD=$(abspath $(E2E_BUILD)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
+# includes that point the wrong way (scripts/check-layers.sh says which)
+layers:
+	$(Q)sh scripts/check-layers.sh
+
 test: deps
+	$(Q)$(MAKE) --no-print-directory layers
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory asan
