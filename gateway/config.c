@@ -14,6 +14,7 @@
  * error names the route and key and stops the program.
  */
 #include "gateway.h"
+#include "../lib/bearer.h"
 #include "../lib/conf.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
@@ -106,6 +107,7 @@ static const struct pc_conf_item table[] = {
     {"API_KEY_PREFIXES", PC_CONF_STR, &gw_cfg.key_prefixes, "", 0, 0, 0, check_prefixes,
      "API-key prefixes to accept, comma separated (e.g. oc_); others are refused before "
      "any lookup. Empty: any"},
+    PC_BEARER_REQUIRE_SIGNATURE_ROW(&gw_cfg.bearer_require_sig),
     {"GATEWAY_ACCESS_LOG", PC_CONF_BOOL, &gw_cfg.access_log, "true", 0, 0, 0, NULL,
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,

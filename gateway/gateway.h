@@ -140,6 +140,7 @@ struct gw_config {
     char **prefixes;            /* derived: the list */
     size_t nprefixes;
     bool metrics;               /* GATEWAY_METRICS: serve /metrics and /_stats */
+    bool bearer_require_sig;    /* BEARER_REQUIRE_SIGNATURE (lib/bearer.h), as authsvc */
     char *jwt_issuer;           /* JWT_ISSUER: default issuer, and iss of minted JWTs */
     char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
     char *jwt_audience;         /* JWT_AUDIENCE */
@@ -360,6 +361,9 @@ bool gw_path_plain(const char *path);
 void gw_request_id(struct gw_request *r);
 /** The request's first header called name (any case), or NULL. */
 const char *gw_header(const struct gw_request *r, const char *name);
+/** Every header line called name (any case), in order: up to max values
+ * into out; returns how many there are (which may be more than max). */
+size_t gw_header_all(const struct gw_request *r, const char *name, const char **out, size_t max);
 /** Appends "name: value\r\n", dropping control bytes from value. */
 void gw_hdr_append(struct pc_buf *b, const char *name, const char *value);
 /** Starts the answer with its status line; returns the buffer to append
