@@ -299,7 +299,7 @@ void gw_intake(struct gw_request *r)
     }
     if (path[1] == '_' || strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
         strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0) {
-        if (strcmp(path, "/_auth") == 0) {
+        if (gw_forward_auth_target(path)) {
             r->forward_auth = true; /* r->path is replaced by the original URI in route.c */
             gw_advance(r);
             return;
