@@ -22,6 +22,7 @@
  */
 #include "authsvc.h"
 #include "validate.h"
+#include "../lib/bearer.h"
 #include "../lib/cookie.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -1592,21 +1593,21 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
 }
 
 /* A session token as the bearer plugin takes it: signed ("token.sig", maybe
- * percent-encoded) or raw (unless BEARER_REQUIRE_SIGNATURE). */
+ * percent-encoded) or raw (unless BEARER_REQUIRE_SIGNATURE), told apart by
+ * the rule in lib/bearer.c. */
 static bool validate_session(struct as_job *job, struct as_worker *w, const char *in)
 {
-    size_t n = strlen(in), dots = 0;
-    for (size_t i = 0; i < n; i++)
-        dots += in[i] == '.';
-    if (dots == 2)
+    size_t n = strlen(in);
+    /* lib/bearer.c: read as the gateway and a Bearer header are */
+    enum pc_bearer_kind kind = pc_bearer_classify(in, n, as_cfg.bearer_require_sig);
+    if (kind == PC_BEARER_JWT)
         return reply_invalid(job, "JWT_NOT_SUPPORTED", "JWTs are not supported yet");
     char tok[TOKEN_MAX];
-    bool ok;
-    if (dots == 0) {
-        ok = !as_cfg.bearer_require_sig && n > 0 && n < TOKEN_MAX;
-        if (ok)
-            memcpy(tok, in, n + 1);
-    } else {
+    bool ok = false;
+    if (kind == PC_BEARER_SESSION_RAW) {
+        ok = true;
+        memcpy(tok, in, n + 1);
+    } else if (kind == PC_BEARER_SESSION_SIGNED) {
         char *dec = strchr(in, '%') ? pc_url_decode(in, n) : pc_xstrndup(in, n);
         ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_TOLERANT, tok,
                                      sizeof tok);

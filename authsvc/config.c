@@ -6,6 +6,7 @@
  */
 #include "authsvc.h"
 #include "oauth.h"
+#include "../lib/bearer.h"
 #include "../lib/conf.h"
 
 #include <stdio.h>
@@ -119,8 +120,7 @@ static const struct pc_conf_item table[] = {
              "list-sessions needs a session younger than this, seconds (0: off)"),
     INT_ITEM("PASSWORD_MIN_LENGTH", min_pw, "8", 1, 1000, "shortest password"),
     INT_ITEM("PASSWORD_MAX_LENGTH", max_pw, "128", 8, 4096, "longest password"),
-    {"BEARER_REQUIRE_SIGNATURE", PC_CONF_BOOL, &as_cfg.bearer_require_sig, "false", 0, 0, 0,
-     NULL, "refuse raw (unsigned) session tokens in Authorization: Bearer"},
+    PC_BEARER_REQUIRE_SIGNATURE_ROW(&as_cfg.bearer_require_sig),
     {"INTERNAL_SERVICE_SECRET", PC_CONF_STR, &as_cfg.internal_secret, NULL, 0, 0,
      PC_CONF_SECRET, pc_conf_check_secret,
      "shared secret for /api/internal/* (header x-service-auth, >= 32 chars); unset: those "

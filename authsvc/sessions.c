@@ -14,6 +14,7 @@
  *               listener relays from the log (listener.c)
  */
 #include "authsvc.h"
+#include "../lib/bearer.h"
 #include "../lib/revmsg.h"
 #include "../lib/cookie.h"
 #include "../lib/crypto.h"
@@ -178,10 +179,12 @@ void as_session_clear_cookies(struct as_job *job)
 
 bool as_signed_cookie(const struct as_job *job, const char *name, char *tok, size_t cap)
 {
-    const char *hdr = as_header(job, "Cookie");
-    if (hdr == NULL)
-        return false;
-    char *raw = pc_cookie_get(hdr, name);
+    /* every Cookie line, in order (evhttp keeps them apart): the first
+     * that has the cookie wins, as in one joined header */
+    char *raw = NULL;
+    for (size_t i = 0; i < job->nhdrs && raw == NULL; i++)
+        if (pc_strieq(job->hdrs[i].name, "Cookie"))
+            raw = pc_cookie_get(job->hdrs[i].value, name);
     if (raw == NULL)
         return false;
     char *dec = strchr(raw, '%') ? pc_url_decode(raw, strlen(raw)) : pc_xstrdup(raw);
@@ -201,28 +204,27 @@ enum tok_src { TOK_NONE = 0, TOK_COOKIE, TOK_BEARER };
  * cookie from the Authorization header). */
 static enum tok_src request_token(const struct as_job *job, char tok[TOKEN_MAX])
 {
-    const char *auth = as_header(job, "Authorization");
-    if (auth && pc_strnieq(auth, "Bearer ", 7)) {
-        const char *v = auth + 7;
-        while (*v == ' ')
-            v++;
-        size_t n = strlen(v);
-        while (n > 0 && v[n - 1] == ' ')
-            n--;
+    size_t n = 0;
+    const char *v = pc_bearer_value(as_header(job, "Authorization"), &n);
+    if (v) {
         if (n == 0 || n >= TOKEN_MAX * 2)
             return TOK_NONE;
-        if (memchr(v, '.', n) == NULL) {
-            if (as_cfg.bearer_require_sig || n >= TOKEN_MAX)
-                return TOK_NONE;
+        /* lib/bearer.c: the rule the gateway applies to the same value */
+        switch (pc_bearer_classify(v, n, as_cfg.bearer_require_sig)) {
+        case PC_BEARER_SESSION_RAW:
             memcpy(tok, v, n);
             tok[n] = '\0';
             return TOK_BEARER;
+        case PC_BEARER_SESSION_SIGNED: {
+            char *dec = memchr(v, '%', n) ? pc_url_decode(v, n) : pc_xstrndup(v, n);
+            bool ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_TOLERANT,
+                                              tok, TOKEN_MAX);
+            free(dec);
+            return ok ? TOK_BEARER : TOK_NONE;
         }
-        char *dec = memchr(v, '%', n) ? pc_url_decode(v, n) : pc_xstrndup(v, n);
-        bool ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_TOLERANT, tok,
-                                          TOKEN_MAX);
-        free(dec);
-        return ok ? TOK_BEARER : TOK_NONE;
+        default:
+            return TOK_NONE;
+        }
     }
     if (as_signed_cookie(job, as_cfg.cookie_session, tok, TOKEN_MAX))
         return TOK_COOKIE;

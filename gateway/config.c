@@ -14,6 +14,7 @@
  * error names the route and key and stops the program.
  */
 #include "gateway.h"
+#include "../lib/bearer.h"
 #include "../lib/conf.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
@@ -44,6 +45,28 @@ static int check_l1_max(const char *v, const char **err)
     int64_t x;
     if (pc_parse_int64(v, 1, 15, &x) == 0) {
         *err = "must be 0 (L1 off) or at least 16";
+        return -1;
+    }
+    return 0;
+}
+
+/* FORWARD_AUTH_PROXY */
+static int check_fa_mode(const char *v, const char **err)
+{
+    if (strcmp(v, "nginx") != 0 && strcmp(v, "traefik") != 0 && strcmp(v, "envoy") != 0) {
+        *err = "must be nginx, traefik or envoy";
+        return -1;
+    }
+    return 0;
+}
+
+/* FORWARD_AUTH_*_HEADER: empty, or a header name */
+static int check_header_name(const char *v, const char **err)
+{
+    size_t n = strlen(v);
+    if (n > 64 || (n > 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789-_") != n)) {
+        *err = "must be empty or a header name ([A-Za-z0-9_-], at most 64)";
         return -1;
     }
     return 0;
@@ -109,6 +132,22 @@ static const struct pc_conf_item table[] = {
     {"API_KEY_PREFIXES", PC_CONF_STR, &gw_cfg.key_prefixes, "", 0, 0, 0, check_prefixes,
      "API-key prefixes to accept, comma separated (e.g. oc_); others are refused before "
      "any lookup. Empty: any"},
+    PC_BEARER_REQUIRE_SIGNATURE_ROW(&gw_cfg.bearer_require_sig),
+    {"FORWARD_AUTH_PROXY", PC_CONF_STR, &gw_cfg.fa_proxy, "nginx", 0, 0, 0, check_fa_mode,
+     "the proxy that asks GET /_auth: nginx (auth_request), traefik (ForwardAuth) or envoy "
+     "(ext_authz, path_prefix /_auth); sets the three headers below"},
+    {"FORWARD_AUTH_URI_HEADER", PC_CONF_STR, &gw_cfg.fa_uri_header, "", 0, 0, 0,
+     check_header_name,
+     "the one header the original URI is read from; empty: nginx X-Original-URI, traefik "
+     "X-Forwarded-Uri (envoy: the request path after /_auth)"},
+    {"FORWARD_AUTH_METHOD_HEADER", PC_CONF_STR, &gw_cfg.fa_method_header, "", 0, 0, 0,
+     check_header_name,
+     "the original method's header; empty: nginx X-Original-Method, traefik "
+     "X-Forwarded-Method (envoy: the request method)"},
+    {"FORWARD_AUTH_HOST_HEADER", PC_CONF_STR, &gw_cfg.fa_host_header, "", 0, 0, 0,
+     check_header_name,
+     "the original host's header; empty: nginx X-Original-Host, traefik X-Forwarded-Host "
+     "(envoy: Host)"},
     {"GATEWAY_ACCESS_LOG", PC_CONF_BOOL, &gw_cfg.access_log, "true", 0, 0, 0, NULL,
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
@@ -469,6 +508,34 @@ static int load_routes(char *err, size_t errsz)
     return 0;
 }
 
+/* FORWARD_AUTH_*: the proxy's convention, then the operator's names. */
+static int forward_auth_config(void)
+{
+    static const char *const names[][3] = {
+        [GW_FA_NGINX] = {"X-Original-URI", "X-Original-Method", "X-Original-Host"},
+        [GW_FA_TRAEFIK] = {"X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Host"},
+        [GW_FA_ENVOY] = {NULL, NULL, NULL},
+    };
+    gw_cfg.fa_mode = strcmp(gw_cfg.fa_proxy, "traefik") == 0 ? GW_FA_TRAEFIK
+                     : strcmp(gw_cfg.fa_proxy, "envoy") == 0 ? GW_FA_ENVOY
+                                                             : GW_FA_NGINX;
+    const char *set[3] = {gw_cfg.fa_uri_header, gw_cfg.fa_method_header, gw_cfg.fa_host_header};
+    static const char *const vars[3] = {"FORWARD_AUTH_URI_HEADER", "FORWARD_AUTH_METHOD_HEADER",
+                                        "FORWARD_AUTH_HOST_HEADER"};
+    const char **out[3] = {&gw_cfg.fa_uri_name, &gw_cfg.fa_method_name, &gw_cfg.fa_host_name};
+    for (int i = 0; i < 3; i++) {
+        if (set[i][0] && gw_cfg.fa_mode == GW_FA_ENVOY) {
+            fprintf(stderr,
+                    "gateway: configuration error: %s: not used with FORWARD_AUTH_PROXY=envoy "
+                    "(ext_authz sends the original request itself to /_auth/...)\n",
+                    vars[i]);
+            return -1;
+        }
+        *out[i] = set[i][0] ? set[i] : names[gw_cfg.fa_mode][i];
+    }
+    return 0;
+}
+
 int gw_config_load(void)
 {
     char err[600];
@@ -502,6 +569,8 @@ int gw_config_load(void)
         if (*p == ',')
             p++;
     }
+    if (forward_auth_config() != 0)
+        return -1;
     if (gw_cfg.jwt_issuer[0] == '\0') {
         free(gw_cfg.jwt_issuer);
         gw_cfg.jwt_issuer = url_origin(gw_cfg.base_url);

@@ -12,45 +12,21 @@
  * The credential's SHA-256 becomes the cache and revocation key.
  */
 #include "gateway.h"
+#include "../lib/bearer.h"
 #include "../lib/cookie.h"
+#include "../lib/http.h"
 #include "../lib/jws.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define API_KEY_BODY 64     /* Better Auth: 64 letters after the prefix */
-#define API_PREFIX_MAX 32
-#define SESSION_TOKEN_LEN 32
+#define API_KEY_BODY PC_BEARER_API_KEY_BODY
 
-static bool is_letter(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool is_alnum(char c)
-{
-    return is_letter(c) || (c >= '0' && c <= '9');
-}
-
-/* prefix [A-Za-z0-9_-]{0,32} followed by exactly 64 letters */
-static bool api_key_structure(const char *k, size_t n)
-{
-    if (n < API_KEY_BODY || n > API_KEY_BODY + API_PREFIX_MAX)
-        return false;
-    size_t plen = n - API_KEY_BODY;
-    for (size_t i = 0; i < plen; i++)
-        if (!is_alnum(k[i]) && k[i] != '_' && k[i] != '-')
-            return false;
-    for (size_t i = plen; i < n; i++)
-        if (!is_letter(k[i]))
-            return false;
-    return true;
-}
-
-/* ... and, with API_KEY_PREFIXES set, a prefix from that list */
+/* prefix [A-Za-z0-9_-]{0,32} followed by exactly 64 letters and, with
+ * API_KEY_PREFIXES set, a prefix from that list */
 static bool api_key_shape(const char *k, size_t n)
 {
-    if (!api_key_structure(k, n))
+    if (!pc_bearer_api_key_shape(k, n))
         return false;
     if (gw_cfg.nprefixes == 0)
         return true;
@@ -59,27 +35,6 @@ static bool api_key_shape(const char *k, size_t n)
         if (strlen(gw_cfg.prefixes[i]) == plen && memcmp(gw_cfg.prefixes[i], k, plen) == 0)
             return true;
     return false;
-}
-
-static bool session_token_shape(const char *t, size_t n)
-{
-    if (n != SESSION_TOKEN_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_alnum(t[i]))
-            return false;
-    return true;
-}
-
-/* Looks like a JWT: a base64url JSON header ("eyJ") and a dot, and not a
- * signed session token (32 alphanumerics, a dot, the HMAC). verify.c
- * judges the rest, so a broken JWT is refused as one. */
-static bool jwt_shape(const char *t, size_t n)
-{
-    const char *dot = n >= 4 && strncmp(t, "eyJ", 3) == 0 ? memchr(t, '.', n) : NULL;
-    if (dot == NULL)
-        return false;
-    return !((size_t)(dot - t) == SESSION_TOKEN_LEN && session_token_shape(t, SESSION_TOKEN_LEN));
 }
 
 static void set_cred(struct gw_request *r, enum gw_cred_kind kind, enum gw_cred_src src,
@@ -109,7 +64,7 @@ static bool session_from_value(struct gw_request *r, const char *v, size_t n,
                                enum pc_sig_mode mode, enum gw_cred_src src)
 {
     if (memchr(v, '.', n) == NULL) {
-        if (src != GW_SRC_BEARER || !session_token_shape(v, n))
+        if (src != GW_SRC_BEARER || !pc_bearer_session_token_shape(v, n))
             return false;
         set_cred(r, GW_CRED_SESSION, src, v, n);
         return true;
@@ -117,7 +72,7 @@ static bool session_from_value(struct gw_request *r, const char *v, size_t n,
     char *dec = memchr(v, '%', n) ? pc_url_decode(v, n) : pc_xstrndup(v, n);
     char tok[128];
     bool ok = dec && pc_verify_signed(gw_cfg.secret, dec, strlen(dec), mode, tok, sizeof tok) &&
-              session_token_shape(tok, strlen(tok));
+              pc_bearer_session_token_shape(tok, strlen(tok));
     free(dec);
     if (ok)
         set_cred(r, GW_CRED_SESSION, src, tok, strlen(tok));
@@ -152,21 +107,18 @@ enum gw_extract_result gw_extract(struct gw_request *r)
         hash_cred(r);
         return GW_EXTRACT_OK;
     }
-    /* 3. Authorization: Bearer */
-    const char *auth = gw_header(r, "Authorization");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *v = auth + 7;
-        while (*v == ' ')
-            v++;
-        size_t n = strlen(v);
-        while (n > 0 && v[n - 1] == ' ')
-            n--;
+    /* 3. Authorization: Bearer, told apart by lib/bearer.c as authsvc does */
+    size_t n = 0;
+    const char *v = pc_bearer_value(gw_header(r, "Authorization"), &n);
+    if (v) {
         if (n == 0)
             return reject(r, "INVALID_TOKEN", "Malformed bearer token");
+        enum pc_bearer_kind bk = pc_bearer_classify(v, n, gw_cfg.bearer_require_sig);
         if (n >= GW_CRED_MAX - 1)
-            return reject(r, jwt_shape(v, n) ? "JWT_TOO_LARGE" : "INVALID_TOKEN",
-                          jwt_shape(v, n) ? "JWT too large" : "Malformed bearer token");
-        if (jwt_shape(v, n)) {
+            return reject(r, bk == PC_BEARER_JWT ? "JWT_TOO_LARGE" : "INVALID_TOKEN",
+                          bk == PC_BEARER_JWT ? "JWT too large" : "Malformed bearer token");
+        switch (bk) {
+        case PC_BEARER_JWT:
             if (!want_jwt)
                 return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept JWTs");
             if (n > PC_JWT_MAX)
@@ -174,8 +126,7 @@ enum gw_extract_result gw_extract(struct gw_request *r)
             set_cred(r, GW_CRED_JWT, GW_SRC_BEARER, v, n);
             hash_cred(r);
             return GW_EXTRACT_OK;
-        }
-        if (api_key_structure(v, n)) {
+        case PC_BEARER_API_KEY:
             if (!want_key)
                 return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept API keys");
             if (!api_key_shape(v, n))
@@ -183,18 +134,26 @@ enum gw_extract_result gw_extract(struct gw_request *r)
             set_cred(r, GW_CRED_API_KEY, GW_SRC_BEARER, v, n);
             hash_cred(r);
             return GW_EXTRACT_OK;
+        default:
+            break;
         }
         if (!want_session)
             return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept sessions");
-        if (!session_from_value(r, v, n, PC_SIG_TOLERANT, GW_SRC_BEARER))
+        if (bk == PC_BEARER_SESSION_UNSIGNED)
+            return reject(r, "INVALID_TOKEN", "Bearer session tokens must be signed");
+        if (bk == PC_BEARER_MALFORMED ||
+            !session_from_value(r, v, n, PC_SIG_TOLERANT, GW_SRC_BEARER))
             return reject(r, "INVALID_TOKEN", "Invalid bearer token");
         hash_cred(r);
         return GW_EXTRACT_OK;
     }
     /* 4. the session cookie */
-    const char *cookie = want_session ? gw_header(r, "Cookie") : NULL;
-    if (cookie) {
-        char *raw = pc_cookie_get(cookie, gw_cfg.cookie_session);
+    const char *lines[PC_HTTP_MAX_HEADERS];
+    size_t nlines = want_session ? gw_header_all(r, "Cookie", lines, PC_ARRAY_LEN(lines)) : 0;
+    if (nlines > PC_ARRAY_LEN(lines))
+        nlines = PC_ARRAY_LEN(lines);
+    if (nlines) {
+        char *raw = pc_cookie_get_lines(lines, nlines, gw_cfg.cookie_session);
         if (raw) {
             bool ok = session_from_value(r, raw, strlen(raw), PC_SIG_COOKIE, GW_SRC_COOKIE);
             pc_wipe(raw, strlen(raw));

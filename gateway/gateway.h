@@ -106,6 +106,13 @@ struct gw_route {
     enum gw_upstream_jwt upstream_jwt;  /* hand the upstream a JWT we sign */
 };
 
+/** Which forward-auth proxy the gateway answers /_auth for (route.c). */
+enum gw_fa_proxy {
+    GW_FA_NGINX = 0,    /* auth_request: X-Original-URI, -Method, -Host */
+    GW_FA_TRAEFIK,      /* ForwardAuth: X-Forwarded-Uri, -Method, -Host */
+    GW_FA_ENVOY,        /* ext_authz HTTP, path_prefix /_auth: the request itself */
+};
+
 struct gw_config {
     char *listen;
     int64_t workers;
@@ -141,6 +148,11 @@ struct gw_config {
     char **prefixes;            /* derived: the list */
     size_t nprefixes;
     bool metrics;               /* GATEWAY_METRICS: serve /metrics and /_stats */
+    bool bearer_require_sig;    /* BEARER_REQUIRE_SIGNATURE (lib/bearer.h), as authsvc */
+    char *fa_proxy;             /* FORWARD_AUTH_PROXY: nginx, traefik or envoy */
+    char *fa_uri_header;        /* FORWARD_AUTH_URI_HEADER ("": the proxy's) */
+    char *fa_method_header;     /* FORWARD_AUTH_METHOD_HEADER */
+    char *fa_host_header;       /* FORWARD_AUTH_HOST_HEADER */
     char *jwt_issuer;           /* JWT_ISSUER: default issuer, and iss of minted JWTs */
     char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
     char *jwt_audience;         /* JWT_AUDIENCE */
@@ -160,6 +172,10 @@ struct gw_config {
     size_t nissuers;
     bool jwt_used;              /* some route accepts JWTs */
     bool mint_used;             /* some route has upstream_jwt */
+    enum gw_fa_proxy fa_mode;   /* from FORWARD_AUTH_PROXY */
+    const char *fa_uri_name;    /* the one header each comes from (NULL with envoy: the */
+    const char *fa_method_name; /* request line and Host of /_auth/<original path>) */
+    const char *fa_host_name;
 };
 
 extern struct gw_config gw_cfg;
@@ -281,6 +297,8 @@ struct gw_request {
     struct gw_proxy *proxy;         /* proxy.c state while forwarding */
     bool jwks_waited;               /* verify.c: already waited for a JWKS fetch */
     char *upstream_jwt;             /* mint.c: the JWT handed upstream (heap) */
+    char fa_method[17];             /* forward auth: the original method ("": unknown) */
+    char fa_host[256];              /* forward auth: the original host ("": unknown) */
     /* Large members last: gw_request_new zeroes only what comes before. */
     struct gw_principal p;          /* resolved identity */
     char cred[GW_CRED_MAX];         /* token or key (never logged) */
@@ -348,6 +366,8 @@ void gw_proxy_tick(struct gw_worker *w);
  * lines to b. */
 void gw_set_identity_headers(struct gw_request *r, struct pc_buf *b);
 void gw_forward_auth_reply(struct gw_request *r);
+/** Is path the forward-auth endpoint (/_auth; with Envoy also /_auth/...)? */
+bool gw_forward_auth_target(const char *path);
 
 /* ---- the HTTP front (client.c) ---- */
 
@@ -361,6 +381,9 @@ bool gw_path_plain(const char *path);
 void gw_request_id(struct gw_request *r);
 /** The request's first header called name (any case), or NULL. */
 const char *gw_header(const struct gw_request *r, const char *name);
+/** Every header line called name (any case), in order: up to max values
+ * into out; returns how many there are (which may be more than max). */
+size_t gw_header_all(const struct gw_request *r, const char *name, const char **out, size_t max);
 /** Appends "name: value\r\n", dropping control bytes from value. */
 void gw_hdr_append(struct pc_buf *b, const char *name, const char *value);
 /** Starts the answer with its status line; returns the buffer to append

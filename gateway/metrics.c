@@ -95,8 +95,17 @@ static void access_line(struct gw_request *r, int64_t us)
     pc_jw_key(&jw, "method");
     pc_jw_str(&jw, m);
     pc_jw_key(&jw, "path");
-    /* the :apiKey segment is a credential: log the path without it */
+    /* the :apiKey segment is a credential: log the path without it (bytes
+     * that are not UTF-8 are escaped when pc_log_line writes the batch) */
     pc_jw_str(&jw, r->upstream_path ? r->upstream_path : r->path);
+    if (r->fa_method[0]) {
+        pc_jw_key(&jw, "orig_method");
+        pc_jw_str(&jw, r->fa_method);
+    }
+    if (r->fa_host[0]) {
+        pc_jw_key(&jw, "orig_host");
+        pc_jw_str(&jw, r->fa_host);
+    }
     pc_jw_key(&jw, "status");
     pc_jw_int(&jw, r->status);
     pc_jw_key(&jw, "auth");

@@ -335,15 +335,18 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
 
     const struct pc_http_head *h = r->head;
     const char *conn = pc_http_get(h, "Connection");
-    const char *xff = NULL;
+    struct pc_buf xff = {0};    /* every X-Forwarded-For line, in order */
     for (size_t i = 0; i < h->nh; i++) {
         const char *k = h->h[i].name, *v = h->h[i].value;
         size_t kn = h->h[i].nlen;
         if (hop_by_hop(k, kn) || identity_header(k, kn) || named_in_connection(conn, k))
             continue;
         if (IS(k, kn, "X-Forwarded-For")) {
-            if (xff == NULL)
-                xff = v;
+            if (h->h[i].vlen) {
+                if (xff.len)
+                    pc_buf_append(&xff, ", ", 2);
+                pc_buf_append(&xff, v, h->h[i].vlen);
+            }
             continue;
         }
         if (IS(k, kn, "Authorization") &&
@@ -364,10 +367,11 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
         pc_buf_append(b, "\r\n", 2);
     }
     pc_buf_puts(b, "X-Forwarded-For: ");
-    if (xff) {
-        pc_buf_puts(b, xff);
+    if (xff.len) {
+        pc_buf_append(b, xff.data, xff.len);
         pc_buf_append(b, ", ", 2);
     }
+    pc_buf_free(&xff);
     pc_buf_puts(b, r->client_ip);
     pc_buf_puts(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
     pc_buf_puts(b, r->request_id);

@@ -4,12 +4,19 @@
  * longest first at load). A prefix with an :apiKey segment matches its part
  * before the key, then takes the next path segment as the key; the segment
  * is removed from the path sent upstream. For forward auth (/_auth) the path
- * comes from X-Original-URI or X-Forwarded-Uri.
+ * comes from the one header FORWARD_AUTH_URI_HEADER names (by default the
+ * proxy's: X-Original-URI for nginx, X-Forwarded-Uri for Traefik) or, for
+ * Envoy, from the request path after /_auth; a request where any two
+ * candidate headers disagree is refused.
  */
 #include "gateway.h"
 
+#include "../lib/http.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Does path fall under prefix p? "/api/" matches "/api/x" and "/api";
  * "/api" matches "/api" and "/api/x" but not "/apix". */
@@ -22,26 +29,150 @@ static bool prefix_matches(const char *p, const char *path)
     return n > 1 && p[n - 1] == '/' && strlen(path) == n - 1 && strncmp(path, p, n - 1) == 0;
 }
 
-/* For /_auth: the original request's path from the proxy's headers. */
+/* ---- forward auth: the original request ---- */
+
+/* Every header that some proxy uses for one fact. A request may carry any
+ * of them (a proxy that passes the client's headers through also passes the
+ * ones the client made up), so all of them are read: if two disagree, the
+ * request is refused rather than judged by either. */
+static const char *const uri_names[] = {"X-Original-URI", "X-Forwarded-Uri"};
+static const char *const method_names[] = {"X-Original-Method", "X-Forwarded-Method"};
+static const char *const host_names[] = {"X-Original-Host", "X-Forwarded-Host"};
+
+static bool name_is(const struct pc_http_header *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->nlen == n && strncasecmp(h->name, name, n) == 0;
+}
+
+enum fa_read { FA_OK = 0, FA_MISSING, FA_CONFLICT };
+
+/* One fact of the original request: the value of header `chosen` (or, with
+ * chosen NULL, `derived`, what the request itself says), checked against
+ * every line of every candidate header. *conflict names the header that
+ * disagreed. */
+static enum fa_read fa_value(const struct gw_request *r, const char *chosen, const char *derived,
+                             const char *const *cands, size_t ncands, const char **out,
+                             const char **conflict)
+{
+    const char *v = chosen ? NULL : derived;
+    const struct pc_http_head *h = r->head;
+    for (size_t i = 0; i < h->nh; i++) {
+        bool cand = chosen && name_is(&h->h[i], chosen);
+        for (size_t k = 0; k < ncands && !cand; k++)
+            cand = name_is(&h->h[i], cands[k]);
+        if (!cand)
+            continue;
+        if (v == NULL) {
+            v = h->h[i].value;
+        } else if (strcmp(v, h->h[i].value) != 0) {
+            *conflict = h->h[i].name;
+            return FA_CONFLICT;
+        }
+    }
+    /* the value must be the chosen header's (all candidates agree by now) */
+    if (chosen && gw_header(r, chosen) == NULL)
+        v = NULL;
+    *out = v;
+    return v ? FA_OK : FA_MISSING;
+}
+
+static bool fa_conflict(struct gw_request *r, const char *what, const char *name)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg, "The original %s is given more than once with different values "
+                              "(%.60s); refused", what, name);
+    gw_fail(r, 400, "AMBIGUOUS_FORWARD_AUTH", msg);
+    return false;
+}
+
+static bool method_ok(const char *m)
+{
+    size_t n = strlen(m);
+    return n > 0 && n <= 16 && strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == n;
+}
+
+static bool host_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f || v[i] == '/')
+            return false;
+    return true;
+}
+
+/* For /_auth: the original request's path, method and host, each from the
+ * one header FORWARD_AUTH_* names (or, for Envoy, from the request itself:
+ * /_auth/<original path>). */
 static bool forward_auth_path(struct gw_request *r)
 {
-    const char *uri = gw_header(r, "X-Original-URI");
-    if (uri == NULL)
-        uri = gw_header(r, "X-Forwarded-Uri");
-    if (uri == NULL || uri[0] != '/') {
-        gw_fail(r, 400, "MISSING_ORIGINAL_URI",
-                "Forward auth needs X-Original-URI or X-Forwarded-Uri");
-        return false;
+    char *derived = NULL;
+    if (gw_cfg.fa_mode == GW_FA_ENVOY) {
+        const char *rest = r->path + 6; /* after "/_auth" */
+        struct pc_buf b = {0};
+        pc_buf_puts(&b, rest[0] ? rest : "/");
+        if (r->query) {
+            pc_buf_putc(&b, '?');
+            pc_buf_puts(&b, r->query);
+        }
+        derived = b.data;
+    }
+    const char *uri = NULL, *method = NULL, *host = NULL, *bad = NULL;
+    enum fa_read u = fa_value(r, gw_cfg.fa_uri_name, derived, uri_names,
+                              PC_ARRAY_LEN(uri_names), &uri, &bad);
+    bool ok = false;
+    if (u == FA_CONFLICT) {
+        fa_conflict(r, "URI", bad);
+        goto out;
+    }
+    if (u == FA_MISSING || uri[0] != '/') {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Forward auth needs the original URI, an absolute path, in %s",
+                 gw_cfg.fa_uri_name);
+        gw_fail(r, 400, "MISSING_ORIGINAL_URI", msg);
+        goto out;
+    }
+    enum fa_read m = fa_value(r, gw_cfg.fa_method_name, r->method, method_names,
+                              PC_ARRAY_LEN(method_names), &method, &bad);
+    if (m == FA_CONFLICT) {
+        fa_conflict(r, "method", bad);
+        goto out;
+    }
+    enum fa_read hr = fa_value(r, gw_cfg.fa_host_name, gw_header(r, "Host"), host_names,
+                               PC_ARRAY_LEN(host_names), &host, &bad);
+    if (hr == FA_CONFLICT) {
+        fa_conflict(r, "host", bad);
+        goto out;
+    }
+    if ((method && !method_ok(method)) || (host && !host_ok(host))) {
+        gw_fail(r, 400, "BAD_FORWARD_AUTH", "The original method or host is malformed");
+        goto out;
     }
     size_t n = strcspn(uri, "?#");
     free(r->path);
     r->path = pc_xstrndup(uri, n);
+    if (method)
+        snprintf(r->fa_method, sizeof r->fa_method, "%s", method);
+    if (host)
+        snprintf(r->fa_host, sizeof r->fa_host, "%s", host);
     if (!gw_path_plain(r->path)) {
         gw_fail(r, 400, "BAD_PATH",
                 "The original URI holds a dot segment, an empty segment or an encoded separator");
-        return false;
+        goto out;
     }
-    return true;
+    ok = true;
+out:
+    free(derived);
+    return ok;
+}
+
+bool gw_forward_auth_target(const char *path)
+{
+    if (strcmp(path, "/_auth") == 0)
+        return true;
+    return gw_cfg.fa_mode == GW_FA_ENVOY && strncmp(path, "/_auth/", 7) == 0;
 }
 
 bool gw_route_match(struct gw_request *r)

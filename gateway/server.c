@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <netdb.h>
@@ -84,6 +85,20 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
 const char *gw_header(const struct gw_request *r, const char *name)
 {
     return pc_http_get(r->head, name);
+}
+
+size_t gw_header_all(const struct gw_request *r, const char *name, const char **out, size_t max)
+{
+    const struct pc_http_head *h = r->head;
+    size_t nl = strlen(name), k = 0;
+    for (size_t i = 0; i < h->nh; i++) {
+        if (h->h[i].nlen != nl || strncasecmp(h->h[i].name, name, nl) != 0)
+            continue;
+        if (k < max)
+            out[k] = h->h[i].value;
+        k++;
+    }
+    return k;
 }
 
 /* ---- cross-thread wake-ups ---- */
@@ -284,7 +299,7 @@ void gw_intake(struct gw_request *r)
     }
     if (path[1] == '_' || strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
         strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0) {
-        if (strcmp(path, "/_auth") == 0) {
+        if (gw_forward_auth_target(path)) {
             r->forward_auth = true; /* r->path is replaced by the original URI in route.c */
             gw_advance(r);
             return;

@@ -87,6 +87,16 @@ char *pc_cookie_get(const char *header, const char *name)
     return NULL;
 }
 
+char *pc_cookie_get_lines(const char *const *lines, size_t nlines, const char *name)
+{
+    for (size_t i = 0; i < nlines; i++) {
+        char *v = lines[i] ? pc_cookie_get(lines[i], name) : NULL;
+        if (v)
+            return v;
+    }
+    return NULL;
+}
+
 char *pc_url_decode(const char *s, size_t n)
 {
     char *out = pc_xmalloc(n + 1);

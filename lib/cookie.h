@@ -35,6 +35,11 @@ bool pc_verify_signed(const char *secret, const char *v, size_t n, enum pc_sig_m
  * (still percent-encoded) value that the caller frees, or NULL. */
 char *pc_cookie_get(const char *header, const char *name);
 
+/** As pc_cookie_get over every Cookie header line of a request, in order
+ * (as if they were joined with "; ", which is how HTTP/2 and some proxies
+ * split one Cookie header): the first line that has the cookie wins. */
+char *pc_cookie_get_lines(const char *const *lines, size_t nlines, const char *name);
+
 /** Percent-decodes in place semantics: returns a heap string the caller
  * frees, or NULL when a %XX escape is malformed or decodes to NUL. */
 char *pc_url_decode(const char *s, size_t n);

@@ -1,11 +1,16 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * log.c: JSON-lines logging shared by both programs.
+ * log.c: JSON-lines logging shared by both programs. Every line written is
+ * valid UTF-8: text from clients (paths, headers) may hold any byte, and a
+ * byte that is not part of a well-formed sequence is written as \u00XX; a
+ * message cut to fit is cut between sequences.
  */
 #include "log.h"
 #include "json.h"
 
 #include <fcntl.h>
+#include <stdbool.h>
+#include <unistr.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,10 +49,71 @@ int pc_log_level_parse(const char *s)
     return -1;
 }
 
+/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    ucs4_t uc;
+    int len = u8_mbtoucr(&uc, s, n);
+    return len > 0 ? (size_t)len : 0;
+}
+
+void pc_log_utf8(struct pc_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0;      /* s[i - run .. i) is kept as it is */
+    while (i < n) {
+        if (u[i] < 0x80) {
+            i++;
+            run++;
+            continue;
+        }
+        size_t len = utf8_seq(u + i, n - i);
+        if (len) {
+            i += len;
+            run += len;
+            continue;
+        }
+        pc_buf_append(b, s + i - run, run);
+        run = 0;
+        char e[6] = {'\\', 'u', '0', '0', hex[u[i] >> 4], hex[u[i] & 15]};
+        pc_buf_append(b, e, 6);
+        i++;
+    }
+    pc_buf_append(b, s + n - run, run);
+}
+
+size_t pc_utf8_cut(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    /* a sequence cut short has at most 3 of its bytes: find its lead */
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = u[n - back];
+        if (c < 0x80)
+            return n;                       /* ASCII: nothing is cut */
+        if (c >= 0xc0) {                    /* a lead byte: is its sequence whole? */
+            if (c < 0xc2 || c > 0xf4)
+                return n;                   /* leads nothing: escaped, not cut */
+            size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            return want > back ? n - back : n;
+        }
+    }
+    return n;
+}
+
 void pc_log_line(const char *json, size_t n)
 {
     struct pc_buf b = {0};
-    pc_buf_append(&b, json, n);
+    /* Bytes >= 0x80 can only be inside strings (the writer puts nothing
+     * else there), where \u00XX is a valid stand-in for a stray one. */
+    bool ascii = true;
+    for (size_t i = 0; i < n && ascii; i++)
+        ascii = (unsigned char)json[i] < 0x80;
+    if (ascii)
+        pc_buf_append(&b, json, n);
+    else
+        pc_log_utf8(&b, json, n);
     pc_buf_putc(&b, '\n');
     ssize_t w = write(log_fd, b.data, b.len);
     (void)w; /* nowhere left to report a failed log write */
@@ -61,8 +127,11 @@ void pc_log(enum pc_log_level level, const char *fmt, ...)
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int full = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    size_t len = strlen(msg);
+    if (full > 0 && (size_t)full >= sizeof msg)
+        len = pc_utf8_cut(msg, len);        /* cut short: at a sequence boundary */
 
     struct pc_buf b = {0};
     struct pc_jw w = {.b = &b};
@@ -74,7 +143,7 @@ void pc_log(enum pc_log_level level, const char *fmt, ...)
     pc_jw_key(&w, "prog");
     pc_jw_str(&w, log_prog);
     pc_jw_key(&w, "msg");
-    pc_jw_str(&w, msg);
+    pc_jw_strn(&w, msg, len);
     pc_jw_obj_end(&w);
     pc_log_line(b.data, b.len);
     pc_buf_free(&b);

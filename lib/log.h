@@ -28,6 +28,17 @@ void pc_log(enum pc_log_level level, const char *fmt, ...) PC_PRINTF(2, 3);
 /** Writes a complete JSON object (no trailing newline) as one line. */
 void pc_log_line(const char *json, size_t n);
 
+/** Appends s[0..n) to b with every byte that is not part of a well-formed
+ * UTF-8 sequence (a stray 0x80-0xff, an overlong form, a surrogate, a cut
+ * sequence) written as \u00XX: for text inside a JSON string, which then
+ * stays valid JSON and valid UTF-8. pc_log_line does this to every line. */
+void pc_log_utf8(struct pc_buf *b, const char *s, size_t n);
+
+/** The longest length <= n at which s can be cut without splitting a UTF-8
+ * sequence (s[0..n) ends with whole sequences, or with bytes that belong to
+ * none). */
+size_t pc_utf8_cut(const char *s, size_t n);
+
 /** Parses "debug|info|warn|error". Returns -1 when unknown. */
 int pc_log_level_parse(const char *s);
 

@@ -7,7 +7,7 @@ libevent-dev libhiredis-dev libpq-dev libyajl-dev libcurl4-openssl-dev libssl-de
 libsodium-dev libunistring-dev libcmocka-dev
 postgresql-15 postgresql-client-15 redis-server
 python3 python3-pytest python3-requests python3-jwt python3-psycopg2 python3-yaml
-haproxy
+haproxy nginx
 curl ca-certificates"
 
 missing=""
