@@ -21,9 +21,9 @@
  *             once are read here (one request line, OVF_MS at most):
  *             GET/HEAD /health, /live, /ready are answered as usual, the
  *             rest 503 TOO_MANY_CONNECTIONS; then they close. One taken with
- *             the reserve descriptor that has sent nothing yet is closed at
- *             once, so that idle connections queued in the backlog do not
- *             keep a health check behind them.
+ *             the reserve descriptor that has sent nothing and waited in the
+ *             backlog is closed at once, so that idle connections queued
+ *             there do not keep a health check behind them.
  *   errors    evhttp 2.1 answers bad or oversized requests itself with an
  *             HTML page and has no hook for it: an output-buffer callback
  *             spots that page (its fixed HTML ending, no X-Request-Id, which
@@ -257,8 +257,10 @@ static void ovf_take(int fd, bool reserve)
         struct timeval tv = {OVF_MS / 1000, (OVF_MS % 1000) * 1000};
         event_add(o->ev, &tv);
         ovf_feed(o);
-        if (o->fd != -1 && reserve && !o->answered && o->len == 0)
-            ovf_close(o); /* nothing sent yet: do not hold the last descriptor */
+        /* Nothing sent yet: one just made keeps the reserve a moment, one
+         * that waited in the backlog is closed so the next one is reached. */
+        if (o->fd != -1 && reserve && !o->answered && o->len == 0 && !pc_conn_fresh(fd, 50))
+            ovf_close(o);
         return;
     }
     close(fd); /* cannot happen: callers check for a free slot */

@@ -839,8 +839,10 @@ static void admit(struct gw_worker *w, int fd, const struct sockaddr_storage *sa
     if (over) {
         w->noverflow++;
         on_read(fd, EV_READ, c); /* a health check has sent its request by now */
-        if (!c->dead && reserve && c->len == 0 && c->r == NULL)
-            client_close(c); /* idle: do not hold the last descriptor */
+        /* Nothing sent yet: one just made keeps the reserve a moment, one
+         * that waited in the backlog is closed so the next one is reached. */
+        if (!c->dead && reserve && c->len == 0 && c->r == NULL && !pc_conn_fresh(fd, 50))
+            client_close(c);
     }
 }
 

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,15 @@ bool pc_ipkey_from(const struct sockaddr *sa, struct pc_ipkey *k, char *text, si
         }
     }
     return true;
+}
+
+bool pc_conn_fresh(int fd, unsigned ms)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return false;
+    return ti.tcpi_last_ack_recv <= ms;
 }
 
 struct pc_iptable *pc_iptable_new(void)

@@ -23,6 +23,10 @@ struct pc_ipkey {
  * address. False for a family other than AF_INET/AF_INET6. */
 bool pc_ipkey_from(const struct sockaddr *sa, struct pc_ipkey *k, char *text, size_t textsz);
 
+/** True when fd's peer has sent anything (a handshake ACK counts) within the
+ * last ms: a connection just made, not one that waited in the backlog. */
+bool pc_conn_fresh(int fd, unsigned ms);
+
 struct pc_iptable;
 struct pc_iptable *pc_iptable_new(void);
 void pc_iptable_free(struct pc_iptable *t);
