@@ -32,6 +32,10 @@
  *
  * Connections are known through evhttp's bufferevent hook (a bufferevent
  * per new connection) and, once evhttp has set it up, its close callback.
+ * libevent 2.1 hands no connection to that hook, so on_check, run just
+ * after evhttp's accept callback, takes it from the bufferevent's callback
+ * argument (evhttp sets it to the evhttp_connection) - like the error-page
+ * match, a reliance on libevent 2.1's http.c, checked by the e2e tests.
  */
 #include "authsvc.h"
 #include "../lib/connlimit.h"
