@@ -55,6 +55,9 @@ struct as_config {
     int64_t max_body;           /* AUTHSVC_MAX_BODY */
     int64_t workers;            /* AUTHSVC_WORKERS */
     int64_t job_queue;          /* AUTHSVC_QUEUE */
+    int64_t max_conns;          /* AUTHSVC_MAX_CONNS; 0: from the open-file limit */
+    int64_t max_conns_per_ip;   /* AUTHSVC_MAX_CONNS_PER_IP; 0: no cap */
+    int64_t head_timeout_ms;    /* AUTHSVC_HEAD_TIMEOUT_MS */
     int64_t pw_workers;         /* PASSWORD_WORKERS */
     int64_t pw_queue;           /* PASSWORD_QUEUE */
     int64_t expires_in;         /* SESSION_EXPIRES_IN, seconds */
@@ -347,6 +350,23 @@ void as_metrics_observe(int route, int status, int64_t us);
 void as_metrics_note_failure(bool pg);
 /** Loop thread: appends the Prometheus text to b. */
 void as_metrics_render(struct pc_buf *b);
+
+/* ---- conns.c: connection caps, request deadline, EMFILE, JSON error pages ---- */
+struct event_base;
+struct evhttp;
+struct evhttp_bound_socket;
+struct evhttp_request;
+void as_conns_start(struct event_base *base, struct evhttp *http,
+                    struct evhttp_bound_socket *bound);
+/** Before evhttp_del_accept_socket (drain). */
+void as_conns_stop_accepting(void);
+/** After evhttp_free. */
+void as_conns_free(void);
+/** A request reached on_request / is being answered (loop thread). */
+void as_conns_request_begin(struct evhttp_request *req);
+void as_conns_request_end(struct evhttp_request *req);
+int64_t as_conns_max(void);
+void as_conns_render(struct pc_buf *b);
 
 /* ---- server.c ---- */
 /** Serves until SIGTERM/SIGINT, then drains. Returns the exit code. */

@@ -108,6 +108,15 @@ static const struct pc_conf_item table[] = {
              "request worker threads (one PostgreSQL connection each)"),
     INT_ITEM("AUTHSVC_QUEUE", job_queue, "1024", 1, 1000000,
              "requests waiting for a worker before 503"),
+    INT_ITEM("AUTHSVC_MAX_CONNS", max_conns, "0", 0, 10000000,
+             "client connections open at once; over it a connection may ask /health, /live "
+             "or /ready, anything else is 503 (0: the open-file limit less 64 and 4 per worker)"),
+    INT_ITEM("AUTHSVC_MAX_CONNS_PER_IP", max_conns_per_ip, "0", 0, 10000000,
+             "client connections open at once from one TCP peer address, 503 over it (0: no "
+             "cap; leave 0 behind a proxy, whose address every connection has)"),
+    INT_ITEM("AUTHSVC_HEAD_TIMEOUT_MS", head_timeout_ms, "10000", 100, 600000,
+             "a request must arrive whole within this long of the connection or of the "
+             "previous answer (408 after)"),
     INT_ITEM("PASSWORD_WORKERS", pw_workers, "0", 0, 256,
              "password hashing threads (0: one per CPU core)"),
     INT_ITEM("PASSWORD_QUEUE", pw_queue, "64", 1, 100000,

@@ -3,7 +3,8 @@
  * metrics.c: GET /metrics in Prometheus text format. Requests are counted
  * on the event loop thread as their answers are sent (server.c), so those
  * counters need no locks; the counts that workers and the prober see
- * (PostgreSQL/Redis failures) are atomics.
+ * (PostgreSQL/Redis failures) are atomics. The connection counters live in
+ * conns.c (loop thread too).
  */
 #include "authsvc.h"
 
@@ -98,4 +99,5 @@ void as_metrics_render(struct pc_buf *b)
                      "portcullis_authsvc_backend_up{backend=\"redis\"} %d\n"
                      "portcullis_authsvc_backend_up{backend=\"listener\"} %d\n",
                   as_health_pg_ok(), as_health_redis_ok(), as_listener_up());
+    as_conns_render(b); /* connections: caps, deadlines, accept errors */
 }

@@ -317,6 +317,7 @@ static void send_job(struct as_job *job)
         pc_fatal("out of memory");
     if (!job->out_empty && job->out.len)
         evbuffer_add(buf, job->out.data, job->out.len);
+    as_conns_request_end(job->req);
     evhttp_send_reply(job->req, job->status, NULL, buf);
     evbuffer_free(buf);
     as_metrics_observe(job->route, job->status, pc_mono_us() - job->start_us);
@@ -567,6 +568,7 @@ static void preflight(struct as_job *job)
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
+    as_conns_request_begin(req);
     struct as_job *job = job_new(req);
     if (job->method == EVHTTP_REQ_HEAD)
         job->method = EVHTTP_REQ_GET;
@@ -656,6 +658,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     pc_log_info("signal %d: draining %zu request(s) in flight", (int)sig, inflight);
     draining = true;
     if (listener) {
+        as_conns_stop_accepting();
         evhttp_del_accept_socket(http, listener);
         listener = NULL;
     }
@@ -696,6 +699,7 @@ int as_server_run(void)
         event_base_free(base);
         return 1;
     }
+    as_conns_start(base, http, listener);
     for (size_t i = 0; i < PC_ARRAY_LEN(routes); i++)
         as_metrics_route_name(i, routes[i].path);
     done_ev = event_new(base, -1, EV_PERSIST, on_done, NULL);
@@ -717,8 +721,9 @@ int as_server_run(void)
     as_pwpool_start();
     workers = pc_workq_new("as-worker", (int)as_cfg.workers, (size_t)as_cfg.job_queue,
                            worker_dispatch, worker_init, worker_fini, NULL);
-    pc_log_info("authsvc listening on %s (workers %lld, base URL %s)", as_cfg.listen,
-                (long long)as_cfg.workers, as_cfg.base_url);
+    pc_log_info("authsvc listening on %s (workers %lld, base URL %s, at most %lld connections)",
+                as_cfg.listen, (long long)as_cfg.workers, as_cfg.base_url,
+                (long long)as_conns_max());
 
     event_base_dispatch(base);
 
@@ -735,6 +740,7 @@ int as_server_run(void)
     event_free(sig_int);
     event_free(done_ev);
     evhttp_free(http);
+    as_conns_free();
     event_base_free(base);
     libevent_global_shutdown();
     return 0;

@@ -20,7 +20,18 @@
  *             socket is full. A streamed answer (proxy.c) is held back by
  *             gw_client_backlog_full()
  *   timeouts  checked every 100 ms by gw_clients_tick (no timer per
- *             connection): CLIENT_IDLE_S between reads, writes stalled as long
+ *             connection): CLIENT_IDLE_S between reads, writes stalled as long;
+ *             GATEWAY_HEAD_TIMEOUT_MS for a whole request head, counted from
+ *             the accept or from the first byte of a later request (408, or
+ *             a plain close when nothing came)
+ *   caps      GATEWAY_MAX_CONNS for the process, GATEWAY_MAX_CONNS_PER_IP per
+ *             TCP peer address. A connection over a cap, or one taken with
+ *             the worker's reserve descriptor when accept() says EMFILE or
+ *             ENFILE, is an "overflow" connection: it may ask for /health,
+ *             /live or /ready, anything else is 503 TOO_MANY_CONNECTIONS,
+ *             and it closes after one answer or OVERFLOW_HEAD_MS. Without a
+ *             descriptor the worker stops accepting for ACCEPT_BACKOFF_MS
+ *             instead of spinning on a listener that stays readable.
  *
  * A connection outlives its request: closing one whose request is still
  * running (parked on Redis, PostgreSQL or the upstream) marks it dead and
@@ -28,11 +39,14 @@
  * worker's reap event, never inside a callback that may still touch them.
  */
 #include "gateway.h"
+#include "../lib/connlimit.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <netinet/in.h>
@@ -51,6 +65,11 @@
 #define LINGER_MS 2000              /* reading and dropping after a refusal */
 #define LINGER_MAX (4 * 1024 * 1024)
 #define OUT_BACKLOG (256 * 1024)    /* queued output that pauses a stream */
+#define OVERFLOW_SLOTS 4            /* overflow connections per worker */
+#define OVERFLOW_HEAD_MS 250        /* an overflow connection's head deadline */
+#define RESERVE_TRIES 64            /* connections taken with the reserve per EMFILE */
+#define ACCEPT_BACKOFF_MS 250       /* no accept() after EMFILE/ENFILE for this long */
+#define EMFILE_LOG_S 10             /* one warning per this many seconds */
 
 enum cstate {
     C_HEAD = 0,     /* waiting for (the rest of) a request head */
@@ -89,8 +108,17 @@ struct gw_client {
     bool resp_nobody;               /* HEAD: headers only */
     int64_t last_io_us;
     int64_t linger_until_us;
+    int64_t head_start_us;          /* a head is awaited since (0: none) */
+    bool counted;                   /* in gw_stats.conns_open */
+    bool ip_counted;                /* in the per-address table */
+    bool overflow;                  /* over a cap: health routes only, then close */
+    bool reserve;                   /* holds the worker's reserve descriptor */
+    struct pc_ipkey ipk;
     char ip[64];
 };
+
+static struct pc_iptable *iptab;
+static int64_t max_conns;           /* effective GATEWAY_MAX_CONNS */
 
 static void client_close(struct gw_client *c);
 static void process(struct gw_client *c);
@@ -167,6 +195,15 @@ static void client_close(struct gw_client *c)
     list_del(&w->clients, c);
     list_add(&w->dead, c);
     w->nclients--;
+    if (c->counted)
+        __atomic_sub_fetch(&gw_stats.conns_open, 1, __ATOMIC_RELAXED);
+    if (c->ip_counted)
+        pc_iptable_release(iptab, &c->ipk);
+    if (c->overflow)
+        w->noverflow--;
+    if (c->reserve && w->reserve_fd == -1)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    c->counted = c->ip_counted = c->reserve = false;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
 }
 
@@ -200,7 +237,7 @@ static void client_gone(struct gw_client *c);
 static void after_flush(struct gw_client *c)
 {
     if (c->state == C_CLOSING && c->r == NULL) {
-        if (!c->unread) {
+        if (!c->unread || c->overflow) {
             client_close(c);
             return;
         }
@@ -474,6 +511,7 @@ void gw_client_request_done(struct gw_request *r)
     c->len -= c->used;
     c->used = 0;
     c->state = C_HEAD;
+    c->head_start_us = c->len > 0 ? pc_mono_us() : 0;
     c->continue_sent = false;
     want_read(c, true);
     if (c->out_off == c->out.len && c->len > 0)
@@ -574,6 +612,20 @@ static void body_chunked(struct gw_client *c)
     start_request(c, c->body_n, at);
 }
 
+/* GET or HEAD of /health, /live or /ready: what an overflow connection may ask. */
+static bool health_target(const struct pc_http_head *h)
+{
+    static const char *const paths[] = {"/health", "/live", "/ready"};
+    if (strcmp(h->method, "GET") != 0 && strcmp(h->method, "HEAD") != 0)
+        return false;
+    for (size_t i = 0; i < PC_ARRAY_LEN(paths); i++) {
+        size_t n = strlen(paths[i]);
+        if (strncmp(h->target, paths[i], n) == 0 && (h->target[n] == '\0' || h->target[n] == '?'))
+            return true;
+    }
+    return false;
+}
+
 /* Parses and runs what the buffer holds. */
 static void process(struct gw_client *c)
 {
@@ -614,7 +666,16 @@ static void process(struct gw_client *c)
         refuse(c, false, 400, "BAD_REQUEST", "Malformed request");
         return;
     }
+    c->head_start_us = 0;
     c->keep_alive = c->head.keep_alive;
+    if (c->overflow) {
+        c->keep_alive = false;
+        if (!health_target(&c->head) || c->head.framing != PC_HTTP_BODY_NONE) {
+            refuse(c, true, 503, "TOO_MANY_CONNECTIONS",
+                   "Too many connections, try again later");
+            return;
+        }
+    }
     size_t hdr_bytes = 0;
     for (size_t i = 0; i < c->head.nh; i++)
         hdr_bytes += c->head.h[i].nlen + c->head.h[i].vlen + 4;
@@ -678,6 +739,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         if (n > 0) {
             c->len += (size_t)n;
             c->last_io_us = pc_mono_us();
+            if (c->state == C_HEAD && c->head_start_us == 0)
+                c->head_start_us = c->last_io_us;
         } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             /* The client closed (or half-closed) its side. A request in
              * progress still gets its answer written, unless it is a
@@ -718,16 +781,13 @@ static void client_gone(struct gw_client *c)
 
 /* ---- accepting ---- */
 
-static void client_new(struct gw_worker *w, int fd, const struct sockaddr_storage *sa)
+static struct gw_client *client_new(struct gw_worker *w, int fd, const struct sockaddr_storage *sa)
 {
     struct gw_client *c = pc_xcalloc(1, sizeof *c);
     c->w = w;
     c->fd = fd;
-    c->last_io_us = pc_mono_us();
-    if (sa->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof c->ip);
-    else if (sa->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->ip, sizeof c->ip);
+    c->last_io_us = c->head_start_us = pc_mono_us();
+    pc_ipkey_from((const struct sockaddr *)sa, &c->ipk, c->ip, sizeof c->ip);
     c->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_read, c);
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     if (c->ev == NULL || c->wev == NULL)
@@ -736,6 +796,99 @@ static void client_new(struct gw_worker *w, int fd, const struct sockaddr_storag
     list_add(&w->clients, c);
     w->nclients++;
     want_read(c, true);
+    return c;
+}
+
+/* Takes an accepted connection in, within the caps or as an overflow one
+ * (reserve: it holds the worker's reserve descriptor). */
+static void admit(struct gw_worker *w, int fd, const struct sockaddr_storage *sa, bool reserve)
+{
+    bool over = reserve, counted = false, ip_counted = false;
+    struct pc_ipkey k;
+    pc_ipkey_from((const struct sockaddr *)sa, &k, NULL, 0);
+    if (!over) {
+        uint64_t n = __atomic_add_fetch(&gw_stats.conns_open, 1, __ATOMIC_RELAXED);
+        counted = true;
+        if (max_conns > 0 && n > (uint64_t)max_conns) {
+            GW_STAT_INC(conns_refused_max);
+            over = true;
+        } else if (!pc_iptable_acquire(iptab, &k, gw_cfg.max_conns_per_ip)) {
+            GW_STAT_INC(conns_refused_ip);
+            over = true;
+        } else {
+            ip_counted = true;
+        }
+        if (over) {
+            __atomic_sub_fetch(&gw_stats.conns_open, 1, __ATOMIC_RELAXED);
+            counted = false;
+        }
+    }
+    if (over && w->noverflow >= OVERFLOW_SLOTS) {
+        close(fd); /* the overflow slots are busy: no answer */
+        if (reserve && w->reserve_fd == -1)
+            w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct gw_client *c = client_new(w, fd, sa);
+    c->counted = counted;
+    c->ip_counted = ip_counted;
+    c->overflow = over;
+    c->reserve = reserve;
+    if (over) {
+        w->noverflow++;
+        on_read(fd, EV_READ, c); /* a health check has sent its request by now */
+        /* Nothing sent yet: one just made keeps the reserve a moment, one
+         * that waited in the backlog is closed so the next one is reached. */
+        if (!c->dead && reserve && c->len == 0 && c->r == NULL && !pc_conn_fresh(fd, 50))
+            client_close(c);
+    }
+}
+
+static void pause_accept(struct gw_worker *w)
+{
+    if (!w->accept_paused && w->listen_fd != -1)
+        event_del(w->accept_ev);
+    w->accept_paused = true;
+    w->accept_resume_us = pc_mono_us() + ACCEPT_BACKOFF_MS * 1000LL;
+}
+
+/* accept() failed with EMFILE or ENFILE. The listener stays readable, so
+ * accepting again at once would spin: answer one connection with the
+ * reserve descriptor, stop accepting for a while, warn once per interval. */
+static void out_of_descriptors(struct gw_worker *w, int err)
+{
+    static int64_t warned_us, missed;
+    GW_STAT_INC(accept_errors);
+    int64_t now = pc_mono_us();
+    int64_t last = __atomic_load_n(&warned_us, __ATOMIC_RELAXED);
+    if (now - last >= EMFILE_LOG_S * 1000000LL &&
+        __atomic_compare_exchange_n(&warned_us, &last, now, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        int64_t m = __atomic_exchange_n(&missed, 0, __ATOMIC_RELAXED);
+        pc_log_warn("accept: %s; pausing accepts for %d ms (%lld more in the last %d s; raise "
+                    "the open file limit or lower GATEWAY_MAX_CONNS)",
+                    strerror(err), ACCEPT_BACKOFF_MS, (long long)m, EMFILE_LOG_S);
+    } else {
+        __atomic_add_fetch(&missed, 1, __ATOMIC_RELAXED);
+    }
+    /* Queued idle connections are closed at once, so a health check
+     * behind them is reached. */
+    for (int k = 0; k < RESERVE_TRIES && w->reserve_fd != -1 && w->noverflow < OVERFLOW_SLOTS;
+         k++) {
+        close(w->reserve_fd);
+        w->reserve_fd = -1;
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = accept4(w->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            break;
+        }
+        admit(w, fd, &sa, true);
+    }
+    pause_accept(w);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -746,20 +899,45 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         socklen_t sl = sizeof sa;
         int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
-            if (errno == EMFILE || errno == ENFILE) {
-                static int64_t warned;
-                int64_t now = pc_mono_us();
-                if (now - warned > 10000000) {
-                    pc_log_warn("accept: %s (raise the open file limit)", strerror(errno));
-                    warned = now;
-                }
-            }
+            int e = errno;
+            if (e == EMFILE || e == ENFILE)
+                out_of_descriptors(w, e);
+            else if (e == ENOBUFS || e == ENOMEM)
+                pause_accept(w);
             return;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        client_new(w, fd, &sa);
+        admit(w, fd, &sa, false);
     }
+}
+
+void gw_clients_init(void)
+{
+    iptab = pc_iptable_new();
+    max_conns = gw_cfg.max_conns;
+    if (max_conns == 0) {
+        /* each client may hold an upstream connection too */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            max_conns = (int64_t)rl.rlim_cur / 2;
+        if (max_conns < 16)
+            max_conns = 16;
+    }
+}
+
+void gw_clients_fini(void)
+{
+    pc_iptable_free(iptab);
+    iptab = NULL;
+}
+
+int64_t gw_clients_max(void)
+{
+    return max_conns;
+}
+
+size_t gw_clients_addresses(void)
+{
+    return iptab ? pc_iptable_addresses(iptab) : 0;
 }
 
 void gw_clients_start(struct gw_worker *w)
@@ -768,6 +946,7 @@ void gw_clients_start(struct gw_worker *w)
     w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
     if (w->accept_ev == NULL || w->reap_ev == NULL)
         pc_fatal("event_new failed");
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     event_add(w->accept_ev, NULL);
 }
 
@@ -775,7 +954,8 @@ void gw_clients_stop_accepting(struct gw_worker *w)
 {
     if (w->listen_fd == -1)
         return;
-    event_del(w->accept_ev);
+    if (!w->accept_paused)
+        event_del(w->accept_ev);
     close(w->listen_fd);
     w->listen_fd = -1;
 }
@@ -783,6 +963,18 @@ void gw_clients_stop_accepting(struct gw_worker *w)
 void gw_clients_tick(struct gw_worker *w, bool stopping)
 {
     int64_t now = pc_mono_us();
+    if (w->reserve_fd == -1 && !stopping) {
+        bool held = false;
+        for (struct gw_client *c = w->clients; c && !held; c = c->next)
+            held = c->reserve;
+        if (!held)
+            w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (w->accept_paused && now >= w->accept_resume_us && w->listen_fd != -1 && !stopping) {
+        w->accept_paused = false;
+        event_add(w->accept_ev, NULL);
+    }
+    int64_t head_us = gw_cfg.head_timeout_ms * 1000LL;
     for (struct gw_client *c = w->clients, *next; c; c = next) {
         next = c->next;
         if (c->state == C_LINGER) {
@@ -793,6 +985,17 @@ void gw_clients_tick(struct gw_worker *w, bool stopping)
         bool idle = c->r == NULL && c->out_off == c->out.len;
         if (stopping && idle && c->state == C_HEAD) {
             client_close(c); /* between requests: nothing is lost */
+            continue;
+        }
+        if (idle && c->state == C_HEAD && c->head_start_us &&
+            now - c->head_start_us > (c->overflow ? OVERFLOW_HEAD_MS * 1000LL : head_us)) {
+            if (!c->overflow)
+                GW_STAT_INC(head_timeouts);
+            if (c->len > 0 && !c->overflow)
+                refuse(c, false, 408, "REQUEST_TIMEOUT",
+                       "The request head did not arrive in time");
+            else
+                client_close(c);
             continue;
         }
         /* A request waiting on the stores or the upstream has its own
@@ -819,4 +1022,7 @@ void gw_clients_free(struct gw_worker *w)
         event_free(w->accept_ev);
     if (w->reap_ev)
         event_free(w->reap_ev);
+    if (w->reserve_fd != -1)
+        close(w->reserve_fd);
+    w->reserve_fd = -1;
 }

@@ -164,6 +164,15 @@ static const struct pc_conf_item table[] = {
              "least time between two JWKS fetches of one issuer (unknown kid), milliseconds"),
     INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
              "requests per worker waiting on Redis/PostgreSQL before 503"),
+    INT_ITEM("GATEWAY_MAX_CONNS", max_conns, "0", 0, 10000000,
+             "client connections open at once; over it a connection may ask /health, /live "
+             "or /ready, anything else is 503 (0: half the open-file limit)"),
+    INT_ITEM("GATEWAY_MAX_CONNS_PER_IP", max_conns_per_ip, "0", 0, 10000000,
+             "client connections open at once from one TCP peer address (0: no cap; leave 0 "
+             "behind a load balancer, whose address every connection has)"),
+    INT_ITEM("GATEWAY_HEAD_TIMEOUT_MS", head_timeout_ms, "10000", 100, 600000,
+             "a request head must arrive whole within this long of the connection or of its "
+             "first byte (408 after)"),
 };
 
 void gw_config_help(void)

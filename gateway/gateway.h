@@ -158,6 +158,9 @@ struct gw_config {
     char *jwt_audience;         /* JWT_AUDIENCE */
     int64_t jwt_leeway;         /* JWT_LEEWAY, seconds */
     int64_t jwt_refetch_ms;     /* JWKS_REFETCH_MS: least time between fetches of one issuer */
+    int64_t max_conns;          /* GATEWAY_MAX_CONNS; 0: half the open-file limit */
+    int64_t max_conns_per_ip;   /* GATEWAY_MAX_CONNS_PER_IP; 0: no cap */
+    int64_t head_timeout_ms;    /* GATEWAY_HEAD_TIMEOUT_MS: a whole request head, from its first byte */
 
     /* derived */
     char listen_host[256];
@@ -416,6 +419,12 @@ void gw_clients_stop_accepting(struct gw_worker *w);
  * the connections that are between requests. */
 void gw_clients_tick(struct gw_worker *w, bool stopping);
 void gw_clients_free(struct gw_worker *w);
+/** Sets the connection caps (server.c, before the workers start). */
+void gw_clients_init(void);
+void gw_clients_fini(void);
+/** The effective GATEWAY_MAX_CONNS. */
+int64_t gw_clients_max(void);
+size_t gw_clients_addresses(void);
 
 /* ---- workers (server.c) ---- */
 
@@ -440,6 +449,10 @@ struct gw_worker {
     size_t parked;                  /* requests waiting on Redis/PostgreSQL */
     struct gw_wmetrics *m;          /* metrics.c: this worker's counters */
     struct gw_mintcache *mint;      /* mint.c: upstream JWTs by credential */
+    int reserve_fd;                 /* client.c: spare descriptor for answering at EMFILE */
+    size_t noverflow;               /* connections over a cap, answered and closed */
+    bool accept_paused;             /* accept_ev deleted until accept_resume_us */
+    int64_t accept_resume_us;
 };
 
 /* ---- metrics and access log (metrics.c) ---- */
@@ -517,6 +530,10 @@ struct gw_stats {
     uint64_t upstream_errors, upstream_timeouts, upstream_cancels;
     uint64_t rate_limited, usage_exceeded, usage_flushes;
     uint64_t pg_connects, redis_connects;
+    uint64_t accept_errors;         /* accept() failed for want of descriptors */
+    uint64_t conns_refused_max, conns_refused_ip;   /* over GATEWAY_MAX_CONNS(_PER_IP) */
+    uint64_t head_timeouts;         /* GATEWAY_HEAD_TIMEOUT_MS reached */
+    uint64_t conns_open;            /* gauge: client connections within the caps */
 };
 extern struct gw_stats gw_stats;
 #define GW_STAT_INC(f) __atomic_add_fetch(&gw_stats.f, 1, __ATOMIC_RELAXED)

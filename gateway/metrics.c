@@ -245,6 +245,27 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
             G(rate_limited));
     counter(b, "portcullis_gateway_usage_exceeded_total", "API-key requests refused by quota.",
             G(usage_exceeded));
+    counter(b, "portcullis_gateway_accept_errors_total",
+            "accept() failures for want of file descriptors (EMFILE/ENFILE).", G(accept_errors));
+    pc_buf_printf(b, "# HELP portcullis_gateway_connections_refused_total Connections over a cap "
+                     "(answered 503 or, for /health, /live, /ready, served, then closed).\n"
+                     "# TYPE portcullis_gateway_connections_refused_total counter\n"
+                     "portcullis_gateway_connections_refused_total{reason=\"max_conns\"} %llu\n"
+                     "portcullis_gateway_connections_refused_total{reason=\"per_ip\"} %llu\n",
+                  G(conns_refused_max), G(conns_refused_ip));
+    counter(b, "portcullis_gateway_head_timeouts_total",
+            "Connections closed for a request head not whole within GATEWAY_HEAD_TIMEOUT_MS.",
+            G(head_timeouts));
+    pc_buf_printf(b, "# HELP portcullis_gateway_connections Client connections open within the "
+                     "caps.\n# TYPE portcullis_gateway_connections gauge\n"
+                     "portcullis_gateway_connections %llu\n"
+                     "# HELP portcullis_gateway_connections_max GATEWAY_MAX_CONNS in effect.\n"
+                     "# TYPE portcullis_gateway_connections_max gauge\n"
+                     "portcullis_gateway_connections_max %lld\n"
+                     "# HELP portcullis_gateway_client_addresses Peer addresses with a connection "
+                     "open.\n# TYPE portcullis_gateway_client_addresses gauge\n"
+                     "portcullis_gateway_client_addresses %zu\n",
+                  G(conns_open), (long long)gw_clients_max(), gw_clients_addresses());
     pc_buf_printf(b, "# HELP portcullis_gateway_l1_entries Credentials in L1.\n"
                      "# TYPE portcullis_gateway_l1_entries gauge\nportcullis_gateway_l1_entries "
                      "%zu\n",

@@ -194,6 +194,11 @@ static void health_route(struct gw_request *r, const char *path)
     STAT(rate_limited);
     STAT(usage_exceeded);
     STAT(usage_flushes);
+    STAT(accept_errors);
+    STAT(conns_refused_max);
+    STAT(conns_refused_ip);
+    STAT(head_timeouts);
+    STAT(conns_open);
 #undef STAT
     pc_jw_key(&jw, "l1_entries");
     pc_jw_int(&jw, (int64_t)gw_l1_count());
@@ -422,6 +427,7 @@ int gw_server_run(void)
 
     gw_l1_init((size_t)gw_cfg.l1_max);
     gw_flights_init();
+    gw_clients_init();
     size_t n = (size_t)gw_cfg.workers;
     workers = pc_xcalloc(n, sizeof *workers);
     nworkers = n;
@@ -438,8 +444,8 @@ int gw_server_run(void)
     for (size_t i = 0; i < n; i++)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
             pc_fatal("pthread_create failed");
-    pc_log_info("gateway listening on %s (%zu workers, %zu routes)", gw_cfg.listen, n,
-                gw_cfg.nroutes);
+    pc_log_info("gateway listening on %s (%zu workers, %zu routes, at most %lld connections)",
+                gw_cfg.listen, n, gw_cfg.nroutes, (long long)gw_clients_max());
 
     int sig = 0;
     sigwait(&set, &sig);
@@ -476,6 +482,7 @@ int gw_server_run(void)
         pthread_mutex_destroy(&w->inbox_mu);
     }
     free(workers);
+    gw_clients_fini();
     gw_flights_free();
     gw_jwks_free();
     gw_l1_free();
