@@ -116,7 +116,8 @@ char *as_query_param(const struct as_job *job, const char *name)
         return NULL;
     }
     const char *v = evhttp_find_header(&q, name);
-    char *out = v ? pc_xstrdup(v) : NULL;
+    /* %FF and the like decode as URLSearchParams decodes them: U+FFFD */
+    char *out = v ? pc_utf8_fix(v, strlen(v)) : NULL;
     evhttp_clear_headers(&q);
     return out;
 }
@@ -769,9 +770,15 @@ static char *form_to_json(const char *body)
     struct pc_jw w = {.b = &b};
     pc_jw_obj_begin(&w);
     for (struct evkeyval *kv = q.tqh_first; kv; kv = kv->next.tqe_next) {
-        pc_jw_key(&w, kv->key);
-        pc_jw_str(&w, kv->value);
+        /* bytes that are not UTF-8 read as U+FFFD, as URLSearchParams reads them */
+        char *k = pc_utf8_fix(kv->key, strlen(kv->key));
+        char *v = pc_utf8_fix(kv->value, strlen(kv->value));
+        pc_jw_key(&w, k);
+        pc_jw_str(&w, v);
         pc_wipe(kv->value, strlen(kv->value));
+        pc_wipe(v, strlen(v));
+        free(k);
+        free(v);
     }
     pc_jw_obj_end(&w);
     evhttp_clear_headers(&q);
