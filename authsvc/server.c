@@ -480,6 +480,13 @@ static bool origin_check(struct as_job *job)
     if (job->method == EVHTTP_REQ_GET || job->method == EVHTTP_REQ_HEAD ||
         job->method == EVHTTP_REQ_OPTIONS)
         return true;
+    /* Not for the internal routes (the x-service-auth secret is their
+     * credential; a cookie means nothing to them), nor for the provider's
+     * form_post to the callback: it changes nothing, it only turns into the
+     * GET, which checks the state and its cookie. */
+    if (pc_starts_with(job->path, "/api/internal/") ||
+        pc_starts_with(job->path, "/api/auth/callback/"))
+        return true;
     bool has_cookie = as_header(job, "Cookie") != NULL;
     bool is_form_route = strcmp(job->path, "/api/auth/sign-in/email") == 0 ||
                          strcmp(job->path, "/api/auth/sign-up/email") == 0;
