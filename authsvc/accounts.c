@@ -155,6 +155,16 @@ static bool password_length_ok(struct as_job *job, const char *pw)
     return true;
 }
 
+static bool profile_lengths_ok(struct as_job *job, yajl_val name, yajl_val image)
+{
+    if (name && pc_utf16_length(name->u.string, strlen(name->u.string)) > AS_NAME_MAX)
+        return !as_error(job, 400, "NAME_TOO_LONG", "Name is too long (at most 256 characters)");
+    if (image && pc_utf16_length(image->u.string, strlen(image->u.string)) > AS_IMAGE_MAX)
+        return !as_error(job, 400, "IMAGE_URL_TOO_LONG",
+                         "Image URL is too long (at most 2048 characters)");
+    return true;
+}
+
 static bool callback_ok(struct as_job *job, const yajl_val cb)
 {
     if (cb && !as_redirect_allowed(cb->u.string))
@@ -244,7 +254,8 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
     bool remember = v_bool(&v, body, "rememberMe", true);
     if (email && !as_email_valid(email->u.string))
         as_v_add(&v, "email", "Invalid email address");
-    if (as_v_failed(job, &v) || !password_length_ok(job, pw->u.string) || !callback_ok(job, cb)) {
+    if (as_v_failed(job, &v) || !password_length_ok(job, pw->u.string) ||
+        !profile_lengths_ok(job, name, image) || !callback_ok(job, cb)) {
         yajl_tree_free(body);
         return true;
     }
@@ -478,7 +489,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
     yajl_val name = as_v_str(&v, body, "name", false, false);
     yajl_val image = as_v_str(&v, body, "image", false, true);
     yajl_val image_raw = pc_json_get(body, "image");
-    if (as_v_failed(job, &v)) {
+    if (as_v_failed(job, &v) || !profile_lengths_ok(job, name, image)) {
         yajl_tree_free(body);
         return true;
     }

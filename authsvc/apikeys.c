@@ -217,6 +217,15 @@ static void query_parse(const struct as_job *job, struct query *q)
         evhttp_clear_headers(&q->q);
         TAILQ_INIT(&q->q);
     }
+    /* %FF and the like read as U+FFFD, as URLSearchParams reads them (the
+     * values go to PostgreSQL; libevent frees them with free()) */
+    for (struct evkeyval *kv = q->q.tqh_first; kv; kv = kv->next.tqe_next) {
+        if (!pc_utf8_valid(kv->value, strlen(kv->value))) {
+            char *fixed = pc_utf8_fix(kv->value, strlen(kv->value));
+            free(kv->value);
+            kv->value = fixed;
+        }
+    }
 }
 
 /* The first value of name (or NULL) and how many times it occurs. */

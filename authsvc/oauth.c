@@ -598,7 +598,10 @@ static void on_discovery(void *arg, const struct as_http_resp *r, const char *er
         pc_log_info("oauth: %s: discovered %s", p->id, p->issuer);
     else
         pc_log_warn("oauth: %s: discovery of %s failed (%s)", p->id, p->issuer,
-                    err ? err : r->status != 200 ? "HTTP status" : "bad or mismatched document");
+                    err                ? err
+                    : r->status != 200 ? "HTTP status"
+                    : doc == NULL      ? "not JSON, or nested deeper than 64 levels"
+                                       : "bad or mismatched document");
     free(iss);
     free(auth);
     free(token);
@@ -830,9 +833,34 @@ static void verify_id_token(struct as_job *job)
 
 /* Loop: the rules of issue 8. Nothing has been written yet; a refusal here
  * leaves the database as it was (but for the consumed state row). */
+/* Cuts s (UTF-8) after max UTF-16 units, at a character boundary. */
+static void cut_utf16(char *s, size_t max)
+{
+    size_t units = 0;
+    for (size_t i = 0; s[i];) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        units += len == 4 ? 2 : 1;
+        if (units > max) {
+            s[i] = '\0';
+            return;
+        }
+        for (size_t k = 0; k < len && s[i]; k++)
+            i++;
+    }
+}
+
 static void identity_check(struct as_job *job)
 {
     struct flow *f = job->state;
+    /* the profile's caps (validate.h): a provider's long name is cut, a
+     * picture URL too long to be one is left out */
+    if (f->name)
+        cut_utf16(f->name, AS_NAME_MAX);
+    if (f->picture && pc_utf16_length(f->picture, strlen(f->picture)) > AS_IMAGE_MAX) {
+        free(f->picture);
+        f->picture = NULL;
+    }
     if (f->email == NULL || !as_email_valid(f->email)) {
         fail_on_loop(job, "email_not_found");
         return;

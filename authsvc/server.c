@@ -116,7 +116,8 @@ char *as_query_param(const struct as_job *job, const char *name)
         return NULL;
     }
     const char *v = evhttp_find_header(&q, name);
-    char *out = v ? pc_xstrdup(v) : NULL;
+    /* %FF and the like decode as URLSearchParams decodes them: U+FFFD */
+    char *out = v ? pc_utf8_fix(v, strlen(v)) : NULL;
     evhttp_clear_headers(&q);
     return out;
 }
@@ -480,6 +481,13 @@ static bool origin_check(struct as_job *job)
     if (job->method == EVHTTP_REQ_GET || job->method == EVHTTP_REQ_HEAD ||
         job->method == EVHTTP_REQ_OPTIONS)
         return true;
+    /* Not for the internal routes (the x-service-auth secret is their
+     * credential; a cookie means nothing to them), nor for the provider's
+     * form_post to the callback: it changes nothing, it only turns into the
+     * GET, which checks the state and its cookie. */
+    if (pc_starts_with(job->path, "/api/internal/") ||
+        pc_starts_with(job->path, "/api/auth/callback/"))
+        return true;
     bool has_cookie = as_header(job, "Cookie") != NULL;
     bool is_form_route = strcmp(job->path, "/api/auth/sign-in/email") == 0 ||
                          strcmp(job->path, "/api/auth/sign-up/email") == 0;
@@ -775,9 +783,15 @@ static char *form_to_json(const char *body)
     struct pc_jw w = {.b = &b};
     pc_jw_obj_begin(&w);
     for (struct evkeyval *kv = q.tqh_first; kv; kv = kv->next.tqe_next) {
-        pc_jw_key(&w, kv->key);
-        pc_jw_str(&w, kv->value);
+        /* bytes that are not UTF-8 read as U+FFFD, as URLSearchParams reads them */
+        char *k = pc_utf8_fix(kv->key, strlen(kv->key));
+        char *v = pc_utf8_fix(kv->value, strlen(kv->value));
+        pc_jw_key(&w, k);
+        pc_jw_str(&w, v);
         pc_wipe(kv->value, strlen(kv->value));
+        pc_wipe(v, strlen(v));
+        free(k);
+        free(v);
     }
     pc_jw_obj_end(&w);
     evhttp_clear_headers(&q);

@@ -231,6 +231,18 @@ static enum tok_src request_token(const struct as_job *job, char tok[TOKEN_MAX])
     return TOK_NONE;
 }
 
+/* A token that is not UTF-8 matches no row (tokens are alphanumeric): no
+ * session, as Better Auth answers, without asking PostgreSQL. */
+static enum tok_src request_token_text(const struct as_job *job, char tok[TOKEN_MAX])
+{
+    enum tok_src src = request_token(job, tok);
+    if (src != TOK_NONE && !pc_utf8_valid(tok, strlen(tok))) {
+        pc_wipe(tok, TOKEN_MAX);
+        return TOK_NONE;
+    }
+    return src;
+}
+
 /* ---- Redis cache and revocation ---- */
 
 static void cache_key(const char *token, struct pc_buf *key, char hash[PC_HASH_B64_LEN + 1])
@@ -350,8 +362,10 @@ int as_session_create(struct as_job *job, struct as_worker *w, const char *user_
     char nows[32], exps[32];
     snprintf(nows, sizeof nows, "%lld", (long long)now);
     snprintf(exps, sizeof exps, "%lld", (long long)exp);
-    const char *ua = as_header(job, "User-Agent");
-    const char *params[] = {id, token, user_id, exps, nows, job->ip, ua ? ua : ""};
+    const char *uah = as_header(job, "User-Agent");
+    /* stored as text: bytes that are not UTF-8 become U+FFFD */
+    char *ua = pc_utf8_fix(uah ? uah : "", uah ? strlen(uah) : 0);
+    const char *params[] = {id, token, user_id, exps, nows, job->ip, ua};
     PGresult *res = pc_db_exec(
         &w->db,
         "INSERT INTO \"session\" (\"id\", \"token\", \"userId\", \"expiresAt\", \"createdAt\", "
@@ -362,13 +376,15 @@ int as_session_create(struct as_job *job, struct as_worker *w, const char *user_
     bool ok = pc_db_ok(res);
     if (res)
         PQclear(res);
-    if (!ok)
+    if (!ok) {
+        free(ua);
         return -1;
+    }
     s->id = pc_xstrdup(id);
     s->token = pc_xstrdup(token);
     s->user_id = pc_xstrdup(user_id);
     s->ip = pc_xstrdup(job->ip);
-    s->ua = pc_xstrdup(ua ? ua : "");
+    s->ua = ua;
     s->expires_at = exp;
     s->created_at = s->updated_at = now;
     pc_wipe(token, sizeof token);
@@ -387,7 +403,7 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
                                   struct as_user *u)
 {
     char tok[TOKEN_MAX];
-    enum tok_src src = request_token(job, tok);
+    enum tok_src src = request_token_text(job, tok);
     if (src == TOK_NONE)
         return AS_LOOKUP_NONE;
     const char *params[] = {tok};
@@ -546,7 +562,7 @@ bool as_route_sign_out(struct as_job *job, struct as_worker *w)
     yajl_tree_free(body);
     char tok[TOKEN_MAX];
     struct pc_buf b = {0};
-    if (request_token(job, tok) == TOK_NONE) {
+    if (request_token_text(job, tok) == TOK_NONE) {
         /* Better Auth answers success and clears the cookies either way. */
         as_session_clear_cookies(job);
         pc_buf_puts(&b, "{\"success\":true}");

@@ -13,6 +13,15 @@
 
 struct as_job;
 
+/* Caps on a user's name and image URL: Better Auth has none, but both
+ * travel in every get-session answer and every JWT (the set-auth-jwt
+ * header), so 60,000 characters would make 80 KB headers. Counted in UTF-16
+ * units, as JavaScript's .length counts. Sign-up and update-user refuse
+ * longer ones (400 NAME_TOO_LONG / IMAGE_URL_TOO_LONG); a provider's
+ * profile is cut to fit (name) or dropped (picture). */
+#define AS_NAME_MAX 256
+#define AS_IMAGE_MAX 2048
+
 struct vcheck {
     struct pc_buf msg;      /* the joined message so far */
     const char *where;      /* "body" (default when NULL) or "query" */

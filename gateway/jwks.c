@@ -251,7 +251,8 @@ static char *discover(const char *issuer)
             YAJL_IS_STRING(iss) && strcmp(iss->u.string, issuer) == 0)
             out = pc_xstrdup(ju->u.string);
         else
-            pc_log_warn("jwks: discovery document of %s has no usable jwks_uri", issuer);
+            pc_log_warn("jwks: discovery document of %s has no usable jwks_uri (or is not "
+                        "JSON nested at most %d levels)", issuer, PC_JSON_MAX_DEPTH);
         yajl_tree_free(doc);
         pc_buf_free(&f.body);
     }
@@ -269,7 +270,8 @@ static struct gw_keyset *fetch_set(struct gw_issuer *iss, char **uri, int64_t *t
         return NULL;
     struct gw_keyset *s = pc_xcalloc(1, sizeof *s);
     if (pc_jwks_parse(f.body.data ? f.body.data : "", f.body.len, &s->jwks) != 0) {
-        pc_log_warn("jwks: %s is not a JWK set", *uri);
+        pc_log_warn("jwks: %s is not a JWK set (not JSON, nested deeper than %d levels, "
+                    "or no \"keys\" array)", *uri, PC_JSON_MAX_DEPTH);
         pc_buf_free(&f.body);
         free(s);
         return NULL;

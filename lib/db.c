@@ -80,6 +80,18 @@ int pc_db_ensure(struct pc_db *db)
 struct pg_result *pc_db_exec(struct pc_db *db, const char *sql, int nparams,
                              const char *const *params)
 {
+    /* PostgreSQL refuses text that is not UTF-8 (22021) and logs it; such a
+     * value comes from outside and can match nothing, so it never leaves
+     * here. The caller sees a failed result, not a lost connection. */
+    for (int i = 0; i < nparams; i++) {
+        if (params[i] && !pc_utf8_valid(params[i], strlen(params[i]))) {
+            pc_log_warn("postgres: parameter $%d is not UTF-8; statement not sent", i + 1);
+            PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+            if (r == NULL)
+                pc_fatal("out of memory");
+            return r;
+        }
+    }
     if (pc_db_ensure(db) != 0)
         return NULL;
     PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);

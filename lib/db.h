@@ -33,7 +33,10 @@ PC_MUSTCHECK int pc_db_ensure(struct pc_db *db);
 /** Runs one statement with text parameters (NULL = SQL NULL). Returns the
  * result, which the caller frees with PQclear, or NULL when the connection is
  * unusable (the connection is dropped and retried later). A result with an
- * error status (constraint violation, ...) is returned as is. */
+ * error status (constraint violation, ...) is returned as is. A parameter
+ * that is not well-formed UTF-8 is never sent: the answer is a failed result
+ * with no SQLSTATE (and a warning in the log), the connection stays. Inputs
+ * are checked before they get here; this is the net under them. */
 struct pg_result *pc_db_exec(struct pc_db *db, const char *sql, int nparams,
                              const char *const *params);
 

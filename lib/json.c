@@ -130,38 +130,93 @@ void pc_jw_raw(struct pc_jw *w, const char *json)
     pc_buf_puts(w->b, json);
 }
 
-/* yajl's tree parser always allows comments; JSON.parse does not, so a
- * '/' outside a string makes the text not JSON. */
-static bool has_comment(const char *s, size_t n)
+static int hex4(const char *p)
 {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = pc_hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* One pass over the text before yajl sees it (s is our own copy, n bytes):
+ *  - a '/' outside a string is a comment, which yajl's tree parser always
+ *    allows and JSON.parse does not: refused;
+ *  - more than PC_JSON_MAX_DEPTH open arrays/objects: refused, before yajl
+ *    builds a tree (yajl_tree_free recurses once per level, so depth is
+ *    stack);
+ *  - \u0000: refused (yajl hands strings back NUL-terminated, so it would
+ *    cut a password or an email short in silence);
+ *  - a lone surrogate escape (\ud800 without a low half, or a stray
+ *    \udc00) becomes \ufffd in place: yajl would write '?' or bytes that
+ *    are not UTF-8, where Node turns it into U+FFFD the moment the string
+ *    meets UTF-8 (TextEncoder before scrypt, node-postgres before a query).
+ * Strings are left to yajl to judge otherwise. */
+static bool prescan(char *s, size_t n)
+{
+    unsigned depth = 0;
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '/') {
-            return true;
+        if (!in_str) {
+            if (c == '"') {
+                in_str = true;
+            } else if (c == '/') {
+                return false;
+            } else if (c == '[' || c == '{') {
+                if (++depth > PC_JSON_MAX_DEPTH)
+                    return false;
+            } else if ((c == ']' || c == '}') && depth > 0) {
+                depth--;
+            }
+            continue;
         }
+        if (c == '"') {
+            in_str = false;
+            continue;
+        }
+        if (c != '\\')
+            continue;
+        if (i + 1 >= n)
+            return false;
+        if (s[i + 1] != 'u') {
+            i++;    /* a one-character escape; yajl checks which */
+            continue;
+        }
+        int cp = i + 6 <= n ? hex4(s + i + 2) : -1;
+        if (cp < 0)
+            return false;
+        if (cp == 0)
+            return false;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            int lo = i + 12 <= n && s[i + 6] == '\\' && s[i + 7] == 'u' ? hex4(s + i + 8) : -1;
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                i += 11;    /* a pair: both halves are fine */
+                continue;
+            }
+            memcpy(s + i + 2, "fffd", 4);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            memcpy(s + i + 2, "fffd", 4);
+        }
+        i += 5;
     }
-    return false;
+    return true;
 }
 
 yajl_val pc_json_parse(const char *s, size_t n)
 {
-    if (!pc_utf8_valid(s, n) || has_comment(s, n))
-        return NULL;
-    /* yajl hands strings back NUL-terminated, so an escaped NUL would cut a
-     * password or email short in silence: refuse it outright. */
-    if (memchr(s, '\0', n) != NULL || memmem(s, n, "\\u0000", 6) != NULL)
+    if (!pc_utf8_valid(s, n) || memchr(s, '\0', n) != NULL)
         return NULL;
     char *copy = pc_xstrndup(s, n);
-    char err[128];
-    yajl_val v = yajl_tree_parse(copy, err, sizeof err);
+    yajl_val v = NULL;
+    if (prescan(copy, n)) {
+        char err[128];
+        v = yajl_tree_parse(copy, err, sizeof err);
+    }
+    pc_wipe(copy, n);
     free(copy);
     return v;
 }

@@ -13,6 +13,9 @@
 #include "util.h"
 
 #define PC_JW_MAX_DEPTH 16
+/** Deepest nesting of arrays and objects pc_json_parse accepts (the top
+ * level counts as one). Deeper text is refused before any tree is built. */
+#define PC_JSON_MAX_DEPTH 64
 
 /** Writer state. Zero it, set .b, then call the functions below in document
  * order; commas and quoting are handled here. */
@@ -41,9 +44,13 @@ void pc_jw_raw(struct pc_jw *w, const char *json);
 /** Appends s as a quoted, escaped JSON string. */
 void pc_json_quote(struct pc_buf *b, const char *s, size_t n);
 
-/** Parses a request body. Returns the tree (free with yajl_tree_free) or NULL
- * when the text is not JSON as JSON.parse reads it: invalid UTF-8, comments,
- * embedded NUL bytes or escaped NULs (yajl would cut strings there) are refused. */
+/** Parses JSON text (a request body, a provider's document, a stored
+ * column): the one way the programs read JSON. Returns the tree (free with
+ * yajl_tree_free) or NULL when the text is not JSON as JSON.parse reads it
+ * (invalid UTF-8, comments), holds a NUL byte or an escaped NUL (yajl would
+ * cut strings there), or nests deeper than PC_JSON_MAX_DEPTH. A lone
+ * surrogate escape reads as U+FFFD, as it ends up in Node once encoded as
+ * UTF-8; every string in the tree is well-formed UTF-8. */
 yajl_val pc_json_parse(const char *s, size_t n);
 
 /** The value of key in object obj (last occurrence, as JSON.parse keeps), or NULL when obj is

@@ -282,6 +282,67 @@ bool pc_utf8_valid(const char *str, size_t n)
     return true;
 }
 
+/* Length of the well-formed sequence at s[0..n), or 0 with *sub set to the
+ * length of its maximal ill-formed subpart (Unicode 3.9, Table 3-7). */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *sub)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;    /* range of the second byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        *sub = 1;
+        return 0;
+    }
+    size_t k = 1;
+    for (; k < len && k < n; k++) {
+        unsigned char x = s[k];
+        bool ok = k == 1 ? x >= lo && x <= hi : (x & 0xC0) == 0x80;
+        if (!ok)
+            break;
+    }
+    if (k == len)
+        return len;
+    *sub = k;
+    return 0;
+}
+
+char *pc_utf8_fix(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    struct pc_buf b = {0};
+    size_t i = 0, run = 0;
+    while (i < n) {
+        size_t sub = 0, len = utf8_seq(s + i, n - i, &sub);
+        if (len) {
+            i += len;
+            run += len;
+            continue;
+        }
+        pc_buf_append(&b, s + i - run, run);
+        run = 0;
+        pc_buf_puts(&b, "\xef\xbf\xbd");
+        i += sub;
+    }
+    pc_buf_append(&b, s + n - run, run);
+    return b.data ? b.data : pc_xstrdup("");
+}
+
 int pc_hexval(char c)
 {
     if (c >= '0' && c <= '9')

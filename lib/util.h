@@ -75,6 +75,12 @@ PC_MUSTCHECK int pc_parse_hostport(const char *s, char *host, size_t hostsz,
 /** True when s[0..n) is well-formed UTF-8: no overlong forms, no encoded
  * surrogates, nothing above U+10FFFF (what JSON.parse and PostgreSQL take). */
 bool pc_utf8_valid(const char *s, size_t n);
+/** A heap copy of s[0..n) (NUL-terminated) in which every ill-formed
+ * sequence is replaced by U+FFFD, one per maximal subpart, as the WHATWG
+ * decoder (URLSearchParams, TextDecoder) does; valid text is copied as is.
+ * For text from outside that is not refused: query values, form fields,
+ * header values stored as text. NUL bytes are kept (the caller's rule). */
+char *pc_utf8_fix(const char *s, size_t n);
 
 /** Overwrites n bytes so the compiler cannot elide it (secrets). */
 void pc_wipe(void *p, size_t n);

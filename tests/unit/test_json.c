@@ -1,7 +1,8 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * test_json.c: the JSON writer (escaping, nesting, commas) and the request
- * body parser (NUL refusal, invalid JSON, lookups).
+ * body parser (NUL refusal, invalid JSON, lookups, the depth limit, lone
+ * surrogates).
  */
 #include "../../lib/json.c"
 
@@ -294,6 +295,127 @@ static void test_parse_rejects_non_utf8_forms(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* Text nested d deep: {"a":[[[...1...]]]} with the object as level 1. */
+static char *nested(size_t d, size_t *len)
+{
+    struct pc_buf b = {0};
+    pc_buf_puts(&b, "{\"a\":");
+    for (size_t i = 1; i < d; i++)
+        pc_buf_putc(&b, '[');
+    pc_buf_putc(&b, '1');
+    for (size_t i = 1; i < d; i++)
+        pc_buf_putc(&b, ']');
+    pc_buf_putc(&b, '}');
+    *len = b.len;
+    return b.data;
+}
+
+static void test_parse_depth_limit(void **state)
+{
+    size_t n;
+    char *t = nested(PC_JSON_MAX_DEPTH, &n);
+    yajl_val v = pc_json_parse(t, n);
+    assert_non_null(v);             /* exactly the limit: fine */
+    yajl_tree_free(v);
+    free(t);
+    t = nested(PC_JSON_MAX_DEPTH + 1, &n);
+    assert_null(pc_json_parse(t, n));
+    free(t);
+    /* the issue's body: 400,000 deep would overflow yajl_tree_free's stack */
+    t = nested(400000, &n);
+    assert_null(pc_json_parse(t, n));
+    free(t);
+    /* unbalanced: only opening brackets */
+    char *open = pc_xmalloc(200001);
+    memset(open, '[', 200000);
+    open[200000] = '\0';
+    assert_null(pc_json_parse(open, 200000));
+    free(open);
+    /* brackets inside strings (escaped quotes too) are text, not nesting */
+    struct pc_buf b = {0};
+    pc_buf_puts(&b, "{\"a\":\"");
+    for (int i = 0; i < 1000; i++)
+        pc_buf_puts(&b, "[{\\\"");
+    pc_buf_puts(&b, "\",\"b\":[[1]]}");
+    v = pc_json_parse(b.data, b.len);
+    assert_non_null(v);
+    assert_int_equal(strlen(str_of(pc_json_get(v, "a"))), 3000);
+    yajl_tree_free(v);
+    pc_buf_free(&b);
+    /* many siblings are not depth */
+    pc_buf_puts(&b, "[");
+    for (int i = 0; i < 10000; i++)
+        pc_buf_puts(&b, i ? ",[]" : "[]");
+    pc_buf_puts(&b, "]");
+    v = pc_json_parse(b.data, b.len);
+    assert_non_null(v);
+    assert_int_equal(v->u.array.len, 10000);
+    yajl_tree_free(v);
+    pc_buf_free(&b);
+}
+
+/* The string value of key "a" in s, or NULL when s is refused. */
+static char *value_a(const char *s)
+{
+    yajl_val v = pc_json_parse(s, strlen(s));
+    if (v == NULL)
+        return NULL;
+    char *out = pc_xstrdup(str_of(pc_json_get(v, "a")));
+    yajl_tree_free(v);
+    return out;
+}
+
+#define ASSERT_A(json, want)                        \
+    do {                                            \
+        char *got_ = value_a(json);                 \
+        assert_non_null(got_);                      \
+        assert_string_equal(got_, (want));          \
+        free(got_);                                 \
+    } while (0)
+
+static void test_parse_lone_surrogates_become_fffd(void **state)
+{
+    /* Node: JSON.parse keeps a lone surrogate, TextEncoder / Buffer.from
+     * (scrypt's input, node-postgres's parameters) make it EF BF BD */
+    ASSERT_A("{\"a\":\"\\ud800\"}", "\xef\xbf\xbd");
+    ASSERT_A("{\"a\":\"\\udc00\"}", "\xef\xbf\xbd");
+    ASSERT_A("{\"a\":\"\\uDBFF\"}", "\xef\xbf\xbd");
+    ASSERT_A("{\"a\":\"x\\ud800y\"}", "x\xef\xbf\xbdy");
+    /* a high half followed by something that is not a low half */
+    ASSERT_A("{\"a\":\"\\ud800\\u0041\"}", "\xef\xbf\xbd" "A");
+    ASSERT_A("{\"a\":\"\\ud800\\ud800\"}", "\xef\xbf\xbd\xef\xbf\xbd");
+    ASSERT_A("{\"a\":\"\\ud800\\n\"}", "\xef\xbf\xbd\n");
+    /* reversed halves are two lone ones */
+    ASSERT_A("{\"a\":\"\\ude00\\ud83d\"}", "\xef\xbf\xbd\xef\xbf\xbd");
+    /* a lone half, then a real pair */
+    ASSERT_A("{\"a\":\"\\ud800\\ud83d\\ude00\"}", "\xef\xbf\xbd\xf0\x9f\x98\x80");
+    /* pairs stay pairs, in either case of hex digits */
+    ASSERT_A("{\"a\":\"\\uD83D\\uDE00\"}", "\xf0\x9f\x98\x80");
+    ASSERT_A("{\"a\":\"\\udbff\\udfff\"}", "\xf4\x8f\xbf\xbf");
+    /* in keys too */
+    yajl_val v = pc_json_parse("{\"\\ud800\":1}", 12);
+    assert_non_null(v);
+    assert_string_equal(v->u.object.keys[0], "\xef\xbf\xbd");
+    yajl_tree_free(v);
+    /* an escaped backslash before "ud800" is text, not an escape */
+    ASSERT_A("{\"a\":\"\\\\ud800\"}", "\\ud800");
+    ASSERT_A("{\"a\":\"\\\\u0000\"}", "\\u0000");
+    /* every string in any tree is well-formed UTF-8 */
+    const char *t = "[\"\\udfff\",\"\\ud800\\udbff\\udc00\",{\"k\\udc01\":\"\\ud801z\"}]";
+    v = pc_json_parse(t, strlen(t));
+    assert_non_null(v);
+    for (size_t i = 0; i < 2; i++)
+        assert_true(pc_utf8_valid(v->u.array.values[i]->u.string,
+                                  strlen(v->u.array.values[i]->u.string)));
+    yajl_val o = v->u.array.values[2];
+    assert_true(pc_utf8_valid(o->u.object.keys[0], strlen(o->u.object.keys[0])));
+    assert_string_equal(o->u.object.values[0]->u.string, "\xef\xbf\xbdz");
+    yajl_tree_free(v);
+    /* a truncated escape is still refused */
+    REJ("{\"a\":\"\\ud80\"}", "a three-digit \\u escape");
+    REJ("{\"a\":\"\\ud800\\u12\"}", "a truncated low half");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +429,8 @@ int main(void)
         cmocka_unit_test(test_parse_rejects_invalid_json),
         cmocka_unit_test(test_parse_rejects_comments),
         cmocka_unit_test(test_parse_rejects_non_utf8_forms),
+        cmocka_unit_test(test_parse_depth_limit),
+        cmocka_unit_test(test_parse_lone_surrogates_become_fffd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
  * Each scrypt costs ~100 ms, so the number of hashing calls is kept small.
  */
 #include "../../lib/password.c"
+#include "../../lib/json.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -180,6 +181,40 @@ static void test_hash_rejects_invalid_utf8(void **state)
     assert_int_equal(accepted, 0);
 }
 
+/* A lone surrogate in a JSON password (issue #13): Better Auth hashes
+ * TextEncoder(password.normalize("NFKC")), and TextEncoder writes a lone
+ * surrogate as U+FFFD (EF BF BD). The vector came from Node 18:
+ *   crypto.scryptSync(new TextEncoder().encode("Lone-\ud800-surrogate"
+ *       .normalize("NFKC")), "0123456789abcdef0123456789abcdef", 64,
+ *       {N: 16384, r: 16, p: 1, maxmem: 2 ** 27})
+ * The password goes through the JSON parser, as a request body does. */
+#define LONE_SALT "0123456789abcdef0123456789abcdef"
+#define LONE_HASH LONE_SALT ":06df3c20b064756290228823b4163ff530b3dabc39c70f196df934a0" \
+    "af4cd2e9d99d0ac941d9e64c806ad339eb1c38e6d3bd1748c9c6e030a86ef27af99a2ea2"
+
+static void test_lone_surrogate_hashes_as_node(void **state)
+{
+    const char *body = "{\"password\":\"Lone-\\ud800-surrogate\"}";
+    yajl_val v = pc_json_parse(body, strlen(body));
+    assert_non_null(v);
+    yajl_val pw = pc_json_get(v, "password");
+    assert_true(YAJL_IS_STRING(pw));
+    assert_string_equal(pw->u.string, "Lone-\xef\xbf\xbd-surrogate");
+    assert_int_equal(pc_utf16_length(pw->u.string, strlen(pw->u.string)), 16); /* as JS .length */
+    char out[PC_PASSWORD_HASH_LEN + 1];
+    assert_int_equal(pc_password_hash_with_salt(pw->u.string, strlen(pw->u.string), LONE_SALT, out),
+                     0);
+    assert_string_equal(out, LONE_HASH);
+    yajl_tree_free(v);
+    /* a lone low half in another body verifies against the same hash */
+    body = "{\"password\":\"Lone-\\udfff-surrogate\"}";
+    v = pc_json_parse(body, strlen(body));
+    assert_non_null(v);
+    pw = pc_json_get(v, "password");
+    assert_true(pc_password_verify(pw->u.string, strlen(pw->u.string), LONE_HASH));
+    yajl_tree_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_hash_with_salt_vector_ascii),
         cmocka_unit_test(test_hash_with_salt_vector_nfkc),
         cmocka_unit_test(test_nfkc_ligature),
+        cmocka_unit_test(test_lone_surrogate_hashes_as_node),
         cmocka_unit_test(test_hash_with_salt_bad_salt),
         cmocka_unit_test(test_hash_format_and_roundtrip),
         cmocka_unit_test(test_verify_fixed_vector),

@@ -230,6 +230,41 @@ static void test_parse_hostport(void **state)
     check_hp_ok("abcdefg:80", "abcdefg", 80);
 }
 
+/* ---- pc_utf8_fix (expected bytes from Python's decode('utf-8', 'replace'),
+ * which follows the same maximal-subpart rule as the WHATWG decoder) ---- */
+
+static void fix_is(const char *in, size_t n, const char *want)
+{
+    char *got = pc_utf8_fix(in, n);
+    assert_string_equal(got, want);
+    assert_true(pc_utf8_valid(got, strlen(got)));
+    free(got);
+}
+
+#define FIX(lit, want) fix_is((lit), sizeof(lit) - 1, (want))
+
+static void test_utf8_fix(void **state)
+{
+    FIX("", "");
+    FIX("plain", "plain");
+    FIX("J\xc3\xbcrgen", "J\xc3\xbcrgen");
+    FIX("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80");
+    FIX("\xff", "\xef\xbf\xbd");
+    FIX("a\xff" "b", "a\xef\xbf\xbd" "b");
+    FIX("\xed\xb0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");   /* an encoded surrogate */
+    FIX("\xe0\x80", "\xef\xbf\xbd\xef\xbf\xbd");
+    FIX("\xf0\x9f\x98", "\xef\xbf\xbd");                            /* truncated: one */
+    FIX("\xf0\x9f\x98x", "\xef\xbf\xbdx");
+    FIX("\xc3", "\xef\xbf\xbd");
+    FIX("\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd");                    /* overlong */
+    FIX("\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    FIX("\xe2\x82\xac\x80\xe2\x82\xac", "\xe2\x82\xac\xef\xbf\xbd\xe2\x82\xac");
+    /* only n bytes are read */
+    char *got = pc_utf8_fix("ab\xff", 2);
+    assert_string_equal(got, "ab");
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_string_helpers),
         cmocka_unit_test(test_parse_int64),
         cmocka_unit_test(test_parse_hostport),
+        cmocka_unit_test(test_utf8_fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

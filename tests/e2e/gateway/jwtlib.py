@@ -96,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 status, body, headers = 404, {"error": "not found"}, {}
             data = json.dumps(body).encode()
+            if iss.raw.get(path) is not None:    # a document the test wrote byte for byte
+                data = iss.raw[path]
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -123,6 +125,7 @@ class FakeIssuer:
         self.delay = 0.0
         self.status = 200
         self.max_age = max_age
+        self.raw: dict = {}         # path -> bytes served instead of the JSON document
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
         self.server.daemon_threads = True
         self.server.issuer_obj = self
