@@ -595,12 +595,28 @@ def test_plain_paths_pass_as_sent(hgw, pub, path):
     assert f"{e['path']}?{e['query']}" == target, e
 
 
+@pytest.fixture(scope="module")
+def traefik_gw(pg, redis_srv, live_authsvc, secret, routes, gw_dir):
+    """A gateway reading forward auth the Traefik way (X-Forwarded-Uri)."""
+    g = G.Gateway(G.gw_base_env(pg, redis_srv, secret, FORWARD_AUTH_PROXY="traefik"), routes,
+                  workdir=gw_dir, name="gateway-http-traefik")
+    try:
+        yield g
+    finally:
+        problems = g.check_stopped()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
 @pytest.mark.parametrize("header", ["X-Original-URI", "X-Forwarded-Uri"])
 @pytest.mark.parametrize("uri", ["/pub/../x", "/pub/%2e%2e/s/x"])
-def test_forward_auth_refuses_bad_original_uri(hgw, header, uri):
+def test_forward_auth_refuses_bad_original_uri(hgw, traefik_gw, header, uri):
     """The proxy asking /_auth may resolve /pub/%2e%2e/s/x to /s/x: judged by its
-    /pub/ prefix it would pass as anonymous (it did: 200, before route.c checked it)."""
-    own_error(exchange(hgw.port, get("/_auth", extra=f"{header}: {uri}\r\n")), 400, "BAD_PATH")
+    /pub/ prefix it would pass as anonymous (it did: 200, before route.c checked it).
+    Each header is read by the gateway set up for the proxy that sends it
+    (FORWARD_AUTH_PROXY: nginx by default, traefik for X-Forwarded-Uri)."""
+    g = hgw if header == "X-Original-URI" else traefik_gw
+    own_error(exchange(g.port, get("/_auth", extra=f"{header}: {uri}\r\n")), 400, "BAD_PATH")
 
 
 def test_absolute_form_routes_by_its_path(hgw, pub):
