@@ -91,34 +91,6 @@ bool as_email_valid(const char *s)
     return !label_start;
 }
 
-/* Better Auth's relative-URL rule:
- *   ^/(?!/|\\|%2f|%5c)[\w\-.+/]*(?:\?[\w\-.+/=&%]*)?$ */
-static bool relative_url_ok(const char *u)
-{
-    if (u[1] == '/' || u[1] == '\\' || pc_strnieq(u + 1, "%2f", 3) || pc_strnieq(u + 1, "%5c", 3))
-        return false;
-    const char *p = u + 1;
-    for (; *p && *p != '?'; p++)
-        if (!is_alnum(*p) && strchr("_-.+/", *p) == NULL)
-            return false;
-    if (*p == '?')
-        for (p++; *p; p++)
-            if (!is_alnum(*p) && strchr("_-.+/=&%", *p) == NULL)
-                return false;
-    return true;
-}
-
-bool as_redirect_allowed(const char *url)
-{
-    if (url[0] == '/')
-        return relative_url_ok(url);
-    const char *se = strstr(url, "://");
-    if (se == NULL)
-        return false;
-    size_t n = strcspn(se + 3, "/?#") + (size_t)(se + 3 - url);
-    return as_origin_trusted(url, n);
-}
-
 static char *lower_dup(const char *s)
 {
     char *d = pc_xstrdup(s);

@@ -4,9 +4,11 @@
  *
  * Request flow (file by file):
  *   main.c      configuration, start-up order, signals
- *   server.c    evhttp on one event loop: parse, route, CORS, origin check,
- *               hand a job to the worker pool, send its reply, access log
- *   ratelimit.c per-IP sign-in/sign-up limits in Redis
+ *   server.c    evhttp on one event loop: parse, route, CORS, hand a job to
+ *               the worker pool, send its reply, access log
+ *   origin.c    trusted origins, the Origin/Referer check, redirect targets
+ *   ratelimit.c the client address (TRUSTED_PROXIES), per-IP sign-in/sign-up
+ *               limits in Redis
  *   accounts.c  sign-up, sign-in, update-user, change-password
  *   sessions.c  session tokens, cookies, lookup, refresh, Redis cache,
  *               get-session, list-sessions, sign-out, revoke-*
@@ -32,6 +34,7 @@
 #include "../lib/redis.h"
 #include "../lib/json.h"
 #include "../lib/password.h"
+#include "../lib/netaddr.h"
 
 struct evhttp_request;
 struct as_job;
@@ -52,6 +55,7 @@ struct as_config {
     char *log_path;             /* AUTHSVC_LOG */
     char *log_level;            /* LOG_LEVEL */
     char *ip_header;            /* IP_ADDRESS_HEADER */
+    char *trusted_proxies_s;    /* TRUSTED_PROXIES, addresses/CIDRs */
     int64_t max_body;           /* AUTHSVC_MAX_BODY */
     int64_t workers;            /* AUTHSVC_WORKERS */
     int64_t job_queue;          /* AUTHSVC_QUEUE */
@@ -98,8 +102,8 @@ struct as_config {
     char cookie_dont_remember[64];
     char cookie_session_data[64];
     char base_origin[512];      /* scheme://host[:port] of base_url */
-    char **origins;             /* trusted origins incl. base_origin */
-    size_t norigins;
+    struct pc_cidr *proxies;    /* TRUSTED_PROXIES, parsed */
+    size_t nproxies;
     struct pc_redis_addr redis_addr;
     char listen_host[256];
     int listen_port;
@@ -112,8 +116,23 @@ extern struct as_config as_cfg;
 PC_MUSTCHECK int as_config_load(void);
 void as_config_help(void);
 void as_config_free(void);
-/** True when origin (scheme://host[:port]) is trusted; wildcards allowed. */
+
+/* ---- trusted origins and redirect targets (origin.c) ---- */
+/** Builds the trusted list from base_origin, TRUSTED_ORIGINS and
+ * BETTER_AUTH_TRUSTED_ORIGINS; -1 after naming a bad entry on stderr. */
+PC_MUSTCHECK int as_origins_load(void);
+void as_origins_free(void);
+/** pc_conf check of a comma list of origin patterns. */
+int as_origins_check_list(const char *v, const char **err);
+/** True when the URL or origin (n bytes), read as a browser reads it, is an
+ * http(s) origin matching a trusted pattern. */
 bool as_origin_trusted(const char *origin, size_t n);
+/** Loop thread: the Origin/Referer check of a state-changing request; false
+ * when it answered 403. */
+bool as_origin_check(struct as_job *job);
+/** Loop thread: callbackURL, redirectTo, errorCallbackURL and
+ * newUserCallbackURL in the query or body; false when it answered 403. */
+bool as_redirects_check(struct as_job *job);
 
 /* ---- jobs (server.c) ---- */
 
@@ -331,6 +350,10 @@ char *as_jwt_mint(struct as_worker *w, const struct as_session *s, const struct 
 /** Applies Better Auth's default rules to the job's path. Returns true when
  * the request may go on; otherwise the 429 has been written into the job. */
 bool as_ratelimit_check(struct as_job *job, struct as_worker *w);
+/** Loop thread: sets job->ip from the TCP peer, or from IP_ADDRESS_HEADER
+ * when the peer is one of TRUSTED_PROXIES (canonical text, IPv4-mapped
+ * IPv6 as IPv4). */
+void as_client_ip(struct as_job *job, const char *peer);
 
 /* ---- health (health.c) ---- */
 void as_health_start(void);
@@ -377,7 +400,8 @@ int as_migrate_run(const char *database_url);
 
 /* ---- validation helpers (accounts.c) ---- */
 bool as_email_valid(const char *s);
-/** Checks callbackURL-like values: relative path or trusted origin. */
+/** Checks callbackURL-like values (origin.c): a safe root-relative path, or
+ * an http(s) URL without userinfo whose origin is trusted. */
 bool as_redirect_allowed(const char *url);
 
 #define USER_COLS "u.\"id\", u.\"name\", u.\"email\", u.\"emailVerified\", u.\"image\", " \

@@ -50,25 +50,25 @@ static int check_jwt_alg(const char *v, const char **err)
     return 0;
 }
 
-static int check_origins(const char *v, const char **err)
+static int check_header_name(const char *v, const char **err)
 {
-    char *copy = pc_xstrdup(v);
-    int rc = 0;
-    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        if (*tok == '\0')
-            continue;
-        if (strstr(tok, "://") == NULL && tok[0] != '*') {
-            *err = "each origin must look like https://app.example.com (wildcards like "
-                   "https://*.example.com are allowed)";
-            rc = -1;
-            break;
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_')) {
+            *err = "must be a header name (letters, digits, - and _)";
+            return -1;
         }
-    }
-    free(copy);
-    return rc;
+    return 0;
+}
+
+static int check_proxies(const char *v, const char **err)
+{
+    struct pc_cidr *l;
+    size_t n;
+    if (pc_cidr_list_parse(v, &l, &n, err) != 0)
+        return -1;
+    free(l);
+    return 0;
 }
 
 #define INT_ITEM(n, var, def, lo, hi, help) \
@@ -86,12 +86,20 @@ static const struct pc_conf_item table[] = {
      PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL: redis://[:password@]host:port[/db]"},
     {"AUTHSVC_LISTEN", PC_CONF_STR, &as_cfg.listen, "127.0.0.1:3000", 0, 0, 0,
      pc_conf_check_hostport, "address to listen on (host:port)"},
-    {"TRUSTED_ORIGINS", PC_CONF_STR, &as_cfg.trusted_origins, "", 0, 0, 0, check_origins,
-     "extra trusted origins, comma separated (the BETTER_AUTH_URL origin is always trusted)"},
+    {"TRUSTED_ORIGINS", PC_CONF_STR, &as_cfg.trusted_origins, "", 0, 0, 0,
+     as_origins_check_list,
+     "extra trusted origins, comma separated: https://app.example.com, https://*.example.com "
+     "(a * is whole labels), *.example.com (http or https); the BETTER_AUTH_URL origin is "
+     "always trusted"},
     {"RATE_LIMIT_ENABLED", PC_CONF_BOOL, &as_cfg.rate_limit, "true", 0, 0, 0, NULL,
      "limit sign-in/sign-up per IP (3 per 10 s, Better Auth's rule) in Redis"},
-    {"IP_ADDRESS_HEADER", PC_CONF_STR, &as_cfg.ip_header, "x-forwarded-for", 0, 0, 0, NULL,
-     "header holding the client IP when it has a single value; empty: the peer address"},
+    {"IP_ADDRESS_HEADER", PC_CONF_STR, &as_cfg.ip_header, "x-forwarded-for", 0, 0, 0,
+     check_header_name,
+     "header naming the client IP, believed only from TRUSTED_PROXIES (X-Forwarded-For "
+     "rules: the right-most address that is not a trusted proxy); empty: the TCP peer"},
+    {"TRUSTED_PROXIES", PC_CONF_STR, &as_cfg.trusted_proxies_s, "", 0, 0, 0, check_proxies,
+     "addresses or networks (10.0.0.0/8, fd00::/8) of proxies in front of authsvc whose "
+     "IP_ADDRESS_HEADER is believed; empty: none, the client is the TCP peer"},
     {"REDIS_PREFIX", PC_CONF_STR, &as_cfg.redis_prefix, "pc:", 0, 0, 0, check_prefix,
      "namespace of every Redis key"},
     {"REVOCATION_CHANNEL", PC_CONF_STR, &as_cfg.revocation_channel, "pc:revoked", 0, 0, 0,
@@ -194,14 +202,6 @@ void as_config_help(void)
     pc_conf_help(table, PC_ARRAY_LEN(table), stdout);
 }
 
-static void add_origin(const char *o, size_t n)
-{
-    while (n > 0 && o[n - 1] == '/')
-        n--;
-    as_cfg.origins = pc_xrealloc(as_cfg.origins, (as_cfg.norigins + 1) * sizeof(char *));
-    as_cfg.origins[as_cfg.norigins++] = pc_xstrndup(o, n);
-}
-
 /* scheme://host[:port] of a URL, lower-cased. */
 static void url_origin(const char *url, char *out, size_t outsz)
 {
@@ -226,6 +226,12 @@ int as_config_load(void)
                         "below PASSWORD_MIN_LENGTH\n");
         return -1;
     }
+    /* IP_ADDRESS_HEADER set but empty means the TCP peer, not the default */
+    const char *ih = getenv("IP_ADDRESS_HEADER");
+    if (ih != NULL && ih[0] == '\0') {
+        free(as_cfg.ip_header);
+        as_cfg.ip_header = pc_xstrdup("");
+    }
     const char *why;
     if (pc_parse_hostport(as_cfg.listen, as_cfg.listen_host, sizeof as_cfg.listen_host,
                           &as_cfg.listen_port, &why) != 0 ||
@@ -242,7 +248,10 @@ int as_config_load(void)
     if (as_oauth_config_load() != 0) /* OIDC sign-in (oauth.c) */
         return -1;
     url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);
-    add_origin(as_cfg.base_origin, strlen(as_cfg.base_origin));
+    if (as_origins_load() != 0) /* origin.c */
+        return -1;
+    if (pc_cidr_list_parse(as_cfg.trusted_proxies_s, &as_cfg.proxies, &as_cfg.nproxies, &why) != 0)
+        pc_fatal("validated config failed to parse");
     if (as_cfg.jwt_issuer[0] == '\0') {
         free(as_cfg.jwt_issuer);
         as_cfg.jwt_issuer = pc_xstrdup(as_cfg.base_origin);
@@ -251,82 +260,15 @@ int as_config_load(void)
         free(as_cfg.jwt_audience);
         as_cfg.jwt_audience = pc_xstrdup(as_cfg.jwt_issuer);
     }
-    const char *env_extra = getenv("BETTER_AUTH_TRUSTED_ORIGINS");
-    const char *lists[] = {as_cfg.trusted_origins, env_extra};
-    for (size_t l = 0; l < 2; l++) {
-        const char *s = lists[l];
-        while (s && *s) {
-            while (*s == ' ' || *s == ',')
-                s++;
-            size_t n = strcspn(s, ",");
-            size_t m = n;
-            while (m > 0 && s[m - 1] == ' ')
-                m--;
-            if (m > 0)
-                add_origin(s, m);
-            s += n;
-        }
-    }
     return 0;
 }
 
 void as_config_free(void)
 {
-    for (size_t i = 0; i < as_cfg.norigins; i++)
-        free(as_cfg.origins[i]);
-    free(as_cfg.origins);
-    as_cfg.origins = NULL;
-    as_cfg.norigins = 0;
+    as_origins_free();
+    free(as_cfg.proxies);
+    as_cfg.proxies = NULL;
+    as_cfg.nproxies = 0;
     as_oauth_config_free(); /* OIDC sign-in (oauth.c) */
     pc_conf_free(table, PC_ARRAY_LEN(table));
-}
-
-/* Matches origin against pattern, where '*' in the pattern matches any run
- * of characters other than '/' (Better Auth's wildcard origins). */
-static bool wildcard_match(const char *pat, const char *s, size_t n)
-{
-    if (*pat == '\0')
-        return n == 0;
-    if (*pat == '*') {
-        for (size_t i = 0; i <= n; i++) {
-            if (wildcard_match(pat + 1, s + i, n - i))
-                return true;
-            if (i < n && s[i] == '/')
-                break;
-        }
-        return false;
-    }
-    if (n == 0)
-        return false;
-    char a = *pat, b = *s;
-    if (a >= 'A' && a <= 'Z')
-        a = (char)(a - 'A' + 'a');
-    if (b >= 'A' && b <= 'Z')
-        b = (char)(b - 'A' + 'a');
-    return a == b && wildcard_match(pat + 1, s + 1, n - 1);
-}
-
-bool as_origin_trusted(const char *origin, size_t n)
-{
-    while (n > 0 && origin[n - 1] == '/')
-        n--;
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < as_cfg.norigins; i++) {
-        const char *pat = as_cfg.origins[i];
-        if (strchr(pat, '*') != NULL) {
-            /* A pattern without a scheme (*.example.com) matches any scheme;
-             * one with a scheme matches only that scheme. */
-            if (strstr(pat, "://") == NULL) {
-                const char *h = memmem(origin, n, "://", 3);
-                if (h && wildcard_match(pat, h + 3, n - (size_t)(h + 3 - origin)))
-                    return true;
-            } else if (wildcard_match(pat, origin, n)) {
-                return true;
-            }
-        } else if (strlen(pat) == n && pc_strnieq(pat, origin, n)) {
-            return true;
-        }
-    }
-    return false;
 }

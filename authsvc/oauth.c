@@ -1525,6 +1525,14 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
     f->verifier = pc_xstrdup(cv->u.string);
     f->error_url = json_str(v, "errorURL");
     f->new_user_url = json_str(v, "newUserURL");
+    /* The row may have been written by a Better Auth server, whose check
+     * lets javascript: and other schemes through: check the targets again. */
+    if (f->error_url && !as_redirect_allowed(f->error_url)) {
+        free(f->error_url);
+        f->error_url = NULL;
+    }
+    bool targets_bad = !as_redirect_allowed(f->callback) ||
+                       (f->new_user_url && !as_redirect_allowed(f->new_user_url));
     int64_t expires = YAJL_IS_INTEGER(ex) ? ex->u.number.i : (int64_t)ex->u.number.d;
     bool os_bad = os && (!YAJL_IS_STRING(os) || strcmp(os->u.string, state) != 0);
     yajl_tree_free(v);
@@ -1548,6 +1556,8 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
     /* Two callbacks raced for one state: the second one loses. */
     if (!deleted || row_expired || expires < pc_now_ms())
         return !fail(job, "state_mismatch");
+    if (targets_bad)
+        return !fail(job, "invalid_callback_url");
     return true;
 }
 

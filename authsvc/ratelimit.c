@@ -7,6 +7,12 @@
  * quiet. State lives in Redis, one hash per key, updated by one script so
  * any number of authsvc replicas share it. Redis down: the limit is skipped
  * (logged), since Redis is a cache and sign-in must keep working.
+ *
+ * The client is the TCP peer. Only when the peer is one of TRUSTED_PROXIES
+ * is IP_ADDRESS_HEADER believed, X-Forwarded-For style: every line of it in
+ * order, read from the right, and the first address that is not itself a
+ * trusted proxy is the client. Addresses are kept in one spelling (IPv4-
+ * mapped IPv6 is IPv4) and an IPv6 client is limited by its /64.
  */
 #include "authsvc.h"
 #include "../lib/log.h"
@@ -14,6 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <hiredis/hiredis.h>
+
+#define XFF_LINES_MAX 16 /* header lines looked at; more are not needed */
 
 #define RL_WINDOW_MS 10000
 #define RL_MAX 3
@@ -47,6 +55,34 @@ static bool limited_path(const char *p)
     return false;
 }
 
+void as_client_ip(struct as_job *job, const char *peer)
+{
+    struct pc_addr pa, client;
+    if (!pc_addr_parse(peer, strlen(peer), &pa)) {
+        snprintf(job->ip, sizeof job->ip, "%s", peer);
+        return;
+    }
+    const char *lines[XFF_LINES_MAX];
+    size_t n = 0;
+    if (as_cfg.ip_header[0] && as_cfg.nproxies > 0) {
+        /* the last lines are the ones our proxies added */
+        size_t total = 0;
+        for (size_t i = 0; i < job->nhdrs; i++)
+            total += pc_strieq(job->hdrs[i].name, as_cfg.ip_header);
+        size_t skip = total > XFF_LINES_MAX ? total - XFF_LINES_MAX : 0;
+        for (size_t i = 0; i < job->nhdrs; i++) {
+            if (!pc_strieq(job->hdrs[i].name, as_cfg.ip_header))
+                continue;
+            if (skip > 0)
+                skip--;
+            else
+                lines[n++] = job->hdrs[i].value;
+        }
+    }
+    pc_xff_client(as_cfg.proxies, as_cfg.nproxies, &pa, lines, n, &client);
+    pc_addr_format(&client, job->ip, sizeof job->ip);
+}
+
 bool as_ratelimit_check(struct as_job *job, struct as_worker *w)
 {
     if (!as_cfg.rate_limit)
@@ -56,8 +92,14 @@ bool as_ratelimit_check(struct as_job *job, struct as_worker *w)
         rel += strlen("/api/auth");
     if (!limited_path(rel))
         return true;
+    char who[PC_ADDR_STRLEN];
+    struct pc_addr a;
+    if (pc_addr_parse(job->ip, strlen(job->ip), &a))
+        pc_addr_limit_key(&a, who, sizeof who);
+    else
+        snprintf(who, sizeof who, "%s", "no-ip");
     struct pc_buf key = {0};
-    pc_buf_printf(&key, "%srl:%s|%s", as_cfg.redis_prefix, job->ip[0] ? job->ip : "no-ip", rel);
+    pc_buf_printf(&key, "%srl:%s|%s", as_cfg.redis_prefix, who, rel);
     char win[16], max[16];
     snprintf(win, sizeof win, "%d", RL_WINDOW_MS);
     snprintf(max, sizeof max, "%d", RL_MAX);

@@ -363,34 +363,12 @@ static bool request_id_ok(const char *s)
     return pc_token_chars(s, 64, "-_.");
 }
 
-static bool ip_ok(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 static void job_client_ip(struct as_job *job)
 {
-    if (as_cfg.ip_header[0]) {
-        const char *v = as_header(job, as_cfg.ip_header);
-        if (v && strchr(v, ',') == NULL) {
-            while (*v == ' ')
-                v++;
-            char tmp[64];
-            snprintf(tmp, sizeof tmp, "%s", v);
-            size_t n = strlen(tmp);
-            while (n > 0 && tmp[n - 1] == ' ')
-                tmp[--n] = '\0';
-            if (ip_ok(tmp)) {
-                snprintf(job->ip, sizeof job->ip, "%s", tmp);
-                return;
-            }
-        }
-    }
     char *addr = NULL;
     ev_uint16_t port = 0;
     evhttp_connection_get_peer(evhttp_request_get_connection(job->req), &addr, &port);
-    snprintf(job->ip, sizeof job->ip, "%s", addr ? addr : "");
+    as_client_ip(job, addr ? addr : ""); /* ratelimit.c */
 }
 
 static struct as_job *job_new(struct evhttp_request *req)
@@ -474,91 +452,6 @@ static void loop_route(struct as_job *job, enum r_loop_kind kind)
     send_now(job);
 }
 
-/* Better Auth's origin check for state-changing requests that carry a
- * cookie (better-auth-compat.md §5). Returns true when the request may go on. */
-static bool origin_check(struct as_job *job)
-{
-    if (job->method == EVHTTP_REQ_GET || job->method == EVHTTP_REQ_HEAD ||
-        job->method == EVHTTP_REQ_OPTIONS)
-        return true;
-    /* Not for the internal routes (the x-service-auth secret is their
-     * credential; a cookie means nothing to them), nor for the provider's
-     * form_post to the callback: it changes nothing, it only turns into the
-     * GET, which checks the state and its cookie. */
-    if (pc_starts_with(job->path, "/api/internal/") ||
-        pc_starts_with(job->path, "/api/auth/callback/"))
-        return true;
-    bool has_cookie = as_header(job, "Cookie") != NULL;
-    bool is_form_route = strcmp(job->path, "/api/auth/sign-in/email") == 0 ||
-                         strcmp(job->path, "/api/auth/sign-up/email") == 0;
-    const char *origin = as_header(job, "Origin");
-    const char *referer = as_header(job, "Referer");
-    if (!has_cookie) {
-        if (!is_form_route)
-            return true;
-        /* formCsrfMiddleware: browsers' cross-site navigations can't log in */
-        const char *site = as_header(job, "Sec-Fetch-Site");
-        const char *mode = as_header(job, "Sec-Fetch-Mode");
-        if (site && mode && strcmp(site, "cross-site") == 0 && strcmp(mode, "navigate") == 0) {
-            as_error(job, 403, "CROSS_SITE_NAVIGATION_LOGIN_BLOCKED",
-                     "Cross-site navigation login blocked");
-            return false;
-        }
-        if (origin == NULL && referer == NULL)
-            return true;
-    }
-    const char *src = origin ? origin : referer;
-    if (src == NULL || strcmp(src, "null") == 0) {
-        as_error(job, 403, "MISSING_OR_NULL_ORIGIN", "Missing or null Origin");
-        return false;
-    }
-    /* Reduce a Referer to its origin. */
-    const char *scheme_end = strstr(src, "://");
-    size_t n = strlen(src);
-    if (scheme_end) {
-        const char *slash = strchr(scheme_end + 3, '/');
-        if (slash)
-            n = (size_t)(slash - src);
-    }
-    if (!as_origin_trusted(src, n)) {
-        as_error(job, 403, "INVALID_ORIGIN", "Invalid origin");
-        return false;
-    }
-    return true;
-}
-
-/* The origin check's second half: on state-changing requests every
- * redirect target in the body or the query must be a relative path or a
- * trusted origin (better-auth-compat.md §5). */
-static bool redirects_check(struct as_job *job)
-{
-    static const struct {
-        const char *field, *code, *msg;
-    } fields[] = {
-        {"callbackURL", "INVALID_CALLBACK_URL", "Invalid callbackURL"},
-        {"redirectTo", "INVALID_REDIRECT_URL", "Invalid redirectURL"},
-        {"errorCallbackURL", "INVALID_ERROR_CALLBACK_URL", "Invalid errorCallbackURL"},
-        {"newUserCallbackURL", "INVALID_NEW_USER_CALLBACK_URL", "Invalid newUserCallbackURL"},
-    };
-    if (job->method == EVHTTP_REQ_GET)
-        return true;
-    yajl_val body = job->body_len ? pc_json_parse(job->body, job->body_len) : NULL;
-    bool ok = true;
-    for (size_t i = 0; ok && i < PC_ARRAY_LEN(fields); i++) {
-        char *q = as_query_param(job, fields[i].field);
-        yajl_val b = pc_json_get(body, fields[i].field);
-        if ((q && !as_redirect_allowed(q)) ||
-            (YAJL_IS_STRING(b) && !as_redirect_allowed(b->u.string))) {
-            as_error(job, 403, fields[i].code, fields[i].msg);
-            ok = false;
-        }
-        free(q);
-    }
-    if (body)
-        yajl_tree_free(body);
-    return ok;
-}
-
 static void preflight(struct as_job *job)
 {
     job->status = 204;
@@ -624,7 +517,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_now(job);
         return;
     }
-    if (!origin_check(job) || !redirects_check(job)) {
+    if (!as_origin_check(job) || !as_redirects_check(job)) { /* origin.c */
         send_now(job);
         return;
     }

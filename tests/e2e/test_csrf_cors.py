@@ -214,3 +214,172 @@ def test_preflight_for_untrusted_origin(client):
                        headers={"Access-Control-Request-Method": "POST"})
     assert r.status_code < 500
     assert r.headers.get("Access-Control-Allow-Origin") in (None, "")
+
+
+# -- security issue #13 item 5: URLs read as a browser reads them ------------
+#
+# A wildcard origin must not let through a URL whose host a browser reads as
+# another host (backslash, userinfo, encoding), and only http(s) URLs and safe
+# root-relative paths are redirect targets, whatever the patterns say.
+
+WILD = "https://*.wild.example.test"        # scheme wildcard
+BARE = "*.bare.example.test"                # scheme-less wildcard
+
+# (field, error code) for each redirect target Better Auth checks
+TARGETS = [("callbackURL", "INVALID_CALLBACK_URL"),
+           ("errorCallbackURL", "INVALID_ERROR_CALLBACK_URL"),
+           ("newUserCallbackURL", "INVALID_NEW_USER_CALLBACK_URL")]
+
+
+@pytest.fixture(scope="module")
+def wild_svc(pg, redis_srv, tmp_root):
+    from e2ecommon import base_env, check_stopped
+    env = base_env(pg, redis_srv)
+    env["TRUSTED_ORIGINS"] = ",".join([*env["TRUSTED_ORIGINS"].split(","), WILD, BARE])
+    svc = H.Authsvc(env, workdir=str(tmp_root / "wild"), name="authsvc-wild-urls")
+    try:
+        yield svc
+    finally:
+        check_stopped(svc)
+
+
+@pytest.fixture
+def wc(wild_svc, client_for):
+    return client_for(wild_svc)
+
+
+BAD_ABSOLUTE = [
+    # browsers read the host of these as evil.test
+    "https://evil.test\\.wild.example.test/",
+    "https://evil.test\\@x.wild.example.test/",
+    "https://evil.test%5c.wild.example.test/",
+    "https:/\\evil.test",
+    "https://x.wild.example.test@evil.test/",
+    "https://evil.test?.wild.example.test",
+    "https://evil.test#.wild.example.test",
+    # userinfo on a trusted host: no legitimate use in a redirect
+    "https://evil@x.wild.example.test/",
+    # not http(s), though the host matches the scheme-less wildcard
+    "javascript://x.bare.example.test/%0aalert(1)",
+    "JavaScript://x.bare.example.test/%0aalert(1)",
+    "data://x.bare.example.test/,<script>alert(1)</script>",
+    "vbscript://x.bare.example.test/%0amsgbox(1)",
+    "ws://x.bare.example.test/",
+    "ftp://x.bare.example.test/",
+    # label boundaries and ports
+    "https://evilwild.example.test/",
+    "https://wild.example.test/",
+    "https://x.bare.example.test:8443/",
+    # tabs, newlines and spaces: dropped by browsers, refused here
+    "https://x.wild.example.test\t/",
+    "https://x.wild\n.example.test/",
+    " https://x.wild.example.test/",
+]
+
+BAD_RELATIVE = ["//evil.test", "/\\evil.test", "\\\\evil.test", "\\/evil.test", "/.//evil.test",
+                "/a/..//evil.test", "/%2f/evil.test", "/%5Cevil.test", "/\t/evil.test",
+                "/\n/evil.test", "evil.test/x"]
+
+
+@pytest.mark.parametrize("url", BAD_ABSOLUTE + BAD_RELATIVE)
+def test_wildcard_redirect_tricks_are_403_on_every_route(wc, db, url):
+    u = wc.sign_up(name="Wild")
+    before = db.snapshot()
+    r = wc.post("sign-in/email", {"email": u.email, "password": u.password, "callbackURL": url})
+    assert_error(r, 403, "INVALID_CALLBACK_URL")
+    assert H.SESSION_COOKIE not in H.set_cookies(r)
+    r = wc.post("sign-up/email", {"name": "W", "email": H.unique_email("wild"),
+                                  "password": H.new_password(), "callbackURL": url})
+    assert_error(r, 403, "INVALID_CALLBACK_URL")
+    r = wc.post("sign-out", {"callbackURL": url}, cookie=u.cookie)
+    assert_error(r, 403, "INVALID_CALLBACK_URL")
+    r = wc.post("sign-in/email", {"email": u.email, "password": u.password},
+                params={"callbackURL": url})
+    assert_error(r, 403, "INVALID_CALLBACK_URL")
+    # sign-in/social: all three targets (checked before the provider is looked up)
+    for field, code in TARGETS:
+        r = wc.post("sign-in/social", {"provider": "google", field: url})
+        assert_error(r, 403, code)
+    assert db.snapshot() == before
+    assert wc.session_of(u) is not None
+
+
+@pytest.mark.parametrize("field,code", TARGETS)
+def test_form_encoded_redirect_targets_are_checked(wc, field, code):
+    """A form body is what the route reads too: its targets are checked like JSON's."""
+    for url in ("https://evil.test/", "https://evil.test\\.wild.example.test/",
+                "javascript://x.bare.example.test/%0aalert(1)"):
+        r = wc.request("POST", "sign-in/social", data={"provider": "google", field: url},
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert_error(r, 403, code)
+    # every occurrence counts, not just the first
+    r = wc.request("POST", "sign-in/social",
+                   data=[("provider", "google"), (field, "/ok"), (field, "https://evil.test/")],
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_error(r, 403, code)
+
+
+@pytest.mark.parametrize("url", [
+    "https://a.wild.example.test/welcome",
+    "https://a.b.wild.example.test/x?y=1#z",
+    "HTTPS://A.WILD.EXAMPLE.TEST/upper",
+    "https://a.wild.example.test:443/default-port",
+    "https://x.bare.example.test/",
+    "http://x.bare.example.test/",
+    "http://app.example.test/welcome",
+    "/dashboard", "/a/b?next=//not-a-path", "/a#frag", "/caf%C3%A9",
+])
+def test_wildcard_and_relative_valid_cases_still_pass(wc, url):
+    u = wc.sign_up(name="Wild OK")
+    r = wc.post("sign-in/email", {"email": u.email, "password": u.password, "callbackURL": url})
+    assert r.status_code == 200, r.text
+    assert r.json()["url"] == url and r.headers["Location"] == url
+
+
+@pytest.mark.parametrize("origin", [
+    "https://evil.test\\.wild.example.test",
+    "https://evil.test\\@x.wild.example.test",
+    "https://x.wild.example.test@evil.test",
+    "javascript://x.bare.example.test",
+    "https://evilwild.example.test",
+])
+def test_wildcard_origin_tricks_are_403_and_get_no_cors(wc, origin):
+    u = wc.sign_up(name="Wild Origin")
+    r = wc.post("update-user", {"name": "Pwned"}, cookie=u.cookie, origin=origin)
+    assert_error(r, 403, "INVALID_ORIGIN")
+    r = wc.get("get-session", cookie=u.cookie, origin=origin)
+    assert r.headers.get("Access-Control-Allow-Origin") in (None, ""), r.headers
+    r = wc.request("OPTIONS", "sign-in/email", origin=origin,
+                   headers={"Access-Control-Request-Method": "POST"})
+    assert r.headers.get("Access-Control-Allow-Origin") in (None, ""), r.headers
+    # a Referer is reduced to its origin the same way
+    r = wc.post("update-user", {"name": "Pwned"}, cookie=u.cookie, origin=None,
+                headers={"Referer": origin + "/page"})
+    assert_error(r, 403, "INVALID_ORIGIN")
+
+
+def test_wildcard_origin_valid_cases(wc):
+    u = wc.sign_up(name="Wild Origin OK")
+    for origin in ("https://a.wild.example.test", "https://a.b.wild.example.test",
+                   "https://x.bare.example.test", "http://x.bare.example.test"):
+        r = wc.post("update-user", {"name": "Fine"}, cookie=u.cookie, origin=origin)
+        assert r.status_code == 200, f"{origin}: {r.text}"
+        r = wc.get("get-session", cookie=u.cookie, origin=origin)
+        assert r.headers.get("Access-Control-Allow-Origin") == origin
+
+
+@pytest.mark.parametrize("var", ["TRUSTED_ORIGINS", "BETTER_AUTH_TRUSTED_ORIGINS"])
+@pytest.mark.parametrize("value", [
+    "*", "https://*", "*.*", "http://*:*", "https://app.example.test,*",
+    "https://*example.test", "https://pre-*.example.test", "https://*.example.*",
+    "javascript://*.example.test", "myapp://callback", "https://app.example.test/path",
+    "https://u@app.example.test", "app.example.test",
+])
+def test_unsafe_trusted_origins_are_refused_at_start(pg, redis_srv, var, value):
+    from e2ecommon import base_env
+    env = base_env(pg, redis_srv)
+    env[var] = value
+    r = H.run_authsvc([], env=env, timeout=15)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode != 0, f"{var}={value!r} was accepted"
+    assert var in err, err

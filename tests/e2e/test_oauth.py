@@ -187,8 +187,49 @@ def test_sign_in_social_refusals(gsvc):
                    "INVALID_ERROR_CALLBACK_URL")
     H.assert_error(begin(gsvc, newUserCallbackURL="//evil.example.org"), 403,
                    "INVALID_NEW_USER_CALLBACK_URL")
+    for field, code in (("callbackURL", "INVALID_CALLBACK_URL"),
+                        ("errorCallbackURL", "INVALID_ERROR_CALLBACK_URL"),
+                        ("newUserCallbackURL", "INVALID_NEW_USER_CALLBACK_URL")):
+        for url in ("http://evil.test\\.app.example.test/", "http://evil.test\\@app.example.test/",
+                    "javascript://app.example.test/%0aalert(1)", "/\\evil.example.org"):
+            H.assert_error(begin(gsvc, **{field: url}), 403, code)
     r = requests.post(gsvc.api("sign-in/social"), json={}, timeout=10)
     H.assert_error(r, 400, "VALIDATION_ERROR")
+
+
+def _rewrite_state(db, key, value):
+    """A before_callback that rewrites one redirect target in the state row, as a
+    Better Auth server sharing the database may have stored it (its server-side
+    check lets javascript: URLs through a scheme-less wildcard, issue #13)."""
+    def hook(f):
+        ident = f"auth-state:{f.state}"
+        v = json.loads(db.scalar("select value from verification where identifier = %s", (ident,)))
+        v[key] = value
+        db.execute("update verification set value = %s where identifier = %s", (json.dumps(v), ident))
+    return hook
+
+
+@pytest.mark.parametrize("key", ["callbackURL", "newUserURL"])
+@pytest.mark.parametrize("url", ["javascript://app.example.test/%0aalert(1)",
+                                 "https://evil.test\\.app.example.test/",
+                                 "data://app.example.test/,x", "//evil.test", "/\\evil.test"])
+def test_callback_rechecks_stored_redirect_targets(gsvc, idp, db, key, url):
+    idp.login(email=email(), hd="acme.test")
+    before = core_counts(db)
+    f = sign_in(gsvc, idp, newUserCallbackURL="/welcome", before_callback=_rewrite_state(db, key, url))
+    assert f.callback.status_code == 302, f.callback.text
+    assert f.location == "/oops?error=invalid_callback_url", f.location
+    assert session_cookie(f.callback) is None
+    assert core_counts(db) == before
+    assert db.scalar("select count(*) from verification where identifier = %s",
+                     (f"auth-state:{f.state}",)) == 0      # the state is spent all the same
+
+
+def test_callback_drops_an_unsafe_stored_error_url(gsvc, idp, db):
+    idp.login(email=email("outsider.test"), hd="outsider.test")
+    f = sign_in(gsvc, idp, before_callback=_rewrite_state(
+        db, "errorURL", "javascript://app.example.test/%0aalert(1)"))
+    assert f.location == gsvc.base_url + "/api/auth/error?error=domain_not_allowed", f.location
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * origin.c: trusted origins (the origin of BETTER_AUTH_URL, TRUSTED_ORIGINS,
+ * BETTER_AUTH_TRUSTED_ORIGINS), and the two checks that use them on every
+ * state-changing request (better-auth-compat.md §5): the Origin/Referer of a
+ * cookie-bearing request, and every redirect target in the body or query
+ * (callbackURL, redirectTo, errorCallbackURL, newUserCallbackURL). CORS in
+ * server.c asks as_origin_trusted too.
+ *
+ * URLs are read as a browser reads them (lib/url.c), so the host checked is
+ * the host a browser goes to; only http and https URLs and safe root-relative
+ * paths are redirect targets, whatever the patterns say.
+ */
+#include "authsvc.h"
+#include "../lib/url.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+static struct pc_origin_pat *pats;
+static size_t npats;
+
+static int add_list(const char *var, const char *s)
+{
+    while (s && *s) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t n = strcspn(s, ",");
+        size_t m = n;
+        while (m > 0 && s[m - 1] == ' ')
+            m--;
+        if (m > 0) {
+            struct pc_origin_pat p;
+            const char *why;
+            if (pc_origin_pat_parse(s, m, &p, &why) != 0) {
+                fprintf(stderr, "authsvc: configuration error: %s: \"%.*s\" %s\n", var,
+                        (int)(m > 200 ? 200 : m), s, why);
+                return -1;
+            }
+            pats = pc_xrealloc(pats, (npats + 1) * sizeof *pats);
+            pats[npats++] = p;
+        }
+        s += n;
+    }
+    return 0;
+}
+
+int as_origins_load(void)
+{
+    as_origins_free();
+    if (add_list("BETTER_AUTH_URL", as_cfg.base_origin) != 0 ||
+        add_list("TRUSTED_ORIGINS", as_cfg.trusted_origins) != 0 ||
+        add_list("BETTER_AUTH_TRUSTED_ORIGINS", getenv("BETTER_AUTH_TRUSTED_ORIGINS")) != 0) {
+        as_origins_free();
+        return -1;
+    }
+    return 0;
+}
+
+void as_origins_free(void)
+{
+    free(pats);
+    pats = NULL;
+    npats = 0;
+}
+
+int as_origins_check_list(const char *v, const char **err)
+{
+    static char msg[320];
+    while (*v) {
+        while (*v == ' ' || *v == ',')
+            v++;
+        size_t n = strcspn(v, ",");
+        size_t m = n;
+        while (m > 0 && v[m - 1] == ' ')
+            m--;
+        struct pc_origin_pat p;
+        const char *why;
+        if (m > 0 && pc_origin_pat_parse(v, m, &p, &why) != 0) {
+            snprintf(msg, sizeof msg, "\"%.*s\" %s", (int)(m > 100 ? 100 : m), v, why);
+            *err = msg;
+            return -1;
+        }
+        v += n;
+    }
+    return 0;
+}
+
+static bool url_trusted(const struct pc_url *u)
+{
+    for (size_t i = 0; i < npats; i++)
+        if (pc_origin_pat_match(&pats[i], u))
+            return true;
+    return false;
+}
+
+bool as_origin_trusted(const char *origin, size_t n)
+{
+    struct pc_url u;
+    return pc_url_parse(origin, n, &u) == PC_URL_OK && !u.userinfo && url_trusted(&u);
+}
+
+bool as_redirect_allowed(const char *url)
+{
+    size_t n = strlen(url);
+    if (n > 0 && url[0] == '/')
+        return pc_url_relative_ok(url, n);
+    /* what the browser would drop or stop at (tabs, newlines, spaces) and
+     * what a Location header cannot carry: refused outright */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
+            return false;
+    struct pc_url u;
+    return pc_url_parse(url, n, &u) == PC_URL_OK && !u.userinfo && url_trusted(&u);
+}
+
+/* Better Auth's origin check for state-changing requests that carry a
+ * cookie (better-auth-compat.md §5). Returns true when the request may go on. */
+bool as_origin_check(struct as_job *job)
+{
+    if (job->method == EVHTTP_REQ_GET || job->method == EVHTTP_REQ_HEAD ||
+        job->method == EVHTTP_REQ_OPTIONS)
+        return true;
+    /* Not for the internal routes (the x-service-auth secret is their
+     * credential; a cookie means nothing to them), nor for the provider's
+     * form_post to the callback: it changes nothing, it only turns into the
+     * GET, which checks the state and its cookie. */
+    if (pc_starts_with(job->path, "/api/internal/") ||
+        pc_starts_with(job->path, "/api/auth/callback/"))
+        return true;
+    bool has_cookie = as_header(job, "Cookie") != NULL;
+    bool is_form_route = strcmp(job->path, "/api/auth/sign-in/email") == 0 ||
+                         strcmp(job->path, "/api/auth/sign-up/email") == 0;
+    const char *origin = as_header(job, "Origin");
+    const char *referer = as_header(job, "Referer");
+    if (!has_cookie) {
+        if (!is_form_route)
+            return true;
+        /* formCsrfMiddleware: browsers' cross-site navigations can't log in */
+        const char *site = as_header(job, "Sec-Fetch-Site");
+        const char *mode = as_header(job, "Sec-Fetch-Mode");
+        if (site && mode && strcmp(site, "cross-site") == 0 && strcmp(mode, "navigate") == 0) {
+            as_error(job, 403, "CROSS_SITE_NAVIGATION_LOGIN_BLOCKED",
+                     "Cross-site navigation login blocked");
+            return false;
+        }
+        if (origin == NULL && referer == NULL)
+            return true;
+    }
+    const char *src = origin ? origin : referer;
+    if (src == NULL || strcmp(src, "null") == 0) {
+        as_error(job, 403, "MISSING_OR_NULL_ORIGIN", "Missing or null Origin");
+        return false;
+    }
+    /* an Origin, or a Referer's origin, as the browser reads it */
+    if (!as_origin_trusted(src, strlen(src))) {
+        as_error(job, 403, "INVALID_ORIGIN", "Invalid origin");
+        return false;
+    }
+    return true;
+}
+
+/* The origin check's second half: on state-changing requests every
+ * redirect target in the body or the query must be a safe relative path or
+ * an http(s) URL of a trusted origin (better-auth-compat.md §5). */
+bool as_redirects_check(struct as_job *job)
+{
+    static const struct {
+        const char *field, *code, *msg;
+    } fields[] = {
+        {"callbackURL", "INVALID_CALLBACK_URL", "Invalid callbackURL"},
+        {"redirectTo", "INVALID_REDIRECT_URL", "Invalid redirectURL"},
+        {"errorCallbackURL", "INVALID_ERROR_CALLBACK_URL", "Invalid errorCallbackURL"},
+        {"newUserCallbackURL", "INVALID_NEW_USER_CALLBACK_URL", "Invalid newUserCallbackURL"},
+    };
+    if (job->method == EVHTTP_REQ_GET)
+        return true;
+    /* the body as the route will read it (as_body): a form, else JSON */
+    const char *ct = as_header(job, "Content-Type");
+    size_t ctn = ct ? strcspn(ct, ";") : 0;
+    while (ctn > 0 && ct[ctn - 1] == ' ')
+        ctn--;
+    bool form = ctn == 33 && pc_strnieq(ct, "application/x-www-form-urlencoded", 33);
+    struct evkeyvalq fq;
+    TAILQ_INIT(&fq);
+    yajl_val body = NULL;
+    if (form && job->body_len)
+        (void)evhttp_parse_query_str(job->body, &fq);
+    else if (job->body_len)
+        body = pc_json_parse(job->body, job->body_len);
+    bool ok = true;
+    for (size_t i = 0; ok && i < PC_ARRAY_LEN(fields); i++) {
+        char *q = as_query_param(job, fields[i].field);
+        yajl_val b = pc_json_get(body, fields[i].field);
+        bool bad = (q && !as_redirect_allowed(q)) ||
+                   (YAJL_IS_STRING(b) && !as_redirect_allowed(b->u.string));
+        /* every occurrence in a form: which one a reader takes is not ours to guess */
+        for (struct evkeyval *kv = fq.tqh_first; !bad && kv; kv = kv->next.tqe_next)
+            bad = strcmp(kv->key, fields[i].field) == 0 && !as_redirect_allowed(kv->value);
+        if (bad) {
+            as_error(job, 403, fields[i].code, fields[i].msg);
+            ok = false;
+        }
+        free(q);
+    }
+    evhttp_clear_headers(&fq);
+    if (body)
+        yajl_tree_free(body);
+    return ok;
+}
