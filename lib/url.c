@@ -8,6 +8,7 @@
  * is any host character outside letters, digits, '-', '_' and '.'.
  */
 #include "url.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -33,17 +34,6 @@ static bool is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static unsigned char lower(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
@@ -67,7 +57,7 @@ static bool ipv4_number(const char *p, size_t n, uint64_t *out)
     }
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        int d = hex_val((unsigned char)p[i]);
+        int d = pc_hexval((char)p[i]);
         if (d < 0 || (unsigned)d >= radix)
             return false;
         v = v * radix + (unsigned)d;
@@ -95,7 +85,7 @@ static bool ends_in_number(const char *d, size_t n)
         return true;
     if (ln >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) {
         for (size_t i = 2; i < ln; i++)
-            if (hex_val((unsigned char)last[i]) < 0)
+            if (pc_hexval((char)last[i]) < 0)
                 return false;
         return true;
     }
@@ -137,7 +127,7 @@ static bool parse_ipv6(const char *p, size_t n, char *out, size_t outsz)
     if (n == 0 || n >= sizeof tmp)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (hex_val((unsigned char)p[i]) < 0 && p[i] != ':' && p[i] != '.')
+        if (pc_hexval((char)p[i]) < 0 && p[i] != ':' && p[i] != '.')
             return false;
     memcpy(tmp, p, n);
     tmp[n] = '\0';
@@ -189,10 +179,10 @@ static bool parse_host(const char *p, size_t n, struct pc_url *u)
     size_t dl = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c == '%' && i + 2 < n && hex_val((unsigned char)p[i + 1]) >= 0 &&
-            hex_val((unsigned char)p[i + 2]) >= 0) {
-            c = (unsigned char)(hex_val((unsigned char)p[i + 1]) * 16 +
-                                hex_val((unsigned char)p[i + 2]));
+        if (c == '%' && i + 2 < n && pc_hexval((char)p[i + 1]) >= 0 &&
+            pc_hexval((char)p[i + 2]) >= 0) {
+            c = (unsigned char)(pc_hexval((char)p[i + 1]) * 16 +
+                                pc_hexval((char)p[i + 2]));
             i += 2;
         }
         c = lower(c);
