@@ -80,12 +80,10 @@ int pc_jwks_pick_signer(const struct pc_jwks_row *rows, size_t n, const char *al
         int64_t retire;
         if (!pc_jwks_row_current(r, rotate_days, now_ms, &retire))
             continue;
-        yajl_val pub = NULL;
-        const char *ralg = r->alg;
-        if (ralg == NULL || ralg[0] == '\0') {
-            pub = r->public_key ? pc_json_parse(r->public_key, strlen(r->public_key)) : NULL;
-            ralg = YAJL_IS_OBJECT(pub) ? pc_jwk_row_alg(NULL, pub) : NULL;
-        }
+        /* a row whose public key is not a JWK object is not published
+         * (authsvc's jwks document), so it must not sign either */
+        yajl_val pub = r->public_key ? pc_json_parse(r->public_key, strlen(r->public_key)) : NULL;
+        const char *ralg = YAJL_IS_OBJECT(pub) ? pc_jwk_row_alg(r->alg, pub) : NULL;
         bool fits = ralg && pc_jwk_alg_parse(ralg) != PC_JWK_NONE &&
                     (alg == NULL || strcmp(ralg, alg) == 0);
         int rc = fits ? pc_jwk_open_row(secret, r->kid, ralg, r->private_key, out) : -1;

@@ -37,7 +37,8 @@ PC_MUSTCHECK int pc_jwk_open_row(const char *secret, const char *kid, const char
 struct pc_jwks_row {
     const char *kid;            /* id */
     const char *alg;            /* the alg column; NULL or "" when null */
-    const char *public_key;     /* publicKey (JWK JSON); read only when alg is absent */
+    const char *public_key;     /* publicKey (JWK JSON): must be an object; gives the
+                                 * alg when the column is absent */
     const char *private_key;    /* privateKey (sealed, or a plain JWK) */
     int64_t created_at;         /* ms */
     int64_t expires_at;         /* ms; 0 when null */
@@ -51,12 +52,12 @@ bool pc_jwks_row_current(const struct pc_jwks_row *row, int64_t rotate_days, int
 
 /** Our signing key: the first of rows (newest first, as lib/ba_schema.h's
  * jwks queries order them: createdAt DESC, id) that is current at now_ms
- * (pc_jwks_row_current), whose alg is alg (NULL: any alg we can sign with)
- * and whose private key opens with secret. Returns its index with the key
+ * (pc_jwks_row_current), whose publicKey is a JWK object (as a published
+ * row's is), whose alg (column, else the public key's) is alg (NULL: any
+ * alg we can sign with) and whose private key opens with secret. Returns its index with the key
  * in *out (the caller's, pc_jwk_free) and *retire_at set, or -1 (nothing
  * usable: authsvc creates a row, the gateway keeps its old key). Any
- * thread; reads only its arguments (and the public key text of a row
- * without alg). */
+ * thread; reads only its arguments. */
 PC_MUSTCHECK int pc_jwks_pick_signer(const struct pc_jwks_row *rows, size_t n, const char *alg,
                                      int64_t rotate_days, const char *secret, int64_t now_ms,
                                      struct pc_jwk *out, int64_t *retire_at);

@@ -188,6 +188,13 @@ static void test_pick_signer(void **state)
     assert_int_equal(pc_jwks_pick_signer(rows, 4, "EdDSA", 30, SECRET, NOW, &k, &retire), -1);
     rows[1].public_key = NULL;
     assert_int_equal(pc_jwks_pick_signer(rows, 4, "EdDSA", 30, SECRET, NOW, &k, &retire), -1);
+    /* with an alg column, a publicKey that is not a JWK object (not published) */
+    rows[1].alg = "EdDSA";
+    rows[1].public_key = "not json";
+    assert_int_equal(pc_jwks_pick_signer(rows, 4, "EdDSA", 30, SECRET, NOW, &k, &retire), -1);
+    rows[1].public_key = ed.pub;
+    assert_int_equal(pc_jwks_pick_signer(rows, 4, "EdDSA", 30, SECRET, NOW, &k, &retire), 1);
+    pc_jwk_free(&k);
     /* an alg we cannot sign with, even for "any" */
     rows[1].alg = "ES512";
     rows[3].expires_at = NOW - 1;
