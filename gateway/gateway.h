@@ -319,10 +319,28 @@ void gw_request_finish(struct gw_request *r);
 /** Hands r to its own worker's loop (from any thread). */
 void gw_wake(struct gw_request *r);
 
+/** A refusal decided but not yet answered: what the pure halves of the
+ * stages below (gw_route_find, gw_extract_cred, gw_verdict_of) hand their
+ * stage, which answers it with gw_fail (and the unit tests read). */
+struct gw_refusal {
+    int status;
+    const char *code;
+    const char *msg;        /* NULL for a JWT code: gw_jwt_refuse words it */
+    bool expired;           /* decide: the principal has expired (drop it from L1) */
+};
+
 /* stage entry points, in flow order */
 bool gw_route_match(struct gw_request *r);          /* false: answered 404 */
+/** Route stage without its answer (no forward auth, no I/O; never ends r):
+ * the route r->path falls under, also set in r->route with r->upstream_path
+ * (heap) and an :apiKey segment in r->cred/r->src; NULL: no route (404). */
+const struct gw_route *gw_route_find(struct gw_request *r);
 enum gw_extract_result { GW_EXTRACT_OK = 0, GW_EXTRACT_ANONYMOUS, GW_EXTRACT_ANSWERED };
 enum gw_extract_result gw_extract(struct gw_request *r);
+/** Extract stage without its answer (no I/O; never ends r): fills r's
+ * kind, src, cred and hash; GW_EXTRACT_ANSWERED means refused, *why says
+ * how, and nothing has been sent yet (gw_extract sends it). */
+enum gw_extract_result gw_extract_cred(struct gw_request *r, struct gw_refusal *why);
 /** Starts a Redis lookup. Returns true when gw_advance will be called back;
  * false when Redis cannot be used now (go straight to PostgreSQL). */
 bool gw_l2_lookup(struct gw_request *r);
@@ -342,6 +360,10 @@ enum gw_verdict { GW_ALLOW = 0, GW_DENY, GW_UNAVAILABLE };
 uint64_t gw_perm_bits(const char *perms_json);
 /** Applies the policy; on anything but ALLOW the request has been answered. */
 enum gw_verdict gw_decide(struct gw_request *r);
+/** The policy alone (any thread; never ends r, writes nothing, reads the
+ * revoked-sid set): the verdict on r's kind, lookup and principal at now_ms;
+ * on anything but ALLOW *why is the answer gw_decide gives. */
+enum gw_verdict gw_verdict_of(const struct gw_request *r, int64_t now_ms, struct gw_refusal *why);
 /** Stage 7b (limit.c): API-key quota and rate limit in Redis. Returns true
  * when it went async (gw_advance is called back), false to go on at once;
  * a refusal has been answered when r->status is set. */
