@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import harness as H
+from e2ecommon import base_env, check_stopped
 
 INTEROP_DIR = Path(__file__).resolve().parent / "interop"
 INSTALL_TIMEOUT = float(os.environ.get("PORTCULLIS_NPM_TIMEOUT", "300"))
@@ -163,9 +164,22 @@ def bac(ba, shared_origin):
         c.close()
 
 
+@pytest.fixture(scope="module")
+def proxied_authsvc(pg, redis_srv, authsvc, tmp_root):
+    """authsvc as Better Auth is set up here: the client address comes from
+    X-Forwarded-For, which authsvc believes only from a trusted proxy (the test
+    client on 127.0.0.1 plays the proxy; Better Auth trusts the header from anyone)."""
+    svc = H.Authsvc(base_env(pg, redis_srv, TRUSTED_PROXIES="127.0.0.1"), migrate=False,
+                    workdir=str(tmp_root / "authsvc-interop"), name="authsvc-interop")
+    try:
+        yield svc
+    finally:
+        check_stopped(svc)
+
+
 @pytest.fixture
-def asc(authsvc, shared_origin):
-    c = H.ApiClient(authsvc, origin=shared_origin, xff=XFF)
+def asc(proxied_authsvc, shared_origin):
+    c = H.ApiClient(proxied_authsvc, origin=shared_origin, xff=XFF)
     c.http.headers["User-Agent"] = UA
     try:
         yield c
