@@ -29,9 +29,21 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
+    # Debian's packages start their services at install (nginx's default
+    # site on port 80 of every address, a system PostgreSQL and Redis). We
+    # run our own on loopback ports, so refuse those starts with a
+    # policy-rc.d while installing, unless the machine already has one.
+    policy=""
+    if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy=/usr/sbin/policy-rc.d
+    fi
     # shellcheck disable=SC2086
-    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
+        [ -z "$policy" ] || rm -f "$policy"
+        exit 1
+    }
+    [ -z "$policy" ] || rm -f "$policy"
 fi
-# Debian starts a system PostgreSQL/Redis on install; ours run on their own
-# ports, so those may stay as they are.
 echo "deps: ok"
