@@ -13,7 +13,7 @@
  * API keys and JWTs. The file is parsed and validated whole at start; any
  * error names the route and key and stops the program.
  */
-#include "gateway.h"
+#include "config.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
 #include "../lib/json.h"

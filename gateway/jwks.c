@@ -11,7 +11,8 @@
  * frees a key in use.
  *
  * A token whose kid is not in the set (a rotation the cache has not seen)
- * parks its request on the issuer and asks for a fetch; the fetch (at once,
+ * parks its request on the issuer (gw_park: it counts toward
+ * GATEWAY_PENDING_MAX) and asks for a fetch; the fetch (at once,
  * or JWKS_REFETCH_MS after the previous one) wakes every parked request,
  * which looks again once and then gives up. Fetches of one issuer are at
  * least JWKS_REFETCH_MS apart however many unknown kids arrive, at most
@@ -22,7 +23,8 @@
  * the newest current row of the shared jwks table that opens with our
  * secret, re-read every SIGNER_RELOAD_MS.
  */
-#include "gateway.h"
+#include "jwt.h"
+#include "request.h"
 #include "../lib/conf.h"
 #include "../lib/db.h"
 #include "../lib/jws.h"
@@ -124,7 +126,7 @@ struct gw_signer *gw_signer_get(const struct pc_jwk **key)
 
 /* ---- lookups from the workers ---- */
 
-enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw_request *r,
+enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, struct gw_request *r,
                                struct gw_keyset **set, const struct pc_jwk **key)
 {
     struct gw_iss_state *st = iss->st;
@@ -150,6 +152,8 @@ enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw
     bool failing = st->set == NULL && st->last_attempt != 0 && !st->fetching;
     if (r->jwks_waited || !running || failing || st->nwaiters >= MAX_WAITERS) {
         res = st->set ? GW_KEY_UNKNOWN : GW_KEY_UNAVAILABLE;
+    } else if (!gw_park(r)) {
+        res = GW_KEY_BUSY; /* a wait counts toward GATEWAY_PENDING_MAX like any other */
     } else {
         r->next_wake = st->waiters;
         st->waiters = r;

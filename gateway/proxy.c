@@ -24,7 +24,10 @@
  *             started, the client's connection is closed instead (a cut
  *             stream must not look complete).
  */
-#include "gateway.h"
+#include "stages.h"
+#include "proxy.h"
+#include "metrics.h"
+#include "loop.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
 
@@ -204,7 +207,7 @@ void gw_proxy_stop(struct gw_worker *w)
                 event_free(px->cancel_ev);
             r->proxy = NULL;
             free(px);
-            gw_request_finish(r);
+            gw_request_end(r);
         }
         while (p->idle) {
             struct upconn *c = p->idle;
@@ -287,7 +290,7 @@ static char *filter_cookies(const char *cookie)
     return b.data; /* NULL when empty */
 }
 
-void gw_set_identity_headers(struct gw_request *r, struct pc_buf *b)
+void gw_identity_headers(struct gw_request *r, struct pc_buf *b)
 {
     if (r->route->anonymous)
         return;
@@ -376,7 +379,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
     pc_buf_puts(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
     pc_buf_puts(b, r->request_id);
     pc_buf_append(b, "\r\n", 2);
-    gw_set_identity_headers(r, b);
+    gw_identity_headers(r, b);
     /* The body's framing is ours: the client's body has been read (and
      * de-chunked), so the upstream gets an exact Content-Length for every
      * method that carries one. Without it, a body on GET or PATCH would be
@@ -454,7 +457,7 @@ static void exchange_done(struct gw_proxy *px)
     proxy_free(px);
     gw_resp_end(r);
     gw_resp_send(r);
-    gw_request_finish(r);
+    gw_request_end(r);
 }
 
 static void exchange_failed(struct gw_proxy *px, bool timeout)
@@ -470,7 +473,7 @@ static void exchange_failed(struct gw_proxy *px, bool timeout)
     proxy_free(px);
     if (r->resp_started) {
         gw_resp_abort(r);
-        gw_request_finish(r);
+        gw_request_end(r);
     } else if (timeout) {
         gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
     } else {
@@ -487,7 +490,7 @@ static void cancel_stream(evutil_socket_t fd, short what, void *arg)
         conn_close(px->uc);
     px->uc = NULL;
     proxy_free(px);
-    gw_request_finish(r);
+    gw_request_end(r);
 }
 
 void gw_proxy_client_gone(struct gw_request *r)

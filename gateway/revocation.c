@@ -18,7 +18,9 @@
  * within GATEWAY_REDIS_DEADLINE_MS means the feed is lost: the connection
  * is dropped and made again, L1 is degraded, and /ready says so.
  */
-#include "gateway.h"
+#include "feed.h"
+#include "cache.h"
+#include "metrics.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
 #include "../lib/revmsg.h"

@@ -7,7 +7,8 @@
  * The values are absolute, so replicas writing the same key agree. A failed
  * write keeps the key for the next round; shutdown flushes what is left.
  */
-#include "gateway.h"
+#include "limits.h"
+#include "metrics.h"
 #include "../lib/db.h"
 #include "../lib/log.h"
 
