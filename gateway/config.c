@@ -163,7 +163,7 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("JWKS_REFETCH_MS", jwt_refetch_ms, "5000", 100, 3600000,
              "least time between two JWKS fetches of one issuer (unknown kid), milliseconds"),
     INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
-             "requests per worker waiting on Redis/PostgreSQL before 503"),
+             "requests per worker waiting on Redis, PostgreSQL or a JWKS fetch before 503"),
     INT_ITEM("GATEWAY_MAX_CONNS", max_conns, "0", 0, 10000000,
              "client connections open at once; over it a connection may ask /health, /live "
              "or /ready, anything else is 503 (0: half the open-file limit)"),

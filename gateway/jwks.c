@@ -1,6 +1,6 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * jwks.c: the JWT issuers' public keys, and our own signing key.
+ * jwks.c: the JWT issuers' public keys.
  *
  * One thread (started only when a route accepts JWTs or hands JWTs
  * upstream) fetches each issuer's JWKS with libcurl, discovering jwks_uri
@@ -19,9 +19,8 @@
  * MAX_WAITERS requests wait on one, and no request waits on the network
  * while holding a worker.
  *
- * The same thread keeps the signing key for JWTs handed upstream (mint.c):
- * the newest current row of the shared jwks table that opens with our
- * secret, re-read every SIGNER_RELOAD_MS.
+ * The same thread keeps the signing key for JWTs handed upstream
+ * (signer.c's gw_signer_tick, for mint.c).
  */
 #include "jwt.h"
 #include "request.h"
@@ -31,7 +30,6 @@
 #include "../lib/json.h"
 #include "../lib/log.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,7 +40,6 @@
 #define FETCH_MAX_BYTES (1024 * 1024)
 #define DEFAULT_TTL_MS (300 * 1000)
 #define MAX_TTL_MS (86400 * 1000)
-#define SIGNER_RELOAD_MS 30000
 #define MAX_WAITERS 4096            /* requests parked on one issuer's next fetch */
 
 struct gw_keyset {
@@ -62,18 +59,10 @@ struct gw_iss_state {
     size_t nwaiters;
 };
 
-struct gw_signer {
-    struct pc_jwk key;
-    int refs;                       /* guarded by mu */
-};
-
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static pthread_t thread;
 static bool running, stop_flag;
-static struct gw_signer *signer;    /* guarded by mu */
-static atomic_uint signer_gen;      /* bumped whenever signer changes (mint.c's caches) */
-static int64_t signer_loaded_at;
 
 /* ---- references ---- */
 
@@ -88,40 +77,6 @@ void gw_keyset_release(struct gw_keyset *s)
         pc_jwks_free(&s->jwks);
         free(s);
     }
-}
-
-static void signer_release_locked(struct gw_signer *s, struct gw_signer **to_free)
-{
-    if (s && --s->refs == 0)
-        *to_free = s;
-}
-
-void gw_signer_release(struct gw_signer *s)
-{
-    struct gw_signer *dead = NULL;
-    pthread_mutex_lock(&mu);
-    signer_release_locked(s, &dead);
-    pthread_mutex_unlock(&mu);
-    if (dead) {
-        pc_jwk_free(&dead->key);
-        free(dead);
-    }
-}
-
-unsigned gw_signer_gen(void)
-{
-    return atomic_load_explicit(&signer_gen, memory_order_acquire);
-}
-
-struct gw_signer *gw_signer_get(const struct pc_jwk **key)
-{
-    pthread_mutex_lock(&mu);
-    struct gw_signer *s = signer;
-    if (s)
-        s->refs++;
-    pthread_mutex_unlock(&mu);
-    *key = s ? &s->key : NULL;
-    return s;
 }
 
 /* ---- lookups from the workers ---- */
@@ -289,40 +244,6 @@ static struct gw_keyset *fetch_set(struct gw_issuer *iss, char **uri, int64_t *t
     return s;
 }
 
-/* ---- our signing key, from PostgreSQL ---- */
-
-static struct gw_signer *load_signer(struct pc_db *db)
-{
-    PGresult *res = pc_db_exec(db,
-                               "SELECT \"id\", \"privateKey\", \"alg\", \"publicKey\" FROM \"jwks\" "
-                               "WHERE \"expiresAt\" IS NULL OR \"expiresAt\" > now() "
-                               "ORDER BY \"createdAt\" DESC, \"id\"", 0, NULL);
-    if (!pc_db_ok(res)) {
-        if (res)
-            PQclear(res);
-        return NULL;
-    }
-    struct gw_signer *s = NULL;
-    for (int i = 0; s == NULL && i < PQntuples(res); i++) {
-        const char *pubtxt = PQgetvalue(res, i, 3);
-        yajl_val pub = pc_json_parse(pubtxt, strlen(pubtxt));
-        const char *alg = pc_jwk_row_alg(PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-                                         pub);
-        struct gw_signer *c = pc_xcalloc(1, sizeof *c);
-        if (alg && pc_jwk_alg_parse(alg) != PC_JWK_NONE &&
-            pc_jwk_open_row(gw_cfg.secret, PQgetvalue(res, i, 0), alg, PQgetvalue(res, i, 1),
-                            &c->key) == 0) {
-            c->refs = 1;
-            s = c;
-        } else {
-            free(c);
-        }
-        yajl_tree_free(pub);
-    }
-    PQclear(res);
-    return s;
-}
-
 /* ---- the thread ---- */
 
 static void wake_all(struct gw_request *list)
@@ -388,26 +309,10 @@ static void *jwks_main(void *arg)
             int64_t at = fresh ? st->expires_at : now + gw_cfg.jwt_refetch_ms;
             next = at < next ? at : next;
         }
-        if (gw_cfg.mint_used && !stop_flag &&
-            (signer == NULL || now - signer_loaded_at >= SIGNER_RELOAD_MS)) {
+        if (gw_cfg.mint_used && !stop_flag) {
             pthread_mutex_unlock(&mu);
-            struct gw_signer *s = load_signer(&db);
+            int64_t at = gw_signer_tick(&db, now);
             pthread_mutex_lock(&mu);
-            struct gw_signer *dead = NULL;
-            if (s) {
-                if (signer == NULL || strcmp(signer->key.kid, s->key.kid) != 0)
-                    atomic_fetch_add(&signer_gen, 1);   /* another key: re-sign */
-                signer_release_locked(signer, &dead);
-                signer = s;
-                signer_loaded_at = now;
-            } else {
-                signer_loaded_at = now - SIGNER_RELOAD_MS + gw_cfg.jwt_refetch_ms;
-            }
-            if (dead) {
-                pc_jwk_free(&dead->key);
-                free(dead);
-            }
-            int64_t at = signer_loaded_at + SIGNER_RELOAD_MS;
             next = at < next ? at : next;
         }
         if (stop_flag)
@@ -489,8 +394,7 @@ void gw_jwks_free(void)
         free(st);
         gw_cfg.issuers[i].st = NULL;
     }
-    gw_signer_release(signer);
-    signer = NULL;
+    gw_signer_free();
 }
 
 bool gw_jwks_ready(void)

@@ -48,8 +48,9 @@ void gw_signer_release(struct gw_signer *s);
 /** Any thread: changes whenever the signing key does: a token minted
  * under the same generation was signed by the current key. */
 unsigned gw_signer_gen(void);
-/** Key thread: reloads the key from db when due; returns when it is next
- * due (monotonic ms). */
+/** Key thread: reloads the key from db when due (every 30 s, sooner
+ * while none could be loaded). Returns when to call again (monotonic ms;
+ * INT64_MAX: when the thread next wakes anyway). */
 int64_t gw_signer_tick(struct pc_db *db, int64_t now_ms);
 /** Main thread, after the key thread stopped. */
 void gw_signer_free(void);
