@@ -44,6 +44,8 @@ GEN := $(B)/gen/migrations.c
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 AUTHSVC_OBJ := $(AUTHSVC_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/migrations.o
 GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(B)/obj/%.o)
+# every gateway object but main(): what a gateway unit test links against
+GATEWAY_LIB_OBJ := $(filter-out %/main.o,$(GATEWAY_OBJ))
 
 Q := $(if $(V),,@)
 
@@ -94,6 +96,15 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(filter-out $(B)/obj/lib/$(patsubst test_%,%,$*).o,$(LIB_OBJ)) \
+		$(FLAVOUR_LDFLAGS) $(LDLIBS) -lcmocka
+
+# test_gw_*.c: the gateway's decisions, called through their functions (no
+# .c included), linked with every gateway object but main.o and all of lib/.
+# The shorter stem makes make prefer this rule to the one above.
+$(B)/tests/test_gw_%: tests/unit/test_gw_%.c tests/unit/test_gw.h $(GATEWAY_LIB_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(GATEWAY_LIB_OBJ) $(LIB_OBJ) \
 		$(FLAVOUR_LDFLAGS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_TESTS)

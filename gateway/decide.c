@@ -100,64 +100,74 @@ static void maybe_refresh(struct gw_request *r, int64_t now)
     gw_l2_store(r->w, r->hash_b64, p, exp - now);
 }
 
-/* A JWT was verified (verify.c) or found in L1: what is left is its expiry
- * and its session. A negative entry carries the code it was refused with. */
-static enum gw_verdict decide_jwt(struct gw_request *r)
+static enum gw_verdict refuse(struct gw_refusal *why, enum gw_verdict v, int status,
+                              const char *code, const char *msg, bool expired)
 {
-    struct gw_principal *p = &r->p;
-    if (!p->found || p->kind != GW_CRED_JWT) {
-        gw_jwt_refuse(r, p->kind == GW_CRED_JWT && p->cred_id[0] ? p->cred_id : "JWT_MALFORMED");
-        return GW_DENY;
-    }
-    if (p->expires_at <= pc_now_ms()) {
-        gw_l1_delete(r->hash);
-        gw_jwt_refuse(r, "JWT_EXPIRED");
-        return GW_DENY;
-    }
-    if (gw_sid_revoked(p->cred_id)) {
-        gw_jwt_refuse(r, "JWT_REVOKED");
-        return GW_DENY;
-    }
-    r->outcome = "allow";
+    why->status = status;
+    why->code = code;
+    why->msg = msg;
+    why->expired = expired;
+    return v;
+}
+
+/* A JWT was verified (verify.c) or found in L1: what is left is its expiry
+ * and its session. A negative entry carries the code it was refused with.
+ * The message is gw_jwt_refuse's. */
+static enum gw_verdict verdict_jwt(const struct gw_request *r, int64_t now,
+                                   struct gw_refusal *why)
+{
+    const struct gw_principal *p = &r->p;
+    if (!p->found || p->kind != GW_CRED_JWT)
+        return refuse(why, GW_DENY, 401,
+                      p->kind == GW_CRED_JWT && p->cred_id[0] ? p->cred_id : "JWT_MALFORMED",
+                      NULL, false);
+    if (p->expires_at <= now)
+        return refuse(why, GW_DENY, 401, "JWT_EXPIRED", NULL, true);
+    if (gw_sid_revoked(p->cred_id))
+        return refuse(why, GW_DENY, 401, "JWT_REVOKED", NULL, false);
+    return GW_ALLOW;
+}
+
+enum gw_verdict gw_verdict_of(const struct gw_request *r, int64_t now, struct gw_refusal *why)
+{
+    const struct gw_principal *p = &r->p;
+    bool session = r->kind == GW_CRED_SESSION;
+    if (r->kind == GW_CRED_JWT)
+        return verdict_jwt(r, now, why);
+    if (r->lookup == GW_LOOKUP_UNAVAILABLE)
+        return refuse(why, GW_UNAVAILABLE, 503, "AUTH_UNAVAILABLE",
+                      "Cannot check credentials right now, try again", false);
+    if (r->lookup != GW_LOOKUP_FOUND || !p->found || p->kind != r->kind)
+        return session ? refuse(why, GW_DENY, 401, "INVALID_SESSION",
+                                "Session not found or expired", false)
+                       : refuse(why, GW_DENY, 401, "INVALID_API_KEY", "Invalid API key", false);
+    if (p->expires_at != 0 && p->expires_at <= now)
+        return session ? refuse(why, GW_DENY, 401, "SESSION_EXPIRED", "Session expired", true)
+                       : refuse(why, GW_DENY, 401, "KEY_EXPIRED", "API key expired", true);
+    if (!session && !p->enabled)
+        return refuse(why, GW_DENY, 401, "KEY_DISABLED", "API key is disabled", false);
+    if (!session && !key_permitted(r, p))
+        return refuse(why, GW_DENY, 403, "INSUFFICIENT_PERMISSIONS",
+                      "API key lacks a required permission", false);
     return GW_ALLOW;
 }
 
 enum gw_verdict gw_decide(struct gw_request *r)
 {
-    struct gw_principal *p = &r->p;
-    bool session = r->kind == GW_CRED_SESSION;
-    if (r->kind == GW_CRED_JWT)
-        return decide_jwt(r);
-    if (r->lookup == GW_LOOKUP_UNAVAILABLE) {
-        gw_fail(r, 503, "AUTH_UNAVAILABLE", "Cannot check credentials right now, try again");
-        return GW_UNAVAILABLE;
-    }
-    if (r->lookup != GW_LOOKUP_FOUND || !p->found || p->kind != r->kind) {
-        if (session)
-            gw_fail(r, 401, "INVALID_SESSION", "Session not found or expired");
-        else
-            gw_fail(r, 401, "INVALID_API_KEY", "Invalid API key");
-        return GW_DENY;
-    }
     int64_t now = pc_now_ms();
-    if (p->expires_at != 0 && p->expires_at <= now) {
+    struct gw_refusal why;
+    enum gw_verdict v = gw_verdict_of(r, now, &why);
+    if (v == GW_ALLOW) {
+        if (r->kind == GW_CRED_SESSION)
+            maybe_refresh(r, now);
+        r->outcome = "allow";
+        return GW_ALLOW;
+    }
+    if (why.expired)
         gw_l1_delete(r->hash);
-        if (session)
-            gw_fail(r, 401, "SESSION_EXPIRED", "Session expired");
-        else
-            gw_fail(r, 401, "KEY_EXPIRED", "API key expired");
-        return GW_DENY;
-    }
-    if (!session && !p->enabled) {
-        gw_fail(r, 401, "KEY_DISABLED", "API key is disabled");
-        return GW_DENY;
-    }
-    if (!session && !key_permitted(r, p)) {
-        gw_fail(r, 403, "INSUFFICIENT_PERMISSIONS", "API key lacks a required permission");
-        return GW_DENY;
-    }
-    if (session)
-        maybe_refresh(r, now);
-    r->outcome = "allow";
-    return GW_ALLOW;
+    if (r->kind == GW_CRED_JWT)
+        gw_jwt_refuse(r, why.code);
+    else
+        gw_fail(r, why.status, why.code, why.msg);
+    return v;
 }

@@ -53,9 +53,12 @@ static void hash_cred(struct gw_request *r)
     pc_b64url_encode(r->hash, sizeof r->hash, r->hash_b64);
 }
 
-static enum gw_extract_result reject(struct gw_request *r, const char *code, const char *msg)
+static enum gw_extract_result reject(struct gw_refusal *why, const char *code, const char *msg)
 {
-    gw_fail(r, 401, code, msg);
+    why->status = 401;
+    why->code = code;
+    why->msg = msg;
+    why->expired = false;
     return GW_EXTRACT_ANSWERED;
 }
 
@@ -80,7 +83,7 @@ static bool session_from_value(struct gw_request *r, const char *v, size_t n,
     return ok;
 }
 
-enum gw_extract_result gw_extract(struct gw_request *r)
+enum gw_extract_result gw_extract_cred(struct gw_request *r, struct gw_refusal *why)
 {
     const struct gw_route *rt = r->route;
     if (rt->anonymous)
@@ -92,7 +95,7 @@ enum gw_extract_result gw_extract(struct gw_request *r)
     /* 1. the path segment (route.c copied it) */
     if (r->src == GW_SRC_PATH) {
         if (!api_key_shape(r->cred, r->cred_len))
-            return reject(r, "INVALID_API_KEY", "Invalid API key");
+            return reject(why, "INVALID_API_KEY", "Invalid API key");
         r->kind = GW_CRED_API_KEY;
         hash_cred(r);
         return GW_EXTRACT_OK;
@@ -102,7 +105,7 @@ enum gw_extract_result gw_extract(struct gw_request *r)
     if (hk) {
         size_t n = strlen(hk);
         if (!api_key_shape(hk, n))
-            return reject(r, "INVALID_API_KEY", "Invalid API key");
+            return reject(why, "INVALID_API_KEY", "Invalid API key");
         set_cred(r, GW_CRED_API_KEY, GW_SRC_API_HEADER, hk, n);
         hash_cred(r);
         return GW_EXTRACT_OK;
@@ -112,25 +115,25 @@ enum gw_extract_result gw_extract(struct gw_request *r)
     const char *v = pc_bearer_value(gw_header(r, "Authorization"), &n);
     if (v) {
         if (n == 0)
-            return reject(r, "INVALID_TOKEN", "Malformed bearer token");
+            return reject(why, "INVALID_TOKEN", "Malformed bearer token");
         enum pc_bearer_kind bk = pc_bearer_classify(v, n, gw_cfg.bearer_require_sig);
         if (n >= GW_CRED_MAX - 1)
-            return reject(r, bk == PC_BEARER_JWT ? "JWT_TOO_LARGE" : "INVALID_TOKEN",
+            return reject(why, bk == PC_BEARER_JWT ? "JWT_TOO_LARGE" : "INVALID_TOKEN",
                           bk == PC_BEARER_JWT ? "JWT too large" : "Malformed bearer token");
         switch (bk) {
         case PC_BEARER_JWT:
             if (!want_jwt)
-                return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept JWTs");
+                return reject(why, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept JWTs");
             if (n > PC_JWT_MAX)
-                return reject(r, "JWT_TOO_LARGE", "JWT too large");
+                return reject(why, "JWT_TOO_LARGE", "JWT too large");
             set_cred(r, GW_CRED_JWT, GW_SRC_BEARER, v, n);
             hash_cred(r);
             return GW_EXTRACT_OK;
         case PC_BEARER_API_KEY:
             if (!want_key)
-                return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept API keys");
+                return reject(why, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept API keys");
             if (!api_key_shape(v, n))
-                return reject(r, "INVALID_API_KEY", "Invalid API key");
+                return reject(why, "INVALID_API_KEY", "Invalid API key");
             set_cred(r, GW_CRED_API_KEY, GW_SRC_BEARER, v, n);
             hash_cred(r);
             return GW_EXTRACT_OK;
@@ -138,12 +141,12 @@ enum gw_extract_result gw_extract(struct gw_request *r)
             break;
         }
         if (!want_session)
-            return reject(r, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept sessions");
+            return reject(why, "CREDENTIAL_NOT_ACCEPTED", "This route does not accept sessions");
         if (bk == PC_BEARER_SESSION_UNSIGNED)
-            return reject(r, "INVALID_TOKEN", "Bearer session tokens must be signed");
+            return reject(why, "INVALID_TOKEN", "Bearer session tokens must be signed");
         if (bk == PC_BEARER_MALFORMED ||
             !session_from_value(r, v, n, PC_SIG_TOLERANT, GW_SRC_BEARER))
-            return reject(r, "INVALID_TOKEN", "Invalid bearer token");
+            return reject(why, "INVALID_TOKEN", "Invalid bearer token");
         hash_cred(r);
         return GW_EXTRACT_OK;
     }
@@ -159,10 +162,19 @@ enum gw_extract_result gw_extract(struct gw_request *r)
             pc_wipe(raw, strlen(raw));
             free(raw);
             if (!ok)
-                return reject(r, "INVALID_SESSION", "Invalid session cookie");
+                return reject(why, "INVALID_SESSION", "Invalid session cookie");
             hash_cred(r);
             return GW_EXTRACT_OK;
         }
     }
-    return reject(r, "UNAUTHORIZED", "Authentication required");
+    return reject(why, "UNAUTHORIZED", "Authentication required");
+}
+
+enum gw_extract_result gw_extract(struct gw_request *r)
+{
+    struct gw_refusal why;
+    enum gw_extract_result x = gw_extract_cred(r, &why);
+    if (x == GW_EXTRACT_ANSWERED)
+        gw_fail(r, why.status, why.code, why.msg);
+    return x;
 }

@@ -175,10 +175,8 @@ bool gw_forward_auth_target(const char *path)
     return gw_cfg.fa_mode == GW_FA_ENVOY && strncmp(path, "/_auth/", 7) == 0;
 }
 
-bool gw_route_match(struct gw_request *r)
+const struct gw_route *gw_route_find(struct gw_request *r)
 {
-    if (r->forward_auth && !forward_auth_path(r))
-        return false;
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
         const struct gw_route *rt = &gw_cfg.routes[i];
         if (rt->key_in_path) {
@@ -205,14 +203,23 @@ bool gw_route_match(struct gw_request *r)
                 r->cred_len = sl;
                 r->src = GW_SRC_PATH;
             }
-            return true;
+            return rt;
         }
         if (prefix_matches(rt->match, r->path)) {
             r->route = rt;
             r->upstream_path = pc_xstrdup(r->path);
-            return true;
+            return rt;
         }
     }
+    return NULL;
+}
+
+bool gw_route_match(struct gw_request *r)
+{
+    if (r->forward_auth && !forward_auth_path(r))
+        return false;
+    if (gw_route_find(r))
+        return true;
     gw_fail(r, 404, "NO_ROUTE", "No route for this path");
     return false;
 }

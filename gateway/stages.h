@@ -15,10 +15,24 @@
 
 #include "request.h"
 
+/** A refusal decided but not yet answered: what the pure halves of the
+ * stages below (gw_route_find, gw_extract_cred, gw_verdict_of) hand their
+ * stage, which answers it with gw_fail (and the unit tests read). */
+struct gw_refusal {
+    int status;
+    const char *code;
+    const char *msg;        /* NULL for a JWT code: gw_jwt_refuse words it */
+    bool expired;           /* decide: the principal has expired (drop it from L1) */
+};
+
 /** ROUTE (route.c): sets r->route and r->upstream_path (and, for a
  * forward-auth request, r->path from the original URI). False: answered
  * 404 (or 400 for a bad forward-auth request); r has ended. */
 bool gw_route_match(struct gw_request *r);
+/** Route stage without its answer (no forward auth, no I/O; never ends r):
+ * the route r->path falls under, also set in r->route with r->upstream_path
+ * (heap) and an :apiKey segment in r->cred/r->src; NULL: no route (404). */
+const struct gw_route *gw_route_find(struct gw_request *r);
 /** Pure (intake.c): is the path one the router and an upstream read alike
  * (no dot segment, empty segment or encoded separator)? Intake applies it
  * to every request, route.c to a forward-auth request's original URI. */
@@ -32,6 +46,10 @@ bool gw_forward_auth_target(const char *path);
  * ANSWERED: refused with 401; r has ended. No I/O. */
 enum gw_extract_result { GW_EXTRACT_OK = 0, GW_EXTRACT_ANONYMOUS, GW_EXTRACT_ANSWERED };
 enum gw_extract_result gw_extract(struct gw_request *r);
+/** Extract stage without its answer (no I/O; never ends r): fills r's
+ * kind, src, cred and hash; GW_EXTRACT_ANSWERED means refused, *why says
+ * how, and nothing has been sent yet (gw_extract sends it). */
+enum gw_extract_result gw_extract_cred(struct gw_request *r, struct gw_refusal *why);
 
 /* L1 is looked up by request.c itself (cache.h): a hit sets r->lookup. */
 
@@ -54,6 +72,10 @@ enum gw_step gw_jwt_verify(struct gw_request *r);
  * session refresh (fire and forget). */
 enum gw_verdict { GW_ALLOW = 0, GW_DENY, GW_UNAVAILABLE };
 enum gw_verdict gw_decide(struct gw_request *r);
+/** The policy alone (any thread; never ends r, writes nothing, reads the
+ * revoked-sid set): the verdict on r's kind, lookup and principal at now_ms;
+ * on anything but ALLOW *why is the answer gw_decide gives. */
+enum gw_verdict gw_verdict_of(const struct gw_request *r, int64_t now_ms, struct gw_refusal *why);
 /** Any thread: which of the first 64 routes' required permissions
  * perms_json grants (one parse, when a key enters L1). Pure. */
 uint64_t gw_perm_bits(const char *perms_json);

@@ -8,7 +8,9 @@
 #                 {front, intake, worker}. Only request.c, front.c,
 #                 intake.c, worker.c and main.c include front.h, intake.h
 #                 or worker.h; stages answer through request.h
-#   tools/, tests/unit/   include lib/ only
+#   tools/, tests/unit/   include lib/ only, except that the gateway's unit
+#                 tests (test_gw_*.c) include test_gw.h, the one file there
+#                 that names gateway headers
 # Only quoted includes count; <system> headers are free.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -39,7 +41,14 @@ done
 check "authsvc never sees the gateway" '^(\.\./lib/)?[a-z0-9_]+\.h$' authsvc/*.c authsvc/*.h
 check "the gateway never sees authsvc" '^(\.\./lib/)?[a-z0-9_]+\.h$' gateway/*.c gateway/*.h
 check "tools use lib only" '^\.\./lib/[a-z0-9_]+\.h$' tools/*.c
-check "unit tests use lib only" '^\.\./\.\./lib/[a-z0-9_]+\.[ch]$' tests/unit/*.c
+for f in tests/unit/*.c; do
+    case "$f" in
+        tests/unit/test_gw_*.c) check "gateway unit tests go through test_gw.h" '^test_gw\.h$' "$f" ;;
+        *) check "unit tests use lib only" '^\.\./\.\./lib/[a-z0-9_]+\.[ch]$' "$f" ;;
+    esac
+done
+check "test_gw.h sees gateway and lib headers only" '^\.\./\.\./(lib|gateway)/[a-z0-9_]+\.h$' \
+    tests/unit/test_gw.h
 
 # a lib header is the only kind of ../lib/ include, and it must exist
 for hit in $(includes authsvc/*.c authsvc/*.h gateway/*.c gateway/*.h tools/*.c); do

@@ -1,0 +1,186 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * test_gw.h: what the gateway unit tests (test_gw_*.c) share. They call the
+ * gateway's own functions (linked from every gateway object but main.o, see
+ * the Makefile), never include a gateway .c, and build their input the way
+ * the gateway does:
+ *
+ *   routes    a routes file (JSON, docs/gateway.md) written to a temporary
+ *             file and loaded by gw_config_load from a clean environment
+ *   requests  a request head parsed in place by lib/http.c, its path cut at
+ *             '?' or '#' as intake does (gw_request.path: "no query")
+ *
+ * The one place that names gateway headers: if they move, only this changes.
+ */
+#ifndef TEST_GW_H
+#define TEST_GW_H
+
+#include "../../gateway/types.h"
+#include "../../gateway/config.h"
+#include "../../gateway/request.h"
+#include "../../gateway/stages.h"
+#include "../../gateway/cache.h"
+#include "../../gateway/feed.h"
+#include "../../lib/http.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+/* lib/cookie's Python-computed vectors (tests/unit/test_cookie.c): HMAC-SHA256
+ * of TOK1 under SECRET, base64 (GWT_SIG1) and its encodeURIComponent form. */
+#define GWT_SECRET "better-auth-secret-12345678901234567890"
+#define GWT_TOK1 "iFyoN4aCvxqZ8XUUYsFb9xyc8h09PA3y"
+#define GWT_SIG1 "xoggXqalwlracZy2yf4Z833SSNtU6th13A/wH8huacE="
+#define GWT_SIG1_ENC "xoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE%3D"
+#define GWT_SIG1_URL "xoggXqalwlracZy2yf4Z833SSNtU6th13A_wH8huacE="
+
+/* 64 letters: an API key's body (Better Auth's shape) */
+#define GWT_L64 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"
+
+/* The e2e suite's standard routes (tests/e2e/gateway/gwlib.py make_routes),
+ * every upstream on a port nothing is asked on. */
+#define GWT_UP "\"upstream\": \"http://127.0.0.1:9\""
+#define GWT_E2E_ROUTES                                                                        \
+    "{\"prefix\": \"/s/\", " GWT_UP ", \"auth\": [\"session\"]},"                              \
+    "{\"prefix\": \"/k/\", " GWT_UP ", \"auth\": [\"api_key\"]},"                              \
+    "{\"prefix\": \"/m/\", " GWT_UP ", \"auth\": [\"session\", \"api_key\"]},"                 \
+    "{\"prefix\": \"/mj/\", " GWT_UP ", \"auth\": [\"session\", \"jwt\", \"api_key\"]},"       \
+    "{\"prefix\": \"/j/\", " GWT_UP ", \"auth\": [\"jwt\"]},"                                  \
+    "{\"prefix\": \"/pub/\", " GWT_UP ", \"auth\": [\"none\"]},"                               \
+    "{\"prefix\": \"/perm/\", " GWT_UP ", \"auth\": [\"api_key\"],"                            \
+    " \"permissions\": {\"files\": [\"read\", \"write\"], \"projects\": [\"list\"]}},"         \
+    "{\"prefix\": \"/mperm/\", " GWT_UP ", \"auth\": [\"session\", \"api_key\"],"              \
+    " \"permissions\": {\"files\": [\"read\"]}},"                                              \
+    "{\"prefix\": \"/oc/:apiKey/\", " GWT_UP ", \"auth\": [\"api_key\"]},"                     \
+    "{\"prefix\": \"/fc/\", " GWT_UP ", \"auth\": [\"session\"], \"forward_cookies\": true},"  \
+    "{\"prefix\": \"/based/\", \"upstream\": \"http://127.0.0.1:9/base\","                     \
+    " \"auth\": [\"session\", \"api_key\"]},"                                                  \
+    "{\"prefix\": \"/dead/\", " GWT_UP ", \"auth\": [\"none\"]},"                              \
+    "{\"prefix\": \"/status/\", " GWT_UP ", \"auth\": [\"session\", \"api_key\"]},"            \
+    "{\"prefix\": \"/sse\", " GWT_UP ", \"auth\": [\"none\"]},"                                \
+    "{\"prefix\": \"/slow\", " GWT_UP ", \"auth\": [\"none\"]},"                               \
+    "{\"prefix\": \"/big\", " GWT_UP ", \"auth\": [\"none\"]}"
+
+/* Loads gw_cfg from routes_json (a whole routes file) and env, a NULL-ended
+ * list of "NAME=value" on top of a cleared environment with the two required
+ * variables set (the database is never asked). */
+static inline void gwt_load(const char *routes_json, const char *const *env)
+{
+    char path[] = "/tmp/pc-unit-routes-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(routes_json);
+    assert_int_equal(write(fd, routes_json, n), (ssize_t)n);
+    close(fd);
+    assert_int_equal(clearenv(), 0);
+    setenv("DATABASE_URL", "postgres://127.0.0.1:1/unit", 1);
+    setenv("BETTER_AUTH_SECRET", GWT_SECRET, 1);
+    setenv("GATEWAY_ROUTES", path, 1);
+    for (size_t i = 0; env && env[i]; i++)
+        assert_int_equal(putenv((char *)env[i]), 0);
+    int rc = gw_config_load();
+    unlink(path);
+    assert_int_equal(rc, 0);
+}
+
+static inline void gwt_unload(void)
+{
+    gw_config_free();
+    memset(&gw_cfg, 0, sizeof gw_cfg);
+}
+
+/* A request with its parsed head; free with gwt_req_free. */
+struct gwt_req {
+    struct gw_request r;
+    struct pc_http_head head;
+    char *buf;
+};
+
+/* "GET target HTTP/1.1", Host, then headers: lines separated by '\n'
+ * (NULL: none). */
+static inline struct gwt_req *gwt_req_new(const char *target, const char *headers)
+{
+    struct gwt_req *q = calloc(1, sizeof *q);
+    assert_non_null(q);
+    size_t cap = strlen(target) + (headers ? 2 * strlen(headers) : 0) + 64;
+    q->buf = malloc(cap);
+    assert_non_null(q->buf);
+    size_t n = (size_t)snprintf(q->buf, cap, "GET %s HTTP/1.1\r\nHost: unit\r\n", target);
+    for (const char *h = headers; h && *h;) {
+        size_t l = strcspn(h, "\n");
+        memcpy(q->buf + n, h, l);
+        n += l;
+        q->buf[n++] = '\r';
+        q->buf[n++] = '\n';
+        h += l;
+        if (*h == '\n')
+            h++;
+    }
+    q->buf[n++] = '\r';
+    q->buf[n++] = '\n';
+    enum pc_http_result pr = pc_http_parse_request(q->buf, n, &q->head);
+    if (pr != PC_HTTP_OK)
+        fail_msg("request head for %s did not parse (%d)", target, (int)pr);
+    q->r.head = &q->head;
+    q->r.method = q->head.method;
+    q->r.path = strndup(q->head.target, strcspn(q->head.target, "?#"));
+    assert_non_null(q->r.path);
+    return q;
+}
+
+static inline void gwt_req_free(struct gwt_req *q)
+{
+    free(q->r.path);
+    free(q->r.query);
+    free(q->r.upstream_path);
+    free(q->buf);
+    free(q);
+}
+
+/* Judges one table row. A row whose expectation the gateway does not meet
+ * today carries the finding (a sentence) instead of a changed expectation:
+ * it is printed as KNOWN FINDING and does not fail the run, and it fails
+ * once the gateway meets the expectation, so that the mark is removed with
+ * the fix. Returns whether the row is as the table says. */
+#define GWT_CHECK(ok, finding, ...) gwt_check((ok), (finding), __VA_ARGS__)
+static inline PC_PRINTF(3, 4) bool gwt_check(bool ok, const char *finding, const char *fmt, ...)
+{
+    char what[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (ok && finding == NULL)
+        return true;
+    if (!ok && finding) {
+        print_message("KNOWN FINDING: %s\n  %s\n", finding, what);
+        return true;
+    }
+    if (ok)
+        print_error("%s\n  now as the table says: drop its finding mark (\"%s\")\n", what,
+                    finding);
+    else
+        print_error("%s\n", what);
+    return false;
+}
+
+static inline const char *gwt_kind_name(enum gw_cred_kind k)
+{
+    static const char *const names[] = {"none", "session", "api_key", "jwt"};
+    return (unsigned)k < PC_ARRAY_LEN(names) ? names[k] : "?";
+}
+
+static inline const char *gwt_src_name(enum gw_cred_src s)
+{
+    static const char *const names[] = {"none", "path", "x-api-key", "bearer", "cookie"};
+    return (unsigned)s < PC_ARRAY_LEN(names) ? names[s] : "?";
+}
+
+#endif
