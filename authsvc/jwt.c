@@ -22,6 +22,7 @@
  *                 ago: a retired key stays until its last token has expired.
  */
 #include "authsvc.h"
+#include "../lib/ba_jwks.h"
 #include "../lib/jws.h"
 #include "../lib/log.h"
 #include "../lib/crypto.h"

@@ -8,6 +8,7 @@
  * key changed.
  */
 #include "jwt.h"
+#include "../lib/ba_jwks.h"
 #include "../lib/db.h"
 #include "../lib/jws.h"
 #include "../lib/json.h"
