@@ -29,6 +29,7 @@
 #include "../lib/jws.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "../lib/periodic.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -60,9 +61,9 @@ struct gw_iss_state {
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static pthread_t thread;
-static bool running, stop_flag;
+static struct pc_periodic *fetcher; /* the key thread */
+static struct pc_db db;             /* its connection (signer.c's queries) */
+static bool running;                /* guarded by mu */
 
 /* ---- references ---- */
 
@@ -114,7 +115,7 @@ enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, str
         st->waiters = r;
         st->nwaiters++;
         st->want = true;
-        pthread_cond_signal(&cv);
+        pc_periodic_kick(fetcher);
         res = GW_KEY_WAIT;
     }
     pthread_mutex_unlock(&mu);
@@ -256,15 +257,16 @@ static void wake_all(struct gw_request *list)
     }
 }
 
-static void *jwks_main(void *arg)
+/* One round of the key thread (lib/periodic.h): fetches what is due,
+ * reloads the signer when due, and says how long to wait; a worker that
+ * parks a request kicks it. */
+static int64_t jwks_round(struct pc_periodic *p, void *arg)
 {
-    struct pc_db db;
-    pc_db_init(&db, gw_cfg.database_url);
     pthread_mutex_lock(&mu);
-    while (!stop_flag) {
+    {
         int64_t now = pc_mono_us() / 1000;
         int64_t next = now + 60000;
-        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !stop_flag; i++) {
+        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !pc_periodic_stopping(p); i++) {
             struct gw_issuer *iss = &gw_cfg.issuers[i];
             struct gw_iss_state *st = iss->st;
             /* after failures, and unless a request waits, back off up to a minute */
@@ -309,33 +311,18 @@ static void *jwks_main(void *arg)
             int64_t at = fresh ? st->expires_at : now + gw_cfg.jwt_refetch_ms;
             next = at < next ? at : next;
         }
-        if (gw_cfg.mint_used && !stop_flag) {
+        if (gw_cfg.mint_used && !pc_periodic_stopping(p)) {
             pthread_mutex_unlock(&mu);
             int64_t at = gw_signer_tick(&db, now);
             pthread_mutex_lock(&mu);
             next = at < next ? at : next;
         }
-        if (stop_flag)
-            break;
+        pthread_mutex_unlock(&mu);
+        if (pc_periodic_stopping(p))
+            return 0;
         now = pc_mono_us() / 1000;
-        if (next > now) {
-            /* the condition variable runs on CLOCK_REALTIME: wait a span */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait = next - now;
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&cv, &mu, &ts);
-        }
+        return next > now ? next - now : 0;
     }
-    pthread_mutex_unlock(&mu);
-    pc_db_close(&db);
-    pc_crypto_thread_cleanup();
-    return NULL;
 }
 
 void gw_jwks_start(void)
@@ -349,19 +336,19 @@ void gw_jwks_start(void)
         return;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
         pc_fatal("curl_global_init failed");
-    running = true;
-    if (pthread_create(&thread, NULL, jwks_main, NULL) != 0)
-        pc_fatal("pthread_create failed");
+    pc_db_init(&db, gw_cfg.database_url);
+    fetcher = pc_periodic_start("gw-jwks", 60000, jwks_round, NULL);
+    pthread_mutex_lock(&mu);
+    running = true;     /* workers start after this: they may kick it from now on */
+    pthread_mutex_unlock(&mu);
 }
 
 void gw_jwks_stop(void)
 {
-    if (running) {
-        pthread_mutex_lock(&mu);
-        stop_flag = true;
-        pthread_cond_signal(&cv);
-        pthread_mutex_unlock(&mu);
-        pthread_join(thread, NULL);
+    if (fetcher) {
+        pc_periodic_stop(fetcher);
+        fetcher = NULL;
+        pc_db_close(&db);
         curl_global_cleanup();
     }
     pthread_mutex_lock(&mu);

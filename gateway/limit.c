@@ -12,7 +12,8 @@
  *               one per allowed request -> 429 USAGE_EXCEEDED when spent
  *
  * A rate-limited request does not spend quota. The state lives in
- * <prefix>u:<hash> (seeded from PostgreSQL's values when absent) and is
+ * <prefix>u:<hash> (lib/keyspace.h: its fields are PC_USAGE_*), seeded
+ * from PostgreSQL's values when absent, and is
  * written back to PostgreSQL by usage.c. Redis down: rate limits are
  * skipped, but a key with a quota answers 503, since its use cannot be
  * counted.
@@ -21,6 +22,7 @@
 #include "limits.h"
 #include "store.h"
 #include "metrics.h"
+#include "../lib/keyspace.h"
 #include "../lib/log.h"
 #include "../lib/redis_async.h"
 
@@ -43,13 +45,13 @@ static const char script[] =
     "local ri, ra = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local lr0, created = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local rl, win, max = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-    "local s = redis.call('HMGET', k, 'rem', 'lr', 'ws', 'wc')\n"
+    "local s = redis.call('HMGET', k, '" PC_USAGE_REMAINING "', '" PC_USAGE_LAST_REFILL "', '" PC_USAGE_WINDOW_START "', '" PC_USAGE_WINDOW_COUNT "')\n"
     "local ws, wc = tonumber(s[3]), tonumber(s[4])\n"
     "if rl == 1 and win > 0 and max > 0 then\n"
     "  if ws == nil or now - ws >= win then ws = now; wc = 0 end\n"
     "  if wc >= max then return {1, win - (now - ws)} end\n"
     "  wc = wc + 1\n"
-    "  redis.call('HSET', k, 'ws', ws, 'wc', wc)\n"
+    "  redis.call('HSET', k, '" PC_USAGE_WINDOW_START "', ws, '" PC_USAGE_WINDOW_COUNT "', wc)\n"
     "end\n"
     "local rem = -1\n"
     "if rem0 >= 0 then\n"
@@ -60,16 +62,16 @@ static const char script[] =
     "  if ri > 0 and ra >= 0 and now - lr > ri then rem = ra; lr = now end\n"
     "  if rem <= 0 then\n"
     "    if wc ~= nil and rl == 1 and win > 0 and max > 0 then\n"
-    "      redis.call('HSET', k, 'wc', wc - 1)\n"
+    "      redis.call('HSET', k, '" PC_USAGE_WINDOW_COUNT "', wc - 1)\n"
     "    end\n"
-    "    redis.call('HSET', k, 'rem', rem, 'lr', lr)\n"
+    "    redis.call('HSET', k, '" PC_USAGE_REMAINING "', rem, '" PC_USAGE_LAST_REFILL "', lr)\n"
     "    return {2, 0}\n"
     "  end\n"
     "  rem = rem - 1\n"
-    "  redis.call('HSET', k, 'rem', rem, 'lr', lr)\n"
+    "  redis.call('HSET', k, '" PC_USAGE_REMAINING "', rem, '" PC_USAGE_LAST_REFILL "', lr)\n"
     "end\n"
-    "redis.call('HSET', k, 'last', now)\n"
-    "redis.call('PEXPIRE', k, 604800000)\n"
+    "redis.call('HSET', k, '" PC_USAGE_LAST_REQUEST "', now)\n"
+    "redis.call('PEXPIRE', k, " PC_USAGE_KEEP_MS_STR ")\n"
     "return {0, rem}\n";
 
 /* The script goes by its SHA-1 (EVALSHA): Redis keeps it after the first
@@ -147,8 +149,8 @@ static void on_reply(void *reply, const char *errstr, void *priv)
 static bool send_script(struct gw_request *r, bool by_sha)
 {
     const struct gw_principal *p = &r->p;
-    char key[128];
-    snprintf(key, sizeof key, "%su:%s", gw_cfg.redis_prefix, r->hash_b64);
+    char key[PC_KEY_MAX];
+    (void)pc_key_usage(key, sizeof key, gw_cfg.redis_prefix, r->hash_b64);
     char a[8][24];
     int64_t v[8] = {p->lim.remaining, p->lim.refill_interval, p->lim.refill_amount,
                     p->lim.last_refill_at, p->lim.created_at, has_rate_limit(p) ? 1 : 0,

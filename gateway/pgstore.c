@@ -11,6 +11,7 @@
 #include "store.h"
 #include "pgpool.h"
 #include "metrics.h"
+#include "../lib/ba_schema.h"
 #include "../lib/log.h"
 
 #include <stdlib.h>
@@ -27,19 +28,9 @@ struct pg_query {
     char p2[32], p3[32], p4[32];    /* refresh: new expiry, now (ms), updateAge (s) */
 };
 
-static const char *const sql_session =
-    "SELECT s.\"id\", s.\"userId\", (extract(epoch from s.\"expiresAt\")*1000)::bigint, "
-    "(extract(epoch from s.\"updatedAt\")*1000)::bigint, u.\"email\" "
-    "FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\" WHERE s.\"token\" = $1";
-static const char *const sql_api_key =
-    "SELECT \"id\", \"referenceId\", COALESCE(\"enabled\", true), "
-    "COALESCE((extract(epoch from \"expiresAt\")*1000)::bigint, 0), "
-    "COALESCE(\"permissions\", ''), COALESCE(\"remaining\", -1), "
-    "COALESCE(\"refillInterval\", 0), COALESCE(\"refillAmount\", -1), "
-    "COALESCE((extract(epoch from \"lastRefillAt\")*1000)::bigint, 0), "
-    "(extract(epoch from \"createdAt\")*1000)::bigint, COALESCE(\"rateLimitEnabled\", true), "
-    "COALESCE(\"rateLimitTimeWindow\", 0), COALESCE(\"rateLimitMax\", 0) "
-    "FROM \"apikey\" WHERE \"key\" = $1";
+/* Better Auth's tables, as both programs read them (lib/ba_schema.h). */
+static const char *const sql_session = PC_BA_SQL_SESSION_PRINCIPAL;
+static const char *const sql_api_key = PC_BA_SQL_APIKEY_PRINCIPAL;
 static const char *const sql_refresh =
     "UPDATE \"session\" SET \"expiresAt\" = to_timestamp($2::double precision / 1000), "
     "\"updatedAt\" = to_timestamp($3::double precision / 1000) "

@@ -47,7 +47,9 @@ struct gw_request *gw_request_new(struct gw_worker *w, struct gw_client *c,
     r->c = c;
     r->head = head;
     r->start_us = pc_mono_us();
-    snprintf(r->client_ip, sizeof r->client_ip, "%s", client_ip);
+    size_t n = strnlen(client_ip, sizeof r->client_ip - 1);
+    memcpy(r->client_ip, client_ip, n);
+    r->client_ip[n] = '\0';
     GW_STAT_INC(requests);
     return r;
 }

@@ -9,6 +9,7 @@
  */
 #include "jwt.h"
 #include "../lib/ba_jwks.h"
+#include "../lib/ba_schema.h"
 #include "../lib/db.h"
 #include "../lib/jws.h"
 #include "../lib/json.h"
@@ -66,10 +67,7 @@ struct gw_signer *gw_signer_get(const struct pc_jwk **key)
 
 static struct gw_signer *load_signer(struct pc_db *db)
 {
-    PGresult *res = pc_db_exec(db,
-                               "SELECT \"id\", \"privateKey\", \"alg\", \"publicKey\" FROM \"jwks\" "
-                               "WHERE \"expiresAt\" IS NULL OR \"expiresAt\" > now() "
-                               "ORDER BY \"createdAt\" DESC, \"id\"", 0, NULL);
+    PGresult *res = pc_db_exec(db, PC_BA_SQL_JWKS_UNEXPIRED, 0, NULL);
     if (!pc_db_ok(res)) {
         if (res)
             PQclear(res);
