@@ -2,7 +2,7 @@
  *
  * main.c: the gateway's entry point. Start-up order: configuration (exit 2
  * naming the bad variable or route), log, libevent threading, then
- * server.c starts L1, the workers (each connecting to Redis and PostgreSQL)
+ * worker.c starts L1, the workers (each connecting to Redis and PostgreSQL)
  * and the revocation feed, and waits for SIGTERM/SIGINT.
  */
 #include "config.h"
