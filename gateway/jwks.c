@@ -266,7 +266,8 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
     {
         int64_t now = pc_mono_us() / 1000;
         int64_t next = now + 60000;
-        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !pc_periodic_stopping(p); i++) {
+        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !pc_periodic_stopping(p);
+             i++) {
             struct gw_issuer *iss = &gw_cfg.issuers[i];
             struct gw_iss_state *st = iss->st;
             /* after failures, and unless a request waits, back off up to a minute */

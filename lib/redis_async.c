@@ -258,7 +258,8 @@ bool pc_ra_command(struct pc_ra *ra, int64_t timeout_ms, pc_ra_cb *cb, void *pri
         op->timer = evtimer_new(ra->base, on_timeout, op);
         if (op->timer == NULL)
             pc_fatal("event_new failed");
-        struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)((timeout_ms % 1000) * 1000)};
+        struct timeval tv = {(time_t)(timeout_ms / 1000),
+                             (suseconds_t)((timeout_ms % 1000) * 1000)};
         evtimer_add(op->timer, &tv);
     }
     return true;
