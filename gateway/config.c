@@ -13,7 +13,8 @@
  * API keys and JWTs. The file is parsed and validated whole at start; any
  * error names the route and key and stops the program.
  */
-#include "gateway.h"
+#include "config.h"
+#include "../lib/conf_common.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
 #include "../lib/json.h"
@@ -83,22 +84,15 @@ static const struct pc_conf_item table[] = {
      "JSON routes file (see docs/gateway.md)"},
     {"UPSTREAM_URL", PC_CONF_STR, &gw_cfg.upstream_url, "", 0, 0, 0, pc_conf_check_http_url,
      "without GATEWAY_ROUTES: one catch-all route to this upstream"},
-    {"DATABASE_URL", PC_CONF_STR, &gw_cfg.database_url, NULL, 0, 0,
-     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_pg_url, "PostgreSQL URL (libpq)"},
-    {"REDIS_URL", PC_CONF_STR, &gw_cfg.redis_url, "redis://127.0.0.1:6379", 0, 0,
-     PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL"},
-    {"REDIS_PREFIX", PC_CONF_STR, &gw_cfg.redis_prefix, "pc:", 0, 0, 0, NULL,
-     "namespace of every Redis key (same as authsvc)"},
-    {"REVOCATION_CHANNEL", PC_CONF_STR, &gw_cfg.revocation_channel, "pc:revoked", 0, 0, 0, NULL,
-     "Redis pub/sub channel of revoked credential hashes (same as authsvc)"},
-    {"BETTER_AUTH_SECRET", PC_CONF_STR, &gw_cfg.secret, NULL, 0, 0,
-     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_secret, "cookie HMAC key, as authsvc's"},
-    {"BETTER_AUTH_URL", PC_CONF_STR, &gw_cfg.base_url, "http://localhost:3000", 0, 0, 0,
-     pc_conf_check_http_url, "authsvc's public URL; https:// means __Secure- cookies"},
+    PC_CONF_ROW_DATABASE_URL(&gw_cfg.database_url),
+    PC_CONF_ROW_REDIS_URL(&gw_cfg.redis_url),
+    PC_CONF_ROW_REDIS_PREFIX(&gw_cfg.redis_prefix),
+    PC_CONF_ROW_REVOCATION_CHANNEL(&gw_cfg.revocation_channel),
+    PC_CONF_ROW_BETTER_AUTH_SECRET(&gw_cfg.secret),
+    PC_CONF_ROW_BETTER_AUTH_URL(&gw_cfg.base_url),
     {"GATEWAY_LOG", PC_CONF_STR, &gw_cfg.log_path, "", 0, 0, 0, NULL,
      "JSON log file; empty: stderr"},
-    {"LOG_LEVEL", PC_CONF_STR, &gw_cfg.log_level, "info", 0, 0, 0, pc_conf_check_log_level,
-     "debug, info, warn or error"},
+    PC_CONF_ROW_LOG_LEVEL(&gw_cfg.log_level),
     {"L1_MAX_ENTRIES", PC_CONF_INT, &gw_cfg.l1_max, "100000", 0, 100000000, 0, check_l1_max,
      "in-process cache size, entries (0: L1 off, every lookup goes to Redis/PostgreSQL; "
      "otherwise at least 16)"},
@@ -127,12 +121,12 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("GATEWAY_MAX_BODY", max_body, "10485760", 0, 1073741824, "request body bytes (413)"),
     INT_ITEM("GATEWAY_MAX_HEADERS", max_headers, "16384", 1024, 1048576,
              "request header bytes (431)"),
-    INT_ITEM("SESSION_EXPIRES_IN", expires_in, "604800", 60, 31536000, "as authsvc"),
-    INT_ITEM("SESSION_UPDATE_AGE", update_age, "86400", 0, 31536000, "as authsvc"),
+    PC_CONF_ROW_SESSION_EXPIRES_IN(&gw_cfg.expires_in),
+    PC_CONF_ROW_SESSION_UPDATE_AGE(&gw_cfg.update_age),
     {"API_KEY_PREFIXES", PC_CONF_STR, &gw_cfg.key_prefixes, "", 0, 0, 0, check_prefixes,
      "API-key prefixes to accept, comma separated (e.g. oc_); others are refused before "
      "any lookup. Empty: any"},
-    PC_BEARER_REQUIRE_SIGNATURE_ROW(&gw_cfg.bearer_require_sig),
+    PC_CONF_ROW_BEARER_REQUIRE_SIGNATURE(&gw_cfg.bearer_require_sig),
     {"FORWARD_AUTH_PROXY", PC_CONF_STR, &gw_cfg.fa_proxy, "nginx", 0, 0, 0, check_fa_mode,
      "the proxy that asks GET /_auth: nginx (auth_request), traefik (ForwardAuth) or envoy "
      "(ext_authz, path_prefix /_auth); sets the three headers below"},
@@ -152,18 +146,15 @@ static const struct pc_conf_item table[] = {
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
      "serve GET /metrics (Prometheus) and /_stats"},
-    {"JWT_ISSUER", PC_CONF_STR, &gw_cfg.jwt_issuer, "", 0, 0, 0, NULL,
-     "the default JWT issuer (authsvc's iss), also iss of JWTs handed upstream; empty: the "
-     "origin of BETTER_AUTH_URL"},
+    PC_CONF_ROW_JWT_ISSUER(&gw_cfg.jwt_issuer),
     {"JWT_JWKS_URL", PC_CONF_STR, &gw_cfg.jwt_jwks_url, "", 0, 0, 0, NULL,
      "JWKS of the default issuer; empty: BETTER_AUTH_URL + /api/auth/jwks"},
-    {"JWT_AUDIENCE", PC_CONF_STR, &gw_cfg.jwt_audience, "", 0, 0, 0, NULL,
-     "audience of the default issuer and of JWTs handed upstream; empty: the issuer"},
+    PC_CONF_ROW_JWT_AUDIENCE(&gw_cfg.jwt_audience),
     INT_ITEM("JWT_LEEWAY", jwt_leeway, "30", 0, 300, "clock skew allowed on exp/nbf, seconds"),
     INT_ITEM("JWKS_REFETCH_MS", jwt_refetch_ms, "5000", 100, 3600000,
              "least time between two JWKS fetches of one issuer (unknown kid), milliseconds"),
     INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
-             "requests per worker waiting on Redis/PostgreSQL before 503"),
+             "requests per worker waiting on Redis, PostgreSQL or a JWKS fetch before 503"),
     INT_ITEM("GATEWAY_MAX_CONNS", max_conns, "0", 0, 10000000,
              "client connections open at once; over it a connection may ask /health, /live "
              "or /ready, anything else is 503 (0: half the open-file limit)"),
@@ -363,13 +354,6 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
 }
 
 /* scheme://host[:port] of a URL */
-static char *url_origin(const char *url)
-{
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    return pc_xstrndup(url, (size_t)(p - url) + strcspn(p, "/?#"));
-}
-
 static void add_issuer(const char *iss, const char *jwks_uri, char **auds, size_t naud)
 {
     gw_cfg.issuers = pc_xrealloc(gw_cfg.issuers, (gw_cfg.nissuers + 1) * sizeof *gw_cfg.issuers);
@@ -561,8 +545,9 @@ int gw_config_load(void)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         gw_cfg.workers = n > 0 ? n : 1;
     }
-    snprintf(gw_cfg.cookie_session, sizeof gw_cfg.cookie_session, "%sbetter-auth.session_token",
-             pc_starts_with(gw_cfg.base_url, "https://") ? "__Secure-" : "");
+    if (!pc_conf_cookie_name(gw_cfg.cookie_session, sizeof gw_cfg.cookie_session, gw_cfg.base_url,
+                             "session_token"))
+        pc_fatal("cookie name does not fit");
     for (const char *p = gw_cfg.key_prefixes; *p;) {
         size_t n = strcspn(p, ",");
         if (n > 0 && n <= 32) {
@@ -580,14 +565,7 @@ int gw_config_load(void)
     }
     if (forward_auth_config() != 0)
         return -1;
-    if (gw_cfg.jwt_issuer[0] == '\0') {
-        free(gw_cfg.jwt_issuer);
-        gw_cfg.jwt_issuer = url_origin(gw_cfg.base_url);
-    }
-    if (gw_cfg.jwt_audience[0] == '\0') {
-        free(gw_cfg.jwt_audience);
-        gw_cfg.jwt_audience = pc_xstrdup(gw_cfg.jwt_issuer);
-    }
+    pc_conf_jwt_defaults(&gw_cfg.jwt_issuer, &gw_cfg.jwt_audience, gw_cfg.base_url);
     if (load_routes(err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;

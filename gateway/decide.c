@@ -17,7 +17,11 @@
  * expiry, so the next request does not ask again. The response path never
  * waits for it.
  */
-#include "gateway.h"
+#include "stages.h"
+#include "cache.h"
+#include "store.h"
+#include "jwt.h"
+#include "feed.h"
 #include "../lib/json.h"
 
 #include <string.h>

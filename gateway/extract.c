@@ -11,7 +11,7 @@
  *
  * The credential's SHA-256 becomes the cache and revocation key.
  */
-#include "gateway.h"
+#include "stages.h"
 #include "../lib/bearer.h"
 #include "../lib/cookie.h"
 #include "../lib/http.h"

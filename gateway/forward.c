@@ -6,14 +6,15 @@
  * that gets this far is allowed: 200 with the identity headers and no body.
  * Refusals (401, 403, 503) were answered by the earlier stages, as JSON.
  */
-#include "gateway.h"
+#include "stages.h"
+#include "proxy.h"
 
 void gw_forward_auth_reply(struct gw_request *r)
 {
     struct pc_buf *b = gw_resp_begin(r, 200, NULL);
-    gw_set_identity_headers(r, b);
+    gw_identity_headers(r, b);
     gw_hdr_append(b, "X-Request-Id", r->request_id);
     gw_resp_end_head(r, 0, true);
     gw_resp_send(r);
-    gw_request_finish(r);
+    gw_request_end(r);
 }

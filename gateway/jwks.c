@@ -1,6 +1,6 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * jwks.c: the JWT issuers' public keys, and our own signing key.
+ * jwks.c: the JWT issuers' public keys.
  *
  * One thread (started only when a route accepts JWTs or hands JWTs
  * upstream) fetches each issuer's JWKS with libcurl, discovering jwks_uri
@@ -11,26 +11,26 @@
  * frees a key in use.
  *
  * A token whose kid is not in the set (a rotation the cache has not seen)
- * parks its request on the issuer and asks for a fetch; the fetch (at once,
+ * parks its request on the issuer (gw_park: it counts toward
+ * GATEWAY_PENDING_MAX) and asks for a fetch; the fetch (at once,
  * or JWKS_REFETCH_MS after the previous one) wakes every parked request,
  * which looks again once and then gives up. Fetches of one issuer are at
  * least JWKS_REFETCH_MS apart however many unknown kids arrive, at most
  * MAX_WAITERS requests wait on one, and no request waits on the network
  * while holding a worker.
  *
- * The same thread keeps the signing key for JWTs handed upstream (mint.c):
- * the newest current row of the shared jwks table that opens with our
- * secret, re-read every SIGNER_RELOAD_MS.
+ * The same thread keeps the signing key for JWTs handed upstream
+ * (signer.c's gw_signer_tick, for mint.c).
  */
-#include "gateway.h"
+#include "jwt.h"
+#include "request.h"
 #include "../lib/conf.h"
 #include "../lib/db.h"
-#include "../lib/ba_jwks.h"
 #include "../lib/jws.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "../lib/periodic.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,7 +41,6 @@
 #define FETCH_MAX_BYTES (1024 * 1024)
 #define DEFAULT_TTL_MS (300 * 1000)
 #define MAX_TTL_MS (86400 * 1000)
-#define SIGNER_RELOAD_MS 30000
 #define MAX_WAITERS 4096            /* requests parked on one issuer's next fetch */
 
 struct gw_keyset {
@@ -61,18 +60,10 @@ struct gw_iss_state {
     size_t nwaiters;
 };
 
-struct gw_signer {
-    struct pc_jwk key;
-    int refs;                       /* guarded by mu */
-};
-
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static pthread_t thread;
-static bool running, stop_flag;
-static struct gw_signer *signer;    /* guarded by mu */
-static atomic_uint signer_gen;      /* bumped whenever signer changes (mint.c's caches) */
-static int64_t signer_loaded_at;
+static struct pc_periodic *fetcher; /* the key thread */
+static struct pc_db db;             /* its connection (signer.c's queries) */
+static bool running;                /* guarded by mu */
 
 /* ---- references ---- */
 
@@ -89,43 +80,9 @@ void gw_keyset_release(struct gw_keyset *s)
     }
 }
 
-static void signer_release_locked(struct gw_signer *s, struct gw_signer **to_free)
-{
-    if (s && --s->refs == 0)
-        *to_free = s;
-}
-
-void gw_signer_release(struct gw_signer *s)
-{
-    struct gw_signer *dead = NULL;
-    pthread_mutex_lock(&mu);
-    signer_release_locked(s, &dead);
-    pthread_mutex_unlock(&mu);
-    if (dead) {
-        pc_jwk_free(&dead->key);
-        free(dead);
-    }
-}
-
-unsigned gw_signer_gen(void)
-{
-    return atomic_load_explicit(&signer_gen, memory_order_acquire);
-}
-
-struct gw_signer *gw_signer_get(const struct pc_jwk **key)
-{
-    pthread_mutex_lock(&mu);
-    struct gw_signer *s = signer;
-    if (s)
-        s->refs++;
-    pthread_mutex_unlock(&mu);
-    *key = s ? &s->key : NULL;
-    return s;
-}
-
 /* ---- lookups from the workers ---- */
 
-enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw_request *r,
+enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, struct gw_request *r,
                                struct gw_keyset **set, const struct pc_jwk **key)
 {
     struct gw_iss_state *st = iss->st;
@@ -151,12 +108,14 @@ enum gw_key_result gw_jwks_key(struct gw_issuer *iss, const char *kid, struct gw
     bool failing = st->set == NULL && st->last_attempt != 0 && !st->fetching;
     if (r->jwks_waited || !running || failing || st->nwaiters >= MAX_WAITERS) {
         res = st->set ? GW_KEY_UNKNOWN : GW_KEY_UNAVAILABLE;
+    } else if (!gw_park(r)) {
+        res = GW_KEY_BUSY; /* a wait counts toward GATEWAY_PENDING_MAX like any other */
     } else {
         r->next_wake = st->waiters;
         st->waiters = r;
         st->nwaiters++;
         st->want = true;
-        pthread_cond_signal(&cv);
+        pc_periodic_kick(fetcher);
         res = GW_KEY_WAIT;
     }
     pthread_mutex_unlock(&mu);
@@ -286,40 +245,6 @@ static struct gw_keyset *fetch_set(struct gw_issuer *iss, char **uri, int64_t *t
     return s;
 }
 
-/* ---- our signing key, from PostgreSQL ---- */
-
-static struct gw_signer *load_signer(struct pc_db *db)
-{
-    PGresult *res = pc_db_exec(db,
-                               "SELECT \"id\", \"privateKey\", \"alg\", \"publicKey\" FROM \"jwks\" "
-                               "WHERE \"expiresAt\" IS NULL OR \"expiresAt\" > now() "
-                               "ORDER BY \"createdAt\" DESC, \"id\"", 0, NULL);
-    if (!pc_db_ok(res)) {
-        if (res)
-            PQclear(res);
-        return NULL;
-    }
-    struct gw_signer *s = NULL;
-    for (int i = 0; s == NULL && i < PQntuples(res); i++) {
-        const char *pubtxt = PQgetvalue(res, i, 3);
-        yajl_val pub = pc_json_parse(pubtxt, strlen(pubtxt));
-        const char *alg = pc_jwk_row_alg(PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-                                         pub);
-        struct gw_signer *c = pc_xcalloc(1, sizeof *c);
-        if (alg && pc_jwk_alg_parse(alg) != PC_JWK_NONE &&
-            pc_jwk_open_row(gw_cfg.secret, PQgetvalue(res, i, 0), alg, PQgetvalue(res, i, 1),
-                            &c->key) == 0) {
-            c->refs = 1;
-            s = c;
-        } else {
-            free(c);
-        }
-        yajl_tree_free(pub);
-    }
-    PQclear(res);
-    return s;
-}
-
 /* ---- the thread ---- */
 
 static void wake_all(struct gw_request *list)
@@ -332,15 +257,17 @@ static void wake_all(struct gw_request *list)
     }
 }
 
-static void *jwks_main(void *arg)
+/* One round of the key thread (lib/periodic.h): fetches what is due,
+ * reloads the signer when due, and says how long to wait; a worker that
+ * parks a request kicks it. */
+static int64_t jwks_round(struct pc_periodic *p, void *arg)
 {
-    struct pc_db db;
-    pc_db_init(&db, gw_cfg.database_url);
     pthread_mutex_lock(&mu);
-    while (!stop_flag) {
+    {
         int64_t now = pc_mono_us() / 1000;
         int64_t next = now + 60000;
-        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !stop_flag; i++) {
+        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !pc_periodic_stopping(p);
+             i++) {
             struct gw_issuer *iss = &gw_cfg.issuers[i];
             struct gw_iss_state *st = iss->st;
             /* after failures, and unless a request waits, back off up to a minute */
@@ -385,49 +312,18 @@ static void *jwks_main(void *arg)
             int64_t at = fresh ? st->expires_at : now + gw_cfg.jwt_refetch_ms;
             next = at < next ? at : next;
         }
-        if (gw_cfg.mint_used && !stop_flag &&
-            (signer == NULL || now - signer_loaded_at >= SIGNER_RELOAD_MS)) {
+        if (gw_cfg.mint_used && !pc_periodic_stopping(p)) {
             pthread_mutex_unlock(&mu);
-            struct gw_signer *s = load_signer(&db);
+            int64_t at = gw_signer_tick(&db, now);
             pthread_mutex_lock(&mu);
-            struct gw_signer *dead = NULL;
-            if (s) {
-                if (signer == NULL || strcmp(signer->key.kid, s->key.kid) != 0)
-                    atomic_fetch_add(&signer_gen, 1);   /* another key: re-sign */
-                signer_release_locked(signer, &dead);
-                signer = s;
-                signer_loaded_at = now;
-            } else {
-                signer_loaded_at = now - SIGNER_RELOAD_MS + gw_cfg.jwt_refetch_ms;
-            }
-            if (dead) {
-                pc_jwk_free(&dead->key);
-                free(dead);
-            }
-            int64_t at = signer_loaded_at + SIGNER_RELOAD_MS;
             next = at < next ? at : next;
         }
-        if (stop_flag)
-            break;
+        pthread_mutex_unlock(&mu);
+        if (pc_periodic_stopping(p))
+            return 0;
         now = pc_mono_us() / 1000;
-        if (next > now) {
-            /* the condition variable runs on CLOCK_REALTIME: wait a span */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait = next - now;
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&cv, &mu, &ts);
-        }
+        return next > now ? next - now : 0;
     }
-    pthread_mutex_unlock(&mu);
-    pc_db_close(&db);
-    pc_crypto_thread_cleanup();
-    return NULL;
 }
 
 void gw_jwks_start(void)
@@ -441,19 +337,19 @@ void gw_jwks_start(void)
         return;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
         pc_fatal("curl_global_init failed");
-    running = true;
-    if (pthread_create(&thread, NULL, jwks_main, NULL) != 0)
-        pc_fatal("pthread_create failed");
+    pc_db_init(&db, gw_cfg.database_url);
+    fetcher = pc_periodic_start("gw-jwks", 60000, jwks_round, NULL);
+    pthread_mutex_lock(&mu);
+    running = true;     /* workers start after this: they may kick it from now on */
+    pthread_mutex_unlock(&mu);
 }
 
 void gw_jwks_stop(void)
 {
-    if (running) {
-        pthread_mutex_lock(&mu);
-        stop_flag = true;
-        pthread_cond_signal(&cv);
-        pthread_mutex_unlock(&mu);
-        pthread_join(thread, NULL);
+    if (fetcher) {
+        pc_periodic_stop(fetcher);
+        fetcher = NULL;
+        pc_db_close(&db);
         curl_global_cleanup();
     }
     pthread_mutex_lock(&mu);
@@ -486,8 +382,7 @@ void gw_jwks_free(void)
         free(st);
         gw_cfg.issuers[i].st = NULL;
     }
-    gw_signer_release(signer);
-    signer = NULL;
+    gw_signer_free();
 }
 
 bool gw_jwks_ready(void)

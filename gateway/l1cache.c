@@ -15,7 +15,9 @@
  * (negative entries included); delete, flush and count still work on the
  * empty shards, so the revocation feed and /_stats need not know.
  */
-#include "gateway.h"
+#include "cache.h"
+#include "stages.h"
+#include "metrics.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

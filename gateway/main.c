@@ -2,10 +2,11 @@
  *
  * main.c: the gateway's entry point. Start-up order: configuration (exit 2
  * naming the bad variable or route), log, libevent threading, then
- * server.c starts L1, the workers (each connecting to Redis and PostgreSQL)
+ * worker.c starts L1, the workers (each connecting to Redis and PostgreSQL)
  * and the revocation feed, and waits for SIGTERM/SIGINT.
  */
-#include "gateway.h"
+#include "config.h"
+#include "worker.h"
 #include "../lib/log.h"
 
 #include <stdio.h>
@@ -36,7 +37,7 @@ int main(int argc, char **argv)
     }
     if (evthread_use_pthreads() != 0)
         pc_fatal("evthread_use_pthreads failed");
-    int rc = gw_server_run();
+    int rc = gw_worker_run();
     pc_log_close();
     gw_config_free();
     libevent_global_shutdown();

@@ -15,10 +15,14 @@
  * Per-request counters live in each worker's own arrays (no sharing on the
  * hot path); a scrape sums them with relaxed atomic loads.
  */
-#include "gateway.h"
+#include "metrics.h"
+#include "request.h"
+#include "cache.h"
+#include "feed.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,8 @@
 static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,    0.25,  0.5,    1,     2.5,  5,    10};
 #define NLAT (sizeof lat_bounds / sizeof lat_bounds[0])
+
+struct gw_stats gw_stats;
 
 struct gw_wmetrics {
     uint64_t *by_route_status;      /* [(nroutes + 1) * STATUS_SLOTS] */
@@ -167,9 +173,20 @@ static void counter(struct pc_buf *b, const char *name, const char *help, uint64
                   (unsigned long long)v);
 }
 
+/* The counters of GW_STATS with a name of their own, in its order. */
+static const struct {
+    const char *name, *help;
+    size_t off;
+} plain_counters[] = {
+#define GW_STAT_ROW(f, name, help) {name, help, offsetof(struct gw_stats, f)},
+    GW_STATS(GW_STAT_ROW)
+#undef GW_STAT_ROW
+};
+
 #define G(f) ((unsigned long long)__atomic_load_n(&gw_stats.f, __ATOMIC_RELAXED))
 
-void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
+void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns,
+                       size_t addresses, struct pc_buf *b)
 {
     pc_buf_puts(b, "# HELP portcullis_gateway_requests_total Requests answered, by route and "
                    "status.\n# TYPE portcullis_gateway_requests_total counter\n");
@@ -223,39 +240,18 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
                      "portcullis_gateway_cache_lookups_total{layer=\"postgres\",result=\"query\"} "
                      "%llu\n",
                   G(l1_hits), G(l1_negative_hits), G(l2_hits), G(pg_queries));
-    counter(b, "portcullis_gateway_postgres_errors_total", "PostgreSQL failures and timeouts.",
-            G(pg_errors));
-    counter(b, "portcullis_gateway_postgres_connects_total", "PostgreSQL connections made.",
-            G(pg_connects));
-    counter(b, "portcullis_gateway_redis_errors_total", "Redis failures and timeouts.",
-            G(redis_errors));
-    counter(b, "portcullis_gateway_redis_connects_total", "Redis connections made.",
-            G(redis_connects));
-    counter(b, "portcullis_gateway_revocations_total", "Revocation messages received.",
-            G(revocations));
-    counter(b, "portcullis_gateway_l1_flushes_total",
-            "L1 flushes after the revocation feed came back.", G(l1_flushes));
-    counter(b, "portcullis_gateway_upstream_errors_total", "Upstream refused or broke (502).",
-            G(upstream_errors));
-    counter(b, "portcullis_gateway_upstream_timeouts_total", "Upstream timed out (504).",
-            G(upstream_timeouts));
-    counter(b, "portcullis_gateway_upstream_cancels_total",
-            "Streams cancelled upstream because the client left.", G(upstream_cancels));
-    counter(b, "portcullis_gateway_rate_limited_total", "API-key requests refused by rate limit.",
-            G(rate_limited));
-    counter(b, "portcullis_gateway_usage_exceeded_total", "API-key requests refused by quota.",
-            G(usage_exceeded));
-    counter(b, "portcullis_gateway_accept_errors_total",
-            "accept() failures for want of file descriptors (EMFILE/ENFILE).", G(accept_errors));
+    for (size_t i = 0; i < PC_ARRAY_LEN(plain_counters); i++)
+        if (plain_counters[i].name)
+            counter(b, plain_counters[i].name, plain_counters[i].help,
+                    __atomic_load_n((const uint64_t *)((const char *)&gw_stats +
+                                                       plain_counters[i].off),
+                                    __ATOMIC_RELAXED));
     pc_buf_printf(b, "# HELP portcullis_gateway_connections_refused_total Connections over a cap "
                      "(answered 503 or, for /health, /live, /ready, served, then closed).\n"
                      "# TYPE portcullis_gateway_connections_refused_total counter\n"
                      "portcullis_gateway_connections_refused_total{reason=\"max_conns\"} %llu\n"
                      "portcullis_gateway_connections_refused_total{reason=\"per_ip\"} %llu\n",
                   G(conns_refused_max), G(conns_refused_ip));
-    counter(b, "portcullis_gateway_head_timeouts_total",
-            "Connections closed for a request head not whole within GATEWAY_HEAD_TIMEOUT_MS.",
-            G(head_timeouts));
     pc_buf_printf(b, "# HELP portcullis_gateway_connections Client connections open within the "
                      "caps.\n# TYPE portcullis_gateway_connections gauge\n"
                      "portcullis_gateway_connections %llu\n"
@@ -265,7 +261,7 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
                      "# HELP portcullis_gateway_client_addresses Peer addresses with a connection "
                      "open.\n# TYPE portcullis_gateway_client_addresses gauge\n"
                      "portcullis_gateway_client_addresses %zu\n",
-                  G(conns_open), (long long)gw_clients_max(), gw_clients_addresses());
+                  G(conns_open), (long long)max_conns, addresses);
     pc_buf_printf(b, "# HELP portcullis_gateway_l1_entries Credentials in L1.\n"
                      "# TYPE portcullis_gateway_l1_entries gauge\nportcullis_gateway_l1_entries "
                      "%zu\n",
@@ -274,4 +270,27 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, struct pc_buf *b)
                      "# TYPE portcullis_gateway_revocation_feed_up gauge\n"
                      "portcullis_gateway_revocation_feed_up %d\n",
                   gw_revocation_up() ? 1 : 0);
+    size_t parked = 0;
+    for (size_t i = 0; i < nworkers; i++)
+        parked += gw_parked(&all[i]);
+    pc_buf_printf(b, "# HELP portcullis_gateway_parked Requests waiting on Redis, PostgreSQL or "
+                     "a JWKS fetch (bounded by GATEWAY_PENDING_MAX per worker).\n"
+                     "# TYPE portcullis_gateway_parked gauge\nportcullis_gateway_parked %zu\n",
+                  parked);
+}
+
+void gw_stats_json(struct gw_worker *all, size_t nworkers, struct pc_jw *jw)
+{
+#define GW_STAT_JSON(f, name, help)                                                        \
+    pc_jw_key(jw, #f);                                                                     \
+    pc_jw_int(jw, (int64_t)__atomic_load_n(&gw_stats.f, __ATOMIC_RELAXED));
+    GW_STATS(GW_STAT_JSON)
+#undef GW_STAT_JSON
+    pc_jw_key(jw, "l1_entries");
+    pc_jw_int(jw, (int64_t)gw_l1_count());
+    size_t parked = 0;
+    for (size_t i = 0; i < nworkers; i++)
+        parked += gw_parked(&all[i]);
+    pc_jw_key(jw, "parked");
+    pc_jw_int(jw, (int64_t)parked);
 }

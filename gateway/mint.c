@@ -1,11 +1,11 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * mint.c: JWTs the gateway hands upstream on routes with "upstream_jwt", so
+ * mint.c: stage MINT, JWTs the gateway hands upstream on routes with "upstream_jwt", so
  * a service behind a session or API-key route still gets a token it can
  * verify against authsvc's JWKS without calling us.
  *
- * The token is signed with authsvc's current key (jwks.c reads it from the
- * shared jwks table), lives MINT_LIFE_S and is reused for the same
+ * The token is signed with authsvc's current key (signer.c reads it
+ * from the shared jwks table), lives MINT_LIFE_S and is reused for the same
  * credential until less than MINT_REUSE_MIN_S is left: one signature per
  * principal every few minutes, not one per request. Each worker keeps its
  * own small direct-mapped cache, so nothing here is locked.
@@ -13,7 +13,8 @@
  * Claims: iss/aud as authsvc's (JWT_ISSUER, JWT_AUDIENCE), sub, email, sid
  * (sessions and session JWTs), api_key_id (API keys), auth_method, iat, exp.
  */
-#include "gateway.h"
+#include "stages.h"
+#include "jwt.h"
 #include "../lib/jws.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
@@ -84,10 +85,10 @@ static char *sign_for(const struct gw_request *r, const struct pc_jwk *key, int6
     return tok;
 }
 
-bool gw_mint(struct gw_request *r)
+enum gw_step gw_mint(struct gw_request *r)
 {
     if (r->route->upstream_jwt == GW_UPJWT_NONE || r->route->anonymous)
-        return true;
+        return GW_NEXT;
     struct gw_worker *w = r->w;
     if (w->mint == NULL)
         w->mint = pc_xcalloc(1, sizeof *w->mint);
@@ -103,7 +104,7 @@ bool gw_mint(struct gw_request *r)
         if (sg == NULL) {
             r->outcome = "unavailable";
             gw_fail(r, 503, "UPSTREAM_JWT_UNAVAILABLE", "No signing key for the upstream JWT yet");
-            return false;
+            return GW_ENDED;
         }
         char *tok = sign_for(r, key, now);
         if (tok == NULL)
@@ -112,7 +113,7 @@ bool gw_mint(struct gw_request *r)
         if (tok == NULL) {
             r->outcome = "unavailable";
             gw_fail(r, 503, "UPSTREAM_JWT_UNAVAILABLE", "Cannot sign the upstream JWT");
-            return false;
+            return GW_ENDED;
         }
         free(s->token);
         s->token = tok;
@@ -121,7 +122,7 @@ bool gw_mint(struct gw_request *r)
         memcpy(s->hash, r->hash, 32);
     }
     r->upstream_jwt = pc_xstrdup(s->token);
-    return true;
+    return GW_NEXT;
 }
 
 void gw_mint_free(struct gw_worker *w)

@@ -1,7 +1,8 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * proxy.c: stage 8. Forwards an allowed request upstream and the answer
- * back, over plain non-blocking sockets.
+ * proxy.c: stage ANSWER, the exchange. Forwards an allowed request upstream
+ * and the answer back, over plain non-blocking sockets, on the worker's
+ * pool (upstream.c), with the header policy of identity.c.
  *
  *   request   method, path (key segment removed, upstream base path added),
  *             query, body and end-to-end headers; hop-by-hop headers, the
@@ -13,7 +14,7 @@
  *             the upstream's Content-Length when it has one, else chunked
  *             (re-framed after decoding). A small answer costs one read and
  *             one write to the client. While the client has more than
- *             OUT_BACKLOG queued (client.c), the upstream is not read.
+ *             OUT_BACKLOG queued (front.c), the upstream is not read.
  *   pool      per worker and upstream, up to UPSTREAM_POOL keep-alive
  *             connections; past that 503. Idle connections are watched: an
  *             upstream that closes one is seen at once. A GET, HEAD or
@@ -24,7 +25,10 @@
  *             started, the client's connection is closed instead (a cut
  *             stream must not look complete).
  */
-#include "gateway.h"
+#include "stages.h"
+#include "proxy.h"
+#include "metrics.h"
+#include "upstream.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
 
@@ -40,31 +44,10 @@
 #include <unistd.h>
 #include <event2/event.h>
 
-#define UP_IN_START 16384
 #define UP_HEAD_MAX (1024 * 1024)   /* an answer head larger than this is 502 */
 
-struct upconn {
-    struct upconn *next;            /* idle list */
-    struct gw_uppool *pool;
-    struct gw_proxy *px;            /* the exchange using it; NULL when idle */
-    int fd;
-    bool connecting;
-    bool reused;                    /* has carried an exchange before */
-    bool reading, writing;
-    struct event *ev, *wev;
-    char *in;
-    size_t cap, len;
-    struct pc_buf out;              /* the request, written in one go */
-    size_t out_off;
-};
-
-struct gw_uppool {
-    const struct gw_upstream *up;
-    struct gw_worker *w;
-    struct upconn *idle;
-    size_t total;                   /* connections open, idle or busy */
-    struct gw_proxy *active;        /* exchanges in progress */
-};
+/* the header k of kn bytes is lit (any case) */
+#define IS(k, kn, lit) ((kn) == sizeof lit - 1 && strncasecmp((k), lit, (kn)) == 0)
 
 enum px_state { PX_SEND = 0, PX_HEAD, PX_BODY };
 
@@ -90,106 +73,6 @@ static void up_read(evutil_socket_t fd, short what, void *arg);
 static void up_write(evutil_socket_t fd, short what, void *arg);
 static void exchange_failed(struct gw_proxy *px, bool timeout);
 
-void gw_proxy_init(struct gw_worker *w)
-{
-    w->pools = pc_xcalloc(gw_cfg.nupstreams, sizeof *w->pools);
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
-        w->pools[i].up = &gw_cfg.upstreams[i];
-        w->pools[i].w = w;
-    }
-}
-
-/* ---- connections ---- */
-
-static void uc_want(struct upconn *c, bool rd, bool wr)
-{
-    gw_watch(c->ev, &c->reading, rd);
-    gw_watch(c->wev, &c->writing, wr);
-}
-
-static void conn_close(struct upconn *c)
-{
-    uc_want(c, false, false);
-    event_free(c->ev);
-    event_free(c->wev);
-    close(c->fd);
-    free(c->in);
-    pc_buf_free(&c->out);
-    c->pool->total--;
-    free(c);
-}
-
-static void idle_remove(struct gw_uppool *p, struct upconn *c)
-{
-    for (struct upconn **pp = &p->idle; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            c->next = NULL;
-            return;
-        }
-    }
-}
-
-/* A new connection, connecting. NULL (errno set) when the socket cannot be
- * made or the address is refused at once. */
-static struct upconn *conn_open(struct gw_uppool *p)
-{
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[16];
-    snprintf(port, sizeof port, "%d", p->up->port);
-    if (getaddrinfo(p->up->host, port, &hints, &ai) != 0 || ai == NULL) {
-        errno = EHOSTUNREACH;
-        return NULL;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        freeaddrinfo(ai);
-        return NULL;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    if (rc == -1 && errno != EINPROGRESS) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return NULL;
-    }
-    struct upconn *c = pc_xcalloc(1, sizeof *c);
-    c->pool = p;
-    c->fd = fd;
-    c->connecting = rc == -1;
-    c->ev = event_new(p->w->base, fd, EV_READ | EV_PERSIST, up_read, c);
-    c->wev = event_new(p->w->base, fd, EV_WRITE | EV_PERSIST, up_write, c);
-    if (c->ev == NULL || c->wev == NULL)
-        pc_fatal("event_new failed");
-    c->cap = UP_IN_START;
-    c->in = pc_xmalloc(c->cap);
-    p->total++;
-    return c;
-}
-
-/* Back to the idle list (still read, to see the upstream close it), or
- * closed. */
-static void conn_put(struct upconn *c, bool reusable)
-{
-    c->px = NULL;
-    if (!reusable || gw_stopping) {
-        conn_close(c);
-        return;
-    }
-    c->reused = true;
-    c->len = 0;
-    c->out.len = c->out_off = 0;
-    c->next = c->pool->idle;
-    c->pool->idle = c;
-    uc_want(c, true, false);
-}
-
 void gw_proxy_stop(struct gw_worker *w)
 {
     for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
@@ -199,122 +82,21 @@ void gw_proxy_stop(struct gw_worker *w)
             struct gw_request *r = px->r;
             p->active = px->next;
             if (px->uc)
-                conn_close(px->uc);
+                gw_upconn_close(px->uc);
             if (px->cancel_ev)
                 event_free(px->cancel_ev);
             r->proxy = NULL;
             free(px);
-            gw_request_finish(r);
+            gw_request_end(r);
         }
         while (p->idle) {
             struct upconn *c = p->idle;
             p->idle = c->next;
-            conn_close(c);
+            gw_upconn_close(c);
         }
     }
     free(w->pools);
     w->pools = NULL;
-}
-
-/* ---- headers ---- */
-
-struct hname {
-    const char *s;
-    size_t n;
-};
-#define HN(s) {s, sizeof s - 1}
-/* the header k of kn bytes is lit (any case) */
-#define IS(k, kn, lit) ((kn) == sizeof lit - 1 && strncasecmp((k), lit, (kn)) == 0)
-
-/* Is the header h (n bytes) one of list? Lengths first: most headers are
- * told apart without comparing a byte. */
-static bool name_in(const char *h, size_t n, const struct hname *list, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        if (list[i].n == n && strncasecmp(h, list[i].s, n) == 0)
-            return true;
-    return false;
-}
-
-static bool hop_by_hop(const char *h, size_t n)
-{
-    static const struct hname names[] = {
-        HN("Connection"), HN("Keep-Alive"), HN("Proxy-Authenticate"), HN("Proxy-Authorization"),
-        HN("TE"), HN("Trailer"), HN("Transfer-Encoding"), HN("Upgrade"), HN("Proxy-Connection")};
-    return name_in(h, n, names, PC_ARRAY_LEN(names));
-}
-
-/* Headers only the gateway may set. Expect was answered here (client.c):
- * the upstream gets the whole body at once. */
-static bool identity_header(const char *h, size_t n)
-{
-    static const struct hname names[] = {
-        HN("X-User-Id"), HN("X-User-Email"), HN("X-Auth-Method"), HN("X-Session-Id"),
-        HN("X-Api-Key-Id"), HN("X-Request-Id"), HN("X-Auth-JWT"), HN("X-Auth-Issuer"),
-        HN("X-Forwarded-Proto"), HN("Host"), HN("Content-Length"), HN("Expect")};
-    return name_in(h, n, names, PC_ARRAY_LEN(names));
-}
-
-/* Is h named in the request's Connection header (so hop-by-hop too)? */
-static bool named_in_connection(const char *conn, const char *h)
-{
-    return conn != NULL && pc_http_list_has(conn, h, strlen(h));
-}
-
-/* The Cookie header minus Better Auth's own cookies, or NULL if none left. */
-static char *filter_cookies(const char *cookie)
-{
-    struct pc_buf b = {0};
-    const char *p = cookie;
-    while (*p) {
-        while (*p == ' ' || *p == ';')
-            p++;
-        size_t l = strcspn(p, ";");
-        if (l == 0)
-            break;
-        const char *name = p;
-        size_t nl = strcspn(name, "=");
-        if (nl > l)
-            nl = l;
-        bool ours = (nl >= 11 && (memmem(name, nl, "better-auth.", 12) != NULL));
-        if (!ours) {
-            if (b.len)
-                pc_buf_puts(&b, "; ");
-            pc_buf_append(&b, p, l);
-        }
-        p += l;
-    }
-    return b.data; /* NULL when empty */
-}
-
-void gw_set_identity_headers(struct gw_request *r, struct pc_buf *b)
-{
-    if (r->route->anonymous)
-        return;
-    const struct gw_principal *p = &r->p;
-    gw_hdr_append(b, "X-User-Id", p->user_id);
-    if (p->email[0])
-        gw_hdr_append(b, "X-User-Email", p->email);
-    if (r->kind == GW_CRED_SESSION) {
-        gw_hdr_append(b, "X-Auth-Method", "session");
-        gw_hdr_append(b, "X-Session-Id", p->cred_id);
-    } else if (r->kind == GW_CRED_JWT) {
-        gw_hdr_append(b, "X-Auth-Method", "jwt");
-        if (p->issuer < gw_cfg.nissuers) /* whose sub X-User-Id is */
-            gw_hdr_append(b, "X-Auth-Issuer", gw_cfg.issuers[p->issuer].issuer);
-        if (p->cred_id[0])
-            gw_hdr_append(b, "X-Session-Id", p->cred_id);
-    } else {
-        gw_hdr_append(b, "X-Auth-Method", "api_key");
-        gw_hdr_append(b, "X-Api-Key-Id", p->cred_id);
-    }
-    if (r->upstream_jwt && r->route->upstream_jwt == GW_UPJWT_HEADER) {
-        gw_hdr_append(b, "X-Auth-JWT", r->upstream_jwt);
-    } else if (r->upstream_jwt) {
-        pc_buf_puts(b, "Authorization: Bearer ");
-        pc_buf_puts(b, r->upstream_jwt);
-        pc_buf_append(b, "\r\n", 2);
-    }
 }
 
 /* The request line, headers and body, as the upstream gets them. */
@@ -339,7 +121,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
     for (size_t i = 0; i < h->nh; i++) {
         const char *k = h->h[i].name, *v = h->h[i].value;
         size_t kn = h->h[i].nlen;
-        if (hop_by_hop(k, kn) || identity_header(k, kn) || named_in_connection(conn, k))
+        if (gw_hop_by_hop(k, kn) || gw_identity_header(k, kn) || gw_named_in_connection(conn, k))
             continue;
         if (IS(k, kn, "X-Forwarded-For")) {
             if (h->h[i].vlen) {
@@ -355,7 +137,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
         if (IS(k, kn, "x-api-key") && r->src == GW_SRC_API_HEADER)
             continue;
         if (IS(k, kn, "Cookie")) {
-            char *rest = r->route->forward_cookies ? filter_cookies(v) : NULL;
+            char *rest = r->route->forward_cookies ? gw_filter_cookies(v) : NULL;
             if (rest)
                 gw_hdr_append(b, "Cookie", rest);
             free(rest);
@@ -376,7 +158,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
     pc_buf_puts(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
     pc_buf_puts(b, r->request_id);
     pc_buf_append(b, "\r\n", 2);
-    gw_set_identity_headers(r, b);
+    gw_identity_headers(r, b);
     /* The body's framing is ours: the client's body has been read (and
      * de-chunked), so the upstream gets an exact Content-Length for every
      * method that carries one. Without it, a body on GET or PATCH would be
@@ -403,7 +185,7 @@ static void relay_head(struct gw_proxy *px)
     for (size_t i = 0; i < h->nh; i++) {
         const char *k = h->h[i].name;
         size_t kn = h->h[i].nlen;
-        if (hop_by_hop(k, kn) || IS(k, kn, "Content-Length"))
+        if (gw_hop_by_hop(k, kn) || IS(k, kn, "Content-Length"))
             continue;
         rid = rid || IS(k, kn, "X-Request-Id");
         pc_buf_append(b, k, h->h[i].nlen);
@@ -449,12 +231,12 @@ static void proxy_free(struct gw_proxy *px)
 static void exchange_done(struct gw_proxy *px)
 {
     struct gw_request *r = px->r;
-    conn_put(px->uc, px->reusable);
+    gw_upconn_put(px->uc, px->reusable);
     px->uc = NULL;
     proxy_free(px);
     gw_resp_end(r);
     gw_resp_send(r);
-    gw_request_finish(r);
+    gw_request_end(r);
 }
 
 static void exchange_failed(struct gw_proxy *px, bool timeout)
@@ -465,12 +247,12 @@ static void exchange_failed(struct gw_proxy *px, bool timeout)
     else
         GW_STAT_INC(upstream_errors);
     if (px->uc)
-        conn_close(px->uc);
+        gw_upconn_close(px->uc);
     px->uc = NULL;
     proxy_free(px);
     if (r->resp_started) {
         gw_resp_abort(r);
-        gw_request_finish(r);
+        gw_request_end(r);
     } else if (timeout) {
         gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
     } else {
@@ -484,10 +266,10 @@ static void cancel_stream(evutil_socket_t fd, short what, void *arg)
     struct gw_request *r = px->r;
     GW_STAT_INC(upstream_cancels);
     if (px->uc)
-        conn_close(px->uc);
+        gw_upconn_close(px->uc);
     px->uc = NULL;
     proxy_free(px);
-    gw_request_finish(r);
+    gw_request_end(r);
 }
 
 void gw_proxy_client_gone(struct gw_request *r)
@@ -526,7 +308,7 @@ void gw_proxy_resume(struct gw_request *r)
         return;
     px->paused = false;
     deadline(px);
-    uc_want(px->uc, true, false);
+    gw_upconn_want(px->uc, true, false);
 }
 
 /* Feeds body bytes in[0..n) through to the client. Returns false when the
@@ -581,7 +363,7 @@ static void relay_flush(struct gw_proxy *px)
     /* a failed write schedules the cancel: px stays until it runs */
     if (px->cancel_ev == NULL && gw_client_backlog_full(px->r)) {
         px->paused = true;
-        uc_want(px->uc, false, false);
+        gw_upconn_want(px->uc, false, false);
     }
 }
 
@@ -628,16 +410,16 @@ static bool retry(struct gw_proxy *px)
         return false;
     px->retryable = false;
     struct upconn *old = px->uc;
-    struct upconn *c = conn_open(px->pool);
+    struct upconn *c = gw_upconn_open(px->pool, up_read, up_write);
     if (c == NULL)
         return false;
     pc_buf_append(&c->out, old->out.data, old->out.len);
-    conn_close(old);
+    gw_upconn_close(old);
     c->px = px;
     px->uc = c;
     px->state = PX_SEND;
     deadline(px);
-    uc_want(c, true, true);
+    gw_upconn_want(c, true, true);
     return true;
 }
 
@@ -647,8 +429,8 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
     struct gw_proxy *px = c->px;
     if (px == NULL) {
         /* idle: a close (or anything else) ends it */
-        idle_remove(c->pool, c);
-        conn_close(c);
+        gw_upconn_idle_remove(c->pool, c);
+        gw_upconn_close(c);
         return;
     }
     if (c->len == c->cap) {
@@ -673,7 +455,7 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
     if (px->state != PX_BODY) {
         /* an answer before the request was all sent is still an answer */
         if (px->state == PX_SEND)
-            uc_want(c, true, false);
+            gw_upconn_want(c, true, false);
         px->state = PX_HEAD;
         on_answer(px);
         return;
@@ -696,7 +478,7 @@ static void send_request(struct gw_proxy *px)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            uc_want(c, true, true);
+            gw_upconn_want(c, true, true);
             return;
         }
         if (!retry(px))
@@ -704,7 +486,7 @@ static void send_request(struct gw_proxy *px)
         return;
     }
     px->state = PX_HEAD;
-    uc_want(c, true, false);
+    gw_upconn_want(c, true, false);
 }
 
 static void up_write(evutil_socket_t fd, short what, void *arg)
@@ -712,7 +494,7 @@ static void up_write(evutil_socket_t fd, short what, void *arg)
     struct upconn *c = arg;
     struct gw_proxy *px = c->px;
     if (px == NULL) {
-        uc_want(c, c->reading, false);
+        gw_upconn_want(c, c->reading, false);
         return;
     }
     if (c->connecting) {
@@ -739,7 +521,7 @@ void gw_proxy_start(struct gw_request *r)
         GW_STAT_INC(upstream_errors);
         gw_fail(r, 503, "UPSTREAM_BUSY", "Too many requests to this upstream in progress");
         return;
-    } else if ((c = conn_open(pool)) == NULL) {
+    } else if ((c = gw_upconn_open(pool, up_read, up_write)) == NULL) {
         GW_STAT_INC(upstream_errors);
         gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
         return;
@@ -761,7 +543,7 @@ void gw_proxy_start(struct gw_request *r)
     build_request(r, &c->out);
     deadline(px);
     if (c->connecting) {
-        uc_want(c, true, true);
+        gw_upconn_want(c, true, true);
         return;
     }
     send_request(px);

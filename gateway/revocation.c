@@ -18,7 +18,10 @@
  * within GATEWAY_REDIS_DEADLINE_MS means the feed is lost: the connection
  * is dropped and made again, L1 is degraded, and /ready says so.
  */
-#include "gateway.h"
+#include "feed.h"
+#include "cache.h"
+#include "metrics.h"
+#include "../lib/keyspace.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
 #include "../lib/revmsg.h"
@@ -154,9 +157,9 @@ static void sid_free_all(void)
 /* Refills the set from <prefix>rsid:* (on every subscribe). */
 static void sid_reload(void)
 {
-    char match[160], cursor[32] = "0";
-    snprintf(match, sizeof match, "%srsid:*", gw_cfg.redis_prefix);
-    size_t plen = strlen(gw_cfg.redis_prefix) + 5;
+    char match[PC_KEY_MAX], cursor[32] = "0";
+    (void)pc_key_revoked_sid_pattern(match, sizeof match, gw_cfg.redis_prefix);
+    size_t plen = strlen(gw_cfg.redis_prefix) + strlen(PC_KEY_TAG_REVOKED_SID);
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
         redisReply *rep = pc_redis_cmd(&cmd, 6, argv, NULL);
@@ -217,9 +220,9 @@ static void revocation_message(const redisReply *m)
     gw_l1_delete(msg.hash);
     /* Whoever published may not have removed the Redis copy (an operator's
      * PUBLISH, say): drop it too, or the next lookup would find it there. */
-    char ks[128], kk[128];
-    snprintf(ks, sizeof ks, "%ss:%.*s", gw_cfg.redis_prefix, (int)msg.id_len, msg.id);
-    snprintf(kk, sizeof kk, "%sk:%.*s", gw_cfg.redis_prefix, (int)msg.id_len, msg.id);
+    char ks[PC_KEY_MAX], kk[PC_KEY_MAX];
+    (void)pc_key_cred(ks, sizeof ks, gw_cfg.redis_prefix, PC_CACHE_SESSION, msg.id, msg.id_len);
+    (void)pc_key_cred(kk, sizeof kk, gw_cfg.redis_prefix, PC_CACHE_API_KEY, msg.id, msg.id_len);
     const char *argv[] = {"DEL", ks, kk};
     if (!pc_redis_ok(&cmd, 3, argv))
         GW_STAT_INC(redis_errors);

@@ -9,7 +9,7 @@
  * Envoy, from the request path after /_auth; a request where any two
  * candidate headers disagree is refused.
  */
-#include "gateway.h"
+#include "stages.h"
 
 #include "../lib/http.h"
 

@@ -2,14 +2,17 @@
  *
  * usage.c: writes API-key usage back to PostgreSQL. limit.c keeps the live
  * counters in Redis (<prefix>u:<hash>); each gateway remembers which keys it
- * touched, and a thread copies their counters into the apikey row
+ * touched, and a thread (lib/periodic.h) copies their counters into the apikey row
  * (`remaining`, `lastRefillAt`, `requestCount`, `lastRequest`) once a second.
  * The values are absolute, so replicas writing the same key agree. A failed
  * write keeps the key for the next round; shutdown flushes what is left.
  */
-#include "gateway.h"
+#include "limits.h"
+#include "metrics.h"
+#include "../lib/keyspace.h"
 #include "../lib/db.h"
 #include "../lib/log.h"
+#include "../lib/periodic.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +29,6 @@ struct touched {
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static struct touched *pending;     /* keys to write back */
 static size_t npending;
 #define BUCKETS 4096
@@ -50,8 +52,6 @@ static void pending_add(struct touched *t)
     pending = t;
     npending++;
 }
-static bool stop_flag, started;
-static pthread_t thread;
 
 #define PENDING_MAX 1000000
 
@@ -76,9 +76,10 @@ void gw_usage_touch(const struct gw_request *r)
 /* Writes one key's counters. Returns false when it should be retried. */
 static bool write_back(struct pc_db *db, struct pc_redis *rd, const struct touched *t)
 {
-    char key[128];
-    snprintf(key, sizeof key, "%su:%s", gw_cfg.redis_prefix, t->hash);
-    const char *argv[] = {"HMGET", key, "rem", "lr", "wc", "last"};
+    char key[PC_KEY_MAX];
+    (void)pc_key_usage(key, sizeof key, gw_cfg.redis_prefix, t->hash);
+    const char *argv[] = {"HMGET", key, PC_USAGE_REMAINING, PC_USAGE_LAST_REFILL,
+                          PC_USAGE_WINDOW_COUNT, PC_USAGE_LAST_REQUEST};
     redisReply *rep = pc_redis_cmd(rd, 6, argv, NULL);
     if (rep == NULL)
         return false;
@@ -151,23 +152,29 @@ static void flush_once(struct pc_db *db, struct pc_redis *rd)
     pc_log_debug("usage: wrote back %zu key(s)", n);
 }
 
-static void *usage_main(void *arg)
+static struct pc_periodic *flusher;
+static struct pc_db db;             /* the flusher's, then the last flush's */
+static struct pc_redis rd;
+
+static int64_t flush_round(struct pc_periodic *p, void *arg)
 {
-    struct pc_db db;
-    struct pc_redis rd;
+    flush_once(&db, &rd);
+    return PC_PERIODIC_INTERVAL;
+}
+
+void gw_usage_start(void)
+{
     pc_db_init(&db, gw_cfg.database_url);
     pc_redis_init(&rd, &gw_cfg.redis_addr, 500);
-    pthread_mutex_lock(&mu);
-    while (!stop_flag) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += FLUSH_INTERVAL_MS / 1000;
-        pthread_cond_timedwait(&cv, &mu, &ts);
-        pthread_mutex_unlock(&mu);
-        flush_once(&db, &rd);
-        pthread_mutex_lock(&mu);
-    }
-    pthread_mutex_unlock(&mu);
+    flusher = pc_periodic_start("gw-usage", FLUSH_INTERVAL_MS, flush_round, NULL);
+}
+
+void gw_usage_stop(void)
+{
+    if (flusher == NULL)
+        return;
+    pc_periodic_stop(flusher);
+    flusher = NULL;
     /* last round on the way out: no count is lost to a clean shutdown */
     db.retry_at_ms = 0;
     rd.retry_at_ms = 0;
@@ -185,25 +192,4 @@ static void *usage_main(void *arg)
     pthread_mutex_unlock(&mu);
     pc_db_close(&db);
     pc_redis_close(&rd);
-    pc_crypto_thread_cleanup();
-    return NULL;
-}
-
-void gw_usage_start(void)
-{
-    if (pthread_create(&thread, NULL, usage_main, NULL) != 0)
-        pc_fatal("pthread_create failed");
-    started = true;
-}
-
-void gw_usage_stop(void)
-{
-    if (!started)
-        return;
-    pthread_mutex_lock(&mu);
-    stop_flag = true;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-    pthread_join(thread, NULL);
-    started = false;
 }

@@ -19,7 +19,9 @@
  * audience) is cached as a negative entry carrying its error code; forged
  * or malformed ones are refused without caching anything.
  */
-#include "gateway.h"
+#include "stages.h"
+#include "jwt.h"
+#include "cache.h"
 #include "../lib/jws.h"
 #include "../lib/json.h"
 
@@ -104,18 +106,17 @@ static bool claims_to_principal(const struct pc_jwt *t, struct gw_principal *p, 
     return true;
 }
 
-/* Returns true to go on to DECIDE; false when answered or parked. */
-bool gw_jwt_verify(struct gw_request *r)
+enum gw_step gw_jwt_verify(struct gw_request *r)
 {
     struct pc_jwt t;
     const char *err;
     if (r->cred_len > PC_JWT_MAX) {
         gw_jwt_refuse(r, "JWT_TOO_LARGE");
-        return false;
+        return GW_ENDED;
     }
     if (pc_jwt_parse(r->cred, r->cred_len, &t, &err) != 0) {
         gw_jwt_refuse(r, "JWT_MALFORMED");
-        return false;
+        return GW_ENDED;
     }
     const char *code = NULL;
     struct gw_keyset *set = NULL;
@@ -128,21 +129,26 @@ bool gw_jwt_verify(struct gw_request *r)
     if (code) {
         pc_jwt_free(&t);
         gw_jwt_refuse(r, code);
-        return false;
+        return GW_ENDED;
     }
     switch (gw_jwks_key(iss, t.kid, r, &set, &key)) {
     case GW_KEY_WAIT:
         pc_jwt_free(&t);
-        return false;   /* jwks.c wakes r after the fetch */
+        return GW_ASYNC;    /* parked: jwks.c wakes r after the fetch */
+    case GW_KEY_BUSY:
+        pc_jwt_free(&t);
+        r->outcome = "unavailable";
+        gw_fail(r, 503, "OVERLOADED", "Too many requests waiting for the issuer's keys");
+        return GW_ENDED;
     case GW_KEY_UNKNOWN:
         pc_jwt_free(&t);
         gw_jwt_refuse(r, "JWT_UNKNOWN_KEY");
-        return false;
+        return GW_ENDED;
     case GW_KEY_UNAVAILABLE:
         pc_jwt_free(&t);
         r->outcome = "unavailable";
         gw_fail(r, 503, "JWKS_UNAVAILABLE", "Cannot fetch the issuer's keys, try again");
-        return false;
+        return GW_ENDED;
     default:
         break;
     }
@@ -152,7 +158,7 @@ bool gw_jwt_verify(struct gw_request *r)
     if (!good) {
         pc_jwt_free(&t);
         gw_jwt_refuse(r, alg_mismatch ? "JWT_ALG_NOT_ALLOWED" : "JWT_BAD_SIGNATURE");
-        return false;
+        return GW_ENDED;
     }
     /* authentic from here on */
     struct pc_jwt_expect e = {
@@ -174,20 +180,20 @@ bool gw_jwt_verify(struct gw_request *r)
         break;
     case PC_JWT_CLAIMS_EXPIRED:
         refuse_cached(r, "JWT_EXPIRED", NEG_TTL_MS);
-        return false;
+        return GW_ENDED;
     case PC_JWT_CLAIMS_NOT_YET_VALID:   /* it will become valid: do not cache */
         gw_jwt_refuse(r, "JWT_NOT_YET_VALID");
-        return false;
+        return GW_ENDED;
     case PC_JWT_CLAIMS_BAD_AUDIENCE:
         refuse_cached(r, "JWT_BAD_AUDIENCE", NEG_TTL_MS);
-        return false;
+        return GW_ENDED;
     default:
         refuse_cached(r, "JWT_MALFORMED", NEG_TTL_MS);
-        return false;
+        return GW_ENDED;
     }
     if (!ok) {
         refuse_cached(r, "JWT_MALFORMED", NEG_TTL_MS);
-        return false;
+        return GW_ENDED;
     }
     p.issuer = (uint16_t)(iss - gw_cfg.issuers);
     r->p = p;
@@ -195,5 +201,5 @@ bool gw_jwt_verify(struct gw_request *r)
     int64_t ttl = p.expires_at - pc_now_ms();
     if (ttl > 0)
         gw_l1_put(r->hash, &p, ttl);
-    return true;
+    return GW_NEXT;
 }

@@ -2,8 +2,12 @@
 # Fails when an #include points the wrong way (run by `make test`):
 #   lib/          includes only lib/ (it knows no program)
 #   authsvc/      includes lib/ and itself, never gateway/
-#   gateway/      includes lib/ and itself, never authsvc/; a stage never
-#                 includes the front (client.h, server.h)
+#   gateway/      includes lib/ and itself, never authsvc/, in layers:
+#                 lib <- types.h <- module headers (cache, store, jwt, limits,
+#                 feed, metrics, proxy, ...) <- request.h <- stages.h <-
+#                 {front, intake, worker}. Only request.c, front.c,
+#                 intake.c, worker.c and main.c include front.h, intake.h
+#                 or worker.h; stages answer through request.h
 #   tools/, tests/unit/   include lib/ only, except that the gateway's unit
 #                 tests (test_gw_*.c) include test_gw.h, the one file there
 #                 that names gateway headers
@@ -29,6 +33,11 @@ check() {   # check <label> <allowed-regex> files...
 }
 
 check "lib knows no program" '^[a-z0-9_]+\.h$' lib/*.c lib/*.h
+# ... and every lib include is a lib header (never a gateway/ or authsvc/ one)
+for hit in $(includes lib/*.c lib/*.h); do
+    target=${hit##*:}
+    [ -f "lib/$target" ] || say "lib knows no program: ${hit%:*} includes \"$target\" (not in lib/)"
+done
 check "authsvc never sees the gateway" '^(\.\./lib/)?[a-z0-9_]+\.h$' authsvc/*.c authsvc/*.h
 check "the gateway never sees authsvc" '^(\.\./lib/)?[a-z0-9_]+\.h$' gateway/*.c gateway/*.h
 check "tools use lib only" '^\.\./lib/[a-z0-9_]+\.h$' tools/*.c
@@ -49,15 +58,39 @@ for hit in $(includes authsvc/*.c authsvc/*.h gateway/*.c gateway/*.h tools/*.c)
     esac
 done
 
-# stages never include the front
+# gateway includes of its own headers must exist
+for hit in $(includes gateway/*.c gateway/*.h); do
+    target=${hit##*:}
+    case "$target" in
+        ../*) ;;
+        *) [ -f "gateway/$target" ] || say "${hit%:*} includes missing \"$target\"" ;;
+    esac
+done
+
+# the top layer (the front, intake, the workers) is included only by itself
 for f in gateway/*.c gateway/*.h; do
-    case "$f" in gateway/client.*|gateway/server.*|gateway/main.c) continue ;; esac
+    case "$f" in
+        gateway/request.c|gateway/front.[ch]|gateway/intake.[ch]|gateway/worker.[ch]|gateway/main.c) continue ;;
+    esac
     for hit in $(includes "$f"); do
         case "${hit##*:}" in
-            client.h|server.h) say "a stage includes the front: ${hit%:*} includes \"${hit##*:}\"" ;;
+            front.h|intake.h|worker.h) say "a stage includes the front: ${hit%:*} includes \"${hit##*:}\"" ;;
         esac
     done
 done
+
+# types.h sees only lib; module headers see types.h and lib, never a request
+# or a stage (so a module cannot call back into the flow)
+check "types.h is the bottom" '^\.\./lib/[a-z0-9_]+\.h$' gateway/types.h
+for f in gateway/cache.h gateway/store.h gateway/jwt.h gateway/limits.h gateway/feed.h \
+         gateway/metrics.h gateway/proxy.h gateway/config.h gateway/loop.h gateway/pgpool.h \
+         gateway/upstream.h; do
+    [ -f "$f" ] || { say "$f is missing"; continue; }
+    check "module headers sit on types.h" '^(types\.h|\.\./lib/[a-z0-9_]+\.h)$' "$f"
+done
+check "request.h sits on types.h" '^types\.h$' gateway/request.h
+check "stages.h sits on request.h" '^request\.h$' gateway/stages.h
+[ -f gateway/gateway.h ] && say "gateway/gateway.h is back: add to a module header instead"
 
 if [ "$bad" -gt 0 ]; then
     echo "layers: $bad include(s) point the wrong way"

@@ -15,7 +15,12 @@
 #ifndef TEST_GW_H
 #define TEST_GW_H
 
-#include "../../gateway/gateway.h"
+#include "../../gateway/types.h"
+#include "../../gateway/config.h"
+#include "../../gateway/request.h"
+#include "../../gateway/stages.h"
+#include "../../gateway/cache.h"
+#include "../../gateway/feed.h"
 #include "../../lib/http.h"
 
 #include <setjmp.h>

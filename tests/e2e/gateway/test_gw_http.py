@@ -1,5 +1,5 @@
-"""The gateway's HTTP/1.1 front (gateway/client.c, server.c) and its upstream client
-(proxy.c), on raw sockets: pipelining, keep-alive and HTTP/1.0, streamed answers
+"""The gateway's HTTP/1.1 front (gateway/front.c, intake.c) and its upstream client
+(proxy.c, upstream.c), on raw sockets: pipelining, keep-alive and HTTP/1.0, streamed answers
 framed for the client, Expect: 100-continue, refused framing (request smuggling),
 methods and versions, BAD_PATH, the gateway's own answers, upstream connections the
 upstream closes, backpressure, stalled clients.

@@ -1,8 +1,8 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * client.c: the HTTP/1.1 front. Accepts client connections on the worker's
+ * front.c: the HTTP/1.1 front. Accepts client connections on the worker's
  * listener, reads each request into the connection's buffer, parses it in
- * place (lib/http.c), reads its body, and hands it to server.c
+ * place (lib/http.c), reads its body, and hands it to intake.c
  * (gw_intake); answers are written from the connection's output buffer.
  *
  *   read      one read() per readiness event into c->in; the head is parsed
@@ -19,7 +19,7 @@
  *   write     one write() of everything queued; EV_WRITE only when the
  *             socket is full. A streamed answer (proxy.c) is held back by
  *             gw_client_backlog_full()
- *   timeouts  checked every 100 ms by gw_clients_tick (no timer per
+ *   timeouts  checked every 100 ms by gw_front_tick (no timer per
  *             connection): CLIENT_IDLE_S between reads, writes stalled as long;
  *             GATEWAY_HEAD_TIMEOUT_MS for a whole request head, counted from
  *             the accept or from the first byte of a later request (408, or
@@ -35,10 +35,15 @@
  *
  * A connection outlives its request: closing one whose request is still
  * running (parked on Redis, PostgreSQL or the upstream) marks it dead and
- * gw_request_finish frees it later. Dead connections are freed from the
+ * gw_request_end frees it later. Dead connections are freed from the
  * worker's reap event, never inside a callback that may still touch them.
  */
-#include "gateway.h"
+#include "front.h"
+#include "request.h"
+#include "intake.h"
+#include "proxy.h"
+#include "metrics.h"
+#include "loop.h"
 #include "../lib/connlimit.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
@@ -205,17 +210,6 @@ static void client_close(struct gw_client *c)
         w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     c->counted = c->ip_counted = c->reserve = false;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
-}
-
-void gw_watch(struct event *ev, bool *active, bool on)
-{
-    if (on == *active)
-        return;
-    *active = on;
-    if (on)
-        event_add(ev, NULL);
-    else
-        event_del(ev);
 }
 
 static void want_read(struct gw_client *c, bool on)
@@ -455,21 +449,9 @@ void gw_reply(struct gw_request *r, int status, const char *ctype, const char *b
 
 static struct gw_request *request_new(struct gw_client *c)
 {
-    struct gw_worker *w = c->w;
-    w->active++;
-    /* Zero the small fields only: cred and p are written before use. */
-    struct gw_request *r = pc_xmalloc(sizeof *r);
-    memset(r, 0, offsetof(struct gw_request, p));
-    r->p.found = false;
-    r->cred[0] = '\0';
-    r->w = w;
-    r->c = c;
-    r->head = &c->head;
-    r->start_us = pc_mono_us();
-    memcpy(r->client_ip, c->ip, sizeof r->client_ip);
+    struct gw_request *r = gw_request_new(c->w, c, &c->head, c->ip);
     c->r = r;
     c->state = C_BUSY;
-    GW_STAT_INC(requests);
     return r;
 }
 
@@ -492,7 +474,7 @@ static void refuse(struct gw_client *c, bool parsed, int status, const char *cod
     gw_fail(r, status, code, msg);
 }
 
-void gw_client_request_done(struct gw_request *r)
+void gw_front_request_done(struct gw_request *r)
 {
     struct gw_client *c = r->c;
     c->r = NULL;
@@ -910,7 +892,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
-void gw_clients_init(void)
+void gw_front_init(void)
 {
     iptab = pc_iptable_new();
     max_conns = gw_cfg.max_conns;
@@ -924,23 +906,23 @@ void gw_clients_init(void)
     }
 }
 
-void gw_clients_fini(void)
+void gw_front_fini(void)
 {
     pc_iptable_free(iptab);
     iptab = NULL;
 }
 
-int64_t gw_clients_max(void)
+int64_t gw_front_max_conns(void)
 {
     return max_conns;
 }
 
-size_t gw_clients_addresses(void)
+size_t gw_front_addresses(void)
 {
     return iptab ? pc_iptable_addresses(iptab) : 0;
 }
 
-void gw_clients_start(struct gw_worker *w)
+void gw_front_start(struct gw_worker *w)
 {
     w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
     w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
@@ -950,7 +932,7 @@ void gw_clients_start(struct gw_worker *w)
     event_add(w->accept_ev, NULL);
 }
 
-void gw_clients_stop_accepting(struct gw_worker *w)
+void gw_front_stop_accepting(struct gw_worker *w)
 {
     if (w->listen_fd == -1)
         return;
@@ -960,7 +942,7 @@ void gw_clients_stop_accepting(struct gw_worker *w)
     w->listen_fd = -1;
 }
 
-void gw_clients_tick(struct gw_worker *w, bool stopping)
+void gw_front_tick(struct gw_worker *w, bool stopping)
 {
     int64_t now = pc_mono_us();
     if (w->reserve_fd == -1 && !stopping) {
@@ -1005,7 +987,7 @@ void gw_clients_tick(struct gw_worker *w, bool stopping)
     }
 }
 
-void gw_clients_free(struct gw_worker *w)
+void gw_front_free(struct gw_worker *w)
 {
     while (w->clients)
         client_close(w->clients);

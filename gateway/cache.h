@@ -1,0 +1,32 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * cache.h: L1 (l1cache.c), the in-process cache of resolved principals,
+ * shared by every worker (sharded locks). Stage L1 reads it (request.c);
+ * L2, PostgreSQL and JWT verification fill it; decide.c and the revocation
+ * feed drop from it. Entries are copies: nothing here holds a request.
+ */
+#ifndef GW_CACHE_H
+#define GW_CACHE_H
+
+#include "types.h"
+
+/** Main thread, before the workers: an L1 of max_entries (0: off). */
+void gw_l1_init(size_t max_entries);
+/** Main thread, after the workers stopped. */
+void gw_l1_free(void);
+/** Any thread: copies the entry for hash into *p if present and fresh. */
+bool gw_l1_get(const unsigned char hash[32], struct gw_principal *p);
+/** Any thread: stores a copy of p for hash for ttl_ms (capped while the
+ * revocation feed is down). */
+void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms);
+/** Any thread: drops hash from L1. */
+void gw_l1_delete(const unsigned char hash[32]);
+/** Any thread: drops everything. */
+void gw_l1_flush(void);
+/** Any thread: entries held now. */
+size_t gw_l1_count(void);
+/** Revocation thread: while true, new entries live at most l1_degraded_ttl
+ * and older ones are treated as expired past it. */
+void gw_l1_set_degraded(bool degraded);
+
+#endif

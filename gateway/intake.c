@@ -1,0 +1,166 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * intake.c: a parsed request's way in, before the stages (intake.h).
+ *
+ *   target    origin-form, or absolute-form ("http://host/path") as proxies
+ *             send it; anything else is 400
+ *   path      refused (400 BAD_PATH) when the router and an upstream could
+ *             read it differently (gw_path_plain)
+ *   local     /health, /live, /ready; /_stats and /metrics with
+ *             GATEWAY_METRICS; answered here, no stage runs
+ *   /_auth    forward auth: the stages run on the original URI (route.c)
+ *
+ * Everything else starts the stages at ROUTE (gw_request_start).
+ */
+#include "intake.h"
+#include "front.h"
+#include "worker.h"
+#include "request.h"
+#include "stages.h"
+#include "cache.h"
+#include "store.h"
+#include "feed.h"
+#include "metrics.h"
+#include "../lib/http.h"
+#include "../lib/json.h"
+#include "../lib/redis_async.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- local routes ---- */
+
+static void local_reply(struct gw_request *r, int status, struct pc_buf *b)
+{
+    gw_reply(r, status, "application/json", b->data, b->len);
+    pc_buf_free(b);
+    gw_request_end(r);
+}
+
+static void metrics_route(struct gw_request *r)
+{
+    struct pc_buf b = {0};
+    size_t n = 0;
+    struct gw_worker *all = gw_workers(&n);
+    gw_metrics_render(all, n, gw_front_max_conns(), gw_front_addresses(), &b);
+    gw_reply(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+    pc_buf_free(&b);
+    gw_request_end(r);
+}
+
+static void health_route(struct gw_request *r, const char *path)
+{
+    struct pc_buf b = {0};
+    if (strcmp(path, "/metrics") == 0) {
+        metrics_route(r);
+        return;
+    }
+    if (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0) {
+        pc_buf_puts(&b, "{\"status\":\"ok\"}");
+        local_reply(r, 200, &b);
+        return;
+    }
+    if (strcmp(path, "/ready") == 0) {
+        bool pg = gw_pg_up(r->w), rd = pc_ra_up(r->w->redis), feed = gw_revocation_up();
+        /* Ready while a decision can still be made: PostgreSQL answers, or
+         * Redis can carry on (not when it holds no credentials). */
+        bool ready = pg || (rd && gw_cfg.l2_enabled);
+        pc_buf_printf(&b, "{\"status\":\"%s\",\"postgres\":\"%s\",\"redis\":\"%s\","
+                          "\"revocations\":\"%s\"}",
+                      ready ? "ready" : "unavailable", pg ? "ok" : "down", rd ? "ok" : "down",
+                      feed ? "subscribed" : "down");
+        local_reply(r, ready ? 200 : 503, &b);
+        return;
+    }
+    /* /_stats: counters for tests and operators */
+    struct pc_jw jw = {.b = &b};
+    size_t n = 0;
+    struct gw_worker *all = gw_workers(&n);
+    pc_jw_obj_begin(&jw);
+    gw_stats_json(all, n, &jw);
+    pc_jw_obj_end(&jw);
+    local_reply(r, 200, &b);
+}
+
+/* ---- intake ---- */
+
+/* Refuses paths that the router and an upstream could read differently: a
+ * dot segment ("/public/../admin"), also percent-encoded, an encoded slash
+ * or backslash, a backslash, an empty segment ("//admin" is not under "/"'s
+ * neighbour "/admin/" here but may be upstream), an encoded NUL. */
+bool gw_path_plain(const char *p)
+{
+    for (const char *seg = p + 1;;) {
+        size_t n = strcspn(seg, "/");
+        size_t dots = 0, chars = 0;
+        for (size_t i = 0; i < n; i++, chars++) {
+            char ch = seg[i];
+            if (ch == '\\')
+                return false;
+            if (ch == '%' && i + 2 < n) {
+                char x = seg[i + 1], y = (char)(seg[i + 2] | 0x20);
+                if (x == '2' && y == 'e') {
+                    dots++;
+                    i += 2;
+                    continue;
+                }
+                if ((x == '2' && y == 'f') || (x == '5' && y == 'c') || (x == '0' && y == '0'))
+                    return false;
+            }
+            if (ch == '.')
+                dots++;
+        }
+        if (n > 0 && chars == dots && dots <= 2)
+            return false; /* "." or ".." */
+        if (seg[n] == '\0')
+            return true;
+        if (n == 0)
+            return false; /* "//" */
+        seg += n + 1;
+    }
+}
+
+void gw_intake(struct gw_request *r)
+{
+    gw_request_id(r);
+    /* origin-form, or absolute-form ("http://host/path") as proxies send */
+    const char *t = r->head->target;
+    if (t[0] != '/') {
+        const char *s = strstr(t, "://");
+        if (s == NULL || s == t || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+-.") !=
+                                       (size_t)(s - t)) {
+            r->path = pc_xstrdup("/");
+            gw_fail(r, 400, "BAD_REQUEST", "Request target must be an absolute path");
+            return;
+        }
+        t = s + 3 + strcspn(s + 3, "/?#");
+    }
+    size_t pl = strcspn(t, "?#");
+    r->path = pl ? pc_xstrndup(t, pl) : pc_xstrdup("/");
+    if (t[pl] == '?') {
+        size_t ql = strcspn(t + pl + 1, "#");
+        r->query = pc_xstrndup(t + pl + 1, ql);
+    }
+    const char *path = r->path;
+    if (!gw_path_plain(path)) {
+        gw_fail(r, 400, "BAD_PATH",
+                "The path holds a dot segment, an empty segment or an encoded separator");
+        return;
+    }
+    if (path[1] == '_' || strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
+        strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0) {
+        if (gw_forward_auth_target(path)) {
+            r->forward_auth = true; /* r->path is replaced by the original URI in route.c */
+            gw_request_start(r);
+            return;
+        }
+        bool stats = strcmp(path, "/_stats") == 0 || strcmp(path, "/metrics") == 0;
+        if ((strcmp(r->method, "GET") == 0 || r->head_method) &&
+            (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
+             strcmp(path, "/ready") == 0 || (stats && gw_cfg.metrics))) {
+            health_route(r, path);
+            return;
+        }
+    }
+    gw_request_start(r);
+}

@@ -1,0 +1,61 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * jwt.h: JWTs. Stage VERIFY (verify.c) checks a bearer JWT against its
+ * issuer's key set, which jwks.c's thread keeps; stage MINT (mint.c) signs
+ * a JWT for the upstream with our key, which signer.c loads from the shared
+ * jwks table (on the same thread). Stage entry points are in stages.h.
+ */
+#ifndef GW_JWT_H
+#define GW_JWT_H
+
+#include "types.h"
+
+struct gw_keyset;
+struct gw_signer;
+struct pc_jwk;
+struct pc_db;
+
+enum gw_key_result {
+    GW_KEY_FOUND = 0,       /* *key is in *set (release the set after use) */
+    GW_KEY_WAIT,            /* r was parked (gw_park) until a fetch; it will be woken */
+    GW_KEY_BUSY,            /* it would wait, but GATEWAY_PENDING_MAX is reached: not parked */
+    GW_KEY_UNKNOWN,         /* no such kid, even after a fetch */
+    GW_KEY_UNAVAILABLE,     /* no keys could be fetched from this issuer */
+};
+
+/** On r's loop: answers 401 with a JWT_* code. Ends r. */
+void gw_jwt_refuse(struct gw_request *r, const char *code);
+/** On r's loop: the key kid of issuer iss (empty kid: the only key), with a
+ * reference on its set; or parks r on the issuer's next fetch (at most once
+ * per request: r->jwks_waited). Never ends r. */
+enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, struct gw_request *r,
+                               struct gw_keyset **set, const struct pc_jwk **key);
+/** Any thread: drops a reference gw_jwks_key took (NULL: nothing). */
+void gw_keyset_release(struct gw_keyset *s);
+/** Main thread: starts the key thread (when a route takes or mints JWTs). */
+void gw_jwks_start(void);
+/** Main thread, loops stopped: stops fetching and wakes every parked
+ * request (to its inbox, where worker.c ends it). */
+void gw_jwks_stop(void);
+void gw_jwks_free(void);
+/** Any thread: every issuer has keys (or no route takes JWTs). */
+bool gw_jwks_ready(void);
+
+/** Any thread: our signing key (authsvc's current row), referenced; NULL
+ * when none yet. */
+struct gw_signer *gw_signer_get(const struct pc_jwk **key);
+void gw_signer_release(struct gw_signer *s);
+/** Any thread: changes whenever the signing key does: a token minted
+ * under the same generation was signed by the current key. */
+unsigned gw_signer_gen(void);
+/** Key thread: reloads the key from db when due (every 30 s, sooner
+ * while none could be loaded). Returns when to call again (monotonic ms;
+ * INT64_MAX: when the thread next wakes anyway). */
+int64_t gw_signer_tick(struct pc_db *db, int64_t now_ms);
+/** Main thread, after the key thread stopped. */
+void gw_signer_free(void);
+
+/** Worker stop: frees w's cache of minted tokens. */
+void gw_mint_free(struct gw_worker *w);
+
+#endif

@@ -1,0 +1,76 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * metrics.h: what the gateway counts (metrics.c): the process-wide counters
+ * below, each declared once (GW_STATS) and shown on /_stats and /metrics,
+ * plus each worker's per-request arrays and access-log buffer.
+ */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include "types.h"
+
+struct pc_buf;
+
+/* Every process-wide counter, once: X(field, Prometheus name, help). A NULL
+ * name: metrics.c renders it by hand (a label or a gauge). /_stats shows
+ * them all under their field names. */
+#define GW_STATS(X)                                                                        \
+    X(requests, NULL, NULL)                                                                \
+    X(l1_hits, NULL, NULL)                                                                 \
+    X(l1_negative_hits, NULL, NULL)                                                        \
+    X(l2_hits, NULL, NULL)                                                                 \
+    X(pg_queries, NULL, NULL)                                                              \
+    X(pg_errors, "portcullis_gateway_postgres_errors_total",                               \
+      "PostgreSQL failures and timeouts.")                                                 \
+    X(pg_connects, "portcullis_gateway_postgres_connects_total", "PostgreSQL connections made.") \
+    X(redis_errors, "portcullis_gateway_redis_errors_total", "Redis failures and timeouts.")   \
+    X(redis_connects, "portcullis_gateway_redis_connects_total", "Redis connections made.")    \
+    X(revocations, "portcullis_gateway_revocations_total", "Revocation messages received.")    \
+    X(l1_flushes, "portcullis_gateway_l1_flushes_total",                                   \
+      "L1 flushes after the revocation feed came back.")                                   \
+    X(upstream_errors, "portcullis_gateway_upstream_errors_total",                         \
+      "Upstream refused or broke (502).")                                                  \
+    X(upstream_timeouts, "portcullis_gateway_upstream_timeouts_total",                     \
+      "Upstream timed out (504).")                                                         \
+    X(upstream_cancels, "portcullis_gateway_upstream_cancels_total",                       \
+      "Streams cancelled upstream because the client left.")                               \
+    X(rate_limited, "portcullis_gateway_rate_limited_total",                               \
+      "API-key requests refused by rate limit.")                                           \
+    X(usage_exceeded, "portcullis_gateway_usage_exceeded_total",                           \
+      "API-key requests refused by quota.")                                                \
+    X(usage_flushes, NULL, NULL)                                                           \
+    X(accept_errors, "portcullis_gateway_accept_errors_total",                             \
+      "accept() failures for want of file descriptors (EMFILE/ENFILE).")                   \
+    X(conns_refused_max, NULL, NULL) /* over GATEWAY_MAX_CONNS */                          \
+    X(conns_refused_ip, NULL, NULL)  /* over GATEWAY_MAX_CONNS_PER_IP */                   \
+    X(head_timeouts, "portcullis_gateway_head_timeouts_total",                             \
+      "Connections closed for a request head not whole within GATEWAY_HEAD_TIMEOUT_MS.")   \
+    X(conns_open, NULL, NULL)        /* gauge: client connections within the caps */
+
+struct gw_stats {
+#define GW_STAT_FIELD(f, name, help) uint64_t f;
+    GW_STATS(GW_STAT_FIELD)
+#undef GW_STAT_FIELD
+};
+extern struct gw_stats gw_stats;
+/** Any thread: bumps a counter (relaxed atomic). */
+#define GW_STAT_INC(f) __atomic_add_fetch(&gw_stats.f, 1, __ATOMIC_RELAXED)
+
+/** On w's loop, at worker start and stop. */
+void gw_metrics_init(struct gw_worker *w);
+void gw_metrics_free(struct gw_worker *w);
+/** On r's loop, from gw_request_end: counts r and appends its access-log
+ * line. Does not end r. */
+void gw_metrics_observe(struct gw_request *r);
+/** On w's loop (tick): writes the buffered access-log lines. */
+void gw_access_flush(struct gw_worker *w);
+/** Any worker's loop: appends the Prometheus text of all workers' counters
+ * to b; max_conns and addresses come from the front. */
+void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns,
+                       size_t addresses, struct pc_buf *b);
+/** Any worker's loop: appends the /_stats JSON members (every counter, the
+ * parked gauge) to the object jw is writing. */
+struct pc_jw;
+void gw_stats_json(struct gw_worker *all, size_t nworkers, struct pc_jw *jw);
+
+#endif

@@ -1,0 +1,31 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * pgpool.h: each worker's pool of non-blocking PostgreSQL connections
+ * (pgpool.c), for pgstore.c's queries. (Start, stop and "up" are in
+ * store.h.) Everything runs on the worker's loop.
+ */
+#ifndef GW_PGPOOL_H
+#define GW_PGPOOL_H
+
+#include "types.h"
+
+struct pg_result;
+
+/** One query; the caller owns it (embedded in its own record) until done. */
+struct gw_pgq {
+    struct gw_pgq *next;            /* the pool's queue */
+    struct gw_worker *w;            /* set by gw_pgpool_submit */
+    const char *sql;
+    int nparams;
+    const char *params[4];
+    /** Called exactly once, on w's loop: answered with res (NULL: no
+     * result at all; freed by the pool after the call), or not answered
+     * (timeout, lost connection, every connection down, queue full). The
+     * callee may free q. */
+    void (*done)(struct gw_pgq *q, const struct pg_result *res, bool answered);
+};
+
+/** On w's loop: queues q for w's pool (may complete it at once). */
+void gw_pgpool_submit(struct gw_worker *w, struct gw_pgq *q);
+
+#endif

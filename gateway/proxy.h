@@ -1,0 +1,48 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * proxy.h: the exchange with the upstream, after the request was allowed.
+ * Stage ANSWER starts it (gw_proxy_start, in stages.h); here is what the
+ * front and the worker ask of it, and what its three files share:
+ *
+ *   upstream.c  each worker's pool of connections per upstream
+ *   identity.c  the header policy: hop-by-hop and identity headers, the
+ *               cookie filter, the identity we add (also for forward.c)
+ *   proxy.c     the exchange: send, relay the answer, stream, fail
+ */
+#ifndef GW_PROXY_H
+#define GW_PROXY_H
+
+#include "types.h"
+
+struct pc_buf;
+
+/** Worker start/stop (worker.c): w's upstream pools. Stopping ends every
+ * exchange still running. */
+void gw_proxy_init(struct gw_worker *w);
+void gw_proxy_stop(struct gw_worker *w);
+/** On w's loop, every 100 ms: upstream connect and read timeouts (may end
+ * requests). */
+void gw_proxy_tick(struct gw_worker *w);
+/** Front, on r's loop: the client can take more of a streamed answer. */
+void gw_proxy_resume(struct gw_request *r);
+/** Front, on r's loop: the client has gone; the exchange is cancelled from
+ * the loop, later, and ends r. */
+void gw_proxy_client_gone(struct gw_request *r);
+
+/* ---- identity.c ---- */
+
+/** Appends X-User-Id, X-User-Email, X-Auth-Method and X-Session-Id or
+ * X-Api-Key-Id for r's principal (nothing on anonymous routes) as header
+ * lines to b. Does not end r. */
+void gw_identity_headers(struct gw_request *r, struct pc_buf *b);
+/** A hop-by-hop header (RFC 9110 7.6.1), never relayed. */
+bool gw_hop_by_hop(const char *h, size_t n);
+/** A header we set (X-User-Id, ...): a client's or upstream's is dropped. */
+bool gw_identity_header(const char *h, size_t n);
+/** Is header h named in the Connection header value conn? */
+bool gw_named_in_connection(const char *conn, const char *h);
+/** The Cookie value without our session cookies (heap), or NULL when
+ * nothing is left. */
+char *gw_filter_cookies(const char *cookie);
+
+#endif

@@ -1,0 +1,52 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * store.h: the credential stores behind L1, on each worker's loop. Their
+ * stage entry points (gw_l2_lookup, gw_pg_lookup) are in stages.h; here is
+ * what the rest of the gateway asks of them.
+ *
+ *   l2redis.c   Redis, the cache authsvc writes (and we fill for API keys),
+ *               on the worker's connection w->redis (lib/redis_async.c)
+ *   flight.c    one PostgreSQL query per credential, however many workers
+ *               wait for it (its own lock)
+ *   pgpool.c    the worker's non-blocking libpq connections and queue
+ *   pgstore.c   the SQL and rows -> principal
+ */
+#ifndef GW_STORE_H
+#define GW_STORE_H
+
+#include "types.h"
+
+/** On w's loop: writes a resolved principal to Redis for the other
+ * replicas (async, fire and forget; nothing when L2 is off or Redis down). */
+void gw_l2_store(struct gw_worker *w, const char *hash_b64, const struct gw_principal *p,
+                 int64_t ttl_ms);
+/** On w's loop: fire-and-forget sliding refresh of a session (at most once
+ * per updateAge: the caller checks). */
+void gw_pg_refresh_session(struct gw_worker *w, const char *session_id, int64_t new_exp_ms,
+                           int64_t now_ms);
+/** Worker start/stop (worker.c). Stopping fails every query, which lands
+ * its flight: waiters go to their inboxes. */
+void gw_pg_start(struct gw_worker *w);
+void gw_pg_stop(struct gw_worker *w);
+/** On w's loop: one connection of w's pool is up (/ready). */
+bool gw_pg_up(struct gw_worker *w);
+/* ---- flight.c ---- */
+
+enum gw_join {
+    GW_JOIN_WAIT = 0,   /* joined a flight: r is parked, woken when it lands */
+    GW_JOIN_LEAD,       /* started one: r is parked, the caller queries */
+    GW_JOIN_CACHED,     /* it had just landed: r->p filled from L1, not parked */
+    GW_JOIN_FULL,       /* GATEWAY_PENDING_MAX reached: not parked, no flight */
+};
+/** On r's loop: joins or starts the flight for r->hash, parking r. */
+enum gw_join gw_flight_join(struct gw_request *r);
+/** Any thread: ends the flight for hash: fills L1 (negatively unless
+ * FOUND or UNAVAILABLE), copies outcome (and p) into every waiter and wakes
+ * it on its own loop. */
+void gw_flight_land(const unsigned char hash[32], enum gw_lookup outcome,
+                    const struct gw_principal *p);
+/** Main thread, around the workers' life: the shared in-flight table. */
+void gw_flights_init(void);
+void gw_flights_free(void);
+
+#endif

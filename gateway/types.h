@@ -1,0 +1,347 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * types.h: the gateway's shared types, and the first file to read.
+ *
+ * The configuration (config.c fills gw_cfg once, before the workers start,
+ * and nothing writes it after), the principal a credential resolves to,
+ * the request that walks the stages, and the worker that owns it. Every
+ * other header adds the functions of one module on top of these.
+ *
+ * A request walks these stages (request.c picks each next one):
+ *
+ *   intake.c    (before the stages) request id, path check, local routes
+ *   route.c     GW_STAGE_ROUTE    longest-prefix match over the routes table
+ *   extract.c   GW_STAGE_EXTRACT  find the credential the route accepts and
+ *                                 reject bad shapes and signatures, no I/O
+ *   request.c   GW_STAGE_L1       the in-process cache (l1cache.c), shared
+ *                                 by all workers
+ *   l2redis.c   GW_STAGE_L2       Redis, written by authsvc
+ *   pgstore.c   GW_STAGE_PG       PostgreSQL, one query per credential
+ *                                 however many wait for it (flight.c), on
+ *                                 the worker's pool (pgpool.c)
+ *   verify.c    GW_STAGE_VERIFY   JWTs instead of L2/PG: signature against
+ *                                 the issuer's JWKS (jwks.c), claims
+ *   decide.c    GW_STAGE_DECIDE   expiry, enabled, permissions, revoked
+ *                                 sessions -> verdict
+ *   mint.c      GW_STAGE_MINT     a JWT for the upstream, on routes that ask
+ *                                 (signed with signer.c's key)
+ *   limit.c     GW_STAGE_LIMIT    API-key rate limit and quota (Redis);
+ *                                 usage.c writes the counts back
+ *   proxy.c     GW_STAGE_ANSWER   forward upstream (upstream.c's pools) with
+ *                                 the identity (identity.c), stream the
+ *                                 answer back; forward.c answers GET /_auth
+ *
+ * Around them: front.c is the HTTP/1.1 front (accept, read, parse with
+ * lib/http.c, write answers); worker.c owns the threads, listeners and the
+ * start and stop order; revocation.c listens on Redis pub/sub and drops
+ * revoked entries from L1 for every worker at once; metrics.c counts.
+ *
+ * Threads: GATEWAY_WORKERS event loops, each with its own listener
+ * (SO_REUSEPORT), Redis connection, PostgreSQL pool and upstream pools; the
+ * revocation, JWKS and usage threads. Only L1, the in-flight table, the key
+ * sets and the counters are shared.
+ */
+#ifndef GW_TYPES_H
+#define GW_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include "../lib/util.h"
+#include "../lib/crypto.h"
+#include "../lib/redis.h"
+
+struct event_base;
+struct event;
+struct gw_worker;
+struct gw_request;
+struct gw_client;
+struct pc_http_head;
+struct pc_ra;
+
+/* ---- configuration (config.c) ---- */
+
+enum gw_cred_kind {
+    GW_CRED_NONE = 0,
+    GW_CRED_SESSION,
+    GW_CRED_API_KEY,
+    GW_CRED_JWT,
+    GW_CRED_KIND_COUNT
+};
+
+#define GW_ACCEPT(kind) (1u << (kind))
+
+struct gw_upstream {
+    char *url;              /* as configured */
+    char host[256];         /* connect host */
+    int port;               /* connect port */
+    char *base_path;        /* path prefix added upstream ("" or "/x") */
+    char host_header[300];  /* Host sent upstream */
+    unsigned index;         /* position in gw_cfg.upstreams */
+};
+
+struct gw_perm {
+    char *resource;         /* e.g. "files" */
+    char **actions;         /* every one must be granted */
+    size_t nactions;
+};
+
+enum gw_upstream_jwt {
+    GW_UPJWT_NONE = 0,
+    GW_UPJWT_AUTHORIZATION,     /* Authorization: Bearer <jwt> */
+    GW_UPJWT_HEADER,            /* X-Auth-JWT: <jwt> */
+};
+
+/** An issuer whose JWTs the gateway accepts (routes file "jwt_issuers", or
+ * the default: our authsvc). */
+struct gw_issuer {
+    char *issuer;           /* iss must equal it */
+    char *jwks_uri;         /* NULL: discovered from issuer + /.well-known/openid-configuration */
+    char **audiences;       /* aud must hold one of them */
+    size_t naudiences;
+    struct gw_iss_state *st;    /* jwks.c: keys, fetch state, waiters */
+};
+
+struct gw_route {
+    char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
+    char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
+    bool key_in_path;       /* prefix holds an :apiKey segment */
+    unsigned accept;        /* GW_ACCEPT(...) bits; 0 with allow_anonymous for "none" */
+    bool anonymous;         /* "none": no credential needed */
+    struct gw_upstream *upstream;
+    unsigned upstream_index;    /* into gw_cfg.upstreams (stable while loading) */
+    struct gw_perm *perms;  /* required API-key permissions */
+    size_t nperms;
+    bool forward_cookies;   /* pass the Cookie header (minus our cookies) upstream */
+    enum gw_upstream_jwt upstream_jwt;  /* hand the upstream a JWT we sign */
+};
+
+/** Which forward-auth proxy the gateway answers /_auth for (route.c). */
+enum gw_fa_proxy {
+    GW_FA_NGINX = 0,    /* auth_request: X-Original-URI, -Method, -Host */
+    GW_FA_TRAEFIK,      /* ForwardAuth: X-Forwarded-Uri, -Method, -Host */
+    GW_FA_ENVOY,        /* ext_authz HTTP, path_prefix /_auth: the request itself */
+};
+
+struct gw_config {
+    char *listen;
+    int64_t workers;
+    char *routes_file;
+    char *upstream_url;
+    char *database_url;
+    char *redis_url;
+    char *redis_prefix;
+    char *revocation_channel;
+    char *secret;
+    char *base_url;
+    char *log_path;
+    char *log_level;
+    int64_t l1_max;             /* L1_MAX_ENTRIES; 0: L1 off */
+    int64_t l1_ttl;             /* seconds */
+    int64_t l1_negative_ttl;    /* seconds */
+    int64_t l1_degraded_ttl;    /* seconds, while the revocation feed is down */
+    int64_t l2_ttl;             /* seconds an API key stays in Redis */
+    bool l2_enabled;            /* L2_ENABLED: read and fill credentials in Redis */
+    int64_t pg_pool;
+    int64_t pg_timeout_ms;
+    int64_t redis_timeout_ms;
+    int64_t redis_deadline_ms;  /* GATEWAY_REDIS_DEADLINE_MS: a hung Redis */
+    int64_t upstream_pool;
+    int64_t read_timeout;       /* seconds: connect, and between reads */
+    int64_t max_body;
+    int64_t max_headers;
+    int64_t expires_in;         /* session life, seconds */
+    int64_t update_age;         /* sliding refresh, seconds */
+    int64_t pending_max;        /* requests waiting on Redis/PG per worker */
+    bool access_log;            /* GATEWAY_ACCESS_LOG */
+    char *key_prefixes;         /* API_KEY_PREFIXES, comma list, "" = any */
+    char **prefixes;            /* derived: the list */
+    size_t nprefixes;
+    bool metrics;               /* GATEWAY_METRICS: serve /metrics and /_stats */
+    bool bearer_require_sig;    /* BEARER_REQUIRE_SIGNATURE (lib/bearer.h), as authsvc */
+    char *fa_proxy;             /* FORWARD_AUTH_PROXY: nginx, traefik or envoy */
+    char *fa_uri_header;        /* FORWARD_AUTH_URI_HEADER ("": the proxy's) */
+    char *fa_method_header;     /* FORWARD_AUTH_METHOD_HEADER */
+    char *fa_host_header;       /* FORWARD_AUTH_HOST_HEADER */
+    char *jwt_issuer;           /* JWT_ISSUER: default issuer, and iss of minted JWTs */
+    char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
+    char *jwt_audience;         /* JWT_AUDIENCE */
+    int64_t jwt_leeway;         /* JWT_LEEWAY, seconds */
+    int64_t jwt_refetch_ms;     /* JWKS_REFETCH_MS: least time between fetches of one issuer */
+    int64_t max_conns;          /* GATEWAY_MAX_CONNS; 0: half the open-file limit */
+    int64_t max_conns_per_ip;   /* GATEWAY_MAX_CONNS_PER_IP; 0: no cap */
+    int64_t head_timeout_ms;    /* GATEWAY_HEAD_TIMEOUT_MS: a whole request head, from its first byte */
+
+    /* derived */
+    char listen_host[256];
+    int listen_port;
+    struct pc_redis_addr redis_addr;
+    char cookie_session[64];
+    struct gw_upstream *upstreams;
+    size_t nupstreams;
+    struct gw_route *routes;    /* sorted by match length, longest first */
+    size_t nroutes;
+    struct gw_issuer *issuers;  /* JWT issuers */
+    size_t nissuers;
+    bool jwt_used;              /* some route accepts JWTs */
+    bool mint_used;             /* some route has upstream_jwt */
+    enum gw_fa_proxy fa_mode;   /* from FORWARD_AUTH_PROXY */
+    const char *fa_uri_name;    /* the one header each comes from (NULL with envoy: the */
+    const char *fa_method_name; /* request line and Host of /_auth/<original path>) */
+    const char *fa_host_name;
+};
+
+extern struct gw_config gw_cfg;
+
+/** Set once shutdown starts (worker.c, defined in request.c), the loops
+ * stopped: stages stop, requests are dropped, pools stop reconnecting. */
+extern volatile int gw_stopping;
+
+/* ---- the principal: what a credential resolves to ---- */
+
+/** Fixed-size so that L1, the in-flight table and requests copy it without
+ * allocating. */
+struct gw_principal {
+    enum gw_cred_kind kind;     /* SESSION or API_KEY */
+    bool found;                 /* false: a negative entry (unknown credential) */
+    bool enabled;               /* API key enabled */
+    int64_t expires_at;         /* ms since epoch; 0 = never */
+    int64_t updated_at;         /* ms; sessions: last refresh */
+    struct gw_key_limits {      /* API keys: usage rules (better-auth-compat §4.2) */
+        int64_t remaining;      /* requests left, -1 = unlimited */
+        int64_t refill_interval;/* ms, 0 = none */
+        int64_t refill_amount;  /* -1 = none */
+        int64_t last_refill_at; /* ms, 0 = never (then createdAt counts) */
+        int64_t created_at;     /* ms */
+        bool rl_enabled;        /* rateLimitEnabled */
+        int64_t rl_window;      /* ms, 0 = no limit */
+        int64_t rl_max;         /* 0 = no limit */
+    } lim;
+    char user_id[64];
+    char email[321];
+    char cred_id[64];           /* session id or API key id */
+    char permissions[1024];     /* API key permissions JSON, "" if none */
+    uint16_t issuer;            /* JWTs: index in gw_cfg.issuers */
+    bool perm_cached;           /* perm_bits is filled (set when L1 stores it) */
+    uint64_t perm_bits;         /* bit i: routes[i]'s permissions are granted (i < 64) */
+};
+
+/* ---- what a lookup found (L1, L2, PG, VERIFY) ---- */
+
+enum gw_lookup {
+    GW_LOOKUP_FOUND = 0,        /* principal filled */
+    GW_LOOKUP_UNKNOWN,          /* no such credential */
+    GW_LOOKUP_UNAVAILABLE,      /* store down: answer 503 */
+    GW_LOOKUP_MISS,             /* not in this layer (yet): ask the next one */
+};
+
+/* What the rate limit and quota (limit.c) recorded for the request. */
+enum gw_limit {
+    GW_LIMIT_NONE = 0,          /* not asked yet */
+    GW_LIMIT_PASS,              /* go on */
+    GW_LIMIT_UNCOUNTED,         /* Redis could not count a key with a quota: 503 */
+    GW_LIMIT_RATE,              /* rate limited: 429, r->retry_after set */
+    GW_LIMIT_SPENT,             /* quota spent: 429 */
+};
+
+/* ---- the request (request.c drives it) ---- */
+
+enum gw_stage {
+    GW_STAGE_ROUTE = 0,
+    GW_STAGE_EXTRACT,
+    GW_STAGE_L1,
+    GW_STAGE_L2,
+    GW_STAGE_PG,
+    GW_STAGE_VERIFY,
+    GW_STAGE_DECIDE,
+    GW_STAGE_MINT,
+    GW_STAGE_LIMIT,
+    GW_STAGE_ANSWER,        /* proxy.c, or forward.c for GET /_auth */
+    GW_STAGE_COUNT
+};
+
+enum gw_cred_src {
+    GW_SRC_NONE = 0,
+    GW_SRC_PATH,        /* /prefix/:apiKey/... */
+    GW_SRC_API_HEADER,  /* x-api-key */
+    GW_SRC_BEARER,      /* Authorization: Bearer */
+    GW_SRC_COOKIE,      /* the Better Auth session cookie */
+};
+
+/* Room for the largest JWT we accept (PC_JWT_MAX) and one byte more, so
+ * that a larger one is seen and refused as too large. */
+#define GW_CRED_MAX (8192 + 2)
+
+/** One client request, owned by its worker's loop (request.h). */
+struct gw_request {
+    struct gw_worker *w;            /* the worker whose loop owns it */
+    struct gw_client *c;            /* the connection it came on (front.c) */
+    const struct pc_http_head *head;    /* its parsed head (in c's buffer) */
+    const char *method;             /* "GET", ... */
+    const char *body;               /* the whole body (de-chunked), in c's buffer */
+    size_t body_len;
+    bool head_method;               /* HEAD: the answer has no body */
+    bool resp_started;              /* the answer's head has been queued */
+    int retry_after;                /* seconds, for a 429 (0: none) */
+    enum gw_stage stage;            /* the stage running (written by request.c only) */
+    bool parked;                    /* counted in w->parked (gw_park .. gw_resume) */
+    enum gw_limit limit;            /* limit.c's outcome */
+    bool forward_auth;              /* GET /_auth: answer instead of proxying */
+    const struct gw_route *route;   /* matched route */
+    char *path;                     /* path used for routing (no query) */
+    char *query;                    /* raw query or NULL */
+    char *upstream_path;            /* path sent upstream (key segment removed) */
+    enum gw_cred_kind kind;         /* what the credential is */
+    enum gw_cred_src src;           /* where it was found */
+    size_t cred_len;                /* length of cred */
+    unsigned char hash[32];         /* SHA-256(cred): cache and revocation key */
+    char hash_b64[PC_HASH_B64_LEN + 1];
+    enum gw_lookup lookup;          /* outcome of L1/L2/PG/VERIFY */
+    char request_id[72];            /* X-Request-Id (client's if well-formed) */
+    char client_ip[64];             /* peer address */
+    int64_t start_us;               /* monotonic arrival */
+    int status;                     /* answered status (for the log) */
+    const char *outcome;            /* short verdict for the log */
+    struct gw_request *next_wake;   /* worker inbox link */
+    struct gw_proxy *proxy;         /* proxy.c state while forwarding */
+    bool jwks_waited;               /* verify.c: already waited for a JWKS fetch */
+    char *upstream_jwt;             /* mint.c: the JWT handed upstream (heap) */
+    char fa_method[17];             /* forward auth: the original method ("": unknown) */
+    char fa_host[256];              /* forward auth: the original host ("": unknown) */
+    /* Large members last: gw_request_new zeroes only what comes before. */
+    struct gw_principal p;          /* resolved identity */
+    char cred[GW_CRED_MAX];         /* token or key (never logged) */
+};
+
+/* ---- workers (worker.c) ---- */
+
+struct gw_worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    int listen_fd;                  /* -1 once draining */
+    struct event *accept_ev;        /* front.c */
+    struct event *reap_ev;          /* frees closed connections */
+    struct gw_client *clients;      /* open connections */
+    struct gw_client *dead;         /* closed, not yet freed */
+    size_t nclients;
+    size_t active;                  /* requests not yet finished */
+    int64_t drain_deadline;         /* monotonic us */
+    struct pc_ra *redis;            /* worker.c: its Redis connection (lib/redis_async.h) */
+    struct gw_pg *pg;               /* pgpool.c */
+    struct gw_uppool *pools;        /* upstream.c, one per upstream */
+    pthread_mutex_t inbox_mu;       /* guards inbox */
+    struct gw_request *inbox;       /* request.c: requests woken from other threads */
+    struct event *inbox_ev;
+    struct event *tick_ev;          /* worker.c: every 100 ms */
+    size_t parked;                  /* request.c: requests parked (gw_park), one writer: the loop */
+    struct gw_wmetrics *m;          /* metrics.c: this worker's counters */
+    struct gw_mintcache *mint;      /* mint.c: upstream JWTs by credential */
+    int reserve_fd;                 /* front.c: spare descriptor for answering at EMFILE */
+    size_t noverflow;               /* connections over a cap, answered and closed */
+    bool accept_paused;             /* accept_ev deleted until accept_resume_us */
+    int64_t accept_resume_us;
+};
+
+#endif
