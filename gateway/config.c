@@ -267,6 +267,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         }
         out->key_in_path = true;
         out->match = pc_xstrndup(out->prefix, (size_t)(ks - out->prefix));
+        if (ks[7] == '/' && ks[8] != '\0')
+            out->after_key = pc_xstrdup(ks + 7);
     } else {
         out->match = pc_xstrdup(out->prefix);
     }
@@ -579,6 +581,7 @@ void gw_config_free(void)
         struct gw_route *r = &gw_cfg.routes[i];
         free(r->prefix);
         free(r->match);
+        free(r->after_key);
         for (size_t k = 0; k < r->nperms; k++) {
             free(r->perms[k].resource);
             for (size_t a = 0; a < r->perms[k].nactions; a++)

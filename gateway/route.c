@@ -187,6 +187,10 @@ const struct gw_route *gw_route_find(struct gw_request *r)
             size_t sl = strcspn(seg, "/");
             if (sl == 0)
                 continue;
+            /* the rest of the prefix ("/sub/" of "/v/:apiKey/sub/") must
+             * follow the key like any prefix */
+            if (rt->after_key && !prefix_matches(rt->after_key, seg + sl))
+                continue;
             r->route = rt;
             /* upstream path: the part before the key + what follows it */
             const char *rest = seg + sl;
@@ -197,11 +201,16 @@ const struct gw_route *gw_route_find(struct gw_request *r)
             if (up[0] == '\0')
                 strcpy(up, "/");
             r->upstream_path = up;
+            /* A segment too long to be a key is still the route's key, and
+             * refused as one: no other credential stands in for it. */
+            r->src = GW_SRC_PATH;
             if (sl < GW_CRED_MAX) {
                 memcpy(r->cred, seg, sl);
                 r->cred[sl] = '\0';
                 r->cred_len = sl;
-                r->src = GW_SRC_PATH;
+            } else {
+                r->cred[0] = '\0';
+                r->cred_len = 0;
             }
             return rt;
         }

@@ -106,6 +106,7 @@ struct gw_issuer {
 struct gw_route {
     char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
     char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
+    char *after_key;        /* the part after ":apiKey" ("/sub/" of "/v/:apiKey/sub/"), or NULL */
     bool key_in_path;       /* prefix holds an :apiKey segment */
     unsigned accept;        /* GW_ACCEPT(...) bits; 0 with allow_anonymous for "none" */
     bool anonymous;         /* "none": no credential needed */

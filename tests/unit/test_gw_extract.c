@@ -325,11 +325,6 @@ static void test_extract_long_values(void **state)
         NO(path, NULL, "INVALID_API_KEY", "test_path_segment_key_denied, segment > GW_CRED_MAX"),
         NO(path, XKEY, "INVALID_API_KEY", "test_path_segment_key_denied, segment > GW_CRED_MAX"),
     };
-    long_seg[0].code = "INVALID_API_KEY";
-    long_seg[0].finding = "a segment of GW_CRED_MAX bytes or more is not taken as the key: "
-                          "the request goes on as if the route had no segment";
-    long_seg[1].finding = "a segment of GW_CRED_MAX bytes or more is not taken as the key, "
-                          "so x-api-key stands in for it";
     for (size_t k = 0; k < PC_ARRAY_LEN(long_seg); k++, i++)
         bad += !run_case(i, &long_seg[k]);
     free(path);
