@@ -2,6 +2,7 @@
 database (row counts and a digest of every row are compared before and after)."""
 
 import json
+import urllib.parse
 
 import pytest
 import requests
@@ -269,7 +270,7 @@ def test_tampered_credentials_change_nothing(client, user, db, secret):
         assert_4xx_json(r, 401)
         sig = H.sign(secret, user.token)
         bad = f"{user.token}.{sig[:-5]}{'AAAA' if sig[-5:-1] != 'AAAA' else 'BBBB'}="
-        bad_cookie = f"{H.SESSION_COOKIE}={H.urllib.parse.quote(bad, safe='')}"
+        bad_cookie = f"{H.SESSION_COOKIE}={urllib.parse.quote(bad, safe='')}"
         r = client.post(path, body, cookie=bad_cookie)
         assert_4xx_json(r, 401)
     assert db.snapshot() == before
