@@ -6,7 +6,7 @@ and 4): what does authenticating every request cost on the hot path?
         [--connections 50] [--threads 2] [--keys 10000] [--zipf-s 1.1]
         [--cold-duration 5] [--with-access-log] [--out FILE] [--dat FILE]
 
-1. Starts PostgreSQL and Redis (tests/e2e/harness.py), migrates the schema and
+1. Starts PostgreSQL and Redis (tests/e2e/pcsupport), migrates the schema and
    signs up one user through authsvc (for a real session cookie), then stops
    authsvc. Inserts API keys straight into "apikey" with one INSERT ... SELECT:
    a hot key without limits, one with a rate limit (rateLimitMax 1e9 per
@@ -64,7 +64,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
-import harness as H  # noqa: E402
+import pcsupport as H  # noqa: E402
+from pcsupport import daemons  # noqa: E402
 from signin_storm import CpuMeter, git_rev, machine  # noqa: E402
 
 LUA = REPO / "bench" / "gateway.lua"
@@ -248,20 +249,10 @@ def clean_env(extra: dict) -> dict:
 # Processes
 
 
-class Upstream:
-    def __init__(self, workdir: Path, threads: int):
-        self.port = H.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        exe = H.binary("demo-upstream")
-        if not exe.exists():
-            raise SystemExit(f"{exe} not found: run make (or set PORTCULLIS_BUILD)")
-        self.argv = [str(exe), f"127.0.0.1:{self.port}", str(threads)]
-        self.proc = H.Proc(self.argv, env=clean_env({}), stdout=workdir / "upstream.out",
-                           stderr=workdir / "upstream.err", name="demo-upstream")
-        wait_http(self.port, "/ready-check", self.proc, "demo-upstream")
-
-    def stop(self):
-        self.proc.stop(signal.SIGTERM, timeout=5)
+# Upstream (tools/demo_upstream.c) and Gateway are the e2e suite's
+# (tests/e2e/pcsupport/daemons.py); Gateway here only keeps the bench's calling
+# convention and its longer stop timeout.
+Upstream = daemons.Upstream
 
 
 NGINX_CONF = """\
@@ -326,51 +317,15 @@ class Nginx:
         self.proc.stop(signal.SIGTERM, timeout=10)
 
 
-class Gateway:
+class Gateway(daemons.Gateway):
+    """A gateway with env as given (UPSTREAM_URL, no routes file), ready when every
+    worker sees PostgreSQL, Redis and the revocation feed."""
+
     def __init__(self, workdir: Path, env: dict, name: str):
-        self.exe = H.binary("gateway")
-        if not self.exe.exists():
-            raise SystemExit(f"{self.exe} not found: run make (or set PORTCULLIS_BUILD)")
-        self.port = H.free_port()
-        self.env = dict(env, GATEWAY_LISTEN=f"127.0.0.1:{self.port}",
-                        GATEWAY_LOG=str(workdir / f"{name}.log"))
-        self.stderr_path = workdir / f"{name}.err"
-        self.proc = H.Proc([self.exe], env=clean_env(self.env), stdout=workdir / f"{name}.out",
-                           stderr=self.stderr_path, name=name)
-        wait_http(self.port, "/live", self.proc, name)
-        # Every worker must see PostgreSQL, Redis and the revocation feed: a new
-        # connection per probe, several good answers in a row.
-        streak = {"n": 0}
+        super().__init__(env, None, workdir=workdir, name=name)
 
-        def good(st, body):
-            try:
-                b = json.loads(body)
-            except ValueError:
-                return False
-            ok = (st == 200 and b.get("postgres") == "ok" and b.get("redis") == "ok"
-                  and b.get("revocations") == "subscribed")
-            streak["n"] = streak["n"] + 1 if ok else 0
-            return streak["n"] >= 6
-        wait_http(self.port, "/ready", self.proc, name, ok=good)
-
-    def stats(self) -> dict:
-        st, body = http_get(self.port, "/_stats")
-        if st != 200:
-            raise RuntimeError(f"/_stats answered {st}: {body[:200]!r}")
-        return json.loads(body)
-
-    def stop(self):
-        return self.proc.stop(signal.SIGTERM, timeout=15)
-
-    def stderr_tail(self) -> str:
-        return H._tail(self.stderr_path, 3000)
-
-    def death_report(self) -> str:
-        rc = self.proc.poll()
-        how = (f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}")
-        return (f"{how}; stderr ({self.stderr_path}):\n{self.stderr_tail()}\n"
-                f"last log lines ({self.env['GATEWAY_LOG']}):\n"
-                f"{H._tail(self.env['GATEWAY_LOG'], 3000)}")
+    def stop(self, timeout: float = 15.0):
+        return super().stop(timeout=timeout)
 
 
 class StatsSampler:

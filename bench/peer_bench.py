@@ -5,7 +5,7 @@ the same session checked three ways, on one database and one machine.
     /usr/bin/python3 bench/peer_bench.py [--duration 10] [--rounds 3]
         [--connections 50] [--threads 2] [--out FILE] [--dat FILE]
 
-1. Starts PostgreSQL and Redis (tests/e2e/harness.py); authsvc migrates the
+1. Starts PostgreSQL and Redis (tests/e2e/pcsupport); authsvc migrates the
    schema and starts. Better Auth 1.7.25 (tests/e2e/interop/install.sh, npm,
    cached) starts as users run it: `node server.mjs`, one Node process, on the
    same database with the same BETTER_AUTH_SECRET. One user signs up on Better
@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
-import harness as H  # noqa: E402
+import pcsupport as H  # noqa: E402
 from gateway_bench import (Gateway, Meter, Upstream, http_get, med, run_wrk,  # noqa: E402
                            summarize_run, tool_version, write_dat, write_table)
 from signin_storm import git_rev, machine  # noqa: E402
@@ -96,14 +96,14 @@ class BetterAuth:
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"better-auth exited with {self.proc.returncode}:\n"
-                                   f"{H._tail(workdir / 'better-auth.err', 3000)}")
-            return f"ready {self.port}" in H._tail(workdir / "better-auth.out", 2000)
+                                   f"{H.tail(workdir / 'better-auth.err', 3000)}")
+            return f"ready {self.port}" in H.tail(workdir / "better-auth.out", 2000)
         H.wait_until(ready, 30, interval=0.05, what="Better Auth 'ready'")
         # Better Auth checks the schema on its first request and exits on a mismatch.
         st, body = http_get(self.port, "/api/auth/ok", timeout=20)
         if st != 200:
             raise SystemExit(f"Better Auth /api/auth/ok answered {st} {body[:200]!r}:\n"
-                             f"{H._tail(workdir / 'better-auth.err', 3000)}")
+                             f"{H.tail(workdir / 'better-auth.err', 3000)}")
 
     def stop(self):
         self.proc.stop(signal.SIGTERM, timeout=10)

@@ -6,7 +6,7 @@ the number of distinct cached credentials with the gateway's resident memory.
         [--connections 10,50,200,1000] [--counts 1,10000,1000000]
         [--warm-timeout 300] [--out FILE] [--dat FILE]
 
-1. Starts PostgreSQL and Redis (tests/e2e/harness.py); authsvc migrates the
+1. Starts PostgreSQL and Redis (tests/e2e/pcsupport); authsvc migrates the
    schema and one user signs up (the owner of the keys); authsvc stops. The
    open-files limit is raised to its hard limit (wrk and the gateway inherit it).
    max(--counts) API keys go into "apikey" with one INSERT ... SELECT over
@@ -47,7 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
-import harness as H  # noqa: E402
+import pcsupport as H  # noqa: E402
 from gateway_bench import (Gateway, fmt_counts, Meter, Upstream, http_get, random_letters,  # noqa: E402
                            run_wrk, summarize_run, tool_version, write_dat, write_table)
 from signin_storm import git_rev, machine  # noqa: E402

@@ -7,7 +7,7 @@ latency while the password pool is saturated (issue 2).
 
 1. Runs scrypt_rate (pc_password_hash on one thread per core) for a few
    seconds: the machine's raw hash rate, the ceiling for sign-ins.
-2. Starts PostgreSQL, Redis and authsvc through tests/e2e/harness.py
+2. Starts PostgreSQL, Redis and authsvc through tests/e2e/pcsupport
    (RATE_LIMIT_ENABLED=false, everything else at its default) and signs up
    one user.
 3. Samples GET /health for --idle seconds with nothing else running.
@@ -46,7 +46,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-import harness as H  # noqa: E402
+import pcsupport as H  # noqa: E402
 
 LUA = REPO / "bench" / "signin.lua"
 

@@ -7,6 +7,16 @@ server), `authsvc_factory` (extra servers with custom env, stopped after the
 test), `client_for(svc)`, `revocations` (a socket SUBSCRIBEd to the revocation
 channel).
 
+At the end of the session, after every daemon has stopped (so every log is
+complete), the run fails (an error at the teardown of its last test) when a log
+leaks a credential or secret, a log line is not JSON (or an authsvc request line
+has no unique request id), a gateway's stderr holds a sanitizer report, or a
+Redis key holds a raw token: pcsupport.checks, run by `_session_end_checks`.
+Every test of any file is covered, whatever order they run in.
+
+Helpers (processes, clients, Better Auth formats, the DB helper) are in the
+pcsupport package beside this file; see its docstring.
+
 Binaries come from $PORTCULLIS_BUILD (default <repo>/build).  Set
 PORTCULLIS_KEEP_TMP=1 to keep the temp dir (logs) after a passing run; it is
 always kept after a failing run and its path is printed.
@@ -22,15 +32,17 @@ from pathlib import Path
 
 import pytest
 
-import harness as H
+import pcsupport as H
+from pcsupport import checks
+from pcsupport.db import DB
 
-# The run's secret and the helpers test modules share live in e2ecommon.py:
-# "conftest" names two modules in this suite (gateway/ has its own), so a
-# test module cannot import from here.
-from e2ecommon import (MAIN_DB, REDIS_PREFIX, REVOCATION_CHANNEL, SECRET,  # noqa: F401
-                       TRUSTED_ORIGINS, base_env, check_stopped as _check_stopped)
+# The run's secret and the values test modules share live in pcsupport/suite.py:
+# "conftest" names several modules in this suite, so a test module cannot import
+# from here.
+from pcsupport.suite import (MAIN_DB, REDIS_PREFIX, REVOCATION_CHANNEL, SECRET,  # noqa: F401
+                             TRUSTED_ORIGINS, base_env)
 
-_STATE = {"tmp": None, "failed": False}
+_STATE = {"tmp": None, "failed": False, "main_log": None, "end_problems": []}
 
 
 def pytest_configure(config):
@@ -59,6 +71,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tmp = _STATE["tmp"]
     if tmp and os.path.isdir(tmp):
         terminalreporter.write_line(f"e2e logs kept in {tmp}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_end_checks():
+    """Set up before, so torn down after, every other session fixture: by then every
+    daemon is stopped.  Fails the run (an error at the last test's teardown) on a
+    problem; see the module docstring."""
+    yield
+    H.kill_all()
+    problems = list(_STATE["end_problems"])
+    problems += checks.secret_leaks()
+    problems += checks.authsvc_log_problems(_STATE["main_log"])
+    problems += checks.gateway_log_problems()
+    if problems:
+        pytest.fail("session-end log checks:\n" + "\n".join(problems[:60]), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +119,10 @@ def redis_srv(tmp_root):
     r = H.Redis(basedir=str(tmp_root / "redis"))
     try:
         yield r
+        # every daemon using it has stopped (their fixtures depend on this one)
+        if r.running:
+            with r.client() as c:
+                _STATE["end_problems"].extend(checks.redis_key_problems(c))
     finally:
         r.stop()
 
@@ -105,10 +136,11 @@ def main_db_url(pg):
 def authsvc(pg, redis_srv, main_db_url, tmp_root):
     """The session's main server: rate limiting off, default Redis prefix/channel."""
     svc = H.Authsvc(base_env(pg, redis_srv), workdir=str(tmp_root / "authsvc"), name="authsvc-main")
+    _STATE["main_log"] = svc.log_path
     try:
         yield svc
     finally:
-        _check_stopped(svc)
+        H.check_stopped(svc)
 
 
 _db_counter = [0]
@@ -139,81 +171,7 @@ def authsvc_factory(pg, redis_srv, tmp_root, main_db_url):
         return svc
 
     yield make
-    errors = []
-    for svc in started:
-        try:
-            _check_stopped(svc)
-        except BaseException as e:  # noqa: BLE001 - stop them all, then report
-            errors.append(e)
-    if errors:
-        raise errors[0]
-
-
-class DB:
-    """Small helper over an autocommit psycopg2 connection."""
-
-    TABLES = ("user", "session", "account", "verification")
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def execute(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.rowcount
-
-    def all(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
-    def one(self, sql, args=None):
-        rows = self.all(sql, args)
-        return rows[0] if rows else None
-
-    def scalar(self, sql, args=None):
-        row = self.one(sql, args)
-        return row[0] if row else None
-
-    def dicts(self, sql, args=None):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, args)
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-    def counts(self) -> dict:
-        return {t: self.scalar(f'select count(*) from "{t}"') for t in self.TABLES}
-
-    def snapshot(self) -> dict:
-        """Count and digest of every row of the core tables: detects any change at all."""
-        out = {}
-        for t in self.TABLES:
-            # sessions that expire within a minute may be swept by the server at any time
-            where = ' where x."expiresAt" > now() + interval \'1 minute\'' if t == "session" else ""
-            out[t] = tuple(self.one(
-                f'select count(*), md5(coalesce(string_agg(x::text, \'|\' order by x::text), \'\')) '
-                f'from "{t}" x{where}'))
-        return out
-
-    def session_row(self, token):
-        r = self.dicts('select * from "session" where token = %s', (token,))
-        return r[0] if r else None
-
-    def user_row(self, email=None, id=None):
-        if id is not None:
-            r = self.dicts('select * from "user" where id = %s', (id,))
-        else:
-            r = self.dicts('select * from "user" where email = %s', (email,))
-        return r[0] if r else None
-
-    def credential(self, user_id):
-        r = self.dicts('select * from "account" where "userId" = %s and "providerId" = %s',
-                       (user_id, "credential"))
-        return r[0] if r else None
-
-    def seconds_left(self, token):
-        return self.scalar('select extract(epoch from "expiresAt" - now()) from "session" where token = %s',
-                           (token,))
+    H.check_stopped(*started)
 
 
 @pytest.fixture(scope="session")

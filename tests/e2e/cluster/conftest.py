@@ -4,29 +4,21 @@ from deploy/haproxy.cfg in front of them - that the tests may break on purpose
 (kill Redis, PostgreSQL, a replica, restart authsvc).  Nothing here touches the
 parent suite's shared PostgreSQL/Redis/authsvc.
 
-  cluster     clusterlib.Cluster, module scope; stopped and checked (sanitizer
+  cluster     pcsupport.cluster.Cluster, module scope; stopped and checked (sanitizer
               reports, hung shutdowns) after the module
-  c           harness.ApiClient on the cluster's authsvc
+  c           pcsupport.ApiClient on the cluster's authsvc
 
 Needs haproxy (`make deps` installs it); without it the tests fail, they do not skip.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-HERE = Path(__file__).resolve().parent
-for p in (HERE.parent, HERE.parent / "gateway", HERE):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import clusterlib as C  # noqa: E402
+from pcsupport import cluster as C
 
 # Revocations must be seen because of the feed (or the flush when it comes back),
-# never because an entry simply aged out: L1_TTL is 300 s (gwlib), and entries stay
+# never because an entry simply aged out: L1_TTL is 300 s (pcsupport.gw_base_env), and entries stay
 # trusted for 30 s while the feed is down.
 DEGRADED_TTL = 30
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-import harness as H
-from topology import (DOCKERFILE, GATEWAYS, HAPROXY_CFG, HEALTHCHECK, REPO, SHARED,
+import pcsupport as H
+from pcsupport.topology import (DOCKERFILE, GATEWAYS, HAPROXY_CFG, HEALTHCHECK, REPO, SHARED,
                       apt_packages, cluster_ports, cluster_services, cluster_sh, cluster_sh_program_vars,
                       compose_program_vars, dockerfile_stages, dpkg_owner, env_of, haproxy_servers,
                       haproxy_vars, help_vars, port_of, published, service_for_port_var, services)
@@ -118,7 +118,7 @@ def test_haproxy_variables_set_by_both():
 
 
 def test_haproxy_cfg_is_valid_for_both():
-    import clusterlib as C
+    from pcsupport import cluster as C
     exe = C.haproxy_exe()
     if exe is None:
         pytest.fail("haproxy not found (make deps installs it)", pytrace=False)

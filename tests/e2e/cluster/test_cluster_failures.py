@@ -1,6 +1,6 @@
 """Failures survived, under continuous traffic through haproxy (issue 6).
 
-A background load (clusterlib.Load: four threads, about 300 requests/s in all, half
+A background load (pcsupport.cluster.Load: four threads, about 300 requests/s in all, half
 with a session cookie, half with an API key, every answer recorded) runs through
 haproxy while the test breaks one piece of the cluster:
 
@@ -25,9 +25,9 @@ import time
 import pytest
 import requests
 
-import harness as H
-import gwlib as G
-import clusterlib as C
+import pcsupport as H
+import pcsupport as G
+from pcsupport import cluster as C
 
 RATE = 300          # requests/s through haproxy, in all
 THREADS = 4
@@ -59,7 +59,7 @@ def _assert_clean(load, what, allowed=0):
 
 
 def _haproxy_down_events(cluster) -> list:
-    text = H._tail(cluster.haproxy.log_path, 200000)
+    text = H.tail(cluster.haproxy.log_path, 200000)
     return [ln for ln in text.splitlines() if " is DOWN" in ln]
 
 

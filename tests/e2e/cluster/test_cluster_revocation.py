@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 REFUSE_WITHIN = 1.0       # seconds; measured values are a few ms (bench/revocation_bench.py)
 INTEROP = H.REPO / "tests" / "e2e" / "interop"
@@ -179,10 +179,10 @@ def better_auth(cluster, secret, tmp_root):
     proc = H.Proc(["node", "server.mjs"], env={**env_base, **env}, cwd=npm_dir,
                   stdout=logdir / "stdout", stderr=logdir / "stderr", name="better-auth")
     try:
-        H.wait_until(lambda: proc.poll() is None and f"ready {port}" in H._tail(logdir / "stdout"),
+        H.wait_until(lambda: proc.poll() is None and f"ready {port}" in H.tail(logdir / "stdout"),
                      30, interval=0.05, what="Better Auth 'ready'")
         ok = requests.get(f"http://127.0.0.1:{port}/api/auth/ok", timeout=20)
-        assert ok.status_code == 200, f"Better Auth: {ok.status_code}\n{H._tail(logdir / 'stderr')}"
+        assert ok.status_code == 200, f"Better Auth: {ok.status_code}\n{H.tail(logdir / 'stderr')}"
         yield _BA(port, env)
     finally:
         proc.stop(signal.SIGTERM, timeout=10)

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
-import harness as H
-import clusterlib as C
-import topology as CFG
+import pcsupport as H
+from pcsupport import cluster as C
+from pcsupport import topology as CFG
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 45.0
@@ -67,8 +67,8 @@ def running(tmp_root):
     state = {"proc": proc, "ports": ports, "out": out, "dir": run / "state", "pids": {}}
     try:
         H.wait_until(lambda: (proc.poll() is None or
-                              pytest.fail(f"cluster.sh exited {proc.returncode}:\n{H._tail(out)}", pytrace=False))
-                     and "Portcullis cluster is running" in H._tail(out, 20000),
+                              pytest.fail(f"cluster.sh exited {proc.returncode}:\n{H.tail(out)}", pytrace=False))
+                     and "Portcullis cluster is running" in H.tail(out, 20000),
                      START_TIMEOUT, interval=0.1, what="cluster.sh to print its endpoints")
         state["pids"] = {n: int(p) for n, p in
                          (ln.split() for ln in (run / "state" / "pids").read_text().splitlines() if ln.strip())}
@@ -156,7 +156,7 @@ def test_ctrl_c_stops_everything(running):
     os.killpg(proc.pid, signal.SIGINT)               # what a terminal's Ctrl-C does
     rc = proc.wait(STOP_TIMEOUT)
     took = time.monotonic() - t0
-    assert rc is not None, f"cluster.sh still running {STOP_TIMEOUT}s after Ctrl-C:\n{H._tail(running['out'])}"
+    assert rc is not None, f"cluster.sh still running {STOP_TIMEOUT}s after Ctrl-C:\n{H.tail(running['out'])}"
     text = running["out"].read_text()
     print(f"\ncluster.sh stopped {took:.1f}s after Ctrl-C (exit {rc})")
     assert "cluster: stopped" in text, text[-2000:]

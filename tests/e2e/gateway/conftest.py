@@ -5,15 +5,15 @@ Reuses the parent conftest's session fixtures `pg`, `redis_srv`, `authsvc`, `db`
 `client`, `tmp_root`, `secret`.  Adds:
 
   upstream         one demo-upstream (echo server) for the whole run
-  gateway / gw     the main gateway (session scope), routes from gwlib.make_routes
+  gateway / gw     the main gateway (session scope), routes from pcsupport.make_routes
   module_gateway   a gateway of the test module's own, same routes
   gateway_factory  make(env=None, route_table=None, *, redis=, database_url=, name=)
                    (route_table: None = the standard routes, False = no routes file)
                    -> extra gateways with their own counters, stopped and checked
                    (sanitizer report, exit code, hung shutdown) after the test
-  sql              gwlib.SQL on the main database
-  keys             gwlib.ApiKeys: API key rows inserted with SQL
-  user             a fresh signed-up user (harness.User) on the main authsvc
+  sql              pcsupport.DB on the main database (its own connection)
+  keys             pcsupport.ApiKeys: API key rows inserted with SQL
+  user             a fresh signed-up user (pcsupport.User) on the main authsvc
   mod_user/mod_key a user and an API key shared by one test module
   aclient          an ApiClient on the main authsvc (sign-out, revoke-session, ...)
 
@@ -26,18 +26,8 @@ from pathlib import Path
 
 import pytest
 
-import harness as H
-import gwlib as G
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """tests/e2e/test_zz_logs.py must run last (it stops the shared authsvc and reads
-    every log).  Under pytest 7 a sub-directory is collected after the parent's files,
-    which would run these tests after it; move its items back to the end."""
-    last = [i for i in items if Path(str(i.fspath)).name == "test_zz_logs.py"]
-    if last:
-        rest = [i for i in items if Path(str(i.fspath)).name != "test_zz_logs.py"]
-        items[:] = rest + last
+import pcsupport as H
+import pcsupport as G
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +59,7 @@ def routes(upstream, dead_upstream_url):
 
 @pytest.fixture(scope="session")
 def live_authsvc(authsvc):
-    """The parent's authsvc; restarted if something stopped it (test_zz_logs does)."""
+    """The parent's authsvc; restarted if a test stopped it."""
     if not authsvc.running:
         authsvc.start()
     return authsvc
@@ -81,9 +71,7 @@ def gateway(pg, redis_srv, live_authsvc, main_db_url, secret, routes, gw_dir):
     try:
         yield g
     finally:
-        problems = g.check_stopped()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        G.check_stopped(g)
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +83,13 @@ def module_gateway(pg, redis_srv, live_authsvc, main_db_url, secret, routes, gw_
     try:
         yield g
     finally:
-        problems = g.check_stopped()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        G.check_stopped(g)
 
 
 @pytest.fixture
 def gw(gateway):
     """The main gateway, checked to be still running."""
-    assert gateway.running, f"main gateway died:\n{H._tail(gateway.stderr_path)}"
+    assert gateway.running, f"main gateway died:\n{H.tail(gateway.stderr_path)}"
     return gateway
 
 
@@ -126,17 +112,13 @@ def gateway_factory(pg, redis_srv, live_authsvc, main_db_url, secret, routes, gw
         return g
 
     yield make
-    problems = []
-    for g in made:
-        problems.extend(g.check_stopped())
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    G.check_stopped(*made)
 
 
 @pytest.fixture(scope="session")
 def sql(pg, live_authsvc, main_db_url):
     """Autocommit SQL on the main database (after authsvc's migrations)."""
-    s = G.SQL(pg.connect("authsvc"))
+    s = G.DB(pg.connect("authsvc"))
     try:
         yield s
     finally:

@@ -2,7 +2,7 @@
 
 Credential kinds: the session cookie, Authorization: Bearer with a signed session
 token, with a raw session token, with an API key; x-api-key; the :apiKey path segment;
-a JWT-shaped bearer.  Route kinds (gwlib.make_routes): session-only /s/, api_key-only
+a JWT-shaped bearer.  Route kinds (pcsupport.make_routes): session-only /s/, api_key-only
 /k/, mixed /m/, mixed with jwt /mj/, jwt-only /j/, public /pub/, permissions /perm/
 (api_key) and /mperm/ (session + api_key), key in the path /oc/:apiKey/.
 """
@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 ALLOW, DENY = 200, 401
 KINDS = ("cookie", "bearer_signed", "bearer_raw", "x_api_key", "bearer_key", "jwt")

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-import gwlib as G
+import pcsupport as G
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SMUGGLED = (b"GET /s/smuggled HTTP/1.1\r\nHost: up\r\nX-User-Id: admin\r\n"

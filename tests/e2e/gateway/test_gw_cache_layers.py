@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 N = 10                  # sequential requests per check
 REFUSE_WITHIN = 0.5     # seconds, as test_gw_revocation.py

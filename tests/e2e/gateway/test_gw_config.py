@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 SECRET = "c" * 40
 

@@ -5,8 +5,8 @@ once per updateAge)."""
 import json
 import time
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 
 def _expire_session(sql, redis_client, u, *, keep_redis=False):

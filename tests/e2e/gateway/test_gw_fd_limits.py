@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import fdlib as F
+from pcsupport import fds as F
 
 
 def _metrics(g):

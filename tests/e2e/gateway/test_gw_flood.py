@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-import gwlib as G
+import pcsupport as G
 
 N_RANDOM = 200
 N_VALID = 20

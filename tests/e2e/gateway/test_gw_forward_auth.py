@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 
 def _auth(g, uri=None, fwd=None, **headers):
@@ -108,11 +108,7 @@ def fa_gateways(pg, redis_srv, live_authsvc, secret, routes, gw_dir):
         return made[name]
 
     yield get
-    problems = []
-    for g in made.values():
-        problems.extend(g.check_stopped())
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    G.check_stopped(*made.values())
 
 
 def test_traefik_reads_x_forwarded_uri_only(fa_gateways, mod_user):

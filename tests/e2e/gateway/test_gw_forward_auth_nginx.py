@@ -7,8 +7,8 @@ policy judges the request (security issue #13, item 2)."""
 import pytest
 import requests
 
-import gwlib as G
-from nginxlib import Nginx, NGINX_HEADERS, TRAEFIK_HEADERS
+import pcsupport as G
+from pcsupport.nginx import Nginx, NGINX_HEADERS, TRAEFIK_HEADERS
 
 
 def _get(n, path, **headers):

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-import gwlib as G
-import harness as H
+import pcsupport as G
+import pcsupport as H
 
 
 # ---------------------------------------------------------------------------
@@ -603,9 +603,7 @@ def traefik_gw(pg, redis_srv, live_authsvc, secret, routes, gw_dir):
     try:
         yield g
     finally:
-        problems = g.check_stopped()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        G.check_stopped(g)
 
 
 @pytest.mark.parametrize("header", ["X-Original-URI", "X-Forwarded-Uri"])

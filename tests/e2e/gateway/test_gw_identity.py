@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 IDENTITY = ("x-user-id", "x-user-email", "x-auth-method", "x-session-id", "x-api-key-id")
 

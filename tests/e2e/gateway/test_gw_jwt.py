@@ -2,7 +2,7 @@
 environment, JWKS caching and refetch, every refusal code, revocation by sid) and
 JWTs the gateway hands to upstreams (upstream_jwt).
 
-Tokens come from fake issuers on loopback (jwtlib.FakeIssuer: keys the test
+Tokens come from fake issuers on loopback (pcsupport.jwt_issuer.FakeIssuer: keys the test
 controls, hit counters) signed with PyJWT + cryptography, and from our authsvc
 (/api/auth/token).  Minted upstream JWTs are verified with PyJWT against authsvc's
 /api/auth/jwks.
@@ -20,9 +20,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-import harness as H
-import gwlib as G
-import jwtlib as J
+import pcsupport as H
+import pcsupport as G
+from pcsupport import jwt_issuer as J
 
 LEEWAY = 30            # JWT_LEEWAY default
 REFETCH = 5.0          # seconds between two JWKS fetches of one issuer (unknown kid)
@@ -100,14 +100,12 @@ def jgw(pg, redis_srv, live_authsvc, main_db_url, secret, jroutes, gw_dir):
     try:
         yield g
     finally:
-        problems = g.check_stopped()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        G.check_stopped(g)
 
 
 @pytest.fixture
 def gj(jgw):
-    assert jgw.running, f"JWT gateway died:\n{H._tail(jgw.stderr_path)}"
+    assert jgw.running, f"JWT gateway died:\n{H.tail(jgw.stderr_path)}"
     return jgw
 
 

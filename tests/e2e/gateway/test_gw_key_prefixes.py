@@ -1,6 +1,6 @@
 """API_KEY_PREFIXES: keys whose prefix is not listed are refused by shape,
 before any cache or database lookup; listed prefixes work as before."""
-import gwlib as G
+import pcsupport as G
 
 
 def test_unlisted_prefix_refused_before_any_lookup(gateway_factory, keys, mod_user):

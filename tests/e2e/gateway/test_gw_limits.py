@@ -19,9 +19,9 @@ import types
 
 import pytest
 
-import harness as H
-import gwlib as G
-import limitslib as L
+import pcsupport as H
+import pcsupport as G
+from pcsupport import limits as L
 
 SLACK = dt.timedelta(milliseconds=50)
 
@@ -41,9 +41,7 @@ def ksvc(pg, redis_srv, live_authsvc, main_db_url, secret, trusted_origins, gw_d
     try:
         yield s
     finally:
-        s.stop(timeout=10)
-        report = s.sanitizer_report()
-        assert not report, f"sanitizer report in {s.stderr_path}:\n{report}"
+        H.check_stopped(s)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +68,7 @@ def trio(pg, redis_srv, live_authsvc, main_db_url, secret, routes, gw_dir):
                                  name=f"gateway-limits{i}"))
         yield gws
     finally:
-        problems = []
-        for g in gws:
-            problems.extend(g.check_stopped())
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        H.check_stopped(*gws)
 
 
 def warm(gws, key):
@@ -244,7 +238,7 @@ def test_sigterm_flushes_the_last_counters(gateway_factory, kapi, owner, sql):
     else:
         pytest.fail("every burst was written back before it could be interrupted")
     rc = g.stop(timeout=10)
-    assert rc == 0 and not g.proc.forced, f"exit {rc}:\n{H._tail(g.stderr_path)}"
+    assert rc == 0 and not g.proc.forced, f"exit {rc}:\n{H.tail(g.stderr_path)}"
     r = L.row(sql, k.id)
     assert (r["remaining"], r["requestCount"]) == (100 - sent, sent), \
         f"after SIGTERM: remaining {r['remaining']}, requestCount {r['requestCount']}; sent {sent}"
@@ -346,21 +340,21 @@ def test_malformed_keys_are_401_without_a_query(trio, kapi, owner):
 @pytest.fixture(scope="module")
 def ba(main_db_url, secret, trusted_origins, gw_dir, ksvc):
     """A Better Auth 1.7 server with the apiKey plugin on the main database
-    (tests/e2e/test_apikeys.py installs it)."""
-    import test_apikeys as TA
-    d = TA._install_ba_apikey()
+    (pcsupport.interop installs it)."""
+    from pcsupport import interop as TA
+    d = TA.install_ba_apikey()
     port = H.free_port()
     env = {"DATABASE_URL": main_db_url, "BETTER_AUTH_SECRET": secret,
            "BETTER_AUTH_URL": f"http://127.0.0.1:{port}", "TRUSTED_ORIGINS": ",".join(trusted_origins),
            "PORT": str(port)}
-    proc = H.Proc(["node", "server-apikey.mjs"], env=TA._node_env(env), cwd=str(d),
+    proc = H.Proc(["node", "server-apikey.mjs"], env=TA.node_env(env), cwd=str(d),
                   stdout=gw_dir / f"ba-apikey-{port}.stdout", stderr=gw_dir / f"ba-apikey-{port}.stderr",
                   name="better-auth-apikey")
     try:
         def ready():
             if proc.poll() is not None:
-                raise RuntimeError(f"exited with {proc.returncode}: {H._tail(proc.stderr_path)}")
-            return f"ready {port}" in H._tail(proc.stdout_path, 2000)
+                raise RuntimeError(f"exited with {proc.returncode}: {H.tail(proc.stderr_path)}")
+            return f"ready {port}" in H.tail(proc.stdout_path, 2000)
         H.wait_until(ready, 30, what="Better Auth with the apiKey plugin")
         yield types.SimpleNamespace(base_url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port,
                                     env=env)

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 MAX_HEADERS = 16384          # GATEWAY_MAX_HEADERS default
 
@@ -21,7 +21,7 @@ def lgw(module_gateway):
 
 
 def _assert_still_fine(g, u):
-    assert g.running, H._tail(g.stderr_path)
+    assert g.running, H.tail(g.stderr_path)
     assert G.echo(g.get("/m/ok", headers=G.cookie(u)))["headers"]["x-user-id"] == u.id
 
 

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-import harness as H
-import gwlib as G
-import jwtlib as J
+import pcsupport as H
+import pcsupport as G
+from pcsupport import jwt_issuer as J
 
 PENDING = 3             # GATEWAY_PENDING_MAX
 JWKS_WAITS = 4          # unknown-kid waits before the bound is tried

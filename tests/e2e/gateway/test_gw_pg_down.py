@@ -5,8 +5,8 @@ a restart everything works again."""
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 PREFIX = "pgdown:"
 CHANNEL = "pgdown:revoked"
@@ -31,9 +31,7 @@ def own_authsvc(own_pg, redis_srv, secret, tmp_root):
     try:
         yield svc
     finally:
-        svc.stop()
-        rep = svc.sanitizer_report()
-        assert not rep, rep
+        H.check_stopped(svc)
 
 
 def test_postgres_stopped_and_started(own_pg, own_authsvc, gateway_factory, redis_client, secret):

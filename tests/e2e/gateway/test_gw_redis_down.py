@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 DEGRADED_TTL = 2
 

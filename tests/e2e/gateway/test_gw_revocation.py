@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 REFUSE_WITHIN = 0.5     # seconds after the revoking call returned (goal: ~200 ms)
 

@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 REFUSE_WITHIN = 1.0         # seconds after the listener is back (the bound)
 PREFIX = "rlog:"

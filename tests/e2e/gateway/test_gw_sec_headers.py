@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-import harness as H
-import gwlib as G
+import pcsupport as H
+import pcsupport as G
 
 
 def _raw(port, target, lines):

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-import harness as H
-import gwlib as G
-import jwtlib as J
+import pcsupport as H
+import pcsupport as G
+from pcsupport import jwt_issuer as J
 
 BAD_BYTES = [b"\xff", b"\xed\xb0\x80", b"a\xc3", b"\xc0\xaf"]
 
@@ -73,7 +73,7 @@ def test_jwks_and_discovery_nested_deep(gateway_factory, upstream, deep_issuers)
         r = g.get("/j/x", headers={"Authorization": f"Bearer {tok}"})
         assert r.status_code in (401, 503), r.text
         assert r.status_code != 200
-        assert g.running, H._tail(g.stderr_path)
+        assert g.running, H.tail(g.stderr_path)
     def log():
         try:
             return g.log_path.read_text(errors="replace")

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import gwlib as G
-import harness as H
+import pcsupport as G
+import pcsupport as H
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,447 @@
+"""The programs under test as processes: Authsvc, Gateway and the demo Upstream, each
+on a free loopback port with a clean environment (a developer's shell never leaks
+into a test server), logs and stderr in a work directory, stopped by PID with
+bounded waits.  The e2e fixtures and bench/ use these; no pytest here.
+
+A fixture stops them with checks.check_stopped(daemon)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import requests
+
+from .checks import GATEWAY_LOG_FILES, LOG_FILES, sanitizer_report, sensitive
+from .procs import Proc, binary, free_port, run_bounded, tail, wait_port, wait_until
+
+# Environment variables authsvc reads.  They are stripped from the inherited
+# environment before a test's own values are applied, so that a developer's
+# shell (DATABASE_URL=...) never leaks into a test server.
+AUTHSVC_ENV_VARS = (
+    "BETTER_AUTH_SECRET", "BETTER_AUTH_SECRETS", "AUTH_SECRET", "BETTER_AUTH_URL",
+    "BETTER_AUTH_TRUSTED_ORIGINS", "DATABASE_URL", "REDIS_URL", "AUTHSVC_LISTEN",
+    "TRUSTED_ORIGINS", "RATE_LIMIT_ENABLED", "REDIS_PREFIX", "REVOCATION_CHANNEL",
+    "REVOCATION_LOG_KEEP",
+    "AUTHSVC_LOG", "AUTHSVC_MAX_BODY", "PASSWORD_WORKERS", "PASSWORD_QUEUE",
+    "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET", "IP_ADDRESS_HEADER", "TRUSTED_PROXIES", "LOG_LEVEL",
+    "AUTHSVC_WORKERS", "AUTHSVC_QUEUE", "SESSION_EXPIRES_IN", "SESSION_UPDATE_AGE",
+    "SESSION_FRESH_AGE", "PASSWORD_MIN_LENGTH", "PASSWORD_MAX_LENGTH", "BEARER_REQUIRE_SIGNATURE",
+    "INTERNAL_SERVICE_SECRET", "APIKEY_DEFAULT_PREFIX", "APIKEY_RATE_LIMIT_MAX",
+    "APIKEY_RATE_LIMIT_WINDOW_MS", "APIKEY_ENABLE_METADATA",
+    "JWT_ALG", "JWT_EXPIRES", "JWT_ROTATE_DAYS", "JWT_ISSUER", "JWT_AUDIENCE", "JWKS_MAX_AGE",
+    "GOOGLE_AUTH_URL", "GOOGLE_TOKEN_URL", "GOOGLE_USERINFO_URL", "GOOGLE_JWKS_URL",
+    "GOOGLE_ISSUER", "OIDC_PROVIDERS", "ALLOWED_DOMAINS", "OAUTH_HTTP_TIMEOUT_MS",
+    "OAUTH_JWKS_CACHE_SECONDS",
+)
+
+# Every variable the gateway reads (gateway/config.c): stripped from the inherited
+# environment so that a developer's shell never leaks into a test gateway.
+GATEWAY_ENV_VARS = (
+    "GATEWAY_LISTEN", "GATEWAY_WORKERS", "GATEWAY_ROUTES", "UPSTREAM_URL", "DATABASE_URL",
+    "REDIS_URL", "REDIS_PREFIX", "REVOCATION_CHANNEL", "BETTER_AUTH_SECRET", "BETTER_AUTH_URL",
+    "GATEWAY_LOG", "LOG_LEVEL", "L1_MAX_ENTRIES", "L1_TTL", "L1_NEGATIVE_TTL", "L1_DEGRADED_TTL",
+    "GATEWAY_PG_POOL", "GATEWAY_PG_TIMEOUT_MS", "GATEWAY_REDIS_TIMEOUT_MS",
+    "GATEWAY_REDIS_DEADLINE_MS", "UPSTREAM_POOL",
+    "UPSTREAM_TIMEOUT", "GATEWAY_MAX_BODY", "GATEWAY_MAX_HEADERS", "SESSION_EXPIRES_IN",
+    "SESSION_UPDATE_AGE", "GATEWAY_PENDING_MAX", "L2_ENABLED", "BEARER_REQUIRE_SIGNATURE",
+    "FORWARD_AUTH_PROXY", "FORWARD_AUTH_URI_HEADER", "FORWARD_AUTH_METHOD_HEADER",
+    "FORWARD_AUTH_HOST_HEADER",
+)
+
+MAX_BODY = 3 * 1024 * 1024          # GATEWAY_MAX_BODY of the main gateway
+UPSTREAM_TIMEOUT = 1                # seconds (UPSTREAM_TIMEOUT of the main gateway)
+
+
+# ---------------------------------------------------------------------------
+# authsvc
+
+
+def authsvc_env(env: dict | None = None) -> dict:
+    """The inherited environment minus authsvc's variables, plus env."""
+    base = {k: v for k, v in os.environ.items() if k not in AUTHSVC_ENV_VARS and not k.startswith("OIDC_")}
+    base.setdefault("TZ", "UTC")
+    for k, v in (env or {}).items():
+        if v is None:
+            base.pop(k, None)
+        else:
+            base[k] = str(v)
+    return base
+
+
+def run_authsvc(args=(), env: dict | None = None, timeout: float = 30.0, build=None):
+    """Run `authsvc ARGS` to completion (bounded) with env on top of a clean base."""
+    exe = Path(build) / "authsvc" if build else binary("authsvc")
+    return run_bounded([exe, *args], env=authsvc_env(env), timeout=timeout)
+
+
+class Authsvc:
+    """One authsvc server: `authsvc migrate`, then `authsvc` with env; waits for /live.
+
+    env is applied on top of a clean base environment; AUTHSVC_LISTEN and
+    AUTHSVC_LOG are filled in when absent (a free port, a file in workdir).
+    BETTER_AUTH_URL defaults to the server's own address, so the server's own
+    origin is trusted."""
+
+    # check_stopped: the e2e fixtures never required status 0 from authsvc after
+    # SIGTERM (only a clean, unforced stop without a sanitizer report)
+    CHECK_EXIT_CODE = False
+
+    def __init__(self, env: dict, *, workdir: str | None = None, build=None, migrate: bool = True,
+                 start: bool = True, name: str = "authsvc", start_timeout: float | None = None):
+        self.name = name
+        self.exe = Path(build) / "authsvc" if build else binary("authsvc")
+        if not self.exe.exists():
+            raise FileNotFoundError(f"{self.exe} not found: build it first (make), or set PORTCULLIS_BUILD")
+        self._owned_dir = workdir is None
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="pc-authsvc-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(env)
+        if "AUTHSVC_LISTEN" not in self.env:
+            self.port = free_port()
+            self.env["AUTHSVC_LISTEN"] = f"127.0.0.1:{self.port}"
+        else:
+            self.port = int(self.env["AUTHSVC_LISTEN"].rsplit(":", 1)[1])
+        self.host = "127.0.0.1"
+        self.env.setdefault("BETTER_AUTH_URL", f"http://127.0.0.1:{self.port}")
+        uniq = f"{name}-{self.port}"
+        self.env.setdefault("AUTHSVC_LOG", str(self.dir / f"{uniq}.log.jsonl"))
+        self.log_path = Path(self.env["AUTHSVC_LOG"])
+        self.stderr_path = self.dir / f"{uniq}.stderr"
+        self.stdout_path = self.dir / f"{uniq}.stdout"
+        LOG_FILES.extend([self.log_path, self.stderr_path, self.stdout_path])
+        if "BETTER_AUTH_SECRET" in self.env:
+            sensitive(self.env["BETTER_AUTH_SECRET"])
+        self.proc: Proc | None = None
+        self.migrate_result = None
+        self.start_timeout = start_timeout or float(os.environ.get("PORTCULLIS_START_TIMEOUT", "30"))
+        self.exit_code = None
+        if migrate:
+            self.migrate()
+        if start:
+            self.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        """The origin of BETTER_AUTH_URL (always trusted by the server)."""
+        u = urllib.parse.urlsplit(self.env["BETTER_AUTH_URL"])
+        return f"{u.scheme}://{u.netloc}"
+
+    def url(self, path: str = "/") -> str:
+        return self.base_url + path
+
+    def api(self, path: str) -> str:
+        return self.base_url + "/api/auth" + ("" if path.startswith("/") else "/") + path
+
+    def full_env(self) -> dict:
+        return authsvc_env(self.env)
+
+    def migrate(self, timeout: float = 120.0):
+        r = run_bounded([self.exe, "migrate"], env=self.full_env(), timeout=timeout)
+        self.migrate_result = r
+        with open(self.dir / f"{self.name}-{self.port}.migrate.out", "ab") as f:
+            f.write(r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise RuntimeError(f"authsvc migrate failed ({r.returncode}):\n"
+                               f"{r.stdout.decode(errors='replace')}\n{r.stderr.decode(errors='replace')}")
+        return r
+
+    def _live(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url("/live"), timeout=2) as resp:
+                return resp.status == 200
+        except Exception:  # noqa: BLE001
+            return False
+
+    def start(self):
+        if self.proc is not None and self.proc.running:
+            return self
+        self.proc = Proc([self.exe], env=self.full_env(), cwd=str(self.dir),
+                         stdout=self.stdout_path, stderr=self.stderr_path, name=self.name)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"authsvc exited with {self.proc.returncode} during start:\n"
+                                   f"{tail(self.stderr_path)}")
+            return self._live()
+        try:
+            wait_until(ready, self.start_timeout, interval=0.05, what=f"authsvc /live on {self.base_url}")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.running
+
+    def stop(self, timeout: float = 10.0):
+        """SIGTERM, then SIGKILL after timeout.  Returns the exit code."""
+        if self.proc is None:
+            return self.exit_code
+        self.exit_code = self.proc.stop(signal.SIGTERM, timeout=timeout)
+        return self.exit_code
+
+    def kill(self):
+        if self.proc is not None:
+            self.exit_code = self.proc.kill()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_lines(self) -> list:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def sanitizer_report(self) -> str | None:
+        return sanitizer_report(self.stderr_text())
+
+    def cleanup(self):
+        self.stop()
+        if self._owned_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# gateway and the demo upstream
+
+
+def gateway_env(env: dict | None = None) -> dict:
+    base = {k: v for k, v in os.environ.items()
+            if k not in GATEWAY_ENV_VARS and k not in AUTHSVC_ENV_VARS}
+    base.setdefault("TZ", "UTC")
+    for k, v in (env or {}).items():
+        if v is None:
+            base.pop(k, None)
+        else:
+            base[k] = str(v)
+    return base
+
+
+class Upstream:
+    """tools/demo_upstream.c on a free loopback port."""
+
+    def __init__(self, workdir: Path, threads: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = workdir / f"demo-upstream-{self.port}.stderr"
+        exe = binary("demo-upstream")
+        if not exe.exists():
+            raise FileNotFoundError(f"{exe} not found: run make (or set PORTCULLIS_BUILD)")
+        self.proc = Proc([exe, f"127.0.0.1:{self.port}", str(threads)], env=gateway_env(),
+                           stdout=workdir / f"demo-upstream-{self.port}.stdout",
+                           stderr=self.stderr_path, name="demo-upstream")
+        wait_port(self.port, 10, self.proc, "demo-upstream")
+
+    def stop(self):
+        return self.proc.stop(signal.SIGTERM, timeout=5)
+
+
+class Gateway:
+    """build/gateway with env on top of a clean base; waits until it can decide.
+
+    routes: a dict written to a JSON file (GATEWAY_ROUTES) or None (use env as given)."""
+
+    CHECK_EXIT_CODE = True          # check_stopped: SIGTERM must end it with status 0
+
+    def __init__(self, env: dict, routes: dict | None = None, *, workdir: Path, name: str = "gateway",
+                 start: bool = True, wait_ready: bool = True):
+        self.name = name
+        self.exe = binary("gateway")
+        if not self.exe.exists():
+            raise FileNotFoundError(f"{self.exe} not found: run make (or set PORTCULLIS_BUILD)")
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(env)
+        if "GATEWAY_LISTEN" not in self.env:
+            self.port = free_port()
+            self.env["GATEWAY_LISTEN"] = f"127.0.0.1:{self.port}"
+        else:
+            self.port = int(self.env["GATEWAY_LISTEN"].rsplit(":", 1)[1])
+        uniq = f"{name}-{self.port}"
+        if routes is not None:
+            rf = self.dir / f"{uniq}.routes.json"
+            rf.write_text(json.dumps(routes, indent=1))
+            self.env["GATEWAY_ROUTES"] = str(rf)
+        self.env.setdefault("GATEWAY_LOG", str(self.dir / f"{uniq}.log"))
+        self.env.setdefault("GATEWAY_WORKERS", "2")
+        self.log_path = Path(self.env["GATEWAY_LOG"])
+        self.stderr_path = self.dir / f"{uniq}.stderr"
+        GATEWAY_LOG_FILES.extend([self.log_path, self.stderr_path])
+        self.proc = None
+        self.exit_code = None
+        self.http = requests.Session()
+        self.http.trust_env = False
+        if start:
+            self.start(wait_ready=wait_ready)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def start(self, wait_ready: bool = True, timeout: float = 20.0):
+        self.proc = Proc([self.exe], env=gateway_env(self.env), cwd=str(self.dir),
+                           stdout=self.dir / f"{self.name}-{self.port}.stdout",
+                           stderr=self.stderr_path, name=self.name)
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start:\n"
+                                   f"{tail(self.stderr_path)}")
+            try:
+                if requests.get(self.url("/live"), timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"{self.name}: no /live within {timeout}s:\n{tail(self.stderr_path)}")
+            time.sleep(0.03)
+        if wait_ready:
+            self.wait_ready(timeout=timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 15.0, *, postgres="ok", redis="ok", revocations="subscribed",
+                   streak: int = 6):
+        """Polls /ready (new connection each time, so every worker is asked) until
+        `streak` answers in a row show the wanted states (None: don't care)."""
+        state = {"n": 0, "last": None}
+
+        def ok():
+            r = requests.get(self.url("/ready"), timeout=2, headers={"Connection": "close"})
+            b = r.json()
+            state["last"] = b
+            good = all(want is None or b.get(k) == want
+                       for k, want in (("postgres", postgres), ("redis", redis),
+                                       ("revocations", revocations)))
+            state["n"] = state["n"] + 1 if good else 0
+            return state["n"] >= streak
+        try:
+            wait_until(ok, timeout, interval=0.02, what=f"{self.name} /ready")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; last /ready: {state['last']}") from None
+        return state["last"]
+
+    def ready(self) -> dict:
+        return requests.get(self.url("/ready"), timeout=2, headers={"Connection": "close"}).json()
+
+    def stats(self) -> dict:
+        r = requests.get(self.url("/_stats"), timeout=2)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # requests through the gateway (keep-alive session)
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", 10)
+        kw.setdefault("allow_redirects", False)
+        return self.http.request(method, self.url(path), **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.running
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0):
+        self.http.close()
+        if self.proc is None:
+            return self.exit_code
+        self.exit_code = self.proc.stop(signal.SIGTERM, timeout=timeout)
+        return self.exit_code
+
+    def kill(self):
+        self.http.close()
+        if self.proc is not None:
+            self.exit_code = self.proc.kill()
+
+    def stderr_tail(self, n: int = 3000) -> str:
+        return tail(self.stderr_path, n)
+
+    def death_report(self) -> str:
+        """How the process ended, with the tails of its stderr and log (for bench/)."""
+        rc = self.proc.poll() if self.proc is not None else None
+        how = (f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}")
+        return (f"{how}; stderr ({self.stderr_path}):\n{self.stderr_tail()}\n"
+                f"last log lines ({self.log_path}):\n{tail(self.log_path, 3000)}")
+
+
+def gw_base_env(pg, redis_srv, secret, dbname="authsvc", **extra) -> dict:
+    env = {
+        "DATABASE_URL": pg.url(dbname),
+        "REDIS_URL": redis_srv.url,
+        "BETTER_AUTH_SECRET": secret,
+        "GATEWAY_WORKERS": "2",
+        "LOG_LEVEL": "info",
+        "UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT),
+        "GATEWAY_MAX_BODY": str(MAX_BODY),
+        "L1_TTL": "300",            # revocation must not wait for a TTL
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def make_routes(up: str, dead: str) -> dict:
+    """One route of every kind, all to the demo upstream (except /dead/)."""
+    return {"routes": [
+        {"prefix": "/s/", "upstream": up, "auth": ["session"]},
+        {"prefix": "/k/", "upstream": up, "auth": ["api_key"]},
+        {"prefix": "/m/", "upstream": up, "auth": ["session", "api_key"]},
+        {"prefix": "/mj/", "upstream": up, "auth": ["session", "jwt", "api_key"]},
+        {"prefix": "/j/", "upstream": up, "auth": ["jwt"]},
+        {"prefix": "/pub/", "upstream": up, "auth": ["none"]},
+        {"prefix": "/perm/", "upstream": up, "auth": ["api_key"],
+         "permissions": {"files": ["read", "write"], "projects": ["list"]}},
+        {"prefix": "/mperm/", "upstream": up, "auth": ["session", "api_key"],
+         "permissions": {"files": ["read"]}},
+        {"prefix": "/oc/:apiKey/", "upstream": up, "auth": ["api_key"]},
+        {"prefix": "/fc/", "upstream": up, "auth": ["session"], "forward_cookies": True},
+        {"prefix": "/based/", "upstream": up + "/base", "auth": ["session", "api_key"]},
+        {"prefix": "/dead/", "upstream": dead, "auth": ["none"]},
+        # the demo upstream's special paths (forwarded as they are)
+        {"prefix": "/status/", "upstream": up, "auth": ["session", "api_key"]},
+        {"prefix": "/sse", "upstream": up, "auth": ["none"]},
+        {"prefix": "/slow", "upstream": up, "auth": ["none"]},
+        {"prefix": "/big", "upstream": up, "auth": ["none"]},
+    ]}
+
