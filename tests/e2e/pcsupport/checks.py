@@ -138,10 +138,12 @@ def _json_object_problems(f: Path, lines) -> tuple:
 def authsvc_log_problems(main_log=None) -> list:
     """Every line of every AUTHSVC_LOG is a JSON object; every request line has a
     request id, unique per request.  main_log (the session's main server, if it ran)
-    must exist, and holds at least 20 request lines when the run used 20 or more
-    credentials."""
+    must exist, and the logs together hold at least 20 request lines when the run
+    used 20 or more credentials (so the leak scan read real traffic: a run of a few
+    files may send its requests to servers of their own)."""
     logs = [p for p in _existing(LOG_FILES) if str(p).endswith(".log.jsonl")]
     problems = []
+    total_request_lines = 0
     if main_log is not None and Path(main_log) not in logs:
         problems.append(f"main log {main_log} missing")
     for f in logs:
@@ -157,11 +159,12 @@ def authsvc_log_problems(main_log=None) -> list:
                     problems.append(f"{f.name}:{n}: request line without a request id: {line[:200]}")
                 else:
                     ids.append(str(rid))
-        if main_log is not None and f == Path(main_log) and len(SENSITIVE) >= 20 and request_lines < 20:
-            problems.append(f"main log has only {request_lines} request lines")
+        total_request_lines += request_lines
         dups = len(ids) - len(set(ids))
         if dups:
             problems.append(f"{f.name}: {dups} duplicate request ids (one line per request)")
+    if main_log is not None and len(SENSITIVE) >= 20 and total_request_lines < 20:
+        problems.append(f"the authsvc logs have only {total_request_lines} request lines")
     return problems
 
 
