@@ -12,6 +12,8 @@
  *                    optionally revoking every session and issuing a new one
  */
 #include "authsvc.h"
+#include "accounts.h"
+#include "job.h"
 #include "validate.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -30,8 +32,6 @@ static const char dummy_hash[] =
 /* Timestamps are written with millisecond precision, as Better Auth writes them. */
 #define NOW_MS "date_trunc('milliseconds', now())"
 
-static const char *const db_down_code = "DATABASE_UNAVAILABLE";
-static const char *const db_down_msg = "The database is unavailable, try again";
 static const char *const busy_code = "PASSWORD_QUEUE_FULL";
 static const char *const busy_msg = "Too many sign-ins in progress, try again";
 
@@ -256,7 +256,7 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
         pc_wipe(password, pwlen);
         free(password);
         if (!db_ok)
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         return as_error(job, 422, "USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL",
                         "User already exists. Use another email.");
     }
@@ -271,13 +271,13 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
 static bool sign_up_insert(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (job->pw_failed)
+    if (job->pw.failed)
         return as_error(job, 500, "INTERNAL_SERVER_ERROR", "Password hashing failed");
     char uid[33], aid[33];
     pc_random_alnum(uid, 32);
     pc_random_alnum(aid, 32);
     if (pc_db_simple(&w->db, "BEGIN") != 0)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     const char *up[] = {uid, st->name, st->email, st->image};
     PGresult *res = pc_db_exec(&w->db,
                                "WITH u AS (INSERT INTO \"user\" (\"id\", \"name\", \"email\", "
@@ -294,11 +294,11 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
         if (dup)
             return as_error(job, 422, "USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL",
                             "User already exists. Use another email.");
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     as_user_from_row(&st->user, res, 0, 0);
     PQclear(res);
-    const char *ap[] = {aid, uid, job->pw_out};
+    const char *ap[] = {aid, uid, job->pw.out};
     res = pc_db_exec(&w->db,
                      "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
                      "\"password\", \"createdAt\", \"updatedAt\") "
@@ -313,7 +313,7 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
     if (!ok) {
         rollback(&w->db);
         as_session_free(&s);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     as_session_cache_put(w, &s, &st->user);
     as_session_set_cookie(job, s.token, st->remember);
@@ -368,7 +368,7 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
             PQclear(res);
         pc_wipe(password, pwlen);
         free(password);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     const char *stored = dummy_hash;
     if (PQntuples(res) == 1) {
@@ -376,7 +376,7 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
         if (!PQgetisnull(res, 0, USER_NCOLS))
             stored = PQgetvalue(res, 0, USER_NCOLS);
     }
-    snprintf(job->pw_stored, sizeof job->pw_stored, "%s", stored);
+    snprintf(job->pw.stored, sizeof job->pw.stored, "%s", stored);
     /* A user without a password row verifies against the dummy too: the
      * same cost, the same answer. */
     if (stored == dummy_hash)
@@ -393,11 +393,11 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
 static bool sign_in_verified(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (!job->pw_match || st->user.id == NULL)
+    if (!job->pw.match || st->user.id == NULL)
         return as_error(job, 401, "INVALID_EMAIL_OR_PASSWORD", "Invalid email or password");
     struct as_session s = {0};
     if (as_session_create(job, w, st->user.id, st->remember, &s) != 0)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     as_session_cache_put(w, &s, &st->user);
     as_session_set_cookie(job, s.token, st->remember);
     reply_with_session(job, true, st->callback, &s, &st->user);
@@ -498,7 +498,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
     as_session_free(&s);
     as_user_free(&u);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     struct pc_buf b = {0};
     pc_buf_puts(&b, "{\"status\":true}");
     return as_reply(job, 200, &b);
@@ -545,14 +545,14 @@ bool as_route_change_password(struct as_job *job, struct as_worker *w)
     bool db_ok = pc_db_ok(res);
     bool found = db_ok && PQntuples(res) == 1;
     if (found)
-        snprintf(job->pw_stored, sizeof job->pw_stored, "%s", PQgetvalue(res, 0, 0));
+        snprintf(job->pw.stored, sizeof job->pw.stored, "%s", PQgetvalue(res, 0, 0));
     if (res)
         PQclear(res);
     if (!found) {
         pc_wipe(current, curlen);
         free(current);
         if (!db_ok)
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         return as_error(job, 400, "CREDENTIAL_ACCOUNT_NOT_FOUND", "Credential account not found");
     }
     if (as_pw_submit(job, AS_PW_VERIFY, current, curlen, change_password_verified) != 0) {
@@ -566,7 +566,7 @@ bool as_route_change_password(struct as_job *job, struct as_worker *w)
 static bool change_password_verified(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (!job->pw_match)
+    if (!job->pw.match)
         return as_error(job, 400, "INVALID_PASSWORD", "Invalid password");
     char *np = st->new_pw;
     size_t n = st->new_pw_len;
@@ -583,9 +583,9 @@ static bool change_password_verified(struct as_job *job, struct as_worker *w)
 static bool change_password_hashed(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (job->pw_failed)
+    if (job->pw.failed)
         return as_error(job, 500, "INTERNAL_SERVER_ERROR", "Password hashing failed");
-    const char *params[] = {st->user.id, job->pw_out};
+    const char *params[] = {st->user.id, job->pw.out};
     PGresult *res = pc_db_exec(&w->db,
                                "UPDATE \"account\" SET \"password\" = $2, \"updatedAt\" = " NOW_MS " "
                                "WHERE \"userId\" = $1 AND \"providerId\" = 'credential'",
@@ -594,13 +594,13 @@ static bool change_password_hashed(struct as_job *job, struct as_worker *w)
     if (res)
         PQclear(res);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     struct as_session ns = {0};
     if (st->revoke_others) {
         if (as_revoke_user_sessions(w, st->user.id, NULL) != 0 ||
             as_session_create(job, w, st->user.id, true, &ns) != 0) {
             as_session_free(&ns);
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         }
         as_session_cache_put(w, &ns, &st->user);
         as_session_set_cookie(job, ns.token, true);

@@ -21,6 +21,8 @@
  *            re-reads the row (as_revoke_hash retries what Redis missed).
  */
 #include "authsvc.h"
+#include "apikeys.h"
+#include "job.h"
 #include "validate.h"
 #include "../lib/bearer.h"
 #include "../lib/cookie.h"
@@ -52,8 +54,6 @@
 #define E_UNAUTHORIZED_SESSION "Unauthorized or invalid session"
 #define E_KEY_NOT_FOUND "API Key not found"
 
-static const char *const db_down_code = "DATABASE_UNAVAILABLE";
-static const char *const db_down_msg = "The database is unavailable, try again";
 
 /* Every column, in the order Better Auth's adapter returns a row (observed),
  * timestamps as epoch ms (floor: JS Dates hold whole milliseconds). */
@@ -824,7 +824,7 @@ static bool create_key(struct as_job *job, struct as_worker *w, struct ak_input 
     pc_buf_free(&mdtext);
     pc_buf_free(&permtext);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     return true;
 }
 
@@ -861,7 +861,7 @@ bool as_route_apikey_create(struct as_job *job, struct as_worker *w)
     if (lk != AS_LOOKUP_OK) {
         input_free(&in);
         if (lk == AS_LOOKUP_UNAVAILABLE)
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         return as_error(job, 401, "UNAUTHORIZED_SESSION", E_UNAUTHORIZED_SESSION);
     }
     create_key(job, w, &in, u.id);
@@ -882,7 +882,7 @@ static bool user_exists(struct as_job *job, struct as_worker *w, const char *use
     if (res)
         PQclear(res);
     if (!ok)
-        return !as_error(job, 503, db_down_code, db_down_msg);
+        return !as_fail_db(job);
     if (!found)
         return !as_error(job, 404, "USER_NOT_FOUND", "User not found");
     snprintf(job->user_id, sizeof job->user_id, "%s", user_id);
@@ -972,7 +972,7 @@ bool as_route_apikey_get(struct as_job *job, struct as_worker *w)
     } else if (ok) {
         as_error(job, 404, "KEY_NOT_FOUND", E_KEY_NOT_FOUND);
     } else {
-        as_error(job, 503, db_down_code, db_down_msg);
+        as_fail_db(job);
     }
     if (res)
         PQclear(res);
@@ -1011,7 +1011,7 @@ bool as_route_apikey_delete(struct as_job *job, struct as_worker *w)
     if (res)
         PQclear(res);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     if (!found)
         return as_error(job, 404, "KEY_NOT_FOUND", E_KEY_NOT_FOUND);
     sweep_expired(w);
@@ -1233,7 +1233,7 @@ bool as_route_apikey_list(struct as_job *job, struct as_worker *w)
     as_session_free(&s);
     as_user_free(&u);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     sweep_expired(w);
     return true;
 }
@@ -1317,7 +1317,7 @@ static bool update_key(struct as_job *job, struct as_worker *w, struct ak_input 
     if (res)
         PQclear(res);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     if (!found)
         return as_error(job, 404, "KEY_NOT_FOUND", E_KEY_NOT_FOUND);
 
@@ -1419,7 +1419,7 @@ static bool update_key(struct as_job *job, struct as_worker *w, struct ak_input 
     if (res)
         PQclear(res);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     if (!found)
         return as_error(job, 404, "KEY_NOT_FOUND", E_KEY_NOT_FOUND);
     return true;
@@ -1442,7 +1442,7 @@ bool as_route_apikey_update(struct as_job *job, struct as_worker *w)
     if (lk != AS_LOOKUP_OK) {
         input_free(&in);
         if (lk == AS_LOOKUP_UNAVAILABLE)
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         return as_error(job, 401, "UNAUTHORIZED_SESSION", E_UNAUTHORIZED_SESSION);
     }
     if (in.user_id && in.user_id[0] && strcmp(in.user_id, u.id) != 0)
@@ -1538,7 +1538,7 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     if (!pc_db_ok(res)) {
         if (res)
             PQclear(res);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     if (PQntuples(res) == 0) {
         PQclear(res);
@@ -1639,7 +1639,7 @@ static bool validate_session(struct as_job *job, struct as_worker *w, const char
         if (res)
             PQclear(res);
         pc_wipe(tok, sizeof tok);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     if (PQntuples(res) != 1) {
         PQclear(res);

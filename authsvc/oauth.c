@@ -22,6 +22,7 @@
  * codes, verifiers and states never reach the log.
  */
 #include "authsvc.h"
+#include "job.h"
 #include "oauth.h"
 #include "validate.h"
 #include "../lib/cookie.h"
@@ -48,8 +49,6 @@
 
 static const char rand_alphabet[] =
     "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
-static const char *const db_down_code = "DATABASE_UNAVAILABLE";
-static const char *const db_down_msg = "The database is unavailable, try again";
 
 /* ---- providers ---- */
 
@@ -1374,7 +1373,7 @@ static bool social_start(struct as_job *job, struct as_worker *w)
         free(auth_url);
         pc_wipe(verifier, sizeof verifier);
         pc_wipe(state, sizeof state);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
 
     /* PKCE S256: b64url(SHA-256(verifier)) */

@@ -24,6 +24,14 @@
 #include <stdint.h>
 
 struct event_base;
+struct as_job;
+struct as_worker;
+
+/** A job's next step on the loop thread (as_job.hop): set by
+ * as_server_to_loop, run and cleared by server.c's completion handler. */
+struct as_loop_hop {
+    void (*fn)(struct as_job *);
+};
 
 /* ---- HTTP client (oauth_http.c), loop thread only ---- */
 
@@ -68,5 +76,10 @@ void as_oauth_start(struct event_base *base);
 /** Loop thread, after the worker pool is gone: answers every parked
  * sign-in with 503 and shuts the HTTP client down. */
 void as_oauth_stop(void);
+
+/* ---- routes (worker threads; job.h contract) ---- */
+bool as_route_sign_in_social(struct as_job *job, struct as_worker *w);
+bool as_route_oauth_callback(struct as_job *job, struct as_worker *w);
+bool as_route_oauth_error_page(struct as_job *job, struct as_worker *w);
 
 #endif

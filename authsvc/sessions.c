@@ -14,6 +14,8 @@
  *               listener relays from the log (listener.c)
  */
 #include "authsvc.h"
+#include "sessions.h"
+#include "job.h"
 #include "../lib/bearer.h"
 #include "../lib/revmsg.h"
 #include "../lib/cookie.h"
@@ -476,7 +478,7 @@ bool as_require_session(struct as_job *job, struct as_worker *w, struct as_sessi
     case AS_LOOKUP_OK:
         return true;
     case AS_LOOKUP_UNAVAILABLE:
-        as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        as_fail_db(job);
         return false;
     default:
         as_error(job, 401, "UNAUTHORIZED", "Unauthorized");
@@ -492,7 +494,7 @@ bool as_route_get_session(struct as_job *job, struct as_worker *w)
     struct as_user u = {0};
     enum as_lookup lk = as_session_resolve(job, w, &s, &u);
     if (lk == AS_LOOKUP_UNAVAILABLE)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     as_add_header(job, "Pragma", "no-cache");
     struct pc_buf b = {0};
     if (lk == AS_LOOKUP_NONE) {
@@ -538,7 +540,7 @@ bool as_route_list_sessions(struct as_job *job, struct as_worker *w)
     if (!pc_db_ok(res)) {
         if (res)
             PQclear(res);
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     }
     struct pc_buf b = {0};
     struct pc_jw jw = {.b = &b};
@@ -574,7 +576,7 @@ bool as_route_sign_out(struct as_job *job, struct as_worker *w)
         if (res)
             PQclear(res);
         pc_wipe(tok, sizeof tok);
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     }
     PQclear(res);
     char *t = tok;
@@ -627,7 +629,7 @@ bool as_route_revoke_session(struct as_job *job, struct as_worker *w)
     as_session_free(&s);
     as_user_free(&u);
     if (!ok)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     return reply_status_true(job);
 }
 
@@ -645,7 +647,7 @@ static bool revoke_many(struct as_job *job, struct as_worker *w, bool keep_curre
     as_session_free(&s);
     as_user_free(&u);
     if (rc != 0)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     if (!keep_current)
         as_session_clear_cookies(job);
     return reply_status_true(job);
