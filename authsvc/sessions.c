@@ -662,3 +662,77 @@ bool as_route_revoke_other_sessions(struct as_job *job, struct as_worker *w)
 {
     return revoke_many(job, w, true);
 }
+
+/* ---- a token handed in by a service (/api/internal/validate) ---- */
+
+void as_token_session_free(struct as_token_session *t)
+{
+    free(t->id);
+    free(t->user_id);
+    memset(t, 0, sizeof *t);
+}
+
+enum as_token_lookup as_session_lookup_token(struct as_worker *w, const char *in,
+                                             struct as_token_session *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = strlen(in);
+    /* lib/bearer.c: read as the gateway and a Bearer header are */
+    enum pc_bearer_kind kind = pc_bearer_classify(in, n, as_cfg.bearer_require_sig);
+    if (kind == PC_BEARER_JWT)
+        return AS_TOKEN_JWT;
+    char tok[TOKEN_MAX];
+    bool ok = false;
+    if (kind == PC_BEARER_SESSION_RAW) {
+        ok = true;
+        memcpy(tok, in, n + 1);
+    } else if (kind == PC_BEARER_SESSION_SIGNED) {
+        char *dec = strchr(in, '%') ? pc_url_decode(in, n) : pc_xstrndup(in, n);
+        ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_TOLERANT, tok,
+                                     sizeof tok);
+        if (dec) {
+            pc_wipe(dec, strlen(dec));
+            free(dec);
+        }
+    }
+    if (!ok)
+        return AS_TOKEN_INVALID;
+    const char *params[] = {tok};
+    PGresult *res = pc_db_exec(&w->db,
+                               "SELECT s.\"id\", s.\"userId\", "
+                               "floor(extract(epoch from s.\"expiresAt\") * 1000)::bigint "
+                               "FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\" "
+                               "WHERE s.\"token\" = $1",
+                               1, params);
+    as_health_note_pg(res != NULL);
+    enum as_token_lookup rc;
+    if (!pc_db_ok(res)) {
+        rc = AS_TOKEN_UNAVAILABLE;
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        rc = AS_TOKEN_INVALID;
+        goto out;
+    }
+    out->id = pc_xstrdup(PQgetvalue(res, 0, 0));
+    out->user_id = pc_xstrdup(PQgetvalue(res, 0, 1));
+    out->expires_at = pc_db_ms(PQgetvalue(res, 0, 2));
+    rc = AS_TOKEN_OK;
+    if (out->expires_at < pc_now_ms()) {
+        /* As a session lookup does: the row goes, and so does every cache. */
+        const char *dp[] = {out->id};
+        PGresult *d = pc_db_exec(&w->db, "DELETE FROM \"session\" WHERE \"id\" = $1", 1, dp);
+        if (pc_db_ok(d)) {
+            char *t = tok;
+            as_revoke_tokens(w, &t, 1);
+        }
+        if (d)
+            PQclear(d);
+        rc = AS_TOKEN_EXPIRED;
+    }
+out:
+    if (res)
+        PQclear(res);
+    pc_wipe(tok, sizeof tok);
+    return rc;
+}

@@ -65,13 +65,26 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w,
 /** Resolves, or sets a 401/503 answer itself; true when a session is there. */
 bool as_require_session(struct as_job *job, struct as_worker *w, struct as_session *s,
                         struct as_user *u);
-/** The live session row of a raw token (tok, n bytes) with no refresh, for
- * /api/internal/validate: its id, user id and expiry (floored epoch ms) into
- * the caller's buffers. AS_LOOKUP_NONE when absent, expired or its user is
- * gone; AS_LOOKUP_UNAVAILABLE when PostgreSQL failed. */
-enum as_lookup as_session_lookup_token(struct as_worker *w, const char *tok, char *id,
-                                       size_t id_cap, char *user_id, size_t uid_cap,
-                                       int64_t *expires_at);
+/** What as_session_lookup_token found. */
+enum as_token_lookup {
+    AS_TOKEN_OK = 0,        /* a live session: *out filled */
+    AS_TOKEN_INVALID,       /* not a session token, bad signature, no such row */
+    AS_TOKEN_JWT,           /* a JWT, not a session token */
+    AS_TOKEN_EXPIRED,       /* expired: the row is deleted and revoked; *out filled */
+    AS_TOKEN_UNAVAILABLE,   /* PostgreSQL failed */
+};
+struct as_token_session {
+    char *id, *user_id;     /* heap (as_token_session_free) */
+    int64_t expires_at;     /* epoch ms, floored */
+};
+/** Worker: a session token as the bearer plugin takes it (signed
+ * "token.sig", maybe percent-encoded, or raw unless BEARER_REQUIRE_SIGNATURE;
+ * lib/bearer.c tells them apart), looked up with no refresh and no cache
+ * (/api/internal/validate). An expired row is deleted and revoked, as a
+ * session lookup does. */
+enum as_token_lookup as_session_lookup_token(struct as_worker *w, const char *in,
+                                             struct as_token_session *out);
+void as_token_session_free(struct as_token_session *t);
 /** Reads the value of signed cookie name (Better Auth's "value.sig", maybe
  * URL-encoded). True, with tok filled, when present and correctly signed. */
 bool as_signed_cookie(const struct as_job *job, const char *name, char *tok, size_t cap);
