@@ -102,7 +102,7 @@ struct as_config {
     int64_t apikey_rl_window;   /* APIKEY_RATE_LIMIT_WINDOW_MS */
     bool apikey_metadata;       /* APIKEY_ENABLE_METADATA */
 
-    /* OIDC sign-in (oauth.c) */
+    /* OIDC sign-in (oauth_provider.c) */
     char *google_client_id;     /* GOOGLE_CLIENT_ID ("" = Google sign-in off) */
     char *google_client_secret; /* GOOGLE_CLIENT_SECRET */
     char *google_auth_url;      /* GOOGLE_AUTH_URL */
@@ -110,7 +110,7 @@ struct as_config {
     char *google_userinfo_url;  /* GOOGLE_USERINFO_URL */
     char *google_jwks_url;      /* GOOGLE_JWKS_URL */
     char *google_issuer;        /* GOOGLE_ISSUER */
-    char *oidc_providers;       /* OIDC_PROVIDERS, names (OIDC_<NAME>_* read by oauth.c) */
+    char *oidc_providers;       /* OIDC_PROVIDERS, names (OIDC_<NAME>_* read by oauth_provider.c) */
     char *allowed_domains;      /* ALLOWED_DOMAINS ("" = any domain) */
     int64_t oauth_timeout_ms;   /* OAUTH_HTTP_TIMEOUT_MS */
     int64_t jwks_cache_s;       /* OAUTH_JWKS_CACHE_SECONDS */

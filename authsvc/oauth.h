@@ -1,7 +1,9 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * oauth.h: sign-in with Google or any OpenID Connect provider (oauth.c) and
- * the HTTP client it rides on (oauth_http.c: libcurl multi driven by the
+ * oauth.h: sign-in with Google or any OpenID Connect provider
+ * (oauth_provider.c, oauth_identity.c, oauth_flow.c; their private header is
+ * oauth_int.h; the rows are accounts.c's as_account_link_oidc) and the HTTP
+ * client it rides on (oauth_http.c: libcurl multi driven by the
  * authsvc event loop, so a slow provider never holds a thread).
  *
  * A sign-in moves between threads like this:
@@ -64,7 +66,7 @@ void as_http_shutdown(void);
 int as_http_request(const char *url, const char *form, const char *bearer, as_http_cb cb,
                     void *arg);
 
-/* ---- providers and routes (oauth.c) ---- */
+/* ---- providers (oauth_provider.c) ---- */
 
 /** Reads and validates GOOGLE_*, OIDC_*, ALLOWED_DOMAINS (called by
  * as_config_load). Returns 0, or -1 after printing the variable. */

@@ -186,7 +186,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
             struct as_job *next = list->next_done;
             void (*fn)(struct as_job *) = list->hop.fn;
             if (fn) {
-                /* not an answer: the job continues on the loop (oauth.c) */
+                /* not an answer: the job continues on the loop (oauth_flow.c) */
                 list->hop.fn = NULL;
                 fn(list);
             } else {
