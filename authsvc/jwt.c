@@ -24,6 +24,7 @@
 #include "authsvc.h"
 #include "jwt.h"
 #include "job.h"
+#include "../lib/ba_jwks.h"
 #include "../lib/jws.h"
 #include "../lib/log.h"
 #include "../lib/crypto.h"

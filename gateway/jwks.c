@@ -25,6 +25,7 @@
 #include "gateway.h"
 #include "../lib/conf.h"
 #include "../lib/db.h"
+#include "../lib/ba_jwks.h"
 #include "../lib/jws.h"
 #include "../lib/json.h"
 #include "../lib/log.h"

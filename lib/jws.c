@@ -1,8 +1,9 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * jws.c: JWKs, JWT parsing/verification/signing and Better Auth's
- * symmetricEncrypt. See jws.h for the rules; the short version is that the
- * key decides the algorithm, and a token's header can only agree with it.
+ * jws.c: JWKs and JWT parsing/verification/signing. See jws.h for the
+ * rules; the short version is that the key decides the algorithm, and a
+ * token's header can only agree with it. Better Auth's jwks rows and seal
+ * are ba_jwks.c.
  */
 #include "jws.h"
 #include "crypto.h"
@@ -10,7 +11,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -737,120 +737,4 @@ char *pc_jwt_sign(const struct pc_jwk *key, const char *payload_json)
     if (!key->private_key || key->pkey == NULL || key->alg == PC_JWK_NONE)
         return NULL;
     return sign_openssl(key, payload_json);
-}
-
-/* ---- rows of Better Auth's jwks table ---- */
-
-const char *pc_jwk_row_alg(const char *alg_col, yajl_val pub)
-{
-    if (alg_col && *alg_col)
-        return alg_col;
-    yajl_val kty = pc_json_get(pub, "kty"), crv = pc_json_get(pub, "crv");
-    const char *t = YAJL_IS_STRING(kty) ? kty->u.string : "";
-    const char *c = YAJL_IS_STRING(crv) ? crv->u.string : "";
-    if (strcmp(t, "OKP") == 0 && strcmp(c, "Ed25519") == 0)
-        return "EdDSA";
-    if (strcmp(t, "EC") == 0 && strcmp(c, "P-256") == 0)
-        return "ES256";
-    if (strcmp(t, "RSA") == 0)
-        return "RS256";
-    return NULL;
-}
-
-int pc_jwk_open_row(const char *secret, const char *kid, const char *alg, const char *private_col,
-                    struct pc_jwk *out)
-{
-    memset(out, 0, sizeof *out);
-    size_t n = 0;
-    char *plain = pc_unseal(secret, private_col, &n);
-    if (plain == NULL) {
-        if (private_col[0] != '{')
-            return -1;
-        plain = pc_xstrdup(private_col);
-        n = strlen(plain);
-    }
-    const char *err;
-    int rc = pc_jwk_from_text(plain, n, kid, alg, out, &err);
-    OPENSSL_cleanse(plain, n);
-    free(plain);
-    if (rc == 0 && !out->private_key) {
-        pc_jwk_free(out);
-        rc = -1;
-    }
-    return rc;
-}
-
-/* ---- Better Auth's symmetricEncrypt / symmetricDecrypt ---- */
-
-#define SEAL_NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define SEAL_TAG crypto_aead_xchacha20poly1305_ietf_ABYTES
-
-static void seal_key(const char *secret, unsigned char key[32])
-{
-    pc_sha256(secret, strlen(secret), key);
-}
-
-char *pc_seal(const char *secret, const void *plain, size_t n)
-{
-    if (sodium_init() < 0)
-        pc_fatal("libsodium cannot start");
-    unsigned char key[32];
-    seal_key(secret, key);
-    size_t total = SEAL_NONCE + n + SEAL_TAG;
-    unsigned char *buf = pc_xmalloc(total);
-    pc_random_bytes(buf, SEAL_NONCE);
-    unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(buf + SEAL_NONCE, &clen, plain, n, NULL, 0, NULL,
-                                               buf, key);
-    sodium_memzero(key, sizeof key);
-    char *hex = pc_xmalloc(2 * total + 1);
-    pc_hex_encode(buf, total, hex);
-    free(buf);
-    return hex;
-}
-
-char *pc_unseal(const char *secret, const char *hex, size_t *outlen)
-{
-    if (sodium_init() < 0)
-        pc_fatal("libsodium cannot start");
-    size_t n = strlen(hex);
-    if (n >= 2 && hex[0] == '"' && hex[n - 1] == '"') {   /* JSON-quoted (jwks.privateKey) */
-        hex++;
-        n -= 2;
-    }
-    if (n > 4 && strncmp(hex, "$ba$", 4) == 0) {   /* $ba$<version>$<hex> */
-        const char *d = memchr(hex + 4, '$', n - 4);
-        if (d == NULL)
-            return NULL;
-        n -= (size_t)(d + 1 - hex);
-        hex = d + 1;
-    }
-    if (n % 2 != 0 || n / 2 < SEAL_NONCE + SEAL_TAG)
-        return NULL;
-    size_t total = n / 2;
-    unsigned char *buf = pc_xmalloc(total);
-    for (size_t i = 0; i < total; i++) {
-        int hi = pc_hexval(hex[2 * i]), lo = pc_hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(buf);
-            return NULL;
-        }
-        buf[i] = (unsigned char)(hi << 4 | lo);
-    }
-    unsigned char key[32];
-    seal_key(secret, key);
-    char *plain = pc_xmalloc(total - SEAL_NONCE - SEAL_TAG + 1);
-    unsigned long long plen = 0;
-    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt((unsigned char *)plain, &plen, NULL,
-                                                        buf + SEAL_NONCE, total - SEAL_NONCE, NULL,
-                                                        0, buf, key);
-    sodium_memzero(key, sizeof key);
-    free(buf);
-    if (rc != 0) {
-        free(plain);
-        return NULL;
-    }
-    plain[plen] = '\0';
-    *outlen = (size_t)plen;
-    return plain;
 }

@@ -9,8 +9,8 @@
  *             The algorithm comes from the key, never from the token alone:
  *             "none", HMAC and an alg that does not fit the key are refused.
  *   sign      OpenSSL too, with the key parsed once (EVP_PKEY), for all three.
- *   seal      Better Auth's symmetricEncrypt: XChaCha20-Poly1305 (libsodium)
- *             under SHA-256(secret), hex nonce || ciphertext || tag.
+ *
+ * Better Auth's jwks rows and its symmetricEncrypt seal are lib/ba_jwks.h.
  */
 #ifndef PC_JWS_H
 #define PC_JWS_H
@@ -131,25 +131,5 @@ bool pc_jwt_claim_num(const struct pc_jwt *t, const char *name, int64_t *out);
 /** Signs payload_json (a JSON object) with header {"alg","kid","typ":"JWT"}.
  * Returns the compact token (heap) or NULL. */
 char *pc_jwt_sign(const struct pc_jwk *key, const char *payload_json);
-
-/* ---- rows of Better Auth's jwks table ---- */
-
-/** The alg of a jwks row: its alg column, or (rows from Better Auth before
- * 1.7 have none) what its public JWK (object pub) implies. NULL if neither. */
-const char *pc_jwk_row_alg(const char *alg_col, yajl_val pub);
-/** Opens a row's private key: privateKey sealed with secret (or, with
- * Better Auth's disablePrivateKeyEncryption, the JWK itself), as key kid
- * of alg. Returns 0, or -1 when it is not ours to use. */
-PC_MUSTCHECK int pc_jwk_open_row(const char *secret, const char *kid, const char *alg,
-                                 const char *private_col, struct pc_jwk *out);
-
-/* ---- Better Auth's symmetricEncrypt ---- */
-
-/** XChaCha20-Poly1305 under SHA-256(secret); returns heap hex of
- * nonce(24) || ciphertext || tag(16). */
-char *pc_seal(const char *secret, const void *plain, size_t n);
-/** Reverses pc_seal; accepts the "$ba$<version>$" wrapper and a JSON-quoted
- * value. Returns heap plaintext (NUL-terminated, *outlen set) or NULL. */
-char *pc_unseal(const char *secret, const char *hex, size_t *outlen);
 
 #endif

@@ -3,6 +3,7 @@
  * revmsg.c: the revocation feed's wire format (see revmsg.h).
  */
 #include "revmsg.h"
+#include "keyspace.h"
 #include "redis.h"
 #include "util.h"
 
@@ -92,15 +93,19 @@ bool pc_rev_relay(struct pc_redis *r, const char *prefix, const char *channel, c
     if (!pc_rev_tag_ok(tag))
         return false;
     bool sid = tag[0] == 'i';
-    char seqkey[160], key[192], payload[96], ttl[24];
-    snprintf(seqkey, sizeof seqkey, "%srevseq", prefix);
+    char seqkey[PC_KEY_MAX], key[PC_KEY_MAX], payload[96], ttl[24];
+    bool fits = pc_key_revseq(seqkey, sizeof seqkey, prefix);
     if (sid) {
-        snprintf(key, sizeof key, "%srsid:%s", prefix, tag + 2);
+        fits = fits && pc_key_revoked_sid(key, sizeof key, prefix, tag + 2);
         snprintf(payload, sizeof payload, "sid:%s", tag + 2);
     } else {
-        snprintf(key, sizeof key, "%s%s", prefix, tag);
+        fits = fits && pc_key_cred(key, sizeof key, prefix,
+                                   tag[0] == 's' ? PC_CACHE_SESSION : PC_CACHE_API_KEY, tag + 2,
+                                   strlen(tag + 2));
         snprintf(payload, sizeof payload, "%s", tag + 2);
     }
+    if (!fits)
+        return false;
     snprintf(ttl, sizeof ttl, "%lld", (long long)(sid_keep_s > 0 ? sid_keep_s : 1));
     const char *argv[] = {"EVAL", relay_script, "2", seqkey, key, channel, payload,
                           sid ? "set" : "del", ttl};

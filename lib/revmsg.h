@@ -8,8 +8,9 @@
  * base64url-nopad(SHA-256(credential)). The tag is what migration 0005's
  * log rows and NOTIFY payloads hold.
  *
- * Relaying a tag is one atomic script in Redis: DEL <prefix><tag> (for "i:",
- * SET <prefix>rsid:<id> with a TTL instead), INCR <prefix>revseq, and
+ * Relaying a tag is one atomic script in Redis, on the keys of
+ * lib/keyspace.h: DEL <prefix><tag> (for "i:", SET <prefix>rsid:<id> with a
+ * TTL instead), INCR <prefix>revseq, and
  * PUBLISH "#<seq> <payload>" where <payload> is the bare hash, or
  * "sid:<id>". Because the counter and the PUBLISH happen together, every
  * subscriber sees the numbers in order with no holes: a hole means a lost
@@ -47,7 +48,9 @@ bool pc_rev_tag_ok(const char *tag);
 
 /** Relays one tag on r: the atomic DEL (or SET rsid) + INCR + PUBLISH above.
  * sid_keep_s is how long "rsid:" keys live. Returns false when Redis did
- * not run it (unreachable, or a refusal); the caller tries again later. */
+ * not run it (unreachable, or a refusal), or when a key would not fit
+ * PC_KEY_MAX (a prefix longer than REDIS_PREFIX allows); the caller tries
+ * again later. */
 PC_MUSTCHECK bool pc_rev_relay(struct pc_redis *r, const char *prefix, const char *channel,
                                const char *tag, int64_t sid_keep_s);
 
