@@ -21,6 +21,7 @@
 #include "authsvc.h"
 #include "accounts.h"
 #include "job.h"
+#include "../lib/ba_schema.h"
 #include "validate.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -291,7 +292,7 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
                                "\"emailVerified\", \"image\", \"createdAt\", \"updatedAt\") "
                                "VALUES ($1, $2, $3, false, $4, " NOW_MS ", " NOW_MS ") "
                                "ON CONFLICT (\"email\") DO NOTHING RETURNING *) "
-                               "SELECT " USER_COLS " FROM u",
+                               "SELECT " PC_BA_USER_COLS " FROM u",
                                4, up);
     if (!pc_db_ok(res) || PQntuples(res) != 1) {
         bool dup = pc_db_ok(res);
@@ -364,7 +365,7 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
 
     const char *params[] = {st->email};
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT " USER_COLS ", a.\"password\" FROM \"user\" u "
+                               "SELECT " PC_BA_USER_COLS ", a.\"password\" FROM \"user\" u "
                                "LEFT JOIN \"account\" a ON a.\"userId\" = u.\"id\" AND "
                                "a.\"providerId\" = 'credential' AND a.\"accountId\" = u.\"id\" "
                                "WHERE u.\"email\" = $1 LIMIT 1",
@@ -380,8 +381,8 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
     const char *stored = dummy_hash;
     if (PQntuples(res) == 1) {
         as_user_from_row(&st->user, res, 0, 0);
-        if (!PQgetisnull(res, 0, USER_NCOLS))
-            stored = PQgetvalue(res, 0, USER_NCOLS);
+        if (!PQgetisnull(res, 0, PC_BA_USER_NCOLS))
+            stored = PQgetvalue(res, 0, PC_BA_USER_NCOLS);
     }
     snprintf(job->pw.stored, sizeof job->pw.stored, "%s", stored);
     /* A user without a password row verifies against the dummy too: the
@@ -489,7 +490,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
                                "\"name\" = COALESCE($2, \"name\"), "
                                "\"image\" = CASE WHEN $4::boolean THEN $3 ELSE \"image\" END, "
                                "\"updatedAt\" = " NOW_MS " WHERE \"id\" = $1 RETURNING *) "
-                               "SELECT " USER_COLS " FROM u",
+                               "SELECT " PC_BA_USER_COLS " FROM u",
                                4, params);
     yajl_tree_free(body);
     bool ok = pc_db_ok(res) && PQntuples(res) == 1;
@@ -649,7 +650,7 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
             "\"refreshTokenExpiresAt\" = COALESCE(" TS_PARAM(7) ", \"refreshTokenExpiresAt\"), "
             "\"updatedAt\" = " NOW_MS " WHERE \"providerId\" = $1 AND \"accountId\" = $2 "
             "RETURNING \"userId\") "
-            "SELECT " USER_COLS " FROM \"user\" u JOIN a ON a.\"userId\" = u.\"id\"",
+            "SELECT " PC_BA_USER_COLS " FROM \"user\" u JOIN a ON a.\"userId\" = u.\"id\"",
             7, q1);
         as_health_note_pg(res != NULL);
         if (!pc_db_ok(res))
@@ -678,7 +679,7 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
         char aid[33];
         pc_random_alnum(aid, 32);
         const char *q2[] = {id->email};
-        res = pc_db_exec(&w->db, "SELECT " USER_COLS " FROM \"user\" u WHERE u.\"email\" = $1",
+        res = pc_db_exec(&w->db, "SELECT " PC_BA_USER_COLS " FROM \"user\" u WHERE u.\"email\" = $1",
                          1, q2);
         if (!pc_db_ok(res))
             goto fail;
@@ -726,7 +727,7 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
                          "\"emailVerified\", \"image\", \"createdAt\", \"updatedAt\") "
                          "VALUES ($1, $2, $3, true, $4, " NOW_MS ", " NOW_MS ") "
                          "ON CONFLICT (\"email\") DO NOTHING RETURNING *) "
-                         "SELECT " USER_COLS " FROM u",
+                         "SELECT " PC_BA_USER_COLS " FROM u",
                          4, qu);
         if (!pc_db_ok(res) || PQntuples(res) != 1) {
             bool raced = pc_db_ok(res);

@@ -19,6 +19,7 @@
 #include <libpq-fe.h>
 #include "job.h"
 #include "validate.h"
+#include "../lib/ba_schema.h"
 
 #define KEY_LETTERS 64          /* defaultKeyLength */
 #define KEY_START_LEN 6         /* startingCharactersConfig.charactersLength */
@@ -36,21 +37,10 @@
 #define E_UNAUTHORIZED_SESSION "Unauthorized or invalid session"
 #define E_KEY_NOT_FOUND "API Key not found"
 
-/* Every column, in the order Better Auth's adapter returns a row (observed),
- * timestamps as epoch ms (floor: JS Dates hold whole milliseconds). */
-#define MS(c) "floor(extract(epoch from \"" c "\") * 1000)::bigint"
-#define AK_COLS "\"configId\", \"name\", \"start\", \"referenceId\", \"prefix\", " \
-    "\"refillInterval\", \"refillAmount\", " MS("lastRefillAt") ", \"enabled\", " \
-    "\"rateLimitEnabled\", \"rateLimitTimeWindow\", \"rateLimitMax\", \"requestCount\", " \
-    "\"remaining\", " MS("lastRequest") ", " MS("expiresAt") ", " MS("createdAt") ", " \
-    MS("updatedAt") ", \"permissions\", \"metadata\", \"id\", \"key\""
-enum {
-    C_CONFIG = 0, C_NAME, C_START, C_REF, C_PREFIX, C_REFILL_INTERVAL, C_REFILL_AMOUNT,
-    C_LAST_REFILL, C_ENABLED, C_RL_ENABLED, C_RL_WINDOW, C_RL_MAX, C_REQ_COUNT, C_REMAINING,
-    C_LAST_REQUEST, C_EXPIRES, C_CREATED, C_UPDATED, C_PERMISSIONS, C_METADATA, C_ID, C_KEY,
-};
-/* A Better Auth key of the default configuration (null and "" count as default). */
-#define DEFAULT_CONFIG "(\"configId\" IS NULL OR \"configId\" IN ('', 'default'))"
+/* The columns (in Better Auth's order), their indexes and the default
+ * configuration test are lib/ba_schema.h's. */
+#define AK_COLS PC_BA_APIKEY_COLS
+#define DEFAULT_CONFIG PC_BA_APIKEY_DEFAULT_CONFIG
 /* Epoch milliseconds (text parameter) to timestamptz, exactly. */
 #define TS(p) "('epoch'::timestamptz + " p "::bigint * interval '1 millisecond')"
 

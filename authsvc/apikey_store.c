@@ -10,6 +10,7 @@
 #include "authsvc.h"
 #include "apikey_int.h"
 #include "../lib/crypto.h"
+#include "../lib/keyspace.h"
 #include "../lib/log.h"
 
 #include <math.h>
@@ -54,10 +55,10 @@ static void set_live_remaining(struct as_worker *w, const char *hash, bool limit
     bool ok;
     if (limited) {
         snprintf(n, sizeof n, "%lld", remaining);
-        const char *argv[] = {"HSET", key.data, "rem", n};
+        const char *argv[] = {"HSET", key.data, PC_USAGE_REMAINING, n};
         ok = pc_redis_ok(&w->redis, 4, argv);
     } else {
-        const char *argv[] = {"HDEL", key.data, "rem", "lr"};
+        const char *argv[] = {"HDEL", key.data, PC_USAGE_REMAINING, PC_USAGE_LAST_REFILL};
         ok = pc_redis_ok(&w->redis, 4, argv);
     }
     if (!ok)
@@ -221,54 +222,54 @@ void ak_jw_row(struct pc_jw *jw, const PGresult *res, int row, const char *plain
 {
     pc_jw_obj_begin(jw);
     pc_jw_key(jw, "configId");
-    ak_jw_col_str(jw, res, row, C_CONFIG);
+    ak_jw_col_str(jw, res, row, PC_BA_AK_CONFIG);
     pc_jw_key(jw, "name");
-    ak_jw_col_str(jw, res, row, C_NAME);
+    ak_jw_col_str(jw, res, row, PC_BA_AK_NAME);
     pc_jw_key(jw, "start");
-    ak_jw_col_str(jw, res, row, C_START);
+    ak_jw_col_str(jw, res, row, PC_BA_AK_START);
     pc_jw_key(jw, "referenceId");
-    ak_jw_col_str(jw, res, row, C_REF);
+    ak_jw_col_str(jw, res, row, PC_BA_AK_REF);
     pc_jw_key(jw, "prefix");
-    ak_jw_col_str(jw, res, row, C_PREFIX);
+    ak_jw_col_str(jw, res, row, PC_BA_AK_PREFIX);
     if (plaintext) {
         pc_jw_key(jw, "key");
         pc_jw_str(jw, plaintext);
     }
     pc_jw_key(jw, "refillInterval");
-    jw_col_int(jw, res, row, C_REFILL_INTERVAL);
+    jw_col_int(jw, res, row, PC_BA_AK_REFILL_INTERVAL);
     pc_jw_key(jw, "refillAmount");
-    jw_col_int(jw, res, row, C_REFILL_AMOUNT);
+    jw_col_int(jw, res, row, PC_BA_AK_REFILL_AMOUNT);
     pc_jw_key(jw, "lastRefillAt");
-    ak_jw_col_date(jw, res, row, C_LAST_REFILL);
+    ak_jw_col_date(jw, res, row, PC_BA_AK_LAST_REFILL);
     pc_jw_key(jw, "enabled");
-    jw_col_bool(jw, res, row, C_ENABLED);
+    jw_col_bool(jw, res, row, PC_BA_AK_ENABLED);
     pc_jw_key(jw, "rateLimitEnabled");
-    jw_col_bool(jw, res, row, C_RL_ENABLED);
+    jw_col_bool(jw, res, row, PC_BA_AK_RL_ENABLED);
     pc_jw_key(jw, "rateLimitTimeWindow");
-    jw_col_int(jw, res, row, C_RL_WINDOW);
+    jw_col_int(jw, res, row, PC_BA_AK_RL_WINDOW);
     pc_jw_key(jw, "rateLimitMax");
-    jw_col_int(jw, res, row, C_RL_MAX);
+    jw_col_int(jw, res, row, PC_BA_AK_RL_MAX);
     pc_jw_key(jw, "requestCount");
-    jw_col_int(jw, res, row, C_REQ_COUNT);
+    jw_col_int(jw, res, row, PC_BA_AK_REQ_COUNT);
     pc_jw_key(jw, "remaining");
-    jw_col_int(jw, res, row, C_REMAINING);
+    jw_col_int(jw, res, row, PC_BA_AK_REMAINING);
     pc_jw_key(jw, "lastRequest");
-    ak_jw_col_date(jw, res, row, C_LAST_REQUEST);
+    ak_jw_col_date(jw, res, row, PC_BA_AK_LAST_REQUEST);
     pc_jw_key(jw, "expiresAt");
-    ak_jw_col_date(jw, res, row, C_EXPIRES);
+    ak_jw_col_date(jw, res, row, PC_BA_AK_EXPIRES);
     pc_jw_key(jw, "createdAt");
-    ak_jw_col_date(jw, res, row, C_CREATED);
+    ak_jw_col_date(jw, res, row, PC_BA_AK_CREATED);
     pc_jw_key(jw, "updatedAt");
-    ak_jw_col_date(jw, res, row, C_UPDATED);
+    ak_jw_col_date(jw, res, row, PC_BA_AK_UPDATED);
     pc_jw_key(jw, "permissions");
-    ak_jw_json_col(jw, res, row, C_PERMISSIONS, false);
+    ak_jw_json_col(jw, res, row, PC_BA_AK_PERMISSIONS, false);
     pc_jw_key(jw, "metadata");
     if (metadata_raw)
         pc_jw_raw(jw, metadata_raw);
     else
-        ak_jw_json_col(jw, res, row, C_METADATA, true);
+        ak_jw_json_col(jw, res, row, PC_BA_AK_METADATA, true);
     pc_jw_key(jw, "id");
-    ak_jw_col_str(jw, res, row, C_ID);
+    ak_jw_col_str(jw, res, row, PC_BA_AK_ID);
     pc_jw_obj_end(jw);
 }
 
@@ -573,9 +574,9 @@ bool ak_update_key(struct as_job *job, struct as_worker *w, struct ak_input *in,
     if (found) {
         /* Every change is announced: a disabled key or a shorter life must
          * stop at once, and any other change makes gateways re-read. */
-        ak_revoke_result(w, res, C_KEY);
+        ak_revoke_result(w, res, PC_BA_AK_KEY);
         if (in->remaining.st != N_ABSENT)
-            set_live_remaining(w, PQgetvalue(res, 0, C_KEY), in->remaining.st == N_OK,
+            set_live_remaining(w, PQgetvalue(res, 0, PC_BA_AK_KEY), in->remaining.st == N_OK,
                                (long long)in->remaining.d);
         ak_sweep_expired(w);
         ak_reply_row(job, res, NULL, NULL);

@@ -153,7 +153,7 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     pc_cred_hash(key, strlen(key), hash);
     const char *params[] = {hash};
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT " AK_COLS " FROM \"apikey\" WHERE \"key\" = $1 LIMIT 1",
+                               PC_BA_SQL_APIKEY_BY_HASH,
                                1, params);
     as_health_note_pg(res != NULL);
     if (!pc_db_ok(res)) {
@@ -166,38 +166,38 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
         return reply_invalid(job, "INVALID_API_KEY", "Invalid API key.");
     }
     int64_t now = pc_now_ms();
-    snprintf(job->user_id, sizeof job->user_id, "%s", PQgetvalue(res, 0, C_REF));
-    if (!PQgetisnull(res, 0, C_ENABLED) && PQgetvalue(res, 0, C_ENABLED)[0] == 'f') {
+    snprintf(job->user_id, sizeof job->user_id, "%s", PQgetvalue(res, 0, PC_BA_AK_REF));
+    if (!PQgetisnull(res, 0, PC_BA_AK_ENABLED) && PQgetvalue(res, 0, PC_BA_AK_ENABLED)[0] == 'f') {
         PQclear(res);
         return reply_invalid(job, "KEY_DISABLED", "API Key is disabled");
     }
-    if (!PQgetisnull(res, 0, C_EXPIRES) && now > pc_db_ms(PQgetvalue(res, 0, C_EXPIRES))) {
-        const char *dp[] = {PQgetvalue(res, 0, C_ID)};
+    if (!PQgetisnull(res, 0, PC_BA_AK_EXPIRES) && now > pc_db_ms(PQgetvalue(res, 0, PC_BA_AK_EXPIRES))) {
+        const char *dp[] = {PQgetvalue(res, 0, PC_BA_AK_ID)};
         PGresult *d = pc_db_exec(&w->db, "DELETE FROM \"apikey\" WHERE \"id\" = $1", 1, dp);
         if (pc_db_ok(d))
-            ak_revoke_key(w, PQgetvalue(res, 0, C_KEY));
+            ak_revoke_key(w, PQgetvalue(res, 0, PC_BA_AK_KEY));
         if (d)
             PQclear(d);
         PQclear(res);
         return reply_invalid(job, "KEY_EXPIRED", "API Key has expired");
     }
-    if (wanted && !permissions_cover(PQgetisnull(res, 0, C_PERMISSIONS)
+    if (wanted && !permissions_cover(PQgetisnull(res, 0, PC_BA_AK_PERMISSIONS)
                                          ? NULL
-                                         : PQgetvalue(res, 0, C_PERMISSIONS),
+                                         : PQgetvalue(res, 0, PC_BA_AK_PERMISSIONS),
                                      wanted)) {
         PQclear(res);
         return reply_invalid(job, "KEY_NOT_FOUND", E_KEY_NOT_FOUND);
     }
-    if (!PQgetisnull(res, 0, C_REMAINING) && strtoll(PQgetvalue(res, 0, C_REMAINING), NULL, 10) <= 0) {
-        bool refill = !PQgetisnull(res, 0, C_REFILL_AMOUNT) &&
-                      !PQgetisnull(res, 0, C_REFILL_INTERVAL) &&
-                      strtoll(PQgetvalue(res, 0, C_REFILL_AMOUNT), NULL, 10) != 0 &&
-                      strtoll(PQgetvalue(res, 0, C_REFILL_INTERVAL), NULL, 10) != 0;
-        int64_t last = pc_db_ms(PQgetvalue(res, 0, PQgetisnull(res, 0, C_LAST_REFILL)
-                                                       ? C_CREATED
-                                                       : C_LAST_REFILL));
+    if (!PQgetisnull(res, 0, PC_BA_AK_REMAINING) && strtoll(PQgetvalue(res, 0, PC_BA_AK_REMAINING), NULL, 10) <= 0) {
+        bool refill = !PQgetisnull(res, 0, PC_BA_AK_REFILL_AMOUNT) &&
+                      !PQgetisnull(res, 0, PC_BA_AK_REFILL_INTERVAL) &&
+                      strtoll(PQgetvalue(res, 0, PC_BA_AK_REFILL_AMOUNT), NULL, 10) != 0 &&
+                      strtoll(PQgetvalue(res, 0, PC_BA_AK_REFILL_INTERVAL), NULL, 10) != 0;
+        int64_t last = pc_db_ms(PQgetvalue(res, 0, PQgetisnull(res, 0, PC_BA_AK_LAST_REFILL)
+                                                       ? PC_BA_AK_CREATED
+                                                       : PC_BA_AK_LAST_REFILL));
         if (!refill ||
-            now - last <= strtoll(PQgetvalue(res, 0, C_REFILL_INTERVAL), NULL, 10)) {
+            now - last <= strtoll(PQgetvalue(res, 0, PC_BA_AK_REFILL_INTERVAL), NULL, 10)) {
             PQclear(res);
             return reply_invalid(job, "USAGE_EXCEEDED", "API Key has reached its usage limit");
         }
@@ -210,13 +210,13 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     pc_jw_key(&jw, "kind");
     pc_jw_str(&jw, "api_key");
     pc_jw_key(&jw, "userId");
-    ak_jw_col_str(&jw, res, 0, C_REF);
+    ak_jw_col_str(&jw, res, 0, PC_BA_AK_REF);
     pc_jw_key(&jw, "keyId");
-    ak_jw_col_str(&jw, res, 0, C_ID);
+    ak_jw_col_str(&jw, res, 0, PC_BA_AK_ID);
     pc_jw_key(&jw, "expiresAt");
-    ak_jw_col_date(&jw, res, 0, C_EXPIRES);
+    ak_jw_col_date(&jw, res, 0, PC_BA_AK_EXPIRES);
     pc_jw_key(&jw, "permissions");
-    ak_jw_json_col(&jw, res, 0, C_PERMISSIONS, false);
+    ak_jw_json_col(&jw, res, 0, PC_BA_AK_PERMISSIONS, false);
     pc_jw_obj_end(&jw);
     PQclear(res);
     return as_reply(job, 200, &b);

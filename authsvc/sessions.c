@@ -16,6 +16,7 @@
 #include "authsvc.h"
 #include "sessions.h"
 #include "job.h"
+#include "../lib/ba_schema.h"
 #include "../lib/bearer.h"
 #include "../lib/revmsg.h"
 #include "../lib/cookie.h"
@@ -410,7 +411,7 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
         return AS_LOOKUP_NONE;
     const char *params[] = {tok};
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT " SESSION_COLS ", " USER_COLS
+                               "SELECT " SESSION_COLS ", " PC_BA_USER_COLS
                                " FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\""
                                " WHERE s.\"token\" = $1",
                                1, params);
@@ -699,10 +700,7 @@ enum as_token_lookup as_session_lookup_token(struct as_worker *w, const char *in
         return AS_TOKEN_INVALID;
     const char *params[] = {tok};
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT s.\"id\", s.\"userId\", "
-                               "floor(extract(epoch from s.\"expiresAt\") * 1000)::bigint "
-                               "FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\" "
-                               "WHERE s.\"token\" = $1",
+                               PC_BA_SQL_SESSION_VALIDATE,
                                1, params);
     as_health_note_pg(res != NULL);
     enum as_token_lookup rc;

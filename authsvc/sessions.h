@@ -119,10 +119,4 @@ void as_revoke_hash(struct pc_redis *r, char kind, const char *hash);
  * (pc_rev_relay with authsvc's settings). False when Redis did not take it. */
 PC_MUSTCHECK bool as_revoke_relay(struct pc_redis *r, const char *tag);
 
-/* The user columns of as_user_from_row, for a user aliased u. */
-#define USER_COLS "u.\"id\", u.\"name\", u.\"email\", u.\"emailVerified\", u.\"image\", " \
-    "(extract(epoch from u.\"createdAt\")*1000)::bigint, " \
-    "(extract(epoch from u.\"updatedAt\")*1000)::bigint"
-#define USER_NCOLS 7
-
 #endif
