@@ -12,6 +12,11 @@
  *   revocation  PostgreSQL first (whose trigger logs it, migration 0005),
  *               then DEL and PUBLISH in Redis; what Redis missed the
  *               listener relays from the log (listener.c)
+ *   service     as_session_lookup_token: a token a service hands to
+ *               /api/internal/validate (internal.c), by the same rules
+ *
+ * Every reading of a session token and every session query lives here, so
+ * the file runs a little past 700 lines.
  */
 #include "authsvc.h"
 #include "sessions.h"
