@@ -10,8 +10,18 @@
  *   update-user      name/image; cached sessions are rewritten and announced
  *   change-password  verify current (pool) -> hash new (pool) -> update,
  *                    optionally revoking every session and issuing a new one
+ *   OIDC sign-in     as_account_link_oidc (for oauth_flow.c): refresh a known
+ *                    account, link a verified user by email, or a new user
+ *                    and account in one transaction; then a session
+ *
+ * Every path that creates user, account and session rows is here, so one
+ * file shows how Better Auth's tables are written; that is why it runs past
+ * 700 lines.
  */
 #include "authsvc.h"
+#include "accounts.h"
+#include "job.h"
+#include "../lib/ba_schema.h"
 #include "validate.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -30,8 +40,6 @@ static const char dummy_hash[] =
 /* Timestamps are written with millisecond precision, as Better Auth writes them. */
 #define NOW_MS "date_trunc('milliseconds', now())"
 
-static const char *const db_down_code = "DATABASE_UNAVAILABLE";
-static const char *const db_down_msg = "The database is unavailable, try again";
 static const char *const busy_code = "PASSWORD_QUEUE_FULL";
 static const char *const busy_msg = "Too many sign-ins in progress, try again";
 
@@ -256,7 +264,7 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
         pc_wipe(password, pwlen);
         free(password);
         if (!db_ok)
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         return as_error(job, 422, "USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL",
                         "User already exists. Use another email.");
     }
@@ -271,20 +279,20 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
 static bool sign_up_insert(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (job->pw_failed)
+    if (job->pw.failed)
         return as_error(job, 500, "INTERNAL_SERVER_ERROR", "Password hashing failed");
     char uid[33], aid[33];
     pc_random_alnum(uid, 32);
     pc_random_alnum(aid, 32);
     if (pc_db_simple(&w->db, "BEGIN") != 0)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     const char *up[] = {uid, st->name, st->email, st->image};
     PGresult *res = pc_db_exec(&w->db,
                                "WITH u AS (INSERT INTO \"user\" (\"id\", \"name\", \"email\", "
                                "\"emailVerified\", \"image\", \"createdAt\", \"updatedAt\") "
                                "VALUES ($1, $2, $3, false, $4, " NOW_MS ", " NOW_MS ") "
                                "ON CONFLICT (\"email\") DO NOTHING RETURNING *) "
-                               "SELECT " USER_COLS " FROM u",
+                               "SELECT " PC_BA_USER_COLS " FROM u",
                                4, up);
     if (!pc_db_ok(res) || PQntuples(res) != 1) {
         bool dup = pc_db_ok(res);
@@ -294,11 +302,11 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
         if (dup)
             return as_error(job, 422, "USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL",
                             "User already exists. Use another email.");
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     as_user_from_row(&st->user, res, 0, 0);
     PQclear(res);
-    const char *ap[] = {aid, uid, job->pw_out};
+    const char *ap[] = {aid, uid, job->pw.out};
     res = pc_db_exec(&w->db,
                      "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
                      "\"password\", \"createdAt\", \"updatedAt\") "
@@ -313,7 +321,7 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
     if (!ok) {
         rollback(&w->db);
         as_session_free(&s);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     as_session_cache_put(w, &s, &st->user);
     as_session_set_cookie(job, s.token, st->remember);
@@ -357,7 +365,7 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
 
     const char *params[] = {st->email};
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT " USER_COLS ", a.\"password\" FROM \"user\" u "
+                               "SELECT " PC_BA_USER_COLS ", a.\"password\" FROM \"user\" u "
                                "LEFT JOIN \"account\" a ON a.\"userId\" = u.\"id\" AND "
                                "a.\"providerId\" = 'credential' AND a.\"accountId\" = u.\"id\" "
                                "WHERE u.\"email\" = $1 LIMIT 1",
@@ -368,15 +376,15 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
             PQclear(res);
         pc_wipe(password, pwlen);
         free(password);
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     }
     const char *stored = dummy_hash;
     if (PQntuples(res) == 1) {
         as_user_from_row(&st->user, res, 0, 0);
-        if (!PQgetisnull(res, 0, USER_NCOLS))
-            stored = PQgetvalue(res, 0, USER_NCOLS);
+        if (!PQgetisnull(res, 0, PC_BA_USER_NCOLS))
+            stored = PQgetvalue(res, 0, PC_BA_USER_NCOLS);
     }
-    snprintf(job->pw_stored, sizeof job->pw_stored, "%s", stored);
+    snprintf(job->pw.stored, sizeof job->pw.stored, "%s", stored);
     /* A user without a password row verifies against the dummy too: the
      * same cost, the same answer. */
     if (stored == dummy_hash)
@@ -393,11 +401,11 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
 static bool sign_in_verified(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (!job->pw_match || st->user.id == NULL)
+    if (!job->pw.match || st->user.id == NULL)
         return as_error(job, 401, "INVALID_EMAIL_OR_PASSWORD", "Invalid email or password");
     struct as_session s = {0};
     if (as_session_create(job, w, st->user.id, st->remember, &s) != 0)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     as_session_cache_put(w, &s, &st->user);
     as_session_set_cookie(job, s.token, st->remember);
     reply_with_session(job, true, st->callback, &s, &st->user);
@@ -482,7 +490,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
                                "\"name\" = COALESCE($2, \"name\"), "
                                "\"image\" = CASE WHEN $4::boolean THEN $3 ELSE \"image\" END, "
                                "\"updatedAt\" = " NOW_MS " WHERE \"id\" = $1 RETURNING *) "
-                               "SELECT " USER_COLS " FROM u",
+                               "SELECT " PC_BA_USER_COLS " FROM u",
                                4, params);
     yajl_tree_free(body);
     bool ok = pc_db_ok(res) && PQntuples(res) == 1;
@@ -498,7 +506,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
     as_session_free(&s);
     as_user_free(&u);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     struct pc_buf b = {0};
     pc_buf_puts(&b, "{\"status\":true}");
     return as_reply(job, 200, &b);
@@ -545,14 +553,14 @@ bool as_route_change_password(struct as_job *job, struct as_worker *w)
     bool db_ok = pc_db_ok(res);
     bool found = db_ok && PQntuples(res) == 1;
     if (found)
-        snprintf(job->pw_stored, sizeof job->pw_stored, "%s", PQgetvalue(res, 0, 0));
+        snprintf(job->pw.stored, sizeof job->pw.stored, "%s", PQgetvalue(res, 0, 0));
     if (res)
         PQclear(res);
     if (!found) {
         pc_wipe(current, curlen);
         free(current);
         if (!db_ok)
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         return as_error(job, 400, "CREDENTIAL_ACCOUNT_NOT_FOUND", "Credential account not found");
     }
     if (as_pw_submit(job, AS_PW_VERIFY, current, curlen, change_password_verified) != 0) {
@@ -566,7 +574,7 @@ bool as_route_change_password(struct as_job *job, struct as_worker *w)
 static bool change_password_verified(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (!job->pw_match)
+    if (!job->pw.match)
         return as_error(job, 400, "INVALID_PASSWORD", "Invalid password");
     char *np = st->new_pw;
     size_t n = st->new_pw_len;
@@ -583,9 +591,9 @@ static bool change_password_verified(struct as_job *job, struct as_worker *w)
 static bool change_password_hashed(struct as_job *job, struct as_worker *w)
 {
     struct acct_state *st = job->state;
-    if (job->pw_failed)
+    if (job->pw.failed)
         return as_error(job, 500, "INTERNAL_SERVER_ERROR", "Password hashing failed");
-    const char *params[] = {st->user.id, job->pw_out};
+    const char *params[] = {st->user.id, job->pw.out};
     PGresult *res = pc_db_exec(&w->db,
                                "UPDATE \"account\" SET \"password\" = $2, \"updatedAt\" = " NOW_MS " "
                                "WHERE \"userId\" = $1 AND \"providerId\" = 'credential'",
@@ -594,13 +602,13 @@ static bool change_password_hashed(struct as_job *job, struct as_worker *w)
     if (res)
         PQclear(res);
     if (!ok)
-        return as_error(job, 503, db_down_code, db_down_msg);
+        return as_fail_db(job);
     struct as_session ns = {0};
     if (st->revoke_others) {
         if (as_revoke_user_sessions(w, st->user.id, NULL) != 0 ||
             as_session_create(job, w, st->user.id, true, &ns) != 0) {
             as_session_free(&ns);
-            return as_error(job, 503, db_down_code, db_down_msg);
+            return as_fail_db(job);
         }
         as_session_cache_put(w, &ns, &st->user);
         as_session_set_cookie(job, ns.token, true);
@@ -608,4 +616,154 @@ static bool change_password_hashed(struct as_job *job, struct as_worker *w)
     reply_with_session(job, false, NULL, st->revoke_others ? &ns : NULL, &st->user);
     as_session_free(&ns);
     return true;
+}
+
+/* ---- OIDC sign-in's rows (oauth_flow.c) ---- */
+
+#define TS_PARAM(n) "to_timestamp($" #n "::double precision / 1000)"
+
+enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
+                                  const struct as_oidc_identity *id, struct as_user *u,
+                                  struct as_session *s, bool *is_new)
+{
+    char aexp[32], rexp[32];
+    snprintf(aexp, sizeof aexp, "%lld", (long long)id->access_exp_ms);
+    snprintf(rexp, sizeof rexp, "%lld", (long long)id->refresh_exp_ms);
+    const char *ae = id->access_exp_ms ? aexp : NULL, *re = id->refresh_exp_ms ? rexp : NULL;
+    enum as_link rc = AS_LINK_DB_DOWN;
+    PGresult *res = NULL;
+    bool in_tx = false;
+    *is_new = false;
+    memset(u, 0, sizeof *u);
+    memset(s, 0, sizeof *s);
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        const char *q1[] = {id->provider_id, id->sub, id->id_token, id->access_token,
+                            id->refresh_token, ae, re};
+        /* 1. the account exists: refresh its tokens (Better Auth's
+         * updateAccountOnSignIn); scope is left alone */
+        res = pc_db_exec(
+            &w->db,
+            "WITH a AS (UPDATE \"account\" SET \"idToken\" = $3, \"accessToken\" = $4, "
+            "\"refreshToken\" = COALESCE($5, \"refreshToken\"), "
+            "\"accessTokenExpiresAt\" = COALESCE(" TS_PARAM(6) ", \"accessTokenExpiresAt\"), "
+            "\"refreshTokenExpiresAt\" = COALESCE(" TS_PARAM(7) ", \"refreshTokenExpiresAt\"), "
+            "\"updatedAt\" = " NOW_MS " WHERE \"providerId\" = $1 AND \"accountId\" = $2 "
+            "RETURNING \"userId\") "
+            "SELECT " PC_BA_USER_COLS " FROM \"user\" u JOIN a ON a.\"userId\" = u.\"id\"",
+            7, q1);
+        as_health_note_pg(res != NULL);
+        if (!pc_db_ok(res))
+            goto fail;
+        if (PQntuples(res) == 1) {
+            as_user_from_row(u, res, 0, 0);
+            PQclear(res);
+            res = NULL;
+            if (!u->email_verified && strcmp(u->email, id->email) == 0) {
+                const char *q[] = {u->id};
+                PGresult *up = pc_db_exec(&w->db,
+                                          "UPDATE \"user\" SET \"emailVerified\" = true, "
+                                          "\"updatedAt\" = " NOW_MS " WHERE \"id\" = $1",
+                                          1, q);
+                if (pc_db_ok(up))
+                    u->email_verified = true;
+                if (up)
+                    PQclear(up);
+            }
+            if (as_session_create(job, w, u->id, true, s) != 0)
+                goto fail;
+            return AS_LINK_OK;
+        }
+        PQclear(res);
+
+        char aid[33];
+        pc_random_alnum(aid, 32);
+        const char *q2[] = {id->email};
+        res = pc_db_exec(&w->db, "SELECT " PC_BA_USER_COLS " FROM \"user\" u WHERE u.\"email\" = $1",
+                         1, q2);
+        if (!pc_db_ok(res))
+            goto fail;
+        const char *qa[] = {aid, id->sub, id->provider_id, NULL, id->access_token,
+                            id->refresh_token, id->id_token, ae, re, id->scope};
+        static const char insert_account[] =
+            "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
+            "\"accessToken\", \"refreshToken\", \"idToken\", \"accessTokenExpiresAt\", "
+            "\"refreshTokenExpiresAt\", \"scope\", \"createdAt\", \"updatedAt\") "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, " TS_PARAM(8) ", " TS_PARAM(9) ", $10, " NOW_MS
+            ", " NOW_MS ") ON CONFLICT DO NOTHING";
+        if (PQntuples(res) == 1) {
+            /* 2. a user with this email: link, or refuse */
+            as_user_from_row(u, res, 0, 0);
+            PQclear(res);
+            res = NULL;
+            if (!u->email_verified) {
+                pc_log_info("oauth: %s: account not linked: the local user's email is not "
+                            "verified", id->provider_id);
+                rc = AS_LINK_NOT_LINKED;
+                goto fail;
+            }
+            qa[3] = u->id;
+            res = pc_db_exec(&w->db, insert_account, 10, qa);
+            bool ok = pc_db_ok(res);
+            if (res)
+                PQclear(res);
+            res = NULL;
+            if (!ok || as_session_create(job, w, u->id, true, s) != 0)
+                goto fail;
+            return AS_LINK_OK;
+        }
+        PQclear(res);
+        res = NULL;
+
+        /* 3. a new user, its account and its session, together */
+        char uid[33];
+        pc_random_alnum(uid, 32);
+        if (pc_db_simple(&w->db, "BEGIN") != 0)
+            goto fail;
+        in_tx = true;
+        const char *qu[] = {uid, id->name ? id->name : "", id->email, id->picture};
+        res = pc_db_exec(&w->db,
+                         "WITH u AS (INSERT INTO \"user\" (\"id\", \"name\", \"email\", "
+                         "\"emailVerified\", \"image\", \"createdAt\", \"updatedAt\") "
+                         "VALUES ($1, $2, $3, true, $4, " NOW_MS ", " NOW_MS ") "
+                         "ON CONFLICT (\"email\") DO NOTHING RETURNING *) "
+                         "SELECT " PC_BA_USER_COLS " FROM u",
+                         4, qu);
+        if (!pc_db_ok(res) || PQntuples(res) != 1) {
+            bool raced = pc_db_ok(res);
+            if (!raced)
+                goto fail;
+            PQclear(res);
+            res = NULL;
+            rollback(&w->db);
+            in_tx = false;
+            continue;   /* the email appeared meanwhile: link instead */
+        }
+        as_user_from_row(u, res, 0, 0);
+        PQclear(res);
+        res = NULL;
+        qa[3] = uid;
+        res = pc_db_exec(&w->db, insert_account, 10, qa);
+        bool ok = pc_db_ok(res) && strcmp(PQcmdTuples(res), "1") == 0;
+        if (res)
+            PQclear(res);
+        res = NULL;
+        ok = ok && as_session_create(job, w, uid, true, s) == 0;
+        ok = ok && pc_db_simple(&w->db, "COMMIT") == 0;
+        if (!ok)
+            goto fail;
+        in_tx = false;
+        pc_log_info("oauth: %s: new user %s", id->provider_id, u->id);
+        *is_new = true;
+        return AS_LINK_OK;
+    }
+    rc = AS_LINK_INTERNAL;
+fail:
+    if (res)
+        PQclear(res);
+    if (in_tx)
+        rollback(&w->db);
+    as_user_free(u);
+    as_session_free(s);
+    return rc;
 }

@@ -163,7 +163,7 @@ static const struct pc_conf_item table[] = {
      "aud of our JWTs; empty: the issuer"},
     INT_ITEM("JWKS_MAX_AGE", jwks_max_age, "300", 0, 86400,
              "Cache-Control max-age of /api/auth/jwks, seconds"),
-    /* OIDC sign-in (oauth.c) */
+    /* OIDC sign-in (oauth_provider.c) */
     {"GOOGLE_CLIENT_ID", PC_CONF_STR, &as_cfg.google_client_id, "", 0, 0, 0, NULL,
      "Google OAuth client id; set: \"Sign in with Google\" is on (provider id google)"},
     {"GOOGLE_CLIENT_SECRET", PC_CONF_STR, &as_cfg.google_client_secret, "", 0, 0,
@@ -245,7 +245,7 @@ int as_config_load(void)
              "%sbetter-auth.dont_remember", pfx);
     snprintf(as_cfg.cookie_session_data, sizeof as_cfg.cookie_session_data,
              "%sbetter-auth.session_data", pfx);
-    if (as_oauth_config_load() != 0) /* OIDC sign-in (oauth.c) */
+    if (as_oauth_config_load() != 0) /* OIDC sign-in (oauth_provider.c) */
         return -1;
     url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);
     if (as_origins_load() != 0) /* origin.c */
@@ -269,6 +269,6 @@ void as_config_free(void)
     free(as_cfg.proxies);
     as_cfg.proxies = NULL;
     as_cfg.nproxies = 0;
-    as_oauth_config_free(); /* OIDC sign-in (oauth.c) */
+    as_oauth_config_free(); /* OIDC sign-in (oauth_provider.c) */
     pc_conf_free(table, PC_ARRAY_LEN(table));
 }

@@ -22,6 +22,8 @@
  *                 ago: a retired key stays until its last token has expired.
  */
 #include "authsvc.h"
+#include "jwt.h"
+#include "job.h"
 #include "../lib/ba_jwks.h"
 #include "../lib/jws.h"
 #include "../lib/log.h"
@@ -331,7 +333,7 @@ bool as_route_token(struct as_job *job, struct as_worker *w)
 bool as_route_jwks(struct as_job *job, struct as_worker *w)
 {
     if (refresh(&w->db, false) != 0)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     struct pc_buf b = {0};
     pthread_mutex_lock(&mu);
     pc_buf_puts(&b, jwks_json);

@@ -10,6 +10,7 @@
  * the server, which starts its prober and pools before it listens.
  */
 #include "authsvc.h"
+#include "server.h"
 #include "../lib/log.h"
 
 #include <stdio.h>

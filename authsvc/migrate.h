@@ -14,4 +14,7 @@ struct as_migration {
 extern const struct as_migration as_migrations[];
 extern const unsigned as_migrations_count;
 
+/** `authsvc migrate`: applies what is missing. Returns the exit code. */
+int as_migrate_run(const char *database_url);
+
 #endif

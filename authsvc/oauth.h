@@ -1,7 +1,9 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * oauth.h: sign-in with Google or any OpenID Connect provider (oauth.c) and
- * the HTTP client it rides on (oauth_http.c: libcurl multi driven by the
+ * oauth.h: sign-in with Google or any OpenID Connect provider
+ * (oauth_provider.c, oauth_identity.c, oauth_flow.c; their private header is
+ * oauth_int.h; the rows are accounts.c's as_account_link_oidc) and the HTTP
+ * client it rides on (oauth_http.c: libcurl multi driven by the
  * authsvc event loop, so a slow provider never holds a thread).
  *
  * A sign-in moves between threads like this:
@@ -24,6 +26,14 @@
 #include <stdint.h>
 
 struct event_base;
+struct as_job;
+struct as_worker;
+
+/** A job's next step on the loop thread (as_job.hop): set by
+ * as_server_to_loop, run and cleared by server.c's completion handler. */
+struct as_loop_hop {
+    void (*fn)(struct as_job *);
+};
 
 /* ---- HTTP client (oauth_http.c), loop thread only ---- */
 
@@ -56,7 +66,7 @@ void as_http_shutdown(void);
 int as_http_request(const char *url, const char *form, const char *bearer, as_http_cb cb,
                     void *arg);
 
-/* ---- providers and routes (oauth.c) ---- */
+/* ---- providers (oauth_provider.c) ---- */
 
 /** Reads and validates GOOGLE_*, OIDC_*, ALLOWED_DOMAINS (called by
  * as_config_load). Returns 0, or -1 after printing the variable. */
@@ -68,5 +78,10 @@ void as_oauth_start(struct event_base *base);
 /** Loop thread, after the worker pool is gone: answers every parked
  * sign-in with 503 and shuts the HTTP client down. */
 void as_oauth_stop(void);
+
+/* ---- routes (worker threads; job.h contract) ---- */
+bool as_route_sign_in_social(struct as_job *job, struct as_worker *w);
+bool as_route_oauth_callback(struct as_job *job, struct as_worker *w);
+bool as_route_oauth_error_page(struct as_job *job, struct as_worker *w);
 
 #endif

@@ -4,14 +4,17 @@
  * BETTER_AUTH_TRUSTED_ORIGINS), and the two checks that use them on every
  * state-changing request (better-auth-compat.md §5): the Origin/Referer of a
  * cookie-bearing request, and every redirect target in the body or query
- * (callbackURL, redirectTo, errorCallbackURL, newUserCallbackURL). CORS in
- * server.c asks as_origin_trusted too.
+ * (callbackURL, redirectTo, errorCallbackURL, newUserCallbackURL); and CORS:
+ * the answer to a preflight and the Access-Control-* headers of every answer
+ * to a trusted Origin.
  *
  * URLs are read as a browser reads them (lib/url.c), so the host checked is
  * the host a browser goes to; only http and https URLs and safe root-relative
  * paths are redirect targets, whatever the patterns say.
  */
 #include "authsvc.h"
+#include "origin.h"
+#include "job.h"
 #include "../lib/url.h"
 
 #include <stdio.h>
@@ -211,4 +214,30 @@ bool as_redirects_check(struct as_job *job)
     if (body)
         yajl_tree_free(body);
     return ok;
+}
+
+/* ---- CORS (loop thread) ---- */
+
+void as_cors_preflight(struct as_job *job)
+{
+    job->status = 204;
+    job->out_empty = true;
+    const char *origin = as_header(job, "Origin");
+    if (origin && as_origin_trusted(origin, strlen(origin))) {
+        as_add_header(job, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+        const char *rh = as_header(job, "Access-Control-Request-Headers");
+        as_add_header(job, "Access-Control-Allow-Headers",
+                      rh ? rh : "Content-Type, Authorization");
+        as_add_header(job, "Access-Control-Max-Age", "600");
+    }
+}
+
+void as_cors_add(struct evkeyvalq *oh, const struct as_job *job)
+{
+    const char *origin = as_header(job, "Origin");
+    if (origin == NULL || !as_origin_trusted(origin, strlen(origin)))
+        return;
+    evhttp_add_header(oh, "Access-Control-Allow-Origin", origin);
+    evhttp_add_header(oh, "Access-Control-Allow-Credentials", "true");
+    evhttp_add_header(oh, "Vary", "Origin");
 }

@@ -6,6 +6,8 @@
  * so a sign-in storm costs bounded memory and leaves the loop free.
  */
 #include "authsvc.h"
+#include "pwpool.h"
+#include "job.h"
 #include "../lib/log.h"
 #include "../lib/workq.h"
 
@@ -20,28 +22,43 @@ static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER; /* guards pool */
 static void pw_run(void *item, void *tctx)
 {
     struct as_job *job = item;
-    job->pw_failed = false;
-    if (job->pw_op == AS_PW_HASH) {
-        job->pw_failed = pc_password_hash(job->pw, job->pw_len, job->pw_out) != 0;
+    struct as_pw_req *p = &job->pw;
+    p->failed = false;
+    if (p->op == AS_PW_HASH) {
+        p->failed = pc_password_hash(p->pw, p->len, p->out) != 0;
     } else {
-        job->pw_match = pc_password_verify(job->pw, job->pw_len, job->pw_stored);
+        p->match = pc_password_verify(p->pw, p->len, p->stored);
     }
-    pc_wipe(job->pw, job->pw_len);
-    free(job->pw);
-    job->pw = NULL;
-    job->pw_len = 0;
+    pc_wipe(p->pw, p->len);
+    free(p->pw);
+    p->pw = NULL;
+    p->len = 0;
     as_server_resume(job);
 }
 
-int as_pw_submit(struct as_job *job, enum as_pw_op op, char *pw, size_t n, as_handler then)
+void as_pw_req_clear(struct as_pw_req *p)
 {
-    if (job->pw) {
-        pc_wipe(job->pw, job->pw_len);
-        free(job->pw);
+    if (p->pw) {
+        pc_wipe(p->pw, p->len);
+        free(p->pw);
+        p->pw = NULL;
+        p->len = 0;
     }
-    job->pw_op = op;
-    job->pw = pw;
-    job->pw_len = n;
+    pc_wipe(p->stored, sizeof p->stored);
+    pc_wipe(p->out, sizeof p->out);
+}
+
+int as_pw_submit(struct as_job *job, enum as_pw_op op, char *pw, size_t n,
+                 bool (*then)(struct as_job *, struct as_worker *))
+{
+    struct as_pw_req *p = &job->pw;
+    if (p->pw) {
+        pc_wipe(p->pw, p->len);
+        free(p->pw);
+    }
+    p->op = op;
+    p->pw = pw;
+    p->len = n;
     job->handler = then;
     pthread_mutex_lock(&pool_mu);
     int rc = pool ? pc_workq_push(pool, job) : -1;
@@ -49,8 +66,8 @@ int as_pw_submit(struct as_job *job, enum as_pw_op op, char *pw, size_t n, as_ha
     if (rc != 0) {
         /* refused: pw stays the caller's */
         job->handler = NULL;
-        job->pw = NULL;
-        job->pw_len = 0;
+        p->pw = NULL;
+        p->len = 0;
     }
     return rc;
 }

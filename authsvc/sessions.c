@@ -12,8 +12,16 @@
  *   revocation  PostgreSQL first (whose trigger logs it, migration 0005),
  *               then DEL and PUBLISH in Redis; what Redis missed the
  *               listener relays from the log (listener.c)
+ *   service     as_session_lookup_token: a token a service hands to
+ *               /api/internal/validate (internal.c), by the same rules
+ *
+ * Every reading of a session token and every session query lives here, so
+ * the file runs a little past 700 lines.
  */
 #include "authsvc.h"
+#include "sessions.h"
+#include "job.h"
+#include "../lib/ba_schema.h"
 #include "../lib/bearer.h"
 #include "../lib/revmsg.h"
 #include "../lib/cookie.h"
@@ -408,7 +416,7 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
         return AS_LOOKUP_NONE;
     const char *params[] = {tok};
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT " SESSION_COLS ", " USER_COLS
+                               "SELECT " SESSION_COLS ", " PC_BA_USER_COLS
                                " FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\""
                                " WHERE s.\"token\" = $1",
                                1, params);
@@ -476,7 +484,7 @@ bool as_require_session(struct as_job *job, struct as_worker *w, struct as_sessi
     case AS_LOOKUP_OK:
         return true;
     case AS_LOOKUP_UNAVAILABLE:
-        as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        as_fail_db(job);
         return false;
     default:
         as_error(job, 401, "UNAUTHORIZED", "Unauthorized");
@@ -492,7 +500,7 @@ bool as_route_get_session(struct as_job *job, struct as_worker *w)
     struct as_user u = {0};
     enum as_lookup lk = as_session_resolve(job, w, &s, &u);
     if (lk == AS_LOOKUP_UNAVAILABLE)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     as_add_header(job, "Pragma", "no-cache");
     struct pc_buf b = {0};
     if (lk == AS_LOOKUP_NONE) {
@@ -538,7 +546,7 @@ bool as_route_list_sessions(struct as_job *job, struct as_worker *w)
     if (!pc_db_ok(res)) {
         if (res)
             PQclear(res);
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     }
     struct pc_buf b = {0};
     struct pc_jw jw = {.b = &b};
@@ -574,7 +582,7 @@ bool as_route_sign_out(struct as_job *job, struct as_worker *w)
         if (res)
             PQclear(res);
         pc_wipe(tok, sizeof tok);
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     }
     PQclear(res);
     char *t = tok;
@@ -627,7 +635,7 @@ bool as_route_revoke_session(struct as_job *job, struct as_worker *w)
     as_session_free(&s);
     as_user_free(&u);
     if (!ok)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     return reply_status_true(job);
 }
 
@@ -645,7 +653,7 @@ static bool revoke_many(struct as_job *job, struct as_worker *w, bool keep_curre
     as_session_free(&s);
     as_user_free(&u);
     if (rc != 0)
-        return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");
+        return as_fail_db(job);
     if (!keep_current)
         as_session_clear_cookies(job);
     return reply_status_true(job);
@@ -659,4 +667,75 @@ bool as_route_revoke_sessions(struct as_job *job, struct as_worker *w)
 bool as_route_revoke_other_sessions(struct as_job *job, struct as_worker *w)
 {
     return revoke_many(job, w, true);
+}
+
+/* ---- a token handed in by a service (/api/internal/validate) ---- */
+
+void as_token_session_free(struct as_token_session *t)
+{
+    free(t->id);
+    free(t->user_id);
+    memset(t, 0, sizeof *t);
+}
+
+enum as_token_lookup as_session_lookup_token(struct as_worker *w, const char *in,
+                                             struct as_token_session *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = strlen(in);
+    /* lib/bearer.c: read as the gateway and a Bearer header are */
+    enum pc_bearer_kind kind = pc_bearer_classify(in, n, as_cfg.bearer_require_sig);
+    if (kind == PC_BEARER_JWT)
+        return AS_TOKEN_JWT;
+    char tok[TOKEN_MAX];
+    bool ok = false;
+    if (kind == PC_BEARER_SESSION_RAW) {
+        ok = true;
+        memcpy(tok, in, n + 1);
+    } else if (kind == PC_BEARER_SESSION_SIGNED) {
+        char *dec = strchr(in, '%') ? pc_url_decode(in, n) : pc_xstrndup(in, n);
+        ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_TOLERANT, tok,
+                                     sizeof tok);
+        if (dec) {
+            pc_wipe(dec, strlen(dec));
+            free(dec);
+        }
+    }
+    if (!ok)
+        return AS_TOKEN_INVALID;
+    const char *params[] = {tok};
+    PGresult *res = pc_db_exec(&w->db,
+                               PC_BA_SQL_SESSION_VALIDATE,
+                               1, params);
+    as_health_note_pg(res != NULL);
+    enum as_token_lookup rc;
+    if (!pc_db_ok(res)) {
+        rc = AS_TOKEN_UNAVAILABLE;
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        rc = AS_TOKEN_INVALID;
+        goto out;
+    }
+    out->id = pc_xstrdup(PQgetvalue(res, 0, 0));
+    out->user_id = pc_xstrdup(PQgetvalue(res, 0, 1));
+    out->expires_at = pc_db_ms(PQgetvalue(res, 0, 2));
+    rc = AS_TOKEN_OK;
+    if (out->expires_at < pc_now_ms()) {
+        /* As a session lookup does: the row goes, and so does every cache. */
+        const char *dp[] = {out->id};
+        PGresult *d = pc_db_exec(&w->db, "DELETE FROM \"session\" WHERE \"id\" = $1", 1, dp);
+        if (pc_db_ok(d)) {
+            char *t = tok;
+            as_revoke_tokens(w, &t, 1);
+        }
+        if (d)
+            PQclear(d);
+        rc = AS_TOKEN_EXPIRED;
+    }
+out:
+    if (res)
+        PQclear(res);
+    pc_wipe(tok, sizeof tok);
+    return rc;
 }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Fails when an #include points the wrong way (run by `make test`):
 #   lib/          includes only lib/ (it knows no program)
-#   authsvc/      includes lib/ and itself, never gateway/
+#   authsvc/      includes lib/ and itself, never gateway/; a file that
+#                 defines a route handler includes job.h, and only the loop
+#                 (server.c, routes.c, main.c) includes server.h or routes.h
 #   gateway/      includes lib/ and itself, never authsvc/, in layers:
 #                 lib <- types.h <- module headers (cache, store, jwt, limits,
 #                 feed, metrics, proxy, ...) <- request.h <- stages.h <-
@@ -91,6 +93,23 @@ done
 check "request.h sits on types.h" '^types\.h$' gateway/request.h
 check "stages.h sits on request.h" '^request\.h$' gateway/stages.h
 [ -f gateway/gateway.h ] && say "gateway/gateway.h is back: add to a module header instead"
+
+# authsvc: handlers see the job API, never the server's internals
+for f in authsvc/*.c; do
+    case "$f" in authsvc/server.c|authsvc/routes.c|authsvc/main.c) ;;
+    *)
+        for hit in $(includes "$f"); do
+            case "${hit##*:}" in
+                server.h|routes.h) say "authsvc: ${hit%:*} includes the loop's \"${hit##*:}\"" ;;
+            esac
+        done ;;
+    esac
+    if grep -q '^bool as_route_' "$f" && ! includes "$f" | grep -q ':job\.h$'; then
+        say "authsvc: $f defines a route handler but does not include \"job.h\""
+    fi
+done
+grep -Eq '#[[:space:]]*include[[:space:]]*"(server|routes)\.h"' authsvc/authsvc.h &&
+    say "authsvc: authsvc.h includes the loop's headers"
 
 if [ "$bad" -gt 0 ]; then
     echo "layers: $bad include(s) point the wrong way"

@@ -1,0 +1,75 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * routes.c: every path authsvc answers, with the handler that answers it
+ * (a worker handler, or a loop-thread answer that needs no I/O) and whether
+ * the sign-in/sign-up rate limit applies. The index of a row is its route
+ * number in the metrics.
+ */
+#include "routes.h"
+#include "accounts.h"
+#include "apikeys.h"
+#include "jwt.h"
+#include "oauth.h"
+#include "sessions.h"
+
+#include <string.h>
+#include <event2/http.h>
+
+const struct as_route as_routes[] = {
+    {EVHTTP_REQ_POST, "/api/auth/sign-up/email", as_route_sign_up, R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/sign-in/email", as_route_sign_in, R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/sign-out", as_route_sign_out, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/get-session", as_route_get_session, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/list-sessions", as_route_list_sessions, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/revoke-session", as_route_revoke_session, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/revoke-sessions", as_route_revoke_sessions, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/revoke-other-sessions", as_route_revoke_other_sessions, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/update-user", as_route_update_user, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/change-password", as_route_change_password, R_LIMITED,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/api-key/create", as_route_apikey_create, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/api-key/get", as_route_apikey_get, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/api-key/update", as_route_apikey_update, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/api-key/delete", as_route_apikey_delete, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/api-key/list", as_route_apikey_list, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/internal/api-key/create", as_route_internal_apikey_create, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/internal/api-key/update", as_route_internal_apikey_update, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/internal/validate", as_route_internal_validate, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/token", as_route_token, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/jwks", as_route_jwks, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/.well-known/jwks.json", as_route_jwks, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/sign-in/social", as_route_sign_in_social, R_LIMITED,
+     LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/callback/", as_route_oauth_callback, R_PREFIX, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/callback/", as_route_oauth_callback, R_PREFIX, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/error", as_route_oauth_error_page, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/ok", NULL, R_LOOP, LOOP_OK},
+    {EVHTTP_REQ_GET, "/health", NULL, R_LOOP, LOOP_HEALTH},
+    {EVHTTP_REQ_GET, "/live", NULL, R_LOOP, LOOP_LIVE},
+    {EVHTTP_REQ_GET, "/ready", NULL, R_LOOP, LOOP_READY},
+    {EVHTTP_REQ_GET, "/metrics", NULL, R_LOOP, LOOP_METRICS},
+};
+
+const size_t as_nroutes = PC_ARRAY_LEN(as_routes);
+
+const struct as_route *as_route_match(int method, const char *path, int *index)
+{
+    const struct as_route *r = NULL;
+    *index = -1;
+    for (size_t i = 0; i < as_nroutes; i++) {
+        size_t plen = strlen(as_routes[i].path);
+        bool match = (as_routes[i].flags & R_PREFIX)
+                         ? strncmp(as_routes[i].path, path, plen) == 0 && path[plen] &&
+                               strchr(path + plen, '/') == NULL
+                         : strcmp(as_routes[i].path, path) == 0;
+        if (!match)
+            continue;
+        *index = (int)i;
+        if (as_routes[i].method == method)
+            r = &as_routes[i];
+    }
+    return r;
+}
