@@ -5,6 +5,7 @@
  * validated at start; a bad one stops the program with the variable's name.
  */
 #include "authsvc.h"
+#include "../lib/conf_common.h"
 #include "oauth.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
@@ -14,17 +15,6 @@
 #include <string.h>
 
 struct as_config as_cfg;
-
-static int check_prefix(const char *v, const char **err)
-{
-    for (const char *p = v; *p; p++) {
-        if (*p == ' ' || *p < 0x21 || *p > 0x7e) {
-            *err = "must be printable ASCII without spaces";
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* Better Auth's API key prefix rule: ^[a-zA-Z0-9_-]+$, 1 to 32 characters. */
 static int check_apikey_prefix(const char *v, const char **err)
@@ -100,10 +90,8 @@ static const struct pc_conf_item table[] = {
     {"TRUSTED_PROXIES", PC_CONF_STR, &as_cfg.trusted_proxies_s, "", 0, 0, 0, check_proxies,
      "addresses or networks (10.0.0.0/8, fd00::/8) of proxies in front of authsvc whose "
      "IP_ADDRESS_HEADER is believed; empty: none, the client is the TCP peer"},
-    {"REDIS_PREFIX", PC_CONF_STR, &as_cfg.redis_prefix, "pc:", 0, 0, 0, check_prefix,
-     "namespace of every Redis key"},
-    {"REVOCATION_CHANNEL", PC_CONF_STR, &as_cfg.revocation_channel, "pc:revoked", 0, 0, 0,
-     check_prefix, "Redis pub/sub channel announcing revoked credential hashes"},
+    PC_CONF_ROW_REDIS_PREFIX(&as_cfg.redis_prefix),
+    PC_CONF_ROW_REVOCATION_CHANNEL(&as_cfg.revocation_channel),
     INT_ITEM("REVOCATION_LOG_KEEP", revocation_log_keep, "0", 0, 31536000,
              "seconds a revocation stays in the log (0: SESSION_EXPIRES_IN + 1 h + 5 min)"),
     {"AUTHSVC_LOG", PC_CONF_STR, &as_cfg.log_path, "", 0, 0, 0, NULL,
