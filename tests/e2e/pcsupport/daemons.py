@@ -260,6 +260,11 @@ class Upstream:
                            stderr=self.stderr_path, name="demo-upstream")
         wait_port(self.port, 10, self.proc, "demo-upstream")
 
+    @property
+    def argv(self) -> list:
+        """The command line it runs with (the benches print it)."""
+        return self.proc.argv
+
     def stop(self):
         return self.proc.stop(signal.SIGTERM, timeout=5)
 
