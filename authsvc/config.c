@@ -51,16 +51,6 @@ static int check_header_name(const char *v, const char **err)
     return 0;
 }
 
-static int check_proxies(const char *v, const char **err)
-{
-    struct pc_cidr *l;
-    size_t n;
-    if (pc_cidr_list_parse(v, &l, &n, err) != 0)
-        return -1;
-    free(l);
-    return 0;
-}
-
 #define INT_ITEM(n, var, def, lo, hi, help) \
     {n, PC_CONF_INT, &as_cfg.var, def, lo, hi, 0, NULL, help}
 
@@ -87,7 +77,8 @@ static const struct pc_conf_item table[] = {
      check_header_name,
      "header naming the client IP, believed only from TRUSTED_PROXIES (X-Forwarded-For "
      "rules: the right-most address that is not a trusted proxy); empty: the TCP peer"},
-    {"TRUSTED_PROXIES", PC_CONF_STR, &as_cfg.trusted_proxies_s, "", 0, 0, 0, check_proxies,
+    {"TRUSTED_PROXIES", PC_CONF_STR, &as_cfg.trusted_proxies_s, "", 0, 0, 0,
+     pc_conf_check_cidr_list,
      "addresses or networks (10.0.0.0/8, fd00::/8) of proxies in front of authsvc whose "
      "IP_ADDRESS_HEADER is believed; empty: none, the client is the TCP peer"},
     PC_CONF_ROW_REDIS_PREFIX(&as_cfg.redis_prefix),

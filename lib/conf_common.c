@@ -4,6 +4,7 @@
  * rows both programs read (see conf_common.h).
  */
 #include "conf_common.h"
+#include "netaddr.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -36,6 +37,16 @@ int pc_conf_check_redis_prefix(const char *v, const char **err)
 int pc_conf_check_redis_channel(const char *v, const char **err)
 {
     return check_redis_name(v, PC_REDIS_CHANNEL_MAX, "must be at most 128 characters", err);
+}
+
+int pc_conf_check_cidr_list(const char *v, const char **err)
+{
+    struct pc_cidr *l;
+    size_t n;
+    if (pc_cidr_list_parse(v, &l, &n, err) != 0)
+        return -1;
+    free(l);
+    return 0;
 }
 
 bool pc_conf_secure_cookies(const char *base_url)

@@ -30,6 +30,9 @@
 int pc_conf_check_redis_prefix(const char *v, const char **err);
 /** REVOCATION_CHANNEL: printable ASCII without spaces, at most PC_REDIS_CHANNEL_MAX. */
 int pc_conf_check_redis_channel(const char *v, const char **err);
+/** TRUSTED_PROXIES (each program words its own row): a CIDR list as
+ * lib/netaddr.h's pc_cidr_list_parse reads it. */
+int pc_conf_check_cidr_list(const char *v, const char **err);
 
 /* ---- the rows ---- */
 

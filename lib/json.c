@@ -6,6 +6,8 @@
  */
 #include "json.h"
 
+#include <yajl/yajl_parse.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +221,38 @@ yajl_val pc_json_parse(const char *s, size_t n)
     pc_wipe(copy, n);
     free(copy);
     return v;
+}
+
+void pc_json_explain(const char *s, size_t n, char *out, size_t outsz)
+{
+    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+    yajl_status st = yajl_parse(h, (const unsigned char *)s, n);
+    /* yajl counts the byte it stopped at as consumed */
+    size_t at = yajl_get_bytes_consumed(h);
+    at -= at > 0;
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+        at = n; /* what is wrong is that it stops here */
+    }
+    yajl_free(h);
+    if (st == yajl_status_ok) {
+        snprintf(out, outsz, "not JSON as read here: nesting deeper than %d, a \\u0000 escape "
+                             "or a NUL byte", PC_JSON_MAX_DEPTH);
+        return;
+    }
+    if (at > n)
+        at = n;
+    unsigned line = 1, col = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (s[i] == '\n') {
+            line++;
+            col = 1;
+        } else if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            col++;  /* columns count characters, not UTF-8 continuation bytes */
+        }
+    }
+    snprintf(out, outsz, "JSON syntax error at line %u, column %u%s", line, col,
+             at >= n ? " (the text ends too soon)" : "");
 }
 
 yajl_val pc_json_get(yajl_val obj, const char *key)

@@ -53,6 +53,11 @@ void pc_json_quote(struct pc_buf *b, const char *s, size_t n);
  * UTF-8; every string in the tree is well-formed UTF-8. */
 yajl_val pc_json_parse(const char *s, size_t n);
 
+/** Why pc_json_parse refused s (n bytes), for a person fixing a file: the
+ * line and column (1-based) where the syntax breaks, or which of the extra
+ * rules it broke. Writes a sentence to out. */
+void pc_json_explain(const char *s, size_t n, char *out, size_t outsz);
+
 /** The value of key in object obj (last occurrence, as JSON.parse keeps), or NULL when obj is
  * not an object or has no such key. */
 yajl_val pc_json_get(yajl_val obj, const char *key);
