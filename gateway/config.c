@@ -19,6 +19,7 @@
 #include "../lib/conf.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "../lib/netaddr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,11 @@ static const struct pc_conf_item table[] = {
      check_header_name,
      "the original host's header; empty: nginx X-Original-Host, traefik X-Forwarded-Host "
      "(envoy: Host)"},
+    {"TRUSTED_PROXIES", PC_CONF_STR, &gw_cfg.trusted_proxies_s, "", 0, 0, 0,
+     pc_conf_check_cidr_list,
+     "addresses or networks (10.0.0.0/8, fd00::/8) of proxies in front of the gateway: from "
+     "them X-Forwarded-For is appended to and X-Forwarded-Proto/-Host/-Prefix kept; from "
+     "anyone else they are replaced. Empty: nobody"},
     {"GATEWAY_ACCESS_LOG", PC_CONF_BOOL, &gw_cfg.access_log, "true", 0, 0, 0, NULL,
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
@@ -234,8 +240,103 @@ static int add_upstream(const char *url, char *err, size_t errsz)
     return 0;
 }
 
+/* Every key of object o must be one of known (NULL-terminated) and appear
+ * once: a typo or a key given twice is a start-up error, not a silent
+ * default. where is "routes[3]" or "jwt_issuers[0]" ("" for the top). */
+static int check_keys(yajl_val o, const char *const *known, const char *where, char *err,
+                      size_t errsz)
+{
+    const char *dot = where[0] ? "." : "";
+    for (size_t k = 0; k < o->u.object.len; k++) {
+        const char *key = o->u.object.keys[k];
+        size_t j = 0;
+        while (known[j] && strcmp(known[j], key) != 0)
+            j++;
+        if (known[j] == NULL) {
+            snprintf(err, errsz, "%s%s%.80s: unknown key", where, dot, key);
+            return -1;
+        }
+        for (size_t m = 0; m < k; m++)
+            if (strcmp(o->u.object.keys[m], key) == 0) {
+                snprintf(err, errsz, "%s%s%s: given twice", where, dot, key);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+/* A route's "hosts": exact names or "*.example.com", stored lower case,
+ * the wildcard as its suffix ".example.com". */
+static int parse_hosts(yajl_val v, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0) {
+        snprintf(err, errsz, "routes[%zu].hosts: must be a non-empty array of host names", i);
+        return -1;
+    }
+    out->hosts = pc_xcalloc(v->u.array.len, sizeof *out->hosts);
+    for (size_t k = 0; k < v->u.array.len; k++) {
+        yajl_val h = v->u.array.values[k];
+        const char *s = YAJL_IS_STRING(h) ? h->u.string : "";
+        const char *name = pc_starts_with(s, "*.") ? s + 1 : s;
+        size_t n = strlen(name);
+        bool ok = n > 0 && n < 254 && name[n - 1] != '.' && (name[0] != '.' || n > 1);
+        for (size_t c = name[0] == '.'; ok && c < n; c++) {
+            unsigned char ch = (unsigned char)name[c];
+            ok = ch == '.' || ch == '-' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                 (ch >= 'A' && ch <= 'Z');
+        }
+        if (!ok) {
+            snprintf(err, errsz, "routes[%zu].hosts[%zu]: must be a host name (letters, digits, "
+                                 "'-', '.') or \"*.\" and one; no port", i, k);
+            return -1;
+        }
+        out->hosts[k] = pc_xstrdup(name);
+        for (char *c = out->hosts[k]; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        out->nhosts++;
+    }
+    return 0;
+}
+
+/* A route's "methods": upper-case tokens such as "GET". */
+static int parse_methods(yajl_val v, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0) {
+        snprintf(err, errsz, "routes[%zu].methods: must be a non-empty array such as [\"GET\"]", i);
+        return -1;
+    }
+    out->methods = pc_xcalloc(v->u.array.len, sizeof *out->methods);
+    for (size_t k = 0; k < v->u.array.len; k++) {
+        yajl_val m = v->u.array.values[k];
+        const char *s = YAJL_IS_STRING(m) ? m->u.string : "";
+        size_t n = strlen(s);
+        if (n == 0 || n > 16 || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != n) {
+            snprintf(err, errsz, "routes[%zu].methods[%zu]: must be an upper-case method such "
+                                 "as \"GET\"", i, k);
+            return -1;
+        }
+        out->methods[k] = pc_xstrdup(s);
+        out->nmethods++;
+    }
+    return 0;
+}
+
+static int parse_bool(yajl_val v, size_t i, const char *key, bool *out, char *err, size_t errsz)
+{
+    if (v != NULL && !YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v)) {
+        snprintf(err, errsz, "routes[%zu].%s: must be true or false", i, key);
+        return -1;
+    }
+    *out = YAJL_IS_TRUE(v);
+    return 0;
+}
+
 static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
 {
+    static const char *const keys[] = {"prefix", "upstream", "auth", "permissions",
+                                       "forward_cookies", "upstream_jwt", "strip_prefix",
+                                       "hosts", "methods", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -245,6 +346,10 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         snprintf(err, errsz, "routes[%zu]: must be an object", i);
         return -1;
     }
+    char where[32];
+    snprintf(where, sizeof where, "routes[%zu]", i);
+    if (check_keys(r, keys, where, err, errsz) != 0)
+        return -1;
     if (!YAJL_IS_STRING(prefix) || prefix->u.string[0] != '/') {
         snprintf(err, errsz, "routes[%zu].prefix: must be a path starting with /", i);
         return -1;
@@ -323,11 +428,14 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
             }
         }
     }
-    if (fc != NULL && !YAJL_IS_TRUE(fc) && !YAJL_IS_FALSE(fc)) {
-        snprintf(err, errsz, "routes[%zu].forward_cookies: must be true or false", i);
+    if (parse_bool(fc, i, "forward_cookies", &out->forward_cookies, err, errsz) != 0 ||
+        parse_bool(pc_json_get(r, "strip_prefix"), i, "strip_prefix", &out->strip_prefix, err,
+                   errsz) != 0)
         return -1;
-    }
-    out->forward_cookies = YAJL_IS_TRUE(fc);
+    yajl_val hosts = pc_json_get(r, "hosts"), methods = pc_json_get(r, "methods");
+    if ((hosts && parse_hosts(hosts, i, out, err, errsz) != 0) ||
+        (methods && parse_methods(methods, i, out, err, errsz) != 0))
+        return -1;
     yajl_val uj = pc_json_get(r, "upstream_jwt");
     if (uj != NULL) {
         const char *m = YAJL_IS_STRING(uj) ? uj->u.string : "";
@@ -392,6 +500,15 @@ static int parse_issuers(yajl_val doc, char *err, size_t errsz)
     }
     for (size_t i = 0; i < list->u.array.len; i++) {
         yajl_val o = list->u.array.values[i];
+        static const char *const keys[] = {"issuer", "jwks_uri", "audiences", NULL};
+        char where[40];
+        snprintf(where, sizeof where, "jwt_issuers[%zu]", i);
+        if (!YAJL_IS_OBJECT(o)) {
+            snprintf(err, errsz, "%s: must be an object", where);
+            return -1;
+        }
+        if (check_keys(o, keys, where, err, errsz) != 0)
+            return -1;
         yajl_val iss = pc_json_get(o, "issuer"), ju = pc_json_get(o, "jwks_uri");
         yajl_val aud = pc_json_get(o, "audiences");
         const char *why;
@@ -428,6 +545,55 @@ static int parse_issuers(yajl_val doc, char *err, size_t errsz)
         add_issuer(iss->u.string, ju ? ju->u.string : NULL, auds, naud);
     }
     return 0;
+}
+
+/* Do lists a and b (na, nb strings) hold the same strings? */
+static bool same_set(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    for (size_t i = 0; i < na; i++) {
+        size_t j = 0;
+        while (j < nb && strcmp(a[i], b[j]) != 0)
+            j++;
+        if (j == nb)
+            return false;
+    }
+    for (size_t j = 0; j < nb; j++) {
+        size_t i = 0;
+        while (i < na && strcmp(a[i], b[j]) != 0)
+            i++;
+        if (i == na)
+            return false;
+    }
+    return true;
+}
+
+/* "/api" and "/api/" cover the same paths ("/api", "/api/..."): one prefix. */
+static bool same_prefix(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    na -= na > 1 && a[na - 1] == '/';
+    nb -= nb > 1 && b[nb - 1] == '/';
+    return na == nb && strncmp(a, b, na) == 0;
+}
+
+/* Two routes with one prefix, one hosts list and one methods list: the
+ * second could never be chosen. (Before sorting: i is the file's order.) */
+static bool duplicate_route(char *err, size_t errsz)
+{
+    for (size_t j = 1; j < gw_cfg.nroutes; j++) {
+        const struct gw_route *b = &gw_cfg.routes[j];
+        for (size_t i = 0; i < j; i++) {
+            const struct gw_route *a = &gw_cfg.routes[i];
+            if (same_prefix(a->prefix, b->prefix) &&
+                same_set(a->hosts, a->nhosts, b->hosts, b->nhosts) &&
+                same_set(a->methods, a->nmethods, b->methods, b->nmethods)) {
+                snprintf(err, errsz, "routes[%zu].prefix: routes[%zu] covers the same paths, "
+                                     "hosts and methods, so this route would never be chosen", j, i);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 static int cmp_routes(const void *a, const void *b)
@@ -469,7 +635,21 @@ static int load_routes(char *err, size_t errsz)
         return -1;
     }
     yajl_val doc = pc_json_parse(text, len);
+    if (doc == NULL) {
+        char why[160];
+        pc_json_explain(text, len, why, sizeof why);
+        snprintf(err, errsz, "GATEWAY_ROUTES: %s: %s", gw_cfg.routes_file, why);
+        free(text);
+        return -1;
+    }
     free(text);
+    static const char *const top_keys[] = {"routes", "jwt_issuers", NULL};
+    char why[400];
+    if (!YAJL_IS_OBJECT(doc) || check_keys(doc, top_keys, "", why, sizeof why) != 0) {
+        snprintf(err, errsz, "GATEWAY_ROUTES: %s", YAJL_IS_OBJECT(doc) ? why : "must be an object");
+        yajl_tree_free(doc);
+        return -1;
+    }
     yajl_val routes = pc_json_get(doc, "routes");
     if (!YAJL_IS_ARRAY(routes) || routes->u.array.len == 0) {
         snprintf(err, errsz, "GATEWAY_ROUTES: must be JSON {\"routes\": [ ... ]} with at least "
@@ -480,12 +660,16 @@ static int load_routes(char *err, size_t errsz)
     gw_cfg.nroutes = routes->u.array.len;
     gw_cfg.routes = pc_xcalloc(gw_cfg.nroutes, sizeof *gw_cfg.routes);
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
-        char why[400];
         if (parse_route(routes->u.array.values[i], i, &gw_cfg.routes[i], why, sizeof why) != 0) {
             snprintf(err, errsz, "GATEWAY_ROUTES: %s", why);
             yajl_tree_free(doc);
             return -1;
         }
+    }
+    if (duplicate_route(why, sizeof why)) {
+        snprintf(err, errsz, "GATEWAY_ROUTES: %s", why);
+        yajl_tree_free(doc);
+        return -1;
     }
     if (parse_issuers(doc, err, errsz) != 0) {
         yajl_tree_free(doc);
@@ -493,6 +677,7 @@ static int load_routes(char *err, size_t errsz)
     }
     yajl_tree_free(doc);
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
+        gw_cfg.routes_select |= gw_cfg.routes[i].nhosts || gw_cfg.routes[i].nmethods;
         gw_cfg.jwt_used |= (gw_cfg.routes[i].accept & GW_ACCEPT(GW_CRED_JWT)) != 0;
         gw_cfg.mint_used |= gw_cfg.routes[i].upstream_jwt != GW_UPJWT_NONE;
     }
@@ -567,6 +752,8 @@ int gw_config_load(void)
     }
     if (forward_auth_config() != 0)
         return -1;
+    if (pc_cidr_list_parse(gw_cfg.trusted_proxies_s, &gw_cfg.proxies, &gw_cfg.nproxies, &why) != 0)
+        return -1; /* the row's validator has said why */
     pc_conf_jwt_defaults(&gw_cfg.jwt_issuer, &gw_cfg.jwt_audience, gw_cfg.base_url);
     if (load_routes(err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
@@ -589,6 +776,12 @@ void gw_config_free(void)
             free(r->perms[k].actions);
         }
         free(r->perms);
+        for (size_t k = 0; k < r->nhosts; k++)
+            free(r->hosts[k]);
+        free(r->hosts);
+        for (size_t k = 0; k < r->nmethods; k++)
+            free(r->methods[k]);
+        free(r->methods);
     }
     free(gw_cfg.routes);
     for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
@@ -608,5 +801,6 @@ void gw_config_free(void)
     for (size_t i = 0; i < gw_cfg.nprefixes; i++)
         free(gw_cfg.prefixes[i]);
     free(gw_cfg.prefixes);
+    free(gw_cfg.proxies);
     pc_conf_free(table, PC_ARRAY_LEN(table));
 }

@@ -7,8 +7,9 @@
  *                Connection header names: never relayed, either way
  *   identity     X-User-Id, X-User-Email, X-Auth-Method, X-Session-Id,
  *                X-Api-Key-Id, X-Auth-JWT, X-Auth-Issuer, X-Request-Id,
- *                X-Forwarded-Proto, Host, Content-Length, Expect: only the
- *                gateway sets them; a client's are dropped
+ *                X-Forwarded-Proto, -Host, -Prefix, Host, Content-Length,
+ *                Expect: only the gateway sets them; a client's are dropped
+ *                (proxy.c keeps a trusted proxy's X-Forwarded-*)
  *   cookies      on routes with forward_cookies, the Cookie header minus
  *                Better Auth's own cookies; otherwise none
  *   ours         gw_identity_headers: the identity of the principal, for
@@ -52,7 +53,8 @@ bool gw_identity_header(const char *h, size_t n)
     static const struct hname names[] = {
         HN("X-User-Id"), HN("X-User-Email"), HN("X-Auth-Method"), HN("X-Session-Id"),
         HN("X-Api-Key-Id"), HN("X-Request-Id"), HN("X-Auth-JWT"), HN("X-Auth-Issuer"),
-        HN("X-Forwarded-Proto"), HN("Host"), HN("Content-Length"), HN("Expect")};
+        HN("X-Forwarded-Proto"), HN("X-Forwarded-Host"), HN("X-Forwarded-Prefix"), HN("Host"),
+        HN("Content-Length"), HN("Expect")};
     return name_in(h, n, names, PC_ARRAY_LEN(names));
 }
 

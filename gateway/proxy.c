@@ -4,11 +4,13 @@
  * and the answer back, over plain non-blocking sockets, on the worker's
  * pool (upstream.c), with the header policy of identity.c.
  *
- *   request   method, path (key segment removed, upstream base path added),
- *             query, body and end-to-end headers; hop-by-hop headers, the
- *             credential and any client-sent identity headers are dropped;
- *             X-User-Id, X-User-Email, X-Auth-Method, X-Session-Id or
- *             X-Api-Key-Id, X-Request-Id, X-Forwarded-For/-Proto are set.
+ *   request   method, path (key segment removed, or with strip_prefix all of
+ *             the prefix; upstream base path added), query, body and
+ *             end-to-end headers; hop-by-hop headers, the credential and any
+ *             client-sent identity headers are dropped; X-User-Id,
+ *             X-User-Email, X-Auth-Method, X-Session-Id or X-Api-Key-Id,
+ *             X-Request-Id, X-Forwarded-For/-Proto/-Host (and -Prefix) are
+ *             set, a TRUSTED_PROXIES peer's kept.
  *             The whole request goes out in one write.
  *   answer    parsed in place (lib/http.c) and relayed as it arrives: with
  *             the upstream's Content-Length when it has one, else chunked
@@ -31,6 +33,7 @@
 #include "upstream.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
+#include "../lib/netaddr.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -99,6 +102,42 @@ void gw_proxy_stop(struct gw_worker *w)
     w->pools = NULL;
 }
 
+/* X-Forwarded-For, -Proto, -Host and -Prefix. From a peer in
+ * TRUSTED_PROXIES what it says is kept (X-Forwarded-For appended to, a
+ * prefix it stripped put before ours); from anyone else it is replaced by
+ * what the gateway saw. xff: the request's X-Forwarded-For lines, joined. */
+static void forwarded_headers(struct gw_request *r, struct pc_buf *b, const struct pc_buf *xff)
+{
+    struct pc_addr peer;
+    bool trusted = gw_cfg.nproxies && pc_addr_parse(r->client_ip, strlen(r->client_ip), &peer) &&
+                   pc_cidr_list_contains(gw_cfg.proxies, gw_cfg.nproxies, &peer);
+    pc_buf_puts(b, "X-Forwarded-For: ");
+    if (trusted && xff->len) {
+        pc_buf_append(b, xff->data, xff->len);
+        pc_buf_append(b, ", ", 2);
+    }
+    pc_buf_puts(b, r->client_ip);
+    pc_buf_append(b, "\r\n", 2);
+    const char *proto = trusted ? gw_header(r, "X-Forwarded-Proto") : NULL;
+    if (proto == NULL || (strcasecmp(proto, "http") != 0 && strcasecmp(proto, "https") != 0))
+        proto = "http"; /* the gateway's own front is plain HTTP */
+    gw_hdr_append(b, "X-Forwarded-Proto", proto);
+    const char *host = trusted ? gw_header(r, "X-Forwarded-Host") : NULL;
+    if (host == NULL)
+        host = gw_header(r, "Host");
+    if (host && host[0])
+        gw_hdr_append(b, "X-Forwarded-Host", host);
+    const char *outer = trusted ? gw_header(r, "X-Forwarded-Prefix") : NULL;
+    if (outer || r->forwarded_prefix) {
+        pc_buf_puts(b, "X-Forwarded-Prefix: ");
+        if (outer)
+            pc_buf_append(b, outer, strlen(outer) - (outer[0] && outer[strlen(outer) - 1] == '/'));
+        if (r->forwarded_prefix)
+            pc_buf_puts(b, r->forwarded_prefix);
+        pc_buf_append(b, "\r\n", 2);
+    }
+}
+
 /* The request line, headers and body, as the upstream gets them. */
 static void build_request(struct gw_request *r, struct pc_buf *b)
 {
@@ -148,14 +187,9 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
         pc_buf_append(b, v, h->h[i].vlen);
         pc_buf_append(b, "\r\n", 2);
     }
-    pc_buf_puts(b, "X-Forwarded-For: ");
-    if (xff.len) {
-        pc_buf_append(b, xff.data, xff.len);
-        pc_buf_append(b, ", ", 2);
-    }
+    forwarded_headers(r, b, &xff);
     pc_buf_free(&xff);
-    pc_buf_puts(b, r->client_ip);
-    pc_buf_puts(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
+    pc_buf_puts(b, "X-Request-Id: ");
     pc_buf_puts(b, r->request_id);
     pc_buf_append(b, "\r\n", 2);
     gw_identity_headers(r, b);

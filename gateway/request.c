@@ -64,6 +64,7 @@ void gw_request_end(struct gw_request *r)
     free(r->path);
     free(r->query);
     free(r->upstream_path);
+    free(r->forwarded_prefix);
     free(r->upstream_jwt);
     free(r);
 }

@@ -13,6 +13,7 @@
 
 #include "../lib/http.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,52 +176,172 @@ bool gw_forward_auth_target(const char *path)
     return gw_cfg.fa_mode == GW_FA_ENVOY && strncmp(path, "/_auth/", 7) == 0;
 }
 
+/* ---- matching ---- */
+
+/* How many bytes of path a matching prefix p takes away with strip_prefix:
+ * all of it, but a trailing '/' stays, as the first byte of what is left. */
+static size_t strip_len(const char *p)
+{
+    size_t n = strlen(p);
+    return n - (p[n - 1] == '/');
+}
+
+/* One route's claim on a request, made without touching the request. */
+struct claim {
+    unsigned host;      /* 0 no hosts listed; 1 + suffix length for *.x; GW_HOST_EXACT */
+    size_t plen;        /* the prefix's length before any :apiKey */
+    bool method;        /* the route lists the method */
+    bool key;           /* the prefix has an :apiKey segment */
+    size_t seg, seglen; /* the :apiKey segment in the path */
+    size_t strip;       /* what strip_prefix removes from the path */
+};
+#define GW_HOST_EXACT 100000u
+
+/* The request's host as routing reads it: the original request's for
+ * forward auth, else Host; port, trailing dot and case dropped. */
+static void routing_host(const struct gw_request *r, char *out, size_t outsz)
+{
+    const char *h = r->fa_host[0] ? r->fa_host : gw_header(r, "Host");
+    size_t n = 0;
+    if (h) {
+        n = h[0] == '[' ? strcspn(h, "]") + (strchr(h, ']') != NULL) : strcspn(h, ":");
+        if (n > 0 && h[n - 1] == '.')
+            n--;
+    }
+    if (n >= outsz)
+        n = 0;  /* longer than a host name: matches no hosts list */
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)h[i]);
+    out[n] = '\0';
+}
+
+/* Does route rt take the request? Fills *c when it does. */
+static bool route_claims(const struct gw_route *rt, const char *path, const char *host,
+                         const char *method, struct claim *c)
+{
+    memset(c, 0, sizeof *c);
+    if (rt->nhosts) {
+        size_t hl = strlen(host);
+        for (size_t i = 0; i < rt->nhosts; i++) {
+            const char *want = rt->hosts[i];
+            size_t wl = strlen(want);
+            unsigned rank = 0;
+            if (want[0] != '.' && strcmp(want, host) == 0)
+                rank = GW_HOST_EXACT;
+            else if (want[0] == '.' && hl > wl && strcmp(host + hl - wl, want) == 0)
+                rank = 1 + (unsigned)wl;    /* *.example.com: one label or more before it */
+            if (rank > c->host)
+                c->host = rank;
+        }
+        if (c->host == 0)
+            return false;
+    }
+    if (rt->nmethods) {
+        for (size_t i = 0; i < rt->nmethods && !c->method; i++)
+            c->method = strcmp(rt->methods[i], method) == 0;
+        if (!c->method)
+            return false;
+    }
+    c->plen = strlen(rt->match);
+    if (!rt->key_in_path) {
+        if (!prefix_matches(rt->match, path))
+            return false;
+        c->strip = strip_len(rt->match);
+        return true;
+    }
+    if (strncmp(path, rt->match, c->plen) != 0)
+        return false;
+    c->key = true;
+    c->seg = c->plen;
+    c->seglen = strcspn(path + c->seg, "/");
+    if (c->seglen == 0)
+        return false;
+    /* the rest of the prefix ("/sub/" of "/v/:apiKey/sub/") must follow
+     * the key like any prefix */
+    const char *rest = path + c->seg + c->seglen;
+    if (rt->after_key && !prefix_matches(rt->after_key, rest))
+        return false;
+    c->strip = c->seg + c->seglen + (rt->after_key ? strip_len(rt->after_key) : 0);
+    return true;
+}
+
+/* Is claim a more specific than b? Host first (exact, then the longest
+ * wildcard, then none), then the longer prefix, then a listed method, then
+ * an :apiKey prefix over a plain one of the same length. */
+static bool claim_beats(const struct claim *a, const struct claim *b)
+{
+    if (a->host != b->host)
+        return a->host > b->host;
+    if (a->plen != b->plen)
+        return a->plen > b->plen;
+    if (a->method != b->method)
+        return a->method;
+    return a->key && !b->key;
+}
+
+/* Sets what the route stage hands on: r->route, the upstream path, the
+ * :apiKey segment, and what strip_prefix removed. */
+static void route_take(struct gw_request *r, const struct gw_route *rt, const struct claim *c)
+{
+    const char *path = r->path;
+    r->route = rt;
+    if (rt->strip_prefix) {
+        const char *rest = path + c->strip;
+        r->upstream_path = pc_xstrdup(rest[0] ? rest : "/");
+        if (c->strip > 0)
+            r->forwarded_prefix = pc_xstrndup(path, c->strip);
+    } else if (c->key) {
+        /* the part before the key + what follows it */
+        const char *rest = path + c->seg + c->seglen;
+        size_t before = c->seg > 1 ? c->seg - 1 : 0; /* drop the '/' before the key */
+        char *up = pc_xmalloc(before + strlen(rest) + 2);
+        memcpy(up, path, before);
+        strcpy(up + before, rest);
+        if (up[0] == '\0')
+            strcpy(up, "/");
+        r->upstream_path = up;
+    } else {
+        r->upstream_path = pc_xstrdup(path);
+    }
+    if (!c->key)
+        return;
+    /* A segment too long to be a key is still the route's key, and refused
+     * as one: no other credential stands in for it. */
+    r->src = GW_SRC_PATH;
+    if (c->seglen < GW_CRED_MAX) {
+        memcpy(r->cred, path + c->seg, c->seglen);
+        r->cred[c->seglen] = '\0';
+        r->cred_len = c->seglen;
+    } else {
+        r->cred[0] = '\0';
+        r->cred_len = 0;
+    }
+}
+
 const struct gw_route *gw_route_find(struct gw_request *r)
 {
+    char host[256] = "";
+    const char *method = r->fa_method[0] ? r->fa_method : r->method;
+    if (gw_cfg.routes_select)
+        routing_host(r, host, sizeof host);
+    const struct gw_route *best = NULL;
+    struct claim bc = {0}, c;
+    /* Sorted longest prefix first: without hosts or methods anywhere, the
+     * first claim is the most specific. */
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
         const struct gw_route *rt = &gw_cfg.routes[i];
-        if (rt->key_in_path) {
-            size_t n = strlen(rt->match);
-            if (strncmp(r->path, rt->match, n) != 0)
-                continue;
-            const char *seg = r->path + n;
-            size_t sl = strcspn(seg, "/");
-            if (sl == 0)
-                continue;
-            /* the rest of the prefix ("/sub/" of "/v/:apiKey/sub/") must
-             * follow the key like any prefix */
-            if (rt->after_key && !prefix_matches(rt->after_key, seg + sl))
-                continue;
-            r->route = rt;
-            /* upstream path: the part before the key + what follows it */
-            const char *rest = seg + sl;
-            size_t before = n > 1 ? n - 1 : 0; /* drop the '/' before the key */
-            char *up = pc_xmalloc(before + strlen(rest) + 2);
-            memcpy(up, r->path, before);
-            strcpy(up + before, rest);
-            if (up[0] == '\0')
-                strcpy(up, "/");
-            r->upstream_path = up;
-            /* A segment too long to be a key is still the route's key, and
-             * refused as one: no other credential stands in for it. */
-            r->src = GW_SRC_PATH;
-            if (sl < GW_CRED_MAX) {
-                memcpy(r->cred, seg, sl);
-                r->cred[sl] = '\0';
-                r->cred_len = sl;
-            } else {
-                r->cred[0] = '\0';
-                r->cred_len = 0;
-            }
-            return rt;
+        if (!route_claims(rt, r->path, host, method ? method : "", &c))
+            continue;
+        if (best == NULL || claim_beats(&c, &bc)) {
+            best = rt;
+            bc = c;
         }
-        if (prefix_matches(rt->match, r->path)) {
-            r->route = rt;
-            r->upstream_path = pc_xstrdup(r->path);
-            return rt;
-        }
+        if (!gw_cfg.routes_select)
+            break;
     }
-    return NULL;
+    if (best)
+        route_take(r, best, &bc);
+    return best;
 }
 
 bool gw_route_match(struct gw_request *r)

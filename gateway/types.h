@@ -116,6 +116,12 @@ struct gw_route {
     size_t nperms;
     bool forward_cookies;   /* pass the Cookie header (minus our cookies) upstream */
     enum gw_upstream_jwt upstream_jwt;  /* hand the upstream a JWT we sign */
+    bool strip_prefix;      /* send only what follows the prefix (X-Forwarded-Prefix: the rest) */
+    char **hosts;           /* "api.example.com" or ".example.com" (from "*.example.com"),
+                             * lower case; none: any host */
+    size_t nhosts;
+    char **methods;         /* "GET", ...; none: any method */
+    size_t nmethods;
 };
 
 /** Which forward-auth proxy the gateway answers /_auth for (route.c). */
@@ -165,6 +171,9 @@ struct gw_config {
     char *fa_uri_header;        /* FORWARD_AUTH_URI_HEADER ("": the proxy's) */
     char *fa_method_header;     /* FORWARD_AUTH_METHOD_HEADER */
     char *fa_host_header;       /* FORWARD_AUTH_HOST_HEADER */
+    char *trusted_proxies_s;    /* TRUSTED_PROXIES, as given */
+    struct pc_cidr *proxies;    /* ... parsed (lib/netaddr.h) */
+    size_t nproxies;
     char *jwt_issuer;           /* JWT_ISSUER: default issuer, and iss of minted JWTs */
     char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
     char *jwt_audience;         /* JWT_AUDIENCE */
@@ -183,6 +192,7 @@ struct gw_config {
     size_t nupstreams;
     struct gw_route *routes;    /* sorted by match length, longest first */
     size_t nroutes;
+    bool routes_select;         /* some route lists hosts or methods: score every match */
     struct gw_issuer *issuers;  /* JWT issuers */
     size_t nissuers;
     bool jwt_used;              /* some route accepts JWTs */
@@ -293,6 +303,7 @@ struct gw_request {
     char *path;                     /* path used for routing (no query) */
     char *query;                    /* raw query or NULL */
     char *upstream_path;            /* path sent upstream (key segment removed) */
+    char *forwarded_prefix;         /* strip_prefix: what was removed (X-Forwarded-Prefix) */
     enum gw_cred_kind kind;         /* what the credential is */
     enum gw_cred_src src;           /* where it was found */
     size_t cred_len;                /* length of cred */

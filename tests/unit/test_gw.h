@@ -103,8 +103,8 @@ struct gwt_req {
     char *buf;
 };
 
-/* "GET target HTTP/1.1", Host, then headers: lines separated by '\n'
- * (NULL: none). */
+/* "GET target HTTP/1.1", Host (unless headers has one), then headers:
+ * lines separated by '\n' (NULL: none). */
 static inline struct gwt_req *gwt_req_new(const char *target, const char *headers)
 {
     struct gwt_req *q = calloc(1, sizeof *q);
@@ -112,7 +112,10 @@ static inline struct gwt_req *gwt_req_new(const char *target, const char *header
     size_t cap = strlen(target) + (headers ? 2 * strlen(headers) : 0) + 64;
     q->buf = malloc(cap);
     assert_non_null(q->buf);
-    size_t n = (size_t)snprintf(q->buf, cap, "GET %s HTTP/1.1\r\nHost: unit\r\n", target);
+    bool own_host = headers && (strncasecmp(headers, "Host:", 5) == 0 ||
+                                strcasestr(headers, "\nHost:") != NULL);
+    size_t n = (size_t)snprintf(q->buf, cap, "GET %s HTTP/1.1\r\n%s", target,
+                                own_host ? "" : "Host: unit\r\n");
     for (const char *h = headers; h && *h;) {
         size_t l = strcspn(h, "\n");
         memcpy(q->buf + n, h, l);
@@ -140,6 +143,7 @@ static inline void gwt_req_free(struct gwt_req *q)
     free(q->r.path);
     free(q->r.query);
     free(q->r.upstream_path);
+    free(q->r.forwarded_prefix);
     free(q->buf);
     free(q);
 }

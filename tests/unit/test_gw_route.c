@@ -14,6 +14,8 @@
  *     (test_gw_identity.py), an empty one is no match (404)
  *   - a prefix is a prefix (docs/gateway.md "Routes file"): what follows
  *     :apiKey in it must be in the path too
+ *   - strip_prefix, hosts and methods, and which route is the most specific
+ *     (docs/gateway.md "Routes file")
  */
 #include "test_gw.h"
 
@@ -144,11 +146,99 @@ static void test_route_upstream_base(void **state)
     gwt_req_free(q);
 }
 
+/* ---- strip_prefix, hosts and methods (docs/gateway.md "Routes file") ----
+ * Each route has its own upstream port, so a row can name the route it
+ * expects even where prefixes repeat. */
+#define UPN(n) "\"upstream\": \"http://127.0.0.1:" #n "\""
+static const char select_json[] =
+    "{\"routes\": ["
+    "{\"prefix\": \"/opencode/:apiKey/\", " UPN(9001) ", \"auth\": [\"api_key\"],"
+    " \"strip_prefix\": true},"
+    "{\"prefix\": \"/app/\", \"upstream\": \"http://127.0.0.1:9002/app\", \"auth\": [\"none\"],"
+    " \"strip_prefix\": true},"
+    "{\"prefix\": \"/v/:apiKey/sub/\", " UPN(9003) ", \"auth\": [\"api_key\"], \"strip_prefix\": true},"
+    "{\"prefix\": \"/\", " UPN(9004) ", \"auth\": [\"none\"], \"hosts\": [\"API.example.com\"]},"
+    "{\"prefix\": \"/admin/\", " UPN(9005) ", \"auth\": [\"none\"]},"
+    "{\"prefix\": \"/admin/\", " UPN(9006) ", \"auth\": [\"none\"], \"hosts\": [\"*.example.com\"]},"
+    "{\"prefix\": \"/admin/\", " UPN(9007) ", \"auth\": [\"none\"], \"hosts\": [\"*.eu.example.com\"]},"
+    "{\"prefix\": \"/admin/\", " UPN(9008) ", \"auth\": [\"none\"], \"methods\": [\"POST\", \"PUT\"]},"
+    "{\"prefix\": \"/x/\", " UPN(9009) ", \"auth\": [\"none\"], \"hosts\": [\"*.example.com\"],"
+    " \"methods\": [\"GET\"]}"
+    "]}";
+
+static const struct select_case {
+    const char *method, *host, *path;
+    int want_port;              /* 0: no route */
+    const char *want_up;        /* path sent upstream (before the base path) */
+    const char *want_prefix;    /* X-Forwarded-Prefix; NULL: none */
+    const char *want_key;
+} select_cases[] = {
+    /* strip_prefix: what follows the prefix, from its '/' on */
+    {"GET", "unit", "/opencode/" KEY "/session/list", 9001, "/session/list", "/opencode/" KEY, KEY},
+    {"GET", "unit", "/opencode/" KEY "/", 9001, "/", "/opencode/" KEY, KEY},
+    {"GET", "unit", "/opencode/" KEY, 9001, "/", "/opencode/" KEY, KEY},
+    {"GET", "unit", "/app/foo/bar", 9002, "/foo/bar", "/app", NULL},
+    {"GET", "unit", "/app", 9002, "/", "/app", NULL},
+    {"GET", "unit", "/v/" KEY "/sub/x", 9003, "/x", "/v/" KEY "/sub", KEY},
+    /* hosts: exact beats wildcard beats none, before the prefix's length */
+    {"GET", "api.example.com", "/anything", 9004, "/anything", NULL, NULL},
+    {"GET", "API.Example.COM:8080", "/admin/x", 9004, "/admin/x", NULL, NULL},
+    {"GET", "api.example.com.", "/q", 9004, "/q", NULL, NULL},
+    {"GET", "b.example.com", "/admin/x", 9006, "/admin/x", NULL, NULL},
+    {"GET", "eu.example.com", "/admin/x", 9006, "/admin/x", NULL, NULL},
+    {"GET", "a.eu.example.com", "/admin/x", 9007, "/admin/x", NULL, NULL},
+    {"GET", "other.test", "/admin/x", 9005, "/admin/x", NULL, NULL},
+    {"GET", "example.com", "/admin/x", 9005, "/admin/x", NULL, NULL},
+    {"GET", "evil-example.com", "/admin/x", 9005, "/admin/x", NULL, NULL},
+    /* methods: a route that lists the method beats one that lists none */
+    {"POST", "other.test", "/admin/x", 9008, "/admin/x", NULL, NULL},
+    {"DELETE", "other.test", "/admin/x", 9005, "/admin/x", NULL, NULL},
+    {"POST", "b.example.com", "/admin/x", 9006, "/admin/x", NULL, NULL},
+    {"GET", "a.example.com", "/x/1", 9009, "/x/1", NULL, NULL},
+    {"POST", "a.example.com", "/x/1", 0, NULL, NULL, NULL},
+    {"GET", "example.com", "/x/1", 0, NULL, NULL, NULL},
+    {"GET", "unit", "/x/1", 0, NULL, NULL, NULL},
+};
+
+static void test_route_select(void **state)
+{
+    (void)state;
+    gwt_unload();
+    gwt_load(select_json, NULL);
+    int bad = 0;
+    for (size_t i = 0; i < PC_ARRAY_LEN(select_cases); i++) {
+        const struct select_case *c = &select_cases[i];
+        char hdr[300];
+        snprintf(hdr, sizeof hdr, "Host: %s", c->host);
+        struct gwt_req *q = gwt_req_new(c->path, hdr);
+        q->r.method = c->method;
+        const struct gw_route *rt = gw_route_find(&q->r);
+        int port = rt ? rt->upstream->port : 0;
+        const char *key = q->r.src == GW_SRC_PATH ? q->r.cred : NULL;
+        bool ok = port == c->want_port &&
+                  (rt == NULL || (str_is(q->r.upstream_path, c->want_up) &&
+                                  str_is(q->r.forwarded_prefix, c->want_prefix) &&
+                                  str_is(key, c->want_key)));
+        if (!ok) {
+            print_error("select case %zu %s %s %s: got port %d up %s prefix %s key %s\n", i,
+                        c->method, c->host, c->path, port,
+                        q->r.upstream_path ? q->r.upstream_path : "-",
+                        q->r.forwarded_prefix ? q->r.forwarded_prefix : "-", key ? key : "-");
+            bad++;
+        }
+        gwt_req_free(q);
+    }
+    gwt_unload();
+    gwt_load(routes_json, NULL);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_table),
         cmocka_unit_test(test_route_upstream_base),
+        cmocka_unit_test(test_route_select),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

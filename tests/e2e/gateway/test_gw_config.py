@@ -122,6 +122,17 @@ BAD_ROUTES = {
     "forward-cookies-not-bool": ({"prefix": "/b/", "upstream": "http://127.0.0.1:9", "auth": ["session"],
                                   "forward_cookies": "yes"}, ["routes[1].forward_cookies"]),
     "route-not-object": ("just a string", ["routes[1]"]),
+    # issue 16: typos and impossible routes are start-up errors, not silent defaults
+    "unknown-key": ({**GOOD_ROUTE, "prefix": "/b/", "strip_prefx": True},
+                    ["routes[1].strip_prefx: unknown key"]),
+    "strip-prefix-not-bool": ({**GOOD_ROUTE, "prefix": "/b/", "strip_prefix": "yes"},
+                              ["routes[1].strip_prefix"]),
+    "hosts-with-port": ({**GOOD_ROUTE, "prefix": "/b/", "hosts": ["a.test:8080"]}, ["routes[1].hosts[0]"]),
+    "hosts-empty": ({**GOOD_ROUTE, "prefix": "/b/", "hosts": []}, ["routes[1].hosts"]),
+    "hosts-bare-wildcard": ({**GOOD_ROUTE, "prefix": "/b/", "hosts": ["*"]}, ["routes[1].hosts[0]"]),
+    "methods-lower-case": ({**GOOD_ROUTE, "prefix": "/b/", "methods": ["get"]}, ["routes[1].methods[0]"]),
+    "duplicate-route": (GOOD_ROUTE, ["routes[1].prefix", "routes[0]"]),
+    "duplicate-route-slash": ({**GOOD_ROUTE, "prefix": "/a"}, ["routes[1].prefix", "routes[0]"]),
 }
 
 
@@ -130,6 +141,39 @@ def test_bad_route_is_named(tmp_path, label):
     route, needles = BAD_ROUTES[label]
     env = _env(tmp_path, {"routes": [GOOD_ROUTE, route]})
     _assert_config_error(_run(env), "GATEWAY_ROUTES", *needles)
+
+
+def test_same_prefix_on_other_hosts_or_methods_is_fine(gateway_factory, upstream):
+    r = {"prefix": "/a/", "upstream": upstream.url, "auth": ["none"]}
+    g = gateway_factory(route_table={"routes": [r, {**r, "hosts": ["a.test"]},
+                                                {**r, "methods": ["POST"]}]})
+    assert g.get("/a/x").status_code == 200
+
+
+@pytest.mark.parametrize("content,where", [
+    ('{"routes": [\n  {"prefix": "/a/", "upstream": "http://127.0.0.1:9", "auth": ["session"]}\n'
+     '  {"prefix": "/b/"}\n]}', "line 3, column 3"),
+    ('{"routes": [], "x": tru}', "line 1, column 23"),
+    ('{"routes": [\n', "line 2, column 1 (the text ends too soon)"),
+])
+def test_json_syntax_error_names_line_and_column(tmp_path, content, where):
+    err = _assert_config_error(_run(_env(tmp_path, content)), "GATEWAY_ROUTES", "line ")
+    assert f"JSON syntax error at {where}" in err, err
+
+
+def test_key_given_twice_is_named(tmp_path):
+    text = ('{"routes": [{"prefix": "/a/", "upstream": "http://127.0.0.1:9", "auth": ["session"],'
+            ' "auth": ["none"]}]}')
+    _assert_config_error(_run(_env(tmp_path, text)), "routes[0].auth: given twice")
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ({"routes": [GOOD_ROUTE], "jwt_issuer": []}, "jwt_issuer: unknown key"),
+    ({"routes": [GOOD_ROUTE], "jwt_issuers": [{"issuer": "http://127.0.0.1:9", "audience": "x"}]},
+     "jwt_issuers[0].audience: unknown key"),
+])
+def test_unknown_top_and_issuer_keys_are_named(tmp_path, doc, needle):
+    _assert_config_error(_run(_env(tmp_path, doc)), needle)
 
 
 def test_listen_address_in_use(tmp_path):
