@@ -20,10 +20,12 @@
  *             upstream that closes one is seen at once. A GET, HEAD or
  *             OPTIONS that finds a reused connection closed before any
  *             answer byte is retried once on a new one.
- *   failures  connection refused or broken, or a malformed answer: 502;
+ *   failures  connection refused or broken, or a malformed answer (an
+ *             HTTP/1.0 one with Transfer-Encoding among them): 502;
  *             nothing read for UPSTREAM_TIMEOUT: 504. After the answer has
  *             started, the client's connection is closed instead (a cut
- *             stream must not look complete).
+ *             stream must not look complete). A failed exchange's upstream
+ *             connection is closed, never pooled.
  */
 #include "stages.h"
 #include "proxy.h"
