@@ -1,8 +1,10 @@
 """The upstream side: down (502), slow beyond UPSTREAM_TIMEOUT=1 s (504), server-sent
 events streamed as they come, answers relayed with their status; HTTP/1.0 answers framed
-by hand (Transfer-Encoding is 502, until-close is relayed whole) (issue 23)."""
+by hand (Transfer-Encoding is 502, until-close is relayed whole), and a client that leaves
+before the answer cancels the upstream request (issue 23)."""
 
 import copy
+import json
 import socket
 import threading
 import time
@@ -135,8 +137,8 @@ def test_client_leaving_a_stream_cancels_it_upstream(ugw):
 class ScriptedUpstream:
     """An upstream on 127.0.0.1 that reads each request head and answers with the bytes
     ANSWERS names for the path's first segment after /scripted/ (then closes, or keeps
-    reading). For every connection it records the paths it read and when the gateway
-    closed it (recv() saw the end)."""
+    reading), or, for "hold", never answers. For every connection it records the paths
+    it read and when the gateway closed it (recv() saw the end)."""
 
     TE10 = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" \
            b"5\r\nhello\r\n0\r\n\r\n"
@@ -179,6 +181,8 @@ class ScriptedUpstream:
                         path = head.split(b" ", 2)[1].decode()
                         rec["paths"].append(path)
                         kind = path.split("/")[2].split("-")[0]
+                        if kind == "hold":
+                            continue
                         answer, close = self.ANSWERS[kind]
                         s.sendall(answer)
                         if close:
@@ -254,3 +258,35 @@ def test_http10_answer_until_close_is_relayed_whole(gateway_factory, routes, scr
     assert g.get("/scripted/ok-after-eof10").content == b"ok"
     assert g.stats()["upstream_errors"] == 0
 
+
+def test_client_closing_before_the_answer_cancels_the_upstream_request(gateway_factory, routes,
+                                                                       scripted):
+    """A client that closes while the gateway waits for the upstream's first answer byte
+    cancels the exchange: the upstream connection is closed within a second (not after
+    UPSTREAM_TIMEOUT=60 s) and its pool slot freed (one slot, three cancels), and the
+    gateway serves the next request on the same upstream."""
+    g = gateway_factory({"UPSTREAM_TIMEOUT": "60", "UPSTREAM_POOL": "1", "GATEWAY_WORKERS": "1"},
+                        _with_scripted(routes, scripted), name="gateway-hold")
+    before = g.stats()["upstream_cancels"]
+    for i in range(3):
+        t = f"hold-{i}-{time.monotonic_ns()}"
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+        s.sendall(f"GET /scripted/{t} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        H.wait_until(lambda: scripted.conn_of(t), timeout=3, interval=0.01,
+                     what=f"upstream read of {t}")
+        s.close()
+        took = _wait_closed(scripted, t, within=1.0)
+        assert took < 1.0, f"upstream connection closed {took:.2f}s after the client left"
+    H.wait_until(lambda: g.stats()["upstream_cancels"] - before == 3, timeout=2,
+                 what="three upstream cancels")
+
+    def logged():  # the access log's status for each: nothing was answered
+        lines = (json.loads(ln) for ln in g.log_path.read_text(errors="replace").splitlines()
+                 if "/scripted/hold-" in ln)
+        return [e["status"] for e in lines if e.get("path", "").startswith("/scripted/hold-")]
+    H.wait_until(lambda: len(logged()) == 3, timeout=2, what="three access log lines")
+    assert logged() == [499] * 3
+    for i in range(3):
+        r = g.get(f"/scripted/ok-after-hold-{i}", headers={"Connection": "close"})
+        assert (r.status_code, r.content) == (200, b"ok"), r.text[:300]
+    assert G.echo(g.get("/pub/after-hold"))["path"] == "/pub/after-hold"
