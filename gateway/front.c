@@ -724,9 +724,12 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             if (c->state == C_HEAD && c->head_start_us == 0)
                 c->head_start_us = c->last_io_us;
         } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            /* The client closed (or half-closed) its side. A request in
-             * progress still gets its answer written, unless it is a
-             * stream, which nobody will read. */
+            /* The client closed (or half-closed) its side. An exchange with
+             * the upstream is cancelled, whether or not its answer has
+             * started (nobody may read it, and the upstream connection
+             * should not wait for UPSTREAM_TIMEOUT); a half-closed client
+             * loses its answer, as with nginx's proxy_ignore_client_abort
+             * off. A request still on the stores gets its answer written. */
             want_read(c, false);
             if (c->r == NULL) {
                 if (c->out_off < c->out.len) {
@@ -735,7 +738,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 } else {
                     client_close(c);
                 }
-            } else if (c->r->proxy && c->r->resp_started) {
+            } else if (c->r->proxy) {
                 client_gone(c);
             } else {
                 c->keep_alive = false;

@@ -33,7 +33,7 @@ struct pc_buf;
     X(upstream_timeouts, "portcullis_gateway_upstream_timeouts_total",                     \
       "Upstream timed out (504).")                                                         \
     X(upstream_cancels, "portcullis_gateway_upstream_cancels_total",                       \
-      "Streams cancelled upstream because the client left.")                               \
+      "Exchanges cancelled upstream because the client left.")                             \
     X(rate_limited, "portcullis_gateway_rate_limited_total",                               \
       "API-key requests refused by rate limit.")                                           \
     X(usage_exceeded, "portcullis_gateway_usage_exceeded_total",                           \

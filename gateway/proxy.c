@@ -22,10 +22,15 @@
  *             upstream that closes one is seen at once. A GET, HEAD or
  *             OPTIONS that finds a reused connection closed before any
  *             answer byte is retried once on a new one.
- *   failures  connection refused or broken, or a malformed answer: 502;
+ *   failures  connection refused or broken, or a malformed answer (an
+ *             HTTP/1.0 one with Transfer-Encoding among them): 502;
  *             nothing read for UPSTREAM_TIMEOUT: 504. After the answer has
  *             started, the client's connection is closed instead (a cut
- *             stream must not look complete).
+ *             stream must not look complete). A failed exchange's upstream
+ *             connection is closed, never pooled.
+ *   cancel    a client that leaves (closes its side, or cannot be written
+ *             to), before the answer or during it, cancels the exchange:
+ *             the upstream connection is closed at once.
  */
 #include "stages.h"
 #include "proxy.h"
@@ -294,11 +299,14 @@ static void exchange_failed(struct gw_proxy *px, bool timeout)
     }
 }
 
-static void cancel_stream(evutil_socket_t fd, short what, void *arg)
+/* The client left (gw_proxy_client_gone): before the answer or during it. */
+static void cancel_exchange(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_proxy *px = arg;
     struct gw_request *r = px->r;
     GW_STAT_INC(upstream_cancels);
+    if (!r->resp_started)
+        r->status = 499; /* nothing answered: logged as nginx's "client closed request" */
     if (px->uc)
         gw_upconn_close(px->uc);
     px->uc = NULL;
@@ -310,7 +318,7 @@ void gw_proxy_client_gone(struct gw_request *r)
 {
     struct gw_proxy *px = r->proxy;
     if (px->cancel_ev == NULL) {
-        px->cancel_ev = event_new(r->w->base, -1, 0, cancel_stream, px);
+        px->cancel_ev = event_new(r->w->base, -1, 0, cancel_exchange, px);
         if (px->cancel_ev == NULL)
             pc_fatal("event_new failed");
     }

@@ -194,7 +194,9 @@ static enum pc_http_result derive(struct pc_http_head *h, bool response)
     }
     if (have_te && have_cl)
         return PC_HTTP_BAD_FRAMING;
-    if (have_te && h->minor == 0 && !response)
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message (request or
+     * answer) is faulty framing; the sender may not mean what we would read */
+    if (have_te && h->minor == 0)
         return PC_HTTP_BAD_FRAMING;
     h->keep_alive = h->minor == 1 ? !close : (ka && !close);
     h->content_length = cl;

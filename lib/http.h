@@ -7,8 +7,9 @@
  * NUL-terminated where they lie (the ':' and the line end are overwritten).
  * Parsing is strict where leniency lets two parties read one message two
  * ways (request smuggling): bare CR, obs-fold, whitespace before ':', a
- * Transfer-Encoding other than "chunked", Content-Length together with
- * Transfer-Encoding, or two different Content-Lengths are all refused.
+ * Transfer-Encoding other than "chunked", Transfer-Encoding in an HTTP/1.0
+ * message, Content-Length together with Transfer-Encoding, or two different
+ * Content-Lengths are all refused.
  */
 #ifndef PC_HTTP_H
 #define PC_HTTP_H

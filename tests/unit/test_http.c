@@ -604,6 +604,7 @@ static void test_response_headers_and_prefixes(void **state)
 }
 
 #define AN(status, h) "HTTP/1.1 " status "\r\n" h "\r\n"
+#define AN0(status, h) "HTTP/1.0 " status "\r\n" h "\r\n"
 
 static void test_response_framing(void **state)
 {
@@ -634,6 +635,14 @@ static void test_response_framing(void **state)
         {AN("200 OK", "Content-Length: abc\r\n"), PC_HTTP_BAD_FRAMING, 0, 0},
         {AN("200 OK", "Content-Length: -1\r\n"), PC_HTTP_BAD_FRAMING, 0, 0},
         {AN("204 No Content", "Transfer-Encoding: gzip\r\n"), PC_HTTP_BAD_FRAMING, 0, 0},
+        /* HTTP/1.0: until the close, or faulty with Transfer-Encoding (RFC 9112 6.1) */
+        {AN0("200 OK", ""), PC_HTTP_OK, PC_HTTP_BODY_CLOSE, 0},
+        {AN0("200 OK", "Connection: keep-alive\r\n"), PC_HTTP_OK, PC_HTTP_BODY_CLOSE, 0},
+        {AN0("200 OK", "Content-Length: 4\r\n"), PC_HTTP_OK, PC_HTTP_BODY_LENGTH, 4},
+        {AN0("200 OK", "Transfer-Encoding: chunked\r\n"), PC_HTTP_BAD_FRAMING, 0, 0},
+        {AN0("200 OK", "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n"),
+         PC_HTTP_BAD_FRAMING, 0, 0},
+        {AN0("204 No Content", "Transfer-Encoding: chunked\r\n"), PC_HTTP_BAD_FRAMING, 0, 0},
     };
     check_framing(get, PC_ARRAY_LEN(get), true, false);
 
