@@ -1,9 +1,12 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * route.c: stage 1. Longest-prefix match over the routes table (sorted
- * longest first at load). A prefix with an :apiKey segment matches its part
- * before the key, then takes the next path segment as the key; the segment
- * is removed from the path sent upstream. For forward auth (/_auth) the path
+ * route.c: stage 1. The most specific route that takes the request (hosts,
+ * then prefix length, then methods; docs/gateway.md "Which route a request
+ * takes"); the table is sorted longest prefix first at load, so without
+ * hosts or methods anywhere the first match is it. A prefix with an :apiKey
+ * segment matches its part before the key, then takes the next path segment
+ * as the key; the segment is removed from the path sent upstream (with
+ * strip_prefix, the whole prefix is, and kept for X-Forwarded-Prefix). For forward auth (/_auth) the path
  * comes from the one header FORWARD_AUTH_URI_HEADER names (by default the
  * proxy's: X-Original-URI for nginx, X-Forwarded-Uri for Traefik) or, for
  * Envoy, from the request path after /_auth; a request where any two

@@ -10,7 +10,7 @@
  * A request walks these stages (request.c picks each next one):
  *
  *   intake.c    (before the stages) request id, path check, local routes
- *   route.c     GW_STAGE_ROUTE    longest-prefix match over the routes table
+ *   route.c     GW_STAGE_ROUTE    the most specific route (host, prefix, method)
  *   extract.c   GW_STAGE_EXTRACT  find the credential the route accepts and
  *                                 reject bad shapes and signatures, no I/O
  *   request.c   GW_STAGE_L1       the in-process cache (l1cache.c), shared
