@@ -605,44 +605,16 @@ static int cmp_routes(const void *a, const void *b)
     return (int)y->key_in_path - (int)x->key_in_path;
 }
 
-static int load_routes(char *err, size_t errsz)
+int gw_routes_load_text(const char *text, size_t len, const char *where, char *err,
+                        size_t errsz)
 {
-    char *text = NULL;
-    size_t len = 0;
-    if (gw_cfg.routes_file[0]) {
-        FILE *f = fopen(gw_cfg.routes_file, "r");
-        if (f == NULL) {
-            snprintf(err, errsz, "GATEWAY_ROUTES: cannot read %s", gw_cfg.routes_file);
-            return -1;
-        }
-        struct pc_buf b = {0};
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-            pc_buf_append(&b, chunk, n);
-        fclose(f);
-        text = b.data ? b.data : pc_xstrdup("");
-        len = b.len;
-    } else if (gw_cfg.upstream_url[0]) {
-        struct pc_buf b = {0};
-        pc_buf_puts(&b, "{\"routes\":[{\"prefix\":\"/\",\"upstream\":");
-        pc_json_quote(&b, gw_cfg.upstream_url, strlen(gw_cfg.upstream_url));
-        pc_buf_puts(&b, ",\"auth\":[\"session\",\"api_key\",\"jwt\"]}]}");
-        text = b.data;
-        len = b.len;
-    } else {
-        snprintf(err, errsz, "GATEWAY_ROUTES: set it to a routes file, or set UPSTREAM_URL");
-        return -1;
-    }
     yajl_val doc = pc_json_parse(text, len);
     if (doc == NULL) {
         char why[160];
         pc_json_explain(text, len, why, sizeof why);
-        snprintf(err, errsz, "GATEWAY_ROUTES: %s: %s", gw_cfg.routes_file, why);
-        free(text);
+        snprintf(err, errsz, "GATEWAY_ROUTES: %s: %s", where, why);
         return -1;
     }
-    free(text);
     static const char *const top_keys[] = {"routes", "jwt_issuers", NULL};
     char why[400];
     if (!YAJL_IS_OBJECT(doc) || check_keys(doc, top_keys, "", why, sizeof why) != 0) {
@@ -686,6 +658,41 @@ static int load_routes(char *err, size_t errsz)
         gw_cfg.routes[i].upstream = &gw_cfg.upstreams[gw_cfg.routes[i].upstream_index];
     qsort(gw_cfg.routes, gw_cfg.nroutes, sizeof *gw_cfg.routes, cmp_routes);
     return 0;
+}
+
+
+static int load_routes(char *err, size_t errsz)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (gw_cfg.routes_file[0]) {
+        FILE *f = fopen(gw_cfg.routes_file, "r");
+        if (f == NULL) {
+            snprintf(err, errsz, "GATEWAY_ROUTES: cannot read %s", gw_cfg.routes_file);
+            return -1;
+        }
+        struct pc_buf b = {0};
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+            pc_buf_append(&b, chunk, n);
+        fclose(f);
+        text = b.data ? b.data : pc_xstrdup("");
+        len = b.len;
+    } else if (gw_cfg.upstream_url[0]) {
+        struct pc_buf b = {0};
+        pc_buf_puts(&b, "{\"routes\":[{\"prefix\":\"/\",\"upstream\":");
+        pc_json_quote(&b, gw_cfg.upstream_url, strlen(gw_cfg.upstream_url));
+        pc_buf_puts(&b, ",\"auth\":[\"session\",\"api_key\",\"jwt\"]}]}");
+        text = b.data;
+        len = b.len;
+    } else {
+        snprintf(err, errsz, "GATEWAY_ROUTES: set it to a routes file, or set UPSTREAM_URL");
+        return -1;
+    }
+    int rc = gw_routes_load_text(text, len, gw_cfg.routes_file, err, errsz);
+    free(text);
+    return rc;
 }
 
 /* FORWARD_AUTH_*: the proxy's convention, then the operator's names. */
@@ -762,7 +769,7 @@ int gw_config_load(void)
     return 0;
 }
 
-void gw_config_free(void)
+void gw_routes_free(void)
 {
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
         struct gw_route *r = &gw_cfg.routes[i];
@@ -798,6 +805,16 @@ void gw_config_free(void)
         free(x->audiences);
     }
     free(gw_cfg.issuers);
+    gw_cfg.routes = NULL;
+    gw_cfg.upstreams = NULL;
+    gw_cfg.issuers = NULL;
+    gw_cfg.nroutes = gw_cfg.nupstreams = gw_cfg.nissuers = 0;
+    gw_cfg.routes_select = gw_cfg.jwt_used = gw_cfg.mint_used = false;
+}
+
+void gw_config_free(void)
+{
+    gw_routes_free();
     for (size_t i = 0; i < gw_cfg.nprefixes; i++)
         free(gw_cfg.prefixes[i]);
     free(gw_cfg.prefixes);

@@ -120,26 +120,33 @@ bool gw_path_plain(const char *p)
     }
 }
 
-void gw_intake(struct gw_request *r)
+int gw_target_split(const char *t, char **path, char **query)
 {
-    gw_request_id(r);
+    *path = *query = NULL;
     /* origin-form, or absolute-form ("http://host/path") as proxies send */
-    const char *t = r->head->target;
     if (t[0] != '/') {
         const char *s = strstr(t, "://");
         if (s == NULL || s == t || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+-.") !=
-                                       (size_t)(s - t)) {
-            r->path = pc_xstrdup("/");
-            gw_fail(r, 400, "BAD_REQUEST", "Request target must be an absolute path");
-            return;
-        }
+                                       (size_t)(s - t))
+            return -1;
         t = s + 3 + strcspn(s + 3, "/?#");
     }
     size_t pl = strcspn(t, "?#");
-    r->path = pl ? pc_xstrndup(t, pl) : pc_xstrdup("/");
+    *path = pl ? pc_xstrndup(t, pl) : pc_xstrdup("/");
     if (t[pl] == '?') {
         size_t ql = strcspn(t + pl + 1, "#");
-        r->query = pc_xstrndup(t + pl + 1, ql);
+        *query = pc_xstrndup(t + pl + 1, ql);
+    }
+    return 0;
+}
+
+void gw_intake(struct gw_request *r)
+{
+    gw_request_id(r);
+    if (gw_target_split(r->head->target, &r->path, &r->query) != 0) {
+        r->path = pc_xstrdup("/");
+        gw_fail(r, 400, "BAD_REQUEST", "Request target must be an absolute path");
+        return;
     }
     const char *path = r->path;
     if (!gw_path_plain(path)) {

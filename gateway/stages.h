@@ -33,6 +33,10 @@ bool gw_route_match(struct gw_request *r);
  * the route r->path falls under, also set in r->route with r->upstream_path
  * (heap) and an :apiKey segment in r->cred/r->src; NULL: no route (404). */
 const struct gw_route *gw_route_find(struct gw_request *r);
+/** Pure (intake.c): splits a request target (origin-form, or absolute-form
+ * as proxies send) into its path ("/" when empty) and query (NULL when
+ * none), both heap; the fragment is dropped. -1: neither form (400). */
+int gw_target_split(const char *target, char **path, char **query);
 /** Pure (intake.c): is the path one the router and an upstream read alike
  * (no dot segment, empty segment or encoded separator)? Intake applies it
  * to every request, route.c to a forward-auth request's original URI. */
