@@ -36,7 +36,12 @@ char *as_query_param(const struct as_job *job, const char *name)
         evhttp_clear_headers(&q);
         return NULL;
     }
-    const char *v = evhttp_find_header(&q, name);
+    /* names compare exactly, as URLSearchParams.get compares them
+     * (evhttp_find_header ignores case: ?TOKEN= would read as token) */
+    const char *v = NULL;
+    for (struct evkeyval *kv = q.tqh_first; kv && v == NULL; kv = kv->next.tqe_next)
+        if (strcmp(kv->key, name) == 0)
+            v = kv->value;
     /* %FF and the like decode as URLSearchParams decodes them: U+FFFD */
     char *out = v ? pc_utf8_fix(v, strlen(v)) : NULL;
     evhttp_clear_headers(&q);
