@@ -3,13 +3,17 @@
 #   make            build build/authsvc and build/gateway
 #   make asan       AddressSanitizer + UBSan flavour in build/asan/
 #   make deps       install missing Debian packages (idempotent)
-#   make test       deps, build, unit tests, e2e tests, e2e again under ASan
+#   make test       deps, build, unit tests, fuzz corpus replay, e2e tests,
+#                   e2e again under ASan
 #   make unit       C unit tests only
 #   make layers     check that includes point the right way (part of make test)
 #   make e2e        end-to-end tests only (E2E_BUILD=build/asan for ASan)
 #   make run        start PostgreSQL, Redis, authsvc and the gateway locally
 #   make cluster    the same with three gateways behind haproxy (scripts/cluster.sh)
 #   make bench      measurements in bench/ (see bench/README.md)
+#   make fuzz       every libFuzzer target in tests/fuzz/ for FUZZ_SECONDS each
+#   make fuzz-replay  the checked-in fuzz corpus, once, under ASan + UBSan
+#                   (part of make test)
 #   make clean
 
 CC ?= cc
@@ -21,7 +25,11 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
         -Wold-style-definition -Wpointer-arith -Wundef -Wno-unused-parameter \
         -Wno-missing-field-initializers -Werror=implicit-function-declaration \
-        -Wnull-dereference -Wduplicated-cond -Wshift-overflow=2
+        -Wnull-dereference
+# gcc's own (clang builds the fuzz targets and has neither)
+ifeq ($(findstring clang,$(CC)),)
+WARN += -Wduplicated-cond -Wshift-overflow=2
+endif
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
@@ -49,7 +57,7 @@ GATEWAY_LIB_OBJ := $(filter-out %/main.o,$(GATEWAY_OBJ))
 
 Q := $(if $(V),,@)
 
-.PHONY: all asan deps build test unit e2e run bench clean check layers
+.PHONY: all asan deps build test unit e2e run bench clean check layers fuzz fuzz-replay fuzz-build
 all: $(B)/authsvc $(B)/gateway $(B)/demo-upstream
 
 $(B)/authsvc: $(AUTHSVC_OBJ) $(LIB_OBJ)
@@ -110,6 +118,44 @@ $(B)/tests/test_gw_%: tests/unit/test_gw_%.c tests/unit/test_gw.h $(GATEWAY_LIB_
 unit: $(UNIT_TESTS)
 	$(Q)sh scripts/run-unit.sh $(UNIT_TESTS)
 
+# ---- fuzzing (tests/fuzz/README.md) ----
+# Each tests/fuzz/fuzz_<name>.c is a libFuzzer target built by clang under
+# ASan + UBSan in build/fuzz/; fuzz_gw_* link the gateway's objects (all but
+# main.o), fuzz_as_* authsvc's, the others lib/ only. Its checked-in corpus
+# is tests/fuzz/corpus/<name>/; make fuzz writes what it finds to
+# build/fuzz/corpus/<name>/ and any crash to build/fuzz/crash/<name>-*.
+FUZZ_B := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+              -fno-sanitize-recover=all
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS = $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%)
+AUTHSVC_LIB_OBJ = $(filter-out %/main.o,$(AUTHSVC_OBJ))
+FUZZ_LINK = $(CC) $(CFLAGS_ALL) -fsanitize=fuzzer,address,undefined -o $@ $< $(1) $(LIB_OBJ) $(LDLIBS)
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $<"
+	$(Q)$(call FUZZ_LINK,)
+$(B)/fuzz/fuzz_gw_%: tests/fuzz/fuzz_gw_%.c tests/fuzz/fuzz.h $(GATEWAY_LIB_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $<"
+	$(Q)$(call FUZZ_LINK,$(GATEWAY_LIB_OBJ))
+$(B)/fuzz/fuzz_as_%: tests/fuzz/fuzz_as_%.c tests/fuzz/fuzz.h $(AUTHSVC_LIB_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ  $<"
+	$(Q)$(call FUZZ_LINK,$(AUTHSVC_LIB_OBJ))
+
+fuzz-build:
+	$(Q)$(MAKE) --no-print-directory B=$(FUZZ_B) CC=clang OPT="$(FUZZ_FLAGS)" \
+		$(FUZZ_NAMES:%=$(FUZZ_B)/fuzz/fuzz_%)
+
+fuzz-replay: fuzz-build
+	$(Q)sh tests/fuzz/run.sh replay $(FUZZ_B)/fuzz $(FUZZ_NAMES)
+
+fuzz: fuzz-build
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh fuzz $(FUZZ_B)/fuzz $(FUZZ_NAMES)
+
 PYTEST := /usr/bin/python3 -m pytest
 E2E_BUILD ?= build
 e2e: all
@@ -123,6 +169,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory layers
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory fuzz-replay
 	$(Q)$(MAKE) --no-print-directory asan
 	$(Q)$(MAKE) --no-print-directory e2e
 	@echo "== e2e again against the AddressSanitizer + UBSan build =="
