@@ -60,6 +60,11 @@ void gw_request_end(struct gw_request *r)
     if (!gw_stopping)
         gw_metrics_observe(r);
     gw_front_request_done(r);
+    gw_request_free(r);
+}
+
+void gw_request_free(struct gw_request *r)
+{
     pc_wipe(r->cred, r->cred_len);
     free(r->path);
     free(r->query);

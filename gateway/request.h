@@ -47,6 +47,10 @@ void gw_request_start(struct gw_request *r);
 /** On r's loop: ends r (after its answer was queued): counts and logs it,
  * hands the connection on to its next request, frees r. */
 void gw_request_end(struct gw_request *r);
+/** Frees r's memory only (the credential wiped first), touching no worker
+ * or connection: gw_request_end's last step, and how the fuzz targets free
+ * a request they made with calloc. */
+void gw_request_free(struct gw_request *r);
 /** On r's loop: answers {"message","code","requestId"} with status. Ends r. */
 void gw_fail(struct gw_request *r, int status, const char *code, const char *msg);
 

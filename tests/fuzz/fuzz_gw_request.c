@@ -62,12 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
             }
         }
     }
-    free(r->path);
-    free(r->query);
-    free(r->upstream_path);
-    free(r->forwarded_prefix);
-    free(r->upstream_jwt);
-    free(r);
+    gw_request_free(r);
     free(buf);
     return 0;
 }

@@ -34,11 +34,7 @@ static void ask(const char *head)
     const struct gw_route *rt = gw_route_find(r);
     if (rt)
         FZ_CHECK(rt >= gw_cfg.routes && rt < gw_cfg.routes + gw_cfg.nroutes, "route");
-    free(r->path);
-    free(r->query);
-    free(r->upstream_path);
-    free(r->forwarded_prefix);
-    free(r);
+    gw_request_free(r);
     free(buf);
 }
 
