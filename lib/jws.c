@@ -566,22 +566,20 @@ static unsigned char *es256_der(const unsigned char *sig, size_t n, size_t *der_
     return der;
 }
 
-bool pc_jwt_verify(const struct pc_jwt *t, const char *tok, const struct pc_jwk *key,
-                   const char **err)
+bool pc_jws_verify_sig(const struct pc_jwk *key, enum pc_jwk_alg alg, const unsigned char *msg,
+                       size_t msg_len, const unsigned char *sig, size_t sig_len, const char **err)
 {
-    if (t->alg == PC_JWK_NONE || key->pkey == NULL) {
+    if (alg == PC_JWK_NONE || key->pkey == NULL) {
         *err = "algorithm not allowed";
         return false;
     }
-    if (t->alg != key->alg) {
+    if (alg != key->alg) {
         *err = "token alg does not match the key";
         return false;
     }
-    const unsigned char *sig = t->sig;
-    size_t sig_len = t->sig_len;
     unsigned char *der = NULL;
-    if (t->alg == PC_JWK_ES256) {
-        der = es256_der(t->sig, t->sig_len, &sig_len);
+    if (alg == PC_JWK_ES256) {
+        der = es256_der(sig, sig_len, &sig_len);
         if (der == NULL) {
             *err = "bad signature";
             return false;
@@ -589,14 +587,21 @@ bool pc_jwt_verify(const struct pc_jwt *t, const char *tok, const struct pc_jwk 
         sig = der;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    const char *md = t->alg == PC_JWK_EDDSA ? NULL : "SHA256";
+    const char *md = alg == PC_JWK_EDDSA ? NULL : "SHA256";
     bool ok = ctx && EVP_DigestVerifyInit_ex(ctx, NULL, md, NULL, NULL, key->pkey, NULL) == 1 &&
-              EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)tok, t->signing_len) == 1;
+              EVP_DigestVerify(ctx, sig, sig_len, msg, msg_len) == 1;
     EVP_MD_CTX_free(ctx);
     OPENSSL_free(der);
     if (!ok)
         *err = "bad signature";
     return ok;
+}
+
+bool pc_jwt_verify(const struct pc_jwt *t, const char *tok, const struct pc_jwk *key,
+                   const char **err)
+{
+    return pc_jws_verify_sig(key, t->alg, (const unsigned char *)tok, t->signing_len, t->sig,
+                             t->sig_len, err);
 }
 
 bool pc_jwt_claim_num(const struct pc_jwt *t, const char *name, int64_t *out)

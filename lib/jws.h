@@ -102,6 +102,17 @@ void pc_jwt_free(struct pc_jwt *t);
 bool pc_jwt_verify(const struct pc_jwt *t, const char *tok, const struct pc_jwk *key,
                    const char **err);
 
+/** The signature primitive under pc_jwt_verify, over any bytes: msg is the
+ * JWS Signing Input (for a token, "header.payload"), sig the decoded JWS
+ * Signature. alg must be key's alg (never none/HS*). ES256 wants exactly 64
+ * bytes, r || s (RFC 7518 §3.4; DER and other lengths are refused), RS256
+ * is RSASSA-PKCS1-v1_5 with SHA-256, EdDSA is Ed25519 over msg itself.
+ * Returns true only for a good signature; else *err says why. Exposed so
+ * that standard vectors over arbitrary messages (tests/vectors/jose/) run
+ * through the same code as tokens. */
+bool pc_jws_verify_sig(const struct pc_jwk *key, enum pc_jwk_alg alg, const unsigned char *msg,
+                       size_t msg_len, const unsigned char *sig, size_t sig_len, const char **err);
+
 /** What pc_jwt_check_claims expects. NULL/0 fields are not checked. */
 struct pc_jwt_expect {
     const char *issuer;         /* iss must equal it */
