@@ -147,7 +147,7 @@ $(B)/fuzz/fuzz_as_%: tests/fuzz/fuzz_as_%.c tests/fuzz/fuzz.h $(AUTHSVC_LIB_OBJ)
 	$(Q)$(call FUZZ_LINK,$(AUTHSVC_LIB_OBJ))
 
 fuzz-build:
-	$(Q)$(MAKE) --no-print-directory B=$(FUZZ_B) CC=clang OPT="$(FUZZ_FLAGS)" \
+	$(Q)$(MAKE) -s --no-print-directory B=$(FUZZ_B) CC=clang OPT="$(FUZZ_FLAGS)" \
 		$(FUZZ_NAMES:%=$(FUZZ_B)/fuzz/fuzz_%)
 
 fuzz-replay: fuzz-build

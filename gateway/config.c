@@ -820,4 +820,5 @@ void gw_config_free(void)
     free(gw_cfg.prefixes);
     free(gw_cfg.proxies);
     pc_conf_free(table, PC_ARRAY_LEN(table));
+    memset(&gw_cfg, 0, sizeof gw_cfg); /* a later gw_config_load starts clean */
 }

@@ -21,7 +21,7 @@ PC_MUSTCHECK int gw_routes_load_text(const char *text, size_t len, const char *w
 void gw_routes_free(void);
 /** Prints the --help table of variables. */
 void gw_config_help(void);
-/** Main thread, after the workers stopped: frees gw_cfg. */
+/** Main thread, after the workers stopped: frees gw_cfg and zeroes it. */
 void gw_config_free(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 #include <strings.h>
 
@@ -81,12 +82,17 @@ static enum fa_read fa_value(const struct gw_request *r, const char *chosen, con
     return v ? FA_OK : FA_MISSING;
 }
 
-static bool fa_conflict(struct gw_request *r, const char *what, const char *name)
+__attribute__((format(printf, 3, 4))) static bool fa_refuse(struct gw_refusal *why,
+                                                             const char *code, const char *fmt,
+                                                             ...)
 {
-    char msg[200];
-    snprintf(msg, sizeof msg, "The original %s is given more than once with different values "
-                              "(%.60s); refused", what, name);
-    gw_fail(r, 400, "AMBIGUOUS_FORWARD_AUTH", msg);
+    why->status = 400;
+    why->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why->text, sizeof why->text, fmt, ap);
+    va_end(ap);
+    why->msg = why->text;
     return false;
 }
 
@@ -107,10 +113,7 @@ static bool host_ok(const char *v)
     return true;
 }
 
-/* For /_auth: the original request's path, method and host, each from the
- * one header FORWARD_AUTH_* names (or, for Envoy, from the request itself:
- * /_auth/<original path>). */
-static bool forward_auth_path(struct gw_request *r)
+bool gw_forward_auth_read(struct gw_request *r, struct gw_refusal *why)
 {
     char *derived = NULL;
     if (gw_cfg.fa_mode == GW_FA_ENVOY) {
@@ -123,35 +126,35 @@ static bool forward_auth_path(struct gw_request *r)
         }
         derived = b.data;
     }
+#define AMBIGUOUS "The original %s is given more than once with different values (%.60s); refused"
     const char *uri = NULL, *method = NULL, *host = NULL, *bad = NULL;
     enum fa_read u = fa_value(r, gw_cfg.fa_uri_name, derived, uri_names,
                               PC_ARRAY_LEN(uri_names), &uri, &bad);
     bool ok = false;
     if (u == FA_CONFLICT) {
-        fa_conflict(r, "URI", bad);
+        fa_refuse(why, "AMBIGUOUS_FORWARD_AUTH", AMBIGUOUS, "URI", bad);
         goto out;
     }
     if (u == FA_MISSING || uri[0] != '/') {
-        char msg[160];
-        snprintf(msg, sizeof msg, "Forward auth needs the original URI, an absolute path, in %s",
-                 gw_cfg.fa_uri_name);
-        gw_fail(r, 400, "MISSING_ORIGINAL_URI", msg);
+        fa_refuse(why, "MISSING_ORIGINAL_URI",
+                  "Forward auth needs the original URI, an absolute path, in %s",
+                  gw_cfg.fa_uri_name ? gw_cfg.fa_uri_name : "the /_auth/ path");
         goto out;
     }
     enum fa_read m = fa_value(r, gw_cfg.fa_method_name, r->method, method_names,
                               PC_ARRAY_LEN(method_names), &method, &bad);
     if (m == FA_CONFLICT) {
-        fa_conflict(r, "method", bad);
+        fa_refuse(why, "AMBIGUOUS_FORWARD_AUTH", AMBIGUOUS, "method", bad);
         goto out;
     }
     enum fa_read hr = fa_value(r, gw_cfg.fa_host_name, gw_header(r, "Host"), host_names,
                                PC_ARRAY_LEN(host_names), &host, &bad);
     if (hr == FA_CONFLICT) {
-        fa_conflict(r, "host", bad);
+        fa_refuse(why, "AMBIGUOUS_FORWARD_AUTH", AMBIGUOUS, "host", bad);
         goto out;
     }
     if ((method && !method_ok(method)) || (host && !host_ok(host))) {
-        gw_fail(r, 400, "BAD_FORWARD_AUTH", "The original method or host is malformed");
+        fa_refuse(why, "BAD_FORWARD_AUTH", "The original method or host is malformed");
         goto out;
     }
     size_t n = strcspn(uri, "?#");
@@ -162,8 +165,9 @@ static bool forward_auth_path(struct gw_request *r)
     if (host)
         snprintf(r->fa_host, sizeof r->fa_host, "%s", host);
     if (!gw_path_plain(r->path)) {
-        gw_fail(r, 400, "BAD_PATH",
-                "The original URI holds a dot segment, an empty segment or an encoded separator");
+        fa_refuse(why, "BAD_PATH",
+                  "The original URI holds a dot segment, an empty segment or an encoded "
+                  "separator");
         goto out;
     }
     ok = true;
@@ -171,6 +175,7 @@ out:
     free(derived);
     return ok;
 }
+#undef AMBIGUOUS
 
 bool gw_forward_auth_target(const char *path)
 {
@@ -349,8 +354,11 @@ const struct gw_route *gw_route_find(struct gw_request *r)
 
 bool gw_route_match(struct gw_request *r)
 {
-    if (r->forward_auth && !forward_auth_path(r))
+    struct gw_refusal why = {0};
+    if (r->forward_auth && !gw_forward_auth_read(r, &why)) {
+        gw_fail(r, why.status, why.code, why.msg);
         return false;
+    }
     if (gw_route_find(r))
         return true;
     gw_fail(r, 404, "NO_ROUTE", "No route for this path");

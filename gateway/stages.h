@@ -23,12 +23,19 @@ struct gw_refusal {
     const char *code;
     const char *msg;        /* NULL for a JWT code: gw_jwt_refuse words it */
     bool expired;           /* decide: the principal has expired (drop it from L1) */
+    char text[200];         /* a message composed for this refusal (msg points here) */
 };
 
 /** ROUTE (route.c): sets r->route and r->upstream_path (and, for a
  * forward-auth request, r->path from the original URI). False: answered
  * 404 (or 400 for a bad forward-auth request); r has ended. */
 bool gw_route_match(struct gw_request *r);
+/** Route stage, forward auth (/_auth): reads the original request's path,
+ * method and host, each from the one header FORWARD_AUTH_* names (Envoy:
+ * the /_auth/<original path> itself), every candidate header agreeing, into
+ * r->path, r->fa_method and r->fa_host. False: refused, *why says how (400);
+ * nothing sent (gw_route_match answers it). No I/O. */
+bool gw_forward_auth_read(struct gw_request *r, struct gw_refusal *why);
 /** Route stage without its answer (no forward auth, no I/O; never ends r):
  * the route r->path falls under, also set in r->route with r->upstream_path
  * (heap) and an :apiKey segment in r->cred/r->src; NULL: no route (404). */

@@ -119,6 +119,15 @@ def main():
             put("cookie", b"better-auth.session_token\0" + h[8:])
         if h.lower().startswith(b"authorization: "):
             put("bearer", h[15:])
+    # forward auth as nginx, Traefik and Envoy ask (the proxy is chosen by length)
+    for extra in (b"", b"X", b"XY"):
+        for fa in (b"GET /_auth HTTP/1.1\r\nHost: gw\r\nX-Original-URI: /s/a?b=1\r\n"
+                   b"X-Original-Method: POST\r\nX-Original-Host: a.test\r\n",
+                   b"GET /_auth HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Uri: /oc/pc_k/x\r\n"
+                   b"X-Forwarded-Method: GET\r\nX-Forwarded-Host: x.b.test\r\n"
+                   b"X-Forwarded-Uri: /oc/pc_k/y\r\n",
+                   b"POST /_auth/h/x?y=z HTTP/1.1\r\nHost: a.test\r\n"):
+            put("gw_request", fa + b"X-Pad: " + extra + b"\r\n\r\n")
     for s in extract:
         if b'"prefix"' in s:
             doc = s if s.lstrip().startswith(b'{"routes"') else b'{"routes": [' + s.strip(b", ") + b"]}"
