@@ -58,7 +58,7 @@ GATEWAY_LIB_OBJ := $(filter-out %/main.o,$(GATEWAY_OBJ))
 Q := $(if $(V),,@)
 
 .PHONY: all asan deps build test unit e2e run bench clean check layers fuzz fuzz-replay fuzz-build
-all: $(B)/authsvc $(B)/gateway $(B)/demo-upstream
+all: $(B)/authsvc $(B)/gateway $(B)/demo-upstream $(B)/tests/http-frame
 
 $(B)/authsvc: $(AUTHSVC_OBJ) $(LIB_OBJ)
 	@echo "  LD    $@"
@@ -71,6 +71,12 @@ $(B)/gateway: $(GATEWAY_OBJ) $(LIB_OBJ)
 $(B)/demo-upstream: $(B)/obj/tools/demo_upstream.o $(LIB_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+# the front's framing decisions, for the h11 differential (docs/http-framing.md)
+$(B)/tests/http-frame: $(B)/obj/tests/diff/http_frame.o $(B)/obj/lib/http.o
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(FLAVOUR_LDFLAGS) -o $@ $^ $(LDFLAGS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

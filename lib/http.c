@@ -359,10 +359,8 @@ ssize_t pc_chunked_decode(struct pc_chunked *c, const char *in, size_t n, char *
             } else if (ch == '\r') {
                 c->state = CH_SIZE_LF;
                 i++;
-            } else if (ch == '\n') {
-                c->state = CH_SIZE_LF;
             } else {
-                return -1;
+                return -1; /* a bare LF too: chunked lines end in CRLF */
             }
             break;
         }
@@ -370,8 +368,6 @@ ssize_t pc_chunked_decode(struct pc_chunked *c, const char *in, size_t n, char *
             if (ch == '\r') {
                 c->state = CH_SIZE_LF;
                 i++;
-            } else if (ch == '\n') {
-                c->state = CH_SIZE_LF; /* consumed there */
             } else if (!value_byte(ch)) {
                 return -1;
             } else {
@@ -398,14 +394,10 @@ ssize_t pc_chunked_decode(struct pc_chunked *c, const char *in, size_t n, char *
             break;
         }
         case CH_DATA_CR:
-            if (ch == '\r') {
-                c->state = CH_DATA_LF;
-                i++;
-            } else if (ch == '\n') {
-                c->state = CH_DATA_LF;
-            } else {
+            if (ch != '\r')
                 return -1;
-            }
+            c->state = CH_DATA_LF;
+            i++;
             break;
         case CH_DATA_LF:
             if (ch != '\n')
@@ -417,8 +409,6 @@ ssize_t pc_chunked_decode(struct pc_chunked *c, const char *in, size_t n, char *
             if (ch == '\r') {
                 c->state = CH_END_LF;
                 i++;
-            } else if (ch == '\n') {
-                c->state = CH_END_LF;
             } else if (tchar[ch]) {
                 c->state = CH_TRAILER_LINE;
             } else {
@@ -428,8 +418,6 @@ ssize_t pc_chunked_decode(struct pc_chunked *c, const char *in, size_t n, char *
         case CH_TRAILER_LINE:
             if (ch == '\r')
                 c->state = CH_TRAILER_LF;
-            else if (ch == '\n')
-                c->state = CH_TRAILER;
             else if (!value_byte(ch))
                 return -1;
             i++;

@@ -9,7 +9,8 @@
  * ways (request smuggling): bare CR, obs-fold, whitespace before ':', a
  * Transfer-Encoding other than "chunked", Transfer-Encoding in an HTTP/1.0
  * message, Content-Length together with Transfer-Encoding, or two different
- * Content-Lengths are all refused.
+ * Content-Lengths are all refused; so is a chunked line (size, after the
+ * data, trailer) that ends in a bare LF instead of CRLF (RFC 9112 7.1).
  */
 #ifndef PC_HTTP_H
 #define PC_HTTP_H
