@@ -469,3 +469,67 @@ def test_front_framing_agrees_with_h11_or_differs_for_a_listed_reason():
         print("UNLISTED", u)
     assert len(cs) >= 3000
     assert not unknown, f"{len(unknown)} disagreements in no listed class"
+
+
+# ---- the driver against the real front ----
+
+def read_answers(s, want, settle):
+    """Answers read from s: statuses, and whether the gateway closed. Stops at
+    the close, or `settle` seconds after `want` answers (or of silence)."""
+    buf, statuses, closed = b"", [], False
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end].decode("latin-1")
+            m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            n = int(m.group(1)) if m else 0
+            if len(buf) < end + 4 + n:
+                break
+            statuses.append(int(head.split(" ", 2)[1]))
+            buf = buf[end + 4 + n:]
+        s.settimeout(settle if len(statuses) >= want else 1.0)
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            if len(statuses) >= want:
+                break
+            continue
+        except ConnectionResetError:
+            closed = True
+            break
+        if not d:
+            closed = True
+            break
+        buf += d
+    return statuses, closed
+
+
+@pytest.mark.skipif(not os.path.exists(DRIVER), reason="build/tests/http-frame not built")
+def test_the_driver_decides_as_the_gateway_front(module_gateway):
+    """A sample of the cases sent to a real gateway: as many answers as the
+    driver accepts messages (no route matches them: 404s, after each body is
+    read), then the refusal's status and a close when the driver refuses."""
+    rng = random.Random(SEED + 1)
+    cs = [c for c in cases() if len(c[1]) < 20000]
+    sample = rng.sample(cs, 250)
+    ours = run_driver([d for _, d in sample])
+    wrong = []
+    for (kind, data), (msgs, end) in zip(sample, ours):
+        with socket.create_connection(("127.0.0.1", module_gateway.port), timeout=5) as s:
+            s.sendall(data)
+            want = len(msgs) + (1 if end.startswith("refuse") else 0)
+            statuses, closed = read_answers(s, want, 0.15 if end == "incomplete" else 0.05)
+        ok = len(statuses) == want
+        if ok and end.startswith("refuse"):
+            ok = statuses[-1] == int(end.split()[1]) and closed
+        if ok and end == "close":
+            ok = closed
+        if not ok:
+            wrong.append((kind, data[:200], len(msgs), end, statuses, closed))
+    print(f"\nreal front: {len(sample)} cases, {len(sample) - len(wrong)} as the driver says")
+    for w in wrong[:10]:
+        print("DIFFERS", w)
+    assert not wrong
