@@ -5,7 +5,10 @@
  * Routes come from GATEWAY_ROUTES, a JSON file:
  *   {"routes": [{"prefix": "/opencode/:apiKey/", "upstream": "http://127.0.0.1:4096",
  *                "auth": ["api_key"], "permissions": {"files": ["read"]},
- *                "forward_cookies": false, "upstream_jwt": "x-auth-jwt"}, ...],
+ *                "forward_cookies": false, "upstream_jwt": "x-auth-jwt",
+ *                "request_headers": {"set": {"X-Tenant": "a"}, "remove": ["Referer"]},
+ *                "response_headers": {"remove": ["Server"]},
+ *                "preserve_host": false, "timeout_ms": 5000}, ...],
  *    "jwt_issuers": [{"issuer": "https://accounts.google.com",
  *                     "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs",
  *                     "audiences": ["my-client-id"]}]}
@@ -14,6 +17,7 @@
  * error names the route and key and stops the program.
  */
 #include "config.h"
+#include "proxy.h"
 #include "../lib/conf_common.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 struct gw_config gw_cfg;
@@ -332,11 +337,174 @@ static int parse_bool(yajl_val v, size_t i, const char *key, bool *out, char *er
     return 0;
 }
 
+/* ---- request_headers and response_headers ---- */
+
+#define GW_HDR_RULES_MAX 32     /* set and remove together, per list */
+#define GW_HDR_NAME_MAX 64
+#define GW_HDR_VALUE_MAX 4096
+
+/* An HTTP token (RFC 9110 5.6.2), the shape of a header name. */
+static bool is_token(const char *s, size_t n)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    return n > 0 && strspn(s, tchar) == n;
+}
+
+/* A field value (RFC 9110 5.5): visible characters, spaces and tabs, none
+ * of them CR, LF or NUL, no space at either end. */
+static bool is_field_value(const char *s, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[k];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return n == 0 || (s[0] != ' ' && s[0] != '\t' && s[n - 1] != ' ' && s[n - 1] != '\t');
+}
+
+/* Headers a route may not touch upstream: the identity and X-Forwarded-*
+ * the gateway sets (identity.c), hop-by-hop and framing headers. */
+static const char *refused_upstream(const char *h, size_t n)
+{
+    if (n == 4 && strncasecmp(h, "Host", 4) == 0)
+        return "Host is the upstream's; preserve_host: true sends the client's";
+    if (gw_identity_header(h, n) || (n >= 12 && strncasecmp(h, "X-Forwarded-", 12) == 0))
+        return "the gateway sets it (identity and X-Forwarded-* headers)";
+    if (gw_hop_by_hop(h, n))
+        return "a hop-by-hop or framing header";
+    return NULL;
+}
+
+/* Headers a route may not touch in the answer: framing, hop-by-hop, and
+ * the X-Request-Id the gateway answers with. */
+static const char *refused_answer(const char *h, size_t n)
+{
+    if (gw_hop_by_hop(h, n) || (n == 14 && strncasecmp(h, "Content-Length", 14) == 0))
+        return "a hop-by-hop or framing header";
+    if (n == 12 && strncasecmp(h, "X-Request-Id", 12) == 0)
+        return "the gateway sets it";
+    return NULL;
+}
+
+/* A route's "request_headers" or "response_headers" (key):
+ * {"set": {"Name": "value", ...}, "remove": ["Name", ...]}, each name once
+ * in any case, none that refused names. Fills out (freed by
+ * gw_routes_free, also after an error). */
+static int parse_hdr_rules(yajl_val v, size_t i, const char *key,
+                           const char *(*refused)(const char *, size_t),
+                           struct gw_hdr_rules *out, char *err, size_t errsz)
+{
+    char where[48];
+    snprintf(where, sizeof where, "routes[%zu].%s", i, key);
+    static const char *const keys[] = {"set", "remove", NULL};
+    if (!YAJL_IS_OBJECT(v)) {
+        snprintf(err, errsz, "%s: must be {\"set\": {\"Name\": \"value\"}, \"remove\": "
+                             "[\"Name\"]}", where);
+        return -1;
+    }
+    if (check_keys(v, keys, where, err, errsz) != 0)
+        return -1;
+    yajl_val set = pc_json_get(v, "set"), rm = pc_json_get(v, "remove");
+    if (set != NULL && !YAJL_IS_OBJECT(set)) {
+        snprintf(err, errsz, "%s.set: must be an object {\"Name\": \"value\"}", where);
+        return -1;
+    }
+    if (rm != NULL && !YAJL_IS_ARRAY(rm)) {
+        snprintf(err, errsz, "%s.remove: must be an array of header names", where);
+        return -1;
+    }
+    size_t nset = set ? set->u.object.len : 0, total = nset + (rm ? rm->u.array.len : 0);
+    if (total > GW_HDR_RULES_MAX) {
+        snprintf(err, errsz, "%s: at most %d headers in set and remove together", where,
+                 GW_HDR_RULES_MAX);
+        return -1;
+    }
+    out->r = pc_xcalloc(total ? total : 1, sizeof *out->r);
+    for (size_t k = 0; k < total; k++) {
+        char at[160];
+        const char *name = NULL;
+        yajl_val val = NULL;
+        if (k < nset) {
+            name = set->u.object.keys[k];
+            val = set->u.object.values[k];
+            snprintf(at, sizeof at, "%s.set.%.80s", where, name);
+        } else {
+            yajl_val e = rm->u.array.values[k - nset];
+            name = YAJL_IS_STRING(e) ? e->u.string : "";
+            snprintf(at, sizeof at, "%s.remove[%zu]", where, k - nset);
+        }
+        size_t n = strlen(name);
+        const char *why;
+        if (!is_token(name, n) || n > GW_HDR_NAME_MAX) {
+            snprintf(err, errsz, "%s: must be a header name (letters, digits and "
+                                 "!#$%%&'*+-.^_`|~, at most %d)", at, GW_HDR_NAME_MAX);
+            return -1;
+        }
+        if ((why = refused(name, n)) != NULL) {
+            snprintf(err, errsz, "%s: %s cannot be changed here: %s", at, name, why);
+            return -1;
+        }
+        for (size_t j = 0; j < k; j++)
+            if (out->r[j].nlen == n && strcasecmp(out->r[j].name, name) == 0) {
+                snprintf(err, errsz, "%s: %s is named twice (names are matched in any case)",
+                         at, name);
+                return -1;
+            }
+        if (k < nset && (!YAJL_IS_STRING(val) || strlen(val->u.string) > GW_HDR_VALUE_MAX ||
+                         !is_field_value(val->u.string, strlen(val->u.string)))) {
+            snprintf(err, errsz, "%s: must be a string of at most %d bytes, no control "
+                                 "characters (CR, LF, NUL, ...), no space at either end", at,
+                     GW_HDR_VALUE_MAX);
+            return -1;
+        }
+        out->r[k].name = pc_xstrdup(name);
+        out->r[k].nlen = n;
+        out->r[k].value = k < nset ? pc_xstrdup(val->u.string) : NULL;
+        out->n++;
+    }
+    return 0;
+}
+
+/* A route's "preserve_host", "timeout_ms", "request_headers" and
+ * "response_headers": how its exchange with the upstream differs. */
+static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    if (parse_bool(pc_json_get(r, "preserve_host"), i, "preserve_host", &out->preserve_host,
+                   err, errsz) != 0)
+        return -1;
+    yajl_val t = pc_json_get(r, "timeout_ms");
+    if (t != NULL) {
+        if (!YAJL_IS_INTEGER(t) || YAJL_GET_INTEGER(t) < 1 || YAJL_GET_INTEGER(t) > 3600000) {
+            snprintf(err, errsz, "routes[%zu].timeout_ms: must be an integer from 1 to 3600000 "
+                                 "(milliseconds)", i);
+            return -1;
+        }
+        out->timeout_ms = YAJL_GET_INTEGER(t);
+    }
+    yajl_val rq = pc_json_get(r, "request_headers"), rs = pc_json_get(r, "response_headers");
+    if ((rq && parse_hdr_rules(rq, i, "request_headers", refused_upstream, &out->req_hdrs, err,
+                               errsz) != 0) ||
+        (rs && parse_hdr_rules(rs, i, "response_headers", refused_answer, &out->resp_hdrs, err,
+                               errsz) != 0))
+        return -1;
+    for (size_t k = 0; k < out->req_hdrs.n; k++)
+        if (out->upstream_jwt == GW_UPJWT_AUTHORIZATION &&
+            strcasecmp(out->req_hdrs.r[k].name, "Authorization") == 0) {
+            snprintf(err, errsz, "routes[%zu].request_headers: Authorization carries the "
+                                 "upstream_jwt on this route", i);
+            return -1;
+        }
+    return 0;
+}
+
 static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
 {
     static const char *const keys[] = {"prefix", "upstream", "auth", "permissions",
                                        "forward_cookies", "upstream_jwt", "strip_prefix",
-                                       "hosts", "methods", NULL};
+                                       "hosts", "methods", "request_headers",
+                                       "response_headers", "preserve_host", "timeout_ms",
+                                       NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -454,6 +622,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
             return -1;
         }
     }
+    if (parse_exchange(r, i, out, err, errsz) != 0)
+        return -1;
     char why[300];
     if (add_upstream(up->u.string, why, sizeof why) != 0) {
         snprintf(err, errsz, "routes[%zu].upstream: %s", i, why);
@@ -769,6 +939,15 @@ int gw_config_load(void)
     return 0;
 }
 
+static void hdr_rules_free(struct gw_hdr_rules *h)
+{
+    for (size_t k = 0; k < h->n; k++) {
+        free(h->r[k].name);
+        free(h->r[k].value);
+    }
+    free(h->r);
+}
+
 void gw_routes_free(void)
 {
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
@@ -789,6 +968,8 @@ void gw_routes_free(void)
         for (size_t k = 0; k < r->nmethods; k++)
             free(r->methods[k]);
         free(r->methods);
+        hdr_rules_free(&r->req_hdrs);
+        hdr_rules_free(&r->resp_hdrs);
     }
     free(gw_cfg.routes);
     for (size_t i = 0; i < gw_cfg.nupstreams; i++) {

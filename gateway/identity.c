@@ -14,6 +14,11 @@
  *                Better Auth's own cookies; otherwise none
  *   ours         gw_identity_headers: the identity of the principal, for
  *                proxy.c's request upstream and forward.c's 200
+ *   the route's  request_headers and response_headers (gw_hdr_rules):
+ *                lines of a name they list are dropped, their "set" lines
+ *                added; config.c refuses the names above (identity,
+ *                X-Forwarded-*, hop-by-hop, framing) so that a route cannot
+ *                undo this policy
  */
 #include "proxy.h"
 #include "request.h"
@@ -56,6 +61,21 @@ bool gw_identity_header(const char *h, size_t n)
         HN("X-Forwarded-Proto"), HN("X-Forwarded-Host"), HN("X-Forwarded-Prefix"), HN("Host"),
         HN("Content-Length"), HN("Expect")};
     return name_in(h, n, names, PC_ARRAY_LEN(names));
+}
+
+bool gw_hdr_ruled(const struct gw_hdr_rules *rules, const char *h, size_t n)
+{
+    for (size_t i = 0; i < rules->n; i++)
+        if (rules->r[i].nlen == n && strncasecmp(h, rules->r[i].name, n) == 0)
+            return true;
+    return false;
+}
+
+void gw_hdr_rules_set(const struct gw_hdr_rules *rules, struct pc_buf *b)
+{
+    for (size_t i = 0; i < rules->n; i++)
+        if (rules->r[i].value)
+            gw_hdr_append(b, rules->r[i].name, rules->r[i].value);
 }
 
 /* Is h named in the request's Connection header (so hop-by-hop too)? */

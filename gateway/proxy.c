@@ -10,12 +10,16 @@
  *             client-sent identity headers are dropped; X-User-Id,
  *             X-User-Email, X-Auth-Method, X-Session-Id or X-Api-Key-Id,
  *             X-Request-Id, X-Forwarded-For/-Proto/-Host (and -Prefix) are
- *             set, a TRUSTED_PROXIES peer's kept.
+ *             set, a TRUSTED_PROXIES peer's kept. Host is the upstream's, or
+ *             with preserve_host the client's. Then the route's
+ *             request_headers (identity.c gw_hdr_ruled).
  *             The whole request goes out in one write.
  *   answer    parsed in place (lib/http.c) and relayed as it arrives: with
  *             the upstream's Content-Length when it has one, else chunked
  *             (re-framed after decoding). A small answer costs one read and
- *             one write to the client. While the client has more than
+ *             one write to the client. The route's response_headers apply
+ *             to the relayed head (never to the gateway's own errors).
+ *             While the client has more than
  *             OUT_BACKLOG queued (front.c), the upstream is not read.
  *   pool      per worker and upstream, up to UPSTREAM_POOL keep-alive
  *             connections; past that 503. Idle connections are watched: an
@@ -24,7 +28,8 @@
  *             answer byte is retried once on a new one.
  *   failures  connection refused or broken, or a malformed answer (an
  *             HTTP/1.0 one with Transfer-Encoding among them): 502;
- *             nothing read for UPSTREAM_TIMEOUT: 504. After the answer has
+ *             nothing read for the route's timeout_ms, else
+ *             UPSTREAM_TIMEOUT: 504. After the answer has
  *             started, the client's connection is closed instead (a cut
  *             stream must not look complete). A failed exchange's upstream
  *             connection is closed, never pooled.
@@ -155,10 +160,11 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
         pc_buf_puts(b, r->query);
     }
     pc_buf_puts(b, " HTTP/1.1\r\n");
-    pc_buf_puts(b, "Host: ");
-    pc_buf_puts(b, r->route->upstream->host_header);
-    pc_buf_append(b, "\r\n", 2);
+    /* preserve_host: the client's Host (an HTTP/1.0 request may have none) */
+    const char *host = r->route->preserve_host ? gw_header(r, "Host") : NULL;
+    gw_hdr_append(b, "Host", host && host[0] ? host : r->route->upstream->host_header);
 
+    const struct gw_hdr_rules *rules = &r->route->req_hdrs;
     const struct pc_http_head *h = r->head;
     const char *conn = pc_http_get(h, "Connection");
     struct pc_buf xff = {0};    /* every X-Forwarded-For line, in order */
@@ -167,6 +173,8 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
         size_t kn = h->h[i].nlen;
         if (gw_hop_by_hop(k, kn) || gw_identity_header(k, kn) || gw_named_in_connection(conn, k))
             continue;
+        if (rules->n && gw_hdr_ruled(rules, k, kn))
+            continue; /* the route's request_headers replace or remove it */
         if (IS(k, kn, "X-Forwarded-For")) {
             if (h->h[i].vlen) {
                 if (xff.len)
@@ -198,6 +206,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
     pc_buf_puts(b, r->request_id);
     pc_buf_append(b, "\r\n", 2);
     gw_identity_headers(r, b);
+    gw_hdr_rules_set(rules, b);
     /* The body's framing is ours: the client's body has been read (and
      * de-chunked), so the upstream gets an exact Content-Length for every
      * method that carries one. Without it, a body on GET or PATCH would be
@@ -219,12 +228,14 @@ static void relay_head(struct gw_proxy *px)
 {
     struct gw_request *r = px->r;
     const struct pc_http_head *h = &px->head;
+    const struct gw_hdr_rules *rules = &r->route->resp_hdrs;
     struct pc_buf *b = gw_resp_begin(r, h->status, h->reason);
     bool rid = false;
     for (size_t i = 0; i < h->nh; i++) {
         const char *k = h->h[i].name;
         size_t kn = h->h[i].nlen;
-        if (gw_hop_by_hop(k, kn) || IS(k, kn, "Content-Length"))
+        if (gw_hop_by_hop(k, kn) || IS(k, kn, "Content-Length") ||
+            (rules->n && gw_hdr_ruled(rules, k, kn)))
             continue;
         rid = rid || IS(k, kn, "X-Request-Id");
         pc_buf_append(b, k, h->h[i].nlen);
@@ -232,6 +243,7 @@ static void relay_head(struct gw_proxy *px)
         pc_buf_append(b, h->h[i].value, h->h[i].vlen);
         pc_buf_append(b, "\r\n", 2);
     }
+    gw_hdr_rules_set(rules, b); /* the route's response_headers */
     if (!rid)
         gw_hdr_append(b, "X-Request-Id", r->request_id);
     int64_t len;
@@ -325,9 +337,12 @@ void gw_proxy_client_gone(struct gw_request *r)
     event_active(px->cancel_ev, EV_TIMEOUT, 0);
 }
 
+/* The next connect or read is due by now + the route's timeout_ms, else
+ * UPSTREAM_TIMEOUT (seen by gw_proxy_tick, every 100 ms). */
 static void deadline(struct gw_proxy *px)
 {
-    px->deadline_us = pc_mono_us() + gw_cfg.read_timeout * 1000000LL;
+    int64_t ms = px->r->route->timeout_ms;
+    px->deadline_us = pc_mono_us() + (ms ? ms : gw_cfg.read_timeout * 1000) * 1000LL;
 }
 
 void gw_proxy_tick(struct gw_worker *w)

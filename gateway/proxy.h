@@ -39,6 +39,11 @@ void gw_identity_headers(struct gw_request *r, struct pc_buf *b);
 bool gw_hop_by_hop(const char *h, size_t n);
 /** A header we set (X-User-Id, ...): a client's or upstream's is dropped. */
 bool gw_identity_header(const char *h, size_t n);
+/** Does one of rules (a route's request_headers or response_headers) name
+ * the header h (n bytes, any case)? Its lines are then not relayed. */
+bool gw_hdr_ruled(const struct gw_hdr_rules *rules, const char *h, size_t n);
+/** Appends the "set" lines of rules to b, in the file's order. */
+void gw_hdr_rules_set(const struct gw_hdr_rules *rules, struct pc_buf *b);
 /** Is header h named in the Connection header value conn? */
 bool gw_named_in_connection(const char *conn, const char *h);
 /** The Cookie value without our session cookies (heap), or NULL when

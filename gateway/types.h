@@ -103,6 +103,22 @@ struct gw_issuer {
     struct gw_iss_state *st;    /* jwks.c: keys, fetch state, waiters */
 };
 
+/** One header rule of a route's request_headers or response_headers: a
+ * header of this name (any case) is dropped, and with a value one line
+ * "name: value" is added in its place. */
+struct gw_hdr_rule {
+    char *name;             /* as configured */
+    size_t nlen;
+    char *value;            /* set: the value; NULL: remove */
+};
+
+/** A route's request_headers or response_headers; n == 0: none (the
+ * proxy then does no work for them). */
+struct gw_hdr_rules {
+    struct gw_hdr_rule *r;  /* "set" ones first, then "remove" ones */
+    size_t n;
+};
+
 struct gw_route {
     char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
     char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
@@ -122,6 +138,10 @@ struct gw_route {
     size_t nhosts;
     char **methods;         /* "GET", ...; none: any method */
     size_t nmethods;
+    struct gw_hdr_rules req_hdrs;   /* request_headers: on what goes upstream */
+    struct gw_hdr_rules resp_hdrs;  /* response_headers: on the answer relayed back */
+    bool preserve_host;     /* send the client's Host upstream, not the upstream's */
+    int64_t timeout_ms;     /* connect and between-reads timeout; 0: UPSTREAM_TIMEOUT */
 };
 
 /** Which forward-auth proxy the gateway answers /_auth for (route.c). */

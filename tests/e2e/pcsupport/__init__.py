@@ -17,7 +17,7 @@ Modules (each can be imported on its own):
     checks      check_stopped, sanitizer_report, sensitive, the session-end log scans
     suite       the run's SECRET, TRUSTED_ORIGINS, MAIN_DB, base_env (needs pytest)
   and helpers for particular tests: interop (the reference Better Auth server),
-  fake_idp, jwt_issuer, limits, fds, nginx, cluster, topology.
+  fake_idp, jwt_issuer, limits, fds, nginx, cluster, topology, pyupstream.
 
 This package re-exports the names of the first eight, so a test writes
 

@@ -1,0 +1,105 @@
+"""PyUpstream: a small threaded HTTP/1.1 upstream in Python that records every request
+it reads (header lines in order, repeats kept), for the gateway e2e tests that check
+exactly what reached the upstream (test_gw_http.py, test_gw_route_exchange.py)."""
+
+import json
+import socket
+import threading
+
+
+class PyUpstream:
+    """A threaded HTTP/1.1 upstream answering every request with a JSON echo
+    {method, path, query, headers, body, conn} and Content-Length, keep-alive.
+
+    idle_close: a connection idle for that many seconds is closed (quietly).
+    serve_per_conn: that many requests are answered per connection; the next one is
+    read and the connection closed without an answer, as an upstream closing a
+    keep-alive connection just when a request arrives.
+    answer_lines: header lines (bytes, each ending in CRLF) added to every answer."""
+
+    def __init__(self, idle_close=None, serve_per_conn=None, answer_lines=b""):
+        self.idle_close, self.serve_per_conn = idle_close, serve_per_conn
+        self.answer_lines = answer_lines
+        self.seen = []              # every request read, echo dicts + "answered"
+        self.conns = 0
+        self.idle_closes = 0
+        self._socks = []
+        self._stop = False
+        self._ls = socket.create_server(("127.0.0.1", 0))
+        self._ls.settimeout(0.1)
+        self.url = "http://127.0.0.1:%d" % self._ls.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                s, _ = self._ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns += 1
+            self._socks.append(s)
+            t = threading.Thread(target=self._serve, args=(s, self.conns), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, s, conn_no):
+        buf, served = b"", 0
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    s.settimeout(self.idle_close if (self.idle_close and not buf) else 10)
+                    try:
+                        chunk = s.recv(65536)
+                    except socket.timeout:
+                        if not buf:
+                            self.idle_closes += 1
+                        return
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ")
+                raw_headers = [tuple(p.strip() for p in ln.split(":", 1)) for ln in lines[1:]]
+                headers = {k.lower(): v for k, v in raw_headers}
+                n = int(headers.get("content-length", "0"))
+                s.settimeout(10)
+                while len(buf) < n:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                body, buf = buf[:n], buf[n:]
+                path, _, query = target.partition("?")
+                e = {"method": method, "path": path, "query": query, "headers": headers,
+                     "raw_headers": raw_headers, "body": body.decode("latin-1"), "conn": conn_no}
+                answer = self.serve_per_conn is None or served < self.serve_per_conn
+                self.seen.append(dict(e, answered=answer))
+                if not answer:
+                    return
+                served += 1
+                out = json.dumps(e).encode()
+                s.sendall(b"HTTP/1.1 200 OK\r\n" + self.answer_lines + b"Content-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(out), b"" if method == "HEAD" else out))
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def saw(self, token: str) -> list:
+        """The requests read whose path, query or body holds token."""
+        return [e for e in self.seen if token in e["path"] or token in e["query"] or token in e["body"]]
+
+    def stop(self):
+        self._stop = True
+        for s in self._socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(timeout=5)
+        self._ls.close()
