@@ -12,7 +12,6 @@
  * index is seen to be the bad route's.
  */
 #include "test_gw.h"
-#include "../../gateway/proxy.h"
 
 #define GOOD "{\"prefix\": \"/ok/\", " GWT_UP ", \"auth\": [\"none\"]}"
 #define BAD(x) "{\"routes\": [" GOOD ", {\"prefix\": \"/b/\", " GWT_UP ", \"auth\": [\"session\"], " x "}]}"
