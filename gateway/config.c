@@ -67,6 +67,16 @@ static int check_fa_mode(const char *v, const char **err)
     return 0;
 }
 
+/* FORWARD_AUTH_REFUSAL */
+static int check_fa_refusal(const char *v, const char **err)
+{
+    if (strcmp(v, "status") != 0 && strcmp(v, "403") != 0) {
+        *err = "must be status or 403";
+        return -1;
+    }
+    return 0;
+}
+
 /* FORWARD_AUTH_*_HEADER: empty, or a header name */
 static int check_header_name(const char *v, const char **err)
 {
@@ -148,6 +158,14 @@ static const struct pc_conf_item table[] = {
      check_header_name,
      "the original host's header; empty: nginx X-Original-Host, traefik X-Forwarded-Host "
      "(envoy: Host)"},
+    {"FORWARD_AUTH_REFUSAL", PC_CONF_STR, &gw_cfg.fa_refusal, "status", 0, 0, 0,
+     check_fa_refusal,
+     "how /_auth refuses: status (401, 403, 429, 503, ... as a proxied request; Traefik and "
+     "Envoy relay them) or 403 (every refusal but 401 is 403, for nginx's auth_request); "
+     "X-Auth-Status always carries the real status"},
+    {"IDENTITY_HEADER_NAMES", PC_CONF_STR, &gw_cfg.identity_names_s, "", 0, 0, 0, NULL,
+     "renames identity headers: X-User-Id=X-Remote-User,X-Auth-Request-Email= (empty: not "
+     "sent); every name, old or new, is the gateway's alone"},
     {"TRUSTED_PROXIES", PC_CONF_STR, &gw_cfg.trusted_proxies_s, "", 0, 0, 0,
      pc_conf_check_cidr_list,
      "addresses or networks (10.0.0.0/8, fd00::/8) of proxies in front of the gateway: from "
@@ -865,6 +883,92 @@ static int load_routes(char *err, size_t errsz)
     return rc;
 }
 
+/* A name IDENTITY_HEADER_NAMES may not give an identity header: the
+ * request's framing, routing and credentials, and what the gateway sets
+ * besides the identity. */
+static bool reserved_name(const char *h, size_t n)
+{
+    static const char *const names[] = {"Host",   "Content-Length", "Expect",   "X-Request-Id",
+                                        "Cookie", "Authorization",  "X-Api-Key", "Set-Cookie"};
+    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
+        if (strlen(names[i]) == n && strncasecmp(h, names[i], n) == 0)
+            return true;
+    return gw_hop_by_hop(h, n) || (n >= 12 && strncasecmp(h, "X-Forwarded-", 12) == 0);
+}
+
+static const char *trim(const char *a, const char **end)
+{
+    while (a < *end && (*a == ' ' || *a == '\t'))
+        a++;
+    while (*end > a && ((*end)[-1] == ' ' || (*end)[-1] == '\t'))
+        (*end)--;
+    return a;
+}
+
+int gw_identity_names_parse(const char *spec, struct gw_idnames *out, char *err, size_t errsz)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < GW_IDH_COUNT; i++)
+        snprintf(out->name[i], sizeof out->name[i], "%s", gw_idh_default[i]);
+    bool given[GW_IDH_COUNT] = {false};
+    for (const char *p = spec, *next; *spec && p; p = next) {
+        size_t l = strcspn(p, ",");
+        next = p[l] == ',' ? p + l + 1 : NULL; /* "A=B," ends with an empty item */
+        const char *end = p + l, *a = trim(p, &end);
+        const char *eq = memchr(a, '=', (size_t)(end - a));
+        if (eq == NULL) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: \"%.*s\": must be Name=NewName, or "
+                                 "Name= for not sent", (int)(end - a), a);
+            return -1;
+        }
+        const char *oend = eq, *old = trim(a, &oend), *nend = end, *nw = trim(eq + 1, &nend);
+        size_t ol = (size_t)(oend - old), nl = (size_t)(nend - nw);
+        int k = 0;
+        while (k < GW_IDH_COUNT &&
+               (strlen(gw_idh_default[k]) != ol || strncasecmp(old, gw_idh_default[k], ol) != 0))
+            k++;
+        if (k == GW_IDH_COUNT) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: \"%.*s\" is not an identity header "
+                                 "(X-User-Id, X-User-Email, X-Auth-Method, X-Session-Id, "
+                                 "X-Api-Key-Id, X-Auth-Issuer, X-Auth-JWT, X-Auth-Request-User, "
+                                 "X-Auth-Request-Email)", (int)ol, old);
+            return -1;
+        }
+        if (given[k]) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s is renamed twice", gw_idh_default[k]);
+            return -1;
+        }
+        given[k] = true;
+        if (nl > GW_HDR_NAME_MAX || strspn(nw, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                               "0123456789-_") < nl) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s: \"%.*s\" is not a header name "
+                                 "([A-Za-z0-9_-], at most %d)", gw_idh_default[k], (int)nl, nw,
+                     GW_HDR_NAME_MAX);
+            return -1;
+        }
+        if (nl > 0 && reserved_name(nw, nl)) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s: %.*s is not the identity's to take "
+                                 "(framing, routing, credential and X-Forwarded-* headers)",
+                     gw_idh_default[k], (int)nl, nw);
+            return -1;
+        }
+        memcpy(out->name[k], nw, nl);
+        out->name[k][nl] = '\0';
+    }
+    for (int i = 0; i < GW_IDH_COUNT; i++) {
+        if (strcmp(out->name[i], gw_idh_default[i]) != 0)
+            out->renamed = true;
+        for (int j = i + 1; j < GW_IDH_COUNT; j++)
+            if (out->name[i][0] && strcasecmp(out->name[i], out->name[j]) == 0) {
+                snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s and %s would both be sent as %s "
+                                     "(rename or drop the other too)",
+                         gw_idh_default[i], gw_idh_default[j], out->name[i]);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 /* FORWARD_AUTH_*: the proxy's convention, then the operator's names. */
 static int forward_auth_config(void)
 {
@@ -890,6 +994,7 @@ static int forward_auth_config(void)
         }
         *out[i] = set[i][0] ? set[i] : names[gw_cfg.fa_mode][i];
     }
+    gw_cfg.fa_refuse_403 = strcmp(gw_cfg.fa_refusal, "403") == 0;
     return 0;
 }
 
@@ -929,6 +1034,10 @@ int gw_config_load(void)
     }
     if (forward_auth_config() != 0)
         return -1;
+    if (gw_identity_names_parse(gw_cfg.identity_names_s, &gw_cfg.idh, err, sizeof err) != 0) {
+        fprintf(stderr, "gateway: configuration error: %s\n", err);
+        return -1;
+    }
     if (pc_cidr_list_parse(gw_cfg.trusted_proxies_s, &gw_cfg.proxies, &gw_cfg.nproxies, &why) != 0)
         return -1; /* the row's validator has said why */
     pc_conf_jwt_defaults(&gw_cfg.jwt_issuer, &gw_cfg.jwt_audience, gw_cfg.base_url);

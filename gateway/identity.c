@@ -6,7 +6,9 @@
  *   hop-by-hop   Connection, Keep-Alive, TE, Upgrade, ... and whatever the
  *                Connection header names: never relayed, either way
  *   identity     X-User-Id, X-User-Email, X-Auth-Method, X-Session-Id,
- *                X-Api-Key-Id, X-Auth-JWT, X-Auth-Issuer, X-Request-Id,
+ *                X-Api-Key-Id, X-Auth-JWT, X-Auth-Issuer, oauth2-proxy's
+ *                X-Auth-Request-User and -Email (and the names
+ *                IDENTITY_HEADER_NAMES gives them), X-Request-Id,
  *                X-Forwarded-Proto, -Host, -Prefix, Host, Content-Length,
  *                Expect: only the gateway sets them; a client's are dropped
  *                (proxy.c keeps a trusted proxy's X-Forwarded-*)
@@ -51,16 +53,36 @@ bool gw_hop_by_hop(const char *h, size_t n)
     return name_in(h, n, names, PC_ARRAY_LEN(names));
 }
 
-/* Headers only the gateway may set. Expect was answered here (front.c):
- * the upstream gets the whole body at once. */
+const char *const gw_idh_default[GW_IDH_COUNT] = {
+    [GW_IDH_USER_ID] = "X-User-Id",       [GW_IDH_EMAIL] = "X-User-Email",
+    [GW_IDH_METHOD] = "X-Auth-Method",    [GW_IDH_SESSION_ID] = "X-Session-Id",
+    [GW_IDH_API_KEY_ID] = "X-Api-Key-Id", [GW_IDH_ISSUER] = "X-Auth-Issuer",
+    [GW_IDH_JWT] = "X-Auth-JWT",          [GW_IDH_AR_USER] = "X-Auth-Request-User",
+    [GW_IDH_AR_EMAIL] = "X-Auth-Request-Email",
+};
+
+/* Headers only the gateway may set: the identity under its default names
+ * (renamed or not) and under the names IDENTITY_HEADER_NAMES gave it.
+ * Expect was answered here (front.c): the upstream gets the whole body at
+ * once. */
 bool gw_identity_header(const char *h, size_t n)
 {
     static const struct hname names[] = {
         HN("X-User-Id"), HN("X-User-Email"), HN("X-Auth-Method"), HN("X-Session-Id"),
         HN("X-Api-Key-Id"), HN("X-Request-Id"), HN("X-Auth-JWT"), HN("X-Auth-Issuer"),
+        HN("X-Auth-Request-User"), HN("X-Auth-Request-Email"),
         HN("X-Forwarded-Proto"), HN("X-Forwarded-Host"), HN("X-Forwarded-Prefix"), HN("Host"),
         HN("Content-Length"), HN("Expect")};
-    return name_in(h, n, names, PC_ARRAY_LEN(names));
+    if (name_in(h, n, names, PC_ARRAY_LEN(names)))
+        return true;
+    if (!gw_cfg.idh.renamed)
+        return false;
+    for (int i = 0; i < GW_IDH_COUNT; i++) {
+        const char *c = gw_cfg.idh.name[i];
+        if (c[0] && strlen(c) == n && strncasecmp(h, c, n) == 0)
+            return true;
+    }
+    return false;
 }
 
 bool gw_hdr_ruled(const struct gw_hdr_rules *rules, const char *h, size_t n)
@@ -110,29 +132,39 @@ char *gw_filter_cookies(const char *cookie)
     return b.data; /* NULL when empty */
 }
 
+/* One identity header under its configured name; none when dropped. */
+static void idh(struct pc_buf *b, enum gw_idh which, const char *value)
+{
+    if (gw_cfg.idh.name[which][0])
+        gw_hdr_append(b, gw_cfg.idh.name[which], value);
+}
+
 void gw_identity_headers(struct gw_request *r, struct pc_buf *b)
 {
     if (r->route->anonymous)
         return;
     const struct gw_principal *p = &r->p;
-    gw_hdr_append(b, "X-User-Id", p->user_id);
-    if (p->email[0])
-        gw_hdr_append(b, "X-User-Email", p->email);
+    idh(b, GW_IDH_USER_ID, p->user_id);
+    idh(b, GW_IDH_AR_USER, p->user_id);
+    if (p->email[0]) {
+        idh(b, GW_IDH_EMAIL, p->email);
+        idh(b, GW_IDH_AR_EMAIL, p->email);
+    }
     if (r->kind == GW_CRED_SESSION) {
-        gw_hdr_append(b, "X-Auth-Method", "session");
-        gw_hdr_append(b, "X-Session-Id", p->cred_id);
+        idh(b, GW_IDH_METHOD, "session");
+        idh(b, GW_IDH_SESSION_ID, p->cred_id);
     } else if (r->kind == GW_CRED_JWT) {
-        gw_hdr_append(b, "X-Auth-Method", "jwt");
-        if (p->issuer < gw_cfg.nissuers) /* whose sub X-User-Id is */
-            gw_hdr_append(b, "X-Auth-Issuer", gw_cfg.issuers[p->issuer].issuer);
+        idh(b, GW_IDH_METHOD, "jwt");
+        if (p->issuer < gw_cfg.nissuers) /* whose sub the user id is */
+            idh(b, GW_IDH_ISSUER, gw_cfg.issuers[p->issuer].issuer);
         if (p->cred_id[0])
-            gw_hdr_append(b, "X-Session-Id", p->cred_id);
+            idh(b, GW_IDH_SESSION_ID, p->cred_id);
     } else {
-        gw_hdr_append(b, "X-Auth-Method", "api_key");
-        gw_hdr_append(b, "X-Api-Key-Id", p->cred_id);
+        idh(b, GW_IDH_METHOD, "api_key");
+        idh(b, GW_IDH_API_KEY_ID, p->cred_id);
     }
     if (r->upstream_jwt && r->route->upstream_jwt == GW_UPJWT_HEADER) {
-        gw_hdr_append(b, "X-Auth-JWT", r->upstream_jwt);
+        idh(b, GW_IDH_JWT, r->upstream_jwt);
     } else if (r->upstream_jwt) {
         pc_buf_puts(b, "Authorization: Bearer ");
         pc_buf_puts(b, r->upstream_jwt);

@@ -31,9 +31,12 @@ void gw_proxy_client_gone(struct gw_request *r);
 
 /* ---- identity.c ---- */
 
+/** The identity headers' names unless IDENTITY_HEADER_NAMES renames them. */
+extern const char *const gw_idh_default[GW_IDH_COUNT];
 /** Appends X-User-Id, X-User-Email, X-Auth-Method and X-Session-Id or
- * X-Api-Key-Id for r's principal (nothing on anonymous routes) as header
- * lines to b. Does not end r. */
+ * X-Api-Key-Id (and the rest of enum gw_idh that applies) for r's principal,
+ * under gw_cfg.idh's names, as header lines to b (nothing on anonymous
+ * routes). Does not end r. */
 void gw_identity_headers(struct gw_request *r, struct pc_buf *b);
 /** A hop-by-hop header (RFC 9110 7.6.1), never relayed. */
 bool gw_hop_by_hop(const char *h, size_t n);

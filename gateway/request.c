@@ -88,7 +88,19 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
     pc_jw_obj_end(&w);
     if (r->outcome == NULL)
         r->outcome = code;
-    struct pc_buf *h = gw_resp_begin(r, status, NULL);
+    /* nginx's auth_request takes 2xx, 401 and 403 and makes anything else a
+     * 500: with FORWARD_AUTH_REFUSAL=403 it gets a 403, and X-Auth-Status
+     * (always sent by /_auth) says what the refusal was. */
+    int sent = status;
+    if (r->forward_auth && gw_cfg.fa_refuse_403 && status != 401)
+        sent = 403;
+    struct pc_buf *h = gw_resp_begin(r, sent, NULL);
+    if (r->forward_auth) {
+        char st[8];
+        snprintf(st, sizeof st, "%d", status);
+        gw_hdr_append(h, "X-Auth-Status", st);
+        gw_hdr_append(h, "X-Auth-Code", code);
+    }
     gw_hdr_append(h, "Content-Type", "application/json");
     gw_hdr_append(h, "X-Request-Id", r->request_id);
     if (status == 401)

@@ -151,6 +151,29 @@ enum gw_fa_proxy {
     GW_FA_ENVOY,        /* ext_authz HTTP, path_prefix /_auth: the request itself */
 };
 
+/** The identity headers the gateway adds (identity.c), by what each
+ * carries. IDENTITY_HEADER_NAMES may rename or drop each (config.c);
+ * gw_idh_default holds the names they have unless renamed. */
+enum gw_idh {
+    GW_IDH_USER_ID,     /* X-User-Id */
+    GW_IDH_EMAIL,       /* X-User-Email */
+    GW_IDH_METHOD,      /* X-Auth-Method: session, jwt or api_key */
+    GW_IDH_SESSION_ID,  /* X-Session-Id */
+    GW_IDH_API_KEY_ID,  /* X-Api-Key-Id */
+    GW_IDH_ISSUER,      /* X-Auth-Issuer (JWTs) */
+    GW_IDH_JWT,         /* X-Auth-JWT (upstream_jwt: "header") */
+    GW_IDH_AR_USER,     /* X-Auth-Request-User, oauth2-proxy's name: the user id */
+    GW_IDH_AR_EMAIL,    /* X-Auth-Request-Email, oauth2-proxy's name */
+    GW_IDH_COUNT
+};
+#define GW_HDR_NAME_MAX 64
+
+/** The name each identity header is sent under; "" is not sent. */
+struct gw_idnames {
+    char name[GW_IDH_COUNT][GW_HDR_NAME_MAX + 1];
+    bool renamed;               /* some name is not its default */
+};
+
 struct gw_config {
     char *listen;
     int64_t workers;
@@ -191,6 +214,8 @@ struct gw_config {
     char *fa_uri_header;        /* FORWARD_AUTH_URI_HEADER ("": the proxy's) */
     char *fa_method_header;     /* FORWARD_AUTH_METHOD_HEADER */
     char *fa_host_header;       /* FORWARD_AUTH_HOST_HEADER */
+    char *fa_refusal;           /* FORWARD_AUTH_REFUSAL: status or 403 */
+    char *identity_names_s;     /* IDENTITY_HEADER_NAMES, as given */
     char *trusted_proxies_s;    /* TRUSTED_PROXIES, as given */
     struct pc_cidr *proxies;    /* ... parsed (lib/netaddr.h) */
     size_t nproxies;
@@ -221,6 +246,8 @@ struct gw_config {
     const char *fa_uri_name;    /* the one header each comes from (NULL with envoy: the */
     const char *fa_method_name; /* request line and Host of /_auth/<original path>) */
     const char *fa_host_name;
+    bool fa_refuse_403;         /* FORWARD_AUTH_REFUSAL=403: refusals but 401 are 403 */
+    struct gw_idnames idh;      /* from IDENTITY_HEADER_NAMES */
 };
 
 extern struct gw_config gw_cfg;

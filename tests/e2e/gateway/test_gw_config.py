@@ -70,9 +70,21 @@ def test_missing_required_variable(tmp_path, var):
     ("REDIS_URL", "http://127.0.0.1:6379"),
     ("LOG_LEVEL", "chatty"),
     ("GATEWAY_MAX_BODY", "1e9"),
+    ("FORWARD_AUTH_REFUSAL", "500"),
+    ("IDENTITY_HEADER_NAMES", "X-User-Id=Host"),
+    ("IDENTITY_HEADER_NAMES", "X-User-Id=X-User-Email"),
+    ("IDENTITY_HEADER_NAMES", "X-Nobody=X-Remote-User"),
 ])
 def test_bad_variable_is_named(tmp_path, var, value):
     _assert_config_error(_run(_env(tmp_path, **{var: value})), var)
+
+
+def test_a_renamed_identity_header_is_no_route_s_to_set(tmp_path):
+    """A route's request_headers may not set the name an identity header now has."""
+    route = dict(GOOD_ROUTE, request_headers={"set": {"X-Remote-User": "admin"}})
+    _assert_config_error(_run(_env(tmp_path, {"routes": [route]},
+                                   IDENTITY_HEADER_NAMES="X-User-Id=X-Remote-User")),
+                         "routes[0].request_headers.set.X-Remote-User")
 
 
 def test_bad_database_url_does_not_print_the_secret(tmp_path):

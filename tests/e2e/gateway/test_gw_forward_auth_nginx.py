@@ -4,6 +4,9 @@ operators do: nginx's convention (X-Original-URI, -Method, -Host) and Traefik's
 and so does nginx here). A header the client adds must never change which route's
 policy judges the request (security issue #13, item 2)."""
 
+import textwrap
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -86,3 +89,113 @@ def test_traefik_headers_with_the_default_gateway_fail_closed(traefik_like, mod_
     # and without a lie, the missing X-Original-URI is a 400 (a 500 from nginx), never a 200
     assert _get(n, "/s/x", **G.cookie(mod_user)).status_code == 500
     assert _get(n, "/pub/x").status_code == 500
+
+
+# ---- refusals nginx cannot relay itself (issue 16): FORWARD_AUTH_REFUSAL=403 and the
+# docs/gateway.md recipe, run as written there
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "gateway.md"
+RECIPE_MARK = "<!-- recipe: nginx-refusal"
+
+
+def _recipe(gateway_port, upstream_port):
+    """The nginx block of docs/gateway.md after the recipe mark, its two addresses
+    (gateway:8080, app) made the test's own."""
+    text = DOCS.read_text()
+    at = text.index(RECIPE_MARK)
+    start = text.index("```nginx\n", at) + len("```nginx\n")
+    block = text[start:text.index("```", start)]
+    assert "http://gateway:8080" in block and "http://app;" in block, block
+    block = block.replace("http://gateway:8080", f"http://127.0.0.1:{gateway_port}")
+    block = block.replace("http://app;", f"http://127.0.0.1:{upstream_port};")
+    return textwrap.indent(block, " " * 8)
+
+
+@pytest.fixture
+def nginx_recipe(gateway_factory, upstream, gw_dir):
+    """make(env): a gateway started with env behind nginx set up as docs/gateway.md says."""
+    made = []
+
+    def make(env):
+        g = gateway_factory(env, name="gateway-fa-recipe")
+        n = Nginx(gw_dir, g.port, upstream.port, auth_headers={}, name="nginx-recipe",
+                  locations=_recipe(g.port, upstream.port))
+        made.append(n)
+        return g, n
+
+    yield make
+    for n in made:
+        n.stop()
+
+
+def _limited_key(keys, sql, user, n):
+    k = keys.create(user.id)
+    sql.execute('update "apikey" set "rateLimitEnabled" = true, "rateLimitTimeWindow" = 60000, '
+                '"rateLimitMax" = %s where id = %s', (n, k.id))
+    return k
+
+
+def test_recipe_gives_the_client_the_real_refusal(nginx_recipe, keys, sql, mod_user):
+    g, n = nginx_recipe({"FORWARD_AUTH_REFUSAL": "403"})
+    k = _limited_key(keys, sql, mod_user, 2)
+    for _ in range(2):
+        r = _get(n, "/k/x", **{"x-api-key": k.key})
+        assert r.status_code == 200, (r.status_code, r.text[:200])
+        assert G.echo(r)["headers"].get("x-user-id") == mod_user.id
+    r = _get(n, "/k/x", **{"x-api-key": k.key})
+    assert r.status_code == 429, (r.status_code, r.text[:200])
+    assert r.json() == {"code": "RATE_LIMITED"}, r.text
+    assert r.headers["content-type"] == "application/json"
+    retry = int(r.headers["retry-after"])
+    assert 1 <= retry <= 60, retry
+    # 401 is nginx's own (with the gateway's WWW-Authenticate), never made a 403
+    r = _get(n, "/k/x")
+    assert r.status_code == 401, r.status_code
+    assert r.headers.get("www-authenticate", "").startswith("Bearer"), r.headers
+    r = _get(n, "/k/x", **{"x-api-key": "pc_" + "x" * 40})
+    assert r.status_code == 401, r.status_code
+    # no route for the original URI: 404 through nginx, not a 500
+    r = _get(n, "/no-such-route/x")
+    assert r.status_code == 404 and r.json() == {"code": "NO_ROUTE"}, (r.status_code, r.text)
+    # a client's lie is the 400 it is, not a 500 (nginx's own X-Original-URI wins, but the
+    # client's X-Forwarded-Uri disagrees)
+    r = _get(n, "/k/x", **{"x-api-key": k.key, "X-Forwarded-Uri": "/pub/x"})
+    assert r.status_code == 400 and r.json() == {"code": "AMBIGUOUS_FORWARD_AUTH"}, r.text
+    # an allowed answer carries no Retry-After from the recipe
+    assert "retry-after" not in _get(n, "/pub/x").headers
+    errors = (n.dir / "error.log").read_text()
+    assert "auth request unexpected status" not in errors, errors[-2000:]
+
+
+def test_without_the_mode_nginx_makes_it_a_500(nginx_recipe, keys, sql, mod_user):
+    """The default (status) is what Traefik and Envoy relay; nginx cannot, and says so."""
+    g, n = nginx_recipe({})
+    k = _limited_key(keys, sql, mod_user, 1)
+    assert _get(n, "/k/x", **{"x-api-key": k.key}).status_code == 200
+    assert _get(n, "/k/x", **{"x-api-key": k.key}).status_code == 500
+    assert "auth request unexpected status: 429" in (n.dir / "error.log").read_text()
+
+
+def test_auth_answers_name_the_real_status(gateway_factory, keys, sql, mod_user):
+    """Asked directly: X-Auth-Status and X-Auth-Code on every /_auth refusal, in both
+    modes; a proxied request's refusal has neither."""
+    k = _limited_key(keys, sql, mod_user, 1)
+    for mode, sent in (("status", 429), ("403", 403)):
+        g = gateway_factory({"FORWARD_AUTH_REFUSAL": mode}, name=f"gateway-fa-{mode}")
+        h = {"X-Original-URI": "/k/x", "x-api-key": k.key}
+        if mode == "status":
+            r = g.get("/_auth", headers=h)
+            assert r.status_code == 200, r.status_code
+            assert r.headers.get("x-auth-status") is None
+        r = g.get("/_auth", headers=h)
+        assert r.status_code == sent, (mode, r.status_code)
+        assert r.headers["x-auth-status"] == "429" and r.headers["x-auth-code"] == "RATE_LIMITED"
+        assert r.json()["code"] == "RATE_LIMITED" and "retry-after" in r.headers
+        r = g.get("/_auth", headers={"X-Original-URI": "/k/x"})
+        assert r.status_code == 401 and r.headers["x-auth-status"] == "401", (mode, r.status_code)
+        r = g.get("/_auth")
+        assert r.status_code == (400 if mode == "status" else 403)
+        assert r.headers["x-auth-code"] == "MISSING_ORIGINAL_URI"
+        r = g.get("/k/x", headers={"x-api-key": k.key})
+        assert r.status_code == 429 and "x-auth-status" not in r.headers
+

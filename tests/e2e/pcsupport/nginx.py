@@ -10,7 +10,9 @@ upstream, the way an operator sets it up.
 auth_headers are the proxy_set_header lines of the auth subrequest: NGINX_HEADERS
 (X-Original-*, nginx's convention) or TRAEFIK_HEADERS (X-Forwarded-*, what Traefik's
 ForwardAuth sends). Either way nginx passes the client's other headers to the
-subrequest, as Traefik does by default, so a client can add any header it likes."""
+subrequest, as Traefik does by default, so a client can add any header it likes.
+locations replaces the server's locations (the text of a recipe in docs/, say), with
+{upstream_port}, {gateway_port} and {auth_headers} filled in."""
 
 from __future__ import annotations
 
@@ -35,6 +37,24 @@ TRAEFIK_HEADERS = {
     "X-Forwarded-Host": "$host",
 }
 
+LOCATIONS = """\
+        location / {
+            auth_request /_portcullis_auth;
+            auth_request_set $pc_user_id $upstream_http_x_user_id;
+            auth_request_set $pc_auth_method $upstream_http_x_auth_method;
+            proxy_set_header X-User-Id $pc_user_id;
+            proxy_set_header X-Auth-Method $pc_auth_method;
+            proxy_pass http://127.0.0.1:{upstream_port};
+        }
+        location = /_portcullis_auth {
+            internal;
+            proxy_pass http://127.0.0.1:{gateway_port}/_auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+{auth_headers}
+        }
+"""
+
 CONF = """\
 daemon off;
 master_process on;
@@ -52,21 +72,7 @@ http {{
     scgi_temp_path {dir}/tmp/scgi;
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            auth_request /_portcullis_auth;
-            auth_request_set $pc_user_id $upstream_http_x_user_id;
-            auth_request_set $pc_auth_method $upstream_http_x_auth_method;
-            proxy_set_header X-User-Id $pc_user_id;
-            proxy_set_header X-Auth-Method $pc_auth_method;
-            proxy_pass http://127.0.0.1:{upstream_port};
-        }}
-        location = /_portcullis_auth {{
-            internal;
-            proxy_pass http://127.0.0.1:{gateway_port}/_auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-{auth_headers}
-        }}
+{locations}
     }}
 }}
 """
@@ -74,15 +80,17 @@ http {{
 
 class Nginx:
     def __init__(self, workdir: Path, gateway_port: int, upstream_port: int, *,
-                 auth_headers: dict, name: str = "nginx"):
+                 auth_headers: dict, name: str = "nginx", locations: str | None = None):
         if not Path(NGINX).exists():
             raise FileNotFoundError(f"{NGINX} not found: run scripts/deps.sh (Debian package nginx)")
         self.port = H.free_port()
         self.dir = Path(workdir) / f"{name}-{self.port}"
         (self.dir / "tmp").mkdir(parents=True, exist_ok=True)
         lines = "\n".join(f"            proxy_set_header {k} {v};" for k, v in auth_headers.items())
-        conf = CONF.format(dir=self.dir, port=self.port, upstream_port=upstream_port,
-                           gateway_port=gateway_port, auth_headers=lines,
+        locs = (locations if locations is not None else LOCATIONS)
+        locs = (locs.replace("{upstream_port}", str(upstream_port))
+                .replace("{gateway_port}", str(gateway_port)).replace("{auth_headers}", lines))
+        conf = CONF.format(dir=self.dir, port=self.port, locations=locs,
                            user="user root;" if os.geteuid() == 0 else "")
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(conf)
