@@ -17,12 +17,6 @@ PC_MUSTCHECK int gw_config_load(void);
  * gw_config_load calls it; so does the routes fuzz target. */
 PC_MUSTCHECK int gw_routes_load_text(const char *text, size_t len, const char *where, char *err,
                                      size_t errsz);
-/** IDENTITY_HEADER_NAMES (docs/gateway.md) into out: the default names,
- * renamed or emptied (not sent) as spec says. -1 with err set: an unknown
- * identity header, one named twice, a bad or reserved new name, or two sent
- * under one name. */
-PC_MUSTCHECK int gw_identity_names_parse(const char *spec, struct gw_idnames *out, char *err,
-                                         size_t errsz);
 /** Frees the routes, upstreams and issuers (and zeroes their counts). */
 void gw_routes_free(void);
 /** Prints the --help table of variables. */

@@ -16,6 +16,9 @@
  *                Better Auth's own cookies; otherwise none
  *   ours         gw_identity_headers: the identity of the principal, for
  *                proxy.c's request upstream and forward.c's 200
+ *   names        IDENTITY_HEADER_NAMES (gw_identity_names_parse, at start):
+ *                what each identity header is called, and the names none
+ *                may take
  *   the route's  request_headers and response_headers (gw_hdr_rules):
  *                lines of a name they list are dropped, their "set" lines
  *                added; config.c refuses the names above (identity,
@@ -26,6 +29,7 @@
 #include "request.h"
 #include "../lib/http.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -77,11 +81,9 @@ bool gw_identity_header(const char *h, size_t n)
         return true;
     if (!gw_cfg.idh.renamed)
         return false;
-    for (int i = 0; i < GW_IDH_COUNT; i++) {
-        const char *c = gw_cfg.idh.name[i];
-        if (c[0] && strlen(c) == n && strncasecmp(h, c, n) == 0)
+    for (int i = 0; i < GW_IDH_COUNT; i++)
+        if (gw_cfg.idh.len[i] == n && n > 0 && strncasecmp(h, gw_cfg.idh.name[i], n) == 0)
             return true;
-    }
     return false;
 }
 
@@ -130,6 +132,94 @@ char *gw_filter_cookies(const char *cookie)
         p += l;
     }
     return b.data; /* NULL when empty */
+}
+
+/* A name IDENTITY_HEADER_NAMES may not give an identity header: the
+ * request's framing, routing and credentials, and what the gateway sets
+ * besides the identity. */
+static bool reserved_name(const char *h, size_t n)
+{
+    static const char *const names[] = {"Host",   "Content-Length", "Expect",   "X-Request-Id",
+                                        "Cookie", "Authorization",  "X-Api-Key", "Set-Cookie"};
+    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
+        if (strlen(names[i]) == n && strncasecmp(h, names[i], n) == 0)
+            return true;
+    return gw_hop_by_hop(h, n) || (n >= 12 && strncasecmp(h, "X-Forwarded-", 12) == 0);
+}
+
+static const char *trim(const char *a, const char **end)
+{
+    while (a < *end && (*a == ' ' || *a == '\t'))
+        a++;
+    while (*end > a && ((*end)[-1] == ' ' || (*end)[-1] == '\t'))
+        (*end)--;
+    return a;
+}
+
+int gw_identity_names_parse(const char *spec, struct gw_idnames *out, char *err, size_t errsz)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < GW_IDH_COUNT; i++)
+        snprintf(out->name[i], sizeof out->name[i], "%s", gw_idh_default[i]);
+    bool given[GW_IDH_COUNT] = {false};
+    for (const char *p = spec, *next; *spec && p; p = next) {
+        size_t l = strcspn(p, ",");
+        next = p[l] == ',' ? p + l + 1 : NULL; /* "A=B," ends with an empty item */
+        const char *end = p + l, *a = trim(p, &end);
+        const char *eq = memchr(a, '=', (size_t)(end - a));
+        if (eq == NULL) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: \"%.*s\": must be Name=NewName, or "
+                                 "Name= for not sent", (int)(end - a), a);
+            return -1;
+        }
+        const char *oend = eq, *old = trim(a, &oend), *nend = end, *nw = trim(eq + 1, &nend);
+        size_t ol = (size_t)(oend - old), nl = (size_t)(nend - nw);
+        int k = 0;
+        while (k < GW_IDH_COUNT &&
+               (strlen(gw_idh_default[k]) != ol || strncasecmp(old, gw_idh_default[k], ol) != 0))
+            k++;
+        if (k == GW_IDH_COUNT) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: \"%.*s\" is not an identity header "
+                                 "(X-User-Id, X-User-Email, X-Auth-Method, X-Session-Id, "
+                                 "X-Api-Key-Id, X-Auth-Issuer, X-Auth-JWT, X-Auth-Request-User, "
+                                 "X-Auth-Request-Email)", (int)ol, old);
+            return -1;
+        }
+        if (given[k]) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s is renamed twice", gw_idh_default[k]);
+            return -1;
+        }
+        given[k] = true;
+        if (nl > GW_HDR_NAME_MAX || strspn(nw, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                               "0123456789-_") < nl) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s: \"%.*s\" is not a header name "
+                                 "([A-Za-z0-9_-], at most %d)", gw_idh_default[k], (int)nl, nw,
+                     GW_HDR_NAME_MAX);
+            return -1;
+        }
+        if (nl > 0 && reserved_name(nw, nl)) {
+            snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s: %.*s is not the identity's to take "
+                                 "(framing, routing, credential and X-Forwarded-* headers)",
+                     gw_idh_default[k], (int)nl, nw);
+            return -1;
+        }
+        memcpy(out->name[k], nw, nl);
+        out->name[k][nl] = '\0';
+    }
+    for (int i = 0; i < GW_IDH_COUNT; i++)
+        out->len[i] = (unsigned char)strlen(out->name[i]);
+    for (int i = 0; i < GW_IDH_COUNT; i++) {
+        if (strcmp(out->name[i], gw_idh_default[i]) != 0)
+            out->renamed = true;
+        for (int j = i + 1; j < GW_IDH_COUNT; j++)
+            if (out->name[i][0] && strcasecmp(out->name[i], out->name[j]) == 0) {
+                snprintf(err, errsz, "IDENTITY_HEADER_NAMES: %s and %s would both be sent as %s "
+                                     "(rename or drop the other too)",
+                         gw_idh_default[i], gw_idh_default[j], out->name[i]);
+                return -1;
+            }
+    }
+    return 0;
 }
 
 /* One identity header under its configured name; none when dropped. */

@@ -38,6 +38,12 @@ extern const char *const gw_idh_default[GW_IDH_COUNT];
  * under gw_cfg.idh's names, as header lines to b (nothing on anonymous
  * routes). Does not end r. */
 void gw_identity_headers(struct gw_request *r, struct pc_buf *b);
+/** Main thread, at start: IDENTITY_HEADER_NAMES (docs/gateway.md) into out: the default names,
+ * renamed or emptied (not sent) as spec says. -1 with err set: an unknown
+ * identity header, one named twice, a bad or reserved new name, or two sent
+ * under one name. */
+PC_MUSTCHECK int gw_identity_names_parse(const char *spec, struct gw_idnames *out, char *err,
+                                         size_t errsz);
 /** A hop-by-hop header (RFC 9110 7.6.1), never relayed. */
 bool gw_hop_by_hop(const char *h, size_t n);
 /** A header we set (X-User-Id, ...): a client's or upstream's is dropped. */

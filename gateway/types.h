@@ -171,6 +171,7 @@ enum gw_idh {
 /** The name each identity header is sent under; "" is not sent. */
 struct gw_idnames {
     char name[GW_IDH_COUNT][GW_HDR_NAME_MAX + 1];
+    unsigned char len[GW_IDH_COUNT]; /* strlen of each: compared per client header */
     bool renamed;               /* some name is not its default */
 };
 

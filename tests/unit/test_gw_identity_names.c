@@ -1,7 +1,7 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * test_gw_identity_names.c: IDENTITY_HEADER_NAMES (docs/gateway.md
- * "Identity headers"), as config.c's gw_identity_names_parse reads and
+ * "Identity headers"), as identity.c's gw_identity_names_parse reads and
  * refuses it, and what identity.c then sends and drops: the identity lines
  * for a principal under their configured names, and a client's line of any
  * name, old or new, counted as the gateway's (so proxy.c drops it). What
