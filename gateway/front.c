@@ -440,9 +440,6 @@ void gw_reply(struct gw_request *r, int status, const char *ctype, const char *b
     struct pc_buf *b = gw_resp_begin(r, status, NULL);
     gw_hdr_append(b, "Content-Type", ctype);
     gw_hdr_append(b, "X-Request-Id", r->request_id);
-    /* an allowed request that refreshed its session and then failed
-     * upstream (502, 503, 504) still tells the browser */
-    gw_refresh_cookie_header(r, b);
     gw_resp_end_head(r, (int64_t)n, true);
     gw_resp_body(r, body, n);
     gw_resp_send(r);
