@@ -10,7 +10,9 @@ upstream, the way an operator sets it up.
 auth_headers are the proxy_set_header lines of the auth subrequest: NGINX_HEADERS
 (X-Original-*, nginx's convention) or TRAEFIK_HEADERS (X-Forwarded-*, what Traefik's
 ForwardAuth sends). Either way nginx passes the client's other headers to the
-subrequest, as Traefik does by default, so a client can add any header it likes."""
+subrequest, as Traefik does by default, so a client can add any header it likes.
+The Set-Cookie of /_auth's 200 (a sliding refresh) is passed to the client with
+auth_request_set and add_header, as docs/gateway.md tells operators."""
 
 from __future__ import annotations
 
@@ -58,6 +60,9 @@ http {{
             auth_request_set $pc_auth_method $upstream_http_x_auth_method;
             proxy_set_header X-User-Id $pc_user_id;
             proxy_set_header X-Auth-Method $pc_auth_method;
+            # a sliding refresh's Set-Cookie from /_auth, to the client (docs/gateway.md)
+            auth_request_set $pc_set_cookie $upstream_http_set_cookie;
+            add_header Set-Cookie $pc_set_cookie;
             proxy_pass http://127.0.0.1:{upstream_port};
         }}
         location = /_portcullis_auth {{
