@@ -119,20 +119,22 @@ static bool redirect(struct as_job *job, const char *location)
     return true;
 }
 
+/* [__Secure-]better-auth.state */
+static void state_cookie_name(char *out, size_t cap)
+{
+    snprintf(out, cap, "%sbetter-auth.state", as_cfg.secure_cookies ? "__Secure-" : "");
+}
+
 /* The state cookie, or its deletion (value NULL). */
 static void state_cookie(struct as_job *job, const char *state)
 {
     struct pc_buf b = {0};
-    pc_buf_printf(&b, "%sbetter-auth.state=", as_cfg.secure_cookies ? "__Secure-" : "");
-    if (state) {
-        char sv[STATE_LEN + PC_SIG_B64_LEN + 2];
+    char name[64], sv[STATE_LEN + PC_SIG_B64_LEN + 2];
+    state_cookie_name(name, sizeof name);
+    if (state)
         pc_sign_value(as_cfg.secret, state, sv);
-        pc_url_encode_component(&b, sv);
-    }
-    pc_buf_printf(&b, "; Max-Age=%d; Path=/; HttpOnly", state ? STATE_COOKIE_AGE : 0);
-    if (as_cfg.secure_cookies)
-        pc_buf_puts(&b, "; Secure");
-    pc_buf_puts(&b, "; SameSite=Lax");
+    pc_set_cookie_value(&b, name, state ? sv : NULL, state ? STATE_COOKIE_AGE : 0,
+                        as_cfg.secure_cookies);
     as_add_header(job, "Set-Cookie", b.data);
     pc_wipe(b.data, b.len);
     pc_buf_free(&b);
@@ -670,7 +672,7 @@ static const char callback_prefix[] = "/api/auth/callback/";
 static bool state_from_cookie(const struct as_job *job, char *out, size_t cap)
 {
     char name[64];
-    snprintf(name, sizeof name, "%sbetter-auth.state", as_cfg.secure_cookies ? "__Secure-" : "");
+    state_cookie_name(name, sizeof name);
     return as_signed_cookie(job, name, out, cap);
 }
 

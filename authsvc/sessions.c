@@ -148,15 +148,7 @@ static void set_cookie(struct as_job *job, const char *name, const char *signed_
                        int64_t max_age)
 {
     struct pc_buf b = {0};
-    pc_buf_printf(&b, "%s=", name);
-    if (signed_value)
-        pc_url_encode_component(&b, signed_value);
-    if (max_age >= 0)
-        pc_buf_printf(&b, "; Max-Age=%lld", (long long)max_age);
-    pc_buf_puts(&b, "; Path=/; HttpOnly");
-    if (as_cfg.secure_cookies)
-        pc_buf_puts(&b, "; Secure");
-    pc_buf_puts(&b, "; SameSite=Lax");
+    pc_set_cookie_value(&b, name, signed_value, max_age, as_cfg.secure_cookies);
     as_add_header(job, "Set-Cookie", b.data);
     pc_wipe(b.data, b.len);
     pc_buf_free(&b);
@@ -195,12 +187,7 @@ bool as_signed_cookie(const struct as_job *job, const char *name, char *tok, siz
             raw = pc_cookie_get(job->hdrs[i].value, name);
     if (raw == NULL)
         return false;
-    char *dec = strchr(raw, '%') ? pc_url_decode(raw, strlen(raw)) : pc_xstrdup(raw);
-    bool ok = dec && pc_verify_signed(as_cfg.secret, dec, strlen(dec), PC_SIG_COOKIE, tok, cap);
-    if (dec) {
-        pc_wipe(dec, strlen(dec));
-        free(dec);
-    }
+    bool ok = pc_cookie_verify(as_cfg.secret, raw, tok, cap);
     pc_wipe(raw, strlen(raw));
     free(raw);
     return ok;

@@ -935,8 +935,11 @@ int gw_config_load(void)
         gw_cfg.workers = n > 0 ? n : 1;
     }
     if (!pc_conf_cookie_name(gw_cfg.cookie_session, sizeof gw_cfg.cookie_session, gw_cfg.base_url,
-                             "session_token"))
+                             "session_token") ||
+        !pc_conf_cookie_name(gw_cfg.cookie_dont_remember, sizeof gw_cfg.cookie_dont_remember,
+                             gw_cfg.base_url, "dont_remember"))
         pc_fatal("cookie name does not fit");
+    gw_cfg.secure_cookies = pc_conf_secure_cookies(gw_cfg.base_url);
     for (const char *p = gw_cfg.key_prefixes; *p;) {
         size_t n = strcspn(p, ",");
         if (n > 0 && n <= 32) {

@@ -15,7 +15,12 @@
  * An allowed session that is due for Better Auth's sliding refresh gets an
  * async UPDATE here, at most once per updateAge: L1 then holds the new
  * expiry, so the next request does not ask again. The response path never
- * waits for it.
+ * waits for it. A session that came in the cookie also gets the cookie
+ * back with the new Max-Age, on this request's answer (r->refresh_cookie,
+ * written by identity.c); a Bearer client holds its token, not a cookie.
+ * Better Auth's dont_remember cookie (rememberMe:false) means no refresh
+ * at all, as in Better Auth: the row keeps its day, the cookie stays a
+ * browser-session cookie.
  */
 #include "stages.h"
 #include "cache.h"
@@ -89,10 +94,11 @@ static void maybe_refresh(struct gw_request *r, int64_t now)
     if (gw_cfg.update_age <= 0 || p->expires_at == 0)
         return;
     bool due = p->expires_at - gw_cfg.expires_in * 1000 + gw_cfg.update_age * 1000 <= now;
-    if (!due)
+    if (!due || gw_dont_remember(r))
         return;
     int64_t exp = now + gw_cfg.expires_in * 1000;
     gw_pg_refresh_session(r->w, p->cred_id, exp, now);
+    r->refresh_cookie = r->src == GW_SRC_COOKIE;
     p->expires_at = exp;
     p->updated_at = now;
     int64_t ttl = gw_cfg.l1_ttl * 1000;

@@ -9,7 +9,9 @@
  *   alphanumerics; an API key is an optional prefix and 64 letters), then
  *   the Better Auth session cookie, whose HMAC must verify.
  *
- * The credential's SHA-256 becomes the cache and revocation key.
+ * The credential's SHA-256 becomes the cache and revocation key. Decide
+ * also asks here whether the request holds Better Auth's dont_remember
+ * cookie (gw_dont_remember).
  */
 #include "stages.h"
 #include "../lib/bearer.h"
@@ -83,6 +85,28 @@ static bool session_from_value(struct gw_request *r, const char *v, size_t n,
     return ok;
 }
 
+/* The raw (still percent-encoded) value of cookie name, from every Cookie
+ * line in order, as if joined (heap), or NULL. */
+static char *cookie_raw(const struct gw_request *r, const char *name)
+{
+    const char *lines[PC_HTTP_MAX_HEADERS];
+    size_t nlines = gw_header_all(r, "Cookie", lines, PC_ARRAY_LEN(lines));
+    if (nlines > PC_ARRAY_LEN(lines))
+        nlines = PC_ARRAY_LEN(lines);
+    return nlines ? pc_cookie_get_lines(lines, nlines, name) : NULL;
+}
+
+bool gw_dont_remember(const struct gw_request *r)
+{
+    char *raw = cookie_raw(r, gw_cfg.cookie_dont_remember);
+    if (raw == NULL)
+        return false;
+    char v[16]; /* "true", as Better Auth and authsvc sign it */
+    bool ok = pc_cookie_verify(gw_cfg.secret, raw, v, sizeof v);
+    free(raw);
+    return ok;
+}
+
 enum gw_extract_result gw_extract_cred(struct gw_request *r, struct gw_refusal *why)
 {
     const struct gw_route *rt = r->route;
@@ -151,21 +175,15 @@ enum gw_extract_result gw_extract_cred(struct gw_request *r, struct gw_refusal *
         return GW_EXTRACT_OK;
     }
     /* 4. the session cookie */
-    const char *lines[PC_HTTP_MAX_HEADERS];
-    size_t nlines = want_session ? gw_header_all(r, "Cookie", lines, PC_ARRAY_LEN(lines)) : 0;
-    if (nlines > PC_ARRAY_LEN(lines))
-        nlines = PC_ARRAY_LEN(lines);
-    if (nlines) {
-        char *raw = pc_cookie_get_lines(lines, nlines, gw_cfg.cookie_session);
-        if (raw) {
-            bool ok = session_from_value(r, raw, strlen(raw), PC_SIG_COOKIE, GW_SRC_COOKIE);
-            pc_wipe(raw, strlen(raw));
-            free(raw);
-            if (!ok)
-                return reject(why, "INVALID_SESSION", "Invalid session cookie");
-            hash_cred(r);
-            return GW_EXTRACT_OK;
-        }
+    char *raw = want_session ? cookie_raw(r, gw_cfg.cookie_session) : NULL;
+    if (raw) {
+        bool ok = session_from_value(r, raw, strlen(raw), PC_SIG_COOKIE, GW_SRC_COOKIE);
+        pc_wipe(raw, strlen(raw));
+        free(raw);
+        if (!ok)
+            return reject(why, "INVALID_SESSION", "Invalid session cookie");
+        hash_cred(r);
+        return GW_EXTRACT_OK;
     }
     return reject(why, "UNAUTHORIZED", "Authentication required");
 }

@@ -19,6 +19,11 @@
  *   names        IDENTITY_HEADER_NAMES (gw_identity_names_parse, at start):
  *                what each identity header is called, and the names none
  *                may take
+ *   refresh      gw_refresh_cookie_header: after a sliding refresh of a
+ *                cookie session (decide.c), the session cookie once more
+ *                with the new Max-Age, on the answer to the client (proxied,
+ *                forward auth's 200, or one of ours), as Better Auth re-sends
+ *                it; an upstream's own Set-Cookie of that cookie wins
  *   the route's  request_headers and response_headers (gw_hdr_rules):
  *                lines of a name they list are dropped, their "set" lines
  *                added; config.c refuses the names above (identity,
@@ -27,9 +32,11 @@
  */
 #include "proxy.h"
 #include "request.h"
+#include "../lib/cookie.h"
 #include "../lib/http.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -260,4 +267,38 @@ void gw_identity_headers(struct gw_request *r, struct pc_buf *b)
         pc_buf_puts(b, r->upstream_jwt);
         pc_buf_append(b, "\r\n", 2);
     }
+}
+
+void gw_refresh_cookie_header(struct gw_request *r, struct pc_buf *b)
+{
+    bool send = r->refresh_cookie && r->kind == GW_CRED_SESSION;
+    r->refresh_cookie = false; /* once: on the answer to the request that refreshed */
+    if (!send)
+        return;
+    /* HMAC is deterministic: the token signed again is the value the
+     * client sent (in its canonical encoding, as Better Auth writes it) */
+    size_t cap = r->cred_len + 1 + PC_SIG_B64_LEN + 1;
+    char *sv = pc_xmalloc(cap);
+    pc_sign_value(gw_cfg.secret, r->cred, sv);
+    struct pc_buf v = {0};
+    pc_set_cookie_value(&v, gw_cfg.cookie_session, sv, gw_cfg.expires_in, gw_cfg.secure_cookies);
+    gw_hdr_append(b, "Set-Cookie", v.data);
+    pc_wipe(v.data, v.len);
+    pc_buf_free(&v);
+    pc_wipe(sv, cap);
+    free(sv);
+}
+
+bool gw_sets_session_cookie(const char *v, size_t n)
+{
+    /* RFC 6265 5.2: the name is what precedes the first '=', trimmed */
+    size_t i = 0;
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    size_t nl = strlen(gw_cfg.cookie_session);
+    if (n - i < nl || memcmp(v + i, gw_cfg.cookie_session, nl) != 0)
+        return false;
+    for (i += nl; i < n && (v[i] == ' ' || v[i] == '\t'); i++)
+        ;
+    return i < n && v[i] == '=';
 }

@@ -19,6 +19,9 @@
  *             (re-framed after decoding). A small answer costs one read and
  *             one write to the client. The route's response_headers apply
  *             to the relayed head (never to the gateway's own errors).
+ *             After a sliding refresh of a cookie session the session
+ *             cookie is added once more (identity.c), after them, unless
+ *             the upstream's answer sets that cookie itself.
  *             While the client has more than
  *             OUT_BACKLOG queued (front.c), the upstream is not read.
  *   pool      per worker and upstream, up to UPSTREAM_POOL keep-alive
@@ -238,12 +241,18 @@ static void relay_head(struct gw_proxy *px)
             (rules->n && gw_hdr_ruled(rules, k, kn)))
             continue;
         rid = rid || IS(k, kn, "X-Request-Id");
+        /* the upstream sets (or clears: sign-out) the session cookie itself:
+         * its line is the one the browser must keep */
+        if (r->refresh_cookie && IS(k, kn, "Set-Cookie") &&
+            gw_sets_session_cookie(h->h[i].value, h->h[i].vlen))
+            r->refresh_cookie = false;
         pc_buf_append(b, k, h->h[i].nlen);
         pc_buf_append(b, ": ", 2);
         pc_buf_append(b, h->h[i].value, h->h[i].vlen);
         pc_buf_append(b, "\r\n", 2);
     }
     gw_hdr_rules_set(rules, b); /* the route's response_headers */
+    gw_refresh_cookie_header(r, b); /* a sliding refresh: the cookie's new Max-Age */
     if (!rid)
         gw_hdr_append(b, "X-Request-Id", r->request_id);
     int64_t len;

@@ -58,5 +58,16 @@ bool gw_named_in_connection(const char *conn, const char *h);
 /** The Cookie value without our session cookies (heap), or NULL when
  * nothing is left. */
 char *gw_filter_cookies(const char *cookie);
+/** After a sliding refresh of a session that came in a cookie (decide.c
+ * set r->refresh_cookie): appends "Set-Cookie: <session cookie>=<the
+ * token signed again>; Max-Age=<SESSION_EXPIRES_IN>; Path=/; HttpOnly[;
+ * Secure]; SameSite=Lax" (lib/cookie.h pc_set_cookie_value) to b and
+ * clears the flag, so that one answer carries it; otherwise nothing. Does
+ * not end r. */
+void gw_refresh_cookie_header(struct gw_request *r, struct pc_buf *b);
+/** Does the Set-Cookie value v (n bytes) set our session cookie (its name,
+ * exactly, before the '=')? Then an upstream's answer carries its own, and
+ * the refresh's is left out. Pure. */
+bool gw_sets_session_cookie(const char *v, size_t n);
 
 #endif

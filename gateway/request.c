@@ -20,6 +20,7 @@
 #include "front.h"
 #include "cache.h"
 #include "metrics.h"
+#include "proxy.h"
 #include "../lib/http.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
@@ -110,6 +111,9 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
         snprintf(secs, sizeof secs, "%d", r->retry_after);
         gw_hdr_append(h, "Retry-After", secs);
     }
+    /* an allowed request that refreshed its session and then failed
+     * upstream (502, 503 UPSTREAM_BUSY, 504) still tells the browser */
+    gw_refresh_cookie_header(r, h);
     gw_resp_end_head(r, (int64_t)b.len, true);
     gw_resp_body(r, b.data, b.len);
     gw_resp_send(r);

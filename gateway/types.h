@@ -233,7 +233,9 @@ struct gw_config {
     char listen_host[256];
     int listen_port;
     struct pc_redis_addr redis_addr;
-    char cookie_session[64];
+    char cookie_session[64];    /* [__Secure-]better-auth.session_token */
+    char cookie_dont_remember[64];  /* [__Secure-]better-auth.dont_remember */
+    bool secure_cookies;        /* BETTER_AUTH_URL is https://: the Secure attribute */
     struct gw_upstream *upstreams;
     size_t nupstreams;
     struct gw_route *routes;    /* sorted by match length, longest first */
@@ -369,6 +371,8 @@ struct gw_request {
     char *upstream_jwt;             /* mint.c: the JWT handed upstream (heap) */
     char fa_method[17];             /* forward auth: the original method ("": unknown) */
     char fa_host[256];              /* forward auth: the original host ("": unknown) */
+    bool refresh_cookie;            /* decide.c: the answer re-sends the session cookie
+                                     * (a sliding refresh of a cookie session) */
     /* Large members last: gw_request_new zeroes only what comes before. */
     struct gw_principal p;          /* resolved identity */
     char cred[GW_CRED_MAX];         /* token or key (never logged) */

@@ -1,7 +1,9 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * cookie.c: sign and verify Better Auth cookie values, parse Cookie headers,
- * and the URL encodings the cookie values travel in.
+ * the URL encodings the cookie values travel in, and the one Set-Cookie
+ * format both programs send (authsvc's sign-in and refresh, the gateway's
+ * refresh).
  */
 #include "cookie.h"
 #include "crypto.h"
@@ -51,6 +53,18 @@ bool pc_verify_signed(const char *secret, const char *v, size_t n, enum pc_sig_m
     memcpy(tok, v, toklen);
     tok[toklen] = '\0';
     return true;
+}
+
+bool pc_cookie_verify(const char *secret, const char *raw, char *tok, size_t tokcap)
+{
+    size_t n = strlen(raw);
+    char *dec = memchr(raw, '%', n) ? pc_url_decode(raw, n) : pc_xstrndup(raw, n);
+    if (dec == NULL)
+        return false;
+    bool ok = pc_verify_signed(secret, dec, strlen(dec), PC_SIG_COOKIE, tok, tokcap);
+    pc_wipe(dec, strlen(dec));
+    free(dec);
+    return ok;
 }
 
 char *pc_cookie_get(const char *header, const char *name)
@@ -135,4 +149,19 @@ void pc_url_encode_component(struct pc_buf *b, const char *s)
             pc_buf_append(b, e, 3);
         }
     }
+}
+
+void pc_set_cookie_value(struct pc_buf *b, const char *name, const char *signed_value,
+                         int64_t max_age, bool secure)
+{
+    pc_buf_puts(b, name);
+    pc_buf_putc(b, '=');
+    if (signed_value)
+        pc_url_encode_component(b, signed_value);
+    if (max_age >= 0)
+        pc_buf_printf(b, "; Max-Age=%lld", (long long)max_age);
+    pc_buf_puts(b, "; Path=/; HttpOnly");
+    if (secure)
+        pc_buf_puts(b, "; Secure");
+    pc_buf_puts(b, "; SameSite=Lax");
 }

@@ -4,6 +4,9 @@
  * Cookie header parsing and the URL encodings. Signatures were computed with
  * Python: base64.b64encode(hmac.new(secret, token, sha256).digest()); the
  * encodeURIComponent expectation with urllib.parse.quote(s, safe="-_.!~*'()").
+ * The Set-Cookie lines are those a Better Auth 1.7.25 server sent
+ * (tests/e2e/interop/FACTS.md), and better-call 1.4.5's serializeCookieValue
+ * order for the Secure one.
  */
 #include "../../lib/cookie.c"
 
@@ -160,6 +163,40 @@ static void test_verify_rejects(void **state)
 
 /* ---- Cookie header ---- */
 
+/* A raw cookie value, as pc_cookie_get returns it: decoded only when it
+ * holds a '%', then verified as a cookie signature. */
+static void test_cookie_verify(void **state)
+{
+    char tok[64];
+    memset(tok, '#', sizeof tok);
+    assert_true(pc_cookie_verify(SECRET, TOK1 ".xoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE%3D",
+                                 tok, sizeof tok));
+    assert_string_equal(tok, TOK1);
+    /* the same value not encoded (some clients send it so), lower-case escapes */
+    memset(tok, '#', sizeof tok);
+    assert_true(pc_cookie_verify(SECRET, TOK1 "." SIG1, tok, sizeof tok));
+    assert_string_equal(tok, TOK1);
+    assert_true(pc_cookie_verify(SECRET, TOK1 ".xoggXqalwlracZy2yf4Z833SSNtU6th13A%2fwH8huacE%3d",
+                                 tok, sizeof tok));
+    /* dont_remember's "true" */
+    assert_true(pc_cookie_verify(SECRET, "true.2Q7qxj%2F11DldXW8be7RmiJCA7bM%2BY0L1gL5sny1v%2FJ8%3D",
+                                 tok, 16));
+    assert_string_equal(tok, "true");
+    static const char *const bad[] = {
+        TOK1 ".xoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE",       /* no padding */
+        TOK1 ".yoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE%3D",    /* forged */
+        TOK1 ".xoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE%3",     /* bad escape */
+        TOK1 "%00.xoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE%3D", /* NUL */
+        TOK1,
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (pc_cookie_verify(SECRET, bad[i], tok, sizeof tok))
+            fail_msg("accepted %s", bad[i]);
+    /* too long for the caller's buffer */
+    assert_false(pc_cookie_verify(SECRET, TOK1 "." SIG1, tok, 32));
+}
+
 static void check_cookie(const char *header, const char *name, const char *want)
 {
     char *v = pc_cookie_get(header, name);
@@ -304,6 +341,59 @@ static void test_url_encode_component(void **state)
     pc_buf_free(&b);
 }
 
+/* ---- Set-Cookie ---- */
+
+static void check_set_cookie(const char *name, const char *sv, int64_t max_age, bool secure,
+                             const char *want)
+{
+    struct pc_buf b = {0};
+    pc_set_cookie_value(&b, name, sv, max_age, secure);
+    assert_string_equal(pc_buf_cstr(&b), want);
+    pc_buf_free(&b);
+}
+
+static void test_set_cookie_value(void **state)
+{
+    /* sign-in and a sliding refresh (better-auth-compat.md §2.1, observed) */
+    check_set_cookie("better-auth.session_token",
+                     "iFyoN4aCvxqZ8XUUYsFb9xyc8h09PA3y.cURQ/KefX48sjrhUvruRjF71kL7BLELRQl9UJm/mSSs=",
+                     604800, false,
+                     "better-auth.session_token=iFyoN4aCvxqZ8XUUYsFb9xyc8h09PA3y."
+                     "cURQ%2FKefX48sjrhUvruRjF71kL7BLELRQl9UJm%2FmSSs%3D; Max-Age=604800; "
+                     "Path=/; HttpOnly; SameSite=Lax");
+    /* rememberMe:false: no Max-Age, and the dont_remember cookie beside it */
+    check_set_cookie("better-auth.session_token",
+                     "sP0lcrfTZuvLQvMhMAU5cMWdOI9b3sft.us0wMWhxSI+x+0m5/VrHDZfzCUQhzlwY7up+9UARozE=",
+                     -1, false,
+                     "better-auth.session_token=sP0lcrfTZuvLQvMhMAU5cMWdOI9b3sft."
+                     "us0wMWhxSI%2Bx%2B0m5%2FVrHDZfzCUQhzlwY7up%2B9UARozE%3D; Path=/; HttpOnly; "
+                     "SameSite=Lax");
+    check_set_cookie("better-auth.dont_remember",
+                     "true.1D5vrFRqwxnE3jjpLOMIvmfq51N+ywAPgEVzLJigzD8=", -1, false,
+                     "better-auth.dont_remember=true.1D5vrFRqwxnE3jjpLOMIvmfq51N%2BywAPgEVzLJigzD8%3D;"
+                     " Path=/; HttpOnly; SameSite=Lax");
+    /* the deletion sign-out sends */
+    check_set_cookie("better-auth.session_data", NULL, 0, false,
+                     "better-auth.session_data=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax");
+    /* https:// BETTER_AUTH_URL: the prefix and Secure, between HttpOnly and SameSite */
+    check_set_cookie("__Secure-better-auth.session_token", TOK1 "." SIG1, 86400, true,
+                     "__Secure-better-auth.session_token=" TOK1
+                     ".xoggXqalwlracZy2yf4Z833SSNtU6th13A%2FwH8huacE%3D; Max-Age=86400; Path=/; "
+                     "HttpOnly; Secure; SameSite=Lax");
+
+    /* what a refresh sends: the token signed again is the value the client holds */
+    char sv[32 + 1 + PC_SIG_B64_LEN + 1];
+    pc_sign_value(SECRET, TOK2, sv);
+    struct pc_buf b = {0};
+    pc_buf_puts(&b, "kept; ");
+    pc_set_cookie_value(&b, "better-auth.session_token", sv, 604800, false);
+    assert_string_equal(pc_buf_cstr(&b),
+                        "kept; better-auth.session_token=" TOK2
+                        ".Uw%2BQ7aInRJe0hEeMvVbQG2ntdJ5v2K8%2F2L6pcLkUmBg%3D; Max-Age=604800; "
+                        "Path=/; HttpOnly; SameSite=Lax");
+    pc_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,9 +401,11 @@ int main(void)
         cmocka_unit_test(test_verify_good),
         cmocka_unit_test(test_verify_alphabets_by_mode),
         cmocka_unit_test(test_verify_rejects),
+        cmocka_unit_test(test_cookie_verify),
         cmocka_unit_test(test_cookie_get),
         cmocka_unit_test(test_url_decode),
         cmocka_unit_test(test_url_encode_component),
+        cmocka_unit_test(test_set_cookie_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,3 +199,22 @@ def test_auth_answers_name_the_real_status(gateway_factory, keys, sql, mod_user)
         r = g.get("/k/x", headers={"x-api-key": k.key})
         assert r.status_code == 429 and "x-auth-status" not in r.headers
 
+def test_nginx_passes_the_refresh_cookie_on(nginx_std, user, sql, redis_client, secret):
+    """A session due for Better Auth's sliding refresh: /_auth's 200 carries the session
+    cookie with the new Max-Age, and nginx (auth_request_set + add_header, as
+    docs/gateway.md says) hands it to the browser, once (issue 16)."""
+    sql.execute('update "session" set "expiresAt" = now() + interval \'2 days\', '
+                '"updatedAt" = now() - interval \'5 days\' where token = %s', (user.token,))
+    redis_client.delete(G.session_key(user.token))
+    r = _get(nginx_std, "/s/refresh", **G.cookie(user))
+    _allowed(r, user)
+    want = (f"better-auth.session_token={G.cookie_value(secret, user.token)}; Max-Age=604800; "
+            "Path=/; HttpOnly; SameSite=Lax")
+    assert G.set_cookie_headers(r) == [want], G.set_cookie_headers(r)
+    G.wait_until(lambda: sql.scalar('select extract(epoch from "expiresAt" - now()) from "session" '
+                                    'where token = %s', (user.token,)) > 6.9 * 86400, 3,
+                 what="sliding refresh UPDATE of expiresAt")
+    # refreshed: the next answers carry none (nginx adds no empty header)
+    r2 = _get(nginx_std, "/s/again", **G.cookie(user))
+    _allowed(r2, user)
+    assert G.set_cookie_headers(r2) == [] and "set-cookie" not in r2.headers

@@ -7,6 +7,7 @@ A fixture stops them with checks.check_stopped(daemon)."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import shutil
@@ -303,6 +304,9 @@ class Gateway:
         self.proc = None
         self.exit_code = None
         self.http = requests.Session()
+        # tests send credentials explicitly: a Set-Cookie the gateway sends (a
+        # sliding refresh) must not ride along on later requests
+        self.http.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self.http.trust_env = False
         if start:
             self.start(wait_ready=wait_ready)

@@ -12,7 +12,9 @@ auth_headers are the proxy_set_header lines of the auth subrequest: NGINX_HEADER
 ForwardAuth sends). Either way nginx passes the client's other headers to the
 subrequest, as Traefik does by default, so a client can add any header it likes.
 locations replaces the server's locations (the text of a recipe in docs/, say), with
-{upstream_port}, {gateway_port} and {auth_headers} filled in."""
+{upstream_port}, {gateway_port} and {auth_headers} filled in.
+The Set-Cookie of /_auth's 200 (a sliding refresh) is passed to the client with
+auth_request_set and add_header, as docs/gateway.md tells operators."""
 
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ LOCATIONS = """\
             auth_request_set $pc_auth_method $upstream_http_x_auth_method;
             proxy_set_header X-User-Id $pc_user_id;
             proxy_set_header X-Auth-Method $pc_auth_method;
+            # a sliding refresh's Set-Cookie from /_auth, to the client (docs/gateway.md)
+            auth_request_set $pc_set_cookie $upstream_http_set_cookie;
+            add_header Set-Cookie $pc_set_cookie;
             proxy_pass http://127.0.0.1:{upstream_port};
         }
         location = /_portcullis_auth {
