@@ -187,7 +187,12 @@ static const struct pc_conf_item table[] = {
     PC_CONF_ROW_JWT_AUDIENCE(&gw_cfg.jwt_audience),
     INT_ITEM("JWT_LEEWAY", jwt_leeway, "30", 0, 300, "clock skew allowed on exp/nbf, seconds"),
     INT_ITEM("JWKS_REFETCH_MS", jwt_refetch_ms, "5000", 100, 3600000,
-             "least time between two JWKS fetches of one issuer (unknown kid), milliseconds"),
+             "least time a fetched JWKS is kept (a shorter max-age counts as this), and the "
+             "first retry after a failed fetch that no token waits for (doubling, up to a "
+             "minute), milliseconds"),
+    INT_ITEM("JWKS_KID_REFETCH_MS", jwt_kid_refetch_ms, "1000", 100, 3600000,
+             "least time between two JWKS fetches of one issuer that tokens with an unknown kid "
+             "ask for, failed or not (it never grows), milliseconds"),
     INT_ITEM("GATEWAY_PENDING_MAX", pending_max, "4096", 1, 10000000,
              "requests per worker waiting on Redis, PostgreSQL or a JWKS fetch before 503"),
     INT_ITEM("GATEWAY_MAX_CONNS", max_conns, "0", 0, 10000000,

@@ -10,19 +10,26 @@
  * workers take a reference to the set they verify with, so a swap never
  * frees a key in use.
  *
- * A token whose kid is not in the set (a rotation the cache has not seen)
- * parks its request on the issuer (gw_park: it counts toward
- * GATEWAY_PENDING_MAX) and asks for a fetch; the fetch (at once,
- * or JWKS_REFETCH_MS after the previous one) wakes every parked request,
- * which looks again once and then gives up. Fetches of one issuer are at
- * least JWKS_REFETCH_MS apart however many unknown kids arrive, at most
- * MAX_WAITERS requests wait on one, and no request waits on the network
- * while holding a worker.
+ * A token whose kid is not in the set (a rotation the cache has not seen,
+ * or no set yet because the issuer was down) parks its request on the
+ * issuer (gw_park: it counts toward GATEWAY_PENDING_MAX) and asks for a
+ * fetch; the fetch (at once, or JWKS_KID_REFETCH_MS after the previous
+ * one) wakes every parked request, which looks again once and then gives
+ * up. Fetches that unknown kids ask for are at least JWKS_KID_REFETCH_MS
+ * apart however many arrive, and that gap does not grow while the issuer
+ * fails: the next unknown kid after the issuer is back is fetched for
+ * within it. While the issuer's last fetch failed less than that long ago
+ * a request does not wait for the next, which would likely fail too: it is
+ * refused at once, and its ask brings the fetch. At most one fetch per
+ * issuer is in flight, at most MAX_WAITERS requests wait on one, and no
+ * request waits on the network while holding a worker. A token whose kid
+ * is in the set never waits.
  *
  * The same thread keeps the signing key for JWTs handed upstream
  * (signer.c's gw_signer_tick, for mint.c).
  */
 #include "jwt.h"
+#include "metrics.h"
 #include "request.h"
 #include "../lib/conf.h"
 #include "../lib/db.h"
@@ -42,6 +49,7 @@
 #define DEFAULT_TTL_MS (300 * 1000)
 #define MAX_TTL_MS (86400 * 1000)
 #define MAX_WAITERS 4096            /* requests parked on one issuer's next fetch */
+#define BACKOFF_MAX_MS 60000        /* unasked retries after failures: at most this apart */
 
 struct gw_keyset {
     struct pc_jwks jwks;
@@ -51,11 +59,7 @@ struct gw_keyset {
 struct gw_iss_state {
     struct gw_keyset *set;          /* NULL until the first good fetch */
     char *jwks_uri;                 /* configured or discovered */
-    int64_t expires_at;             /* ms: refetch then */
-    int64_t last_attempt;           /* ms, 0 = never */
-    unsigned fails;                 /* failed fetches in a row (backoff when nobody waits) */
-    bool want;                      /* a worker asked for a fetch */
-    bool fetching;
+    struct gw_jwks_pace pace;       /* when to fetch (gw_jwks_fetch_at) */
     struct gw_request *waiters;     /* parked on the next fetch (next_wake links) */
     size_t nwaiters;
 };
@@ -80,6 +84,50 @@ void gw_keyset_release(struct gw_keyset *s)
     }
 }
 
+/* ---- the pace of fetches ---- */
+
+int64_t gw_jwks_fetch_at(const struct gw_jwks_pace *p, bool have_set, int64_t refetch_ms,
+                         int64_t kid_ms)
+{
+    if (p->fetching)
+        return INT64_MAX;
+    if (p->last_attempt == 0)
+        return 0;
+    int64_t at;
+    if (!have_set || p->fails) {
+        int64_t gap = refetch_ms;
+        for (unsigned f = 0; f < p->fails && gap < BACKOFF_MAX_MS; f++)
+            gap *= 2;
+        if (gap > BACKOFF_MAX_MS && refetch_ms < BACKOFF_MAX_MS)
+            gap = BACKOFF_MAX_MS;
+        at = p->last_attempt + gap;
+    } else {
+        at = p->expires_at;
+    }
+    /* an ask never waits longer than the unasked fetch would */
+    if (p->want && p->last_attempt + kid_ms < at)
+        at = p->last_attempt + kid_ms;
+    return at;
+}
+
+enum gw_jwks_miss gw_jwks_on_miss(const struct gw_jwks_pace *p, int64_t now_ms, int64_t kid_ms)
+{
+    if (p->fetching || p->fails == 0 || p->last_attempt == 0)
+        return GW_MISS_WAIT;    /* in flight, or the issuer answered lately: worth waiting */
+    return now_ms - p->last_attempt < kid_ms ? GW_MISS_ASK : GW_MISS_WAIT;
+}
+
+/* Under mu: a token asks for the issuer's next fetch. The thread is kicked
+ * once per ask, not once per token; a token that comes while a fetch is in
+ * flight is answered by that fetch and asks for none. */
+static void ask_locked(struct gw_iss_state *st)
+{
+    if (!st->pace.want && !st->pace.fetching) {
+        st->pace.want = true;
+        pc_periodic_kick(fetcher);
+    }
+}
+
 /* ---- lookups from the workers ---- */
 
 enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, struct gw_request *r,
@@ -100,22 +148,26 @@ enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, str
             return GW_KEY_FOUND;
         }
     }
-    /* Wait for the next fetch, which comes at once or JWKS_REFETCH_MS after
-     * the last one: a key published just after a fetch costs its first
-     * requests that wait, not a refusal. An issuer that could not be
-     * reached lately, or a crowd of waiters (random kids), is not waited on. */
-    enum gw_key_result res;
-    bool failing = st->set == NULL && st->last_attempt != 0 && !st->fetching;
-    if (r->jwks_waited || !running || failing || st->nwaiters >= MAX_WAITERS) {
-        res = st->set ? GW_KEY_UNKNOWN : GW_KEY_UNAVAILABLE;
+    /* Wait for the next fetch, which comes at once or JWKS_KID_REFETCH_MS
+     * after the last one: a key published just after a fetch costs its
+     * first requests a wait, not a refusal. An issuer whose last fetch
+     * failed just now, or a crowd of waiters (random kids), is not waited
+     * on; the refusal still asks for the next fetch. */
+    enum gw_key_result res = st->set ? GW_KEY_UNKNOWN : GW_KEY_UNAVAILABLE;
+    if (r->jwks_waited || !running) {
+        /* looked again after its fetch: refused */
+    } else if (st->nwaiters >= MAX_WAITERS ||
+               gw_jwks_on_miss(&st->pace, pc_mono_us() / 1000, gw_cfg.jwt_kid_refetch_ms) ==
+                   GW_MISS_ASK) {
+        GW_STAT_INC(jwks_kid_refused);
+        ask_locked(st);
     } else if (!gw_park(r)) {
         res = GW_KEY_BUSY; /* a wait counts toward GATEWAY_PENDING_MAX like any other */
     } else {
         r->next_wake = st->waiters;
         st->waiters = r;
         st->nwaiters++;
-        st->want = true;
-        pc_periodic_kick(fetcher);
+        ask_locked(st);
         res = GW_KEY_WAIT;
     }
     pthread_mutex_unlock(&mu);
@@ -270,21 +322,18 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
              i++) {
             struct gw_issuer *iss = &gw_cfg.issuers[i];
             struct gw_iss_state *st = iss->st;
-            /* after failures, and unless a request waits, back off up to a minute */
-            int64_t gap = gw_cfg.jwt_refetch_ms;
-            for (unsigned f = 0; !st->want && f < st->fails && gap < 60000; f++)
-                gap *= 2;
-            bool spaced = st->last_attempt == 0 || now - st->last_attempt >= gap;
-            bool due = st->set == NULL || now >= st->expires_at || st->want || st->fails;
-            if (!(due && spaced)) {
-                int64_t at = st->want || st->set == NULL || st->fails ? st->last_attempt + gap
-                                                                      : st->expires_at;
+            int64_t at = gw_jwks_fetch_at(&st->pace, st->set != NULL, gw_cfg.jwt_refetch_ms,
+                                          gw_cfg.jwt_kid_refetch_ms);
+            if (at > now) {
                 next = at < next ? at : next;
                 continue;
             }
-            st->fetching = true;
-            st->want = false;
-            st->last_attempt = now;
+            GW_STAT_INC(jwks_fetches);
+            if (st->pace.want)
+                GW_STAT_INC(jwks_kid_fetches);
+            st->pace.fetching = true;
+            st->pace.want = false;      /* a token asking from now on asks for the next */
+            st->pace.last_attempt = now;
             char *uri = st->jwks_uri;
             pthread_mutex_unlock(&mu);
             int64_t ttl = 0;
@@ -295,12 +344,13 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
             if (fresh) {
                 old = st->set;
                 st->set = fresh;
-                st->expires_at = now + ttl;
-                st->fails = 0;
+                st->pace.expires_at = now + ttl;
+                st->pace.fails = 0;
             } else {
-                st->fails++;    /* the old set, if any, stays in use */
+                GW_STAT_INC(jwks_fetch_errors);
+                st->pace.fails++;   /* the old set, if any, stays in use */
             }
-            st->fetching = false;
+            st->pace.fetching = false;
             struct gw_request *waiters = st->waiters;
             st->waiters = NULL;
             st->nwaiters = 0;
@@ -308,9 +358,10 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
             gw_keyset_release(old);
             wake_all(waiters);
             pthread_mutex_lock(&mu);
-            now = pc_mono_us() / 1000;
-            int64_t at = fresh ? st->expires_at : now + gw_cfg.jwt_refetch_ms;
+            at = gw_jwks_fetch_at(&st->pace, st->set != NULL, gw_cfg.jwt_refetch_ms,
+                                  gw_cfg.jwt_kid_refetch_ms);
             next = at < next ? at : next;
+            now = pc_mono_us() / 1000;
         }
         if (gw_cfg.mint_used && !pc_periodic_stopping(p)) {
             pthread_mutex_unlock(&mu);

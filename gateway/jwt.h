@@ -23,6 +23,37 @@ enum gw_key_result {
     GW_KEY_UNAVAILABLE,     /* no keys could be fetched from this issuer */
 };
 
+/* When one issuer's keys are fetched. jwks.c keeps one per issuer under its
+ * lock; what it decides from it is the two pure functions below (unit
+ * tested). Times are monotonic ms. */
+struct gw_jwks_pace {
+    int64_t expires_at;     /* the set's max-age runs out: refetch then */
+    int64_t last_attempt;   /* the last fetch began; 0 = never */
+    unsigned fails;         /* failed fetches in a row */
+    bool want;              /* a token with an unknown kid asked for a fetch */
+    bool fetching;          /* a fetch is in flight (never two for one issuer) */
+};
+
+/* What a token whose kid is not in the issuer's set does. */
+enum gw_jwks_miss {
+    GW_MISS_WAIT = 0,       /* park on the fetch in flight, or the next (at most kid_ms away) */
+    GW_MISS_ASK,            /* the last fetch failed less than kid_ms ago: refuse now, ask
+                             * for the next fetch (then at last_attempt + kid_ms) */
+};
+
+/** Pure: when the next fetch of the issuer should begin (<= now: at once;
+ * INT64_MAX while one is in flight). have_set: a set was fetched once.
+ * Unasked, a fetch comes when the set expires, or JWKS_REFETCH_MS
+ * (refetch_ms) after a failure, doubling per failure in a row up to a
+ * minute. Asked (p->want), it comes kid_ms (JWKS_KID_REFETCH_MS) after the
+ * last one, however many failed: so an issuer that is reachable again is
+ * fetched within kid_ms of the next unknown kid. */
+int64_t gw_jwks_fetch_at(const struct gw_jwks_pace *p, bool have_set, int64_t refetch_ms,
+                         int64_t kid_ms);
+/** Pure: what a token with an unknown kid does at now_ms (the caller has
+ * already refused a request that waited once). */
+enum gw_jwks_miss gw_jwks_on_miss(const struct gw_jwks_pace *p, int64_t now_ms, int64_t kid_ms);
+
 /** On r's loop: answers 401 with a JWT_* code. Ends r. */
 void gw_jwt_refuse(struct gw_request *r, const char *code);
 /** On r's loop: the key kid of issuer iss (empty kid: the only key), with a

@@ -45,6 +45,15 @@ struct pc_buf;
     X(conns_refused_ip, NULL, NULL)  /* over GATEWAY_MAX_CONNS_PER_IP */                   \
     X(head_timeouts, "portcullis_gateway_head_timeouts_total",                             \
       "Connections closed for a request head not whole within GATEWAY_HEAD_TIMEOUT_MS.")   \
+    X(jwks_fetches, "portcullis_gateway_jwks_fetches_total",                               \
+      "JWKS fetches begun, of any issuer, failed or not.")                                 \
+    X(jwks_fetch_errors, "portcullis_gateway_jwks_fetch_errors_total",                     \
+      "JWKS fetches that failed (the last good keys stay in use).")                        \
+    X(jwks_kid_fetches, "portcullis_gateway_jwks_kid_fetches_total",                       \
+      "JWKS fetches that a token with an unknown kid asked for.")                          \
+    X(jwks_kid_refused, "portcullis_gateway_jwks_kid_refused_total",                       \
+      "Unknown kids refused without a wait (the issuer failed less than "                  \
+      "JWKS_KID_REFETCH_MS ago, or too many wait).")                                       \
     X(conns_open, NULL, NULL)        /* gauge: client connections within the caps */
 
 struct gw_stats {

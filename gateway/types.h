@@ -224,7 +224,9 @@ struct gw_config {
     char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
     char *jwt_audience;         /* JWT_AUDIENCE */
     int64_t jwt_leeway;         /* JWT_LEEWAY, seconds */
-    int64_t jwt_refetch_ms;     /* JWKS_REFETCH_MS: least time between fetches of one issuer */
+    int64_t jwt_refetch_ms;     /* JWKS_REFETCH_MS: max-age floor, first retry after a failure */
+    int64_t jwt_kid_refetch_ms; /* JWKS_KID_REFETCH_MS: least time between the fetches of one
+                                   issuer that unknown kids ask for */
     int64_t max_conns;          /* GATEWAY_MAX_CONNS; 0: half the open-file limit */
     int64_t max_conns_per_ip;   /* GATEWAY_MAX_CONNS_PER_IP; 0: no cap */
     int64_t head_timeout_ms;    /* GATEWAY_HEAD_TIMEOUT_MS: a whole request head, from its first byte */

@@ -21,6 +21,7 @@
 #include "../../gateway/stages.h"
 #include "../../gateway/cache.h"
 #include "../../gateway/feed.h"
+#include "../../gateway/jwt.h"
 #include "../../gateway/proxy.h"
 #include "../../lib/http.h"
 

@@ -28,7 +28,7 @@ from pcsupport import jwt_issuer as J
 
 PENDING = 3             # GATEWAY_PENDING_MAX
 JWKS_WAITS = 4          # unknown-kid waits before the bound is tried
-REFETCH_MS = 200        # JWKS_REFETCH_MS: keeps each wait short
+REFETCH_MS = 200        # JWKS_REFETCH_MS and JWKS_KID_REFETCH_MS: keep each wait short
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ def pgw(gateway_factory, upstream, issuer):
             {"prefix": "/k/", "upstream": upstream.url, "auth": ["api_key"]},
         ]}
     env = {"GATEWAY_WORKERS": "1", "GATEWAY_PENDING_MAX": str(PENDING),
-           "JWKS_REFETCH_MS": str(REFETCH_MS), "L2_ENABLED": "false",
+           "JWKS_REFETCH_MS": str(REFETCH_MS), "JWKS_KID_REFETCH_MS": str(REFETCH_MS),
+           "L2_ENABLED": "false",
            "GATEWAY_PG_POOL": "16", "GATEWAY_PG_TIMEOUT_MS": "15000"}
     return gateway_factory(env, table, name="gateway-pending")
 

@@ -6,6 +6,7 @@ optional delay and failure status; plus token-forging helpers (PyJWT + cryptogra
     kid = iss.add_key("ES256")             # published at once
     tok = iss.token(kid, sub="u1", aud=iss.issuer)
     iss.hits["/jwks"]                      # how often the JWKS was fetched
+    iss.down(); iss.up()                   # nothing listens on the port, then it is back
     iss.stop()
 """
 
@@ -111,7 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeIssuer:
-    def __init__(self, *, issuer: str | None = None, max_age: int | None = 600):
+    def __init__(self, *, issuer: str | None = None, max_age: int | None = 600,
+                 up: bool = True):
         self.port = H.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.issuer = issuer or self.url
@@ -126,12 +128,28 @@ class FakeIssuer:
         self.status = 200
         self.max_age = max_age
         self.raw: dict = {}         # path -> bytes served instead of the JSON document
+        self.server = None
+        self.thread = None
+        if up:
+            self.up()
+
+    # up and down: while down nothing listens on the port (connections are refused)
+    def up(self):
+        assert self.server is None, "already up"
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
         self.server.daemon_threads = True
         self.server.issuer_obj = self
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True, name=f"fake-issuer-{self.port}")
         self.thread.start()
+
+    def down(self):
+        if self.server is None:
+            return
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self.server = self.thread = None
 
     # keys
     def add_key(self, alg: str = "ES256", *, kid: str | None = None, publish: bool = True,
@@ -183,18 +201,19 @@ class FakeIssuer:
         return c
 
     def token(self, kid: str, *, alg: str | None = None, headers: dict | None = None,
-              key=None, **claims) -> str:
-        """A token signed with kid's key (or `key`), claims() with overrides (None drops one)."""
+              key=None, remember: bool = True, **claims) -> str:
+        """A token signed with kid's key (or `key`), claims() with overrides (None drops one).
+        remember=False keeps it out of the session-end leak scan (H.sensitive): for the
+        hundreds of tokens a flood or a poll makes, alike but for their claims."""
         k = self.keys[kid]
         alg = alg or k["alg"]
         h = {"kid": kid, "typ": "JWT"}
         h.update(headers or {})
-        return H.sensitive(pyjwt.encode(self.claims(**claims), key or k["key"], algorithm=alg, headers=h))
+        tok = pyjwt.encode(self.claims(**claims), key or k["key"], algorithm=alg, headers=h)
+        return H.sensitive(tok) if remember else tok
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.down()
 
 
 def sign_raw(alg: str, key, header_b64: str, payload_b64: str) -> str:
