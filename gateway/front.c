@@ -8,6 +8,9 @@
  *   read      one read() per readiness event into c->in; the head is parsed
  *             where it lies, so a request costs no allocation but its
  *             gw_request and no copy of its headers
+ *   Host      an HTTP/1.1 request without exactly one Host, an HTTP/1.0
+ *             one with two, or a Host that is no authority is 400 BAD_HOST
+ *             (RFC 9112 3.2), before routing reads it
  *   limits    a head over GATEWAY_MAX_HEADERS is 431, a body over
  *             GATEWAY_MAX_BODY 413, both answered before the rest is read;
  *             the connection then closes after a short linger (so the
@@ -667,6 +670,10 @@ static void process(struct gw_client *c)
     }
     if (allowed_method(c->head.method) == NULL) {
         refuse(c, true, 405, "METHOD_NOT_ALLOWED", "Method not allowed");
+        return;
+    }
+    if (!pc_http_host_ok(&c->head)) {
+        refuse(c, true, 400, "BAD_HOST", "An HTTP/1.1 request needs exactly one valid Host header");
         return;
     }
     switch (c->head.framing) {

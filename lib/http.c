@@ -5,6 +5,7 @@
  */
 #include "http.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -133,6 +134,53 @@ static enum pc_http_result parse_headers(char *p, size_t left, struct pc_http_he
         f->value = v;
         f->vlen = (size_t)(c - v);
     }
+}
+
+/* A Host value: host [ ":" port ], host a reg-name or IPv4 (unreserved,
+ * pct-encoded and sub-delims) or an [IP-literal]; port digits only. */
+static bool host_value_ok(const char *v, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && v[0] == '[') {
+        while (i < n && v[i] != ']')
+            i++;
+        if (i == n || i < 3)
+            return false;
+        for (size_t k = 1; k < i; k++)
+            if (!isxdigit((unsigned char)v[k]) && v[k] != ':' && v[k] != '.')
+                return false;
+        i++;
+    } else {
+        while (i < n && v[i] != ':') {
+            unsigned char ch = (unsigned char)v[i];
+            if (!isalnum(ch) && strchr("-._~%!$&'()*+,;=", ch) == NULL)
+                return false;
+            i++;
+        }
+    }
+    if (i == n)
+        return true;
+    if (v[i] != ':' || n - i > 6)
+        return false;
+    for (i++; i < n; i++)
+        if (!isdigit((unsigned char)v[i]))
+            return false;
+    return true;
+}
+
+bool pc_http_host_ok(const struct pc_http_head *h)
+{
+    const struct pc_http_header *host = NULL;
+    for (size_t i = 0; i < h->nh; i++) {
+        if (h->h[i].nlen != 4 || strcasecmp(h->h[i].name, "host") != 0)
+            continue;
+        if (host != NULL)
+            return false;
+        host = &h->h[i];
+    }
+    if (host == NULL)
+        return h->minor == 0;
+    return host->vlen <= 261 && host_value_ok(host->value, host->vlen);
 }
 
 const char *pc_http_get(const struct pc_http_head *h, const char *name)

@@ -73,6 +73,10 @@ enum pc_http_result pc_http_parse_response(char *buf, size_t len, bool head_requ
 
 /** The first header called name (any case), or NULL. */
 const char *pc_http_get(const struct pc_http_head *h, const char *name);
+/** RFC 9112 3.2 on a parsed request: HTTP/1.1 has exactly one Host,
+ * HTTP/1.0 at most one, and its value is an authority (RFC 3986 3.2: a
+ * reg-name, IPv4 or [IP-literal], then an optional :port), or empty. */
+bool pc_http_host_ok(const struct pc_http_head *h);
 
 /** Does a comma-separated header value hold token (any case)? */
 bool pc_http_list_has(const char *value, const char *token, size_t tlen);

@@ -14,9 +14,9 @@
  * limits (GATEWAY_MAX_HEADERS 16384, REQUEST_LINE_MAX 8192, GATEWAY_MAX_BODY
  * 10 MiB): pc_http_parse_request (431 too many or too large, 505 version,
  * 400 framing or malformed), the header byte count (431), the method list
- * (405), then a Content-Length body or a chunked body through
- * pc_chunked_decode (400), then the next pipelined request unless the
- * message ends the connection ("close"). A target intake.c refuses (not
+ * (405), the Host rule (pc_http_host_ok, 400), then a Content-Length body
+ * or a chunked body through pc_chunked_decode (400), then the next
+ * pipelined request unless the message ends the connection ("close"). A target intake.c refuses (not
  * origin-form or absolute-form) is a whole message answered 400 on a
  * connection that goes on, so it counts here as a message like any other.
  */
@@ -77,6 +77,8 @@ static const char *frame(char *buf, size_t n)
             return "refuse 431";
         if (!method_ok(h.method))
             return "refuse 405";
+        if (!pc_http_host_ok(&h))
+            return "refuse 400";
         size_t body_at = at + h.head_len, body_n = 0, used = h.head_len;
         if (h.framing == PC_HTTP_BODY_LENGTH) {
             if (h.content_length > MAX_BODY)

@@ -234,6 +234,46 @@ static void test_request_keep_alive(void **state)
     check_flag(cases, PC_ARRAY_LEN(cases), &head.keep_alive);
 }
 
+/* RFC 9112 3.2: the Host rule the front applies (pc_http_host_ok). */
+static void test_request_host(void **state)
+{
+    static const struct {
+        const char *in;
+        bool ok;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nhost: a.example.com:8080\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: \r\n\r\n", true},  /* empty: no authority (RFC 9112 3.2) */
+        {"GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n", true},
+        {"GET / HTTP/1.0\r\n\r\n", true},
+        {"GET / HTTP/1.0\r\nHost: a\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", false},
+        {"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a:1234567\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: []\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a\xc3\xa9\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", false},
+    };
+    (void)state;
+    for (size_t i = 0; i < PC_ARRAY_LEN(cases); i++) {
+        assert_int_equal(req_str(cases[i].in), PC_HTTP_OK);
+        if (pc_http_host_ok(&head) != cases[i].ok)
+            fail_msg("case %zu (%s): want %d", i, cases[i].in, cases[i].ok);
+    }
+}
+
 static void test_request_expect(void **state)
 {
     static const struct flag_case cases[] = {
@@ -861,6 +901,7 @@ int main(void)
         cmocka_unit_test_teardown(test_request_prefixes, teardown),
         cmocka_unit_test_teardown(test_request_body_and_pipelining, teardown),
         cmocka_unit_test_teardown(test_request_keep_alive, teardown),
+        cmocka_unit_test_teardown(test_request_host, teardown),
         cmocka_unit_test_teardown(test_request_expect, teardown),
         cmocka_unit_test_teardown(test_request_content_length, teardown),
         cmocka_unit_test_teardown(test_request_transfer_encoding, teardown),

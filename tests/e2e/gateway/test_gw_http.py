@@ -422,6 +422,46 @@ def test_ambiguous_framing_is_400_and_closed(hgw, pub, case):
     assert not pub.saw(t), f"{case}: reached the upstream: {pub.saw(t)}"
 
 
+HOST_REFUSED = {
+    "missing": "GET /pub/h-{t} HTTP/1.1\r\n\r\n",
+    "two": "GET /pub/h-{t} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "two-equal": "GET /pub/h-{t} HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+    "two-http10": "GET /pub/h-{t} HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    "space": "GET /pub/h-{t} HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "userinfo": "GET /pub/h-{t} HTTP/1.1\r\nHost: user@a\r\n\r\n",
+    "path": "GET /pub/h-{t} HTTP/1.1\r\nHost: a/x\r\n\r\n",
+    "port": "GET /pub/h-{t} HTTP/1.1\r\nHost: a:80x\r\n\r\n",
+    "body": "POST /pub/h-{t} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+}
+
+
+@pytest.mark.parametrize("case", list(HOST_REFUSED))
+def test_host_rule_is_400_and_closed(hgw, pub, case):
+    """RFC 9112 3.2: an HTTP/1.1 request without exactly one Host (HTTP/1.0: two), or a
+    Host that is no authority, is 400 BAD_HOST before routing; never upstream."""
+    t = token()
+    c = Conn(hgw.port)
+    r = c.send(HOST_REFUSED[case].format(t=t).encode("latin-1")).response()
+    own_error(r, 400, "BAD_HOST")
+    assert r.h("connection") == "close", r
+    assert c.closed(), f"{case}: connection left open after the refusal"
+    c.close()
+    time.sleep(0.05)
+    assert not pub.saw(t), f"{case}: reached the upstream: {pub.saw(t)}"
+
+
+@pytest.mark.parametrize("head", [
+    "GET /pub/h-{t} HTTP/1.0\r\n\r\n",
+    "GET /pub/h-{t} HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+    "GET /pub/h-{t} HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
+    "GET /pub/h-{t} HTTP/1.1\r\nHost:\r\n\r\n",
+])
+def test_host_rule_lets_these_through(hgw, pub, head):
+    t = token()
+    e = echoed(exchange(hgw.port, head.format(t=t).encode()))
+    assert e["path"] == f"/pub/h-{t}"
+
+
 def test_two_equal_content_lengths_are_accepted(hgw, pub):
     t = token()
     c = Conn(hgw.port)

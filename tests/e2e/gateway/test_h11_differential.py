@@ -345,9 +345,9 @@ KNOWN = {
                 "chunked framing",
     "leading_blank": "the front skips at most 4 bytes of empty lines before a request line; "
                      "h11 skips any number",
-    "host": "a missing or repeated Host is not the framing layer's business in the front "
-            "(route.c routes on Host; a request without one matches only routes without "
-            "hosts); h11 refuses both (RFC 9112 3.2)",
+    "host": "both refuse an HTTP/1.1 request without exactly one Host (RFC 9112 3.2); the "
+            "front also refuses two Hosts in HTTP/1.0 and a Host that is no authority "
+            "(RFC 3986 3.2), which h11 takes",
     "status_only": "both refuse; the status differs (h11 says 400 where we say 431/505/413 "
                    "or the reverse)",
     "limit": "the head limits differ in how they count (h11: bytes before the end of the "
@@ -413,7 +413,10 @@ def classify(data, kind, ours, theirs):
         return "cl_with_te"
     if b"HTTP/1.0" in line and has(head, b"transfer-encoding"):
         return "http10_te"
-    if te == "refuse 400" and (not has(head, b"\nhost:") or head.lower().count(b"\nhost:") > 1):
+    if "refuse 400" in (te, oe) and (not has(head, b"\nhost:") or head.lower().count(b"\nhost:") > 1
+                                     or oe == "refuse 400" and not te.startswith("refuse")
+                                     and not re.search(rb"(?i)\nhost:[ \t]*[A-Za-z0-9.:\[\]-]*[ \t]*\r?\n",
+                                                       head)):
         return "host"
     if re.search(rb"(?i)\ncontent-length:\s*\d+\s*,", head) or re.search(
             rb"(?i)\ncontent-length:\s*\d+ \d", head):
