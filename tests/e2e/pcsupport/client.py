@@ -14,7 +14,7 @@ import time
 import urllib.parse
 
 from .betterauth import cookie_value, set_cookies
-from .checks import sensitive
+from .checks import AUTHSVC_CALLS, sensitive
 
 _MISSING = object()
 _counter = [0]
@@ -107,6 +107,7 @@ class ApiClient:
             kw["json"] = json
         elif data is not None:
             kw["data"] = data
+        AUTHSVC_CALLS[0] += 1
         r = self.http.request(method, url, headers=h, params=params,
                               timeout=timeout or self.timeout, allow_redirects=allow_redirects, **kw)
         self._remember(r)
