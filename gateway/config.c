@@ -129,6 +129,9 @@ static const struct pc_conf_item table[] = {
      "look credentials up in Redis and write PostgreSQL fills there; false: every L1 miss "
      "asks PostgreSQL (Redis still carries revocations, rate limits and quotas)"},
     INT_ITEM("GATEWAY_PG_POOL", pg_pool, "2", 1, 64, "PostgreSQL connections per worker"),
+    INT_ITEM("GATEWAY_PG_BATCH_MAX", pg_batch_max, "64", 1, 1000,
+             "lookups of one kind that queued together and share one PostgreSQL round trip "
+             "(1: one query each)"),
     INT_ITEM("GATEWAY_PG_TIMEOUT_MS", pg_timeout_ms, "2000", 10, 60000,
              "PostgreSQL query timeout"),
     INT_ITEM("GATEWAY_REDIS_TIMEOUT_MS", redis_timeout_ms, "200", 5, 10000,

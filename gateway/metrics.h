@@ -20,6 +20,8 @@ struct pc_buf;
     X(l1_negative_hits, NULL, NULL)                                                        \
     X(l2_hits, NULL, NULL)                                                                 \
     X(pg_queries, NULL, NULL)                                                              \
+    X(pg_batched, "portcullis_gateway_postgres_batched_lookups_total",                     \
+      "Lookups that rode along another's PostgreSQL round trip.")                          \
     X(pg_errors, "portcullis_gateway_postgres_errors_total",                               \
       "PostgreSQL failures and timeouts.")                                                 \
     X(pg_connects, "portcullis_gateway_postgres_connects_total", "PostgreSQL connections made.") \

@@ -4,7 +4,9 @@
  * non-blocking libpq connections on its loop. A query waits in a bounded
  * FIFO (GATEWAY_PENDING_MAX) for a free connection; each has a timeout
  * (GATEWAY_PG_TIMEOUT_MS) after which its connection is dropped and the
- * query completes without an answer, never as "unknown". Dropped
+ * query completes without an answer, never as "unknown". A query that
+ * leaves the queue may take later queued ones along (absorb: pgstore.c's
+ * lookups, one "= ANY($1)" for the misses that queued together). Dropped
  * connections come back with back-off. What the queries are, and what
  * their rows mean, is pgstore.c's.
  */
@@ -226,6 +228,26 @@ static bool pgc_send(struct pgc *c, struct gw_pgq *q)
     return true;
 }
 
+/* q is about to go: it takes along the queued queries it can (misses that
+ * arrived together share one round trip), then is final. */
+static void absorb_queued(struct gw_pg *pg, struct gw_pgq *q)
+{
+    struct gw_pgq **at = &pg->head, *last = NULL;
+    while (*at) {
+        struct gw_pgq *o = *at;
+        if (o->absorb == q->absorb && q->absorb(q, o)) {
+            *at = o->next;
+            pg->depth--;
+            GW_STAT_INC(pg_batched);
+        } else {
+            last = o;
+            at = &o->next;
+        }
+    }
+    pg->tail = last;
+    q->absorb(q, NULL);
+}
+
 /* Gives waiting queries to idle connections; fails them when none can come. */
 static void pump(struct gw_pg *pg)
 {
@@ -258,6 +280,8 @@ static void pump(struct gw_pg *pg)
             pg->tail = NULL;
         pg->depth--;
         q->next = NULL;
+        if (q->absorb)
+            absorb_queued(pg, q);
         if (!pgc_send(idle, q)) {
             idle->q = q;
             pgc_drop(idle, "send failed");

@@ -23,6 +23,12 @@ struct gw_pgq {
      * (timeout, lost connection, every connection down, queue full). The
      * callee may free q. */
     void (*done)(struct gw_pgq *q, const struct pg_result *res, bool answered);
+    /** Optional, for lookups that can ride one round trip: when q leaves
+     * the queue for a connection, the pool offers it each later queued
+     * query with the same absorb; true: q takes that one along (it leaves
+     * the queue, and q's done completes it too). Last, with other NULL: q
+     * goes now, its sql and params final. */
+    bool (*absorb)(struct gw_pgq *q, struct gw_pgq *other);
 };
 
 /** On w's loop: queues q for w's pool (may complete it at once). */

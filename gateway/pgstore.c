@@ -3,7 +3,9 @@
  * pgstore.c: stage PG, PostgreSQL, the source of truth: the SQL of a
  * session or API-key lookup and of the sliding session refresh, and rows ->
  * principal. A lookup joins its credential's flight (flight.c: one query
- * however many wait) and runs on the worker's pool (pgpool.c). A found
+ * however many wait) and runs on the worker's pool (pgpool.c); lookups of
+ * one kind that queued there together go in one round trip ("= ANY($1)",
+ * up to GATEWAY_PG_BATCH_MAX), each answered by its own row. A found
  * principal is written back to Redis for the other replicas. A query that
  * gets no answer is UNAVAILABLE (503), never "unknown".
  */
@@ -26,11 +28,18 @@ struct pg_query {
     unsigned char hash[32];         /* flight key (lookups) */
     char param[GW_CRED_MAX];        /* token, key hash, or session id */
     char p2[32], p3[32], p4[32];    /* refresh: new expiry, now (ms), updateAge (s) */
+    struct pg_query *more;          /* lookups riding this one's round trip (absorb) */
+    size_t nmore;
+    char *array;                    /* with more: $1, every param as a text[] literal */
 };
 
-/* Better Auth's tables, as both programs read them (lib/ba_schema.h). */
+/* Better Auth's tables, as both programs read them (lib/ba_schema.h). The
+ * _ANY forms answer many lookups of one kind at once, each row ending with
+ * the token or hash it is for. */
 static const char *const sql_session = PC_BA_SQL_SESSION_PRINCIPAL;
 static const char *const sql_api_key = PC_BA_SQL_APIKEY_PRINCIPAL;
+static const char *const sql_session_any = PC_BA_SQL_SESSION_PRINCIPAL_ANY;
+static const char *const sql_api_key_any = PC_BA_SQL_APIKEY_PRINCIPAL_ANY;
 static const char *const sql_refresh =
     "UPDATE \"session\" SET \"expiresAt\" = to_timestamp($2::double precision / 1000), "
     "\"updatedAt\" = to_timestamp($3::double precision / 1000) "
@@ -46,71 +55,170 @@ static void query_done(struct pg_query *q, enum gw_lookup outcome, const struct 
         gw_flight_land(q->hash, outcome, p ? p : &empty);
     }
     pc_wipe(q->param, sizeof q->param);
+    if (q->array) {
+        pc_wipe(q->array, strlen(q->array));
+        free(q->array);
+    }
     free(q);
 }
 
-static void on_done(struct gw_pgq *pq, const struct pg_result *res, bool answered)
+/* Row i of a lookup's result as its principal; a found one goes back to
+ * Redis for the other replicas. */
+static void row_principal(const struct pg_query *q, const PGresult *res, int i,
+                          struct gw_principal *p)
 {
-    struct pg_query *q = (struct pg_query *)pq;
-    const PGresult *first = res;
-    if (!answered) {
-        query_done(q, GW_LOOKUP_UNAVAILABLE, NULL);
+    *p = (struct gw_principal){.found = true, .enabled = true};
+    snprintf(p->cred_id, sizeof p->cred_id, "%s", PQgetvalue(res, i, 0));
+    snprintf(p->user_id, sizeof p->user_id, "%s", PQgetvalue(res, i, 1));
+    char hb[PC_HASH_B64_LEN + 1];
+    pc_b64url_encode(q->hash, 32, hb);
+    if (q->kind == Q_SESSION) {
+        p->kind = GW_CRED_SESSION;
+        p->expires_at = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        p->updated_at = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        snprintf(p->email, sizeof p->email, "%s", PQgetvalue(res, i, 4));
+        /* Redis lost it (flushed, restarted): put it back for the others */
+        gw_l2_store(q->q.w, hb, p, p->expires_at - pc_now_ms());
         return;
     }
-        ExecStatusType st = first ? PQresultStatus(first) : PGRES_FATAL_ERROR;
-        if (q->kind == Q_REFRESH) {
-            if (st != PGRES_COMMAND_OK)
-                GW_STAT_INC(pg_errors);
-            query_done(q, GW_LOOKUP_UNKNOWN, NULL);
-        } else if (st != PGRES_TUPLES_OK) {
-            const char *state = first ? PQresultErrorField(first, PG_DIAG_SQLSTATE) : NULL;
-            /* apikey table missing (42P01): no key can be valid */
-            if (state && strcmp(state, "42P01") == 0) {
-                query_done(q, GW_LOOKUP_UNKNOWN, NULL);
-            } else {
-                GW_STAT_INC(pg_errors);
-                pc_log_error("postgres: lookup failed: %s",
-                             first ? PQresultErrorMessage(first) : "no result");
-                query_done(q, GW_LOOKUP_UNAVAILABLE, NULL);
-            }
-        } else if (PQntuples(first) != 1) {
-            query_done(q, GW_LOOKUP_UNKNOWN, NULL);
+    p->kind = GW_CRED_API_KEY;
+    p->enabled = strcmp(PQgetvalue(res, i, 2), "t") == 0;
+    p->expires_at = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    snprintf(p->permissions, sizeof p->permissions, "%s", PQgetvalue(res, i, 4));
+    p->lim.remaining = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+    p->lim.refill_interval = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+    p->lim.refill_amount = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+    p->lim.last_refill_at = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+    p->lim.created_at = strtoll(PQgetvalue(res, i, 9), NULL, 10);
+    p->lim.rl_enabled = strcmp(PQgetvalue(res, i, 10), "t") == 0;
+    p->lim.rl_window = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+    p->lim.rl_max = strtoll(PQgetvalue(res, i, 12), NULL, 10);
+    /* share the fill with the other replicas; Redis keeps it longer than
+     * L1: every revocation deletes it */
+    int64_t ttl = gw_cfg.l2_ttl * 1000;
+    int64_t left = p->expires_at ? p->expires_at - pc_now_ms() : ttl;
+    gw_l2_store(q->q.w, hb, p, left < ttl ? left : ttl);
+}
+
+/* The one row of res for lookup m, or -1 (none, or more than one: unknown,
+ * as a lone lookup's answer with other than one row is). batched: rows end
+ * with the token or hash they are for. */
+static int row_of(const struct pg_query *m, const PGresult *res, bool batched)
+{
+    int n = PQntuples(res);
+    if (!batched)
+        return n == 1 ? 0 : -1;
+    int key = PQnfields(res) - 1, at = -1;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(PQgetvalue(res, i, key), m->param) != 0)
+            continue;
+        if (at >= 0)
+            return -1;
+        at = i;
+    }
+    return at;
+}
+
+/* The outcome of lookup m from an answered, well-formed result. */
+static void lookup_done(struct pg_query *m, const PGresult *res, bool batched)
+{
+    int i = row_of(m, res, batched);
+    if (i < 0) {
+        query_done(m, GW_LOOKUP_UNKNOWN, NULL);
+        return;
+    }
+    struct gw_principal p;
+    row_principal(m, res, i, &p);
+    query_done(m, GW_LOOKUP_FOUND, &p);
+    pc_wipe(&p, sizeof p);
+}
+
+static void on_done(struct gw_pgq *pq, const struct pg_result *r, bool answered)
+{
+    struct pg_query *q = (struct pg_query *)pq;
+    const PGresult *res = r;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (q->kind == Q_REFRESH) {
+        if (answered && st != PGRES_COMMAND_OK)
+            GW_STAT_INC(pg_errors);
+        query_done(q, answered ? GW_LOOKUP_UNKNOWN : GW_LOOKUP_UNAVAILABLE, NULL);
+        return;
+    }
+    enum gw_lookup all = GW_LOOKUP_FOUND;  /* FOUND here: each by its row */
+    if (!answered) {
+        all = GW_LOOKUP_UNAVAILABLE;
+    } else if (st != PGRES_TUPLES_OK) {
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        /* apikey table missing (42P01): no key can be valid */
+        if (state && strcmp(state, "42P01") == 0) {
+            all = GW_LOOKUP_UNKNOWN;
         } else {
-            struct gw_principal p = {.found = true, .enabled = true};
-            snprintf(p.cred_id, sizeof p.cred_id, "%s", PQgetvalue(first, 0, 0));
-            snprintf(p.user_id, sizeof p.user_id, "%s", PQgetvalue(first, 0, 1));
-            if (q->kind == Q_SESSION) {
-                p.kind = GW_CRED_SESSION;
-                p.expires_at = strtoll(PQgetvalue(first, 0, 2), NULL, 10);
-                p.updated_at = strtoll(PQgetvalue(first, 0, 3), NULL, 10);
-                snprintf(p.email, sizeof p.email, "%s", PQgetvalue(first, 0, 4));
-                /* Redis lost it (flushed, restarted): put it back for the others */
-                char hb[PC_HASH_B64_LEN + 1];
-                pc_b64url_encode(q->hash, 32, hb);
-                gw_l2_store(q->q.w, hb, &p, p.expires_at - pc_now_ms());
-            } else {
-                p.kind = GW_CRED_API_KEY;
-                p.enabled = strcmp(PQgetvalue(first, 0, 2), "t") == 0;
-                p.expires_at = strtoll(PQgetvalue(first, 0, 3), NULL, 10);
-                snprintf(p.permissions, sizeof p.permissions, "%s", PQgetvalue(first, 0, 4));
-                p.lim.remaining = strtoll(PQgetvalue(first, 0, 5), NULL, 10);
-                p.lim.refill_interval = strtoll(PQgetvalue(first, 0, 6), NULL, 10);
-                p.lim.refill_amount = strtoll(PQgetvalue(first, 0, 7), NULL, 10);
-                p.lim.last_refill_at = strtoll(PQgetvalue(first, 0, 8), NULL, 10);
-                p.lim.created_at = strtoll(PQgetvalue(first, 0, 9), NULL, 10);
-                p.lim.rl_enabled = strcmp(PQgetvalue(first, 0, 10), "t") == 0;
-                p.lim.rl_window = strtoll(PQgetvalue(first, 0, 11), NULL, 10);
-                p.lim.rl_max = strtoll(PQgetvalue(first, 0, 12), NULL, 10);
-                /* share the fill with the other replicas */
-                char hb[PC_HASH_B64_LEN + 1];
-                pc_b64url_encode(q->hash, 32, hb);
-                /* Redis keeps it longer than L1: every revocation deletes it */
-                int64_t ttl = gw_cfg.l2_ttl * 1000;
-                int64_t left = p.expires_at ? p.expires_at - pc_now_ms() : ttl;
-                gw_l2_store(q->q.w, hb, &p, left < ttl ? left : ttl);
-            }
-            query_done(q, GW_LOOKUP_FOUND, &p);
+            GW_STAT_INC(pg_errors);
+            pc_log_error("postgres: lookup failed: %s",
+                         res ? PQresultErrorMessage(res) : "no result");
+            all = GW_LOOKUP_UNAVAILABLE;
         }
+    }
+    bool batched = q->nmore > 0;
+    for (struct pg_query *m = q, *next; m; m = next) {
+        next = m == q ? q->more : m->more;
+        if (all == GW_LOOKUP_FOUND)
+            lookup_done(m, res, batched);
+        else
+            query_done(m, all, NULL);
+    }
+}
+
+char *gw_pg_text_array(const char *const *vals, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(vals[i]) + 3;
+    char *a = pc_xmalloc(cap), *w = a;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *s = vals[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *w++ = '\\';
+            *w++ = *s;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    return a;
+}
+
+/* The pool's absorb (pgpool.h): a lookup takes later queued lookups of
+ * its kind along, up to GATEWAY_PG_BATCH_MAX in all; then $1 becomes a
+ * text[] of their params (gw_pg_text_array). */
+static bool absorb(struct gw_pgq *pq, struct gw_pgq *po)
+{
+    struct pg_query *q = (struct pg_query *)pq;
+    if (po != NULL) {
+        struct pg_query *o = (struct pg_query *)po;
+        if (o->kind != q->kind || (int64_t)q->nmore + 1 >= gw_cfg.pg_batch_max)
+            return false;
+        o->more = q->more;
+        q->more = o;
+        q->nmore++;
+        return true;
+    }
+    if (q->nmore == 0)
+        return false;
+    const char **vals = pc_xcalloc(q->nmore + 1, sizeof *vals);
+    size_t n = 0;
+    for (struct pg_query *m = q; m; m = m == q ? q->more : m->more)
+        vals[n++] = m->param;
+    char *a = gw_pg_text_array(vals, n);
+    free(vals);
+    q->array = a;
+    q->q.params[0] = a;
+    q->q.sql = q->kind == Q_SESSION ? sql_session_any : sql_api_key_any;
+    return false;
 }
 
 static struct pg_query *query_new(enum q_kind kind)
@@ -124,6 +232,7 @@ static struct pg_query *query_new(enum q_kind kind)
     q->q.params[2] = q->p3;
     q->q.params[3] = q->p4;
     q->q.done = on_done;
+    q->q.absorb = kind == Q_REFRESH ? NULL : absorb;
     return q;
 }
 

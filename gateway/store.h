@@ -45,6 +45,10 @@ enum gw_join gw_flight_join(struct gw_request *r);
  * it on its own loop. */
 void gw_flight_land(const unsigned char hash[32], enum gw_lookup outcome,
                     const struct gw_principal *p);
+/** Pure (pgstore.c): vals as a PostgreSQL text[] literal, each element
+ * double-quoted with '"' and '\' escaped (heap): the $1 of a batched
+ * lookup. */
+char *gw_pg_text_array(const char *const *vals, size_t n);
 /** Main thread, around the workers' life: the shared in-flight table. */
 void gw_flights_init(void);
 void gw_flights_free(void);

@@ -195,6 +195,7 @@ struct gw_config {
     int64_t l2_ttl;             /* seconds an API key stays in Redis */
     bool l2_enabled;            /* L2_ENABLED: read and fill credentials in Redis */
     int64_t pg_pool;
+    int64_t pg_batch_max;       /* lookups one PostgreSQL round trip may carry */
     int64_t pg_timeout_ms;
     int64_t redis_timeout_ms;
     int64_t redis_deadline_ms;  /* GATEWAY_REDIS_DEADLINE_MS: a hung Redis */

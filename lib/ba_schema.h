@@ -62,10 +62,16 @@
 
 /** The gateway's session principal (pgstore.c): id, userId, expiresAt ms,
  * updatedAt ms, the user's email. */
+#define PC_BA_SESSION_PRINCIPAL_COLS                                                    \
+    "s.\"id\", s.\"userId\", " PC_BA_MS("s.\"expiresAt\"") ", "                         \
+    PC_BA_MS("s.\"updatedAt\"") ", u.\"email\""
 #define PC_BA_SQL_SESSION_PRINCIPAL                                                     \
-    "SELECT s.\"id\", s.\"userId\", " PC_BA_MS("s.\"expiresAt\"") ", "                  \
-    PC_BA_MS("s.\"updatedAt\"") ", u.\"email\"" PC_BA_SESSION_JOIN_USER                 \
-    PC_BA_SESSION_BY_TOKEN
+    "SELECT " PC_BA_SESSION_PRINCIPAL_COLS PC_BA_SESSION_JOIN_USER PC_BA_SESSION_BY_TOKEN
+/** The same for many tokens in one round trip (the gateway's batched
+ * misses): those columns, then the token the row is for; $1 a text[]. */
+#define PC_BA_SQL_SESSION_PRINCIPAL_ANY                                                 \
+    "SELECT " PC_BA_SESSION_PRINCIPAL_COLS ", s.\"token\"" PC_BA_SESSION_JOIN_USER          \
+    " WHERE s.\"token\" = ANY($1::text[])"
 
 /** authsvc's internal validate (apikeys.c): id, userId, expiresAt ms
  * (floored). */
@@ -103,15 +109,21 @@ enum pc_ba_apikey_col {
  * ('' none), remaining (-1 unlimited), refillInterval (0), refillAmount (-1),
  * lastRefillAt ms (0), createdAt ms, rateLimitEnabled (true),
  * rateLimitTimeWindow (0), rateLimitMax (0). */
-#define PC_BA_SQL_APIKEY_PRINCIPAL                                                       \
-    "SELECT \"id\", \"referenceId\", COALESCE(\"enabled\", true), "                      \
+#define PC_BA_APIKEY_PRINCIPAL_COLS                                                      \
+    "\"id\", \"referenceId\", COALESCE(\"enabled\", true), "                                \
     "COALESCE(" PC_BA_MS("\"expiresAt\"") ", 0), "                                       \
     "COALESCE(\"permissions\", ''), COALESCE(\"remaining\", -1), "                       \
     "COALESCE(\"refillInterval\", 0), COALESCE(\"refillAmount\", -1), "                  \
     "COALESCE(" PC_BA_MS("\"lastRefillAt\"") ", 0), "                                    \
     PC_BA_MS("\"createdAt\"") ", COALESCE(\"rateLimitEnabled\", true), "                 \
-    "COALESCE(\"rateLimitTimeWindow\", 0), COALESCE(\"rateLimitMax\", 0) "               \
-    "FROM \"apikey\"" PC_BA_APIKEY_BY_HASH
+    "COALESCE(\"rateLimitTimeWindow\", 0), COALESCE(\"rateLimitMax\", 0)"
+#define PC_BA_SQL_APIKEY_PRINCIPAL \
+    "SELECT " PC_BA_APIKEY_PRINCIPAL_COLS " FROM \"apikey\"" PC_BA_APIKEY_BY_HASH
+/** The same for many hashes in one round trip (the gateway's batched
+ * misses): those columns, then the hash the row is for; $1 a text[]. */
+#define PC_BA_SQL_APIKEY_PRINCIPAL_ANY                                                   \
+    "SELECT " PC_BA_APIKEY_PRINCIPAL_COLS ", \"key\" FROM \"apikey\""                     \
+    " WHERE \"key\" = ANY($1::text[])"
 
 /** authsvc's lookup of a key by hash (apikeys.c verify): PC_BA_APIKEY_COLS. */
 #define PC_BA_SQL_APIKEY_BY_HASH \

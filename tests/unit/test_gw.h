@@ -20,6 +20,7 @@
 #include "../../gateway/request.h"
 #include "../../gateway/stages.h"
 #include "../../gateway/cache.h"
+#include "../../gateway/store.h"
 #include "../../gateway/feed.h"
 #include "../../gateway/jwt.h"
 #include "../../gateway/proxy.h"
