@@ -325,6 +325,7 @@ void gw_upconn_put(struct upconn *c, bool reusable)
         return;
     }
     c->reused = true;
+    c->rd_wants_wr = c->wr_wants_rd = false; /* the next exchange starts afresh */
     c->len = 0;
     c->out.len = c->out_off = 0;
     c->next = c->pool->idle;
