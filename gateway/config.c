@@ -8,7 +8,8 @@
  *                "forward_cookies": false, "upstream_jwt": "x-auth-jwt",
  *                "request_headers": {"set": {"X-Tenant": "a"}, "remove": ["Referer"]},
  *                "response_headers": {"remove": ["Server"]},
- *                "preserve_host": false, "timeout_ms": 5000}, ...],
+ *                "preserve_host": false, "timeout_ms": 5000,
+ *                "ca_file": "/etc/ssl/internal-ca.pem"}, ...],
  *    "jwt_issuers": [{"issuer": "https://accounts.google.com",
  *                     "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs",
  *                     "audiences": ["my-client-id"]}]}
@@ -24,6 +25,7 @@
  */
 #include "config.h"
 #include "proxy.h"
+#include "upstream.h"
 #include "../lib/conf_common.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
@@ -31,6 +33,7 @@
 #include "../lib/log.h"
 #include "../lib/netaddr.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +145,11 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("UPSTREAM_POOL", upstream_pool, "1024", 1, 100000,
              "keep-alive connections per upstream per worker"),
     INT_ITEM("UPSTREAM_TIMEOUT", read_timeout, "30", 1, 3600,
-             "seconds to connect, or between bytes of the answer (504 after)"),
+             "seconds to connect (TLS handshake included), or between bytes of the answer "
+             "(504 after)"),
+    {"UPSTREAM_CA_FILE", PC_CONF_STR, &gw_cfg.upstream_ca_file, "", 0, 0, 0, NULL,
+     "PEM bundle of the CA certificates https:// upstreams' certificates must chain to "
+     "(a route's ca_file instead, for its upstream); empty: the system's store"},
     INT_ITEM("GATEWAY_MAX_BODY", max_body, "10485760", 0, 1073741824, "request body bytes (413)"),
     INT_ITEM("GATEWAY_MAX_HEADERS", max_headers, "16384", 1024, 1048576,
              "request header bytes (431)"),
@@ -217,13 +224,37 @@ void gw_config_help(void)
 
 /* ---- routes file ---- */
 
+/* An https upstream's host: an IP address, or a DNS name (labels of 1 to
+ * 63 letters, digits and '-', no '-' at either end), which goes out as SNI
+ * and must be in the certificate. */
+static bool tls_host_ok(const char *h, bool *is_ip)
+{
+    unsigned char a[16];
+    *is_ip = inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
+    if (*is_ip)
+        return true;
+    size_t n = strlen(h);
+    if (n == 0 || n > 253)
+        return false;
+    for (const char *l = h; *l;) {
+        size_t ln = strspn(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+        if (ln == 0 || ln > 63 || l[0] == '-' || l[ln - 1] == '-' || (l[ln] != '.' && l[ln] != '\0'))
+            return false;
+        l += ln;
+        if (*l == '.' && *++l == '\0')
+            return false; /* a trailing dot */
+    }
+    return true;
+}
+
 static int parse_upstream(const char *url, struct gw_upstream *u, char *err, size_t errsz)
 {
-    if (!pc_starts_with(url, "http://")) {
-        snprintf(err, errsz, "upstream \"%s\": only http:// upstreams are supported", url);
+    bool tls = pc_starts_with(url, "https://");
+    if (!tls && !pc_starts_with(url, "http://")) {
+        snprintf(err, errsz, "upstream \"%s\": must be an http:// or https:// URL", url);
         return -1;
     }
-    const char *h = url + 7;
+    const char *h = url + (tls ? 8 : 7);
     size_t hl = strcspn(h, "/?#");
     char hostport[300];
     if (hl == 0 || hl >= sizeof hostport) {
@@ -236,13 +267,18 @@ static int parse_upstream(const char *url, struct gw_upstream *u, char *err, siz
     const char *why;
     if (strchr(hostport, ':') == NULL || (hostport[0] == '[' && strstr(hostport, "]:") == NULL)) {
         char tmp[310];
-        snprintf(tmp, sizeof tmp, "%s:80", hostport);
+        snprintf(tmp, sizeof tmp, "%s:%d", hostport, tls ? 443 : 80);
         if (pc_parse_hostport(tmp, u->host, sizeof u->host, &u->port, &why) != 0) {
             snprintf(err, errsz, "upstream \"%s\": %s", url, why);
             return -1;
         }
     } else if (pc_parse_hostport(hostport, u->host, sizeof u->host, &u->port, &why) != 0) {
         snprintf(err, errsz, "upstream \"%s\": %s", url, why);
+        return -1;
+    }
+    if (tls && !tls_host_ok(u->host, &u->host_is_ip)) {
+        snprintf(err, errsz, "upstream \"%s\": bad host (an https upstream's host is a DNS name "
+                             "or an IP address: it is what the certificate must name)", url);
         return -1;
     }
     const char *path = h + hl;
@@ -254,27 +290,62 @@ static int parse_upstream(const char *url, struct gw_upstream *u, char *err, siz
     return 0;
 }
 
-static struct gw_upstream *upstream_for(const char *url, char *err, size_t errsz)
+/* Both NULL, or the same text. */
+static bool same_ca(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The TLS context for ca_file (NULL: the system store), made once and
+ * shared by every upstream with that CA file. NULL with err set, naming
+ * where (the route key or UPSTREAM_CA_FILE), when the file is no use. */
+static struct ssl_ctx_st *tls_ctx_for(const char *ca_file, const char *where, char *err,
+                                      size_t errsz)
+{
+    for (size_t i = 0; i < gw_cfg.ntls_ctxs; i++)
+        if (same_ca(gw_cfg.tls_ctxs[i].ca_file, ca_file))
+            return gw_cfg.tls_ctxs[i].ctx;
+    char why[400];
+    struct ssl_ctx_st *ctx = gw_tls_ctx_new(ca_file, why, sizeof why);
+    if (ctx == NULL) {
+        snprintf(err, errsz, "%s: %s", where, why);
+        return NULL;
+    }
+    gw_cfg.tls_ctxs = pc_xrealloc(gw_cfg.tls_ctxs, (gw_cfg.ntls_ctxs + 1) * sizeof *gw_cfg.tls_ctxs);
+    gw_cfg.tls_ctxs[gw_cfg.ntls_ctxs].ca_file = ca_file ? pc_xstrdup(ca_file) : NULL;
+    gw_cfg.tls_ctxs[gw_cfg.ntls_ctxs++].ctx = ctx;
+    return ctx;
+}
+
+/* The upstream of url with the CA file ca_file (https only), or NULL. */
+static struct gw_upstream *upstream_for(const char *url, const char *ca_file)
 {
     for (size_t i = 0; i < gw_cfg.nupstreams; i++)
-        if (strcmp(gw_cfg.upstreams[i].url, url) == 0)
+        if (strcmp(gw_cfg.upstreams[i].url, url) == 0 &&
+            same_ca(gw_cfg.upstreams[i].ca_file, ca_file))
             return &gw_cfg.upstreams[i];
     return NULL;
 }
 
-static int add_upstream(const char *url, char *err, size_t errsz)
+/* The index of the upstream for url (and, https, ca_file and its context
+ * tls), added when new; -1 with err set when url is no upstream URL. */
+static long add_upstream(const char *url, const char *ca_file, struct ssl_ctx_st *tls, char *err,
+                         size_t errsz)
 {
-    if (upstream_for(url, err, errsz))
-        return 0;
+    struct gw_upstream *have = upstream_for(url, ca_file);
+    if (have)
+        return have->index;
     struct gw_upstream u = {0};
     if (parse_upstream(url, &u, err, errsz) != 0) {
         free(u.base_path);
         return -1;
     }
+    u.ca_file = ca_file ? pc_xstrdup(ca_file) : NULL;
+    u.tls = tls;
     gw_cfg.upstreams = pc_xrealloc(gw_cfg.upstreams, (gw_cfg.nupstreams + 1) * sizeof u);
     u.index = (unsigned)gw_cfg.nupstreams;
     gw_cfg.upstreams[gw_cfg.nupstreams++] = u;
-    return 0;
+    return u.index;
 }
 
 /* Every key of object o must be one of known (NULL-terminated) and appear
@@ -530,13 +601,46 @@ static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err,
     return 0;
 }
 
+/* A route's "upstream" (url) and "ca_file": the upstream it goes to, one
+ * per URL and CA file; https gets the CA file's TLS context. */
+static int route_upstream(yajl_val r, const char *url, size_t i, struct gw_route *out, char *err,
+                          size_t errsz)
+{
+    yajl_val ca = pc_json_get(r, "ca_file");
+    bool https = pc_starts_with(url, "https://");
+    if (ca != NULL && (!YAJL_IS_STRING(ca) || ca->u.string[0] == '\0')) {
+        snprintf(err, errsz, "routes[%zu].ca_file: must be the path of a PEM file of CA "
+                             "certificates", i);
+        return -1;
+    }
+    if (ca != NULL && !https) {
+        snprintf(err, errsz, "routes[%zu].ca_file: only for an https:// upstream", i);
+        return -1;
+    }
+    const char *env = gw_cfg.upstream_ca_file && gw_cfg.upstream_ca_file[0] ? gw_cfg.upstream_ca_file
+                                                                             : NULL;
+    const char *ca_file = !https ? NULL : ca ? ca->u.string : env;
+    char why[300], where[40];
+    snprintf(where, sizeof where, ca ? "routes[%zu].ca_file" : "UPSTREAM_CA_FILE", i);
+    struct ssl_ctx_st *tls = NULL;
+    if (https && (tls = tls_ctx_for(ca_file, where, err, errsz)) == NULL)
+        return -1;
+    long idx = add_upstream(url, ca_file, tls, why, sizeof why);
+    if (idx < 0) {
+        snprintf(err, errsz, "routes[%zu].upstream: %s", i, why);
+        return -1;
+    }
+    out->upstream_index = (unsigned)idx;
+    return 0;
+}
+
 static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
 {
     static const char *const keys[] = {"prefix", "upstream", "auth", "permissions",
                                        "forward_cookies", "upstream_jwt", "strip_prefix",
                                        "hosts", "methods", "request_headers",
                                        "response_headers", "preserve_host", "timeout_ms",
-                                       NULL};
+                                       "ca_file", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -555,7 +659,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         return -1;
     }
     if (!YAJL_IS_STRING(up)) {
-        snprintf(err, errsz, "routes[%zu].upstream: must be an http:// URL", i);
+        snprintf(err, errsz, "routes[%zu].upstream: must be an http:// or https:// URL", i);
         return -1;
     }
     if (!YAJL_IS_ARRAY(auth) || auth->u.array.len == 0) {
@@ -656,13 +760,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
     }
     if (parse_exchange(r, i, out, err, errsz) != 0)
         return -1;
-    char why[300];
-    if (add_upstream(up->u.string, why, sizeof why) != 0) {
-        snprintf(err, errsz, "routes[%zu].upstream: %s", i, why);
-        return -1;
-    }
-    out->upstream_index = (unsigned)(upstream_for(up->u.string, err, errsz) - gw_cfg.upstreams);
-    return 0;
+    return route_upstream(r, up->u.string, i, out, err, errsz);
 }
 
 /* scheme://host[:port] of a URL */
@@ -972,6 +1070,12 @@ int gw_config_load(void)
     if (pc_cidr_list_parse(gw_cfg.trusted_proxies_s, &gw_cfg.proxies, &gw_cfg.nproxies, &why) != 0)
         return -1; /* the row's validator has said why */
     pc_conf_jwt_defaults(&gw_cfg.jwt_issuer, &gw_cfg.jwt_audience, gw_cfg.base_url);
+    /* checked even when no upstream is https: a typo fails now, not later */
+    if (gw_cfg.upstream_ca_file[0] &&
+        tls_ctx_for(gw_cfg.upstream_ca_file, "UPSTREAM_CA_FILE", err, sizeof err) == NULL) {
+        fprintf(stderr, "gateway: configuration error: %s\n", err);
+        return -1;
+    }
     if (load_routes(err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;
@@ -1015,8 +1119,16 @@ void gw_routes_free(void)
     for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
         free(gw_cfg.upstreams[i].url);
         free(gw_cfg.upstreams[i].base_path);
+        free(gw_cfg.upstreams[i].ca_file);
     }
     free(gw_cfg.upstreams);
+    for (size_t i = 0; i < gw_cfg.ntls_ctxs; i++) {
+        free(gw_cfg.tls_ctxs[i].ca_file);
+        gw_tls_ctx_free(gw_cfg.tls_ctxs[i].ctx);
+    }
+    free(gw_cfg.tls_ctxs);
+    gw_cfg.tls_ctxs = NULL;
+    gw_cfg.ntls_ctxs = 0;
     for (size_t i = 0; i < gw_cfg.nissuers; i++) {
         struct gw_issuer *x = &gw_cfg.issuers[i];
         free(x->issuer);

@@ -1,8 +1,9 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * proxy.c: stage ANSWER, the exchange. Forwards an allowed request upstream
- * and the answer back, over plain non-blocking sockets, on the worker's
- * pool (upstream.c), with the header policy of identity.c.
+ * and the answer back, over non-blocking sockets (plain, or TLS to an
+ * https:// upstream), on the worker's pool (upstream.c), with the header
+ * policy of identity.c.
  *
  *   request   method, path (key segment removed, or with strip_prefix all of
  *             the prefix; upstream base path added), query, body and
@@ -29,6 +30,12 @@
  *             upstream that closes one is seen at once. A GET, HEAD or
  *             OPTIONS that finds a reused connection closed before any
  *             answer byte is retried once on a new one.
+ *   tls       https:// upstreams: a new connection does its handshake
+ *             (upstream.c) before the request is written; the route's
+ *             timeout covers connect and handshake together. A handshake
+ *             or certificate that fails is 502 UPSTREAM_TLS with the reason
+ *             logged, and nothing is sent. Reused connections keep their
+ *             TLS; reads and writes go through OpenSSL, otherwise as plain.
  *   failures  connection refused or broken, or a malformed answer (an
  *             HTTP/1.0 one with Transfer-Encoding among them): 502;
  *             nothing read for the route's timeout_ms, else
@@ -77,6 +84,7 @@ struct gw_proxy {
     bool retryable;                 /* idempotent and not yet retried */
     bool reusable;                  /* the connection may serve another exchange */
     bool paused;                    /* the client's backlog is full */
+    bool tls_failed;                /* the TLS handshake failed: 502 UPSTREAM_TLS */
     enum pc_http_framing framing;
     uint64_t left;                  /* PC_HTTP_BODY_LENGTH: bytes still to come */
     struct pc_chunked ch;
@@ -87,6 +95,8 @@ struct gw_proxy {
 
 static void up_read(evutil_socket_t fd, short what, void *arg);
 static void up_write(evutil_socket_t fd, short what, void *arg);
+static void send_request(struct gw_proxy *px);
+static bool tls_turn(struct gw_proxy *px, bool reading);
 static void exchange_failed(struct gw_proxy *px, bool timeout);
 
 void gw_proxy_stop(struct gw_worker *w)
@@ -110,6 +120,7 @@ void gw_proxy_stop(struct gw_worker *w)
             p->idle = c->next;
             gw_upconn_close(c);
         }
+        gw_uppool_fini(p);
     }
     free(w->pools);
     w->pools = NULL;
@@ -306,6 +317,7 @@ static void exchange_failed(struct gw_proxy *px, bool timeout)
         GW_STAT_INC(upstream_timeouts);
     else
         GW_STAT_INC(upstream_errors);
+    bool px_tls = px->tls_failed;
     if (px->uc)
         gw_upconn_close(px->uc);
     px->uc = NULL;
@@ -315,6 +327,8 @@ static void exchange_failed(struct gw_proxy *px, bool timeout)
         gw_request_end(r);
     } else if (timeout) {
         gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
+    } else if (px_tls) {
+        gw_fail(r, 502, "UPSTREAM_TLS", "The upstream's TLS handshake or certificate was refused");
     } else {
         gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
     }
@@ -499,11 +513,14 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
         gw_upconn_close(c);
         return;
     }
+    if (c->ssl && tls_turn(px, true))
+        return;
     if (c->len == c->cap) {
         c->cap *= 2;
         c->in = pc_xrealloc(c->in, c->cap);
     }
-    ssize_t n = read(fd, c->in + c->len, c->cap - c->len);
+    ssize_t n = c->ssl ? gw_upconn_tls_read(c, c->in + c->len, c->cap - c->len)
+                       : read(fd, c->in + c->len, c->cap - c->len);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
@@ -532,11 +549,54 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
         relay_flush(px);
 }
 
+/* https, on c's read (reading) or write event, before the plain work:
+ * the handshake's next step, or an SSL_read or SSL_write that waited for
+ * the other direction. True when the event was for that (the plain work
+ * is not to be done now; px may be gone). */
+static bool tls_turn(struct gw_proxy *px, bool reading)
+{
+    struct upconn *c = px->uc;
+    if (c->connecting) {
+        /* readable before the connect is seen done: up_write judges it */
+        if (reading)
+            up_write(c->fd, EV_WRITE, c);
+        return true;
+    }
+    if (c->handshaking) {
+        char why[256];
+        int rc = gw_upconn_handshake(c, why, sizeof why);
+        if (rc < 0) {
+            pc_log_warn("request %s: upstream %s: TLS handshake failed: %s", px->r->request_id,
+                        px->pool->up->url, why);
+            px->tls_failed = true;
+            exchange_failed(px, false);
+        } else if (rc > 0) {
+            send_request(px);
+        }
+        return true;
+    }
+    if (reading && c->wr_wants_rd) {
+        c->wr_wants_rd = false;
+        send_request(px);
+        return true;
+    }
+    if (!reading && c->rd_wants_wr) {
+        c->rd_wants_wr = false;
+        if (px->state != PX_SEND)
+            gw_upconn_want(c, c->reading, false);
+        up_read(c->fd, EV_READ, c);
+        return true;
+    }
+    return false;
+}
+
 static void send_request(struct gw_proxy *px)
 {
     struct upconn *c = px->uc;
     while (c->out_off < c->out.len) {
-        ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        const char *from = c->out.data + c->out_off;
+        size_t left = c->out.len - c->out_off;
+        ssize_t n = c->ssl ? gw_upconn_tls_write(c, from, left) : write(c->fd, from, left);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
@@ -544,7 +604,7 @@ static void send_request(struct gw_proxy *px)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            gw_upconn_want(c, true, true);
+            gw_upconn_want(c, true, !c->wr_wants_rd);
             return;
         }
         if (!retry(px))
@@ -572,6 +632,8 @@ static void up_write(evutil_socket_t fd, short what, void *arg)
         }
         c->connecting = false;
     }
+    if (c->ssl && tls_turn(px, false))
+        return;
     send_request(px);
 }
 
@@ -612,5 +674,7 @@ void gw_proxy_start(struct gw_request *r)
         gw_upconn_want(c, true, true);
         return;
     }
+    if (c->ssl && tls_turn(px, false))
+        return;
     send_request(px);
 }

@@ -54,6 +54,7 @@
 
 struct event_base;
 struct event;
+struct ssl_ctx_st;          /* OpenSSL's SSL_CTX, for https:// upstreams (upstream.c) */
 struct gw_worker;
 struct gw_request;
 struct gw_client;
@@ -79,6 +80,19 @@ struct gw_upstream {
     char *base_path;        /* path prefix added upstream ("" or "/x") */
     char host_header[300];  /* Host sent upstream */
     unsigned index;         /* position in gw_cfg.upstreams */
+    char *ca_file;          /* https: the route's ca_file, else UPSTREAM_CA_FILE; NULL: the
+                             * system store (one upstream per URL and CA file) */
+    struct ssl_ctx_st *tls; /* https: the context for ca_file (gw_cfg.tls_ctxs owns it);
+                             * NULL: plain http */
+    bool host_is_ip;        /* https to an address: verified against the certificate's IP
+                             * names, no SNI */
+};
+
+/** One TLS client context per distinct CA configuration (upstream.c
+ * gw_tls_ctx_new), made at start, shared by every worker. */
+struct gw_tls_ctx {
+    char *ca_file;          /* NULL: the system store */
+    struct ssl_ctx_st *ctx;
 };
 
 struct gw_perm {
@@ -141,7 +155,8 @@ struct gw_route {
     struct gw_hdr_rules req_hdrs;   /* request_headers: on what goes upstream */
     struct gw_hdr_rules resp_hdrs;  /* response_headers: on the answer relayed back */
     bool preserve_host;     /* send the client's Host upstream, not the upstream's */
-    int64_t timeout_ms;     /* connect and between-reads timeout; 0: UPSTREAM_TIMEOUT */
+    int64_t timeout_ms;     /* connect (TLS handshake included) and between-reads timeout;
+                             * 0: UPSTREAM_TIMEOUT */
 };
 
 /** Which forward-auth proxy the gateway answers /_auth for (route.c). */
@@ -201,6 +216,7 @@ struct gw_config {
     int64_t redis_deadline_ms;  /* GATEWAY_REDIS_DEADLINE_MS: a hung Redis */
     int64_t upstream_pool;
     int64_t read_timeout;       /* seconds: connect, and between reads */
+    char *upstream_ca_file;     /* UPSTREAM_CA_FILE: https upstreams' CA bundle ("": system) */
     int64_t max_body;
     int64_t max_headers;
     int64_t expires_in;         /* session life, seconds */
@@ -241,6 +257,8 @@ struct gw_config {
     bool secure_cookies;        /* BETTER_AUTH_URL is https://: the Secure attribute */
     struct gw_upstream *upstreams;
     size_t nupstreams;
+    struct gw_tls_ctx *tls_ctxs;    /* one per distinct CA file among https upstreams */
+    size_t ntls_ctxs;
     struct gw_route *routes;    /* sorted by match length, longest first */
     size_t nroutes;
     bool routes_select;         /* some route lists hosts or methods: score every match */

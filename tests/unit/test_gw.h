@@ -99,6 +99,42 @@ static inline void gwt_unload(void)
     memset(&gw_cfg, 0, sizeof gw_cfg);
 }
 
+/* A routes file the gateway must refuse, and a part of the error it must
+ * give (the place named: routes[1].ca_file, ...). */
+struct gwt_bad_case {
+    const char *json;
+    const char *want;
+};
+
+/* Loads each of cases[0..n) with gw_routes_load_text; prints every one
+ * that loads or names the wrong thing, and returns how many did. */
+static inline int gwt_refusals(const struct gwt_bad_case *cases, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char err[600] = "";
+        int rc = gw_routes_load_text(cases[i].json, strlen(cases[i].json), "unit", err,
+                                     sizeof err);
+        if (rc == 0 || strstr(err, cases[i].want) == NULL) {
+            print_error("case %zu: rc %d, error \"%s\"\n  want a part \"%s\"\n", i, rc, err,
+                        cases[i].want);
+            bad++;
+        }
+        gw_routes_free(); /* what was parsed before the error */
+    }
+    return bad;
+}
+
+/* The loaded route whose prefix is prefix (fails the test without one). */
+static inline const struct gw_route *gwt_route(const char *prefix)
+{
+    for (size_t i = 0; i < gw_cfg.nroutes; i++)
+        if (strcmp(gw_cfg.routes[i].prefix, prefix) == 0)
+            return &gw_cfg.routes[i];
+    fail_msg("no route %s", prefix);
+    abort(); /* fail_msg does not return */
+}
+
 /* A request with its parsed head; free with gwt_req_free. */
 struct gwt_req {
     struct gw_request r;

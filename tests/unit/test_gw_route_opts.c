@@ -16,10 +16,7 @@
 #define GOOD "{\"prefix\": \"/ok/\", " GWT_UP ", \"auth\": [\"none\"]}"
 #define BAD(x) "{\"routes\": [" GOOD ", {\"prefix\": \"/b/\", " GWT_UP ", \"auth\": [\"session\"], " x "}]}"
 
-static const struct bad_case {
-    const char *json;
-    const char *want;           /* a part of the error */
-} bad_cases[] = {
+static const struct gwt_bad_case bad_cases[] = {
     {BAD("\"request_headers\": \"X-A\""), "routes[1].request_headers: must be {"},
     {BAD("\"request_headers\": {\"add\": {}}"), "routes[1].request_headers.add: unknown key"},
     {BAD("\"request_headers\": {\"set\": []}"), "routes[1].request_headers.set: must be an object"},
@@ -92,19 +89,7 @@ static const struct bad_case {
 static void test_bad_options_are_named(void **state)
 {
     (void)state;
-    int bad = 0;
-    for (size_t i = 0; i < PC_ARRAY_LEN(bad_cases); i++) {
-        char err[600] = "";
-        int rc = gw_routes_load_text(bad_cases[i].json, strlen(bad_cases[i].json), "unit", err,
-                                     sizeof err);
-        if (rc == 0 || strstr(err, bad_cases[i].want) == NULL) {
-            print_error("case %zu: rc %d, error \"%s\"\n  want a part \"%s\"\n", i, rc, err,
-                        bad_cases[i].want);
-            bad++;
-        }
-        gw_routes_free(); /* what was parsed before the error */
-    }
-    assert_int_equal(bad, 0);
+    assert_int_equal(gwt_refusals(bad_cases, PC_ARRAY_LEN(bad_cases)), 0);
 }
 
 /* 33 rules, one over the bound. */
@@ -142,21 +127,12 @@ static const char good_json[] =
     " \"preserve_host\": false}"
     "]}";
 
-static const struct gw_route *route_named(const char *prefix)
-{
-    for (size_t i = 0; i < gw_cfg.nroutes; i++)
-        if (strcmp(gw_cfg.routes[i].prefix, prefix) == 0)
-            return &gw_cfg.routes[i];
-    fail_msg("no route %s", prefix);
-    return NULL;
-}
-
 static void test_good_options_are_kept(void **state)
 {
     (void)state;
     gwt_load(good_json, NULL);
-    const struct gw_route *ok = route_named("/ok/"), *x = route_named("/x/");
-    const struct gw_route *lg = route_named("/long/");
+    const struct gw_route *ok = gwt_route("/ok/"), *x = gwt_route("/x/");
+    const struct gw_route *lg = gwt_route("/long/");
     /* a route without them: nothing to do per request */
     assert_int_equal(ok->req_hdrs.n, 0);
     assert_int_equal(ok->resp_hdrs.n, 0);

@@ -15,11 +15,18 @@ class PyUpstream:
     serve_per_conn: that many requests are answered per connection; the next one is
     read and the connection closed without an answer, as an upstream closing a
     keep-alive connection just when a request arrives.
-    answer_lines: header lines (bytes, each ending in CRLF) added to every answer."""
+    answer_lines: header lines (bytes, each ending in CRLF) added to every answer.
+    tls: an ssl.SSLContext (server side): every connection does its TLS handshake first
+    (test_gw_upstream_tls.py); handshakes is then the number that succeeded, resumed
+    how many of them resumed a session. host: the name put in url."""
 
-    def __init__(self, idle_close=None, serve_per_conn=None, answer_lines=b""):
+    def __init__(self, idle_close=None, serve_per_conn=None, answer_lines=b"", tls=None,
+                 host="127.0.0.1"):
         self.idle_close, self.serve_per_conn = idle_close, serve_per_conn
         self.answer_lines = answer_lines
+        self.tls = tls
+        self.handshakes = 0
+        self.resumed = 0
         self.seen = []              # every request read, echo dicts + "answered"
         self.conns = 0
         self.idle_closes = 0
@@ -27,7 +34,8 @@ class PyUpstream:
         self._stop = False
         self._ls = socket.create_server(("127.0.0.1", 0))
         self._ls.settimeout(0.1)
-        self.url = "http://127.0.0.1:%d" % self._ls.getsockname()[1]
+        self.port = self._ls.getsockname()[1]
+        self.url = "%s://%s:%d" % ("https" if tls else "http", host, self.port)
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
 
@@ -48,6 +56,11 @@ class PyUpstream:
     def _serve(self, s, conn_no):
         buf, served = b"", 0
         try:
+            if self.tls is not None:
+                s.settimeout(10)
+                s = self.tls.wrap_socket(s, server_side=True)
+                self.handshakes += 1
+                self.resumed += bool(s.session_reused)
             while True:
                 while b"\r\n\r\n" not in buf:
                     s.settimeout(self.idle_close if (self.idle_close and not buf) else 10)
