@@ -24,7 +24,7 @@ RUN apt-get update \
         libsodium-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Makefile ./
+COPY Makefile VERSION ./
 COPY scripts/embed-sql.sh scripts/
 COPY db db
 COPY lib lib

@@ -34,7 +34,8 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -pthread $(WARN) -MMD -MP
+VERSION := $(shell cat VERSION 2>/dev/null || echo unknown)
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -pthread $(WARN) -MMD -MP -DPC_VERSION='"$(VERSION)"'
 OPT ?= -O2 -g
 LDLIBS = $(PKG_LIBS) -lunistring -pthread
 

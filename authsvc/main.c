@@ -3,6 +3,9 @@
  * main.c: authsvc's entry point.
  *
  *   authsvc --help     the configuration table
+ *   authsvc --version  the version, and exit
+ *   authsvc --check    validate the environment and exit (0, or 2 naming the
+ *                      bad variable; opens no connection)
  *   authsvc migrate    apply database migrations and exit
  *   authsvc            serve (server.c)
  *
@@ -23,9 +26,14 @@ int main(int argc, char **argv)
         as_config_help();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("authsvc %s\n", PC_VERSION);
+        return 0;
+    }
     bool migrate = argc > 1 && strcmp(argv[1], "migrate") == 0;
-    if (argc > 1 && !migrate) {
-        fprintf(stderr, "authsvc: unknown argument \"%s\" (try --help)\n", argv[1]);
+    bool check = argc > 1 && strcmp(argv[1], "--check") == 0;
+    if (argc > 2 || (argc > 1 && !migrate && !check)) {
+        fprintf(stderr, "authsvc: unknown argument \"%s\" (try --help)\n", argv[argc - 1]);
         return 2;
     }
     if (as_config_load() != 0) {
@@ -33,7 +41,10 @@ int main(int argc, char **argv)
         return 2;
     }
     int rc;
-    if (migrate) {
+    if (check) {
+        printf("authsvc: configuration ok\n");
+        rc = 0;
+    } else if (migrate) {
         rc = as_migrate_run(as_cfg.database_url);
     } else {
         if (pc_log_open(as_cfg.log_path, (enum pc_log_level)pc_log_level_parse(as_cfg.log_level),

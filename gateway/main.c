@@ -1,6 +1,15 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * main.c: the gateway's entry point. Start-up order: configuration (exit 2
+ * main.c: the gateway's entry point.
+ *
+ *   gateway --help      the configuration table
+ *   gateway --version   the version, and exit
+ *   gateway --check     validate the environment and the routes file, and exit
+ *                       (0, or 2 naming the bad variable or route; opens no
+ *                       connection, like nginx -t)
+ *   gateway             serve
+ *
+ * Start-up order: configuration (exit 2
  * naming the bad variable or route), log, libevent threading, then
  * worker.c starts L1, the workers (each connecting to Redis and PostgreSQL)
  * and the revocation feed, and waits for SIGTERM/SIGINT.
@@ -9,6 +18,7 @@
 #include "worker.h"
 #include "../lib/log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <event2/event.h>
@@ -21,13 +31,25 @@ int main(int argc, char **argv)
         gw_config_help();
         return 0;
     }
-    if (argc > 1) {
-        fprintf(stderr, "gateway: unknown argument \"%s\" (try --help)\n", argv[1]);
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("gateway %s\n", PC_VERSION);
+        return 0;
+    }
+    bool check = argc > 1 && strcmp(argv[1], "--check") == 0;
+    if (argc > 2 || (argc > 1 && !check)) {
+        fprintf(stderr, "gateway: unknown argument \"%s\" (try --help)\n", argv[argc - 1]);
         return 2;
     }
     if (gw_config_load() != 0) {
         gw_config_free();
         return 2;
+    }
+    if (check) {
+        printf("gateway: configuration ok: %zu routes, %zu JWT issuers\n", gw_cfg.nroutes,
+               gw_cfg.nissuers);
+        gw_config_free();
+        OPENSSL_cleanup();
+        return 0;
     }
     if (pc_log_open(gw_cfg.log_path, (enum pc_log_level)pc_log_level_parse(gw_cfg.log_level),
                     "gateway") != 0) {

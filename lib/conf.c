@@ -7,8 +7,20 @@
 #include "log.h"
 #include "redis.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The longest value a NAME_FILE may hold: secrets and URLs are short. */
+#define CONF_FILE_MAX 65536
+
+/* Better Auth's own fallbacks (its env.ts): when the first name is unset,
+ * the second is read, so one secret file serves both servers. */
+static const struct {
+    const char *name, *fallback;
+} conf_fallbacks[] = {
+    {"BETTER_AUTH_SECRET", "AUTH_SECRET"},
+};
 
 static int parse_bool(const char *v, bool *out)
 {
@@ -27,52 +39,136 @@ static int parse_bool(const char *v, bool *out)
     return -1;
 }
 
+/* Reads NAME_FILE's file into a heap string without its final line end
+ * (Docker and Kubernetes secrets are written with one). */
+static char *read_value_file(const char *name, const char *path, char *err, size_t errsz)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errsz, "%s_FILE: cannot read %s: %s", name, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = pc_xmalloc(CONF_FILE_MAX + 1);
+    size_t len = fread(buf, 1, CONF_FILE_MAX + 1, f);
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad || len > CONF_FILE_MAX) {
+        snprintf(err, errsz, "%s_FILE: %s %s", name, path,
+                 bad ? "could not be read" : "is larger than 64 KiB");
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (len > 0 && buf[len - 1] == '\n')
+        buf[--len] = '\0';
+    if (len > 0 && buf[len - 1] == '\r')
+        buf[--len] = '\0';
+    if (memchr(buf, '\0', len) != NULL || strchr(buf, '\n') != NULL) {
+        snprintf(err, errsz, "%s_FILE: %s holds more than one line", name, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The value a secret row is given by NAME or by NAME_FILE (never both):
+ * 0 with *out (heap, or NULL when neither is set), or -1 with err. */
+static int secret_value(const char *name, char **out, char *err, size_t errsz)
+{
+    char fname[128];
+    snprintf(fname, sizeof fname, "%s_FILE", name);
+    const char *v = getenv(name), *path = getenv(fname);
+    bool has_v = v != NULL && v[0] != '\0', has_path = path != NULL && path[0] != '\0';
+    *out = NULL;
+    if (has_v && has_path) {
+        snprintf(err, errsz, "%s: is set and so is %s; set one of them", name, fname);
+        return -1;
+    }
+    if (has_path)
+        return (*out = read_value_file(name, path, err, errsz)) != NULL ? 0 : -1;
+    if (has_v)
+        *out = pc_xstrdup(v);
+    return 0;
+}
+
+/* A row's text from the environment: NAME, NAME_FILE for secrets, then the
+ * fallback name of conf_fallbacks. 0 with *out (heap or NULL), or -1. */
+static int env_value(const struct pc_conf_item *it, char **out, char *err, size_t errsz)
+{
+    if (!(it->flags & PC_CONF_SECRET)) {
+        const char *v = getenv(it->name);
+        *out = v != NULL && v[0] != '\0' ? pc_xstrdup(v) : NULL;
+        return 0;
+    }
+    if (secret_value(it->name, out, err, errsz) != 0)
+        return -1;
+    for (size_t k = 0; *out == NULL && k < PC_ARRAY_LEN(conf_fallbacks); k++)
+        if (strcmp(conf_fallbacks[k].name, it->name) == 0 &&
+            secret_value(conf_fallbacks[k].fallback, out, err, errsz) != 0)
+            return -1;
+    return 0;
+}
+
+/* Parses one row's text (v, or its default) into its variable. */
+static int load_item(const struct pc_conf_item *it, const char *v, char *err, size_t errsz)
+{
+    if (v == NULL || v[0] == '\0')
+        v = it->def;
+    if (v == NULL || v[0] == '\0') {
+        if (it->flags & PC_CONF_REQUIRED) {
+            snprintf(err, errsz, "%s: is required and not set", it->name);
+            return -1;
+        }
+        v = "";
+    }
+    const char *why = NULL;
+    if (v[0] != '\0' && it->validate != NULL && it->validate(v, &why) != 0) {
+        snprintf(err, errsz, "%s: %s", it->name, why);
+        return -1;
+    }
+    switch (it->type) {
+    case PC_CONF_STR: {
+        char **dst = it->var;
+        free(*dst);
+        *dst = pc_xstrdup(v);
+        break;
+    }
+    case PC_CONF_INT: {
+        int64_t x;
+        if (pc_parse_int64(v, it->min, it->max, &x) != 0) {
+            snprintf(err, errsz, "%s: must be an integer from %lld to %lld (got \"%s\")",
+                     it->name, (long long)it->min, (long long)it->max,
+                     (it->flags & PC_CONF_SECRET) ? "***" : v);
+            return -1;
+        }
+        *(int64_t *)it->var = x;
+        break;
+    }
+    case PC_CONF_BOOL:
+        if (parse_bool(v, it->var) != 0) {
+            snprintf(err, errsz, "%s: must be true or false (got \"%s\")", it->name, v);
+            return -1;
+        }
+        break;
+    default:
+        pc_fatal("conf: bad type for %s", it->name);
+    }
+    return 0;
+}
+
 int pc_conf_load(const struct pc_conf_item *t, size_t n, char *err, size_t errsz)
 {
     for (size_t i = 0; i < n; i++) {
-        const struct pc_conf_item *it = &t[i];
-        const char *v = getenv(it->name);
-        if (v == NULL || v[0] == '\0')
-            v = it->def;
-        if (v == NULL || v[0] == '\0') {
-            if (it->flags & PC_CONF_REQUIRED) {
-                snprintf(err, errsz, "%s: is required and not set", it->name);
-                return -1;
-            }
-            v = "";
-        }
-        const char *why = NULL;
-        if (v[0] != '\0' && it->validate != NULL && it->validate(v, &why) != 0) {
-            snprintf(err, errsz, "%s: %s", it->name, why);
+        char *env;
+        if (env_value(&t[i], &env, err, errsz) != 0)
             return -1;
+        int rc = load_item(&t[i], env, err, errsz);
+        if (env != NULL) {
+            explicit_bzero(env, strlen(env));
+            free(env);
         }
-        switch (it->type) {
-        case PC_CONF_STR: {
-            char **dst = it->var;
-            free(*dst);
-            *dst = pc_xstrdup(v);
-            break;
-        }
-        case PC_CONF_INT: {
-            int64_t x;
-            if (pc_parse_int64(v, it->min, it->max, &x) != 0) {
-                snprintf(err, errsz, "%s: must be an integer from %lld to %lld (got \"%s\")",
-                         it->name, (long long)it->min, (long long)it->max,
-                         (it->flags & PC_CONF_SECRET) ? "***" : v);
-                return -1;
-            }
-            *(int64_t *)it->var = x;
-            break;
-        }
-        case PC_CONF_BOOL:
-            if (parse_bool(v, it->var) != 0) {
-                snprintf(err, errsz, "%s: must be true or false (got \"%s\")", it->name, v);
-                return -1;
-            }
-            break;
-        default:
-            pc_fatal("conf: bad type for %s", it->name);
-        }
+        if (rc != 0)
+            return -1;
     }
     return 0;
 }

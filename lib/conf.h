@@ -3,7 +3,10 @@
  * conf.h: table-driven configuration from environment variables, after
  * pgbouncer's bouncer_params: one row per variable with its type, target,
  * default, bounds, validator and help text. Loading validates every row and
- * reports the first bad one by name; --help prints the table.
+ * reports the first bad one by name; --help prints the table. A secret row
+ * (PC_CONF_SECRET) may instead be read from the file NAME_FILE names (Docker
+ * and Kubernetes secrets), never both; BETTER_AUTH_SECRET falls back to
+ * AUTH_SECRET as in Better Auth.
  */
 #ifndef PC_CONF_H
 #define PC_CONF_H
@@ -22,7 +25,7 @@ enum pc_conf_type {
 };
 
 #define PC_CONF_REQUIRED 0x1u   /* no default: must be set */
-#define PC_CONF_SECRET 0x2u     /* never printed */
+#define PC_CONF_SECRET 0x2u     /* never printed; NAME_FILE may hold it */
 
 /** A validator returns 0, or -1 with *err pointing at a static message. */
 typedef int (*pc_conf_validator)(const char *value, const char **err);

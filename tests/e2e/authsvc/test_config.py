@@ -142,3 +142,40 @@ def test_custom_redis_prefix_and_channel(authsvc_factory, client_for, redis_srv)
         assert r.status_code == 200, r.text
         assert not rc.exists(H.session_key(u.token, prefix="custom:"))
         assert H.token_hash(u.token) in sub.wait_for({H.token_hash(u.token)}, 5)
+
+
+def test_version_prints_the_version_file():
+    rc, out, _ = run(["--version"], {})
+    assert rc == 0 and out.strip() == f"authsvc {(H.REPO / 'VERSION').read_text().strip()}", out
+
+
+def test_check_validates_and_exits_without_serving(good_env):
+    rc, out, _ = run(["--check"], good_env)
+    assert rc == 0 and "configuration ok" in out, out
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", int(good_env["AUTHSVC_LISTEN"].rsplit(":", 1)[1])))
+    finally:
+        s.close()
+    rc, out, _ = run(["--check"], dict(good_env, DATABASE_URL="mysql://x"))
+    assert rc == 2 and "DATABASE_URL" in out, out
+
+
+def test_secret_from_a_file_signs_cookies_with_it(authsvc_factory, client_for, secret, tmp_path):
+    f = tmp_path / "secret"
+    f.write_text(secret + "\n")
+    svc = authsvc_factory({"BETTER_AUTH_SECRET": None, "BETTER_AUTH_SECRET_FILE": str(f)},
+                          name="authsvc-secret-file")
+    c = H.ApiClient(svc, secret=secret)
+    u = c.sign_up()
+    assert u.cookie_value == H.cookie_value(secret, u.token), (u.cookie_value, H.cookie_value(secret, u.token))
+    assert c.session_of(u)["user"]["email"] == u.email
+
+
+def test_secret_set_twice_is_refused(good_env, secret, tmp_path):
+    f = tmp_path / "secret"
+    f.write_text(secret)
+    rc, out, _ = run(["--check"], dict(good_env, BETTER_AUTH_SECRET_FILE=str(f)))
+    assert rc == 2 and "BETTER_AUTH_SECRET_FILE" in out and secret not in out, out
+    rc, out, _ = run(["--check"], dict(good_env, BETTER_AUTH_SECRET=None, AUTH_SECRET=secret))
+    assert rc == 0, out

@@ -216,3 +216,83 @@ def test_upstream_url_alone_is_a_catch_all_route(gateway_factory, upstream, mod_
 def test_bad_api_key_prefix_list_is_named(tmp_path):
     r = _run(_env(tmp_path, API_KEY_PREFIXES="oc_,bad prefix"))
     _assert_config_error(r, "API_KEY_PREFIXES")
+
+
+def test_version_prints_the_version_file():
+    r = _run({}, ["--version"])
+    want = (H.REPO / "VERSION").read_text().strip()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == f"gateway {want}", r.stdout
+
+
+def test_check_validates_and_exits_without_serving(tmp_path):
+    env = _env(tmp_path)
+    r = _run(env, ["--check"])
+    assert r.returncode == 0, r.stderr
+    assert b"configuration ok: 1 routes" in r.stdout, r.stdout
+    # it opened no listener: the port is still free
+    host, port = env["GATEWAY_LISTEN"].rsplit(":", 1)
+    s = socket.socket()
+    try:
+        s.bind((host, int(port)))
+    finally:
+        s.close()
+
+
+def test_check_names_a_bad_route(tmp_path):
+    r = _run(_env(tmp_path, {"routes": [dict(GOOD_ROUTE, frob=1)]}), ["--check"])
+    _assert_config_error(r, "routes[0].frob")
+    _assert_config_error(_run(_env(tmp_path, LOG_LEVEL="loud"), ["--check"]), "LOG_LEVEL")
+
+
+def _secret_file(tmp_path, text, name="secret"):
+    p = tmp_path / name
+    p.write_text(text)
+    p.chmod(0o600)
+    return str(p)
+
+
+@pytest.mark.parametrize("how", ["file", "file-crlf", "auth-secret", "auth-secret-file"])
+def test_secret_from_a_file_or_better_auth_s_fallback_name(gateway_factory, upstream, mod_user,
+                                                           secret, tmp_path, how):
+    env = {"UPSTREAM_URL": upstream.url, "BETTER_AUTH_SECRET": None}
+    if how == "file":
+        env["BETTER_AUTH_SECRET_FILE"] = _secret_file(tmp_path, secret + "\n")
+    elif how == "file-crlf":
+        env["BETTER_AUTH_SECRET_FILE"] = _secret_file(tmp_path, secret + "\r\n")
+    elif how == "auth-secret":
+        env["AUTH_SECRET"] = secret
+    else:
+        env["AUTH_SECRET_FILE"] = _secret_file(tmp_path, secret)
+    g = gateway_factory(env, route_table=False, name=f"gateway-secret-{how}")
+    body = G.echo(g.get("/any", headers=G.cookie(mod_user)))
+    assert body["headers"]["x-user-id"] == mod_user.id
+
+
+def test_database_url_from_a_file(gateway_factory, upstream, mod_user, main_db_url, tmp_path):
+    g = gateway_factory({"UPSTREAM_URL": upstream.url, "DATABASE_URL": None,
+                         "DATABASE_URL_FILE": _secret_file(tmp_path, main_db_url + "\n", "db")},
+                        route_table=False, name="gateway-dburl-file")
+    body = G.echo(g.get("/any", headers=G.cookie(mod_user)))
+    assert body["headers"]["x-user-id"] == mod_user.id
+
+
+def test_secret_files_refused_when_ambiguous_or_unreadable(tmp_path):
+    f = _secret_file(tmp_path, SECRET)
+    _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRET_FILE=f), ["--check"]),
+                         "BETTER_AUTH_SECRET", "BETTER_AUTH_SECRET_FILE", "set one")
+    missing = str(tmp_path / "nope")
+    _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRET=None, BETTER_AUTH_SECRET_FILE=missing),
+                              ["--check"]), "BETTER_AUTH_SECRET_FILE", missing)
+    two = _secret_file(tmp_path, SECRET + "\n" + SECRET + "\n", "two")
+    _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRET=None, BETTER_AUTH_SECRET_FILE=two),
+                              ["--check"]), "BETTER_AUTH_SECRET_FILE", "more than one line")
+    short = _secret_file(tmp_path, "s" * 20, "short")
+    err = _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRET=None, BETTER_AUTH_SECRET_FILE=short),
+                                    ["--check"]), "BETTER_AUTH_SECRET", "32")
+    assert "s" * 20 not in err
+    # BETTER_AUTH_SECRET wins over the fallback; neither set is still "required"
+    r = _run(_env(tmp_path, AUTH_SECRET="x"), ["--check"])
+    assert r.returncode == 0, r.stderr
+    _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRET=None), ["--check"]),
+                         "BETTER_AUTH_SECRET", "required")

@@ -66,9 +66,16 @@ UPSTREAM_TIMEOUT = 1                # seconds (UPSTREAM_TIMEOUT of the main gate
 # authsvc
 
 
+def _ours(name: str, names) -> bool:
+    """A variable the program reads: one of names, its NAME_FILE, or AUTH_SECRET[_FILE]."""
+    base = name[:-5] if name.endswith("_FILE") else name
+    return base in names or base == "AUTH_SECRET"
+
+
 def authsvc_env(env: dict | None = None) -> dict:
     """The inherited environment minus authsvc's variables, plus env."""
-    base = {k: v for k, v in os.environ.items() if k not in AUTHSVC_ENV_VARS and not k.startswith("OIDC_")}
+    base = {k: v for k, v in os.environ.items()
+            if not _ours(k, AUTHSVC_ENV_VARS) and not k.startswith("OIDC_")}
     base.setdefault("TZ", "UTC")
     for k, v in (env or {}).items():
         if v is None:
@@ -236,7 +243,7 @@ class Authsvc:
 
 def gateway_env(env: dict | None = None) -> dict:
     base = {k: v for k, v in os.environ.items()
-            if k not in GATEWAY_ENV_VARS and k not in AUTHSVC_ENV_VARS}
+            if not _ours(k, GATEWAY_ENV_VARS) and not _ours(k, AUTHSVC_ENV_VARS)}
     base.setdefault("TZ", "UTC")
     for k, v in (env or {}).items():
         if v is None:
