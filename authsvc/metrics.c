@@ -7,6 +7,7 @@
  * conns.c (loop thread too).
  */
 #include "authsvc.h"
+#include "../lib/log.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -99,5 +100,10 @@ void as_metrics_render(struct pc_buf *b)
                      "portcullis_authsvc_backend_up{backend=\"redis\"} %d\n"
                      "portcullis_authsvc_backend_up{backend=\"listener\"} %d\n",
                   as_health_pg_ok(), as_health_redis_ok(), as_listener_up());
+    pc_buf_printf(b, "# HELP portcullis_authsvc_log_write_failures_total Log writes the log "
+                     "file or pipe refused (those lines are lost).\n"
+                     "# TYPE portcullis_authsvc_log_write_failures_total counter\n"
+                     "portcullis_authsvc_log_write_failures_total %llu\n",
+                  pc_log_write_failures());
     as_conns_render(b); /* connections: caps, deadlines, accept errors */
 }

@@ -246,6 +246,9 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns
                     __atomic_load_n((const uint64_t *)((const char *)&gw_stats +
                                                        plain_counters[i].off),
                                     __ATOMIC_RELAXED));
+    counter(b, "portcullis_gateway_log_write_failures_total",
+            "Log writes the log file or pipe refused (those lines are lost).",
+            pc_log_write_failures());
     pc_buf_printf(b, "# HELP portcullis_gateway_connections_refused_total Connections over a cap "
                      "(answered 503 or, for /health, /live, /ready, served, then closed).\n"
                      "# TYPE portcullis_gateway_connections_refused_total counter\n"

@@ -8,7 +8,12 @@
 #include "log.h"
 #include "json.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <unistr.h>
 #include <stdarg.h>
@@ -20,6 +25,15 @@ static int log_fd = 2;
 static enum pc_log_level log_min = PC_LOG_INFO;
 static const char *log_prog = "portcullis";
 static const char *const level_names[PC_LOG_LEVEL_COUNT] = {"debug", "info", "warn", "error"};
+/* One writer at a time: the lines of one batch stay together and no
+ * thread's line lands inside another's, whatever the fd is. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_ullong log_failures;
+
+unsigned long long pc_log_write_failures(void)
+{
+    return atomic_load_explicit(&log_failures, memory_order_relaxed);
+}
 
 int pc_log_open(const char *path, enum pc_log_level min, const char *program)
 {
@@ -36,9 +50,11 @@ int pc_log_open(const char *path, enum pc_log_level min, const char *program)
 
 void pc_log_close(void)
 {
+    pthread_mutex_lock(&log_mu);
     if (log_fd > 2)
         close(log_fd);
     log_fd = 2;
+    pthread_mutex_unlock(&log_mu);
 }
 
 int pc_log_level_parse(const char *s)
@@ -102,6 +118,59 @@ size_t pc_utf8_cut(const char *s, size_t n)
     return n;
 }
 
+size_t pc_log_next_chunk(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    /* the last line end within max: whole lines only */
+    for (size_t i = max; i > 0; i--)
+        if (s[i - 1] == '\n')
+            return i;
+    /* one line longer than max: it goes whole, to its own end */
+    const char *nl = memchr(s, '\n', n);
+    return nl ? (size_t)(nl - s) + 1 : n;
+}
+
+/* Writes s[0..n) to the end, through partial writes, EINTR and a full
+ * non-blocking pipe (waited on for up to a second at a time). 0 or -1. */
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w > 0) {
+            s += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, 1000) > 0)
+                continue;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* Each write(2) holds whole lines and at most PIPE_BUF bytes, which a pipe
+ * takes in one piece: lines from other processes on the same pipe (a
+ * container's stdout) never land inside ours. A line longer than PIPE_BUF
+ * goes in a write of its own. A write that fails counts once per chunk. */
+static void log_emit(const char *s, size_t n)
+{
+    pthread_mutex_lock(&log_mu);
+    while (n > 0) {
+        size_t c = pc_log_next_chunk(s, n, PIPE_BUF);
+        if (write_all(log_fd, s, c) != 0)
+            atomic_fetch_add_explicit(&log_failures, 1, memory_order_relaxed);
+        s += c;
+        n -= c;
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
 void pc_log_line(const char *json, size_t n)
 {
     struct pc_buf b = {0};
@@ -115,8 +184,7 @@ void pc_log_line(const char *json, size_t n)
     else
         pc_log_utf8(&b, json, n);
     pc_buf_putc(&b, '\n');
-    ssize_t w = write(log_fd, b.data, b.len);
-    (void)w; /* nowhere left to report a failed log write */
+    log_emit(b.data, b.len);
     pc_buf_free(&b);
 }
 

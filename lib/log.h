@@ -1,7 +1,10 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * log.h: one JSON object per line, to stderr or a file. Thread-safe: a line is
- * formatted in memory and written with one write(2) on an O_APPEND fd.
+ * formatted in memory; writers take turns, and each write(2) holds whole
+ * lines and at most PIPE_BUF bytes, so lines never interleave or break on a
+ * pipe (a line longer than PIPE_BUF is written alone). Partial writes and
+ * EINTR are continued; a write that still fails is counted.
  *
  * Never pass a password, token, cookie or secret to these functions.
  */
@@ -27,6 +30,13 @@ void pc_log(enum pc_log_level level, const char *fmt, ...) PC_PRINTF(2, 3);
 
 /** Writes a complete JSON object (no trailing newline) as one line. */
 void pc_log_line(const char *json, size_t n);
+
+/** Writes that failed (the fd refused them) since start: for /metrics. */
+unsigned long long pc_log_write_failures(void);
+
+/** The length of the next write of s[0..n): n when n <= max, else the
+ * whole lines that fit in max, else (one line longer than max) that line. */
+size_t pc_log_next_chunk(const char *s, size_t n, size_t max);
 
 /** Appends s[0..n) to b with every byte that is not part of a well-formed
  * UTF-8 sequence (a stray 0x80-0xff, an overlong form, a surrogate, a cut

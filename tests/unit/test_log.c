@@ -2,10 +2,12 @@
  *
  * test_log.c: every log line is valid UTF-8 and valid JSON, whatever bytes
  * a client put in a path or header: stray bytes become \u00XX, and a
- * message cut to fit its 1 KiB is cut between sequences.
+ * message cut to fit its 1 KiB is cut between sequences. And the writer
+ * never breaks or mixes lines on a pipe, and counts the writes that fail.
  */
 #include "../../lib/log.c"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -143,12 +145,118 @@ static void test_lines_are_utf8(void **state)
     unlink(path);
 }
 
+static void test_next_chunk(void **state)
+{
+    (void)state;
+    assert_int_equal(pc_log_next_chunk("a\nb\n", 4, 10), 4);       /* fits */
+    assert_int_equal(pc_log_next_chunk("aa\nbb\ncc\n", 9, 7), 6);  /* whole lines */
+    assert_int_equal(pc_log_next_chunk("aa\nbb\ncc\n", 9, 6), 6);  /* line end at max */
+    assert_int_equal(pc_log_next_chunk("aaaaaa\nb\n", 9, 4), 7);    /* one long line */
+    assert_int_equal(pc_log_next_chunk("aaaaaaaa", 8, 4), 8);         /* no end at all */
+}
+
+/* Four threads write batches of lines longer in all than PIPE_BUF into one
+ * pipe that a slow reader drains: every line read back is whole and ends
+ * with its own checksum-free marker, and none is lost. */
+enum { LT_THREADS = 4, LT_BATCHES = 40, LT_PER_BATCH = 30 };
+
+static void *log_thread(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int b = 0; b < LT_BATCHES; b++) {
+        struct pc_buf buf = {0};
+        for (int i = 0; i < LT_PER_BATCH; i++) {
+            pc_buf_printf(&buf, "{\"t\":%d,\"b\":%d,\"i\":%d,\"pad\":\"", id, b, i);
+            for (int k = 0; k < 40 + 7 * i; k++)
+                pc_buf_putc(&buf, (char)('a' + id));
+            pc_buf_printf(&buf, "\",\"end\":%d}\n", id);
+        }
+        pc_log_line(buf.data, buf.len - 1);     /* pc_log_line adds the last \n */
+        pc_buf_free(&buf);
+    }
+    return NULL;
+}
+
+struct reader {
+    int fd;
+    struct pc_buf got;
+};
+
+static void *slow_reader(void *arg)
+{
+    struct reader *r = arg;
+    char chunk[512];
+    ssize_t n;
+    while ((n = read(r->fd, chunk, sizeof chunk)) > 0) {   /* small reads, slowly */
+        pc_buf_append(&r->got, chunk, (size_t)n);
+        usleep(20);
+    }
+    return NULL;
+}
+
+static void test_pipe_lines_whole(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int saved = log_fd;
+    log_fd = p[1];
+    struct reader rd = {.fd = p[0]};
+    pthread_t rt, th[LT_THREADS];
+    assert_int_equal(pthread_create(&rt, NULL, slow_reader, &rd), 0);
+    for (int i = 0; i < LT_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, log_thread, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < LT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    log_fd = saved;
+    close(p[1]);
+    pthread_join(rt, NULL);
+    close(p[0]);
+    struct pc_buf got = rd.got;
+
+    /* every line: {"t":N,...,"pad":"<N's letter only>","end":N} */
+    size_t lines = 0;
+    const char *s = got.data, *end = got.data + got.len;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        assert_non_null(nl);
+        int t = -1, e = -2;
+        assert_int_equal(sscanf(s, "{\"t\":%d,", &t), 1);
+        const char *pad = strstr(s, "\"pad\":\"");
+        assert_true(pad && pad < nl);
+        pad += 7;
+        while (*pad == 'a' + t)
+            pad++;
+        assert_int_equal(sscanf(pad, "\",\"end\":%d}", &e), 1);
+        assert_int_equal(e, t);
+        assert_ptr_equal(strchr(pad, '}') + 1, nl);
+        lines++;
+        s = nl + 1;
+    }
+    assert_int_equal(lines, LT_THREADS * LT_BATCHES * LT_PER_BATCH);
+    pc_buf_free(&got);
+}
+
+static void test_failed_writes_counted(void **state)
+{
+    (void)state;
+    unsigned long long before = pc_log_write_failures();
+    assert_int_equal(pc_log_open("/dev/full", PC_LOG_DEBUG, "test"), 0);
+    pc_log_info("this cannot be written");
+    pc_log_info("nor this");
+    pc_log_close();
+    assert_int_equal(pc_log_write_failures() - before, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_golden),
         cmocka_unit_test(test_cut_golden),
         cmocka_unit_test(test_lines_are_utf8),
+        cmocka_unit_test(test_next_chunk),
+        cmocka_unit_test(test_pipe_lines_whole),
+        cmocka_unit_test(test_failed_writes_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,6 +68,8 @@ def test_max_conns_cap(gateway_factory):
     m = _metrics(g)
     assert F.metric(m, "portcullis_gateway_connections_refused_total", 'reason="max_conns"') >= 2
     assert F.metric(m, "portcullis_gateway_connections_max") == 20
+    # the refusals were logged, and every log write went through
+    assert F.metric(m, "portcullis_gateway_log_write_failures_total") == 0
 
 
 def test_max_conns_per_ip(gateway_factory):
