@@ -188,6 +188,7 @@ static const struct {
 void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns,
                        size_t addresses, struct pc_buf *b)
 {
+    pc_build_info_metric(b, "gateway");
     pc_buf_puts(b, "# HELP portcullis_gateway_requests_total Requests answered, by route and "
                    "status.\n# TYPE portcullis_gateway_requests_total counter\n");
     for (size_t rt = 0; rt <= gw_cfg.nroutes; rt++) {

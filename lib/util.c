@@ -365,3 +365,15 @@ bool pc_token_chars(const char *s, size_t max, const char *extra)
             return false;
     return true;
 }
+
+#ifndef PC_VERSION
+#define PC_VERSION "unknown"
+#endif
+
+void pc_build_info_metric(struct pc_buf *b, const char *program)
+{
+    pc_buf_printf(b, "# HELP portcullis_build_info The program and version serving.\n"
+                     "# TYPE portcullis_build_info gauge\n"
+                     "portcullis_build_info{program=\"%s\",version=\"%s\"} 1\n",
+                  program, PC_VERSION);
+}

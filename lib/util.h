@@ -85,4 +85,8 @@ char *pc_utf8_fix(const char *s, size_t n);
 /** Overwrites n bytes so the compiler cannot elide it (secrets). */
 void pc_wipe(void *p, size_t n);
 
+/** Appends the portcullis_build_info gauge (value 1, labels program and
+ * version), named alike in both programs' /metrics. */
+void pc_build_info_metric(struct pc_buf *b, const char *program);
+
 #endif

@@ -6,6 +6,7 @@ AUTHSVC_HEAD_TIMEOUT_MS bounds a trickled request, and evhttp's own refusals are
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,9 @@ def test_max_conns_cap(authsvc_factory):
     m = _metrics(svc)
     assert F.metric(m, "portcullis_authsvc_connections_refused_total", 'reason="max_conns"') >= 2
     assert F.metric(m, "portcullis_authsvc_connections_max") == 20
+    ver = (Path(__file__).resolve().parents[3] / "VERSION").read_text().strip()
+    assert F.metric(m, "portcullis_build_info", f'program="authsvc",version="{ver}"') == 1
+    assert F.metric(m, "portcullis_authsvc_log_write_failures_total") == 0
 
 
 def test_max_conns_per_ip(authsvc_factory):

@@ -8,6 +8,7 @@ GATEWAY_HEAD_TIMEOUT_MS bounds a head trickled byte by byte."""
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,8 @@ def test_max_conns_cap(gateway_factory):
     assert F.metric(m, "portcullis_gateway_connections_max") == 20
     # the refusals were logged, and every log write went through
     assert F.metric(m, "portcullis_gateway_log_write_failures_total") == 0
+    ver = (Path(__file__).resolve().parents[3] / "VERSION").read_text().strip()
+    assert F.metric(m, "portcullis_build_info", f'program="gateway",version="{ver}"') == 1
 
 
 def test_max_conns_per_ip(gateway_factory):
