@@ -4,6 +4,7 @@ every variable; UPSTREAM_URL alone makes one catch-all route."""
 
 import json
 import socket
+import re
 
 import pytest
 
@@ -296,3 +297,46 @@ def test_secret_files_refused_when_ambiguous_or_unreadable(tmp_path):
     assert r.returncode == 0, r.stderr
     _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRET=None), ["--check"]),
                          "BETTER_AUTH_SECRET", "required")
+
+
+# docs/gateway.env.example: every variable --help lists, with its default,
+# except the example values a reader must change anyway
+ENV_EXAMPLE_VALUES = {"DATABASE_URL", "UPSTREAM_URL"}
+
+
+def _help_rows():
+    r = _run({}, ["--help"])
+    text = (r.stdout + r.stderr).decode()
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^  ([A-Z0-9_]+)\s+(\S+)\s", line)
+        if m:
+            rows[m.group(1)] = "" if m.group(2) in ("(unset)", "(required)") else m.group(2)
+    assert len(rows) > 30, text
+    return rows
+
+
+def _env_example():
+    vals = {}
+    for line in (H.REPO / "docs" / "gateway.env.example").read_text().splitlines():
+        m = re.match(r"^([A-Z0-9_]+)=(.*)$", line)
+        if m:
+            assert m.group(1) not in vals, f"{m.group(1)} twice"
+            vals[m.group(1)] = m.group(2)
+    return vals
+
+
+def test_env_example_lists_every_variable_with_its_default():
+    help_rows, example = _help_rows(), _env_example()
+    assert set(example) == set(help_rows), (set(help_rows) ^ set(example))
+    for name, default in help_rows.items():
+        if name not in ENV_EXAMPLE_VALUES:
+            assert example[name] == default, (name, example[name], default)
+
+
+def test_env_example_passes_check(tmp_path):
+    env = {k: v for k, v in _env_example().items() if v != ""}
+    env["BETTER_AUTH_SECRET"] = SECRET
+    r = _run(env, ["--check"])
+    assert r.returncode == 0, r.stderr
+    assert b"configuration ok: 1 routes" in r.stdout, r.stdout
