@@ -10,8 +10,9 @@
 #   docker compose up --build                         # the whole cluster (docker-compose.yml)
 #
 # The binaries read their configuration from the environment (README.md,
-# docs/gateway.md). Inside a container they must listen on 0.0.0.0:
-# AUTHSVC_LISTEN=0.0.0.0:3000, GATEWAY_LISTEN=0.0.0.0:8080.
+# docs/gateway.md). The runtime image sets AUTHSVC_LISTEN=0.0.0.0:3000 and
+# GATEWAY_LISTEN=0.0.0.0:8080 (inside a container a server must listen on
+# every address to be reached); the healthcheck asks the one PID 1 runs.
 
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
@@ -61,6 +62,7 @@ COPY --from=build /src/build/authsvc /src/build/gateway /src/build/demo-upstream
 COPY deploy/healthcheck.sh /usr/local/bin/portcullis-healthcheck
 RUN chmod 755 /usr/local/bin/portcullis-healthcheck
 USER portcullis
+ENV AUTHSVC_LISTEN=0.0.0.0:3000 GATEWAY_LISTEN=0.0.0.0:8080
 EXPOSE 3000 8080 9000
 # GET /live on the server this container runs (GATEWAY_LISTEN or AUTHSVC_LISTEN)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["portcullis-healthcheck"]

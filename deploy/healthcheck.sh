@@ -1,16 +1,21 @@
 #!/bin/bash
 # portcullis-healthcheck: exit 0 when GET /live (or $HEALTHCHECK_PATH) on this
 # container's server answers 200, else 1. Plain bash (/dev/tcp), so the image
-# needs no curl. Which server: $HEALTHCHECK_ADDR (host:port) if set, else
-# GATEWAY_LISTEN, else AUTHSVC_LISTEN, else the default address of the program
-# running as PID 1. A wildcard host (0.0.0.0, [::], empty) means loopback.
+# needs no curl. Which server: $HEALTHCHECK_ADDR (host:port) if set, else the
+# listen address of the program running as PID 1 ($HEALTHCHECK_PROGRAM names
+# it instead): the gateway's GATEWAY_LISTEN, authsvc's AUTHSVC_LISTEN (the
+# image sets both), demo-upstream's 9000; for any other program
+# GATEWAY_LISTEN, else AUTHSVC_LISTEN. A wildcard host (0.0.0.0, [::], empty)
+# means loopback.
 set -u
-addr=${HEALTHCHECK_ADDR:-${GATEWAY_LISTEN:-${AUTHSVC_LISTEN:-}}}
+addr=${HEALTHCHECK_ADDR:-}
 if [ -z "$addr" ]; then
-    case "$(tr '\0' ' ' </proc/1/cmdline 2>/dev/null)" in
-        *gateway*) addr=127.0.0.1:8080 ;;
+    prog=${HEALTHCHECK_PROGRAM:-$(tr '\0' ' ' </proc/1/cmdline 2>/dev/null)}
+    case "$prog" in
+        *gateway*) addr=${GATEWAY_LISTEN:-127.0.0.1:8080} ;;
+        *authsvc*) addr=${AUTHSVC_LISTEN:-127.0.0.1:3000} ;;
         *demo-upstream*) addr=127.0.0.1:9000 ;;
-        *) addr=127.0.0.1:3000 ;;
+        *) addr=${GATEWAY_LISTEN:-${AUTHSVC_LISTEN:-127.0.0.1:3000}} ;;
     esac
 fi
 port=${addr##*:}

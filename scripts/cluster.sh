@@ -168,9 +168,10 @@ wait_http "http://$HOST:$AUTHSVC_PORT/live" authsvc
 # ---- the demo upstream and three gateway replicas in front of it
 start_svc demo-upstream "$RUN/demo-upstream.log" "$BUILD/demo-upstream" "$HOST:$DEMO_UPSTREAM_PORT" 2
 UPSTREAM="http://$HOST:$DEMO_UPSTREAM_PORT"
-start_svc gateway1 "$RUN/gateway1.log" env GATEWAY_LISTEN="$HOST:$GATEWAY1_PORT" UPSTREAM_URL="$UPSTREAM" "$BUILD/gateway"
-start_svc gateway2 "$RUN/gateway2.log" env GATEWAY_LISTEN="$HOST:$GATEWAY2_PORT" UPSTREAM_URL="$UPSTREAM" "$BUILD/gateway"
-start_svc gateway3 "$RUN/gateway3.log" env GATEWAY_LISTEN="$HOST:$GATEWAY3_PORT" UPSTREAM_URL="$UPSTREAM" "$BUILD/gateway"
+JWKS="http://$HOST:$AUTHSVC_PORT/api/auth/jwks"   # authsvc's, as compose names it
+start_svc gateway1 "$RUN/gateway1.log" env GATEWAY_LISTEN="$HOST:$GATEWAY1_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
+start_svc gateway2 "$RUN/gateway2.log" env GATEWAY_LISTEN="$HOST:$GATEWAY2_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
+start_svc gateway3 "$RUN/gateway3.log" env GATEWAY_LISTEN="$HOST:$GATEWAY3_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
 wait_http "http://$HOST:$DEMO_UPSTREAM_PORT/live" demo-upstream
 wait_http "http://$HOST:$GATEWAY1_PORT/ready" gateway1
 wait_http "http://$HOST:$GATEWAY2_PORT/ready" gateway2

@@ -72,6 +72,9 @@ def test_compose_ports_agree_inside():
         listen = port_of(env[g]["GATEWAY_LISTEN"])
         assert {c for _, _, c in published(sv[g])} == {listen}, g
         assert env[g]["UPSTREAM_URL"] == f"http://demo-upstream:{demo_port}", g
+        # authsvc's JWKS by service name: BETTER_AUTH_URL's loopback is the gateway's container
+        authsvc_port = port_of(env["authsvc"]["AUTHSVC_LISTEN"])
+        assert env[g]["JWT_JWKS_URL"] == f"http://authsvc:{authsvc_port}/api/auth/jwks", g
         assert env["haproxy"][f"{g.upper()}_ADDR"] == f"{g}:{listen}", g
     hp = env["haproxy"]
     assert {c for _, _, c in published(sv["haproxy"])} == {port_of(hp["HAPROXY_BIND"]),
@@ -203,6 +206,10 @@ def test_dockerfile_runtime_user_and_healthcheck():
         assert hc, f"{stage}: HEALTHCHECK"
     rt = dockerfile_stages()["runtime"]
     assert re.search(r"useradd --system --uid \d+", rt)
+    # the image listens on every address by default (a container is reached from outside it)
+    envs = dict(re.findall(r"\b([A-Z_]+)=(\S+)", " ".join(re.findall(r"^ENV (.*)$", rt, re.M))))
+    assert envs.get("GATEWAY_LISTEN") == "0.0.0.0:8080", envs
+    assert envs.get("AUTHSVC_LISTEN") == "0.0.0.0:3000", envs
     hc = HEALTHCHECK.read_text()
     assert 'path=${HEALTHCHECK_PATH:-/live}' in hc
     assert "GATEWAY_LISTEN" in hc and "AUTHSVC_LISTEN" in hc

@@ -147,6 +147,13 @@ def test_container_healthcheck_script(running):
     assert hc(HEALTHCHECK_ADDR=f"127.0.0.1:{p['HAPROXY_STATS_PORT']}") == 0
     assert hc(HEALTHCHECK_ADDR=f"127.0.0.1:{p['DEMO_UPSTREAM_PORT']}") == 0
     assert hc(HEALTHCHECK_ADDR=f"127.0.0.1:{H.free_port()}") == 1                  # nothing listens
+    # the image sets both listen addresses: the program PID 1 runs picks its own
+    both = {"GATEWAY_LISTEN": f"0.0.0.0:{p['GATEWAY1_PORT']}", "AUTHSVC_LISTEN": f"0.0.0.0:{p['AUTHSVC_PORT']}"}
+    assert hc(HEALTHCHECK_PROGRAM="authsvc", **both) == 0
+    assert hc(HEALTHCHECK_PROGRAM="gateway", **both) == 0
+    assert hc(HEALTHCHECK_PROGRAM="authsvc", **dict(both, AUTHSVC_LISTEN=f"0.0.0.0:{H.free_port()}")) == 1
+    assert hc(HEALTHCHECK_PROGRAM="/usr/local/bin/gateway",
+              **dict(both, GATEWAY_LISTEN=f"0.0.0.0:{H.free_port()}")) == 1
     assert hc(HEALTHCHECK_ADDR=f"127.0.0.1:{p['HAPROXY_PORT']}", HEALTHCHECK_PATH="/nope") == 1   # 401
 
 
