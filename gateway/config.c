@@ -9,7 +9,9 @@
  *                "request_headers": {"set": {"X-Tenant": "a"}, "remove": ["Referer"]},
  *                "response_headers": {"remove": ["Server"]},
  *                "preserve_host": false, "timeout_ms": 5000,
- *                "ca_file": "/etc/ssl/internal-ca.pem"}, ...],
+ *                "ca_file": "/etc/ssl/internal-ca.pem"},
+ *               {"prefix": "/api/auth/", "upstream": "http://127.0.0.1:3000",
+ *                "auth": ["none"], "auth_passthrough": true}, ...],
  *    "jwt_issuers": [{"issuer": "https://accounts.google.com",
  *                     "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs",
  *                     "audiences": ["my-client-id"]}]}
@@ -640,7 +642,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "forward_cookies", "upstream_jwt", "strip_prefix",
                                        "hosts", "methods", "request_headers",
                                        "response_headers", "preserve_host", "timeout_ms",
-                                       "ca_file", NULL};
+                                       "ca_file", "auth_passthrough", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -734,8 +736,18 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
     }
     if (parse_bool(fc, i, "forward_cookies", &out->forward_cookies, err, errsz) != 0 ||
         parse_bool(pc_json_get(r, "strip_prefix"), i, "strip_prefix", &out->strip_prefix, err,
-                   errsz) != 0)
+                   errsz) != 0 ||
+        parse_bool(pc_json_get(r, "auth_passthrough"), i, "auth_passthrough",
+                   &out->auth_passthrough, err, errsz) != 0)
         return -1;
+    /* The upstream (authsvc, a Better Auth server) judges the credentials
+     * it gets whole; on a route where the gateway judged them first, they
+     * would reach a service that was told who the caller is already. */
+    if (out->auth_passthrough && !out->anonymous) {
+        snprintf(err, errsz, "routes[%zu].auth_passthrough: only on a route with \"auth\": "
+                             "[\"none\"] (the upstream checks the credentials itself)", i);
+        return -1;
+    }
     yajl_val hosts = pc_json_get(r, "hosts"), methods = pc_json_get(r, "methods");
     if ((hosts && parse_hosts(hosts, i, out, err, errsz) != 0) ||
         (methods && parse_methods(methods, i, out, err, errsz) != 0))

@@ -13,7 +13,10 @@
  *                Expect: only the gateway sets them; a client's are dropped
  *                (proxy.c keeps a trusted proxy's X-Forwarded-*)
  *   cookies      on routes with forward_cookies, the Cookie header minus
- *                Better Auth's own cookies; otherwise none
+ *                Better Auth's own cookies; on auth_passthrough routes
+ *                ("none" routes to authsvc or Better Auth) the Cookie header
+ *                whole; otherwise none. The upstream's Set-Cookie lines
+ *                always reach the client
  *   ours         gw_identity_headers: the identity of the principal, for
  *                proxy.c's request upstream and forward.c's 200
  *   names        IDENTITY_HEADER_NAMES (gw_identity_names_parse, at start):

@@ -202,7 +202,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
             continue;
         if (IS(k, kn, "x-api-key") && r->src == GW_SRC_API_HEADER)
             continue;
-        if (IS(k, kn, "Cookie")) {
+        if (IS(k, kn, "Cookie") && !r->route->auth_passthrough) {
             char *rest = r->route->forward_cookies ? gw_filter_cookies(v) : NULL;
             if (rest)
                 gw_hdr_append(b, "Cookie", rest);

@@ -145,6 +145,8 @@ struct gw_route {
     struct gw_perm *perms;  /* required API-key permissions */
     size_t nperms;
     bool forward_cookies;   /* pass the Cookie header (minus our cookies) upstream */
+    bool auth_passthrough;  /* "none" routes to authsvc / Better Auth: the Cookie header
+                             * whole, Better Auth's cookies included */
     enum gw_upstream_jwt upstream_jwt;  /* hand the upstream a JWT we sign */
     bool strip_prefix;      /* send only what follows the prefix (X-Forwarded-Prefix: the rest) */
     char **hosts;           /* "api.example.com" or ".example.com" (from "*.example.com"),

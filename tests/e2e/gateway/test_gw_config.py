@@ -340,3 +340,11 @@ def test_env_example_passes_check(tmp_path):
     r = _run(env, ["--check"])
     assert r.returncode == 0, r.stderr
     assert b"configuration ok: 1 routes" in r.stdout, r.stdout
+
+
+def test_routes_example_passes_check(tmp_path):
+    example = H.REPO / "docs" / "gateway.routes.example.json"
+    routes = json.loads(example.read_text())["routes"]
+    r = _run(_env(tmp_path, GATEWAY_ROUTES=str(example)), ["--check"])
+    assert r.returncode == 0, r.stderr
+    assert f"configuration ok: {len(routes)} routes".encode() in r.stdout, r.stdout
