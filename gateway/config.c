@@ -11,7 +11,10 @@
  *                "preserve_host": false, "timeout_ms": 5000,
  *                "ca_file": "/etc/ssl/internal-ca.pem"},
  *               {"prefix": "/api/auth/", "upstream": "http://127.0.0.1:3000",
- *                "auth": ["none"], "auth_passthrough": true}, ...],
+ *                "auth": ["none"], "auth_passthrough": true},
+ *               {"prefix": "/app/", "upstream": "http://127.0.0.1:9000", "auth": ["session"],
+ *                "on_unauthenticated": "redirect", "sign_in_url": "/sign-in",
+ *                "return_to_param": "callbackURL"}, ...],
  *    "jwt_issuers": [{"issuer": "https://accounts.google.com",
  *                     "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs",
  *                     "audiences": ["my-client-id"]}]}
@@ -34,6 +37,7 @@
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/netaddr.h"
+#include "../lib/url.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -571,6 +575,75 @@ static int parse_hdr_rules(yajl_val v, size_t i, const char *key,
     return 0;
 }
 
+/* A sign-in URL: absolute http(s), or a path on this host ("/sign-in", not
+ * "//evil"); printable ASCII, at most 2048 bytes. */
+static bool signin_url_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 2048)
+        return false;
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)s[k] <= 0x20 || (unsigned char)s[k] >= 0x7f || s[k] == '#')
+            return false;
+    if (s[0] == '/')
+        return pc_url_relative_ok(s, n);
+    struct pc_url u;
+    return pc_url_parse(s, n, &u) == PC_URL_OK && !u.userinfo;
+}
+
+/* A route's "on_unauthenticated", "sign_in_url" and "return_to_param": what
+ * a browser without a valid credential gets (signin.c). */
+static int parse_signin(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    yajl_val mode = pc_json_get(r, "on_unauthenticated"), url = pc_json_get(r, "sign_in_url");
+    yajl_val param = pc_json_get(r, "return_to_param");
+    bool redirect = false;
+    if (mode != NULL) {
+        const char *m = YAJL_IS_STRING(mode) ? mode->u.string : "";
+        if (strcmp(m, "redirect") == 0)
+            redirect = true;
+        else if (strcmp(m, "401") != 0) {
+            snprintf(err, errsz, "routes[%zu].on_unauthenticated: must be \"401\" or "
+                                 "\"redirect\"", i);
+            return -1;
+        }
+    }
+    if (!redirect) {
+        if (url || param) {
+            snprintf(err, errsz, "routes[%zu].%s: only with \"on_unauthenticated\": "
+                                 "\"redirect\"", i, url ? "sign_in_url" : "return_to_param");
+            return -1;
+        }
+        return 0;
+    }
+    if (!YAJL_IS_STRING(url) || !signin_url_ok(url->u.string)) {
+        snprintf(err, errsz, "routes[%zu].sign_in_url: must be an http(s) URL without "
+                             "credentials or a path starting with one /, printable, without "
+                             "#, at most 2048 bytes", i);
+        return -1;
+    }
+    if (out->anonymous || out->key_in_path) {
+        snprintf(err, errsz, "routes[%zu].on_unauthenticated: %s", i,
+                 out->anonymous ? "a route with \"auth\": [\"none\"] has nobody to sign in"
+                                : "an :apiKey path would carry the key to the sign-in page");
+        return -1;
+    }
+    const char *p = "callbackURL";
+    if (param != NULL) {
+        p = YAJL_IS_STRING(param) ? param->u.string : "";
+        size_t n = strlen(p);
+        if (n == 0 || n > 64 ||
+            strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != n) {
+            snprintf(err, errsz, "routes[%zu].return_to_param: must be 1 to 64 letters, digits, "
+                                 "'_', '-' or '.'", i);
+            return -1;
+        }
+    }
+    out->signin_url = pc_xstrdup(url->u.string);
+    out->return_to_param = pc_xstrdup(p);
+    return 0;
+}
+
 /* A route's "preserve_host", "timeout_ms", "request_headers" and
  * "response_headers": how its exchange with the upstream differs. */
 static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
@@ -642,7 +715,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "forward_cookies", "upstream_jwt", "strip_prefix",
                                        "hosts", "methods", "request_headers",
                                        "response_headers", "preserve_host", "timeout_ms",
-                                       "ca_file", "auth_passthrough", NULL};
+                                       "ca_file", "auth_passthrough", "on_unauthenticated",
+                                       "sign_in_url", "return_to_param", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -770,7 +844,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
             return -1;
         }
     }
-    if (parse_exchange(r, i, out, err, errsz) != 0)
+    if (parse_exchange(r, i, out, err, errsz) != 0 || parse_signin(r, i, out, err, errsz) != 0)
         return -1;
     return route_upstream(r, up->u.string, i, out, err, errsz);
 }
@@ -1109,6 +1183,8 @@ void gw_routes_free(void)
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
         struct gw_route *r = &gw_cfg.routes[i];
         free(r->prefix);
+        free(r->signin_url);
+        free(r->return_to_param);
         free(r->match);
         free(r->after_key);
         for (size_t k = 0; k < r->nperms; k++) {

@@ -132,9 +132,7 @@ void gw_proxy_stop(struct gw_worker *w)
  * what the gateway saw. xff: the request's X-Forwarded-For lines, joined. */
 static void forwarded_headers(struct gw_request *r, struct pc_buf *b, const struct pc_buf *xff)
 {
-    struct pc_addr peer;
-    bool trusted = gw_cfg.nproxies && pc_addr_parse(r->client_ip, strlen(r->client_ip), &peer) &&
-                   pc_cidr_list_contains(gw_cfg.proxies, gw_cfg.nproxies, &peer);
+    bool trusted = gw_peer_trusted(r);
     pc_buf_puts(b, "X-Forwarded-For: ");
     if (trusted && xff->len) {
         pc_buf_append(b, xff->data, xff->len);

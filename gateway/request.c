@@ -24,6 +24,7 @@
 #include "../lib/http.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "../lib/netaddr.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -72,6 +73,7 @@ void gw_request_free(struct gw_request *r)
     free(r->upstream_path);
     free(r->forwarded_prefix);
     free(r->upstream_jwt);
+    free(r->fa_uri);
     free(r);
 }
 
@@ -95,7 +97,18 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
     int sent = status;
     if (r->forward_auth && gw_cfg.fa_refuse_403 && status != 401)
         sent = 403;
+    /* a browser without a valid credential on a redirect route: to the
+     * sign-in page (forward auth: a 401 that names it, for the proxy) */
+    struct pc_buf loc = {0};
+    bool signin = status == 401 && gw_signin_location(r, &loc);
+    if (signin && !r->forward_auth)
+        sent = 302;
     struct pc_buf *h = gw_resp_begin(r, sent, NULL);
+    if (signin) {
+        gw_hdr_append(h, r->forward_auth ? "X-Auth-Redirect" : "Location", loc.data);
+        gw_hdr_append(h, "Cache-Control", "no-store");
+        pc_buf_free(&loc);
+    }
     if (r->forward_auth) {
         char st[8];
         snprintf(st, sizeof st, "%d", status);
@@ -104,7 +117,7 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
     }
     gw_hdr_append(h, "Content-Type", "application/json");
     gw_hdr_append(h, "X-Request-Id", r->request_id);
-    if (status == 401)
+    if (sent == 401)
         gw_hdr_append(h, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
     if (r->retry_after > 0) {
         char secs[24];
@@ -124,6 +137,13 @@ void gw_fail(struct gw_request *r, int status, const char *code, const char *msg
 const char *gw_header(const struct gw_request *r, const char *name)
 {
     return pc_http_get(r->head, name);
+}
+
+bool gw_peer_trusted(const struct gw_request *r)
+{
+    struct pc_addr peer;
+    return gw_cfg.nproxies && pc_addr_parse(r->client_ip, strlen(r->client_ip), &peer) &&
+           pc_cidr_list_contains(gw_cfg.proxies, gw_cfg.nproxies, &peer);
 }
 
 size_t gw_header_all(const struct gw_request *r, const char *name, const char **out, size_t max)

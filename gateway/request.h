@@ -82,6 +82,16 @@ const char *gw_header(const struct gw_request *r, const char *name);
  * into out; returns how many there are (which may be more than max). */
 size_t gw_header_all(const struct gw_request *r, const char *name, const char **out, size_t max);
 
+/** Is r's TCP peer in TRUSTED_PROXIES (its X-Forwarded-* believed)? */
+bool gw_peer_trusted(const struct gw_request *r);
+
+/** signin.c: for a 401 on a route with on_unauthenticated "redirect", when
+ * r is a browser's navigation (GET or HEAD that accepts text/html): writes
+ * the sign-in URL with the way back (scheme, host, path and query of the
+ * original request, percent-encoded in return_to_param) to out and returns
+ * true; otherwise false and out untouched. */
+bool gw_signin_location(const struct gw_request *r, struct pc_buf *out);
+
 /* ---- the response writer (front.c), all on r's loop; none ends r ---- */
 
 /** Appends "name: value\r\n", dropping control bytes from value. */

@@ -160,6 +160,8 @@ bool gw_forward_auth_read(struct gw_request *r, struct gw_refusal *why)
     size_t n = strcspn(uri, "?#");
     free(r->path);
     r->path = pc_xstrndup(uri, n);
+    free(r->fa_uri);
+    r->fa_uri = pc_xstrndup(uri, strcspn(uri, "#")); /* the way back after a sign-in */
     if (method)
         snprintf(r->fa_method, sizeof r->fa_method, "%s", method);
     if (host)

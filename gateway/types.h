@@ -159,6 +159,9 @@ struct gw_route {
     bool preserve_host;     /* send the client's Host upstream, not the upstream's */
     int64_t timeout_ms;     /* connect (TLS handshake included) and between-reads timeout;
                              * 0: UPSTREAM_TIMEOUT */
+    char *signin_url;       /* on_unauthenticated "redirect": where a browser without a
+                             * valid credential goes (signin.c); NULL: 401 for all */
+    char *return_to_param;  /* the sign-in URL's query parameter for the way back */
 };
 
 /** Which forward-auth proxy the gateway answers /_auth for (route.c). */
@@ -394,6 +397,7 @@ struct gw_request {
     char *upstream_jwt;             /* mint.c: the JWT handed upstream (heap) */
     char fa_method[17];             /* forward auth: the original method ("": unknown) */
     char fa_host[256];              /* forward auth: the original host ("": unknown) */
+    char *fa_uri;                   /* forward auth: the original path and query (heap) */
     bool refresh_cookie;            /* decide.c: the answer re-sends the session cookie
                                      * (a sliding refresh of a cookie session) */
     /* Large members last: gw_request_new zeroes only what comes before. */
