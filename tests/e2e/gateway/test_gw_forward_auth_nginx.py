@@ -5,6 +5,7 @@ and so does nginx here). A header the client adds must never change which route'
 policy judges the request (security issue #13, item 2)."""
 
 import textwrap
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -98,11 +99,11 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "gateway.md"
 RECIPE_MARK = "<!-- recipe: nginx-refusal"
 
 
-def _recipe(gateway_port, upstream_port):
+def _recipe(gateway_port, upstream_port, mark=RECIPE_MARK):
     """The nginx block of docs/gateway.md after the recipe mark, its two addresses
     (gateway:8080, app) made the test's own."""
     text = DOCS.read_text()
-    at = text.index(RECIPE_MARK)
+    at = text.index(mark)
     start = text.index("```nginx\n", at) + len("```nginx\n")
     block = text[start:text.index("```", start)]
     assert "http://gateway:8080" in block and "http://app;" in block, block
@@ -218,3 +219,35 @@ def test_nginx_passes_the_refresh_cookie_on(nginx_std, user, sql, redis_client, 
     r2 = _get(nginx_std, "/s/again", **G.cookie(user))
     _allowed(r2, user)
     assert G.set_cookie_headers(r2) == [] and "set-cookie" not in r2.headers
+
+
+# docs/gateway.md's sign-in recipe: a browser without a session is sent to the
+# sign-in page through nginx; an API call still gets 401 JSON
+
+SIGNIN = "https://auth.example.test/sign-in"
+
+
+def test_signin_recipe_redirects_browsers(gateway_factory, upstream, gw_dir, mod_user):
+    routes = {"routes": [
+        {"prefix": "/app/", "upstream": upstream.url, "auth": ["session"],
+         "on_unauthenticated": "redirect", "sign_in_url": SIGNIN}]}
+    g = gateway_factory({}, routes, name="gateway-fa-signin")
+    n = Nginx(gw_dir, g.port, upstream.port, auth_headers={}, name="nginx-signin",
+              locations=_recipe(g.port, upstream.port, "<!-- recipe: nginx-signin"))
+    try:
+        html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+        r = requests.get(n.url("/app/page?x=1"), headers=html, timeout=10, allow_redirects=False)
+        assert r.status_code == 302, (r.status_code, r.text[:200])
+        assert r.headers["cache-control"] == "no-store"
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["location"]).query)
+        assert r.headers["location"].startswith(SIGNIN + "?callbackURL=")
+        assert q["callbackURL"] == [f"http://127.0.0.1:{n.port}/app/page?x=1"], q
+        r = requests.get(n.url("/app/page"), headers={"Accept": "application/json"}, timeout=10,
+                         allow_redirects=False)
+        assert r.status_code == 401 and r.json() == {"code": "UNAUTHORIZED"}, (r.status_code, r.text)
+        r = requests.get(n.url("/app/page"), headers={**html, **G.cookie(mod_user)}, timeout=10,
+                         allow_redirects=False)
+        assert r.status_code == 200, (r.status_code, r.text[:200])
+        assert G.echo(r)["headers"].get("x-user-id") == mod_user.id
+    finally:
+        n.stop()
