@@ -31,6 +31,7 @@
 #include "config.h"
 #include "proxy.h"
 #include "upstream.h"
+#include "cors.h"
 #include "../lib/conf_common.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
@@ -644,6 +645,142 @@ static int parse_signin(yajl_val r, size_t i, struct gw_route *out, char *err, s
     return 0;
 }
 
+/* A list of HTTP tokens (method or header names) at routes[i].cors.<key>, at
+ * most 32 of at most 64 bytes each; upper: methods (upper case only). Fills
+ * list/n and the ", "-joined form. */
+static int cors_tokens(yajl_val v, size_t i, const char *key, bool upper, char ***list,
+                       size_t *n, char **joined, char *err, size_t errsz)
+{
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len > 32) {
+        snprintf(err, errsz, "routes[%zu].cors.%s: must be an array of at most 32 names", i, key);
+        return -1;
+    }
+    struct pc_buf b = {0};
+    *list = pc_xcalloc(v->u.array.len + 1, sizeof **list);
+    for (size_t k = 0; k < v->u.array.len; k++) {
+        yajl_val t = v->u.array.values[k];
+        const char *s = YAJL_IS_STRING(t) ? t->u.string : "";
+        size_t len = strlen(s);
+        if (len == 0 || len > 64 || !is_token(s, len) ||
+            (upper && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != len)) {
+            snprintf(err, errsz, "routes[%zu].cors.%s[%zu]: must be %s", i, key, k,
+                     upper ? "an upper-case method such as \"GET\"" : "a header name");
+            pc_buf_free(&b);
+            return -1;
+        }
+        (*list)[(*n)++] = pc_xstrdup(s);
+        if (b.len)
+            pc_buf_append(&b, ", ", 2);
+        pc_buf_puts(&b, s);
+    }
+    pc_buf_putc(&b, '\0');
+    *joined = b.data;
+    return 0;
+}
+
+static void cors_default(const char *const *names, size_t count, char ***list, size_t *n,
+                         char **joined)
+{
+    struct pc_buf b = {0};
+    *list = pc_xcalloc(count, sizeof **list);
+    for (size_t k = 0; k < count; k++) {
+        (*list)[(*n)++] = pc_xstrdup(names[k]);
+        pc_buf_puts(&b, k ? ", " : "");
+        pc_buf_puts(&b, names[k]);
+    }
+    pc_buf_putc(&b, '\0');
+    *joined = b.data;
+}
+
+/* A route's "cors": {"origins", "methods", "headers", "expose_headers",
+ * "credentials", "max_age"} (cors.c answers with it). */
+static int parse_cors(yajl_val v, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    static const char *const keys[] = {"origins", "methods", "headers", "expose_headers",
+                                       "credentials", "max_age", NULL};
+    if (v == NULL)
+        return 0;
+    char where[40];
+    snprintf(where, sizeof where, "routes[%zu].cors", i);
+    if (!YAJL_IS_OBJECT(v)) {
+        snprintf(err, errsz, "%s: must be an object", where);
+        return -1;
+    }
+    if (check_keys(v, keys, where, err, errsz) != 0)
+        return -1;
+    for (size_t k = 0; k < out->resp_hdrs.n; k++)
+        if (gw_cors_header_name(out->resp_hdrs.r[k].name, out->resp_hdrs.r[k].nlen)) {
+            snprintf(err, errsz, "routes[%zu].response_headers: %s is the cors policy's on this "
+                                 "route", i, out->resp_hdrs.r[k].name);
+            return -1;
+        }
+    struct gw_cors *c = out->cors = pc_xcalloc(1, sizeof *c);
+    c->max_age = -1;
+    yajl_val o = pc_json_get(v, "origins");
+    if (!YAJL_IS_ARRAY(o) || o->u.array.len == 0 || o->u.array.len > 64) {
+        snprintf(err, errsz, "%s.origins: must be a list of 1 to 64 origins, or [\"*\"]", where);
+        return -1;
+    }
+    c->origins = pc_xcalloc(o->u.array.len, sizeof *c->origins);
+    for (size_t k = 0; k < o->u.array.len; k++) {
+        yajl_val e = o->u.array.values[k];
+        const char *s = YAJL_IS_STRING(e) ? e->u.string : "";
+        if (strcmp(s, "*") == 0 && o->u.array.len == 1) {
+            c->any_origin = true;
+            continue;
+        }
+        struct pc_url u;
+        size_t n = strlen(s);
+        if (pc_url_parse(s, n, &u) != PC_URL_OK || u.userinfo ||
+            (s[u.tail] != '\0' && strcmp(s + u.tail, "/") != 0)) {
+            snprintf(err, errsz, "%s.origins[%zu]: must be an origin such as "
+                                 "\"https://app.example.com\" (or [\"*\"] alone)", where, k);
+            return -1;
+        }
+        char origin[320];
+        pc_url_origin(&u, origin, sizeof origin);
+        c->origins[c->norigins++] = pc_xstrdup(origin);
+    }
+    if (parse_bool(pc_json_get(v, "credentials"), i, "cors.credentials", &c->credentials, err,
+                   errsz) != 0)
+        return -1;
+    if (c->any_origin && c->credentials) {
+        snprintf(err, errsz, "%s: \"*\" cannot be combined with credentials (browsers refuse "
+                             "it; list the origins)", where);
+        return -1;
+    }
+    yajl_val m = pc_json_get(v, "methods"), h = pc_json_get(v, "headers");
+    yajl_val x = pc_json_get(v, "expose_headers"), age = pc_json_get(v, "max_age");
+    static const char *const dm[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+    static const char *const dh[] = {"Authorization", "Content-Type"};
+    if (m ? cors_tokens(m, i, "methods", true, &c->methods, &c->nmethods, &c->methods_s, err,
+                        errsz) != 0
+          : (cors_default(dm, PC_ARRAY_LEN(dm), &c->methods, &c->nmethods, &c->methods_s), 0))
+        return -1;
+    if (h ? cors_tokens(h, i, "headers", false, &c->headers, &c->nheaders, &c->headers_s, err,
+                        errsz) != 0
+          : (cors_default(dh, PC_ARRAY_LEN(dh), &c->headers, &c->nheaders, &c->headers_s), 0))
+        return -1;
+    if (x) {
+        char **xl = NULL;
+        size_t xn = 0;
+        int rc = cors_tokens(x, i, "expose_headers", false, &xl, &xn, &c->expose_s, err, errsz);
+        for (size_t k = 0; k < xn; k++)
+            free(xl[k]);
+        free(xl);
+        if (rc != 0)
+            return -1;
+    }
+    if (age) {
+        if (!YAJL_IS_INTEGER(age) || YAJL_GET_INTEGER(age) < 0 || YAJL_GET_INTEGER(age) > 86400) {
+            snprintf(err, errsz, "%s.max_age: must be an integer from 0 to 86400 (seconds)", where);
+            return -1;
+        }
+        c->max_age = (int)YAJL_GET_INTEGER(age);
+    }
+    return 0;
+}
+
 /* A route's "preserve_host", "timeout_ms", "request_headers" and
  * "response_headers": how its exchange with the upstream differs. */
 static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
@@ -716,7 +853,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "hosts", "methods", "request_headers",
                                        "response_headers", "preserve_host", "timeout_ms",
                                        "ca_file", "auth_passthrough", "on_unauthenticated",
-                                       "sign_in_url", "return_to_param", NULL};
+                                       "sign_in_url", "return_to_param", "cors", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -844,7 +981,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
             return -1;
         }
     }
-    if (parse_exchange(r, i, out, err, errsz) != 0 || parse_signin(r, i, out, err, errsz) != 0)
+    if (parse_exchange(r, i, out, err, errsz) != 0 || parse_signin(r, i, out, err, errsz) != 0 ||
+        parse_cors(pc_json_get(r, "cors"), i, out, err, errsz) != 0)
         return -1;
     return route_upstream(r, up->u.string, i, out, err, errsz);
 }
@@ -1183,6 +1321,7 @@ void gw_routes_free(void)
     for (size_t i = 0; i < gw_cfg.nroutes; i++) {
         struct gw_route *r = &gw_cfg.routes[i];
         free(r->prefix);
+        gw_cors_free(r->cors);
         free(r->signin_url);
         free(r->return_to_param);
         free(r->match);

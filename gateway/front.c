@@ -45,6 +45,7 @@
 #include "request.h"
 #include "intake.h"
 #include "proxy.h"
+#include "cors.h"
 #include "metrics.h"
 #include "loop.h"
 #include "../lib/connlimit.h"
@@ -376,6 +377,7 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     struct pc_buf *b = &c->out;
     c->resp_nobody = r->head_method || body_len == GW_LEN_OMIT;
     c->resp_chunked = false;
+    gw_cors_headers(r, b);
     if (own)
         gw_hdr_append(b, "Date", http_date());
     if (body_len >= 0) {

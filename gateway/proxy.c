@@ -49,6 +49,7 @@
  */
 #include "stages.h"
 #include "proxy.h"
+#include "cors.h"
 #include "metrics.h"
 #include "upstream.h"
 #include "../lib/http.h"
@@ -247,8 +248,9 @@ static void relay_head(struct gw_proxy *px)
         const char *k = h->h[i].name;
         size_t kn = h->h[i].nlen;
         if (gw_hop_by_hop(k, kn) || IS(k, kn, "Content-Length") ||
-            (rules->n && gw_hdr_ruled(rules, k, kn)))
-            continue;
+            (rules->n && gw_hdr_ruled(rules, k, kn)) ||
+            (r->route->cors && gw_cors_header_name(k, kn)))
+            continue; /* on a cors route the Access-Control-* lines are the route's */
         rid = rid || IS(k, kn, "X-Request-Id");
         /* the upstream sets (or clears: sign-out) the session cookie itself:
          * its line is the one the browser must keep */

@@ -13,6 +13,7 @@
  * candidate headers disagree is refused.
  */
 #include "stages.h"
+#include "cors.h"
 
 #include "../lib/http.h"
 
@@ -362,7 +363,7 @@ bool gw_route_match(struct gw_request *r)
         return false;
     }
     if (gw_route_find(r))
-        return true;
+        return !gw_cors_preflight(r); /* a preflight is answered here, before auth */
     gw_fail(r, 404, "NO_ROUTE", "No route for this path");
     return false;
 }

@@ -133,6 +133,22 @@ struct gw_hdr_rules {
     size_t n;
 };
 
+/** A route's "cors" (config.c parses it, cors.c applies it). */
+struct gw_cors {
+    char **origins;         /* serialized origins ("https://app.example.com[:port]") */
+    size_t norigins;
+    bool any_origin;        /* ["*"]: every origin (never with credentials) */
+    char **headers;         /* request headers a preflight may ask for */
+    size_t nheaders;
+    char *methods_s;        /* "GET, POST", as Access-Control-Allow-Methods says */
+    char *headers_s;        /* "Authorization, Content-Type" ("" when none) */
+    char *expose_s;         /* Access-Control-Expose-Headers, or NULL */
+    char **methods;
+    size_t nmethods;
+    bool credentials;       /* Access-Control-Allow-Credentials: true */
+    int max_age;            /* Access-Control-Max-Age seconds; -1: not sent */
+};
+
 struct gw_route {
     char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
     char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
@@ -162,6 +178,7 @@ struct gw_route {
     char *signin_url;       /* on_unauthenticated "redirect": where a browser without a
                              * valid credential goes (signin.c); NULL: 401 for all */
     char *return_to_param;  /* the sign-in URL's query parameter for the way back */
+    struct gw_cors *cors;   /* "cors", or NULL: no CORS headers, preflights go to auth */
 };
 
 /** Which forward-auth proxy the gateway answers /_auth for (route.c). */
