@@ -62,8 +62,18 @@ def running(tmp_root):
            "CLUSTER_RUN_DIR": str(run / "state"), "PORTCULLIS_BUILD": str(H.build_dir()),
            **{k: str(v) for k, v in ports.items()}}
     out = run / "cluster.out"
-    proc = H.Proc(["sh", CFG.CLUSTER_SH], env=env, cwd=str(H.REPO), stdout=out, stderr=out,
-                  name="cluster.sh")
+    # Ctrl-C must reach cluster.sh as it does from a terminal: a shell cannot trap a
+    # signal ignored when it started, and a runner started in the background
+    # (`.ci/run &`) ignores SIGINT. Caught here, it is default again after exec.
+    was = signal.getsignal(signal.SIGINT)
+    if was == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = H.Proc(["sh", CFG.CLUSTER_SH], env=env, cwd=str(H.REPO), stdout=out, stderr=out,
+                      name="cluster.sh")
+    finally:
+        if was == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = {"proc": proc, "ports": ports, "out": out, "dir": run / "state", "pids": {}}
     try:
         H.wait_until(lambda: (proc.poll() is None or
