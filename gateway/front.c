@@ -34,7 +34,9 @@
  *             /live or /ready, anything else is 503 TOO_MANY_CONNECTIONS,
  *             and it closes after one answer or OVERFLOW_HEAD_MS. Without a
  *             descriptor the worker stops accepting for ACCEPT_BACKOFF_MS
- *             instead of spinning on a listener that stays readable.
+ *             instead of spinning on a listener that stays readable. A
+ *             worker whose reserve was taken by another thread closes its
+ *             longest-idle keep-alive connection to get one back.
  *
  * A connection outlives its request: closing one whose request is still
  * running (parked on Redis, PostgreSQL or the upstream) marks it dead and
@@ -848,6 +850,25 @@ static void pause_accept(struct gw_worker *w)
     w->accept_resume_us = pc_mono_us() + ACCEPT_BACKOFF_MS * 1000LL;
 }
 
+/* The reserve descriptor is gone (another thread took the descriptor it
+ * freed): close this worker's longest-idle keep-alive connection, one that
+ * waits for a request and has nothing to send, and take its descriptor as
+ * the reserve, so that a health check is still reached (nginx drains its
+ * reusable connections the same way). */
+static void reclaim_reserve(struct gw_worker *w)
+{
+    struct gw_client *old = NULL;
+    for (struct gw_client *c = w->clients; c; c = c->next)
+        if (c->state == C_HEAD && c->len == 0 && c->r == NULL && c->out_off == c->out.len &&
+            !c->overflow && (old == NULL || c->last_io_us < old->last_io_us))
+            old = c;
+    if (old == NULL)
+        return;
+    GW_STAT_INC(conns_reclaimed);
+    client_close(old);
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 /* accept() failed with EMFILE or ENFILE. The listener stays readable, so
  * accepting again at once would spin: answer one connection with the
  * reserve descriptor, stop accepting for a while, warn once per interval. */
@@ -867,6 +888,8 @@ static void out_of_descriptors(struct gw_worker *w, int err)
     } else {
         __atomic_add_fetch(&missed, 1, __ATOMIC_RELAXED);
     }
+    if (w->reserve_fd == -1)
+        reclaim_reserve(w);
     /* Queued idle connections are closed at once, so a health check
      * behind them is reached. */
     for (int k = 0; k < RESERVE_TRIES && w->reserve_fd != -1 && w->noverflow < OVERFLOW_SLOTS;

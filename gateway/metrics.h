@@ -43,6 +43,8 @@ struct pc_buf;
     X(usage_flushes, NULL, NULL)                                                           \
     X(accept_errors, "portcullis_gateway_accept_errors_total",                             \
       "accept() failures for want of file descriptors (EMFILE/ENFILE).")                   \
+    X(conns_reclaimed, "portcullis_gateway_connections_reclaimed_total",                   \
+      "Idle keep-alive connections closed to get a descriptor back at the open file limit.") \
     X(conns_refused_max, NULL, NULL) /* over GATEWAY_MAX_CONNS */                          \
     X(conns_refused_ip, NULL, NULL)  /* over GATEWAY_MAX_CONNS_PER_IP */                   \
     X(head_timeouts, "portcullis_gateway_head_timeouts_total",                             \
