@@ -66,11 +66,7 @@ static const struct pc_conf_item table[] = {
      PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL: redis://[:password@]host:port[/db]"},
     {"AUTHSVC_LISTEN", PC_CONF_STR, &as_cfg.listen, "127.0.0.1:3000", 0, 0, 0,
      pc_conf_check_hostport, "address to listen on (host:port)"},
-    {"TRUSTED_ORIGINS", PC_CONF_STR, &as_cfg.trusted_origins, "", 0, 0, 0,
-     as_origins_check_list,
-     "extra trusted origins, comma separated: https://app.example.com, https://*.example.com "
-     "(a * is whole labels), *.example.com (http or https); the BETTER_AUTH_URL origin is "
-     "always trusted"},
+    PC_CONF_ROW_TRUSTED_ORIGINS(&as_cfg.trusted_origins),
     {"RATE_LIMIT_ENABLED", PC_CONF_BOOL, &as_cfg.rate_limit, "true", 0, 0, 0, NULL,
      "limit sign-in/sign-up per IP (3 per 10 s, Better Auth's rule) in Redis"},
     {"IP_ADDRESS_HEADER", PC_CONF_STR, &as_cfg.ip_header, "x-forwarded-for", 0, 0, 0,

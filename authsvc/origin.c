@@ -24,30 +24,14 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-static struct pc_origin_pat *pats;
-static size_t npats;
+static struct pc_origin_list trusted;
 
 static int add_list(const char *var, const char *s)
 {
-    while (s && *s) {
-        while (*s == ' ' || *s == ',')
-            s++;
-        size_t n = strcspn(s, ",");
-        size_t m = n;
-        while (m > 0 && s[m - 1] == ' ')
-            m--;
-        if (m > 0) {
-            struct pc_origin_pat p;
-            const char *why;
-            if (pc_origin_pat_parse(s, m, &p, &why) != 0) {
-                fprintf(stderr, "authsvc: configuration error: %s: \"%.*s\" %s\n", var,
-                        (int)(m > 200 ? 200 : m), s, why);
-                return -1;
-            }
-            pats = pc_xrealloc(pats, (npats + 1) * sizeof *pats);
-            pats[npats++] = p;
-        }
-        s += n;
+    char err[200];
+    if (pc_origin_list_add(&trusted, s, err, sizeof err) != 0) {
+        fprintf(stderr, "authsvc: configuration error: %s: %s\n", var, err);
+        return -1;
     }
     return 0;
 }
@@ -66,45 +50,12 @@ int as_origins_load(void)
 
 void as_origins_free(void)
 {
-    free(pats);
-    pats = NULL;
-    npats = 0;
-}
-
-int as_origins_check_list(const char *v, const char **err)
-{
-    static char msg[320];
-    while (*v) {
-        while (*v == ' ' || *v == ',')
-            v++;
-        size_t n = strcspn(v, ",");
-        size_t m = n;
-        while (m > 0 && v[m - 1] == ' ')
-            m--;
-        struct pc_origin_pat p;
-        const char *why;
-        if (m > 0 && pc_origin_pat_parse(v, m, &p, &why) != 0) {
-            snprintf(msg, sizeof msg, "\"%.*s\" %s", (int)(m > 100 ? 100 : m), v, why);
-            *err = msg;
-            return -1;
-        }
-        v += n;
-    }
-    return 0;
-}
-
-static bool url_trusted(const struct pc_url *u)
-{
-    for (size_t i = 0; i < npats; i++)
-        if (pc_origin_pat_match(&pats[i], u))
-            return true;
-    return false;
+    pc_origin_list_free(&trusted);
 }
 
 bool as_origin_trusted(const char *origin, size_t n)
 {
-    struct pc_url u;
-    return pc_url_parse(origin, n, &u) == PC_URL_OK && !u.userinfo && url_trusted(&u);
+    return pc_origin_list_trusts(&trusted, origin, n);
 }
 
 bool as_redirect_allowed(const char *url)
@@ -118,7 +69,7 @@ bool as_redirect_allowed(const char *url)
         if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
             return false;
     struct pc_url u;
-    return pc_url_parse(url, n, &u) == PC_URL_OK && !u.userinfo && url_trusted(&u);
+    return pc_url_parse(url, n, &u) == PC_URL_OK && pc_origin_list_match(&trusted, &u);
 }
 
 /* Better Auth's origin check for state-changing requests that carry a

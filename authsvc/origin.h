@@ -21,8 +21,6 @@ struct evkeyvalq;
  * entry on stderr. */
 PC_MUSTCHECK int as_origins_load(void);
 void as_origins_free(void);
-/** pc_conf check of a comma list of origin patterns. */
-int as_origins_check_list(const char *v, const char **err);
 /** Any thread: true when the URL or origin (n bytes), read as a browser
  * reads it, is an http(s) origin matching a trusted pattern. */
 bool as_origin_trusted(const char *origin, size_t n);

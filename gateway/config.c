@@ -122,6 +122,7 @@ static const struct pc_conf_item table[] = {
     PC_CONF_ROW_REVOCATION_CHANNEL(&gw_cfg.revocation_channel),
     PC_CONF_ROW_BETTER_AUTH_SECRET(&gw_cfg.secret),
     PC_CONF_ROW_BETTER_AUTH_URL(&gw_cfg.base_url),
+    PC_CONF_ROW_TRUSTED_ORIGINS(&gw_cfg.trusted_origins_s),
     {"GATEWAY_LOG", PC_CONF_STR, &gw_cfg.log_path, "", 0, 0, 0, NULL,
      "JSON log file; empty: stderr"},
     PC_CONF_ROW_LOG_LEVEL(&gw_cfg.log_level),
@@ -846,6 +847,35 @@ static int route_upstream(yajl_val r, const char *url, size_t i, struct gw_route
     return 0;
 }
 
+/* A route's "origin_check" (default true) and "trusted_origins" (patterns
+ * as in TRUSTED_ORIGINS, added to it for this route). */
+static int parse_origin_check(yajl_val r, size_t i, struct gw_route *out, char *err,
+                              size_t errsz)
+{
+    yajl_val oc = pc_json_get(r, "origin_check"), to = pc_json_get(r, "trusted_origins");
+    if (parse_bool(oc, i, "origin_check", &out->origin_check, err, errsz) != 0)
+        return -1;
+    if (oc == NULL)
+        out->origin_check = true;
+    if (to == NULL)
+        return 0;
+    if (!YAJL_IS_ARRAY(to) || to->u.array.len == 0 || to->u.array.len > 64) {
+        snprintf(err, errsz, "routes[%zu].trusted_origins: must be a list of 1 to 64 origins",
+                 i);
+        return -1;
+    }
+    for (size_t k = 0; k < to->u.array.len; k++) {
+        yajl_val o = to->u.array.values[k];
+        const char *why = "must be a string";
+        if (!YAJL_IS_STRING(o) ||
+            pc_origin_list_add1(&out->trusted, o->u.string, strlen(o->u.string), &why) != 0) {
+            snprintf(err, errsz, "routes[%zu].trusted_origins[%zu]: %s", i, k, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
 {
     static const char *const keys[] = {"prefix", "upstream", "auth", "permissions",
@@ -853,7 +883,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "hosts", "methods", "request_headers",
                                        "response_headers", "preserve_host", "timeout_ms",
                                        "ca_file", "auth_passthrough", "on_unauthenticated",
-                                       "sign_in_url", "return_to_param", "cors", NULL};
+                                       "sign_in_url", "return_to_param", "cors",
+                                       "origin_check", "trusted_origins", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -982,7 +1013,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         }
     }
     if (parse_exchange(r, i, out, err, errsz) != 0 || parse_signin(r, i, out, err, errsz) != 0 ||
-        parse_cors(pc_json_get(r, "cors"), i, out, err, errsz) != 0)
+        parse_cors(pc_json_get(r, "cors"), i, out, err, errsz) != 0 ||
+        parse_origin_check(r, i, out, err, errsz) != 0)
         return -1;
     return route_upstream(r, up->u.string, i, out, err, errsz);
 }
@@ -1293,6 +1325,19 @@ int gw_config_load(void)
     }
     if (pc_cidr_list_parse(gw_cfg.trusted_proxies_s, &gw_cfg.proxies, &gw_cfg.nproxies, &why) != 0)
         return -1; /* the row's validator has said why */
+    char base_origin[320];
+    pc_conf_url_origin(gw_cfg.base_url, base_origin, sizeof base_origin);
+    /* as authsvc reads them (authsvc/origin.c); the validator checked the first */
+    if (pc_origin_list_add(&gw_cfg.trusted, base_origin, err, sizeof err) != 0 ||
+        pc_origin_list_add(&gw_cfg.trusted, gw_cfg.trusted_origins_s, err, sizeof err) != 0) {
+        fprintf(stderr, "gateway: configuration error: TRUSTED_ORIGINS: %s\n", err);
+        return -1;
+    }
+    if (pc_origin_list_add(&gw_cfg.trusted, getenv("BETTER_AUTH_TRUSTED_ORIGINS"), err,
+                           sizeof err) != 0) {
+        fprintf(stderr, "gateway: configuration error: BETTER_AUTH_TRUSTED_ORIGINS: %s\n", err);
+        return -1;
+    }
     pc_conf_jwt_defaults(&gw_cfg.jwt_issuer, &gw_cfg.jwt_audience, gw_cfg.base_url);
     /* checked even when no upstream is https: a typo fails now, not later */
     if (gw_cfg.upstream_ca_file[0] &&
@@ -1322,6 +1367,7 @@ void gw_routes_free(void)
         struct gw_route *r = &gw_cfg.routes[i];
         free(r->prefix);
         gw_cors_free(r->cors);
+        pc_origin_list_free(&r->trusted);
         free(r->signin_url);
         free(r->return_to_param);
         free(r->match);
@@ -1379,6 +1425,7 @@ void gw_config_free(void)
         free(gw_cfg.prefixes[i]);
     free(gw_cfg.prefixes);
     free(gw_cfg.proxies);
+    pc_origin_list_free(&gw_cfg.trusted);
     pc_conf_free(table, PC_ARRAY_LEN(table));
     memset(&gw_cfg, 0, sizeof gw_cfg); /* a later gw_config_load starts clean */
 }

@@ -192,6 +192,8 @@ enum gw_extract_result gw_extract(struct gw_request *r)
 {
     struct gw_refusal why;
     enum gw_extract_result x = gw_extract_cred(r, &why);
+    if (x == GW_EXTRACT_OK && !gw_origin_ok(r, &why))
+        x = GW_EXTRACT_ANSWERED;
     if (x == GW_EXTRACT_ANSWERED)
         gw_fail(r, why.status, why.code, why.msg);
     return x;

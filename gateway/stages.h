@@ -61,6 +61,10 @@ enum gw_extract_result gw_extract(struct gw_request *r);
  * kind, src, cred and hash; GW_EXTRACT_ANSWERED means refused, *why says
  * how, and nothing has been sent yet (gw_extract sends it). */
 enum gw_extract_result gw_extract_cred(struct gw_request *r, struct gw_refusal *why);
+/** Extract stage, origin.c: may a cookie-authenticated request with an
+ * unsafe method go on (its Origin, or Referer, trusted or its own)? False:
+ * refused with 403, *why says how; nothing sent. No I/O; never ends r. */
+bool gw_origin_ok(const struct gw_request *r, struct gw_refusal *why);
 /** Does r hold Better Auth's dont_remember cookie (rememberMe:false), well
  * signed? Such a session is never refreshed (decide.c), as in Better Auth.
  * No I/O; never ends r. */

@@ -51,6 +51,7 @@
 #include "../lib/util.h"
 #include "../lib/crypto.h"
 #include "../lib/redis.h"
+#include "../lib/url.h"
 
 struct event_base;
 struct event;
@@ -179,6 +180,10 @@ struct gw_route {
                              * valid credential goes (signin.c); NULL: 401 for all */
     char *return_to_param;  /* the sign-in URL's query parameter for the way back */
     struct gw_cors *cors;   /* "cors", or NULL: no CORS headers, preflights go to auth */
+    bool origin_check;      /* "origin_check" (default true): a cookie-authenticated
+                             * POST, PUT, PATCH or DELETE needs a trusted Origin (origin.c) */
+    struct pc_origin_list trusted;  /* "trusted_origins": this route's own, beside
+                                     * TRUSTED_ORIGINS */
 };
 
 /** Which forward-auth proxy the gateway answers /_auth for (route.c). */
@@ -256,6 +261,8 @@ struct gw_config {
     char *fa_host_header;       /* FORWARD_AUTH_HOST_HEADER */
     char *fa_refusal;           /* FORWARD_AUTH_REFUSAL: status or 403 */
     char *identity_names_s;     /* IDENTITY_HEADER_NAMES, as given */
+    char *trusted_origins_s;    /* TRUSTED_ORIGINS, as given */
+    struct pc_origin_list trusted;  /* ... parsed, with BETTER_AUTH_URL's origin (origin.c) */
     char *trusted_proxies_s;    /* TRUSTED_PROXIES, as given */
     struct pc_cidr *proxies;    /* ... parsed (lib/netaddr.h) */
     size_t nproxies;

@@ -4,6 +4,7 @@
  * rows both programs read (see conf_common.h).
  */
 #include "conf_common.h"
+#include "url.h"
 #include "netaddr.h"
 #include "util.h"
 
@@ -37,6 +38,17 @@ int pc_conf_check_redis_prefix(const char *v, const char **err)
 int pc_conf_check_redis_channel(const char *v, const char **err)
 {
     return check_redis_name(v, PC_REDIS_CHANNEL_MAX, "must be at most 128 characters", err);
+}
+
+int pc_conf_check_origin_list(const char *v, const char **err)
+{
+    static char msg[200];
+    struct pc_origin_list l = {0};
+    int rc = pc_origin_list_add(&l, v, msg, sizeof msg);
+    pc_origin_list_free(&l);
+    if (rc != 0)
+        *err = msg;
+    return rc;
 }
 
 int pc_conf_check_cidr_list(const char *v, const char **err)

@@ -8,6 +8,7 @@
  *   BETTER_AUTH_SECRET  BETTER_AUTH_URL  DATABASE_URL  REDIS_URL
  *   REDIS_PREFIX  REVOCATION_CHANNEL  LOG_LEVEL  SESSION_EXPIRES_IN
  *   SESSION_UPDATE_AGE  JWT_ISSUER  JWT_AUDIENCE  BEARER_REQUIRE_SIGNATURE
+ *   TRUSTED_ORIGINS
  *
  * Each program's table (authsvc/config.c, gateway/config.c) places these
  * rows where it likes, one macro per row taking the address of its field,
@@ -33,6 +34,8 @@ int pc_conf_check_redis_channel(const char *v, const char **err);
 /** TRUSTED_PROXIES (each program words its own row): a CIDR list as
  * lib/netaddr.h's pc_cidr_list_parse reads it. */
 int pc_conf_check_cidr_list(const char *v, const char **err);
+/** TRUSTED_ORIGINS: a comma-separated list of trusted-origin patterns (lib/url.h). */
+int pc_conf_check_origin_list(const char *v, const char **err);
 
 /* ---- the rows ---- */
 
@@ -60,6 +63,11 @@ int pc_conf_check_cidr_list(const char *v, const char **err);
      pc_conf_check_redis_channel,                                                         \
      "Redis pub/sub channel announcing revoked credential hashes (the same in authsvc "  \
      "and every gateway); printable, no spaces, at most 128 characters"}
+#define PC_CONF_ROW_TRUSTED_ORIGINS(strpp)                                                \
+    {"TRUSTED_ORIGINS", PC_CONF_STR, (strpp), "", 0, 0, 0, pc_conf_check_origin_list,    \
+     "extra trusted origins, comma separated: https://app.example.com, https://*.example.com " \
+     "(a * is whole labels), *.example.com (http or https); the BETTER_AUTH_URL origin is " \
+     "always trusted"}
 #define PC_CONF_ROW_LOG_LEVEL(strpp)                                                      \
     {"LOG_LEVEL", PC_CONF_STR, (strpp), "info", 0, 0, 0, pc_conf_check_log_level,        \
      "debug, info, warn or error"}

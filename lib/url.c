@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AUTH_MAX 1024   /* longest authority looked at (a longer one is refused) */
@@ -594,4 +595,60 @@ bool pc_origin_pat_match(const struct pc_origin_pat *p, const struct pc_url *u)
     if (!split_labels(p->host, &pl) || !split_labels(u->host, &hl))
         return false;
     return labels_match(&pl, 0, &hl, 0);
+}
+
+/* ---- lists of patterns ---- */
+
+int pc_origin_list_add1(struct pc_origin_list *l, const char *s, size_t n, const char **why)
+{
+    struct pc_origin_pat p;
+    if (pc_origin_pat_parse(s, n, &p, why) != 0)
+        return -1;
+    l->pats = pc_xrealloc(l->pats, (l->n + 1) * sizeof *l->pats);
+    l->pats[l->n++] = p;
+    return 0;
+}
+
+int pc_origin_list_add(struct pc_origin_list *l, const char *s, char *err, size_t errsz)
+{
+    size_t had = l->n;
+    while (s && *s) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t n = strcspn(s, ",");
+        size_t m = n;
+        while (m > 0 && s[m - 1] == ' ')
+            m--;
+        const char *why;
+        if (m > 0 && pc_origin_list_add1(l, s, m, &why) != 0) {
+            snprintf(err, errsz, "\"%.*s\" %s", (int)(m > 100 ? 100 : m), s, why);
+            l->n = had;
+            return -1;
+        }
+        s += n;
+    }
+    return 0;
+}
+
+bool pc_origin_list_match(const struct pc_origin_list *l, const struct pc_url *u)
+{
+    if (u->userinfo)
+        return false;
+    for (size_t i = 0; i < l->n; i++)
+        if (pc_origin_pat_match(&l->pats[i], u))
+            return true;
+    return false;
+}
+
+bool pc_origin_list_trusts(const struct pc_origin_list *l, const char *s, size_t n)
+{
+    struct pc_url u;
+    return pc_url_parse(s, n, &u) == PC_URL_OK && pc_origin_list_match(l, &u);
+}
+
+void pc_origin_list_free(struct pc_origin_list *l)
+{
+    free(l->pats);
+    l->pats = NULL;
+    l->n = 0;
 }

@@ -81,4 +81,27 @@ int pc_origin_pat_parse(const char *s, size_t n, struct pc_origin_pat *p, const 
 /** True when u's origin matches p. Userinfo never matches. */
 bool pc_origin_pat_match(const struct pc_origin_pat *p, const struct pc_url *u);
 
+/** A set of trusted-origin patterns (TRUSTED_ORIGINS, a route's list). */
+struct pc_origin_list {
+    struct pc_origin_pat *pats;
+    size_t n;
+};
+
+/** Appends each pattern of a comma-separated list (spaces around items
+ * ignored; empty items skipped). Returns 0, or -1 with what is wrong and
+ * the item in err (l keeps what it had). */
+int pc_origin_list_add(struct pc_origin_list *l, const char *s, char *err, size_t errsz);
+
+/** Appends one pattern of n bytes. Returns 0, or -1 with *why. */
+int pc_origin_list_add1(struct pc_origin_list *l, const char *s, size_t n, const char **why);
+
+/** True when u (no userinfo) matches a pattern of l. */
+bool pc_origin_list_match(const struct pc_origin_list *l, const struct pc_url *u);
+
+/** True when the origin or URL in s[0..n) parses, has no userinfo and
+ * matches a pattern of l. */
+bool pc_origin_list_trusts(const struct pc_origin_list *l, const char *s, size_t n);
+
+void pc_origin_list_free(struct pc_origin_list *l);
+
 #endif

@@ -23,7 +23,8 @@ def test_method_query_and_body_forwarded(gateway_factory, mod_user, method):
     g = gateway_factory(name=f"gateway-body-{method.lower()}")
     payload = json.dumps({"n": os.urandom(8).hex(), "text": "h\u00e9llo"})
     r = g.request(method, "/m/items/42?q=a%20b&x=1&x=2&empty=", data=payload.encode(),
-                  headers={"Content-Type": "application/json", **G.cookie(mod_user)})
+                  headers={"Content-Type": "application/json", **G.cookie(mod_user),
+                           **G.same_origin(g)})
     body = G.echo(r)
     assert body["method"] == method
     assert body["path"] == "/m/items/42"
@@ -72,7 +73,8 @@ def bgw(module_gateway):
 def test_two_mib_request_body_intact(bgw, mod_user):
     data = os.urandom(1024 * 1024 * 2 // 2).hex().encode()   # 2 MiB of text
     r = bgw.post("/m/upload", data=data, headers={"Content-Type": "application/octet-stream",
-                                                   **G.cookie(mod_user)}, timeout=20)
+                                                   **G.cookie(mod_user), **G.same_origin(bgw)},
+                 timeout=20)
     body = G.echo(r)
     got = body["body"].encode()
     assert len(got) == len(data) and hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
@@ -80,7 +82,8 @@ def test_two_mib_request_body_intact(bgw, mod_user):
 
 def test_chunked_request_body_intact(bgw, mod_user):
     parts = [os.urandom(50_000).hex().encode() for _ in range(8)]     # 800 KB, chunked
-    r = bgw.post("/m/upload", data=iter(parts), headers=G.cookie(mod_user), timeout=20)
+    r = bgw.post("/m/upload", data=iter(parts), headers={**G.cookie(mod_user), **G.same_origin(bgw)},
+                 timeout=20)
     body = G.echo(r)
     assert body["body"].encode() == b"".join(parts)
 

@@ -114,7 +114,8 @@ def fa_gateways(pg, redis_srv, live_authsvc, secret, routes, gw_dir):
 def test_traefik_reads_x_forwarded_uri_only(fa_gateways, mod_user):
     g = fa_gateways("traefik", {"FORWARD_AUTH_PROXY": "traefik"})
     r = _auth(g, fwd="/s/x", **G.cookie(mod_user), **{"X-Forwarded-Method": "POST",
-                                                        "X-Forwarded-Host": "app.example"})
+                                                        "X-Forwarded-Host": "app.example",
+                                                        "Origin": "http://app.example"})
     assert r.status_code == 200 and r.headers.get("x-user-id") == mod_user.id
     G.assert_gw_error(_auth(g, uri="/s/x", **G.cookie(mod_user)), 400, "MISSING_ORIGINAL_URI")
     G.assert_gw_error(_auth(g, "/pub/x", "/s/x"), 400, "AMBIGUOUS_FORWARD_AUTH")
@@ -133,7 +134,7 @@ def test_named_header(fa_gateways, mod_user):
 def test_envoy_takes_the_request_itself(fa_gateways, mod_user):
     """ext_authz (HTTP, path_prefix /_auth) sends the original method and path."""
     g = fa_gateways("envoy", {"FORWARD_AUTH_PROXY": "envoy"})
-    r = g.request("POST", "/_auth/s/x?a=1", headers=G.cookie(mod_user))
+    r = g.request("POST", "/_auth/s/x?a=1", headers={**G.cookie(mod_user), **G.same_origin(g)})
     assert r.status_code == 200 and r.headers.get("x-user-id") == mod_user.id, r.text
     G.assert_gw_error(g.get("/_auth/s/x"), 401)
     assert g.get("/_auth/pub/x").status_code == 200

@@ -224,6 +224,12 @@ def cookie(u) -> dict:
     return {"Cookie": u.cookie}
 
 
+def same_origin(g) -> dict:
+    """The Origin a page of the gateway's own site sends (the origin check of
+    cookie-authenticated unsafe methods accepts it)."""
+    return {"Origin": f"http://127.0.0.1:{g.port}"}
+
+
 def bearer(value: str) -> dict:
     return {"Authorization": f"Bearer {value}"}
 
