@@ -847,6 +847,84 @@ static int route_upstream(yajl_val r, const char *url, size_t i, struct gw_route
     return 0;
 }
 
+/* One list of "allow": 1 to 256 strings, each an email (one '@' with
+ * something either side) or a domain (letters, digits, '-', '.'), at most
+ * 320 bytes; stored lower case. */
+static int allow_list(yajl_val v, size_t i, const char *key, bool emails, char ***out,
+                      size_t *n, char *err, size_t errsz)
+{
+    if (v == NULL)
+        return 0;
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0 || v->u.array.len > 256) {
+        snprintf(err, errsz, "routes[%zu].allow.%s: must be a list of 1 to 256 %s", i, key,
+                 emails ? "email addresses" : "domains");
+        return -1;
+    }
+    *out = pc_xcalloc(v->u.array.len, sizeof **out);
+    for (size_t k = 0; k < v->u.array.len; k++) {
+        yajl_val s = v->u.array.values[k];
+        const char *str = YAJL_IS_STRING(s) ? s->u.string : "";
+        size_t len = strlen(str);
+        const char *at = strchr(str, '@');
+        bool ok = len > 0 && len <= 320;
+        if (emails)
+            ok = ok && at && at > str && at[1] && !strchr(at + 1, '@');
+        else
+            ok = ok && str[0] != '.' && str[len - 1] != '.' &&
+                 strspn(str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") ==
+                     len;
+        for (size_t c = 0; ok && c < len; c++)
+            ok = (unsigned char)str[c] > 0x20 && (unsigned char)str[c] < 0x7f;
+        if (!ok) {
+            snprintf(err, errsz, "routes[%zu].allow.%s[%zu]: must be %s", i, key, k,
+                     emails ? "an email address (name@domain)"
+                            : "a domain such as example.com (no '@', no '*')");
+            return -1;
+        }
+        char *d = pc_xstrdup(str);
+        for (char *c = d; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        (*out)[(*n)++] = d;
+    }
+    return 0;
+}
+
+/* A route's "allow": {"email_domains": [...], "emails": [...]}, for the
+ * sessions and JWTs a route accepts; an API key has no email to judge
+ * (its "permissions" are its rules), so a route with "allow" may not
+ * accept one. */
+static int parse_allow(yajl_val v, size_t i, struct gw_route *out, char *err, size_t errsz)
+{
+    static const char *const keys[] = {"email_domains", "emails", NULL};
+    if (v == NULL)
+        return 0;
+    char where[48];
+    snprintf(where, sizeof where, "routes[%zu].allow", i);
+    if (!YAJL_IS_OBJECT(v)) {
+        snprintf(err, errsz, "%s: must be {\"email_domains\": [...], \"emails\": [...]}", where);
+        return -1;
+    }
+    if (check_keys(v, keys, where, err, errsz) != 0)
+        return -1;
+    struct gw_allow *a = out->allow = pc_xcalloc(1, sizeof *a);
+    if (allow_list(pc_json_get(v, "email_domains"), i, "email_domains", false, &a->domains,
+                   &a->ndomains, err, errsz) != 0 ||
+        allow_list(pc_json_get(v, "emails"), i, "emails", true, &a->emails, &a->nemails, err,
+                   errsz) != 0)
+        return -1;
+    if (a->ndomains + a->nemails == 0) {
+        snprintf(err, errsz, "%s: needs \"email_domains\" or \"emails\"", where);
+        return -1;
+    }
+    if (out->anonymous || (out->accept & GW_ACCEPT(GW_CRED_API_KEY))) {
+        snprintf(err, errsz, "%s: only on routes whose auth is \"session\" and/or \"jwt\" "
+                             "(an API key has no email to judge; use \"permissions\")", where);
+        return -1;
+    }
+    return 0;
+}
+
 /* A route's "origin_check" (default true) and "trusted_origins" (patterns
  * as in TRUSTED_ORIGINS, added to it for this route). */
 static int parse_origin_check(yajl_val r, size_t i, struct gw_route *out, char *err,
@@ -884,7 +962,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "response_headers", "preserve_host", "timeout_ms",
                                        "ca_file", "auth_passthrough", "on_unauthenticated",
                                        "sign_in_url", "return_to_param", "cors",
-                                       "origin_check", "trusted_origins", NULL};
+                                       "origin_check", "trusted_origins", "allow", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");
@@ -1014,7 +1092,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
     }
     if (parse_exchange(r, i, out, err, errsz) != 0 || parse_signin(r, i, out, err, errsz) != 0 ||
         parse_cors(pc_json_get(r, "cors"), i, out, err, errsz) != 0 ||
-        parse_origin_check(r, i, out, err, errsz) != 0)
+        parse_origin_check(r, i, out, err, errsz) != 0 ||
+        parse_allow(pc_json_get(r, "allow"), i, out, err, errsz) != 0)
         return -1;
     return route_upstream(r, up->u.string, i, out, err, errsz);
 }
@@ -1368,6 +1447,15 @@ void gw_routes_free(void)
         free(r->prefix);
         gw_cors_free(r->cors);
         pc_origin_list_free(&r->trusted);
+        if (r->allow) {
+            for (size_t k = 0; k < r->allow->ndomains; k++)
+                free(r->allow->domains[k]);
+            for (size_t k = 0; k < r->allow->nemails; k++)
+                free(r->allow->emails[k]);
+            free(r->allow->domains);
+            free(r->allow->emails);
+            free(r->allow);
+        }
         free(r->signin_url);
         free(r->return_to_param);
         free(r->match);

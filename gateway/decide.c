@@ -11,6 +11,9 @@
  *                              property and do not apply to sessions or JWTs)
  *   JWT expired, or its        401 JWT_EXPIRED / JWT_REVOKED (checked on every
  *   session (sid) revoked      request, L1 hit or not)
+ *   the route's "allow"        403 EMAIL_NOT_ALLOWED (email not listed by
+ *                              domain or whole) / EMAIL_NOT_VERIFIED (listed,
+ *                              not verified); sessions and JWTs
  *
  * An allowed session that is due for Better Auth's sliding refresh gets an
  * async UPDATE here, at most once per updateAge: L1 then holds the new
@@ -30,6 +33,7 @@
 #include "../lib/json.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* Does the key's parsed permissions ({"files":["read","write"]}) grant
  * every action the route requires? */
@@ -116,6 +120,36 @@ static enum gw_verdict refuse(struct gw_refusal *why, enum gw_verdict v, int sta
     return v;
 }
 
+/* A route's "allow": is the principal's email listed, by domain or whole,
+ * and verified? Emails compare without case (Better Auth stores them lower
+ * case; an issuer may not). */
+static bool email_listed(const struct gw_allow *a, const char *email)
+{
+    const char *at = strrchr(email, '@');
+    if (at == NULL || at == email || at[1] == '\0')
+        return false;
+    for (size_t i = 0; i < a->ndomains; i++)
+        if (strcasecmp(at + 1, a->domains[i]) == 0)
+            return true;
+    for (size_t i = 0; i < a->nemails; i++)
+        if (strcasecmp(email, a->emails[i]) == 0)
+            return true;
+    return false;
+}
+
+static enum gw_verdict verdict_allow(const struct gw_request *r, struct gw_refusal *why)
+{
+    const struct gw_allow *a = r->route ? r->route->allow : NULL;
+    if (a == NULL)
+        return GW_ALLOW;
+    if (!email_listed(a, r->p.email))
+        return refuse(why, GW_DENY, 403, "EMAIL_NOT_ALLOWED",
+                      "This account's email is not allowed on this route", false);
+    if (!r->p.email_verified)
+        return refuse(why, GW_DENY, 403, "EMAIL_NOT_VERIFIED", "Email not verified", false);
+    return GW_ALLOW;
+}
+
 /* A JWT was verified (verify.c) or found in L1: what is left is its expiry
  * and its session. A negative entry carries the code it was refused with.
  * The message is gw_jwt_refuse's. */
@@ -131,7 +165,7 @@ static enum gw_verdict verdict_jwt(const struct gw_request *r, int64_t now,
         return refuse(why, GW_DENY, 401, "JWT_EXPIRED", NULL, true);
     if (gw_sid_revoked(p->cred_id))
         return refuse(why, GW_DENY, 401, "JWT_REVOKED", NULL, false);
-    return GW_ALLOW;
+    return verdict_allow(r, why);
 }
 
 enum gw_verdict gw_verdict_of(const struct gw_request *r, int64_t now, struct gw_refusal *why)
@@ -155,7 +189,7 @@ enum gw_verdict gw_verdict_of(const struct gw_request *r, int64_t now, struct gw
     if (!session && !key_permitted(r, p))
         return refuse(why, GW_DENY, 403, "INSUFFICIENT_PERMISSIONS",
                       "API key lacks a required permission", false);
-    return GW_ALLOW;
+    return session ? verdict_allow(r, why) : GW_ALLOW;
 }
 
 enum gw_verdict gw_decide(struct gw_request *r)
@@ -171,7 +205,7 @@ enum gw_verdict gw_decide(struct gw_request *r)
     }
     if (why.expired)
         gw_l1_delete(r->hash);
-    if (r->kind == GW_CRED_JWT)
+    if (r->kind == GW_CRED_JWT && why.msg == NULL)
         gw_jwt_refuse(r, why.code);
     else
         gw_fail(r, why.status, why.code, why.msg);

@@ -32,7 +32,7 @@ struct l1_entry {
     int64_t expires_ms;                 /* absolute */
     int64_t stored_ms;                  /* when it was put */
     enum gw_cred_kind kind;
-    bool found, enabled;
+    bool found, enabled, email_verified;
     int64_t cred_expires_at, updated_at;
     struct gw_key_limits lim;
     bool perm_cached;
@@ -139,6 +139,7 @@ static void copy_out(const struct l1_entry *e, struct gw_principal *p)
     p->kind = e->kind;
     p->found = e->found;
     p->enabled = e->enabled;
+    p->email_verified = e->email_verified;
     p->expires_at = e->cred_expires_at;
     p->updated_at = e->updated_at;
     p->lim = e->lim;
@@ -206,6 +207,7 @@ void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64
     n->kind = p->kind;
     n->found = p->found;
     n->enabled = p->enabled;
+    n->email_verified = p->email_verified;
     n->cred_expires_at = p->expires_at;
     n->updated_at = p->updated_at;
     n->lim = p->lim;

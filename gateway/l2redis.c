@@ -38,6 +38,10 @@ static bool parse_entry(struct gw_request *r, const char *s, size_t n)
 {
     struct pc_cache_entry e;
     bool ok = pc_cache_entry_parse(s, n, cache_kind(r->kind), &e);
+    /* a session entry from before emailVerified was written: ask PostgreSQL,
+     * whose fill rewrites it (an allow rule must not read a missing flag) */
+    if (ok && r->kind == GW_CRED_SESSION && !e.has_email_verified)
+        ok = false;
     struct gw_principal *p = &r->p;
     memset(p, 0, sizeof *p);
     p->kind = r->kind;
@@ -50,6 +54,7 @@ static bool parse_entry(struct gw_request *r, const char *s, size_t n)
         p->updated_at = e.updated_at;
         if (e.email)
             snprintf(p->email, sizeof p->email, "%s", e.email);
+        p->email_verified = e.email_verified;
         p->enabled = e.enabled;
         if (e.permissions)
             snprintf(p->permissions, sizeof p->permissions, "%s", e.permissions);
@@ -118,6 +123,7 @@ void gw_l2_store(struct gw_worker *w, const char *hash_b64, const struct gw_prin
         .expires_at = p->expires_at,
         .updated_at = p->updated_at,
         .email = p->email,
+        .email_verified = p->email_verified,
         .enabled = p->enabled,
         .permissions = p->permissions,
         .lim = {p->lim.remaining, p->lim.refill_interval, p->lim.refill_amount,

@@ -77,6 +77,7 @@ static void row_principal(const struct pg_query *q, const PGresult *res, int i,
         p->expires_at = strtoll(PQgetvalue(res, i, 2), NULL, 10);
         p->updated_at = strtoll(PQgetvalue(res, i, 3), NULL, 10);
         snprintf(p->email, sizeof p->email, "%s", PQgetvalue(res, i, 4));
+        p->email_verified = strcmp(PQgetvalue(res, i, 5), "t") == 0;
         /* Redis lost it (flushed, restarted): put it back for the others */
         gw_l2_store(q->q.w, hb, p, p->expires_at - pc_now_ms());
         return;

@@ -150,6 +150,15 @@ struct gw_cors {
     int max_age;            /* Access-Control-Max-Age seconds; -1: not sent */
 };
 
+/** A route's "allow" rules (decide.c): the caller's verified email must
+ * be in one of the domains or be one of the emails. Lower case. */
+struct gw_allow {
+    char **domains;         /* "example.com": the part after the '@', exactly */
+    size_t ndomains;
+    char **emails;          /* "ops@example.com" */
+    size_t nemails;
+};
+
 struct gw_route {
     char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
     char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
@@ -180,6 +189,7 @@ struct gw_route {
                              * valid credential goes (signin.c); NULL: 401 for all */
     char *return_to_param;  /* the sign-in URL's query parameter for the way back */
     struct gw_cors *cors;   /* "cors", or NULL: no CORS headers, preflights go to auth */
+    struct gw_allow *allow; /* "allow" (sessions and JWTs), or NULL: every principal */
     bool origin_check;      /* "origin_check" (default true): a cookie-authenticated
                              * POST, PUT, PATCH or DELETE needs a trusted Origin (origin.c) */
     struct pc_origin_list trusted;  /* "trusted_origins": this route's own, beside
@@ -331,6 +341,8 @@ struct gw_principal {
     } lim;
     char user_id[64];
     char email[321];
+    bool email_verified;        /* sessions: user.emailVerified; JWTs: the
+                                 * emailVerified or email_verified claim */
     char cred_id[64];           /* session id or API key id */
     char permissions[1024];     /* API key permissions JSON, "" if none */
     uint16_t issuer;            /* JWTs: index in gw_cfg.issuers */

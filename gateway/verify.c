@@ -90,6 +90,17 @@ static bool copy_claim(const struct pc_jwt *t, const char *name, char *out, size
     return true;
 }
 
+/* Is claim a or b true? Better Auth's JWT plugin writes the user's
+ * emailVerified; OIDC issuers (Google) write email_verified, some as the
+ * string "true". */
+static bool claim_true(const struct pc_jwt *t, const char *a, const char *b)
+{
+    yajl_val v = pc_json_get(t->claims, a);
+    if (v == NULL)
+        v = pc_json_get(t->claims, b);
+    return YAJL_IS_TRUE(v) || (YAJL_IS_STRING(v) && strcmp(v->u.string, "true") == 0);
+}
+
 static bool claims_to_principal(const struct pc_jwt *t, struct gw_principal *p, int64_t exp)
 {
     memset(p, 0, sizeof *p);
@@ -103,6 +114,7 @@ static bool claims_to_principal(const struct pc_jwt *t, struct gw_principal *p, 
         return false;
     if (!copy_claim(t, "email", p->email, sizeof p->email))
         p->email[0] = '\0';     /* an odd email claim is not ours to forward */
+    p->email_verified = p->email[0] && claim_true(t, "emailVerified", "email_verified");
     return true;
 }
 

@@ -64,7 +64,7 @@
  * updatedAt ms, the user's email. */
 #define PC_BA_SESSION_PRINCIPAL_COLS                                                    \
     "s.\"id\", s.\"userId\", " PC_BA_MS("s.\"expiresAt\"") ", "                         \
-    PC_BA_MS("s.\"updatedAt\"") ", u.\"email\""
+    PC_BA_MS("s.\"updatedAt\"") ", u.\"email\", u.\"emailVerified\""
 #define PC_BA_SQL_SESSION_PRINCIPAL                                                     \
     "SELECT " PC_BA_SESSION_PRINCIPAL_COLS PC_BA_SESSION_JOIN_USER PC_BA_SESSION_BY_TOKEN
 /** The same for many tokens in one round trip (the gateway's batched

@@ -89,9 +89,9 @@ void pc_cache_entry_write(struct pc_jw *w, const struct pc_cache_entry *e)
         if (e->user_profile) {
             pc_jw_key(w, "name");
             pc_jw_str(w, e->name);
-            pc_jw_key(w, "emailVerified");
-            pc_jw_bool(w, e->email_verified);
         }
+        pc_jw_key(w, "emailVerified");
+        pc_jw_bool(w, e->email_verified);
         pc_jw_obj_end(w);
     } else {
         pc_jw_key(w, "enabled");
@@ -140,7 +140,9 @@ bool pc_cache_entry_parse(const char *s, size_t n, enum pc_cache_kind kind,
         out->user_obj_id = str_or_null(pc_json_get(user, "id"));
         out->email = str_or_null(pc_json_get(user, "email"));
         out->name = str_or_null(pc_json_get(user, "name"));
-        out->email_verified = YAJL_IS_TRUE(pc_json_get(user, "emailVerified"));
+        yajl_val ev = pc_json_get(user, "emailVerified");
+        out->email_verified = YAJL_IS_TRUE(ev);
+        out->has_email_verified = YAJL_IS_TRUE(ev) || YAJL_IS_FALSE(ev);
         out->user_profile = out->name != NULL;
     } else {
         out->email = str_or_null(pc_json_get(v, "email"));

@@ -99,14 +99,15 @@ bool pc_key_revseq(char *out, size_t cap, const char *prefix);
  * The JSON under <prefix>s: and <prefix>k:, members in this order:
  *
  *   session  {"kind":"session","id","userId","expiresAt","updatedAt",
- *             "user":{"id","email"[,"name","emailVerified"]}}
+ *             "user":{"id","email"[,"name"],"emailVerified"}}
  *   api key  {"kind":"api_key","id","userId","expiresAt","updatedAt",
  *             "enabled","permissions","limits":[remaining, refillInterval,
  *             refillAmount, lastRefillAt, createdAt, rateLimitEnabled (0/1),
  *             rateLimitTimeWindow, rateLimitMax]}
  *
  * Times are epoch ms integers. authsvc's write-through adds the user's name
- * and emailVerified (user_profile); the gateway's fill does not. Readers
+ * (user_profile); the gateway's fill does not. Entries written before
+ * emailVerified was always there lack it (has_email_verified). Readers
  * ignore "kind" (the key's tag says it) and take a top-level "email" when
  * there is no "user" object (older entries). */
 
@@ -135,7 +136,8 @@ struct pc_cache_entry {
     bool user_profile;          /* writer: also user.name and user.emailVerified */
     const char *name;           /* user.name (written only with user_profile;
                                  * the parser sets user_profile when it is a string) */
-    bool email_verified;        /* user.emailVerified (likewise) */
+    bool email_verified;        /* user.emailVerified */
+    bool has_email_verified;    /* parser: user.emailVerified was a boolean */
     /* API keys */
     bool enabled;               /* false only when the entry says false */
     const char *permissions;    /* the permissions JSON text; NULL when absent */

@@ -59,7 +59,7 @@ static void test_session_lookups(void **state)
     /* gateway/pgstore.c sql_session */
     assert_string_equal(PC_BA_SQL_SESSION_PRINCIPAL,
         "SELECT s.\"id\", s.\"userId\", (extract(epoch from s.\"expiresAt\")*1000)::bigint, "
-        "(extract(epoch from s.\"updatedAt\")*1000)::bigint, u.\"email\" "
+        "(extract(epoch from s.\"updatedAt\")*1000)::bigint, u.\"email\", u.\"emailVerified\" "
         "FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\" WHERE s.\"token\" = $1");
     /* authsvc/apikeys.c internal validate */
     assert_string_equal(PC_BA_SQL_SESSION_VALIDATE,

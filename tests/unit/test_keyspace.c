@@ -92,7 +92,8 @@ static char *write_entry(const struct pc_cache_entry *e, struct pc_buf *b)
 /* gateway/l2redis.c gw_l2_store, a session */
 #define GOLD_GATEWAY_SESSION                                                            \
     "{\"kind\":\"session\",\"id\":\"sid1\",\"userId\":\"uid1\",\"expiresAt\":1700000604800," \
-    "\"updatedAt\":1700000000000,\"user\":{\"id\":\"uid1\",\"email\":\"a@example.com\"}}"
+    "\"updatedAt\":1700000000000,\"user\":{\"id\":\"uid1\",\"email\":\"a@example.com\","   \
+    "\"emailVerified\":true}}"
 /* gateway/l2redis.c gw_l2_store, an API key */
 #define GOLD_GATEWAY_APIKEY                                                             \
     "{\"kind\":\"api_key\",\"id\":\"kid1\",\"userId\":\"uid1\",\"expiresAt\":0,"           \
@@ -167,6 +168,12 @@ static void test_parse_golden(void **state)
     assert_true(parse(GOLD_GATEWAY_SESSION, PC_CACHE_SESSION, &e));
     assert_string_equal(e.email, "a@example.com");
     assert_false(e.user_profile);
+    assert_true(e.has_email_verified && e.email_verified);
+    pc_cache_entry_free(&e);
+    /* an entry from before emailVerified was always written */
+    assert_true(parse("{\"id\":\"s\",\"userId\":\"u\",\"expiresAt\":1,"
+                      "\"user\":{\"id\":\"u\",\"email\":\"a@b.c\"}}", PC_CACHE_SESSION, &e));
+    assert_false(e.has_email_verified || e.email_verified);
     pc_cache_entry_free(&e);
 
     assert_true(parse(GOLD_GATEWAY_APIKEY, PC_CACHE_API_KEY, &e));
