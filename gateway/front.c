@@ -680,6 +680,15 @@ static void process(struct gw_client *c)
         refuse(c, true, 400, "BAD_HOST", "An HTTP/1.1 request needs exactly one valid Host header");
         return;
     }
+    /* Content on a HEAD has no meaning (RFC 9110 9.3.2), and servers such as
+     * libevent's read none: forwarded, it would be parsed upstream as the
+     * next request on a pooled connection, headers chosen by the client. */
+    if (strcmp(c->head.method, "HEAD") == 0 &&
+        (c->head.framing == PC_HTTP_BODY_CHUNKED ||
+         (c->head.framing == PC_HTTP_BODY_LENGTH && c->head.content_length > 0))) {
+        refuse(c, true, 400, "BODY_NOT_ALLOWED", "A HEAD request cannot carry a body");
+        return;
+    }
     switch (c->head.framing) {
     case PC_HTTP_BODY_LENGTH:
         if (c->head.content_length > (uint64_t)gw_cfg.max_body) {

@@ -53,6 +53,31 @@ def test_request_body_is_framed_no_smuggling(gateway_factory, method):
     assert first["body"] == SMUGGLED.decode(), f"{method} body not forwarded: {first}"
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_head_with_a_body_refused(gateway_factory, framing):
+    """libevent servers (the demo upstream, authsvc) read no body after a HEAD: one
+    forwarded would be parsed as the next request on the pooled upstream connection,
+    with headers the client chose. The gateway refuses it and closes (RFC 9110 9.3.2)."""
+    g = gateway_factory(name=f"gateway-head-body-{framing}")
+    body = b"GET /pub/smuggled HTTP/1.1\r\nHost: x\r\nX-User-Id: victim\r\n\r\n"
+    if framing == "length":
+        head = f"Content-Length: {len(body)}\r\n".encode()
+        payload = body
+    else:
+        head = b"Transfer-Encoding: chunked\r\n"
+        payload = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    st, hdrs, _, raw = G.raw_http(g.port, b"HEAD /pub/carrier HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                                  head + b"\r\n" + payload)
+    assert st == 400 and hdrs.get("connection") == "close", raw[:300]
+    # an empty body is no body
+    st, _, _, raw = G.raw_http(g.port, b"HEAD /pub/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                       b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+    assert st == 200, raw[:300]
+    for i in range(3):
+        b = G.echo(g.get(f"/pub/probe{i}"))
+        assert b["path"] == f"/pub/probe{i}" and b["headers"].get("x-user-id") is None, b
+
+
 def test_head_then_more_requests(gateway_factory, mod_user):
     """HEAD is answered without a body, and the requests after it (same client
     connection, so the same pooled upstream connection) still work.  (The demo
