@@ -41,6 +41,8 @@
 #include "../lib/url.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +107,30 @@ static int check_header_name(const char *v, const char **err)
     return 0;
 }
 
+/* GATEWAY_RESOLVER: "" or a comma-separated list of numeric IP[:port]. */
+static int check_resolver(const char *v, const char **err)
+{
+    char one[80];
+    for (const char *p = v; *p;) {
+        size_t n = strcspn(p, ",");
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        if (n == 0 || n >= sizeof one) {
+            *err = "must be IP[:port] entries separated by commas";
+            return -1;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (evutil_parse_sockaddr_port(one, (struct sockaddr *)&ss, &len) != 0) {
+            *err = "each entry must be a numeric IP address, with an optional :port "
+                   "([addr]:port for IPv6)";
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 #define INT_ITEM(n, var, def, lo, hi, help) \
     {n, PC_CONF_INT, &gw_cfg.var, def, lo, hi, 0, NULL, help}
 
@@ -152,6 +178,12 @@ static const struct pc_conf_item table[] = {
              "unanswered this long is dropped and made again; the feed counts as lost"),
     INT_ITEM("UPSTREAM_POOL", upstream_pool, "1024", 1, 100000,
              "keep-alive connections per upstream per worker"),
+    INT_ITEM("UPSTREAM_FAIL_TIMEOUT_MS", fail_timeout_ms, "10000", 0, 3600000,
+             "a route's upstream target that refused a connection, did not connect in time or "
+             "whose name does not resolve is skipped this long (0: never skipped)"),
+    {"GATEWAY_RESOLVER", PC_CONF_STR, &gw_cfg.resolver, "", 0, 0, 0, check_resolver,
+     "name servers for upstream host names, comma separated IP[:port] (IPv6 as [addr]:port); "
+     "empty: those of /etc/resolv.conf. /etc/hosts is read first either way"},
     INT_ITEM("UPSTREAM_TIMEOUT", read_timeout, "30", 1, 3600,
              "seconds to connect (TLS handshake included), or between bytes of the answer "
              "(504 after)"),
@@ -288,6 +320,19 @@ static int parse_upstream(const char *url, struct gw_upstream *u, char *err, siz
         snprintf(err, errsz, "upstream \"%s\": bad host (an https upstream's host is a DNS name "
                              "or an IP address: it is what the certificate must name)", url);
         return -1;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&u->addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&u->addr;
+    if (inet_pton(AF_INET, u->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)u->port);
+        u->addrlen = sizeof *a4;
+        u->numeric = true;
+    } else if (inet_pton(AF_INET6, u->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)u->port);
+        u->addrlen = sizeof *a6;
+        u->numeric = true;
     }
     const char *path = h + hl;
     size_t pl = strcspn(path, "?#");
@@ -814,22 +859,12 @@ static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err,
     return 0;
 }
 
-/* A route's "upstream" (url) and "ca_file": the upstream it goes to, one
- * per URL and CA file; https gets the CA file's TLS context. */
-static int route_upstream(yajl_val r, const char *url, size_t i, struct gw_route *out, char *err,
-                          size_t errsz)
+/* One target of a route: the upstream for url with the route's "ca_file"
+ * (https only; else UPSTREAM_CA_FILE or the system store), added when new;
+ * its index, or -1 with err set. */
+static long route_target(yajl_val ca, const char *url, size_t i, char *err, size_t errsz)
 {
-    yajl_val ca = pc_json_get(r, "ca_file");
     bool https = pc_starts_with(url, "https://");
-    if (ca != NULL && (!YAJL_IS_STRING(ca) || ca->u.string[0] == '\0')) {
-        snprintf(err, errsz, "routes[%zu].ca_file: must be the path of a PEM file of CA "
-                             "certificates", i);
-        return -1;
-    }
-    if (ca != NULL && !https) {
-        snprintf(err, errsz, "routes[%zu].ca_file: only for an https:// upstream", i);
-        return -1;
-    }
     const char *env = gw_cfg.upstream_ca_file && gw_cfg.upstream_ca_file[0] ? gw_cfg.upstream_ca_file
                                                                              : NULL;
     const char *ca_file = !https ? NULL : ca ? ca->u.string : env;
@@ -839,11 +874,59 @@ static int route_upstream(yajl_val r, const char *url, size_t i, struct gw_route
     if (https && (tls = tls_ctx_for(ca_file, where, err, errsz)) == NULL)
         return -1;
     long idx = add_upstream(url, ca_file, tls, why, sizeof why);
-    if (idx < 0) {
+    if (idx < 0)
         snprintf(err, errsz, "routes[%zu].upstream: %s", i, why);
+    return idx;
+}
+
+/* A route's "upstream" (one URL, or an array of 1 to GW_TARGETS_MAX
+ * different ones: its targets, balanced round-robin) and "ca_file". */
+static int route_upstream(yajl_val r, yajl_val up, size_t i, struct gw_route *out, char *err,
+                          size_t errsz)
+{
+    yajl_val ca = pc_json_get(r, "ca_file");
+    size_t n = YAJL_IS_ARRAY(up) ? up->u.array.len : 1;
+    yajl_val *urls = YAJL_IS_ARRAY(up) ? up->u.array.values : &up;
+    if (n == 0 || n > GW_TARGETS_MAX) {
+        snprintf(err, errsz, "routes[%zu].upstream: an array of 1 to %d upstream URLs", i,
+                 GW_TARGETS_MAX);
         return -1;
     }
-    out->upstream_index = (unsigned)idx;
+    if (ca != NULL && (!YAJL_IS_STRING(ca) || ca->u.string[0] == '\0')) {
+        snprintf(err, errsz, "routes[%zu].ca_file: must be the path of a PEM file of CA "
+                             "certificates", i);
+        return -1;
+    }
+    bool any_https = false;
+    for (size_t k = 0; k < n; k++) {
+        if (!YAJL_IS_STRING(urls[k])) {
+            snprintf(err, errsz, "routes[%zu].upstream[%zu]: must be an http:// or https:// URL",
+                     i, k);
+            return -1;
+        }
+        any_https |= pc_starts_with(urls[k]->u.string, "https://");
+        for (size_t j = 0; j < k; j++) {
+            if (strcmp(urls[j]->u.string, urls[k]->u.string) == 0) {
+                snprintf(err, errsz, "routes[%zu].upstream[%zu]: \"%s\" is listed twice", i, k,
+                         urls[k]->u.string);
+                return -1;
+            }
+        }
+    }
+    if (ca != NULL && !any_https) {
+        snprintf(err, errsz, "routes[%zu].ca_file: only for an https:// upstream", i);
+        return -1;
+    }
+    out->target_index = pc_xcalloc(n, sizeof *out->target_index);
+    out->targets = pc_xcalloc(n, sizeof *out->targets);
+    out->rr = pc_xcalloc(1, sizeof *out->rr);
+    out->ntargets = n;
+    for (size_t k = 0; k < n; k++) {
+        long idx = route_target(ca, urls[k]->u.string, i, err, errsz);
+        if (idx < 0)
+            return -1;
+        out->target_index[k] = (unsigned)idx;
+    }
     return 0;
 }
 
@@ -980,8 +1063,9 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         snprintf(err, errsz, "routes[%zu].prefix: must be a path starting with /", i);
         return -1;
     }
-    if (!YAJL_IS_STRING(up)) {
-        snprintf(err, errsz, "routes[%zu].upstream: must be an http:// or https:// URL", i);
+    if (!YAJL_IS_STRING(up) && !YAJL_IS_ARRAY(up)) {
+        snprintf(err, errsz, "routes[%zu].upstream: must be an http:// or https:// URL, or an "
+                             "array of them", i);
         return -1;
     }
     if (!YAJL_IS_ARRAY(auth) || auth->u.array.len == 0) {
@@ -1095,7 +1179,7 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
         parse_origin_check(r, i, out, err, errsz) != 0 ||
         parse_allow(pc_json_get(r, "allow"), i, out, err, errsz) != 0)
         return -1;
-    return route_upstream(r, up->u.string, i, out, err, errsz);
+    return route_upstream(r, up, i, out, err, errsz);
 }
 
 /* scheme://host[:port] of a URL */
@@ -1290,7 +1374,8 @@ int gw_routes_load_text(const char *text, size_t len, const char *where, char *e
     }
     /* upstream pointers are fixed once every upstream has been added */
     for (size_t i = 0; i < gw_cfg.nroutes; i++)
-        gw_cfg.routes[i].upstream = &gw_cfg.upstreams[gw_cfg.routes[i].upstream_index];
+        for (size_t k = 0; k < gw_cfg.routes[i].ntargets; k++)
+            gw_cfg.routes[i].targets[k] = &gw_cfg.upstreams[gw_cfg.routes[i].target_index[k]];
     qsort(gw_cfg.routes, gw_cfg.nroutes, sizeof *gw_cfg.routes, cmp_routes);
     return 0;
 }
@@ -1456,6 +1541,9 @@ void gw_routes_free(void)
             free(r->allow->emails);
             free(r->allow);
         }
+        free(r->targets);
+        free(r->target_index);
+        free(r->rr);
         free(r->signin_url);
         free(r->return_to_param);
         free(r->match);

@@ -34,6 +34,8 @@ struct pc_buf;
       "Upstream refused or broke (502).")                                                  \
     X(upstream_timeouts, "portcullis_gateway_upstream_timeouts_total",                     \
       "Upstream timed out (504).")                                                         \
+    X(upstream_skips, "portcullis_gateway_upstream_skips_total",                           \
+      "Upstream targets skipped for UPSTREAM_FAIL_TIMEOUT_MS after a failed connection.")  \
     X(upstream_cancels, "portcullis_gateway_upstream_cancels_total",                       \
       "Exchanges cancelled upstream because the client left.")                             \
     X(rate_limited, "portcullis_gateway_rate_limited_total",                               \

@@ -25,6 +25,13 @@
  *             the upstream's answer sets that cookie itself.
  *             While the client has more than
  *             OUT_BACKLOG queued (front.c), the upstream is not read.
+ *   targets   a route's next target in turn (upstream.c); a connection not
+ *             made (refused, not in time, a name without address) skips
+ *             that target for a while and goes on to the next one, any
+ *             method, since nothing was sent; once every target was tried,
+ *             502 (504 after a timeout, 503 when the pool was full). An
+ *             exchange whose target's name is not resolved yet waits
+ *             (PX_RESOLVE, no connection) for gw_proxy_resolved.
  *   pool      per worker and upstream, up to UPSTREAM_POOL keep-alive
  *             connections; past that 503. Idle connections are watched: an
  *             upstream that closes one is seen at once. A GET, HEAD or
@@ -73,7 +80,7 @@
 /* the header k of kn bytes is lit (any case) */
 #define IS(k, kn, lit) ((kn) == sizeof lit - 1 && strncasecmp((k), lit, (kn)) == 0)
 
-enum px_state { PX_SEND = 0, PX_HEAD, PX_BODY };
+enum px_state { PX_SEND = 0, PX_HEAD, PX_BODY, PX_RESOLVE /* waits for its target's name */ };
 
 struct gw_proxy {
     struct gw_proxy *prev, *next;   /* pool->active */
@@ -86,6 +93,9 @@ struct gw_proxy {
     bool reusable;                  /* the connection may serve another exchange */
     bool paused;                    /* the client's backlog is full */
     bool tls_failed;                /* the TLS handshake failed: 502 UPSTREAM_TLS */
+    unsigned tried;                 /* the route's targets tried (bit k: targets[k]) */
+    int target;                     /* the one in use */
+    int why;                        /* when none is left: 502, 503 (pool full) or 504 */
     enum pc_http_framing framing;
     uint64_t left;                  /* PC_HTTP_BODY_LENGTH: bytes still to come */
     struct pc_chunked ch;
@@ -99,6 +109,7 @@ static void up_write(evutil_socket_t fd, short what, void *arg);
 static void send_request(struct gw_proxy *px);
 static bool tls_turn(struct gw_proxy *px, bool reading);
 static void exchange_failed(struct gw_proxy *px, bool timeout);
+static void connect_failed(struct gw_proxy *px, bool timeout);
 
 void gw_proxy_stop(struct gw_worker *w)
 {
@@ -162,11 +173,11 @@ static void forwarded_headers(struct gw_request *r, struct pc_buf *b, const stru
 }
 
 /* The request line, headers and body, as the upstream gets them. */
-static void build_request(struct gw_request *r, struct pc_buf *b)
+static void build_request(struct gw_request *r, const struct gw_upstream *up, struct pc_buf *b)
 {
     pc_buf_puts(b, r->method);
     pc_buf_putc(b, ' ');
-    pc_buf_puts(b, r->route->upstream->base_path);
+    pc_buf_puts(b, up->base_path);
     pc_buf_puts(b, r->upstream_path);
     if (r->query) {
         pc_buf_putc(b, '?');
@@ -175,7 +186,7 @@ static void build_request(struct gw_request *r, struct pc_buf *b)
     pc_buf_puts(b, " HTTP/1.1\r\n");
     /* preserve_host: the client's Host (an HTTP/1.0 request may have none) */
     const char *host = r->route->preserve_host ? gw_header(r, "Host") : NULL;
-    gw_hdr_append(b, "Host", host && host[0] ? host : r->route->upstream->host_header);
+    gw_hdr_append(b, "Host", host && host[0] ? host : up->host_header);
 
     const struct gw_hdr_rules *rules = &r->route->req_hdrs;
     const struct pc_http_head *h = r->head;
@@ -284,14 +295,34 @@ static void relay_head(struct gw_proxy *px)
 
 /* ---- the exchange ---- */
 
-static void proxy_free(struct gw_proxy *px)
+/* px on pool's list of exchanges. */
+static void px_link(struct gw_proxy *px, struct gw_uppool *pool)
 {
+    px->pool = pool;
+    px->prev = NULL;
+    px->next = pool->active;
+    if (pool->active)
+        pool->active->prev = px;
+    pool->active = px;
+}
+
+static void px_unlink(struct gw_proxy *px)
+{
+    if (px->pool == NULL)
+        return;
     if (px->prev)
         px->prev->next = px->next;
     else
         px->pool->active = px->next;
     if (px->next)
         px->next->prev = px->prev;
+    px->pool = NULL;
+    px->prev = px->next = NULL;
+}
+
+static void proxy_free(struct gw_proxy *px)
+{
+    px_unlink(px);
     if (px->cancel_ev)
         event_free(px->cancel_ev);
     px->r->proxy = NULL;
@@ -375,7 +406,11 @@ void gw_proxy_tick(struct gw_worker *w)
         for (struct gw_proxy *px = w->pools[i].active, *next; px; px = next) {
             next = px->next;
             /* a paused stream waits for the client, not the upstream */
-            if (!px->paused && px->cancel_ev == NULL && now >= px->deadline_us)
+            if (px->paused || px->cancel_ev != NULL || now < px->deadline_us)
+                continue;
+            if (px->state == PX_RESOLVE || (px->uc && px->uc->connecting))
+                connect_failed(px, true);
+            else
                 exchange_failed(px, true);
         }
     }
@@ -489,8 +524,12 @@ static bool retry(struct gw_proxy *px)
     if (!px->retryable || !px->uc->reused || px->state == PX_BODY || px->uc->len > 0)
         return false;
     px->retryable = false;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    if (gw_upstream_addr(px->pool, &sa, &len) != 1)
+        return false;
     struct upconn *old = px->uc;
-    struct upconn *c = gw_upconn_open(px->pool, up_read, up_write);
+    struct upconn *c = gw_upconn_open(px->pool, &sa, len, up_read, up_write);
     if (c == NULL)
         return false;
     pc_buf_append(&c->out, old->out.data, old->out.len);
@@ -511,6 +550,10 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
         /* idle: a close (or anything else) ends it */
         gw_upconn_idle_remove(c->pool, c);
         gw_upconn_close(c);
+        return;
+    }
+    if (c->connecting && c->ssl == NULL) {
+        up_write(fd, EV_WRITE, c); /* readable before the connect is seen done: judged there */
         return;
     }
     if (c->ssl && tls_turn(px, true))
@@ -627,7 +670,7 @@ static void up_write(evutil_socket_t fd, short what, void *arg)
         int err = 0;
         socklen_t el = sizeof err;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1 || err != 0) {
-            exchange_failed(px, false);
+            connect_failed(px, false);
             return;
         }
         c->connecting = false;
@@ -637,38 +680,33 @@ static void up_write(evutil_socket_t fd, short what, void *arg)
     send_request(px);
 }
 
-void gw_proxy_start(struct gw_request *r)
+/* ---- targets ---- */
+
+/* No target is left: the answer says why the last one could not serve. */
+static void no_target(struct gw_proxy *px)
 {
-    struct gw_worker *w = r->w;
-    struct gw_uppool *pool = &w->pools[r->route->upstream->index];
-    struct upconn *c = pool->idle;
-    if (c) {
-        pool->idle = c->next;
-        c->next = NULL;
-    } else if ((int64_t)pool->total >= gw_cfg.upstream_pool) {
+    struct gw_request *r = px->r;
+    int why = px->why;
+    proxy_free(px);
+    if (why == 504) {
+        GW_STAT_INC(upstream_timeouts);
+        gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
+    } else if (why == 503) {
         GW_STAT_INC(upstream_errors);
         gw_fail(r, 503, "UPSTREAM_BUSY", "Too many requests to this upstream in progress");
-        return;
-    } else if ((c = gw_upconn_open(pool, up_read, up_write)) == NULL) {
+    } else {
         GW_STAT_INC(upstream_errors);
         gw_fail(r, 502, "UPSTREAM_UNAVAILABLE", "The upstream could not be reached");
-        return;
     }
-    struct gw_proxy *px = pc_xmalloc(sizeof *px);
-    memset(px, 0, offsetof(struct gw_proxy, head));
-    px->r = r;
-    px->pool = pool;
+}
+
+/* px goes out on connection c of its pool. */
+static void px_send(struct gw_proxy *px, struct upconn *c)
+{
     px->uc = c;
-    px->head_req = r->head_method;
-    px->retryable = r->head_method || strcmp(r->method, "GET") == 0 ||
-                    strcmp(r->method, "OPTIONS") == 0;
-    px->next = pool->active;
-    if (pool->active)
-        pool->active->prev = px;
-    pool->active = px;
-    r->proxy = px;
+    px->state = PX_SEND;
     c->px = px;
-    build_request(r, &c->out);
+    build_request(px->r, px->pool->up, &c->out);
     deadline(px);
     if (c->connecting) {
         gw_upconn_want(c, true, true);
@@ -677,4 +715,98 @@ void gw_proxy_start(struct gw_request *r)
     if (c->ssl && tls_turn(px, false))
         return;
     send_request(px);
+}
+
+/* px on its pool's upstream: an idle connection, or a new one (or a wait
+ * for the upstream's name: gw_proxy_resolved). False when this target
+ * cannot take it (px->why says why; a target that failed is marked so). */
+static bool px_on_pool(struct gw_proxy *px)
+{
+    struct gw_uppool *pool = px->pool;
+    gw_upstream_fresh(pool);
+    struct upconn *c = pool->idle;
+    if (c) {
+        pool->idle = c->next;
+        c->next = NULL;
+        px_send(px, c);
+        return true;
+    }
+    if ((int64_t)pool->total >= gw_cfg.upstream_pool) {
+        px->why = 503;
+        return false;
+    }
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int a = gw_upstream_addr(pool, &sa, &len);
+    if (a == 0) {
+        px->state = PX_RESOLVE;
+        deadline(px);
+        return true;
+    }
+    if (a < 0 || (c = gw_upconn_open(pool, &sa, len, up_read, up_write)) == NULL) {
+        px->why = 502;
+        gw_target_failed(px->r->route->targets[px->target]);
+        return false;
+    }
+    px_send(px, c);
+    return true;
+}
+
+/* px on the route's next target, or its answer when none is left. */
+static void px_next(struct gw_proxy *px)
+{
+    const struct gw_route *rt = px->r->route;
+    for (;;) {
+        int t = gw_target_pick(rt, px->tried);
+        if (t < 0) {
+            no_target(px);
+            return;
+        }
+        px->tried |= 1u << t;
+        px->target = t;
+        struct gw_uppool *pool = &px->r->w->pools[rt->targets[t]->index];
+        if (pool != px->pool) {
+            px_unlink(px);
+            px_link(px, pool);
+        }
+        if (px_on_pool(px))
+            return;
+    }
+}
+
+/* The connection to px's target was not made (refused, or not in time) or
+ * its name did not resolve: the target is skipped a while and px goes to
+ * the route's next one. Nothing reached the upstream, so any method may
+ * go again. */
+static void connect_failed(struct gw_proxy *px, bool timeout)
+{
+    gw_target_failed(px->r->route->targets[px->target]);
+    if (px->uc)
+        gw_upconn_close(px->uc);
+    px->uc = NULL;
+    px->why = timeout ? 504 : 502;
+    px_next(px);
+}
+
+void gw_proxy_resolved(struct gw_uppool *p)
+{
+    for (struct gw_proxy *px = p->active, *next; px; px = next) {
+        next = px->next;
+        if (px->state != PX_RESOLVE || px->cancel_ev != NULL)
+            continue;
+        if (!px_on_pool(px))
+            px_next(px);
+    }
+}
+
+void gw_proxy_start(struct gw_request *r)
+{
+    struct gw_proxy *px = pc_xmalloc(sizeof *px);
+    memset(px, 0, offsetof(struct gw_proxy, head));
+    px->r = r;
+    px->head_req = r->head_method;
+    px->retryable = r->head_method || strcmp(r->method, "GET") == 0 ||
+                    strcmp(r->method, "OPTIONS") == 0;
+    r->proxy = px;
+    px_next(px);
 }

@@ -27,9 +27,10 @@
  *                                 (signed with signer.c's key)
  *   limit.c     GW_STAGE_LIMIT    API-key rate limit and quota (Redis);
  *                                 usage.c writes the counts back
- *   proxy.c     GW_STAGE_ANSWER   forward upstream (upstream.c's pools) with
- *                                 the identity (identity.c), stream the
- *                                 answer back; forward.c answers GET /_auth
+ *   proxy.c     GW_STAGE_ANSWER   forward upstream (upstream.c's pools and
+ *                                 targets, resolve.c's addresses) with the
+ *                                 identity (identity.c), stream the answer
+ *                                 back; forward.c answers GET /_auth
  *
  * Around them: front.c is the HTTP/1.1 front (accept, read, parse with
  * lib/http.c, write answers); worker.c owns the threads, listeners and the
@@ -37,9 +38,10 @@
  * revoked entries from L1 for every worker at once; metrics.c counts.
  *
  * Threads: GATEWAY_WORKERS event loops, each with its own listener
- * (SO_REUSEPORT), Redis connection, PostgreSQL pool and upstream pools; the
- * revocation, JWKS and usage threads. Only L1, the in-flight table, the key
- * sets and the counters are shared.
+ * (SO_REUSEPORT), Redis connection, PostgreSQL pool, upstream pools and
+ * resolver; the revocation, JWKS and usage threads. Only L1, the in-flight
+ * table, the key sets, the counters and the routes' target state
+ * (round-robin counters, failed-until times, atomics) are shared.
  */
 #ifndef GW_TYPES_H
 #define GW_TYPES_H
@@ -48,6 +50,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include "../lib/util.h"
 #include "../lib/crypto.h"
 #include "../lib/redis.h"
@@ -55,6 +59,7 @@
 
 struct event_base;
 struct event;
+struct evdns_base;
 struct ssl_ctx_st;          /* OpenSSL's SSL_CTX, for https:// upstreams (upstream.c) */
 struct gw_worker;
 struct gw_request;
@@ -73,6 +78,7 @@ enum gw_cred_kind {
 };
 
 #define GW_ACCEPT(kind) (1u << (kind))
+#define GW_TARGETS_MAX 16       /* upstream targets of one route */
 
 struct gw_upstream {
     char *url;              /* as configured */
@@ -87,6 +93,12 @@ struct gw_upstream {
                              * NULL: plain http */
     bool host_is_ip;        /* https to an address: verified against the certificate's IP
                              * names, no SNI */
+    bool numeric;           /* host is an IP address: addr, never resolved; otherwise a
+                             * name each worker resolves (resolve.c) */
+    struct sockaddr_storage addr;   /* numeric: where to connect */
+    socklen_t addrlen;
+    _Atomic int64_t down_until_us;  /* passive health (upstream.c): a connect to it failed;
+                                     * routes skip it until then (monotonic; all workers) */
 };
 
 /** One TLS client context per distinct CA configuration (upstream.c
@@ -166,8 +178,10 @@ struct gw_route {
     bool key_in_path;       /* prefix holds an :apiKey segment */
     unsigned accept;        /* GW_ACCEPT(...) bits; 0 with allow_anonymous for "none" */
     bool anonymous;         /* "none": no credential needed */
-    struct gw_upstream *upstream;
-    unsigned upstream_index;    /* into gw_cfg.upstreams (stable while loading) */
+    struct gw_upstream **targets;   /* "upstream": 1 to GW_TARGETS_MAX, round-robin */
+    unsigned *target_index;     /* into gw_cfg.upstreams (stable while loading) */
+    size_t ntargets;
+    atomic_uint *rr;            /* the next target to try (heap: every worker turns it) */
     struct gw_perm *perms;  /* required API-key permissions */
     size_t nperms;
     bool forward_cookies;   /* pass the Cookie header (minus our cookies) upstream */
@@ -252,6 +266,8 @@ struct gw_config {
     int64_t redis_timeout_ms;
     int64_t redis_deadline_ms;  /* GATEWAY_REDIS_DEADLINE_MS: a hung Redis */
     int64_t upstream_pool;
+    int64_t fail_timeout_ms;    /* UPSTREAM_FAIL_TIMEOUT_MS: a target that failed is skipped */
+    char *resolver;             /* GATEWAY_RESOLVER: name servers ("": /etc/resolv.conf) */
     int64_t read_timeout;       /* seconds: connect, and between reads */
     char *upstream_ca_file;     /* UPSTREAM_CA_FILE: https upstreams' CA bundle ("": system) */
     int64_t max_body;
@@ -458,6 +474,7 @@ struct gw_worker {
     struct pc_ra *redis;            /* worker.c: its Redis connection (lib/redis_async.h) */
     struct gw_pg *pg;               /* pgpool.c */
     struct gw_uppool *pools;        /* upstream.c, one per upstream */
+    struct evdns_base *dns;         /* resolve.c: upstream names (NULL: all are addresses) */
     pthread_mutex_t inbox_mu;       /* guards inbox */
     struct gw_request *inbox;       /* request.c: requests woken from other threads */
     struct event *inbox_ev;

@@ -1,6 +1,9 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * upstream.c: each worker's pool per upstream (upstream.h): up to
+ * upstream.c: a route's targets (round-robin; a target whose connection
+ * failed is skipped by every worker for UPSTREAM_FAIL_TIMEOUT_MS, atomics
+ * in gw_upstream and gw_route), and each worker's pool per upstream
+ * (upstream.h): up to
  * UPSTREAM_POOL keep-alive connections, opened non-blocking, kept on an
  * idle list while unused and still read there, so an upstream that closes
  * one is seen at once. proxy.c checks the cap and runs the exchanges.
@@ -19,12 +22,12 @@
 #include "upstream.h"
 #include "proxy.h"
 #include "loop.h"
+#include "metrics.h"
 
 #include "../lib/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -274,27 +277,53 @@ ssize_t gw_upconn_tls_write(struct upconn *c, const char *buf, size_t n)
     return -1;
 }
 
-struct upconn *gw_upconn_open(struct gw_uppool *p, event_callback_fn rd, event_callback_fn wr)
+/* ---- targets ---- */
+
+int gw_target_pick(const struct gw_route *rt, unsigned tried)
 {
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[16];
-    snprintf(port, sizeof port, "%d", p->up->port);
-    if (getaddrinfo(p->up->host, port, &hints, &ai) != 0 || ai == NULL) {
-        errno = EHOSTUNREACH;
-        return NULL;
+    size_t n = rt->ntargets;
+    unsigned start = n > 1 ? atomic_fetch_add_explicit(rt->rr, 1, memory_order_relaxed) % n : 0;
+    int64_t now = pc_mono_us();
+    int skipped = -1;
+    for (size_t k = 0; k < n; k++) {
+        size_t t = (start + k) % n;
+        if (tried & (1u << t))
+            continue;
+        if (atomic_load_explicit(&rt->targets[t]->down_until_us, memory_order_relaxed) > now) {
+            if (skipped < 0)
+                skipped = (int)t;
+            continue;
+        }
+        return (int)t;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        freeaddrinfo(ai);
-        return NULL;
+    return tried ? -1 : skipped;
+}
+
+void gw_target_failed(struct gw_upstream *up)
+{
+    if (gw_cfg.fail_timeout_ms == 0)
+        return;
+    int64_t now = pc_mono_us();
+    int64_t until = now + gw_cfg.fail_timeout_ms * 1000;
+    int64_t was = atomic_exchange_explicit(&up->down_until_us, until, memory_order_relaxed);
+    if (was <= now) {
+        GW_STAT_INC(upstream_skips);
+        pc_log_warn("upstream %s: connection failed; skipped for %lld ms", up->url,
+                    (long long)gw_cfg.fail_timeout_ms);
     }
+}
+
+/* ---- connections ---- */
+
+struct upconn *gw_upconn_open(struct gw_uppool *p, const struct sockaddr_storage *sa,
+                              socklen_t len, event_callback_fn rd, event_callback_fn wr)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return NULL;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
+    int rc = connect(fd, (const struct sockaddr *)sa, len);
     if (rc == -1 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
@@ -303,6 +332,7 @@ struct upconn *gw_upconn_open(struct gw_uppool *p, event_callback_fn rd, event_c
     }
     struct upconn *c = pc_xcalloc(1, sizeof *c);
     c->pool = p;
+    c->gen = p->gen;
     c->fd = fd;
     c->connecting = rc == -1;
     c->ev = event_new(p->w->base, fd, EV_READ | EV_PERSIST, rd, c);
@@ -320,7 +350,7 @@ struct upconn *gw_upconn_open(struct gw_uppool *p, event_callback_fn rd, event_c
 void gw_upconn_put(struct upconn *c, bool reusable)
 {
     c->px = NULL;
-    if (!reusable || gw_stopping) {
+    if (!reusable || gw_stopping || c->gen != c->pool->gen) {
         gw_upconn_close(c);
         return;
     }

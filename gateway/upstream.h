@@ -1,10 +1,13 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * upstream.h: each worker's pool of connections per upstream
- * (upstream.c), for proxy.c's exchanges, and TLS to https:// upstreams:
- * the contexts made at start (one per CA file) and the connection's
- * non-blocking handshake, reads and writes. Everything but
- * gw_tls_ctx_new/free runs on the pool's worker's loop.
+ * (upstream.c), for proxy.c's exchanges: a route's choice of target
+ * (round-robin, passive health), the upstream's addresses (resolve.c:
+ * host names resolved off the loop with evdns, again when their TTL runs
+ * out), and TLS to https:// upstreams: the contexts made at start (one
+ * per CA file) and the connection's non-blocking handshake, reads and
+ * writes. Everything but gw_tls_ctx_new/free runs on the pool's worker's
+ * loop.
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
@@ -12,14 +15,18 @@
 #include "types.h"
 #include "../lib/util.h"
 #include <event2/event.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct gw_proxy;
 struct ssl_st;
 struct ssl_session_st;
 
+struct gw_upres;
+
 struct upconn {
     struct upconn *next;            /* idle list */
+    unsigned gen;                   /* the pool's address generation it was opened in */
     struct gw_uppool *pool;
     struct gw_proxy *px;            /* the exchange using it; NULL when idle */
     int fd;
@@ -46,7 +53,45 @@ struct gw_uppool {
     struct gw_proxy *active;        /* exchanges in progress */
     struct ssl_session_st *sess;    /* https: the last session the upstream gave, offered
                                      * again by the next new connection (resumption) */
+    struct gw_upres *res;           /* resolve.c: a host name's addresses; NULL: numeric */
+    unsigned gen;                   /* bumped when the name's addresses change: connections
+                                     * of an older generation are not reused */
 };
+
+/* ---- targets and passive health (upstream.c) ---- */
+
+/** A target of route rt for a new exchange, as an index into rt->targets:
+ * the next in round-robin order that is not in tried (bit k: target k)
+ * and not skipped (UPSTREAM_FAIL_TIMEOUT_MS after a failure). -1 when none
+ * is left; on the first pick (tried 0) a route whose targets are all
+ * skipped still gets one, so that it recovers as soon as one does.
+ * Thread-safe (any worker). */
+int gw_target_pick(const struct gw_route *rt, unsigned tried);
+/** A connection to up failed (refused, not made in time, its name does not
+ * resolve): every worker skips it for UPSTREAM_FAIL_TIMEOUT_MS. */
+void gw_target_failed(struct gw_upstream *up);
+
+/* ---- addresses (resolve.c) ---- */
+
+/** Worker start: w's resolver (evdns, GATEWAY_RESOLVER or
+ * /etc/resolv.conf, /etc/hosts first) when some upstream is a host name,
+ * and a first resolution of each. Stop: frees it (answers still due are
+ * dropped); runs before the pools are freed. */
+void gw_resolve_init(struct gw_worker *w);
+void gw_resolve_stop(struct gw_worker *w);
+/** The address for p's next new connection into *sa and *len (a name's
+ * addresses in turn). 1: there; 0: the name is being resolved, and
+ * proxy.c's gw_proxy_resolved(p) runs when it is; -1: the name does not
+ * resolve (logged). Addresses past their TTL are still used while they
+ * are resolved again in the background. */
+int gw_upstream_addr(struct gw_uppool *p, struct sockaddr_storage *sa, socklen_t *len);
+/** Before p's idle connection is reused: a name past its TTL is resolved
+ * again in the background (when its addresses change, the idle
+ * connections are closed). */
+void gw_upstream_fresh(struct gw_uppool *p);
+/** proxy.c: p's name was resolved (or failed to): the exchanges waiting for
+ * it go on. */
+void gw_proxy_resolved(struct gw_uppool *p);
 
 /** Main thread, at start: a TLS client context for https:// upstreams:
  * TLS 1.2 at least, the peer's chain verified against the PEM bundle
@@ -78,14 +123,16 @@ void gw_upconn_want(struct upconn *c, bool rd, bool wr);
 void gw_upconn_close(struct upconn *c);
 /** Takes c off p's idle list. */
 void gw_upconn_idle_remove(struct gw_uppool *p, struct upconn *c);
-/** A new connection to p's upstream, connecting, whose events call rd and
- * wr with c; for https, its TLS connection made (SNI, host name to verify,
- * the pool's session offered) and handshaking set. NULL (errno set) when
- * the socket cannot be made or the address is refused at once. Does not
- * check UPSTREAM_POOL. */
-struct upconn *gw_upconn_open(struct gw_uppool *p, event_callback_fn rd, event_callback_fn wr);
+/** A new connection to p's upstream at sa (gw_upstream_addr), connecting,
+ * whose events call rd and wr with c; for https, its TLS connection made
+ * (SNI, host name to verify, the pool's session offered) and handshaking
+ * set. NULL (errno set) when the socket cannot be made or the address is
+ * refused at once. Does not check UPSTREAM_POOL. */
+struct upconn *gw_upconn_open(struct gw_uppool *p, const struct sockaddr_storage *sa,
+                              socklen_t len, event_callback_fn rd, event_callback_fn wr);
 /** After an exchange: back to the idle list (still read, to see the
- * upstream close it), or closed. */
+ * upstream close it), or closed (also when p's addresses changed since it
+ * was opened). */
 void gw_upconn_put(struct upconn *c, bool reusable);
 
 #endif

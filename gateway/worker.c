@@ -22,6 +22,7 @@
 #include "feed.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "upstream.h"
 #include "../lib/log.h"
 #include "../lib/redis_async.h"
 
@@ -147,6 +148,7 @@ static int worker_init(struct gw_worker *w, unsigned id)
     w->redis = pc_ra_new(w->base, &ro);
     gw_pg_start(w);
     gw_proxy_init(w);
+    gw_resolve_init(w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     if (w->tick_ev == NULL)
         pc_fatal("event_new failed");
@@ -196,8 +198,10 @@ int gw_worker_run(void)
     gw_jwks_stop();                  /* requests parked on a JWKS fetch go to inboxes */
     gw_revocation_stop();
     gw_usage_stop();
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        gw_resolve_stop(&workers[i]);    /* name lookups still due are dropped */
         gw_proxy_stop(&workers[i]);
+    }
     for (size_t i = 0; i < n; i++)
         gw_pg_stop(&workers[i]);     /* lands every flight: waiters go to inboxes */
     for (size_t i = 0; i < n; i++)

@@ -18,10 +18,11 @@ class PyUpstream:
     answer_lines: header lines (bytes, each ending in CRLF) added to every answer.
     tls: an ssl.SSLContext (server side): every connection does its TLS handshake first
     (test_gw_upstream_tls.py); handshakes is then the number that succeeded, resumed
-    how many of them resumed a session. host: the name put in url."""
+    how many of them resumed a session. host: the name put in url. bind, port: where it
+    listens (another loopback address, or a port given back after a stop)."""
 
     def __init__(self, idle_close=None, serve_per_conn=None, answer_lines=b"", tls=None,
-                 host="127.0.0.1"):
+                 host="127.0.0.1", bind="127.0.0.1", port=0):
         self.idle_close, self.serve_per_conn = idle_close, serve_per_conn
         self.answer_lines = answer_lines
         self.tls = tls
@@ -32,7 +33,7 @@ class PyUpstream:
         self.idle_closes = 0
         self._socks = []
         self._stop = False
-        self._ls = socket.create_server(("127.0.0.1", 0))
+        self._ls = socket.create_server((bind, port))
         self._ls.settimeout(0.1)
         self.port = self._ls.getsockname()[1]
         self.url = "%s://%s:%d" % ("https" if tls else "http", host, self.port)
