@@ -141,7 +141,7 @@ static void test_route_upstream_base(void **state)
     struct gwt_req *q = gwt_req_new("/based/a/b", NULL);
     const struct gw_route *rt = gw_route_find(&q->r);
     assert_non_null(rt);
-    assert_string_equal(rt->upstream->base_path, "/base");
+    assert_string_equal(rt->targets[0]->base_path, "/base");
     assert_string_equal(q->r.upstream_path, "/based/a/b");
     gwt_req_free(q);
 }
@@ -213,7 +213,7 @@ static void test_route_select(void **state)
         struct gwt_req *q = gwt_req_new(c->path, hdr);
         q->r.method = c->method;
         const struct gw_route *rt = gw_route_find(&q->r);
-        int port = rt ? rt->upstream->port : 0;
+        int port = rt ? rt->targets[0]->port : 0;
         const char *key = q->r.src == GW_SRC_PATH ? q->r.cred : NULL;
         bool ok = port == c->want_port &&
                   (rt == NULL || (str_is(q->r.upstream_path, c->want_up) &&

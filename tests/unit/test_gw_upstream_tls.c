@@ -49,7 +49,7 @@ static void test_bad_https_upstreams_are_named(void **state)
 
 static const struct gw_upstream *upstream_of(const char *prefix)
 {
-    return gwt_route(prefix)->upstream;
+    return gwt_route(prefix)->targets[0];
 }
 
 static const char good_json[] =
