@@ -251,6 +251,11 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("GATEWAY_MAX_CONNS_PER_IP", max_conns_per_ip, "0", 0, 10000000,
              "client connections open at once from one TCP peer address (0: no cap; leave 0 "
              "behind a load balancer, whose address every connection has)"),
+    INT_ITEM("GATEWAY_MAX_TUNNELS", max_tunnels, "10000", 1, 10000000,
+             "open WebSocket tunnels per worker; a handshake over it is 429 TOO_MANY_TUNNELS"),
+    INT_ITEM("GATEWAY_MAX_TUNNELS_PER_USER", max_tunnels_per_user, "100", 0, 10000000,
+             "open WebSocket tunnels per user across the process (0: no cap); a handshake "
+             "over it is 429 TOO_MANY_TUNNELS"),
     INT_ITEM("GATEWAY_HEAD_TIMEOUT_MS", head_timeout_ms, "10000", 100, 600000,
              "a request head must arrive whole within this long of the connection or of its "
              "first byte (408 after)"),
@@ -843,6 +848,31 @@ static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err,
         }
         out->timeout_ms = YAJL_GET_INTEGER(t);
     }
+    out->websocket = true;
+    out->tunnel_idle_ms = 600000;
+    yajl_val ws = pc_json_get(r, "websocket");
+    if (ws && parse_bool(ws, i, "websocket", &out->websocket, err, errsz) != 0)
+        return -1;
+    yajl_val ti = pc_json_get(r, "tunnel_idle_timeout_ms");
+    if (ti != NULL) {
+        if (!YAJL_IS_INTEGER(ti) || YAJL_GET_INTEGER(ti) < 100 ||
+            YAJL_GET_INTEGER(ti) > 86400000) {
+            snprintf(err, errsz, "routes[%zu].tunnel_idle_timeout_ms: must be an integer from 100 "
+                                 "to 86400000 (milliseconds)", i);
+            return -1;
+        }
+        out->tunnel_idle_ms = YAJL_GET_INTEGER(ti);
+    }
+    yajl_val tl = pc_json_get(r, "tunnel_max_lifetime_s");
+    if (tl != NULL) {
+        if (!YAJL_IS_INTEGER(tl) || YAJL_GET_INTEGER(tl) < 1 ||
+            YAJL_GET_INTEGER(tl) > 31536000) {
+            snprintf(err, errsz, "routes[%zu].tunnel_max_lifetime_s: must be an integer from 1 "
+                                 "to 31536000 (seconds)", i);
+            return -1;
+        }
+        out->tunnel_lifetime_s = YAJL_GET_INTEGER(tl);
+    }
     yajl_val rq = pc_json_get(r, "request_headers"), rs = pc_json_get(r, "response_headers");
     if ((rq && parse_hdr_rules(rq, i, "request_headers", refused_upstream, &out->req_hdrs, err,
                                errsz) != 0) ||
@@ -1045,7 +1075,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "response_headers", "preserve_host", "timeout_ms",
                                        "ca_file", "auth_passthrough", "on_unauthenticated",
                                        "sign_in_url", "return_to_param", "cors",
-                                       "origin_check", "trusted_origins", "allow", NULL};
+                                       "origin_check", "trusted_origins", "allow", "websocket",
+                                       "tunnel_idle_timeout_ms", "tunnel_max_lifetime_s", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");

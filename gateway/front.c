@@ -22,6 +22,9 @@
  *   write     one write() of everything queued; EV_WRITE only when the
  *             socket is full. A streamed answer (proxy.c) is held back by
  *             gw_client_backlog_full()
+ *   tunnels   after a relayed 101 (gw_resp_upgrade) the connection is
+ *             C_TUNNEL: each read goes to proxy.c as it is, from the stack,
+ *             and reading stops while the upstream side is backed up
  *   timeouts  checked every 100 ms by gw_front_tick (no timer per
  *             connection): CLIENT_IDLE_S between reads, writes stalled as long;
  *             GATEWAY_HEAD_TIMEOUT_MS for a whole request head, counted from
@@ -89,6 +92,7 @@ enum cstate {
     C_BUSY,         /* the request runs; input is only buffered */
     C_CLOSING,      /* write what is queued, then close */
     C_LINGER,       /* output done, write side shut; drop input, then close */
+    C_TUNNEL,       /* after a 101: bytes read go upstream as they come (proxy.c) */
 };
 
 struct gw_client {
@@ -302,6 +306,7 @@ static const char *reason_phrase(int status)
 {
     switch (status) {
     case 100: return "Continue";
+    case 101: return "Switching Protocols";
     case 200: return "OK";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -442,6 +447,53 @@ void gw_resp_abort(struct gw_request *r)
     }
 }
 
+void gw_resp_upgrade(struct gw_request *r)
+{
+    struct gw_client *c = r->c;
+    pc_buf_puts(&c->out, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    c->resp_nobody = c->resp_chunked = false;
+    c->keep_alive = false;
+    c->unread = true; /* the client's close frame may come as we close: linger */
+    c->state = C_TUNNEL;
+    /* what the client sent after its handshake goes upstream first, from
+     * the loop (tunnel_read); the head stays where it is (r's method and
+     * headers point into it) */
+    want_read(c, true);
+    if (c->len > c->used)
+        event_active(c->ev, EV_READ, 0);
+}
+
+void gw_front_tunnel_resume(struct gw_request *r)
+{
+    struct gw_client *c = r->c;
+    if (!c->dead && c->state == C_TUNNEL)
+        want_read(c, true);
+}
+
+/* C_TUNNEL: one read, handed upstream as it is (never kept here). */
+static void tunnel_read(struct gw_client *c)
+{
+    if (c->len > c->used) {
+        size_t extra = c->len - c->used;
+        c->len = c->used;
+        if (gw_proxy_tunnel_in(c->r, c->in + c->used, extra) == 0 && !c->dead)
+            want_read(c, false);
+        return;
+    }
+    char buf[16384];
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n > 0) {
+        c->last_io_us = pc_mono_us();
+        if (gw_proxy_tunnel_in(c->r, buf, (size_t)n) == 0 && !c->dead)
+            want_read(c, false); /* the upstream reads slowly: wait (gw_front_tunnel_resume) */
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    want_read(c, false);
+    client_gone(c); /* the client closed: the exchange is cancelled, the upstream closed */
+}
+
 void gw_reply(struct gw_request *r, int status, const char *ctype, const char *body, size_t n)
 {
     struct pc_buf *b = gw_resp_begin(r, status, NULL);
@@ -516,6 +568,16 @@ static const char *allowed_method(const char *m)
     return NULL;
 }
 
+/* A WebSocket handshake (RFC 6455 4.1): an HTTP/1.1 GET without a body,
+ * Upgrade: websocket, and Upgrade named in Connection. */
+static bool websocket_handshake(const struct pc_http_head *h)
+{
+    const char *up = pc_http_get(h, "Upgrade");
+    return h->minor >= 1 && strcmp(h->method, "GET") == 0 && h->framing == PC_HTTP_BODY_NONE &&
+           up && strcasecmp(up, "websocket") == 0 &&
+           gw_named_in_connection(pc_http_get(h, "Connection"), "Upgrade");
+}
+
 /* The body is complete at in[head_len .. head_len + body_len) and the
  * request takes used bytes of input: run it. */
 static void start_request(struct gw_client *c, size_t body_len, size_t used)
@@ -523,6 +585,7 @@ static void start_request(struct gw_client *c, size_t body_len, size_t used)
     struct gw_request *r = request_new(c);
     r->method = c->head.method;
     r->head_method = strcmp(c->head.method, "HEAD") == 0;
+    r->upgrade = websocket_handshake(&c->head);
     r->body = c->in + c->head.head_len;
     r->body_len = body_len;
     c->used = used;
@@ -724,6 +787,13 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
             c->linger_bytes > LINGER_MAX)
             client_close(c);
+        return;
+    }
+    if (c->state == C_TUNNEL) {
+        if (c->r)
+            tunnel_read(c);
+        else
+            want_read(c, false);
         return;
     }
     bool busy = c->r != NULL || c->state == C_CLOSING;

@@ -126,6 +126,17 @@ static void access_line(struct gw_request *r, int64_t us)
     }
     pc_jw_key(&jw, "latency_us");
     pc_jw_int(&jw, us);
+    if (r->closed_by) {
+        /* a tunnel or a streamed answer: latency_us is how long it was open */
+        pc_jw_key(&jw, "tunnel");
+        pc_jw_bool(&jw, r->tunnel);
+        pc_jw_key(&jw, "closed_by");
+        pc_jw_str(&jw, r->closed_by);
+        pc_jw_key(&jw, "bytes_up");
+        pc_jw_int(&jw, (int64_t)r->bytes_up);
+        pc_jw_key(&jw, "bytes_down");
+        pc_jw_int(&jw, (int64_t)r->bytes_down);
+    }
     pc_jw_obj_end(&jw);
     pc_buf_putc(b, '\n');
     if (b->len >= ACCESS_FLUSH_BYTES)
@@ -274,6 +285,14 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns
                      "# TYPE portcullis_gateway_revocation_feed_up gauge\n"
                      "portcullis_gateway_revocation_feed_up %d\n",
                   gw_revocation_up() ? 1 : 0);
+    pc_buf_printf(b, "# HELP portcullis_gateway_tunnels_open WebSocket tunnels open.\n"
+                     "# TYPE portcullis_gateway_tunnels_open gauge\n"
+                     "portcullis_gateway_tunnels_open %llu\n"
+                     "# HELP portcullis_gateway_streams_open Streamed answers (SSE, chunked) "
+                     "being relayed with a credential.\n"
+                     "# TYPE portcullis_gateway_streams_open gauge\n"
+                     "portcullis_gateway_streams_open %llu\n",
+                  G(tunnels_open), G(streams_open));
     size_t parked = 0;
     for (size_t i = 0; i < nworkers; i++)
         parked += gw_parked(&all[i]);

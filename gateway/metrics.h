@@ -60,6 +60,15 @@ struct pc_buf;
     X(jwks_kid_refused, "portcullis_gateway_jwks_kid_refused_total",                       \
       "Unknown kids refused without a wait (the issuer failed less than "                  \
       "JWKS_KID_REFETCH_MS ago, or too many wait).")                                       \
+    X(tunnels_open, NULL, NULL)      /* gauge: WebSocket tunnels open */                   \
+    X(streams_open, NULL, NULL)      /* gauge: streamed answers being relayed */           \
+    X(tunnels_opened, "portcullis_gateway_tunnels_total", "WebSocket tunnels opened.")    \
+    X(tunnels_refused, "portcullis_gateway_tunnels_refused_total",                         \
+      "WebSocket handshakes refused over GATEWAY_MAX_TUNNELS or _PER_USER (429).")         \
+    X(streams_cut_revoked, "portcullis_gateway_streams_cut_revoked_total",                 \
+      "Tunnels and streamed answers ended because their credential was revoked.")         \
+    X(streams_cut_expired, "portcullis_gateway_streams_cut_expired_total",                 \
+      "Tunnels and streamed answers ended because their credential expired.")             \
     X(conns_open, NULL, NULL)        /* gauge: client connections within the caps */
 
 struct gw_stats {

@@ -50,6 +50,14 @@
  *             started, the client's connection is closed instead (a cut
  *             stream must not look complete). A failed exchange's upstream
  *             connection is closed, never pooled.
+ *   tunnels   a WebSocket handshake (r->upgrade) on a websocket route goes
+ *             with Connection: Upgrade and Upgrade: websocket; the
+ *             upstream's 101 is relayed and the exchange becomes PX_TUNNEL:
+ *             bytes both ways (gw_proxy_tunnel_in from the front, reads into
+ *             the stack from the upstream), each side paused while the
+ *             other has its backlog queued, nothing pooled. Tunnels and
+ *             long streamed answers are streams.c's streams: revocation,
+ *             expiry, lifetime and idleness end them through gw_proxy_cut.
  *   cancel    a client that leaves (closes its side, or cannot be written
  *             to), before the answer or during it, cancels the exchange:
  *             the upstream connection is closed at once.
@@ -59,6 +67,7 @@
 #include "cors.h"
 #include "metrics.h"
 #include "upstream.h"
+#include "streams.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
 #include "../lib/netaddr.h"
@@ -76,11 +85,18 @@
 #include <event2/event.h>
 
 #define UP_HEAD_MAX (1024 * 1024)   /* an answer head larger than this is 502 */
+#define TUNNEL_BACKLOG (256 * 1024) /* unsent bytes to the upstream that pause the client */
 
 /* the header k of kn bytes is lit (any case) */
 #define IS(k, kn, lit) ((kn) == sizeof lit - 1 && strncasecmp((k), lit, (kn)) == 0)
 
-enum px_state { PX_SEND = 0, PX_HEAD, PX_BODY, PX_RESOLVE /* waits for its target's name */ };
+enum px_state {
+    PX_SEND = 0,
+    PX_HEAD,
+    PX_BODY,
+    PX_RESOLVE,     /* waits for its target's name */
+    PX_TUNNEL,      /* after a 101: bytes both ways */
+};
 
 struct gw_proxy {
     struct gw_proxy *prev, *next;   /* pool->active */
@@ -101,15 +117,19 @@ struct gw_proxy {
     struct pc_chunked ch;
     int64_t deadline_us;            /* connect, or the next read, by then */
     struct event *cancel_ev;        /* the client left (created when needed) */
+    enum gw_cut ending;             /* how it ends, for its stream (set before the end) */
+    struct gw_stream stream;        /* a tunnel or a streamed answer (streams.c) */
     struct pc_http_head head;       /* the answer's head */
 };
 
 static void up_read(evutil_socket_t fd, short what, void *arg);
 static void up_write(evutil_socket_t fd, short what, void *arg);
-static void send_request(struct gw_proxy *px);
+static bool send_request(struct gw_proxy *px);
 static bool tls_turn(struct gw_proxy *px, bool reading);
 static void exchange_failed(struct gw_proxy *px, bool timeout);
 static void connect_failed(struct gw_proxy *px, bool timeout);
+static void proxy_free(struct gw_proxy *px);
+static void exchange_done(struct gw_proxy *px);
 
 void gw_proxy_stop(struct gw_worker *w)
 {
@@ -118,13 +138,11 @@ void gw_proxy_stop(struct gw_worker *w)
         while (p->active) {
             struct gw_proxy *px = p->active;
             struct gw_request *r = px->r;
-            p->active = px->next;
             if (px->uc)
                 gw_upconn_close(px->uc);
-            if (px->cancel_ev)
-                event_free(px->cancel_ev);
-            r->proxy = NULL;
-            free(px);
+            px->uc = NULL;
+            px->ending = GW_CUT_SHUTDOWN;
+            proxy_free(px);
             gw_request_end(r);
         }
         while (p->idle) {
@@ -226,6 +244,8 @@ static void build_request(struct gw_request *r, const struct gw_upstream *up, st
     }
     forwarded_headers(r, b, &xff);
     pc_buf_free(&xff);
+    if (r->upgrade && r->route->websocket)
+        pc_buf_puts(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     pc_buf_puts(b, "X-Request-Id: ");
     pc_buf_puts(b, r->request_id);
     pc_buf_append(b, "\r\n", 2);
@@ -277,6 +297,10 @@ static void relay_head(struct gw_proxy *px)
     gw_refresh_cookie_header(r, b); /* a sliding refresh: the cookie's new Max-Age */
     if (!rid)
         gw_hdr_append(b, "X-Request-Id", r->request_id);
+    if (h->status == 101) {
+        gw_resp_upgrade(r);
+        return;
+    }
     int64_t len;
     if (h->framing == PC_HTTP_BODY_LENGTH) {
         len = (int64_t)h->content_length;
@@ -322,6 +346,8 @@ static void px_unlink(struct gw_proxy *px)
 
 static void proxy_free(struct gw_proxy *px)
 {
+    if (px->stream.open)
+        gw_stream_close(&px->stream, px->ending ? px->ending : GW_CUT_UPSTREAM);
     px_unlink(px);
     if (px->cancel_ev)
         event_free(px->cancel_ev);
@@ -373,6 +399,7 @@ static void cancel_exchange(evutil_socket_t fd, short what, void *arg)
     GW_STAT_INC(upstream_cancels);
     if (!r->resp_started)
         r->status = 499; /* nothing answered: logged as nginx's "client closed request" */
+    px->ending = GW_CUT_CLIENT;
     if (px->uc)
         gw_upconn_close(px->uc);
     px->uc = NULL;
@@ -395,7 +422,7 @@ void gw_proxy_client_gone(struct gw_request *r)
  * UPSTREAM_TIMEOUT (seen by gw_proxy_tick, every 100 ms). */
 static void deadline(struct gw_proxy *px)
 {
-    int64_t ms = px->r->route->timeout_ms;
+    int64_t ms = px->state == PX_TUNNEL ? px->r->route->tunnel_idle_ms : px->r->route->timeout_ms;
     px->deadline_us = pc_mono_us() + (ms ? ms : gw_cfg.read_timeout * 1000) * 1000LL;
 }
 
@@ -408,7 +435,9 @@ void gw_proxy_tick(struct gw_worker *w)
             /* a paused stream waits for the client, not the upstream */
             if (px->paused || px->cancel_ev != NULL || now < px->deadline_us)
                 continue;
-            if (px->state == PX_RESOLVE || (px->uc && px->uc->connecting))
+            if (px->state == PX_TUNNEL)
+                gw_proxy_cut(&px->stream, GW_CUT_IDLE);
+            else if (px->state == PX_RESOLVE || (px->uc && px->uc->connecting))
                 connect_failed(px, true);
             else
                 exchange_failed(px, true);
@@ -423,7 +452,8 @@ void gw_proxy_resume(struct gw_request *r)
         return;
     px->paused = false;
     deadline(px);
-    gw_upconn_want(px->uc, true, false);
+    struct upconn *c = px->uc;
+    gw_upconn_want(c, true, px->state == PX_TUNNEL && c->out_off < c->out.len);
 }
 
 /* Feeds body bytes in[0..n) through to the client. Returns false when the
@@ -477,9 +507,120 @@ static void relay_flush(struct gw_proxy *px)
     gw_resp_send(px->r);
     /* a failed write schedules the cancel: px stays until it runs */
     if (px->cancel_ev == NULL && gw_client_backlog_full(px->r)) {
+        struct upconn *c = px->uc;
         px->paused = true;
-        gw_upconn_want(px->uc, false, false);
+        gw_upconn_want(c, c->wr_wants_rd, px->state == PX_TUNNEL && c->out_off < c->out.len);
     }
+}
+
+/* ---- tunnels ---- */
+
+/* A 101 the client asked for: a WebSocket handshake on a websocket route,
+ * answered with Upgrade: websocket and Connection: upgrade. */
+static bool upgrade_answer(const struct gw_proxy *px)
+{
+    const struct gw_request *r = px->r;
+    const char *up = pc_http_get(&px->head, "Upgrade");
+    return r->upgrade && r->route->websocket && up && strcasecmp(up, "websocket") == 0 &&
+           gw_named_in_connection(pc_http_get(&px->head, "Connection"), "Upgrade");
+}
+
+/* Upstream bytes p[0..n) of a tunnel, to the client as they are. */
+static void tunnel_down(struct gw_proxy *px, const char *p, size_t n)
+{
+    px->stream.bytes_down += n;
+    gw_ws_follow(&px->stream.down, (const unsigned char *)p, n);
+    gw_resp_body(px->r, p, n);
+    deadline(px);
+    relay_flush(px);
+}
+
+/* The upstream's 101: relayed, and from now on bytes both ways. */
+static void tunnel_start(struct gw_proxy *px)
+{
+    struct upconn *c = px->uc;
+    struct gw_request *r = px->r;
+    px->reusable = false;
+    px->state = PX_TUNNEL;
+    gw_stream_open(&px->stream, r, true);
+    size_t hl = px->head.head_len, n = c->len - hl;
+    relay_head(px); /* the client's connection is a tunnel now */
+    c->out.len = c->out_off = 0;
+    deadline(px);
+    /* what came after the 101, then the connection's buffer is not needed:
+     * tunnels read into the stack */
+    char *in = c->in;
+    c->in = NULL;
+    c->len = c->cap = 0;
+    gw_upconn_want(c, true, false);
+    if (n > 0)
+        tunnel_down(px, in + hl, n);
+    else
+        gw_resp_send(r);
+    free(in);
+}
+
+/* A tunnel's upstream is readable. */
+static void tunnel_up_read(struct gw_proxy *px)
+{
+    struct upconn *c = px->uc;
+    char buf[16384];
+    ssize_t n = c->ssl ? gw_upconn_tls_read(c, buf, sizeof buf) : read(c->fd, buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        px->ending = GW_CUT_UPSTREAM;
+        exchange_done(px);
+        return;
+    }
+    tunnel_down(px, buf, (size_t)n);
+}
+
+int gw_proxy_tunnel_in(struct gw_request *r, const char *data, size_t n)
+{
+    struct gw_proxy *px = r->proxy;
+    if (px == NULL || px->state != PX_TUNNEL || px->cancel_ev != NULL)
+        return 1; /* ending: dropped */
+    struct upconn *c = px->uc;
+    if (c->out_off > 65536) {
+        memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
+        c->out.len -= c->out_off;
+        c->out_off = 0;
+    }
+    pc_buf_append(&c->out, data, n);
+    px->stream.bytes_up += n;
+    deadline(px);
+    if (!send_request(px))
+        return -1;
+    return c->out.len - c->out_off > TUNNEL_BACKLOG ? 0 : 1;
+}
+
+void gw_proxy_cut(struct gw_stream *s, enum gw_cut why)
+{
+    struct gw_proxy *px = (struct gw_proxy *)(void *)((char *)s - offsetof(struct gw_proxy, stream));
+    struct gw_request *r = px->r;
+    px->ending = why;
+    gw_stream_close(s, why);
+    if (px->cancel_ev != NULL)
+        return; /* the client left: the cancel ends it */
+    if (px->state == PX_TUNNEL) {
+        /* our close frame only between two of the upstream's */
+        if (gw_ws_at_boundary(&s->down)) {
+            struct pc_buf f = {0};
+            gw_ws_close_frame(&f, gw_cut_code(why), gw_cut_reason(why));
+            gw_resp_body(r, f.data, f.len);
+            pc_buf_free(&f);
+        }
+        exchange_done(px);
+        return;
+    }
+    /* a streamed answer: cut, so that it does not look complete */
+    if (px->uc)
+        gw_upconn_close(px->uc);
+    px->uc = NULL;
+    proxy_free(px);
+    gw_resp_abort(r);
+    gw_request_end(r);
 }
 
 /* Parses the answer's head from the connection's buffer and relays what
@@ -494,12 +635,13 @@ static void on_answer(struct gw_proxy *px)
                 exchange_failed(px, false);
             return;
         }
-        if (res != PC_HTTP_OK || px->head.status == 101) {
-            pc_log_warn("upstream %s: malformed answer", px->pool->up->url);
+        if (res != PC_HTTP_OK || (px->head.status == 101 && !upgrade_answer(px))) {
+            pc_log_warn("upstream %s: malformed answer%s", px->pool->up->url,
+                        res == PC_HTTP_OK ? " (a 101 to no WebSocket handshake)" : "");
             exchange_failed(px, false);
             return;
         }
-        if (px->head.status >= 200)
+        if (px->head.status >= 200 || px->head.status == 101)
             break;
         /* 1xx: informational, dropped; the real answer follows */
         size_t hl = px->head.head_len;
@@ -507,6 +649,10 @@ static void on_answer(struct gw_proxy *px)
         c->len -= hl;
     }
     px->retryable = false;
+    if (px->head.status == 101) {
+        tunnel_start(px);
+        return;
+    }
     px->framing = px->head.framing;
     px->left = px->head.content_length;
     px->reusable = px->head.keep_alive && px->framing != PC_HTTP_BODY_CLOSE;
@@ -514,8 +660,14 @@ static void on_answer(struct gw_proxy *px)
     px->state = PX_BODY;
     size_t hl = px->head.head_len, n = c->len - hl;
     c->len = 0;
-    if (relay_body(px, c->in + hl, n))
-        relay_flush(px);
+    if (!relay_body(px, c->in + hl, n))
+        return;
+    /* still streaming after its first bytes (SSE, a long chunked answer):
+     * revocation and expiry end it (streams.c) */
+    struct gw_request *r = px->r;
+    if (px->framing != PC_HTTP_BODY_LENGTH && r->kind != GW_CRED_NONE && r->p.found)
+        gw_stream_open(&px->stream, r, false);
+    relay_flush(px);
 }
 
 /* A reused connection the upstream had closed: try once more on a new one. */
@@ -558,6 +710,10 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
     }
     if (c->ssl && tls_turn(px, true))
         return;
+    if (px->state == PX_TUNNEL) {
+        tunnel_up_read(px);
+        return;
+    }
     if (c->len == c->cap) {
         c->cap *= 2;
         c->in = pc_xrealloc(c->in, c->cap);
@@ -625,7 +781,7 @@ static bool tls_turn(struct gw_proxy *px, bool reading)
     }
     if (!reading && c->rd_wants_wr) {
         c->rd_wants_wr = false;
-        if (px->state != PX_SEND)
+        if (px->state != PX_SEND && !(px->state == PX_TUNNEL && c->out_off < c->out.len))
             gw_upconn_want(c, c->reading, false);
         up_read(c->fd, EV_READ, c);
         return true;
@@ -633,7 +789,7 @@ static bool tls_turn(struct gw_proxy *px, bool reading)
     return false;
 }
 
-static void send_request(struct gw_proxy *px)
+static bool send_request(struct gw_proxy *px)
 {
     struct upconn *c = px->uc;
     while (c->out_off < c->out.len) {
@@ -647,15 +803,24 @@ static void send_request(struct gw_proxy *px)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            gw_upconn_want(c, true, !c->wr_wants_rd);
-            return;
+            gw_upconn_want(c, px->state != PX_TUNNEL || !px->paused || c->wr_wants_rd,
+                           !c->wr_wants_rd);
+            return true;
         }
-        if (!retry(px))
-            exchange_failed(px, false);
-        return;
+        if (retry(px))
+            return true;
+        exchange_failed(px, false);
+        return false;
+    }
+    if (px->state == PX_TUNNEL) {
+        c->out.len = c->out_off = 0;
+        gw_upconn_want(c, !px->paused, false);
+        gw_front_tunnel_resume(px->r);
+        return true;
     }
     px->state = PX_HEAD;
     gw_upconn_want(c, true, false);
+    return true;
 }
 
 static void up_write(evutil_socket_t fd, short what, void *arg)
@@ -801,6 +966,12 @@ void gw_proxy_resolved(struct gw_uppool *p)
 
 void gw_proxy_start(struct gw_request *r)
 {
+    if (r->upgrade && r->route->websocket && gw_tunnel_over_cap(r)) {
+        GW_STAT_INC(tunnels_refused);
+        r->retry_after = 1;
+        gw_fail(r, 429, "TOO_MANY_TUNNELS", "Too many WebSocket connections are open");
+        return;
+    }
     struct gw_proxy *px = pc_xmalloc(sizeof *px);
     memset(px, 0, offsetof(struct gw_proxy, head));
     px->r = r;

@@ -5,6 +5,7 @@
  * front and the worker ask of it, and what its three files share:
  *
  *   upstream.c  each worker's pool of connections per upstream
+ *   streams.c   tunnels and streamed answers by credential (streams.h)
  *   identity.c  the header policy: hop-by-hop and identity headers, the
  *               cookie filter, the identity we add (also for forward.c)
  *   proxy.c     the exchange: send, relay the answer, stream, fail
@@ -25,6 +26,11 @@ void gw_proxy_stop(struct gw_worker *w);
 void gw_proxy_tick(struct gw_worker *w);
 /** Front, on r's loop: the client can take more of a streamed answer. */
 void gw_proxy_resume(struct gw_request *r);
+/** Front, on r's loop: n bytes from a tunnel's client, for the upstream.
+ * 1: taken; 0: taken, but the upstream has TUNNEL_BACKLOG unsent, so the
+ * client is not to be read until gw_front_tunnel_resume; -1: the tunnel
+ * failed and r has ended. */
+int gw_proxy_tunnel_in(struct gw_request *r, const char *data, size_t n);
 /** Front, on r's loop: the client has gone; the exchange is cancelled from
  * the loop, later, and ends r. */
 void gw_proxy_client_gone(struct gw_request *r);

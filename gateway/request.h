@@ -112,6 +112,14 @@ void gw_resp_end(struct gw_request *r);
 void gw_resp_send(struct gw_request *r);
 /** A streamed answer that cannot be finished: close the connection. */
 void gw_resp_abort(struct gw_request *r);
+/** A 101 relayed from the upstream: ends its head with Connection:
+ * Upgrade and Upgrade: websocket, and turns r's connection into a tunnel:
+ * what the client sends (and sent after its handshake) goes to
+ * gw_proxy_tunnel_in, what proxy.c queues with gw_resp_body goes out as
+ * it is; the connection closes when r ends. */
+void gw_resp_upgrade(struct gw_request *r);
+/** The upstream took what the tunnel had queued: read the client again. */
+void gw_front_tunnel_resume(struct gw_request *r);
 /** A whole answer of ours: status, Content-Type, X-Request-Id, body (the
  * caller then ends r). */
 void gw_reply(struct gw_request *r, int status, const char *ctype, const char *body, size_t n);

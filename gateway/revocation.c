@@ -21,6 +21,7 @@
 #include "feed.h"
 #include "cache.h"
 #include "metrics.h"
+#include "streams.h"
 #include "../lib/keyspace.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -215,9 +216,13 @@ static void revocation_message(const redisReply *m)
         char id[PC_REV_SID_MAX + 1];
         snprintf(id, sizeof id, "%.*s", (int)msg.id_len, msg.id);
         gw_sid_revoke(id);
+        unsigned char key[32];
+        gw_stream_sid_key(id, strlen(id), key);
+        gw_streams_revoked(key);     /* open tunnels and streams of that session */
         return;
     }
     gw_l1_delete(msg.hash);
+    gw_streams_revoked(msg.hash);
     /* Whoever published may not have removed the Redis copy (an operator's
      * PUBLISH, say): drop it too, or the next lookup would find it there. */
     char ks[PC_KEY_MAX], kk[PC_KEY_MAX];

@@ -60,6 +60,7 @@
 struct event_base;
 struct event;
 struct evdns_base;
+struct gw_streams;
 struct ssl_ctx_st;          /* OpenSSL's SSL_CTX, for https:// upstreams (upstream.c) */
 struct gw_worker;
 struct gw_request;
@@ -197,6 +198,9 @@ struct gw_route {
     struct gw_hdr_rules req_hdrs;   /* request_headers: on what goes upstream */
     struct gw_hdr_rules resp_hdrs;  /* response_headers: on the answer relayed back */
     bool preserve_host;     /* send the client's Host upstream, not the upstream's */
+    int64_t tunnel_idle_ms; /* tunnel_idle_timeout_ms: a tunnel silent both ways is closed */
+    int64_t tunnel_lifetime_s;  /* tunnel_max_lifetime_s: 0 = none */
+    bool websocket;         /* "websocket": upgrade requests are tunnelled (default true) */
     int64_t timeout_ms;     /* connect (TLS handshake included) and between-reads timeout;
                              * 0: UPSTREAM_TIMEOUT */
     char *signin_url;       /* on_unauthenticated "redirect": where a browser without a
@@ -301,6 +305,8 @@ struct gw_config {
                                    issuer that unknown kids ask for */
     int64_t max_conns;          /* GATEWAY_MAX_CONNS; 0: half the open-file limit */
     int64_t max_conns_per_ip;   /* GATEWAY_MAX_CONNS_PER_IP; 0: no cap */
+    int64_t max_tunnels;        /* GATEWAY_MAX_TUNNELS: open tunnels per worker */
+    int64_t max_tunnels_per_user;   /* GATEWAY_MAX_TUNNELS_PER_USER; 0: no cap */
     int64_t head_timeout_ms;    /* GATEWAY_HEAD_TIMEOUT_MS: a whole request head, from its first byte */
 
     /* derived */
@@ -448,6 +454,11 @@ struct gw_request {
     bool jwks_waited;               /* verify.c: already waited for a JWKS fetch */
     char *upstream_jwt;             /* mint.c: the JWT handed upstream (heap) */
     char fa_method[17];             /* forward auth: the original method ("": unknown) */
+    bool upgrade;                   /* front.c: a WebSocket handshake (GET, Connection:
+                                     * Upgrade, Upgrade: websocket) */
+    bool tunnel;                    /* streams.c: it became a tunnel (for the log) */
+    const char *closed_by;          /* streams.c: a tunnel's or stream's end ("client", ...) */
+    uint64_t bytes_up, bytes_down;  /* a tunnel's bytes client -> upstream, and back */
     char fa_host[256];              /* forward auth: the original host ("": unknown) */
     char *fa_uri;                   /* forward auth: the original path and query (heap) */
     bool refresh_cookie;            /* decide.c: the answer re-sends the session cookie
@@ -475,6 +486,7 @@ struct gw_worker {
     struct gw_pg *pg;               /* pgpool.c */
     struct gw_uppool *pools;        /* upstream.c, one per upstream */
     struct evdns_base *dns;         /* resolve.c: upstream names (NULL: all are addresses) */
+    struct gw_streams *streams;     /* streams.c: open tunnels and streams by credential */
     pthread_mutex_t inbox_mu;       /* guards inbox */
     struct gw_request *inbox;       /* request.c: requests woken from other threads */
     struct event *inbox_ev;

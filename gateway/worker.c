@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "upstream.h"
+#include "streams.h"
 #include "../lib/log.h"
 #include "../lib/redis_async.h"
 
@@ -103,6 +104,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     if (w->listen_fd != -1) {
         gw_front_stop_accepting(w);
+        gw_streams_drain(w);         /* open tunnels get close 1001 */
         w->drain_deadline = pc_mono_us() + DRAIN_MS * 1000LL;
     }
     if (w->active == 0 || pc_mono_us() >= w->drain_deadline) {
@@ -147,6 +149,7 @@ static int worker_init(struct gw_worker *w, unsigned id)
                             .log = id == 0, .notify = on_redis, .arg = w};
     w->redis = pc_ra_new(w->base, &ro);
     gw_pg_start(w);
+    gw_streams_init(w);
     gw_proxy_init(w);
     gw_resolve_init(w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
@@ -214,6 +217,7 @@ int gw_worker_run(void)
         gw_front_free(w);
         gw_metrics_free(w);
         gw_mint_free(w);
+        gw_streams_stop(w);          /* after the feed stopped and every stream ended */
         event_base_free(w->base);
     }
     free(workers);

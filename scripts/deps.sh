@@ -8,7 +8,7 @@ libsodium-dev libunistring-dev libcmocka-dev
 clang libclang-rt-dev
 postgresql-15 postgresql-client-15 redis-server
 python3 python3-pytest python3-requests python3-jwt python3-psycopg2 python3-yaml python3-h11
-python3-cryptography
+python3-cryptography python3-websockets
 haproxy nginx
 curl ca-certificates"
 
