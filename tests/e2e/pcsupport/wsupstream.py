@@ -35,11 +35,12 @@ class WsUpstream:
         if self.refuse_status:
             return (http.HTTPStatus(self.refuse_status), [("Content-Type", "text/plain")],
                     b"refused\n")
+        # recorded here, before the 101 goes out, so a test that has seen the 101 sees this
+        self.handshakes.append({k.lower(): v for k, v in headers.raw_items()})
         return None
 
     async def _handler(self, ws, path=None):
         path = path or ws.path
-        self.handshakes.append({k.lower(): v for k, v in ws.request_headers.raw_items()})
         u = urlsplit(path)
         try:
             if u.path.endswith("/close"):
@@ -68,7 +69,8 @@ class WsUpstream:
         async def start():
             self._server = await websockets.serve(self._handler, host, 0,
                                                   process_request=self._process_request,
-                                                  max_size=None, ping_interval=None)
+                                                  max_size=None, ping_interval=None,
+                                                  close_timeout=1)
             self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()
 
@@ -82,7 +84,7 @@ class WsUpstream:
 
         fut = asyncio.run_coroutine_threadsafe(close(), self._loop)
         try:
-            fut.result(timeout=10)
+            fut.result(timeout=15)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
