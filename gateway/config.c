@@ -190,7 +190,8 @@ static const struct pc_conf_item table[] = {
     {"UPSTREAM_CA_FILE", PC_CONF_STR, &gw_cfg.upstream_ca_file, "", 0, 0, 0, NULL,
      "PEM bundle of the CA certificates https:// upstreams' certificates must chain to "
      "(a route's ca_file instead, for its upstream); empty: the system's store"},
-    INT_ITEM("GATEWAY_MAX_BODY", max_body, "10485760", 0, 1073741824, "request body bytes (413)"),
+    INT_ITEM("GATEWAY_MAX_BODY", max_body, "10485760", 0, 1099511627776,
+             "request body bytes (413); streamed, so memory is not the bound"),
     INT_ITEM("GATEWAY_MAX_HEADERS", max_headers, "16384", 1024, 1048576,
              "request header bytes (431)"),
     PC_CONF_ROW_SESSION_EXPIRES_IN(&gw_cfg.expires_in),

@@ -15,8 +15,15 @@
  *             GATEWAY_MAX_BODY 413, both answered before the rest is read;
  *             the connection then closes after a short linger (so the
  *             client reads the answer instead of a reset)
- *   bodies    Content-Length or chunked (decoded in place, after the head);
- *             Expect: 100-continue is answered when the body is wanted
+ *   bodies    Content-Length or chunked (decoded in place, after the head).
+ *             A body all read with its head is handed over whole; any other
+ *             is streamed (C_STREAM): the request starts on its head alone,
+ *             so a refused one is answered before its body is read (which
+ *             is then dropped in the linger, and the connection closed),
+ *             and an allowed one goes upstream through a GW_BODY_WINDOW
+ *             window that the front stops filling until proxy.c has taken
+ *             it (gw_front_body_peek/consume). Expect: 100-continue is
+ *             answered when the upstream side first asks for the body
  *   keep-alive one request at a time per connection; pipelined requests
  *             wait in the buffer and start when the previous one ends
  *   write     one write() of everything queued; EV_WRITE only when the
@@ -87,8 +94,7 @@
 
 enum cstate {
     C_HEAD = 0,     /* waiting for (the rest of) a request head */
-    C_BODY,         /* reading a Content-Length body */
-    C_CHUNKED,      /* reading a chunked body */
+    C_STREAM,       /* the request runs while its body arrives (window after the head) */
     C_BUSY,         /* the request runs; input is only buffered */
     C_CLOSING,      /* write what is queued, then close */
     C_LINGER,       /* output done, write side shut; drop input, then close */
@@ -107,9 +113,14 @@ struct gw_client {
     char *in;
     size_t cap, len;                /* input buffer */
     size_t used;                    /* bytes of the current request, framing included */
-    size_t raw;                     /* chunked: next undecoded byte */
-    size_t body_n;                  /* chunked: body bytes decoded (after the head) */
-    size_t raw_total;               /* chunked: framing and body bytes read */
+    size_t avail;                   /* body bytes decoded and not taken, at in + head_len;
+                                     * undecoded input follows them */
+    uint64_t left;                  /* Content-Length: body bytes not yet in the buffer */
+    uint64_t body_n;                /* chunked: body bytes decoded */
+    uint64_t raw_total;             /* chunked: framing and body bytes read */
+    bool body_done;                 /* the body's end is in the buffer */
+    bool body_gone;                 /* the client left before it */
+    enum gw_body body_err;          /* GW_BODY_BAD or _TOO_LARGE, else 0 */
     size_t linger_bytes;
     struct pc_chunked ch;
     struct pc_http_head head;       /* the current request's head, inside in */
@@ -364,6 +375,8 @@ struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reaso
 {
     struct gw_client *c = r->c;
     r->status = status;
+    if (c->state == C_STREAM)
+        c->keep_alive = false; /* its body has not all come: where it ends is not known */
     if (r->resp_started)
         pc_fatal("gw_resp_begin: answer already started");
     r->resp_started = true;
@@ -539,6 +552,13 @@ void gw_front_request_done(struct gw_request *r)
     c->r = NULL;
     if (c->dead)
         return; /* the reap event frees it */
+    if (c->state == C_STREAM) {
+        /* answered before its body ended: the rest is dropped while
+         * lingering, and the connection closes (nothing else is known to
+         * be where the next request starts) */
+        c->keep_alive = false;
+        c->unread = true;
+    }
     if (gw_stopping)
         return;
     if (!c->keep_alive) {
@@ -578,28 +598,28 @@ static bool websocket_handshake(const struct pc_http_head *h)
            gw_named_in_connection(pc_http_get(h, "Connection"), "Upgrade");
 }
 
-/* The body is complete at in[head_len .. head_len + body_len) and the
- * request takes used bytes of input: run it. */
-static void start_request(struct gw_client *c, size_t body_len, size_t used)
+/* Runs the request whose head was parsed: with its whole body at
+ * in[head_len .. head_len + body_len), taking used bytes of input, or
+ * (stream) with its body still arriving. */
+static void start_request(struct gw_client *c, size_t body_len, size_t used, bool stream)
 {
     struct gw_request *r = request_new(c);
     r->method = c->head.method;
     r->head_method = strcmp(c->head.method, "HEAD") == 0;
     r->upgrade = websocket_handshake(&c->head);
-    r->body = c->in + c->head.head_len;
-    r->body_len = body_len;
-    c->used = used;
+    if (stream) {
+        c->state = C_STREAM;
+        r->body_stream = true;
+        r->body_size = c->head.framing == PC_HTTP_BODY_LENGTH ? (int64_t)c->head.content_length : -1;
+        c->used = c->head.head_len;
+    } else {
+        r->body = c->in + c->head.head_len;
+        r->body_len = body_len;
+        c->used = used;
+    }
     gw_intake(r);
 }
 
-static void send_continue(struct gw_client *c)
-{
-    if (c->continue_sent || !c->head.expect_continue || c->head.minor == 0)
-        return;
-    c->continue_sent = true;
-    pc_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-    flush_out(c);
-}
 
 /* Moves the parsed head's pointers along with the buffer they point into. */
 static void rebase(const char **p, uintptr_t old, char *now)
@@ -617,7 +637,7 @@ static void grow_in(struct gw_client *c, size_t need)
     while (cap < need)
         cap *= 2;
     /* offsets of the head's pointers, taken before the old block goes */
-    bool parsed = c->state == C_BODY || c->state == C_CHUNKED;
+    bool parsed = c->state == C_STREAM;
     uintptr_t old = (uintptr_t)c->in;
     char *now = pc_xrealloc(c->in, cap);
     c->cap = cap;
@@ -633,35 +653,156 @@ static void grow_in(struct gw_client *c, size_t need)
     }
 }
 
-static void body_chunked(struct gw_client *c)
+/* ---- bodies ---- */
+
+static void send_continue(struct gw_client *c)
 {
-    size_t at = c->head.head_len + c->body_n; /* decoded bytes end here */
+    if (c->continue_sent || !c->head.expect_continue || c->head.minor == 0)
+        return;
+    c->continue_sent = true;
+    pc_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    flush_out(c);
+}
+
+/* Decodes what input follows the decoded body bytes: sets avail,
+ * body_done, or body_err. */
+static void body_feed(struct gw_client *c)
+{
+    if (c->body_done || c->body_err)
+        return;
+    size_t at = c->head.head_len + c->avail; /* decoded bytes end, undecoded begin */
+    if (c->head.framing == PC_HTTP_BODY_LENGTH) {
+        size_t k = c->len - at;
+        if (k > c->left)
+            k = (size_t)c->left;
+        c->avail += k;
+        c->left -= k;
+        c->body_done = c->left == 0;
+        return;
+    }
     size_t out = 0;
     bool done = false;
-    ssize_t n = pc_chunked_decode(&c->ch, c->in + c->raw, c->len - c->raw, c->in + at, &out,
-                                  &done);
+    ssize_t n = pc_chunked_decode(&c->ch, c->in + at, c->len - at, c->in + at, &out, &done);
     if (n < 0) {
-        refuse(c, true, 400, "BAD_REQUEST", "Malformed chunked body");
+        c->body_err = GW_BODY_BAD;
         return;
     }
-    c->raw += (size_t)n;
     c->raw_total += (size_t)n;
     c->body_n += out;
-    /* keep only head, decoded body and what is not decoded yet */
-    at += out;
-    memmove(c->in + at, c->in + c->raw, c->len - c->raw);
-    c->len = at + (c->len - c->raw);
-    c->raw = at;
-    if ((int64_t)c->body_n > gw_cfg.max_body ||
-        (int64_t)c->raw_total > 2 * gw_cfg.max_body + 65536) {
+    /* keep head, decoded body, then what is not decoded yet */
+    memmove(c->in + at + out, c->in + at + n, c->len - at - (size_t)n);
+    c->len -= (size_t)n - out;
+    c->avail += out;
+    if (c->body_n > (uint64_t)gw_cfg.max_body ||
+        c->raw_total > 2 * (uint64_t)gw_cfg.max_body + 65536) {
+        c->body_err = GW_BODY_TOO_LARGE;
+        return;
+    }
+    c->body_done = done;
+}
+
+/* A streamed body is all taken: what follows it is the next request's. */
+static void body_finished(struct gw_client *c)
+{
+    if (c->state != C_STREAM || !c->body_done || c->avail > 0)
+        return;
+    c->state = C_BUSY;
+    c->used = c->head.head_len;
+}
+
+/* The head says a body follows: run the request with it whole when it is
+ * all here, else with it streamed. */
+static void body_begin(struct gw_client *c)
+{
+    c->state = C_STREAM; /* the head is parsed: grow_in moves its pointers */
+    c->avail = 0;
+    c->left = c->head.content_length;
+    c->body_n = c->raw_total = 0;
+    c->body_done = c->body_gone = false;
+    c->body_err = 0;
+    memset(&c->ch, 0, sizeof c->ch);
+    size_t window = GW_BODY_WINDOW;
+    if (c->head.framing == PC_HTTP_BODY_LENGTH && c->head.content_length < window)
+        window = (size_t)c->head.content_length;
+    grow_in(c, c->head.head_len + window);
+    body_feed(c);
+    if (c->body_err == GW_BODY_BAD) {
+        refuse(c, true, 400, "BAD_REQUEST", "Malformed chunked body");
+    } else if (c->body_err) {
         refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
+    } else if (c->body_done) {
+        start_request(c, c->avail, c->head.head_len + c->avail, false);
+    } else {
+        start_request(c, 0, 0, true);
+    }
+}
+
+/* C_STREAM: one read into the window, decoded, announced upstream. */
+static void body_read(struct gw_client *c)
+{
+    struct gw_request *r = c->r;
+    if (c->len >= c->cap || c->body_done || c->body_err) {
+        want_read(c, false); /* resumed by gw_front_body_consume */
         return;
     }
-    if (!done) {
+    ssize_t n = read(c->fd, c->in + c->len, c->cap - c->len);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* the body cannot end now: the exchange is cancelled, or (still on
+         * the stores) the request finds it gone when it peeks */
+        want_read(c, false);
+        c->body_gone = true;
+        c->keep_alive = false;
+        if (r->proxy)
+            client_gone(c);
+        return;
+    }
+    c->len += (size_t)n;
+    c->last_io_us = pc_mono_us();
+    body_feed(c);
+    if (c->avail == 0)
+        body_finished(c); /* only framing came, or the end of it */
+    if (r->proxy)
+        gw_proxy_body_ready(r); /* last: it may end r */
+}
+
+enum gw_body gw_front_body_peek(struct gw_request *r, const char **data, size_t *n)
+{
+    struct gw_client *c = r->c;
+    *data = NULL;
+    *n = 0;
+    if (!c->dead && c->state == C_STREAM)
         send_continue(c);
-        return;
+    if (c->dead)
+        return GW_BODY_GONE;
+    if (c->state != C_STREAM)
+        return GW_BODY_END;
+    if (c->avail > 0) {
+        *data = c->in + c->head.head_len;
+        *n = c->avail;
+        return GW_BODY_DATA;
     }
-    start_request(c, c->body_n, at);
+    if (c->body_err)
+        return c->body_err;
+    if (c->body_gone)
+        return GW_BODY_GONE;
+    return GW_BODY_WAIT;
+}
+
+void gw_front_body_consume(struct gw_request *r, size_t n)
+{
+    struct gw_client *c = r->c;
+    if (n == 0 || c->state != C_STREAM)
+        return;
+    char *at = c->in + c->head.head_len;
+    memmove(at, at + n, c->len - c->head.head_len - n);
+    c->len -= n;
+    c->avail -= n;
+    body_feed(c); /* undecoded input that waited behind a full window */
+    body_finished(c);
+    if (c->state == C_STREAM && !c->body_done && !c->body_gone && !c->body_err)
+        want_read(c, true);
 }
 
 /* GET or HEAD of /health, /live or /ready: what an overflow connection may ask. */
@@ -681,19 +822,6 @@ static bool health_target(const struct pc_http_head *h)
 /* Parses and runs what the buffer holds. */
 static void process(struct gw_client *c)
 {
-    if (c->state == C_BODY) {
-        size_t want = c->head.head_len + (size_t)c->head.content_length;
-        if (c->len >= want) {
-            start_request(c, (size_t)c->head.content_length, want);
-        } else {
-            send_continue(c);
-        }
-        return;
-    }
-    if (c->state == C_CHUNKED) {
-        body_chunked(c);
-        return;
-    }
     if (c->state != C_HEAD || c->len == 0)
         return;
     enum pc_http_result res = pc_http_parse_request(c->in, c->len, &c->head);
@@ -758,19 +886,13 @@ static void process(struct gw_client *c)
             refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
             return;
         }
-        c->state = C_BODY;
-        grow_in(c, c->head.head_len + (size_t)c->head.content_length);
-        process(c);
+        body_begin(c);
         return;
     case PC_HTTP_BODY_CHUNKED:
-        c->state = C_CHUNKED;
-        memset(&c->ch, 0, sizeof c->ch);
-        c->raw = c->head.head_len;
-        c->body_n = c->raw_total = 0;
-        body_chunked(c);
+        body_begin(c);
         return;
     default:
-        start_request(c, 0, c->head.head_len);
+        start_request(c, 0, c->head.head_len, false);
         return;
     }
 }
@@ -789,17 +911,18 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             client_close(c);
         return;
     }
-    if (c->state == C_TUNNEL) {
-        if (c->r)
+    if (c->state == C_TUNNEL || c->state == C_STREAM) {
+        if (c->r == NULL)
+            want_read(c, false);
+        else if (c->state == C_TUNNEL)
             tunnel_read(c);
         else
-            want_read(c, false);
+            body_read(c);
         return;
     }
     bool busy = c->r != NULL || c->state == C_CLOSING;
-    /* A head or a chunked body grows the buffer (process() refuses one past
-     * its limit); a Content-Length body has its room already. */
-    if (!busy && c->len >= c->cap && (c->state == C_HEAD || c->state == C_CHUNKED))
+    /* A head grows the buffer (process() refuses one past its limit). */
+    if (!busy && c->len >= c->cap && c->state == C_HEAD)
         grow_in(c, c->cap * 2);
     if (c->len >= c->cap) {
         /* busy and no room: stop reading until the request ends */
@@ -1095,8 +1218,11 @@ void gw_front_tick(struct gw_worker *w, bool stopping)
             continue;
         }
         /* A request waiting on the stores or the upstream has its own
-         * bounds; here only the client's own silence counts. */
-        if ((idle || c->out_off < c->out.len) && now - c->last_io_us > CLIENT_IDLE_S * 1000000LL)
+         * bounds; here only the client's own silence counts (a body that
+         * stops coming while it is wanted among it). */
+        bool body_wanted = c->state == C_STREAM && c->reading;
+        if ((idle || body_wanted || c->out_off < c->out.len) &&
+            now - c->last_io_us > CLIENT_IDLE_S * 1000000LL)
             client_gone(c);
     }
 }

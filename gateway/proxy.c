@@ -14,7 +14,19 @@
  *             set, a TRUSTED_PROXIES peer's kept. Host is the upstream's, or
  *             with preserve_host the client's. Then the route's
  *             request_headers (identity.c gw_hdr_ruled).
- *             The whole request goes out in one write.
+ *             A request with its whole body goes out in one write.
+ *   bodies    a streamed body (r->body_stream: not all read with its head)
+ *             goes after the head with the client's Content-Length, or
+ *             chunked as it came, each window the front filled taken
+ *             (gw_front_body_peek) only once the upstream took the last:
+ *             an upload costs GW_BODY_WINDOW, whatever its size. Its bytes
+ *             are taken once the connection is made (so a target that
+ *             cannot be reached leaves the next one the whole body); such
+ *             a request is never retried after that. Waiting for the
+ *             client's bytes is the front's silence bound, not timeout_ms.
+ *             An answer before the body's end stops sending it, and neither
+ *             connection is reused. A body that turns out malformed or too
+ *             large is 400 or 413, the upstream connection closed.
  *   answer    parsed in place (lib/http.c) and relayed as it arrives: with
  *             the upstream's Content-Length when it has one, else chunked
  *             (re-framed after decoding). A small answer costs one read and
@@ -77,6 +89,7 @@
 #include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -109,6 +122,8 @@ struct gw_proxy {
     bool reusable;                  /* the connection may serve another exchange */
     bool paused;                    /* the client's backlog is full */
     bool tls_failed;                /* the TLS handshake failed: 502 UPSTREAM_TLS */
+    bool body_open;                 /* a streamed body not all sent */
+    bool body_wait;                 /* ... waiting for the client's next bytes */
     unsigned tried;                 /* the route's targets tried (bit k: targets[k]) */
     int target;                     /* the one in use */
     int why;                        /* when none is left: 502, 503 (pool full) or 504 */
@@ -251,12 +266,21 @@ static void build_request(struct gw_request *r, const struct gw_upstream *up, st
     pc_buf_append(b, "\r\n", 2);
     gw_identity_headers(r, b);
     gw_hdr_rules_set(rules, b);
-    /* The body's framing is ours: the client's body has been read (and
-     * de-chunked), so the upstream gets an exact Content-Length for every
-     * method that carries one. Without it, a body on GET or PATCH would be
-     * read upstream as the next request (request smuggling). */
+    /* The body's framing is ours: a body read whole (and de-chunked) gets
+     * an exact Content-Length for every method that carries one. Without
+     * it, a body on GET or PATCH would be read upstream as the next request
+     * (request smuggling). A streamed one keeps the client's length, or is
+     * chunked again, chunk by chunk as it is sent. */
     const char *m = r->method;
-    if (r->body_len || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+    if (r->body_stream) {
+        if (r->body_size >= 0) {
+            pc_buf_puts(b, "Content-Length: ");
+            pc_buf_putu(b, (uint64_t)r->body_size);
+            pc_buf_append(b, "\r\n", 2);
+        } else {
+            pc_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+        }
+    } else if (r->body_len || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
         strcmp(m, "PATCH") == 0) {
         pc_buf_puts(b, "Content-Length: ");
         pc_buf_putu(b, r->body_len);
@@ -433,7 +457,7 @@ void gw_proxy_tick(struct gw_worker *w)
         for (struct gw_proxy *px = w->pools[i].active, *next; px; px = next) {
             next = px->next;
             /* a paused stream waits for the client, not the upstream */
-            if (px->paused || px->cancel_ev != NULL || now < px->deadline_us)
+            if (px->paused || px->body_wait || px->cancel_ev != NULL || now < px->deadline_us)
                 continue;
             if (px->state == PX_TUNNEL)
                 gw_proxy_cut(&px->stream, GW_CUT_IDLE);
@@ -655,7 +679,7 @@ static void on_answer(struct gw_proxy *px)
     }
     px->framing = px->head.framing;
     px->left = px->head.content_length;
-    px->reusable = px->head.keep_alive && px->framing != PC_HTTP_BODY_CLOSE;
+    px->reusable = px->head.keep_alive && px->framing != PC_HTTP_BODY_CLOSE && !px->body_open;
     relay_head(px);
     px->state = PX_BODY;
     size_t hl = px->head.head_len, n = c->len - hl;
@@ -736,8 +760,10 @@ static void up_read(evutil_socket_t fd, short what, void *arg)
     deadline(px);
     if (px->state != PX_BODY) {
         /* an answer before the request was all sent is still an answer */
-        if (px->state == PX_SEND)
+        if (px->state == PX_SEND) {
             gw_upconn_want(c, true, false);
+            px->body_wait = false; /* what is left of the body is not sent */
+        }
         px->state = PX_HEAD;
         on_answer(px);
         return;
@@ -789,9 +815,67 @@ static bool tls_turn(struct gw_proxy *px, bool reading)
     return false;
 }
 
+/* A streamed body failed on the client's side (malformed, too large). */
+static void body_failed(struct gw_proxy *px, enum gw_body why)
+{
+    struct gw_request *r = px->r;
+    gw_upconn_close(px->uc);
+    px->uc = NULL;
+    proxy_free(px);
+    if (why == GW_BODY_TOO_LARGE)
+        gw_fail(r, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
+    else
+        gw_fail(r, 400, "BAD_REQUEST", "Malformed chunked body");
+}
+
+/* Moves what the client's streamed body has into the drained output of
+ * px's connection (chunk-framed when it came chunked). 1: there is
+ * something to write, or the body ended (body_open false); 0: nothing yet
+ * (gw_proxy_body_ready follows); -1: the body failed, px is gone or its
+ * cancel is on the way. */
+static int body_pull(struct gw_proxy *px)
+{
+    struct upconn *c = px->uc;
+    struct gw_request *r = px->r;
+    bool chunked = r->body_size < 0;
+    const char *p;
+    size_t n;
+    enum gw_body got = gw_front_body_peek(r, &p, &n);
+    c->out.len = c->out_off = 0;
+    switch (got) {
+    case GW_BODY_DATA:
+        if (chunked) {
+            char hex[24];
+            int k = snprintf(hex, sizeof hex, "%zx\r\n", n);
+            pc_buf_append(&c->out, hex, (size_t)k);
+        }
+        pc_buf_append(&c->out, p, n);
+        if (chunked)
+            pc_buf_append(&c->out, "\r\n", 2);
+        gw_front_body_consume(r, n);
+        deadline(px);
+        return 1;
+    case GW_BODY_END:
+        px->body_open = false;
+        if (chunked)
+            pc_buf_puts(&c->out, "0\r\n\r\n");
+        return 1;
+    case GW_BODY_WAIT:
+        return 0;
+    case GW_BODY_GONE:
+        gw_upconn_want(c, false, false);
+        gw_proxy_client_gone(r);
+        return -1;
+    default:
+        body_failed(px, got);
+        return -1;
+    }
+}
+
 static bool send_request(struct gw_proxy *px)
 {
     struct upconn *c = px->uc;
+again:
     while (c->out_off < c->out.len) {
         const char *from = c->out.data + c->out_off;
         size_t left = c->out.len - c->out_off;
@@ -818,7 +902,18 @@ static bool send_request(struct gw_proxy *px)
         gw_front_tunnel_resume(px->r);
         return true;
     }
-    px->state = PX_HEAD;
+    if (px->state == PX_SEND && px->body_open) {
+        int got = body_pull(px);
+        if (got < 0)
+            return false;
+        if (got > 0)
+            goto again;
+        px->body_wait = true; /* the client's next bytes; the upstream may answer early */
+        gw_upconn_want(c, true, false);
+        return true;
+    }
+    if (px->state == PX_SEND)
+        px->state = PX_HEAD;
     gw_upconn_want(c, true, false);
     return true;
 }
@@ -953,6 +1048,16 @@ static void connect_failed(struct gw_proxy *px, bool timeout)
     px_next(px);
 }
 
+void gw_proxy_body_ready(struct gw_request *r)
+{
+    struct gw_proxy *px = r->proxy;
+    if (px == NULL || !px->body_wait || px->state != PX_SEND || px->cancel_ev != NULL)
+        return;
+    px->body_wait = false;
+    deadline(px);
+    send_request(px);
+}
+
 void gw_proxy_resolved(struct gw_uppool *p)
 {
     for (struct gw_proxy *px = p->active, *next; px; px = next) {
@@ -976,8 +1081,9 @@ void gw_proxy_start(struct gw_request *r)
     memset(px, 0, offsetof(struct gw_proxy, head));
     px->r = r;
     px->head_req = r->head_method;
-    px->retryable = r->head_method || strcmp(r->method, "GET") == 0 ||
-                    strcmp(r->method, "OPTIONS") == 0;
+    px->retryable = !r->body_stream && (r->head_method || strcmp(r->method, "GET") == 0 ||
+                                        strcmp(r->method, "OPTIONS") == 0);
+    px->body_open = r->body_stream;
     r->proxy = px;
     px_next(px);
 }

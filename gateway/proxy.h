@@ -31,6 +31,9 @@ void gw_proxy_resume(struct gw_request *r);
  * client is not to be read until gw_front_tunnel_resume; -1: the tunnel
  * failed and r has ended. */
 int gw_proxy_tunnel_in(struct gw_request *r, const char *data, size_t n);
+/** Front, on r's loop: r's streamed body has new bytes (or ended, or
+ * failed) for gw_front_body_peek. May end r. */
+void gw_proxy_body_ready(struct gw_request *r);
 /** Front, on r's loop: the client has gone; the exchange is cancelled from
  * the loop, later, and ends r. */
 void gw_proxy_client_gone(struct gw_request *r);

@@ -126,4 +126,25 @@ void gw_reply(struct gw_request *r, int status, const char *ctype, const char *b
 /** Enough queued that a stream should wait (gw_proxy_resume follows). */
 bool gw_client_backlog_full(const struct gw_request *r);
 
+/* ---- a streamed request body (front.c), on r's loop; for proxy.c ----
+ * A body not all read when its head was (r->body_stream) is read while r
+ * runs, into a window of GW_BODY_WINDOW bytes after the head: the front
+ * stops reading while the window is full, and the upstream side takes
+ * what is there (gw_front_body_consume), which lets it read again. Its
+ * new bytes are announced with gw_proxy_body_ready. The first peek sends
+ * the client its 100 Continue (when it asked): a request refused before
+ * it reaches the upstream never invites the body. */
+#define GW_BODY_WINDOW (64 * 1024)
+enum gw_body {
+    GW_BODY_WAIT = 0,   /* nothing now; gw_proxy_body_ready follows */
+    GW_BODY_DATA,       /* *data, *n: decoded bytes to send (then consume them) */
+    GW_BODY_END,        /* the body is all taken */
+    GW_BODY_BAD,        /* malformed chunked framing: 400 */
+    GW_BODY_TOO_LARGE,  /* past GATEWAY_MAX_BODY: 413 */
+    GW_BODY_GONE,       /* the client left before its body ended */
+};
+enum gw_body gw_front_body_peek(struct gw_request *r, const char **data, size_t *n);
+/** n bytes of what the last peek gave were taken. */
+void gw_front_body_consume(struct gw_request *r, size_t n);
+
 #endif

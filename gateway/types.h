@@ -426,6 +426,9 @@ struct gw_request {
     const char *method;             /* "GET", ... */
     const char *body;               /* the whole body (de-chunked), in c's buffer */
     size_t body_len;
+    bool body_stream;               /* the body is still arriving: read it with
+                                     * gw_front_body_peek (body/body_len unused) */
+    int64_t body_size;              /* a streamed body's Content-Length, -1 chunked */
     bool head_method;               /* HEAD: the answer has no body */
     bool resp_started;              /* the answer's head has been queued */
     int retry_after;                /* seconds, for a 429 (0: none) */

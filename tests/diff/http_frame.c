@@ -8,7 +8,12 @@
  * bytes) and prints one line per case:
  *
  *   {"msgs": [["<method hex>", "<target hex>", "<body hex>", <end offset>], ...],
- *    "end": "eof" | "incomplete" | "close" | "refuse <status>"}
+ *    "end": "eof" | "incomplete" | "close" | "refuse <status>", "body_pending": 0 | 1}
+ *
+ * body_pending: the input is incomplete after a whole head whose body has
+ * not all come. The front runs such a request on its head (its body is
+ * streamed), so it is answered, and its connection closes, before the body
+ * ends.
  *
  * The decisions are front.c process()'s, in its order, with the default
  * limits (GATEWAY_MAX_HEADERS 16384, REQUEST_LINE_MAX 8192, GATEWAY_MAX_BODY
@@ -44,6 +49,8 @@ static int method_ok(const char *m)
             return 1;
     return 0;
 }
+
+static int body_pending;
 
 static const char *frame(char *buf, size_t n)
 {
@@ -83,8 +90,10 @@ static const char *frame(char *buf, size_t n)
         if (h.framing == PC_HTTP_BODY_LENGTH) {
             if (h.content_length > MAX_BODY)
                 return "refuse 413";
-            if (h.content_length > len - h.head_len)
+            if (h.content_length > len - h.head_len) {
+                body_pending = 1;
                 return "incomplete";
+            }
             body_n = (size_t)h.content_length;
             used += body_n;
         } else if (h.framing == PC_HTTP_BODY_CHUNKED) {
@@ -95,8 +104,10 @@ static const char *frame(char *buf, size_t n)
                                           &done);
             if (k < 0)
                 return "refuse 400";
-            if (!done)
+            if (!done) {
+                body_pending = 1;
                 return "incomplete";
+            }
             used += (size_t)k;
         }
         printf("%s[\"", first ? "" : ", ");
@@ -124,8 +135,9 @@ int main(void)
         if (buf == NULL || fread(buf, 1, n, stdin) != n)
             return 1;
         buf[n] = '\0';
+        body_pending = 0;
         const char *end = frame(buf, n);
-        printf("], \"end\": \"%s\"}\n", end);
+        printf("], \"end\": \"%s\", \"body_pending\": %d}\n", end, body_pending);
         free(buf);
     }
     return 0;

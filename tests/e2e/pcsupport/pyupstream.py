@@ -9,7 +9,8 @@ import threading
 
 class PyUpstream:
     """A threaded HTTP/1.1 upstream answering every request with a JSON echo
-    {method, path, query, headers, body, conn} and Content-Length, keep-alive.
+    {method, path, query, headers, body, conn} and Content-Length, keep-alive. It reads
+    Content-Length and chunked request bodies.
 
     idle_close: a connection idle for that many seconds is closed (quietly).
     serve_per_conn: that many requests are answered per connection; the next one is
@@ -79,14 +80,20 @@ class PyUpstream:
                 method, target, _ = lines[0].split(" ")
                 raw_headers = [tuple(p.strip() for p in ln.split(":", 1)) for ln in lines[1:]]
                 headers = {k.lower(): v for k, v in raw_headers}
-                n = int(headers.get("content-length", "0"))
                 s.settimeout(10)
-                while len(buf) < n:
-                    chunk = s.recv(65536)
-                    if not chunk:
+                if headers.get("transfer-encoding", "").lower() == "chunked":
+                    got = self._chunked(s, buf)
+                    if got is None:
                         return
-                    buf += chunk
-                body, buf = buf[:n], buf[n:]
+                    body, buf = got
+                else:
+                    n = int(headers.get("content-length", "0"))
+                    while len(buf) < n:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    body, buf = buf[:n], buf[n:]
                 path, _, query = target.partition("?")
                 e = {"method": method, "path": path, "query": query, "headers": headers,
                      "raw_headers": raw_headers, "body": body.decode("latin-1"), "conn": conn_no}
@@ -102,6 +109,42 @@ class PyUpstream:
             pass
         finally:
             s.close()
+
+    @staticmethod
+    def _chunked(s, buf):
+        """A chunked body from buf and then s: (body, what follows it), or None when
+        the connection ends first."""
+        body = bytearray()
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                buf += chunk
+            ln, _, buf = buf.partition(b"\r\n")
+            return ln
+
+        while True:
+            ln = line()
+            if ln is None:
+                return None
+            size = int(ln.split(b";")[0], 16)
+            if size == 0:
+                while True:     # trailers, up to the empty line
+                    ln = line()
+                    if ln is None:
+                        return None
+                    if ln == b"":
+                        return bytes(body), buf
+            while len(buf) < size + 2:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                buf += chunk
+            body += buf[:size]
+            buf = buf[size + 2:]
 
     def saw(self, token: str) -> list:
         """The requests read whose path, query or body holds token."""
