@@ -4,15 +4,18 @@ operators do: nginx's convention (X-Original-URI, -Method, -Host) and Traefik's
 and so does nginx here). A header the client adds must never change which route's
 policy judges the request (security issue #13, item 2)."""
 
+import asyncio
 import textwrap
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import requests
+import websockets
 
 import pcsupport as G
 from pcsupport.nginx import Nginx, NGINX_HEADERS, TRAEFIK_HEADERS
+from pcsupport.wsupstream import WsUpstream
 
 
 def _get(n, path, **headers):
@@ -251,3 +254,33 @@ def test_signin_recipe_redirects_browsers(gateway_factory, upstream, gw_dir, mod
         assert G.echo(r)["headers"].get("x-user-id") == mod_user.id
     finally:
         n.stop()
+
+
+# docs/gateway.md's WebSocket recipe: nginx asks /_auth about the handshake, then
+# upgrades the connection to the app itself (issue 15)
+
+def test_websocket_recipe_authenticates_the_handshake(gateway_factory, gw_dir, mod_user):
+    up = WsUpstream()
+    routes = {"routes": [{"prefix": "/ws/", "upstream": up.url, "auth": ["session"]}]}
+    g = gateway_factory({}, routes, name="gateway-fa-ws")
+    n = Nginx(gw_dir, g.port, up.port, auth_headers={}, name="nginx-ws",
+              locations=_recipe(g.port, up.port, "<!-- recipe: nginx-websocket"))
+
+    async def echo(headers):
+        async with websockets.connect(f"ws://127.0.0.1:{n.port}/ws/echo", extra_headers=headers,
+                                      ping_interval=None) as ws:
+            await ws.send("through nginx")
+            return await ws.recv()
+
+    try:
+        assert asyncio.run(asyncio.wait_for(echo(G.cookie(mod_user)), 20)) == "through nginx"
+        hs = up.handshakes[-1]
+        assert hs["x-user-id"] == mod_user.id and hs["upgrade"].lower() == "websocket", hs
+        for bad in ({}, {"Cookie": "better-auth.session_token=forged.sig"}):
+            with pytest.raises(websockets.InvalidStatusCode) as e:
+                asyncio.run(asyncio.wait_for(echo(bad), 20))
+            assert e.value.status_code == 401
+        assert len(up.handshakes) == 1, "a refused handshake reached the app"
+    finally:
+        n.stop()
+        up.stop()
