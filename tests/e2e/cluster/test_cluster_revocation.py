@@ -13,12 +13,6 @@ a refusal can only come from the revocation feed.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-from pathlib import Path
-
 import pytest
 import requests
 
@@ -26,7 +20,6 @@ import pcsupport as H
 import pcsupport as G
 
 REFUSE_WITHIN = 1.0       # seconds; measured values are a few ms (bench/revocation_bench.py)
-INTEROP = H.REPO / "tests" / "e2e" / "interop"
 
 
 def _cached_everywhere(cluster, path, headers):
@@ -144,57 +137,6 @@ def test_rolled_back_delete_revokes_nothing(cluster, c):
 
 # ---------------------------------------------------------------------------
 # a Better Auth server on the same database
-
-
-class _BA:
-    def __init__(self, port, env):
-        self.port, self.env, self.host = port, env, "127.0.0.1"
-
-    @property
-    def base_url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-
-@pytest.fixture(scope="module")
-def better_auth(cluster, secret, tmp_root):
-    """Better Auth 1.7.25 (tests/e2e/interop) on the cluster's database."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are needed for the Better Auth server (make deps installs them)",
-                    pytrace=False)
-    env_base = {k: v for k, v in os.environ.items()
-                if k not in H.AUTHSVC_ENV_VARS and k not in ("NODE_ENV", "TEST", "NODE_OPTIONS")}
-    try:
-        r = H.run_bounded(["sh", INTEROP / "install.sh"], env=env_base,
-                          timeout=float(os.environ.get("PORTCULLIS_NPM_TIMEOUT", "300")))
-    except subprocess.TimeoutExpired:
-        pytest.fail("tests/e2e/interop/install.sh timed out", pytrace=False)
-    if r.returncode != 0:
-        pytest.fail(f"interop/install.sh failed:\n{r.stderr.decode(errors='replace')[-2000:]}", pytrace=False)
-    npm_dir = r.stdout.decode().strip().splitlines()[-1]
-    port = H.free_port()
-    env = {"DATABASE_URL": cluster.db_url, "BETTER_AUTH_SECRET": secret,
-           "BETTER_AUTH_URL": f"http://127.0.0.1:{port}", "PORT": str(port), "TZ": "UTC"}
-    logdir = Path(tmp_root) / "cluster-better-auth"
-    logdir.mkdir(parents=True, exist_ok=True)
-    proc = H.Proc(["node", "server.mjs"], env={**env_base, **env}, cwd=npm_dir,
-                  stdout=logdir / "stdout", stderr=logdir / "stderr", name="better-auth")
-    try:
-        H.wait_until(lambda: proc.poll() is None and f"ready {port}" in H.tail(logdir / "stdout"),
-                     30, interval=0.05, what="Better Auth 'ready'")
-        ok = requests.get(f"http://127.0.0.1:{port}/api/auth/ok", timeout=20)
-        assert ok.status_code == 200, f"Better Auth: {ok.status_code}\n{H.tail(logdir / 'stderr')}"
-        yield _BA(port, env)
-    finally:
-        proc.stop(signal.SIGTERM, timeout=10)
-
-
-@pytest.fixture
-def bac(better_auth):
-    cl = H.ApiClient(better_auth)
-    try:
-        yield cl
-    finally:
-        cl.close()
 
 
 def test_sign_out_through_better_auth(cluster, bac):

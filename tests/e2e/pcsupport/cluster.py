@@ -128,7 +128,10 @@ class Cluster:
 
     def __init__(self, workdir: Path, secret: str, *, n_gateways: int = 3, haproxy: bool = True,
                  gateway_env: dict | None = None, authsvc_env: dict | None = None,
-                 gateway_workers: int = 2):
+                 gateway_workers: int = 2, extra_routes: list | None = None,
+                 jwt_issuer: bool = False):
+        """extra_routes: routes added to pcsupport.make_routes'; jwt_issuer: the gateways
+        accept authsvc's JWTs (its JWKS, BETTER_AUTH_URL its address)."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.secret = secret
@@ -144,7 +147,12 @@ class Cluster:
             self.authsvc = H.Authsvc(env, workdir=str(self.dir / "authsvc"), name="authsvc-cluster")
             self.upstream = G.Upstream(self.dir)
             self.routes = G.make_routes(self.upstream.url, f"http://127.0.0.1:{H.free_port()}")
+            self.routes["routes"] += extra_routes or []
             genv = G.gw_base_env(self.pg, self.redis, secret, GATEWAY_WORKERS=str(gateway_workers))
+            if jwt_issuer:
+                self.routes["jwt_issuers"] = [{"issuer": self.authsvc.origin,
+                                               "jwks_uri": self.authsvc.api("/jwks")}]
+                genv["BETTER_AUTH_URL"] = self.authsvc.base_url
             genv.update(gateway_env or {})
             for i in range(1, n_gateways + 1):
                 self.gateways.append(G.Gateway(genv, self.routes, workdir=self.dir, name=f"gateway{i}",
@@ -341,3 +349,19 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def cluster_fixture(workdir: Path, secret: str, **kw):
+    """A Cluster for a module-scoped fixture to `yield from`: stopped after the module,
+    and the module fails on what close() found (sanitizer reports, hung shutdowns)."""
+    import pytest
+    if kw.get("haproxy", True) and haproxy_exe() is None:
+        pytest.fail("haproxy not found: the cluster tests need it (make deps installs the Debian "
+                    "package haproxy)", pytrace=False)
+    cl = Cluster(workdir, secret, **kw)
+    try:
+        yield cl
+    finally:
+        problems = cl.close()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
