@@ -44,9 +44,7 @@ static void set_cred(struct gw_request *r, enum gw_cred_kind kind, enum gw_cred_
 {
     r->kind = kind;
     r->src = src;
-    memcpy(r->cred, v, n);
-    r->cred[n] = '\0';
-    r->cred_len = n;
+    gw_cred_set(r, v, n);
 }
 
 static void hash_cred(struct gw_request *r)

@@ -134,8 +134,12 @@ struct gw_proxy {
     struct event *cancel_ev;        /* the client left (created when needed) */
     enum gw_cut ending;             /* how it ends, for its stream (set before the end) */
     struct gw_stream stream;        /* a tunnel or a streamed answer (streams.c) */
-    struct pc_http_head head;       /* the answer's head */
 };
+
+/* The answer's head, parsed (again, from the start of the connection's
+ * buffer, until it is whole) and used within one on_answer call: one per
+ * worker thread, not 4 KiB in every exchange and tunnel. */
+static __thread struct pc_http_head answer_head;
 
 static void up_read(evutil_socket_t fd, short what, void *arg);
 static void up_write(evutil_socket_t fd, short what, void *arg);
@@ -292,10 +296,9 @@ static void build_request(struct gw_request *r, const struct gw_upstream *up, st
 }
 
 /* The answer's head, as the client gets it. */
-static void relay_head(struct gw_proxy *px)
+static void relay_head(struct gw_proxy *px, const struct pc_http_head *h)
 {
     struct gw_request *r = px->r;
-    const struct pc_http_head *h = &px->head;
     const struct gw_hdr_rules *rules = &r->route->resp_hdrs;
     struct pc_buf *b = gw_resp_begin(r, h->status, h->reason);
     bool rid = false;
@@ -541,12 +544,12 @@ static void relay_flush(struct gw_proxy *px)
 
 /* A 101 the client asked for: a WebSocket handshake on a websocket route,
  * answered with Upgrade: websocket and Connection: upgrade. */
-static bool upgrade_answer(const struct gw_proxy *px)
+static bool upgrade_answer(const struct gw_proxy *px, const struct pc_http_head *h)
 {
     const struct gw_request *r = px->r;
-    const char *up = pc_http_get(&px->head, "Upgrade");
+    const char *up = pc_http_get(h, "Upgrade");
     return r->upgrade && r->route->websocket && up && strcasecmp(up, "websocket") == 0 &&
-           gw_named_in_connection(pc_http_get(&px->head, "Connection"), "Upgrade");
+           gw_named_in_connection(pc_http_get(h, "Connection"), "Upgrade");
 }
 
 /* Upstream bytes p[0..n) of a tunnel, to the client as they are. */
@@ -560,15 +563,15 @@ static void tunnel_down(struct gw_proxy *px, const char *p, size_t n)
 }
 
 /* The upstream's 101: relayed, and from now on bytes both ways. */
-static void tunnel_start(struct gw_proxy *px)
+static void tunnel_start(struct gw_proxy *px, const struct pc_http_head *h)
 {
     struct upconn *c = px->uc;
     struct gw_request *r = px->r;
     px->reusable = false;
     px->state = PX_TUNNEL;
     gw_stream_open(&px->stream, r, true);
-    size_t hl = px->head.head_len, n = c->len - hl;
-    relay_head(px); /* the client's connection is a tunnel now */
+    size_t hl = h->head_len, n = c->len - hl;
+    relay_head(px, h); /* the client's connection is a tunnel now */
     c->out.len = c->out_off = 0;
     deadline(px);
     /* what came after the 101, then the connection's buffer is not needed:
@@ -652,37 +655,38 @@ void gw_proxy_cut(struct gw_stream *s, enum gw_cut why)
 static void on_answer(struct gw_proxy *px)
 {
     struct upconn *c = px->uc;
+    struct pc_http_head *h = &answer_head;
     for (;;) {
-        enum pc_http_result res = pc_http_parse_response(c->in, c->len, px->head_req, &px->head);
+        enum pc_http_result res = pc_http_parse_response(c->in, c->len, px->head_req, h);
         if (res == PC_HTTP_INCOMPLETE) {
             if (c->len >= UP_HEAD_MAX)
                 exchange_failed(px, false);
             return;
         }
-        if (res != PC_HTTP_OK || (px->head.status == 101 && !upgrade_answer(px))) {
+        if (res != PC_HTTP_OK || (h->status == 101 && !upgrade_answer(px, h))) {
             pc_log_warn("upstream %s: malformed answer%s", px->pool->up->url,
                         res == PC_HTTP_OK ? " (a 101 to no WebSocket handshake)" : "");
             exchange_failed(px, false);
             return;
         }
-        if (px->head.status >= 200 || px->head.status == 101)
+        if (h->status >= 200 || h->status == 101)
             break;
         /* 1xx: informational, dropped; the real answer follows */
-        size_t hl = px->head.head_len;
+        size_t hl = h->head_len;
         memmove(c->in, c->in + hl, c->len - hl);
         c->len -= hl;
     }
     px->retryable = false;
-    if (px->head.status == 101) {
-        tunnel_start(px);
+    if (h->status == 101) {
+        tunnel_start(px, h);
         return;
     }
-    px->framing = px->head.framing;
-    px->left = px->head.content_length;
-    px->reusable = px->head.keep_alive && px->framing != PC_HTTP_BODY_CLOSE && !px->body_open;
-    relay_head(px);
+    px->framing = h->framing;
+    px->left = h->content_length;
+    px->reusable = h->keep_alive && px->framing != PC_HTTP_BODY_CLOSE && !px->body_open;
+    relay_head(px, h);
     px->state = PX_BODY;
-    size_t hl = px->head.head_len, n = c->len - hl;
+    size_t hl = h->head_len, n = c->len - hl;
     c->len = 0;
     if (!relay_body(px, c->in + hl, n))
         return;
@@ -1077,8 +1081,7 @@ void gw_proxy_start(struct gw_request *r)
         gw_fail(r, 429, "TOO_MANY_TUNNELS", "Too many WebSocket connections are open");
         return;
     }
-    struct gw_proxy *px = pc_xmalloc(sizeof *px);
-    memset(px, 0, offsetof(struct gw_proxy, head));
+    struct gw_proxy *px = pc_xcalloc(1, sizeof *px);
     px->r = r;
     px->head_req = r->head_method;
     px->retryable = !r->body_stream && (r->head_method || strcmp(r->method, "GET") == 0 ||

@@ -44,7 +44,7 @@ struct gw_request *gw_request_new(struct gw_worker *w, struct gw_client *c,
     struct gw_request *r = pc_xmalloc(sizeof *r);
     memset(r, 0, offsetof(struct gw_request, p));
     r->p.found = false;
-    r->cred[0] = '\0';
+    gw_cred_init(r);
     r->w = w;
     r->c = c;
     r->head = head;
@@ -65,9 +65,37 @@ void gw_request_end(struct gw_request *r)
     gw_request_free(r);
 }
 
+void gw_cred_init(struct gw_request *r)
+{
+    r->cred = r->cred_inline;
+    r->cred[0] = '\0';
+    r->cred_len = 0;
+}
+
+/* Wipes the credential and gives back its heap block, if it had one. */
+static void cred_drop(struct gw_request *r)
+{
+    if (r->cred == NULL)
+        return;
+    pc_wipe(r->cred, r->cred_len);
+    if (r->cred != r->cred_inline)
+        free(r->cred);
+    gw_cred_init(r);
+}
+
+void gw_cred_set(struct gw_request *r, const char *v, size_t n)
+{
+    cred_drop(r);
+    if (n >= GW_CRED_INLINE)
+        r->cred = pc_xmalloc(n + 1);
+    memcpy(r->cred, v, n);
+    r->cred[n] = '\0';
+    r->cred_len = n;
+}
+
 void gw_request_free(struct gw_request *r)
 {
-    pc_wipe(r->cred, r->cred_len);
+    cred_drop(r);
     free(r->path);
     free(r->query);
     free(r->upstream_path);

@@ -51,6 +51,12 @@ void gw_request_end(struct gw_request *r);
  * or connection: gw_request_end's last step, and how the fuzz targets free
  * a request they made with calloc. */
 void gw_request_free(struct gw_request *r);
+/** r's credential storage, empty: gw_request_new's, and what a request made
+ * otherwise (calloc, in the unit and fuzz tests) must call first. */
+void gw_cred_init(struct gw_request *r);
+/** Sets r->cred to v[0..n) (n < GW_CRED_MAX), NUL-terminated, and cred_len;
+ * the old one is wiped. */
+void gw_cred_set(struct gw_request *r, const char *v, size_t n);
 /** On r's loop: answers {"message","code","requestId"} with status. Ends r. */
 void gw_fail(struct gw_request *r, int status, const char *code, const char *msg);
 

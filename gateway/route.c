@@ -319,14 +319,7 @@ static void route_take(struct gw_request *r, const struct gw_route *rt, const st
     /* A segment too long to be a key is still the route's key, and refused
      * as one: no other credential stands in for it. */
     r->src = GW_SRC_PATH;
-    if (c->seglen < GW_CRED_MAX) {
-        memcpy(r->cred, path + c->seg, c->seglen);
-        r->cred[c->seglen] = '\0';
-        r->cred_len = c->seglen;
-    } else {
-        r->cred[0] = '\0';
-        r->cred_len = 0;
-    }
+    gw_cred_set(r, path + c->seg, c->seglen < GW_CRED_MAX ? c->seglen : 0);
 }
 
 const struct gw_route *gw_route_find(struct gw_request *r)

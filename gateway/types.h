@@ -417,6 +417,7 @@ enum gw_cred_src {
 /* Room for the largest JWT we accept (PC_JWT_MAX) and one byte more, so
  * that a larger one is seen and refused as too large. */
 #define GW_CRED_MAX (8192 + 2)
+#define GW_CRED_INLINE 256          /* a credential this long or shorter needs no allocation */
 
 /** One client request, owned by its worker's loop (request.h). */
 struct gw_request {
@@ -468,7 +469,10 @@ struct gw_request {
                                      * (a sliding refresh of a cookie session) */
     /* Large members last: gw_request_new zeroes only what comes before. */
     struct gw_principal p;          /* resolved identity */
-    char cred[GW_CRED_MAX];         /* token or key (never logged) */
+    char *cred;                     /* token or key (never logged): cred_inline, or the
+                                     * heap past GW_CRED_INLINE (gw_cred_set); shorter
+                                     * than GW_CRED_MAX */
+    char cred_inline[GW_CRED_INLINE];
 };
 
 /* ---- workers (worker.c) ---- */

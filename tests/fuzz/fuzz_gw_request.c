@@ -54,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     struct gw_request *r = calloc(1, sizeof *r);
     if (r == NULL)
         abort();
+    gw_cred_init(r);
     r->head = &h;
     r->method = h.method;
     r->head_method = strcmp(h.method, "HEAD") == 0;
@@ -85,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
                 struct gw_refusal why = {0};
                 enum gw_extract_result x = gw_extract_cred(r, &why);
                 if (x == GW_EXTRACT_OK) {
-                    FZ_CHECK(r->cred_len > 0 && r->cred_len < sizeof r->cred &&
+                    FZ_CHECK(r->cred_len > 0 && r->cred_len < GW_CRED_MAX &&
                                  strlen(r->cred) == r->cred_len,
                              "credential length");
                     unsigned char hash[32];

@@ -27,6 +27,7 @@ static void ask(const char *head)
     struct gw_request *r = calloc(1, sizeof *r);
     if (r == NULL)
         abort();
+    gw_cred_init(r);
     r->head = &h;
     r->method = h.method;
     if (gw_target_split(h.target, &r->path, &r->query) != 0)

@@ -170,6 +170,7 @@ static inline struct gwt_req *gwt_req_new(const char *target, const char *header
     enum pc_http_result pr = pc_http_parse_request(q->buf, n, &q->head);
     if (pr != PC_HTTP_OK)
         fail_msg("request head for %s did not parse (%d)", target, (int)pr);
+    gw_cred_init(&q->r);
     q->r.head = &q->head;
     q->r.method = q->head.method;
     q->r.path = strndup(q->head.target, strcspn(q->head.target, "?#"));
@@ -179,6 +180,8 @@ static inline struct gwt_req *gwt_req_new(const char *target, const char *header
 
 static inline void gwt_req_free(struct gwt_req *q)
 {
+    if (q->r.cred != q->r.cred_inline)
+        free(q->r.cred);
     free(q->r.path);
     free(q->r.query);
     free(q->r.upstream_path);
