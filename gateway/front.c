@@ -31,7 +31,11 @@
  *             gw_client_backlog_full()
  *   tunnels   after a relayed 101 (gw_resp_upgrade) the connection is
  *             C_TUNNEL: each read goes to proxy.c as it is, from the stack,
- *             and reading stops while the upstream side is backed up
+ *             and reading stops while the upstream side is backed up. The
+ *             handshake's head and the input buffer are freed then
+ *             (tunnel_shed), and the connection moves to w->tunnels, which
+ *             the tick does not walk (streams.c times a tunnel's idleness),
+ *             except while a write to it is blocked
  *   timeouts  checked every 100 ms by gw_front_tick (no timer per
  *             connection): CLIENT_IDLE_S between reads, writes stalled as long;
  *             GATEWAY_HEAD_TIMEOUT_MS for a whole request head, counted from
@@ -123,7 +127,9 @@ struct gw_client {
     enum gw_body body_err;          /* GW_BODY_BAD or _TOO_LARGE, else 0 */
     size_t linger_bytes;
     struct pc_chunked ch;
-    struct pc_http_head head;       /* the current request's head, inside in */
+    struct pc_http_head *head;      /* the current request's head (pointers into in);
+                                     * NULL, like in, once a tunnel has no use for them */
+    bool on_tunnels;                /* listed in w->tunnels (else w->clients or w->dead) */
     struct gw_request *r;           /* the request running */
     struct pc_buf out;              /* queued output */
     size_t out_off;                 /* bytes of out already written */
@@ -178,6 +184,7 @@ static void client_free(struct gw_client *c)
     if (c->wev)
         event_free(c->wev);
     free(c->in);
+    free(c->head);
     pc_buf_free(&c->out);
     free(c);
 }
@@ -218,7 +225,8 @@ static void client_close(struct gw_client *c)
     c->reading = c->writing = false;
     close(c->fd);
     c->fd = -1;
-    list_del(&w->clients, c);
+    list_del(c->on_tunnels ? &w->tunnels : &w->clients, c);
+    c->on_tunnels = false;
     list_add(&w->dead, c);
     w->nclients--;
     if (c->counted)
@@ -239,15 +247,32 @@ static void want_read(struct gw_client *c, bool on)
         gw_watch(c->ev, &c->reading, on);
 }
 
+/* A tunnel's connection waits on w->tunnels, out of gw_front_tick's walk
+ * (its idleness is streams.c's timer), except while its writes are blocked:
+ * then the tick's stall bound applies to it as to any connection. */
+static void relist(struct gw_client *c)
+{
+    bool t = c->state == C_TUNNEL && c->r != NULL && !c->writing && !c->dead;
+    if (t == c->on_tunnels || c->dead)
+        return;
+    list_del(c->on_tunnels ? &c->w->tunnels : &c->w->clients, c);
+    list_add(t ? &c->w->tunnels : &c->w->clients, c);
+    c->on_tunnels = t;
+}
+
 static void want_write(struct gw_client *c, bool on)
 {
-    if (!c->dead)
-        gw_watch(c->wev, &c->writing, on);
+    if (c->dead)
+        return;
+    gw_watch(c->wev, &c->writing, on);
+    if (c->state == C_TUNNEL)
+        relist(c);
 }
 
 /* ---- output ---- */
 
 static void client_gone(struct gw_client *c);
+static void tunnel_shed(struct gw_client *c);
 
 static void after_flush(struct gw_client *c)
 {
@@ -405,7 +430,7 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
         pc_buf_putu(b, (uint64_t)body_len);
         pc_buf_append(b, "\r\n", 2);
     } else if (body_len == GW_LEN_STREAM && !r->head_method) {
-        if (c->head.minor >= 1) {
+        if (c->head->minor >= 1) {
             c->resp_chunked = true;
             pc_buf_puts(b, "Transfer-Encoding: chunked\r\n");
         } else {
@@ -414,7 +439,7 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     }
     if (!c->keep_alive)
         pc_buf_puts(b, "Connection: close\r\n");
-    else if (c->head.minor == 0)
+    else if (c->head->minor == 0)
         pc_buf_puts(b, "Connection: keep-alive\r\n");
     pc_buf_append(b, "\r\n", 2);
 }
@@ -468,12 +493,35 @@ void gw_resp_upgrade(struct gw_request *r)
     c->keep_alive = false;
     c->unread = true; /* the client's close frame may come as we close: linger */
     c->state = C_TUNNEL;
+    relist(c);
     /* what the client sent after its handshake goes upstream first, from
-     * the loop (tunnel_read); the head stays where it is (r's method and
-     * headers point into it) */
+     * the loop (tunnel_read); then the head and the input buffer go */
     want_read(c, true);
     if (c->len > c->used)
         event_active(c->ev, EV_READ, 0);
+    else
+        tunnel_shed(c);
+}
+
+/* A tunnel needs neither the handshake's head nor the input buffer it lies
+ * in (reads go through the stack): both are freed, 8 KiB of every idle
+ * tunnel. r keeps what it uses after the 101 (the log's method; path and
+ * credential are its own copies) and sees no headers from now on. */
+static void tunnel_shed(struct gw_client *c)
+{
+    static const struct pc_http_head none;
+    struct gw_request *r = c->r;
+    if (r != NULL) {
+        r->method = "GET"; /* websocket_handshake: nothing else upgrades */
+        r->head = &none;
+        r->body = NULL;
+        r->body_len = 0;
+    }
+    free(c->head);
+    c->head = NULL;
+    free(c->in);
+    c->in = NULL;
+    c->cap = c->len = c->used = 0;
 }
 
 void gw_front_tunnel_resume(struct gw_request *r)
@@ -486,10 +534,12 @@ void gw_front_tunnel_resume(struct gw_request *r)
 /* C_TUNNEL: one read, handed upstream as it is (never kept here). */
 static void tunnel_read(struct gw_client *c)
 {
-    if (c->len > c->used) {
+    if (c->in != NULL) {
         size_t extra = c->len - c->used;
-        c->len = c->used;
-        if (gw_proxy_tunnel_in(c->r, c->in + c->used, extra) == 0 && !c->dead)
+        int more = gw_proxy_tunnel_in(c->r, c->in + c->used, extra);
+        if (!c->dead)
+            tunnel_shed(c);
+        if (more == 0 && !c->dead)
             want_read(c, false);
         return;
     }
@@ -521,7 +571,7 @@ void gw_reply(struct gw_request *r, int status, const char *ctype, const char *b
 
 static struct gw_request *request_new(struct gw_client *c)
 {
-    struct gw_request *r = gw_request_new(c->w, c, &c->head, c->ip);
+    struct gw_request *r = gw_request_new(c->w, c, c->head, c->ip);
     c->r = r;
     c->state = C_BUSY;
     return r;
@@ -534,12 +584,12 @@ static void refuse(struct gw_client *c, bool parsed, int status, const char *cod
                    const char *msg)
 {
     if (!parsed) {
-        c->head.nh = 0;
-        c->head.method = NULL;
+        c->head->nh = 0;
+        c->head->method = NULL;
     }
     struct gw_request *r = request_new(c);
     gw_request_id(r);
-    r->method = c->head.method ? c->head.method : "";
+    r->method = c->head->method ? c->head->method : "";
     r->path = pc_xstrdup("/");
     c->keep_alive = false;
     c->unread = true; /* where this request ends is not known */
@@ -559,10 +609,13 @@ void gw_front_request_done(struct gw_request *r)
         c->keep_alive = false;
         c->unread = true;
     }
-    if (gw_stopping)
+    if (gw_stopping) {
+        relist(c); /* a tunnel's connection: back where gw_front_free closes it */
         return;
+    }
     if (!c->keep_alive) {
         c->state = C_CLOSING;
+        relist(c);
         flush_out(c);
         return;
     }
@@ -604,16 +657,16 @@ static bool websocket_handshake(const struct pc_http_head *h)
 static void start_request(struct gw_client *c, size_t body_len, size_t used, bool stream)
 {
     struct gw_request *r = request_new(c);
-    r->method = c->head.method;
-    r->head_method = strcmp(c->head.method, "HEAD") == 0;
-    r->upgrade = websocket_handshake(&c->head);
+    r->method = c->head->method;
+    r->head_method = strcmp(c->head->method, "HEAD") == 0;
+    r->upgrade = websocket_handshake(c->head);
     if (stream) {
         c->state = C_STREAM;
         r->body_stream = true;
-        r->body_size = c->head.framing == PC_HTTP_BODY_LENGTH ? (int64_t)c->head.content_length : -1;
-        c->used = c->head.head_len;
+        r->body_size = c->head->framing == PC_HTTP_BODY_LENGTH ? (int64_t)c->head->content_length : -1;
+        c->used = c->head->head_len;
     } else {
-        r->body = c->in + c->head.head_len;
+        r->body = c->in + c->head->head_len;
         r->body_len = body_len;
         c->used = used;
     }
@@ -644,7 +697,7 @@ static void grow_in(struct gw_client *c, size_t need)
     c->in = now;
     if (!parsed || (uintptr_t)now == old)
         return;
-    struct pc_http_head *h = &c->head;
+    struct pc_http_head *h = c->head;
     rebase(&h->method, old, now);
     rebase((const char **)&h->target, old, now);
     for (size_t i = 0; i < h->nh; i++) {
@@ -657,7 +710,7 @@ static void grow_in(struct gw_client *c, size_t need)
 
 static void send_continue(struct gw_client *c)
 {
-    if (c->continue_sent || !c->head.expect_continue || c->head.minor == 0)
+    if (c->continue_sent || !c->head->expect_continue || c->head->minor == 0)
         return;
     c->continue_sent = true;
     pc_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -670,8 +723,8 @@ static void body_feed(struct gw_client *c)
 {
     if (c->body_done || c->body_err)
         return;
-    size_t at = c->head.head_len + c->avail; /* decoded bytes end, undecoded begin */
-    if (c->head.framing == PC_HTTP_BODY_LENGTH) {
+    size_t at = c->head->head_len + c->avail; /* decoded bytes end, undecoded begin */
+    if (c->head->framing == PC_HTTP_BODY_LENGTH) {
         size_t k = c->len - at;
         if (k > c->left)
             k = (size_t)c->left;
@@ -707,7 +760,7 @@ static void body_finished(struct gw_client *c)
     if (c->state != C_STREAM || !c->body_done || c->avail > 0)
         return;
     c->state = C_BUSY;
-    c->used = c->head.head_len;
+    c->used = c->head->head_len;
 }
 
 /* The head says a body follows: run the request with it whole when it is
@@ -716,22 +769,22 @@ static void body_begin(struct gw_client *c)
 {
     c->state = C_STREAM; /* the head is parsed: grow_in moves its pointers */
     c->avail = 0;
-    c->left = c->head.content_length;
+    c->left = c->head->content_length;
     c->body_n = c->raw_total = 0;
     c->body_done = c->body_gone = false;
     c->body_err = 0;
     memset(&c->ch, 0, sizeof c->ch);
     size_t window = GW_BODY_WINDOW;
-    if (c->head.framing == PC_HTTP_BODY_LENGTH && c->head.content_length < window)
-        window = (size_t)c->head.content_length;
-    grow_in(c, c->head.head_len + window);
+    if (c->head->framing == PC_HTTP_BODY_LENGTH && c->head->content_length < window)
+        window = (size_t)c->head->content_length;
+    grow_in(c, c->head->head_len + window);
     body_feed(c);
     if (c->body_err == GW_BODY_BAD) {
         refuse(c, true, 400, "BAD_REQUEST", "Malformed chunked body");
     } else if (c->body_err) {
         refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
     } else if (c->body_done) {
-        start_request(c, c->avail, c->head.head_len + c->avail, false);
+        start_request(c, c->avail, c->head->head_len + c->avail, false);
     } else {
         start_request(c, 0, 0, true);
     }
@@ -779,7 +832,7 @@ enum gw_body gw_front_body_peek(struct gw_request *r, const char **data, size_t 
     if (c->state != C_STREAM)
         return GW_BODY_END;
     if (c->avail > 0) {
-        *data = c->in + c->head.head_len;
+        *data = c->in + c->head->head_len;
         *n = c->avail;
         return GW_BODY_DATA;
     }
@@ -795,8 +848,8 @@ void gw_front_body_consume(struct gw_request *r, size_t n)
     struct gw_client *c = r->c;
     if (n == 0 || c->state != C_STREAM)
         return;
-    char *at = c->in + c->head.head_len;
-    memmove(at, at + n, c->len - c->head.head_len - n);
+    char *at = c->in + c->head->head_len;
+    memmove(at, at + n, c->len - c->head->head_len - n);
     c->len -= n;
     c->avail -= n;
     body_feed(c); /* undecoded input that waited behind a full window */
@@ -824,7 +877,7 @@ static void process(struct gw_client *c)
 {
     if (c->state != C_HEAD || c->len == 0)
         return;
-    enum pc_http_result res = pc_http_parse_request(c->in, c->len, &c->head);
+    enum pc_http_result res = pc_http_parse_request(c->in, c->len, c->head);
     size_t head_max = (size_t)gw_cfg.max_headers + REQUEST_LINE_MAX;
     switch (res) {
     case PC_HTTP_OK:
@@ -847,42 +900,42 @@ static void process(struct gw_client *c)
         return;
     }
     c->head_start_us = 0;
-    c->keep_alive = c->head.keep_alive;
+    c->keep_alive = c->head->keep_alive;
     if (c->overflow) {
         c->keep_alive = false;
-        if (!health_target(&c->head) || c->head.framing != PC_HTTP_BODY_NONE) {
+        if (!health_target(c->head) || c->head->framing != PC_HTTP_BODY_NONE) {
             refuse(c, true, 503, "TOO_MANY_CONNECTIONS",
                    "Too many connections, try again later");
             return;
         }
     }
     size_t hdr_bytes = 0;
-    for (size_t i = 0; i < c->head.nh; i++)
-        hdr_bytes += c->head.h[i].nlen + c->head.h[i].vlen + 4;
-    if ((int64_t)hdr_bytes > gw_cfg.max_headers || c->head.head_len > head_max) {
+    for (size_t i = 0; i < c->head->nh; i++)
+        hdr_bytes += c->head->h[i].nlen + c->head->h[i].vlen + 4;
+    if ((int64_t)hdr_bytes > gw_cfg.max_headers || c->head->head_len > head_max) {
         refuse(c, true, 431, "HEADERS_TOO_LARGE", "Request headers are too large");
         return;
     }
-    if (allowed_method(c->head.method) == NULL) {
+    if (allowed_method(c->head->method) == NULL) {
         refuse(c, true, 405, "METHOD_NOT_ALLOWED", "Method not allowed");
         return;
     }
-    if (!pc_http_host_ok(&c->head)) {
+    if (!pc_http_host_ok(c->head)) {
         refuse(c, true, 400, "BAD_HOST", "An HTTP/1.1 request needs exactly one valid Host header");
         return;
     }
     /* Content on a HEAD has no meaning (RFC 9110 9.3.2), and servers such as
      * libevent's read none: forwarded, it would be parsed upstream as the
      * next request on a pooled connection, headers chosen by the client. */
-    if (strcmp(c->head.method, "HEAD") == 0 &&
-        (c->head.framing == PC_HTTP_BODY_CHUNKED ||
-         (c->head.framing == PC_HTTP_BODY_LENGTH && c->head.content_length > 0))) {
+    if (strcmp(c->head->method, "HEAD") == 0 &&
+        (c->head->framing == PC_HTTP_BODY_CHUNKED ||
+         (c->head->framing == PC_HTTP_BODY_LENGTH && c->head->content_length > 0))) {
         refuse(c, true, 400, "BODY_NOT_ALLOWED", "A HEAD request cannot carry a body");
         return;
     }
-    switch (c->head.framing) {
+    switch (c->head->framing) {
     case PC_HTTP_BODY_LENGTH:
-        if (c->head.content_length > (uint64_t)gw_cfg.max_body) {
+        if (c->head->content_length > (uint64_t)gw_cfg.max_body) {
             refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
             return;
         }
@@ -892,7 +945,7 @@ static void process(struct gw_client *c)
         body_begin(c);
         return;
     default:
-        start_request(c, 0, c->head.head_len, false);
+        start_request(c, 0, c->head->head_len, false);
         return;
     }
 }
@@ -990,6 +1043,7 @@ static struct gw_client *client_new(struct gw_worker *w, int fd, const struct so
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     if (c->ev == NULL || c->wev == NULL)
         pc_fatal("event_new failed");
+    c->head = pc_xcalloc(1, sizeof *c->head);
     grow_in(c, IN_START);
     list_add(&w->clients, c);
     w->nclients++;
@@ -1229,6 +1283,8 @@ void gw_front_tick(struct gw_worker *w, bool stopping)
 
 void gw_front_free(struct gw_worker *w)
 {
+    while (w->tunnels)
+        client_close(w->tunnels);
     while (w->clients)
         client_close(w->clients);
     on_reap(-1, 0, w);

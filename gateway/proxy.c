@@ -112,7 +112,8 @@ enum px_state {
 };
 
 struct gw_proxy {
-    struct gw_proxy *prev, *next;   /* pool->active */
+    struct gw_proxy *prev, *next;   /* pool->active, or pool->tunnels */
+    bool on_tunnels;
     struct gw_request *r;
     struct gw_uppool *pool;
     struct upconn *uc;
@@ -154,8 +155,8 @@ void gw_proxy_stop(struct gw_worker *w)
 {
     for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
         struct gw_uppool *p = &w->pools[i];
-        while (p->active) {
-            struct gw_proxy *px = p->active;
+        while (p->active || p->tunnels) {
+            struct gw_proxy *px = p->active ? p->active : p->tunnels;
             struct gw_request *r = px->r;
             if (px->uc)
                 gw_upconn_close(px->uc);
@@ -346,15 +347,16 @@ static void relay_head(struct gw_proxy *px, const struct pc_http_head *h)
 
 /* ---- the exchange ---- */
 
-/* px on pool's list of exchanges. */
+/* px on pool's list of exchanges (of tunnels once it is one). */
 static void px_link(struct gw_proxy *px, struct gw_uppool *pool)
 {
+    struct gw_proxy **head = px->on_tunnels ? &pool->tunnels : &pool->active;
     px->pool = pool;
     px->prev = NULL;
-    px->next = pool->active;
-    if (pool->active)
-        pool->active->prev = px;
-    pool->active = px;
+    px->next = *head;
+    if (*head)
+        (*head)->prev = px;
+    *head = px;
 }
 
 static void px_unlink(struct gw_proxy *px)
@@ -363,6 +365,8 @@ static void px_unlink(struct gw_proxy *px)
         return;
     if (px->prev)
         px->prev->next = px->next;
+    else if (px->on_tunnels)
+        px->pool->tunnels = px->next;
     else
         px->pool->active = px->next;
     if (px->next)
@@ -446,11 +450,28 @@ void gw_proxy_client_gone(struct gw_request *r)
 }
 
 /* The next connect or read is due by now + the route's timeout_ms, else
- * UPSTREAM_TIMEOUT (seen by gw_proxy_tick, every 100 ms). */
+ * UPSTREAM_TIMEOUT (seen by gw_proxy_tick, every 100 ms). A tunnel's bytes
+ * only restart its idle window (its stream's timer looks at it). */
 static void deadline(struct gw_proxy *px)
 {
-    int64_t ms = px->state == PX_TUNNEL ? px->r->route->tunnel_idle_ms : px->r->route->timeout_ms;
-    px->deadline_us = pc_mono_us() + (ms ? ms : gw_cfg.read_timeout * 1000) * 1000LL;
+    int64_t now = pc_mono_us();
+    if (px->state == PX_TUNNEL) {
+        px->stream.active_us = now;
+        return;
+    }
+    int64_t ms = px->r->route->timeout_ms;
+    px->deadline_us = now + (ms ? ms : gw_cfg.read_timeout * 1000) * 1000LL;
+}
+
+bool gw_proxy_tunnel_idle(struct gw_stream *s)
+{
+    struct gw_proxy *px = (struct gw_proxy *)(void *)((char *)s - offsetof(struct gw_proxy, stream));
+    /* a client that leaves is cancelled from the loop; one that does not
+     * read is the front's (the stall bound), not idleness */
+    if (px->paused || px->cancel_ev != NULL)
+        return false;
+    gw_proxy_cut(s, GW_CUT_IDLE);
+    return true;
 }
 
 void gw_proxy_tick(struct gw_worker *w)
@@ -462,9 +483,7 @@ void gw_proxy_tick(struct gw_worker *w)
             /* a paused stream waits for the client, not the upstream */
             if (px->paused || px->body_wait || px->cancel_ev != NULL || now < px->deadline_us)
                 continue;
-            if (px->state == PX_TUNNEL)
-                gw_proxy_cut(&px->stream, GW_CUT_IDLE);
-            else if (px->state == PX_RESOLVE || (px->uc && px->uc->connecting))
+            if (px->state == PX_RESOLVE || (px->uc && px->uc->connecting))
                 connect_failed(px, true);
             else
                 exchange_failed(px, true);
@@ -569,11 +588,15 @@ static void tunnel_start(struct gw_proxy *px, const struct pc_http_head *h)
     struct gw_request *r = px->r;
     px->reusable = false;
     px->state = PX_TUNNEL;
+    struct gw_uppool *pool = px->pool;
+    px_unlink(px);
+    px->on_tunnels = true; /* off gw_proxy_tick's walk */
+    px_link(px, pool);
     gw_stream_open(&px->stream, r, true);
     size_t hl = h->head_len, n = c->len - hl;
     relay_head(px, h); /* the client's connection is a tunnel now */
-    c->out.len = c->out_off = 0;
-    deadline(px);
+    pc_buf_free(&c->out); /* the request went: the buffer grows again if bytes wait */
+    c->out_off = 0;
     /* what came after the 101, then the connection's buffer is not needed:
      * tunnels read into the stack */
     char *in = c->in;

@@ -10,8 +10,12 @@
  *             queued for every worker (a mutex and event_active), and each
  *             worker cuts its streams under that key on its own loop.
  *   timers    one libevent timer per stream, at the credential's expiry
- *             (expiresAt, JWT exp) or the tunnel's lifetime, whichever is
- *             first; libevent's heap costs nothing while they wait.
+ *             (expiresAt, JWT exp), the tunnel's lifetime or the end of its
+ *             idle window, whichever is first; libevent's heap costs
+ *             nothing while they wait. Traffic never touches the timer: it
+ *             stamps s->active_us, and a timer that finds the tunnel was
+ *             busy sets itself again for the rest of the window, so an idle
+ *             tunnel costs one wake-up per window and a busy one no more.
  *   caps      open tunnels per worker (GATEWAY_MAX_TUNNELS) and per user
  *             across the process (GATEWAY_MAX_TUNNELS_PER_USER, a small
  *             table under one mutex, touched at handshake and close only).
@@ -23,6 +27,7 @@
 #include "../lib/log.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
@@ -214,10 +219,36 @@ void gw_stream_sid_key(const char *sid, size_t n, unsigned char key[32])
     pc_sha256((const unsigned char *)buf, 4 + n, key);
 }
 
+/* s's timer at the first of its cut and the end of its idle window. */
+static void arm(struct gw_stream *s)
+{
+    int64_t us = INT64_MAX;
+    if (s->cut_at_ms > 0)
+        us = (s->cut_at_ms - pc_now_ms()) * 1000;
+    if (s->idle_us > 0 && s->active_us + s->idle_us - pc_mono_us() < us)
+        us = s->active_us + s->idle_us - pc_mono_us();
+    if (us == INT64_MAX)
+        return;
+    if (us < 0)
+        us = 0;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    event_add(s->timer, &tv);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_stream *s = arg;
-    gw_proxy_cut(s, s->timer_cut);
+    if (s->cut_at_ms > 0 && pc_now_ms() >= s->cut_at_ms) {
+        gw_proxy_cut(s, s->timer_cut);
+        return;
+    }
+    int64_t now = pc_mono_us();
+    if (s->idle_us > 0 && now - s->active_us >= s->idle_us) {
+        if (gw_proxy_tunnel_idle(s))
+            return;
+        s->active_us = now; /* held by something else: look again a window later */
+    }
+    arm(s);
 }
 
 void gw_stream_open(struct gw_stream *s, struct gw_request *r, bool tunnel)
@@ -248,7 +279,8 @@ void gw_stream_open(struct gw_stream *s, struct gw_request *r, bool tunnel)
     } else {
         GW_STAT_INC(streams_open);
     }
-    /* the first of: the credential's expiry, the tunnel's lifetime */
+    /* the first of: the credential's expiry, the tunnel's lifetime; and
+     * for a tunnel, the end of its idle window */
     int64_t now_ms = pc_now_ms(), at = 0;
     if (r->kind != GW_CRED_NONE && r->p.found && r->p.expires_at > 0) {
         at = r->p.expires_at;
@@ -259,13 +291,17 @@ void gw_stream_open(struct gw_stream *s, struct gw_request *r, bool tunnel)
         at = now_ms + life * 1000;
         s->timer_cut = GW_CUT_LIFETIME;
     }
-    if (at > 0) {
+    s->cut_at_ms = at;
+    if (tunnel) {
+        int64_t ms = r->route->tunnel_idle_ms;
+        s->idle_us = (ms > 0 ? ms : gw_cfg.read_timeout * 1000) * 1000;
+        s->active_us = s->opened_us;
+    }
+    if (at > 0 || s->idle_us > 0) {
         s->timer = event_new(r->w->base, -1, 0, on_timer, s);
         if (s->timer == NULL)
             pc_fatal("event_new failed");
-        int64_t ms = at > now_ms ? at - now_ms : 0;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-        event_add(s->timer, &tv);
+        arm(s);
     }
 }
 

@@ -5,7 +5,8 @@
  * close). Each is indexed, per worker, under the credential it was opened
  * with, so that a revocation from the feed (any thread) ends every one of
  * them on every worker within milliseconds, and each has a timer for the
- * moment its credential expires (or its tunnel lifetime ends). proxy.c
+ * moment its credential expires (or its tunnel lifetime ends, or a tunnel
+ * has been idle for its route's window). proxy.c
  * owns the exchange and does the cutting (gw_proxy_cut); this file only
  * finds whom to cut and when. Everything but gw_streams_revoked runs on
  * the stream's worker's loop.
@@ -67,8 +68,12 @@ struct gw_stream {
     bool user_counted;              /* counts toward GATEWAY_MAX_TUNNELS_PER_USER */
     struct gw_stream_link link[2];  /* credential hash, session id */
     unsigned nlinks;
-    struct event *timer;            /* expiry or lifetime */
-    enum gw_cut timer_cut;
+    struct event *timer;            /* expiry, lifetime or (tunnel) idleness */
+    enum gw_cut timer_cut;          /* what reaching cut_at_ms means */
+    int64_t cut_at_ms;              /* wall clock of the expiry or lifetime (0: none) */
+    int64_t idle_us;                /* tunnel: its idle window (tunnel_idle_timeout_ms) */
+    int64_t active_us;              /* tunnel: monotonic time of its last byte either way,
+                                     * stamped by proxy.c (the timer reads it lazily) */
     struct gw_wsframes down;        /* tunnel: upstream -> client frames */
     int64_t opened_us;
     uint64_t bytes_up, bytes_down;  /* client -> upstream, upstream -> client */
@@ -98,6 +103,12 @@ void gw_streams_revoked(const unsigned char key[32]);
 void gw_stream_sid_key(const char *sid, size_t n, unsigned char key[32]);
 /** On w's loop, at the start of shutdown: every tunnel gets 1001. */
 void gw_streams_drain(struct gw_worker *w);
+
+/* proxy.c: s's tunnel has moved nothing for its idle window. Returns true
+ * when it was cut (GW_CUT_IDLE); false when something else bounds it (a
+ * client that does not read: the front's stall bound), and the timer waits
+ * another window. */
+bool gw_proxy_tunnel_idle(struct gw_stream *s);
 
 /* proxy.c: ends s's exchange now for why (a WebSocket gets its close frame
  * when it is between frames; a streamed answer is cut). Ends the request. */

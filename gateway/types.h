@@ -486,6 +486,7 @@ struct gw_worker {
     struct event *reap_ev;          /* frees closed connections */
     struct gw_client *clients;      /* open connections */
     struct gw_client *dead;         /* closed, not yet freed */
+    struct gw_client *tunnels;      /* front.c: tunnel connections out of the tick's walk */
     size_t nclients;
     size_t active;                  /* requests not yet finished */
     int64_t drain_deadline;         /* monotonic us */

@@ -50,7 +50,8 @@ struct gw_uppool {
     struct gw_worker *w;
     struct upconn *idle;
     size_t total;                   /* connections open, idle or busy */
-    struct gw_proxy *active;        /* exchanges in progress */
+    struct gw_proxy *active;        /* exchanges in progress (walked by gw_proxy_tick) */
+    struct gw_proxy *tunnels;       /* exchanges that became tunnels (streams.c times them) */
     struct ssl_session_st *sess;    /* https: the last session the upstream gave, offered
                                      * again by the next new connection (resumption) */
     struct gw_upres *res;           /* resolve.c: a host name's addresses; NULL: numeric */

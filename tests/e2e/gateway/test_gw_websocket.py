@@ -268,6 +268,28 @@ def test_idle_timeout_and_lifetime_close_with_1001(gateway_factory, wsup):
     code, took = run(busy_then_cut())
     assert code == 1001 and 0.7 < took < 2.5, (code, took)
 
+    async def traffic_keeps_it_then_silence_ends_it(upwards):
+        # the idle window restarts with every byte, in either direction
+        async with websockets.connect(_ws_url(g, "/idle/echo"), ping_interval=None) as ws:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 1.6:    # three windows and more
+                if upwards:
+                    await ws.send("x")
+                    assert await asyncio.wait_for(ws.recv(), 5) == "x"
+                else:
+                    await ws.ping()
+                await asyncio.sleep(0.15)
+            quiet = time.monotonic()
+            try:
+                await asyncio.wait_for(ws.recv(), 5)
+            except websockets.ConnectionClosed:
+                pass
+            return ws.close_code, time.monotonic() - quiet
+
+    for upwards in (True, False):
+        code, took = run(traffic_keeps_it_then_silence_ends_it(upwards))
+        assert code == 1001 and 0.3 < took < 1.5, (upwards, code, took)
+
 
 def test_tunnel_caps_answer_429_json(gateway_factory, wsup, mod_user, keys):
     up = wsup()
