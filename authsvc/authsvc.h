@@ -73,6 +73,8 @@ struct as_config {
     char *database_url;         /* DATABASE_URL */
     char *redis_url;            /* REDIS_URL */
     char *listen;               /* AUTHSVC_LISTEN */
+    char *admin_listen;         /* AUTHSVC_ADMIN_LISTEN ("off": none) */
+    char *health_prefix;        /* AUTHSVC_HEALTH_PREFIX: "" or "/x" before /health, ... */
     char *trusted_origins;      /* TRUSTED_ORIGINS, comma list */
     bool rate_limit;            /* RATE_LIMIT_ENABLED */
     char *redis_prefix;         /* REDIS_PREFIX */
@@ -132,6 +134,8 @@ struct as_config {
     struct pc_redis_addr redis_addr;
     char listen_host[256];
     int listen_port;
+    char admin_host[256];       /* admin_port 0: no admin listener */
+    int admin_port;
 };
 
 extern struct as_config as_cfg;

@@ -66,6 +66,14 @@ static const struct pc_conf_item table[] = {
      PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL: redis://[:password@]host:port[/db]"},
     {"AUTHSVC_LISTEN", PC_CONF_STR, &as_cfg.listen, "127.0.0.1:3000", 0, 0, 0,
      pc_conf_check_hostport, "address to listen on (host:port)"},
+    {"AUTHSVC_ADMIN_LISTEN", PC_CONF_STR, &as_cfg.admin_listen, "127.0.0.1:9091", 0, 0, 0,
+     pc_conf_check_admin_listen,
+     "the operators' listener (host:port, or off): /metrics and the health checks; the "
+     "public listener does not answer /metrics"},
+    {"AUTHSVC_HEALTH_PREFIX", PC_CONF_STR, &as_cfg.health_prefix, "", 0, 0, 0,
+     pc_conf_check_path_prefix,
+     "path before /health, /live and /ready on the public listener (e.g. /_authsvc); the "
+     "admin listener answers them with and without it"},
     PC_CONF_ROW_TRUSTED_ORIGINS(&as_cfg.trusted_origins),
     {"RATE_LIMIT_ENABLED", PC_CONF_BOOL, &as_cfg.rate_limit, "true", 0, 0, 0, NULL,
      "limit sign-in/sign-up per IP (3 per 10 s, Better Auth's rule) in Redis"},
@@ -208,6 +216,11 @@ int as_config_load(void)
         as_cfg.ip_header = pc_xstrdup("");
     }
     const char *why;
+    as_cfg.admin_port = 0;
+    if (strcmp(as_cfg.admin_listen, "off") != 0 &&
+        pc_parse_hostport(as_cfg.admin_listen, as_cfg.admin_host, sizeof as_cfg.admin_host,
+                          &as_cfg.admin_port, &why) != 0)
+        pc_fatal("validated config failed to parse");
     if (pc_parse_hostport(as_cfg.listen, as_cfg.listen_host, sizeof as_cfg.listen_host,
                           &as_cfg.listen_port, &why) != 0 ||
         pc_redis_parse_url(as_cfg.redis_url, &as_cfg.redis_addr, &why) != 0)

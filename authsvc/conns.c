@@ -38,6 +38,7 @@
  * match, a reliance on libevent 2.1's http.c, checked by the e2e tests.
  */
 #include "authsvc.h"
+#include "health.h"
 #include "../lib/connlimit.h"
 #include "../lib/log.h"
 
@@ -181,13 +182,6 @@ static void ovf_close(struct ovf *o)
         ovf_accepting_set(true);
 }
 
-static bool line_is(const char *line, size_t n, const char *path)
-{
-    size_t pl = strlen(path);
-    return n >= pl && memcmp(line, path, pl) == 0 &&
-           (n == pl || line[pl] == ' ' || line[pl] == '?');
-}
-
 static void ovf_answer(struct ovf *o)
 {
     const char *sp = memchr(o->buf, ' ', o->len);
@@ -195,10 +189,14 @@ static void ovf_answer(struct ovf *o)
     size_t pn = sp ? o->len - (size_t)(path - o->buf) : 0;
     bool get = sp && ((sp - o->buf == 3 && memcmp(o->buf, "GET", 3) == 0) ||
                       (sp - o->buf == 4 && memcmp(o->buf, "HEAD", 4) == 0));
-    if (get && (line_is(path, pn, "/health") || line_is(path, pn, "/live"))) {
+    size_t plen = 0; /* the path: up to the query or the version */
+    while (plen < pn && path[plen] != ' ' && path[plen] != '?')
+        plen++;
+    enum as_local kind = get ? as_local_path(path, plen, false) : AS_LOCAL_NONE;
+    if (kind == AS_LOCAL_HEALTH || kind == AS_LOCAL_LIVE) {
         send_json(o->fd, 200, "OK",
-                  line_is(path, pn, "/live") ? "{\"status\":\"live\"}" : "{\"status\":\"ok\"}");
-    } else if (get && line_is(path, pn, "/ready")) {
+                  kind == AS_LOCAL_LIVE ? "{\"status\":\"live\"}" : "{\"status\":\"ok\"}");
+    } else if (kind == AS_LOCAL_READY) {
         bool pg = as_health_pg_ok(), rd = as_health_redis_ok();
         char b[128];
         snprintf(b, sizeof b, "{\"status\":\"%s\",\"postgres\":\"%s\",\"redis\":\"%s\"}",

@@ -7,11 +7,13 @@
  * prober also delivers revocations that could not reach it.
  */
 #include "authsvc.h"
+#include "health.h"
 #include "../lib/log.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <libpq-fe.h>
 #include <hiredis/hiredis.h>
 
@@ -94,4 +96,28 @@ void as_health_stop(void)
     pthread_mutex_unlock(&stop_mu);
     pthread_join(prober, NULL);
     started = false;
+}
+
+/* ---- the paths ---- */
+
+enum as_local as_local_path(const char *path, size_t n, bool admin)
+{
+    static const struct {
+        const char *name;
+        enum as_local kind;
+    } names[] = {{"/health", AS_LOCAL_HEALTH}, {"/live", AS_LOCAL_LIVE},
+                 {"/ready", AS_LOCAL_READY}, {"/metrics", AS_LOCAL_METRICS}};
+    const char *pre = as_cfg.health_prefix ? as_cfg.health_prefix : "";
+    size_t pn = strlen(pre);
+    bool prefixed = n >= pn && memcmp(path, pre, pn) == 0;
+    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++) {
+        size_t k = strlen(names[i].name);
+        bool health = names[i].kind != AS_LOCAL_METRICS;
+        if (!health && !admin)
+            continue;
+        if ((health && prefixed && n - pn == k && memcmp(path + pn, names[i].name, k) == 0) ||
+            ((admin || pn == 0) && n == k && memcmp(path, names[i].name, k) == 0))
+            return names[i].kind;
+    }
+    return AS_LOCAL_NONE;
 }

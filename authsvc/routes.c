@@ -47,10 +47,7 @@ const struct as_route as_routes[] = {
     {EVHTTP_REQ_POST, "/api/auth/callback/", as_route_oauth_callback, R_PREFIX, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/error", as_route_oauth_error_page, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/ok", NULL, R_LOOP, LOOP_OK},
-    {EVHTTP_REQ_GET, "/health", NULL, R_LOOP, LOOP_HEALTH},
-    {EVHTTP_REQ_GET, "/live", NULL, R_LOOP, LOOP_LIVE},
-    {EVHTTP_REQ_GET, "/ready", NULL, R_LOOP, LOOP_READY},
-    {EVHTTP_REQ_GET, "/metrics", NULL, R_LOOP, LOOP_METRICS},
+    /* /health, /live, /ready and (admin listener) /metrics: as_local_path */
 };
 
 const size_t as_nroutes = PC_ARRAY_LEN(as_routes);

@@ -2,7 +2,8 @@
  *
  * server.c: authsvc's HTTP front. Runs on the single event loop thread:
  *
- *   on_request  copy the request into a job (job.c); look its route up
+ *   on_request  copy the request into a job (job.c); answer /health, /live
+ *               and /ready (after AUTHSVC_HEALTH_PREFIX); look its route up
  *               (routes.c); answer on the loop what needs no I/O (health,
  *               CORS preflight, 404/405/413, origin check: origin.c);
  *               otherwise push the job to the worker pool (full: 503)
@@ -10,6 +11,9 @@
  *               PostgreSQL/Redis connections; when answered, post the job
  *               back to the loop
  *   on_done     (loop) send each finished job's reply, log it, free it
+ *
+ *   admin       AUTHSVC_ADMIN_LISTEN, an evhttp of its own on the same loop:
+ *               /metrics and the health checks, 404 for anything else
  *
  * evhttp objects are touched on the loop thread only. If the client goes
  * away while a job is out, libevent 2.1 detaches the request and frees it
@@ -36,6 +40,8 @@
 static struct event_base *base;
 static struct evhttp *http;
 static struct evhttp_bound_socket *listener;
+static struct evhttp *admin_http;       /* NULL: AUTHSVC_ADMIN_LISTEN=off */
+static struct evhttp_bound_socket *admin_listener;
 static struct pc_workq *workers;
 static struct event *done_ev;
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -245,6 +251,38 @@ static void loop_route(struct as_job *job, enum as_loop_kind kind)
     send_now(job);
 }
 
+/* The loop's answer to a local path. */
+static enum as_loop_kind local_kind(enum as_local l)
+{
+    switch (l) {
+    case AS_LOCAL_HEALTH: return LOOP_HEALTH;
+    case AS_LOCAL_LIVE: return LOOP_LIVE;
+    case AS_LOCAL_READY: return LOOP_READY;
+    case AS_LOCAL_METRICS: return LOOP_METRICS;
+    default: return LOOP_NONE;
+    }
+}
+
+/* The admin listener: the local answers, nothing routed, no origin check
+ * (nothing here reads a cookie or changes state). */
+static void on_admin_request(struct evhttp_request *req, void *arg)
+{
+    struct as_job *job = job_new(req);
+    if (job->method == EVHTTP_REQ_HEAD)
+        job->method = EVHTTP_REQ_GET;
+    enum as_loop_kind kind = local_kind(as_local_path(job->path, strlen(job->path), true));
+    if (kind == LOOP_NONE) {
+        as_error(job, 404, "NOT_FOUND",
+                 "The admin listener serves /health, /live, /ready and /metrics");
+    } else if (job->method != EVHTTP_REQ_GET) {
+        as_error(job, 405, "METHOD_NOT_ALLOWED", "Only GET and HEAD are answered here");
+    } else {
+        loop_route(job, kind);
+        return;
+    }
+    send_now(job);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     as_conns_request_begin(req);
@@ -255,6 +293,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (job->method == EVHTTP_REQ_OPTIONS) {
         as_cors_preflight(job); /* origin.c */
         send_now(job);
+        return;
+    }
+    enum as_loop_kind local = local_kind(as_local_path(job->path, strlen(job->path), false));
+    if (local != LOOP_NONE && job->method == EVHTTP_REQ_GET) {
+        loop_route(job, local);
         return;
     }
     const struct as_route *r = as_route_match(job->method, job->path, &job->route);
@@ -327,6 +370,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         evhttp_del_accept_socket(http, listener);
         listener = NULL;
     }
+    if (admin_listener) {
+        evhttp_del_accept_socket(admin_http, admin_listener);
+        admin_listener = NULL;
+    }
     if (inflight == 0)
         event_base_loopbreak(base);
     else {
@@ -364,6 +411,29 @@ int as_server_run(void)
         event_base_free(base);
         return 1;
     }
+    if (as_cfg.admin_port != 0) {
+        admin_http = evhttp_new(base);
+        if (admin_http == NULL)
+            pc_fatal("evhttp_new failed");
+        evhttp_set_max_body_size(admin_http, 4096);
+        evhttp_set_max_headers_size(admin_http, 16 * 1024);
+        evhttp_set_timeout(admin_http, 10);
+        evhttp_set_allowed_methods(admin_http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+                                               EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                               EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                               EVHTTP_REQ_OPTIONS);
+        evhttp_set_gencb(admin_http, on_admin_request, NULL);
+        admin_listener = evhttp_bind_socket_with_handle(admin_http, as_cfg.admin_host,
+                                                        (ev_uint16_t)as_cfg.admin_port);
+        if (admin_listener == NULL) {
+            fprintf(stderr, "authsvc: cannot listen on %s (AUTHSVC_ADMIN_LISTEN)\n",
+                    as_cfg.admin_listen);
+            evhttp_free(admin_http);
+            evhttp_free(http);
+            event_base_free(base);
+            return 1;
+        }
+    }
     as_conns_start(base, http, listener);
     for (size_t i = 0; i < as_nroutes; i++)
         as_metrics_route_name(i, as_routes[i].path);
@@ -386,9 +456,9 @@ int as_server_run(void)
     as_pwpool_start();
     workers = pc_workq_new("as-worker", (int)as_cfg.workers, (size_t)as_cfg.job_queue,
                            worker_dispatch, worker_init, worker_fini, NULL);
-    pc_log_info("authsvc listening on %s (workers %lld, base URL %s, at most %lld connections)",
-                as_cfg.listen, (long long)as_cfg.workers, as_cfg.base_url,
-                (long long)as_conns_max());
+    pc_log_info("authsvc listening on %s (workers %lld, base URL %s, at most %lld connections), "
+                "admin on %s", as_cfg.listen, (long long)as_cfg.workers, as_cfg.base_url,
+                (long long)as_conns_max(), as_cfg.admin_port ? as_cfg.admin_listen : "no listener");
 
     event_base_dispatch(base);
 
@@ -405,6 +475,8 @@ int as_server_run(void)
     event_free(sig_int);
     event_free(done_ev);
     evhttp_free(http);
+    if (admin_http)
+        evhttp_free(admin_http);
     as_conns_free();
     event_base_free(base);
     libevent_global_shutdown();

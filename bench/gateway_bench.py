@@ -1041,7 +1041,7 @@ def main() -> int:
                 print(f"== {label} ({args.cold_duration} s) ...", flush=True)
                 before = gw.stats()
                 cold_start = time.monotonic()
-                sampler = StatsSampler(gw.port)
+                sampler = StatsSampler(gw.admin_port)
                 sampler.start()
                 try:
                     argv, w, usage = measure(label, gw.port, "zipf", "x-api-key",

@@ -137,6 +137,14 @@ static int check_resolver(const char *v, const char **err)
 static const struct pc_conf_item table[] = {
     {"GATEWAY_LISTEN", PC_CONF_STR, &gw_cfg.listen, "127.0.0.1:8080", 0, 0, 0,
      pc_conf_check_hostport, "address to listen on (host:port)"},
+    {"GATEWAY_ADMIN_LISTEN", PC_CONF_STR, &gw_cfg.admin_listen, "127.0.0.1:9090", 0, 0, 0,
+     pc_conf_check_admin_listen,
+     "the operators' listener (host:port, or off): /metrics, /_stats and the health checks; "
+     "the public listener does not answer /metrics or /_stats"},
+    {"GATEWAY_HEALTH_PREFIX", PC_CONF_STR, &gw_cfg.health_prefix, "", 0, 0, 0,
+     pc_conf_check_path_prefix,
+     "path before /health, /live and /ready on the public listener (e.g. /_gateway); the "
+     "admin listener answers them with and without it"},
     INT_ITEM("GATEWAY_WORKERS", workers, "0", 0, 256, "event loop threads (0: one per core)"),
     {"GATEWAY_ROUTES", PC_CONF_STR, &gw_cfg.routes_file, "", 0, 0, 0, NULL,
      "JSON routes file (see docs/gateway.md)"},
@@ -231,7 +239,7 @@ static const struct pc_conf_item table[] = {
     {"GATEWAY_ACCESS_LOG", PC_CONF_BOOL, &gw_cfg.access_log, "true", 0, 0, 0, NULL,
      "one JSON line per request in GATEWAY_LOG (written in batches)"},
     {"GATEWAY_METRICS", PC_CONF_BOOL, &gw_cfg.metrics, "true", 0, 0, 0, NULL,
-     "serve GET /metrics (Prometheus) and /_stats"},
+     "serve GET /metrics (Prometheus) and /_stats on GATEWAY_ADMIN_LISTEN"},
     PC_CONF_ROW_JWT_ISSUER(&gw_cfg.jwt_issuer),
     {"JWT_JWKS_URL", PC_CONF_STR, &gw_cfg.jwt_jwks_url, "", 0, 0, 0, NULL,
      "JWKS of the default issuer; empty: BETTER_AUTH_URL + /api/auth/jwks"},
@@ -1484,6 +1492,11 @@ int gw_config_load(void)
         return -1;
     }
     const char *why;
+    gw_cfg.admin_port = 0;
+    if (strcmp(gw_cfg.admin_listen, "off") != 0 &&
+        pc_parse_hostport(gw_cfg.admin_listen, gw_cfg.admin_host, sizeof gw_cfg.admin_host,
+                          &gw_cfg.admin_port, &why) != 0)
+        pc_fatal("validated config failed to parse");
     if (pc_parse_hostport(gw_cfg.listen, gw_cfg.listen_host, sizeof gw_cfg.listen_host,
                           &gw_cfg.listen_port, &why) != 0 ||
         pc_redis_parse_url(gw_cfg.redis_url, &gw_cfg.redis_addr, &why) != 0)

@@ -95,6 +95,7 @@
 #define RESERVE_TRIES 64            /* connections taken with the reserve per EMFILE */
 #define ACCEPT_BACKOFF_MS 250       /* no accept() after EMFILE/ENFILE for this long */
 #define EMFILE_LOG_S 10             /* one warning per this many seconds */
+#define ADMIN_CONNS_MAX 64          /* admin connections open at once; more are closed */
 
 enum cstate {
     C_HEAD = 0,     /* waiting for (the rest of) a request head */
@@ -145,11 +146,13 @@ struct gw_client {
     bool ip_counted;                /* in the per-address table */
     bool overflow;                  /* over a cap: health routes only, then close */
     bool reserve;                   /* holds the worker's reserve descriptor */
+    bool admin;                     /* accepted on the admin listener (intake.c) */
     struct pc_ipkey ipk;
     char ip[64];
 };
 
 static struct pc_iptable *iptab;
+static size_t nadmin;               /* open admin connections (worker 0's loop only) */
 static int64_t max_conns;           /* effective GATEWAY_MAX_CONNS */
 
 static void client_close(struct gw_client *c);
@@ -237,7 +240,9 @@ static void client_close(struct gw_client *c)
         w->noverflow--;
     if (c->reserve && w->reserve_fd == -1)
         w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    c->counted = c->ip_counted = c->reserve = false;
+    if (c->admin)
+        nadmin--;
+    c->counted = c->ip_counted = c->reserve = c->admin = false;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
 }
 
@@ -572,6 +577,7 @@ void gw_reply(struct gw_request *r, int status, const char *ctype, const char *b
 static struct gw_request *request_new(struct gw_client *c)
 {
     struct gw_request *r = gw_request_new(c->w, c, c->head, c->ip);
+    r->admin = c->admin;
     c->r = r;
     c->state = C_BUSY;
     return r;
@@ -858,18 +864,20 @@ void gw_front_body_consume(struct gw_request *r, size_t n)
         want_read(c, true);
 }
 
-/* GET or HEAD of /health, /live or /ready: what an overflow connection may ask. */
+/* GET or HEAD of /health, /live or /ready (after GATEWAY_HEALTH_PREFIX):
+ * what an overflow connection may ask. */
 static bool health_target(const struct pc_http_head *h)
 {
-    static const char *const paths[] = {"/health", "/live", "/ready"};
     if (strcmp(h->method, "GET") != 0 && strcmp(h->method, "HEAD") != 0)
         return false;
-    for (size_t i = 0; i < PC_ARRAY_LEN(paths); i++) {
-        size_t n = strlen(paths[i]);
-        if (strncmp(h->target, paths[i], n) == 0 && (h->target[n] == '\0' || h->target[n] == '?'))
-            return true;
-    }
-    return false;
+    char path[96];
+    size_t n = strcspn(h->target, "?");
+    if (n >= sizeof path)
+        return false;
+    memcpy(path, h->target, n);
+    path[n] = '\0';
+    enum gw_local what = gw_local_path(path, false);
+    return what == GW_LOCAL_HEALTH || what == GW_LOCAL_LIVE || what == GW_LOCAL_READY;
 }
 
 /* Parses and runs what the buffer holds. */
@@ -1183,6 +1191,31 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
+/* The admin listener (worker 0): a connection of its own kind, outside
+ * GATEWAY_MAX_CONNS and the per-address caps (so a flood on the public port
+ * cannot hide the metrics), bounded by ADMIN_CONNS_MAX. */
+
+static void on_admin_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    struct gw_worker *w = arg;
+    for (int i = 0; i < 16; i++) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1)
+            return; /* EMFILE too: the public listener's reserve logic is for health checks */
+        if (nadmin >= ADMIN_CONNS_MAX) {
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct gw_client *c = client_new(w, fd, &sa);
+        c->admin = true;
+        nadmin++;
+    }
+}
+
 void gw_front_init(void)
 {
     iptab = pc_iptable_new();
@@ -1221,10 +1254,21 @@ void gw_front_start(struct gw_worker *w)
         pc_fatal("event_new failed");
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     event_add(w->accept_ev, NULL);
+    if (w->admin_fd != -1) {
+        w->admin_ev = event_new(w->base, w->admin_fd, EV_READ | EV_PERSIST, on_admin_accept, w);
+        if (w->admin_ev == NULL)
+            pc_fatal("event_new failed");
+        event_add(w->admin_ev, NULL);
+    }
 }
 
 void gw_front_stop_accepting(struct gw_worker *w)
 {
+    if (w->admin_fd != -1) {
+        event_del(w->admin_ev);
+        close(w->admin_fd);
+        w->admin_fd = -1;
+    }
     if (w->listen_fd == -1)
         return;
     if (!w->accept_paused)
@@ -1298,6 +1342,11 @@ void gw_front_free(struct gw_worker *w)
     }
     if (w->accept_ev)
         event_free(w->accept_ev);
+    if (w->admin_ev)
+        event_free(w->admin_ev);
+    if (w->admin_fd != -1)
+        close(w->admin_fd);
+    w->admin_fd = -1;
     if (w->reap_ev)
         event_free(w->reap_ev);
     if (w->reserve_fd != -1)

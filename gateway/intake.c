@@ -6,8 +6,12 @@
  *             send it; anything else is 400
  *   path      refused (400 BAD_PATH) when the router and an upstream could
  *             read it differently (gw_path_plain)
- *   local     /health, /live, /ready; /_stats and /metrics with
- *             GATEWAY_METRICS; answered here, no stage runs
+ *   local     /health, /live, /ready (after GATEWAY_HEALTH_PREFIX) on
+ *             both listeners; on the admin listener also the plain names,
+ *             and /_stats and /metrics with GATEWAY_METRICS; answered here,
+ *             no stage runs. The public listener routes every other path,
+ *             /metrics included (an upstream's own); the admin listener
+ *             answers anything else 404 and runs no stage at all
  *   /_auth    forward auth: the stages run on the original URI (route.c)
  *
  * Everything else starts the stages at ROUTE (gw_request_start).
@@ -48,19 +52,41 @@ static void metrics_route(struct gw_request *r)
     gw_request_end(r);
 }
 
-static void health_route(struct gw_request *r, const char *path)
+enum gw_local gw_local_path(const char *path, bool admin)
+{
+    static const struct {
+        const char *name;
+        enum gw_local what;
+    } names[] = {{"/health", GW_LOCAL_HEALTH}, {"/live", GW_LOCAL_LIVE},
+                 {"/ready", GW_LOCAL_READY},   {"/metrics", GW_LOCAL_METRICS},
+                 {"/_stats", GW_LOCAL_STATS}};
+    const char *pre = gw_cfg.health_prefix ? gw_cfg.health_prefix : "";
+    size_t pn = strlen(pre);
+    bool prefixed = strncmp(path, pre, pn) == 0;
+    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++) {
+        bool health = names[i].what <= GW_LOCAL_READY;
+        if (!health && (!admin || !gw_cfg.metrics))
+            continue;
+        if ((health && prefixed && strcmp(path + pn, names[i].name) == 0) ||
+            ((admin || pn == 0) && strcmp(path, names[i].name) == 0))
+            return names[i].what;
+    }
+    return GW_LOCAL_NONE;
+}
+
+static void local_route(struct gw_request *r, enum gw_local what)
 {
     struct pc_buf b = {0};
-    if (strcmp(path, "/metrics") == 0) {
+    if (what == GW_LOCAL_METRICS) {
         metrics_route(r);
         return;
     }
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0) {
+    if (what == GW_LOCAL_HEALTH || what == GW_LOCAL_LIVE) {
         pc_buf_puts(&b, "{\"status\":\"ok\"}");
         local_reply(r, 200, &b);
         return;
     }
-    if (strcmp(path, "/ready") == 0) {
+    if (what == GW_LOCAL_READY) {
         bool pg = gw_pg_up(r->w), rd = pc_ra_up(r->w->redis), feed = gw_revocation_up();
         /* Ready while a decision can still be made: PostgreSQL answers, or
          * Redis can carry on (not when it holds no credentials). */
@@ -154,20 +180,28 @@ void gw_intake(struct gw_request *r)
                 "The path holds a dot segment, an empty segment or an encoded separator");
         return;
     }
-    if (path[1] == '_' || strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
-        strcmp(path, "/ready") == 0 || strcmp(path, "/metrics") == 0) {
-        if (gw_forward_auth_target(path)) {
-            r->forward_auth = true; /* r->path is replaced by the original URI in route.c */
-            gw_request_start(r);
-            return;
+    enum gw_local what = gw_local_path(path, r->admin);
+    bool get = strcmp(r->method, "GET") == 0 || r->head_method;
+    if (r->admin) {
+        /* operators' port: the local answers, and nothing is routed */
+        if (what == GW_LOCAL_NONE) {
+            gw_fail(r, 404, "NOT_FOUND", "The admin listener serves /health, /live, /ready, "
+                                         "/metrics and /_stats");
+        } else if (!get) {
+            gw_fail(r, 405, "METHOD_NOT_ALLOWED", "Only GET and HEAD are answered here");
+        } else {
+            local_route(r, what);
         }
-        bool stats = strcmp(path, "/_stats") == 0 || strcmp(path, "/metrics") == 0;
-        if ((strcmp(r->method, "GET") == 0 || r->head_method) &&
-            (strcmp(path, "/health") == 0 || strcmp(path, "/live") == 0 ||
-             strcmp(path, "/ready") == 0 || (stats && gw_cfg.metrics))) {
-            health_route(r, path);
-            return;
-        }
+        return;
+    }
+    if (path[1] == '_' && gw_forward_auth_target(path)) {
+        r->forward_auth = true; /* r->path is replaced by the original URI in route.c */
+        gw_request_start(r);
+        return;
+    }
+    if (what != GW_LOCAL_NONE && get) {
+        local_route(r, what);
+        return;
     }
     gw_request_start(r);
 }

@@ -247,6 +247,8 @@ struct gw_idnames {
 
 struct gw_config {
     char *listen;
+    char *admin_listen;         /* GATEWAY_ADMIN_LISTEN ("off": none) */
+    char *health_prefix;        /* GATEWAY_HEALTH_PREFIX: "" or "/x" before /health, ... */
     int64_t workers;
     char *routes_file;
     char *upstream_url;
@@ -312,6 +314,8 @@ struct gw_config {
     /* derived */
     char listen_host[256];
     int listen_port;
+    char admin_host[256];       /* admin_port 0: no admin listener */
+    int admin_port;
     struct pc_redis_addr redis_addr;
     char cookie_session[64];    /* [__Secure-]better-auth.session_token */
     char cookie_dont_remember[64];  /* [__Secure-]better-auth.dont_remember */
@@ -437,6 +441,7 @@ struct gw_request {
     bool parked;                    /* counted in w->parked (gw_park .. gw_resume) */
     enum gw_limit limit;            /* limit.c's outcome */
     bool forward_auth;              /* GET /_auth: answer instead of proxying */
+    bool admin;                     /* it came on the admin listener */
     const struct gw_route *route;   /* matched route */
     char *path;                     /* path used for routing (no query) */
     char *query;                    /* raw query or NULL */
@@ -482,6 +487,8 @@ struct gw_worker {
     pthread_t thread;
     struct event_base *base;
     int listen_fd;                  /* -1 once draining */
+    int admin_fd;                   /* worker 0: the admin listener; else, or none, -1 */
+    struct event *admin_ev;         /* front.c */
     struct event *accept_ev;        /* front.c */
     struct event *reap_ev;          /* frees closed connections */
     struct gw_client *clients;      /* open connections */

@@ -51,23 +51,26 @@ struct gw_worker *gw_workers(size_t *n)
 
 /* ---- listeners and workers ---- */
 
-static int listen_socket(void)
+/* A listening socket on host:port; reuseport: one per worker, the kernel
+ * spreading connections (the admin listener is one socket, so a second
+ * process on its port fails instead of sharing it). */
+static int listen_socket(const char *host, int portno, bool reuseport)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
     char port[16];
-    snprintf(port, sizeof port, "%d", gw_cfg.listen_port);
-    if (getaddrinfo(gw_cfg.listen_host, port, &hints, &ai) != 0 || ai == NULL) {
+    snprintf(port, sizeof port, "%d", portno);
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || ai == NULL) {
         hints.ai_flags = AI_PASSIVE;
-        if (getaddrinfo(gw_cfg.listen_host, port, &hints, &ai) != 0 || ai == NULL)
+        if (getaddrinfo(host, port, &hints, &ai) != 0 || ai == NULL)
             return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == -1 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == -1) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, 1024) == -1) {
         int e = errno;
         if (fd != -1)
@@ -136,11 +139,20 @@ static int worker_init(struct gw_worker *w, unsigned id)
     event_config_free(ec);
     if (w->base == NULL)
         pc_fatal("libevent init failed");
-    w->listen_fd = listen_socket();
+    w->listen_fd = listen_socket(gw_cfg.listen_host, gw_cfg.listen_port, true);
     if (w->listen_fd == -1) {
         fprintf(stderr, "gateway: cannot listen on %s (GATEWAY_LISTEN): %s\n", gw_cfg.listen,
                 strerror(errno));
         return -1;
+    }
+    w->admin_fd = -1;
+    if (id == 0 && gw_cfg.admin_port != 0) {
+        w->admin_fd = listen_socket(gw_cfg.admin_host, gw_cfg.admin_port, false);
+        if (w->admin_fd == -1) {
+            fprintf(stderr, "gateway: cannot listen on %s (GATEWAY_ADMIN_LISTEN): %s\n",
+                    gw_cfg.admin_listen, strerror(errno));
+            return -1;
+        }
     }
     gw_front_start(w);
     gw_inbox_start(w);
@@ -186,8 +198,9 @@ int gw_worker_run(void)
     for (size_t i = 0; i < n; i++)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
             pc_fatal("pthread_create failed");
-    pc_log_info("gateway listening on %s (%zu workers, %zu routes, at most %lld connections)",
-                gw_cfg.listen, n, gw_cfg.nroutes, (long long)gw_front_max_conns());
+    pc_log_info("gateway listening on %s (%zu workers, %zu routes, at most %lld connections), "
+                "admin on %s", gw_cfg.listen, n, gw_cfg.nroutes, (long long)gw_front_max_conns(),
+                gw_cfg.admin_port ? gw_cfg.admin_listen : "no listener");
 
     int sig = 0;
     sigwait(&set, &sig);

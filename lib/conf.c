@@ -204,6 +204,35 @@ int pc_conf_check_hostport(const char *v, const char **err)
     return pc_parse_hostport(v, host, sizeof host, &port, err);
 }
 
+int pc_conf_check_admin_listen(const char *v, const char **err)
+{
+    if (strcmp(v, "off") == 0)
+        return 0;
+    return pc_conf_check_hostport(v, err);
+}
+
+int pc_conf_check_path_prefix(const char *v, const char **err)
+{
+    if (*v == '\0')
+        return 0;
+    size_t n = strlen(v);
+    if (v[0] != '/' || v[n - 1] == '/' || strstr(v, "//") != NULL || n > 64 ||
+        strspn(v, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-") != n) {
+        *err = "must be empty or like /_gateway: segments of letters, digits and ._~-, "
+               "at most 64 bytes, no / at the end";
+        return -1;
+    }
+    for (const char *seg = v + 1; *seg; ) {
+        size_t k = strcspn(seg, "/");
+        if ((k == 1 && seg[0] == '.') || (k == 2 && seg[0] == '.' && seg[1] == '.')) {
+            *err = "must not hold . or .. segments";
+            return -1;
+        }
+        seg += k + (seg[k] == '/');
+    }
+    return 0;
+}
+
 int pc_conf_check_http_url(const char *v, const char **err)
 {
     const char *rest;

@@ -53,6 +53,10 @@ void pc_conf_free(const struct pc_conf_item *t, size_t n);
 
 /* Validators shared by both programs. */
 int pc_conf_check_hostport(const char *v, const char **err);
+/** An admin listener: host:port, or "off" (none). */
+int pc_conf_check_admin_listen(const char *v, const char **err);
+/** A path prefix: empty, or "/" and segments of [A-Za-z0-9._~-], no "/" at the end. */
+int pc_conf_check_path_prefix(const char *v, const char **err);
 int pc_conf_check_http_url(const char *v, const char **err);
 int pc_conf_check_pg_url(const char *v, const char **err);
 int pc_conf_check_redis_url(const char *v, const char **err);  /* parses it whole */

@@ -28,6 +28,10 @@ HOST=127.0.0.1
 : "${GATEWAY2_PORT:=8082}"        # gateway2
 : "${GATEWAY3_PORT:=8083}"        # gateway3
 : "${AUTHSVC_PORT:=3000}"         # authsvc
+: "${AUTHSVC_ADMIN_PORT:=9100}"   # authsvc: admin listener (/metrics)
+: "${GATEWAY1_ADMIN_PORT:=9101}"  # gateway1: admin listener (/metrics, /_stats)
+: "${GATEWAY2_ADMIN_PORT:=9102}"  # gateway2: admin listener
+: "${GATEWAY3_ADMIN_PORT:=9103}"  # gateway3: admin listener
 : "${DEMO_UPSTREAM_PORT:=9000}"   # demo-upstream
 
 mkdir -p "$RUN"
@@ -45,7 +49,8 @@ free_port() {
 port_is_free() {
     /usr/bin/python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
-for v in HAPROXY_PORT HAPROXY_STATS_PORT GATEWAY1_PORT GATEWAY2_PORT GATEWAY3_PORT AUTHSVC_PORT DEMO_UPSTREAM_PORT; do
+for v in HAPROXY_PORT HAPROXY_STATS_PORT GATEWAY1_PORT GATEWAY2_PORT GATEWAY3_PORT AUTHSVC_PORT DEMO_UPSTREAM_PORT \
+         AUTHSVC_ADMIN_PORT GATEWAY1_ADMIN_PORT GATEWAY2_ADMIN_PORT GATEWAY3_ADMIN_PORT; do
     eval "p=\$$v"
     if ! port_is_free "$p"; then
         echo "cluster: port $p is in use (is \`make run\` or another cluster running?); set $v to another port" >&2
@@ -162,16 +167,16 @@ export BETTER_AUTH_URL="${BETTER_AUTH_URL:-http://$HOST:$AUTHSVC_PORT}"
 
 # ---- authsvc (migrate first, as compose's `migrate` service)
 AUTHSVC_LISTEN="$HOST:$AUTHSVC_PORT" "$BUILD/authsvc" migrate
-start_svc authsvc "$RUN/authsvc.log" env AUTHSVC_LISTEN="$HOST:$AUTHSVC_PORT" "$BUILD/authsvc"
+start_svc authsvc "$RUN/authsvc.log" env AUTHSVC_LISTEN="$HOST:$AUTHSVC_PORT" AUTHSVC_ADMIN_LISTEN="$HOST:$AUTHSVC_ADMIN_PORT" "$BUILD/authsvc"
 wait_http "http://$HOST:$AUTHSVC_PORT/live" authsvc
 
 # ---- the demo upstream and three gateway replicas in front of it
 start_svc demo-upstream "$RUN/demo-upstream.log" "$BUILD/demo-upstream" "$HOST:$DEMO_UPSTREAM_PORT" 2
 UPSTREAM="http://$HOST:$DEMO_UPSTREAM_PORT"
 JWKS="http://$HOST:$AUTHSVC_PORT/api/auth/jwks"   # authsvc's, as compose names it
-start_svc gateway1 "$RUN/gateway1.log" env GATEWAY_LISTEN="$HOST:$GATEWAY1_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
-start_svc gateway2 "$RUN/gateway2.log" env GATEWAY_LISTEN="$HOST:$GATEWAY2_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
-start_svc gateway3 "$RUN/gateway3.log" env GATEWAY_LISTEN="$HOST:$GATEWAY3_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
+start_svc gateway1 "$RUN/gateway1.log" env GATEWAY_LISTEN="$HOST:$GATEWAY1_PORT" GATEWAY_ADMIN_LISTEN="$HOST:$GATEWAY1_ADMIN_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
+start_svc gateway2 "$RUN/gateway2.log" env GATEWAY_LISTEN="$HOST:$GATEWAY2_PORT" GATEWAY_ADMIN_LISTEN="$HOST:$GATEWAY2_ADMIN_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
+start_svc gateway3 "$RUN/gateway3.log" env GATEWAY_LISTEN="$HOST:$GATEWAY3_PORT" GATEWAY_ADMIN_LISTEN="$HOST:$GATEWAY3_ADMIN_PORT" UPSTREAM_URL="$UPSTREAM" JWT_JWKS_URL="$JWKS" "$BUILD/gateway"
 wait_http "http://$HOST:$DEMO_UPSTREAM_PORT/live" demo-upstream
 wait_http "http://$HOST:$GATEWAY1_PORT/ready" gateway1
 wait_http "http://$HOST:$GATEWAY2_PORT/ready" gateway2
@@ -199,10 +204,10 @@ cat <<MSG
 Portcullis cluster is running. Ctrl-C stops it.
 
   haproxy        $G   (stats: http://$HOST:$HAPROXY_STATS_PORT/)
-  gateway1       http://$HOST:$GATEWAY1_PORT
-  gateway2       http://$HOST:$GATEWAY2_PORT
-  gateway3       http://$HOST:$GATEWAY3_PORT
-  authsvc        $A
+  gateway1       http://$HOST:$GATEWAY1_PORT   (admin: http://$HOST:$GATEWAY1_ADMIN_PORT/metrics)
+  gateway2       http://$HOST:$GATEWAY2_PORT   (admin: http://$HOST:$GATEWAY2_ADMIN_PORT/metrics)
+  gateway3       http://$HOST:$GATEWAY3_PORT   (admin: http://$HOST:$GATEWAY3_ADMIN_PORT/metrics)
+  authsvc        $A   (admin: http://$HOST:$AUTHSVC_ADMIN_PORT/metrics)
   demo-upstream  http://$HOST:$DEMO_UPSTREAM_PORT
   PostgreSQL     $DATABASE_URL
   Redis          $REDIS_URL

@@ -14,7 +14,7 @@ from pcsupport import fds as F
 
 
 def _metrics(svc):
-    st, _, body = F.get(svc.port, "/metrics")
+    st, _, body = F.get(svc.admin_port, "/metrics")
     assert st == 200, (st, body[:200])
     return body.decode()
 
@@ -68,6 +68,9 @@ def test_max_conns_cap(authsvc_factory):
         assert st == 200, (st, body)
         m_st, _, m_body = F.get(svc.port, "/metrics")
         assert m_st == 503, m_st  # only /health, /live and /ready over the cap
+        # the admin listener is outside the cap
+        m_st, _, m_body = F.get(svc.admin_port, "/metrics")
+        assert m_st == 200 and b"portcullis_authsvc_connections_max" in m_body, m_st
     finally:
         F.close_all(idle)
     assert F.wait_for(lambda: F.get(svc.port, "/api/auth/ok", timeout=2)[0] == 200, 10)

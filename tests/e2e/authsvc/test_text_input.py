@@ -71,7 +71,7 @@ def c(svc):
 
 
 def pg_failures(svc) -> int:
-    text = requests.get(svc.url("/metrics"), timeout=10).text
+    text = requests.get(svc.admin_url("/metrics"), timeout=10).text
     m = re.search(r'portcullis_authsvc_backend_failures_total\{backend="postgres"\} (\d+)', text)
     assert m, text[:500]
     return int(m.group(1))

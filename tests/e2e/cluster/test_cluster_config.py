@@ -64,13 +64,15 @@ def test_same_published_ports():
 def test_compose_ports_agree_inside():
     sv = services()
     env = {n: env_of(s) for n, s in sv.items()}
-    assert {c for _, _, c in published(sv["authsvc"])} == {port_of(env["authsvc"]["AUTHSVC_LISTEN"])}
+    assert {c for _, _, c in published(sv["authsvc"])} == {port_of(env["authsvc"]["AUTHSVC_LISTEN"]),
+                                                           port_of(env["authsvc"]["AUTHSVC_ADMIN_LISTEN"])}
     demo_port = port_of(sv["demo-upstream"]["command"][1])
     assert {c for _, _, c in published(sv["demo-upstream"])} == {demo_port}
     assert port_of(env["demo-upstream"]["HEALTHCHECK_ADDR"]) == demo_port
     for g in GATEWAYS:
         listen = port_of(env[g]["GATEWAY_LISTEN"])
-        assert {c for _, _, c in published(sv[g])} == {listen}, g
+        admin = port_of(env[g]["GATEWAY_ADMIN_LISTEN"])
+        assert {c for _, _, c in published(sv[g])} == {listen, admin}, g
         assert env[g]["UPSTREAM_URL"] == f"http://demo-upstream:{demo_port}", g
         # authsvc's JWKS by service name: BETTER_AUTH_URL's loopback is the gateway's container
         authsvc_port = port_of(env["authsvc"]["AUTHSVC_LISTEN"])

@@ -106,6 +106,19 @@ def test_prints_the_endpoints(running):
     assert f"stats: http://127.0.0.1:{p['HAPROXY_STATS_PORT']}/" in text
 
 
+def test_admin_listeners_serve_the_metrics(running):
+    p = running["ports"]
+    for i in (1, 2, 3):
+        m = requests.get(f"http://127.0.0.1:{p[f'GATEWAY{i}_ADMIN_PORT']}/metrics", timeout=5)
+        assert m.status_code == 200 and "portcullis_build_info" in m.text, (i, m.status_code)
+        # the public port routes /metrics like any path (here to the demo upstream)
+        r = requests.get(f"http://127.0.0.1:{p[f'GATEWAY{i}_PORT']}/metrics", timeout=5)
+        assert "portcullis_build_info" not in r.text, i
+    m = requests.get(f"http://127.0.0.1:{p['AUTHSVC_ADMIN_PORT']}/metrics", timeout=5)
+    assert m.status_code == 200 and 'program="authsvc"' in m.text, m.status_code
+    assert requests.get(f"http://127.0.0.1:{p['AUTHSVC_PORT']}/metrics", timeout=5).status_code == 404
+
+
 def test_runs_the_compose_services_with_the_compose_variables(running):
     pids = running["pids"]
     assert set(pids) == set(CFG.services()) - {"migrate"}, sorted(pids)

@@ -16,7 +16,7 @@ from pcsupport import fds as F
 
 
 def _metrics(g):
-    st, _, body = F.get(g.port, "/metrics")
+    st, _, body = F.get(g.admin_port, "/metrics")
     assert st == 200, (st, body[:200])
     return body.decode()
 
@@ -45,7 +45,7 @@ def test_emfile_no_spin_health_answers(gateway_factory):
         assert st == 200 and json.loads(body) == {"status": "ok"}, (st, body)
     finally:
         F.close_all(idle)
-    ok = F.wait_for(lambda: F.get(g.port, "/_stats", timeout=2)[0] == 200, 10)
+    ok = F.wait_for(lambda: F.get(g.port, "/pub/fd", timeout=2)[0] == 200, 10)
     assert ok, "gateway did not serve again after the idle connections closed"
     m = _metrics(g)
     assert F.metric(m, "portcullis_gateway_accept_errors_total") >= 1
@@ -59,13 +59,16 @@ def test_max_conns_cap(gateway_factory):
     idle = F.idle_conns(g.port, 20)
     try:
         time.sleep(0.5)
-        st, _, body = F.get(g.port, "/_stats")
+        st, _, body = F.get(g.port, "/pub/fd")
         assert st == 503 and json.loads(body)["code"] == "TOO_MANY_CONNECTIONS", (st, body)
         st, _, body = F.get(g.port, "/health")
         assert st == 200, (st, body)
+        # the admin listener is outside the caps: the metrics are still there
+        st, _, body = F.get(g.admin_port, "/_stats")
+        assert st == 200 and "conns_refused_max" in json.loads(body), (st, body[:200])
     finally:
         F.close_all(idle)
-    assert F.wait_for(lambda: F.get(g.port, "/_stats", timeout=2)[0] == 200, 10)
+    assert F.wait_for(lambda: F.get(g.port, "/pub/fd", timeout=2)[0] == 200, 10)
     m = _metrics(g)
     assert F.metric(m, "portcullis_gateway_connections_refused_total", 'reason="max_conns"') >= 2
     assert F.metric(m, "portcullis_gateway_connections_max") == 20
@@ -82,15 +85,15 @@ def test_max_conns_per_ip(gateway_factory):
     try:
         assert len(idle) == 5
         time.sleep(0.5)
-        st, _, body = F.get(g.port, "/_stats", src="127.0.0.2")
+        st, _, body = F.get(g.port, "/pub/fd", src="127.0.0.2")
         assert st == 503 and json.loads(body)["code"] == "TOO_MANY_CONNECTIONS", (st, body)
-        st, _, body = F.get(g.port, "/_stats", src="127.0.0.3")
+        st, _, body = F.get(g.port, "/pub/fd", src="127.0.0.3")
         assert st == 200, (st, body)
         m = _metrics(g)
         assert F.metric(m, "portcullis_gateway_connections_refused_total", 'reason="per_ip"') >= 1
     finally:
         F.close_all(idle)
-    assert F.wait_for(lambda: F.get(g.port, "/_stats", src="127.0.0.2", timeout=2)[0] == 200, 10)
+    assert F.wait_for(lambda: F.get(g.port, "/pub/fd", src="127.0.0.2", timeout=2)[0] == 200, 10)
 
 
 def test_head_deadline_trickle(gateway_factory):

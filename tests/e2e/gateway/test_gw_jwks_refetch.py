@@ -247,7 +247,7 @@ def test_flood_of_random_kids(gateway_factory, upstream, issuer):
     assert kid_fetches == all_fetches == errors == fetches, (kid_fetches, all_fetches, errors)
     assert refused > 0, "no unknown kid was refused at once while the issuer failed"
 
-    m = gj.get("/metrics").text
+    m = gj.metrics()
     for name in ("portcullis_gateway_jwks_fetches_total", "portcullis_gateway_jwks_fetch_errors_total",
                  "portcullis_gateway_jwks_kid_fetches_total", "portcullis_gateway_jwks_kid_refused_total"):
         assert f"\n{name} " in m, f"{name} not on /metrics"

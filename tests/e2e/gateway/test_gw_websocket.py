@@ -409,9 +409,9 @@ def test_metrics_count_tunnels(gateway_factory, wsup):
         async with websockets.connect(_ws_url(g, "/ws/echo"), ping_interval=None) as ws:
             await ws.send("x")
             await ws.recv()
-            return requests.get(g.url("/metrics"), timeout=5).text
+            return requests.get(g.admin_url("/metrics"), timeout=5).text
 
     text = run(one_open())
     assert "portcullis_gateway_tunnels_open 1" in text, text[-2000:]
-    after = requests.get(g.url("/metrics"), timeout=5).text
+    after = requests.get(g.admin_url("/metrics"), timeout=5).text
     assert "portcullis_gateway_tunnels_total 1" in after

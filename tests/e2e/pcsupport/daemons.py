@@ -29,6 +29,7 @@ from .procs import Proc, binary, free_port, run_bounded, tail, wait_port, wait_u
 AUTHSVC_ENV_VARS = (
     "BETTER_AUTH_SECRET", "BETTER_AUTH_SECRETS", "AUTH_SECRET", "BETTER_AUTH_URL",
     "BETTER_AUTH_TRUSTED_ORIGINS", "DATABASE_URL", "REDIS_URL", "AUTHSVC_LISTEN",
+    "AUTHSVC_ADMIN_LISTEN", "AUTHSVC_HEALTH_PREFIX",
     "TRUSTED_ORIGINS", "RATE_LIMIT_ENABLED", "REDIS_PREFIX", "REVOCATION_CHANNEL",
     "REVOCATION_LOG_KEEP",
     "AUTHSVC_LOG", "AUTHSVC_MAX_BODY", "PASSWORD_WORKERS", "PASSWORD_QUEUE",
@@ -46,7 +47,7 @@ AUTHSVC_ENV_VARS = (
 # Every variable the gateway reads (gateway/config.c): stripped from the inherited
 # environment so that a developer's shell never leaks into a test gateway.
 GATEWAY_ENV_VARS = (
-    "GATEWAY_LISTEN", "GATEWAY_WORKERS", "GATEWAY_ROUTES", "UPSTREAM_URL", "DATABASE_URL",
+    "GATEWAY_LISTEN", "GATEWAY_ADMIN_LISTEN", "GATEWAY_HEALTH_PREFIX", "GATEWAY_WORKERS", "GATEWAY_ROUTES", "UPSTREAM_URL", "DATABASE_URL",
     "REDIS_URL", "REDIS_PREFIX", "REVOCATION_CHANNEL", "BETTER_AUTH_SECRET", "BETTER_AUTH_URL",
     "GATEWAY_LOG", "LOG_LEVEL", "L1_MAX_ENTRIES", "L1_TTL", "L1_NEGATIVE_TTL", "L1_DEGRADED_TTL",
     "GATEWAY_PG_POOL", "GATEWAY_PG_TIMEOUT_MS", "GATEWAY_REDIS_TIMEOUT_MS",
@@ -78,6 +79,7 @@ def authsvc_env(env: dict | None = None) -> dict:
     base = {k: v for k, v in os.environ.items()
             if not _ours(k, AUTHSVC_ENV_VARS) and not k.startswith("OIDC_")}
     base.setdefault("TZ", "UTC")
+    base["AUTHSVC_ADMIN_LISTEN"] = "off"   # Authsvc gives each server its own port
     for k, v in (env or {}).items():
         if v is None:
             base.pop(k, None)
@@ -119,6 +121,10 @@ class Authsvc:
             self.env["AUTHSVC_LISTEN"] = f"127.0.0.1:{self.port}"
         else:
             self.port = int(self.env["AUTHSVC_LISTEN"].rsplit(":", 1)[1])
+        if "AUTHSVC_ADMIN_LISTEN" not in self.env:
+            self.env["AUTHSVC_ADMIN_LISTEN"] = f"127.0.0.1:{free_port()}"
+        adm = self.env["AUTHSVC_ADMIN_LISTEN"]
+        self.admin_port = None if adm == "off" else int(adm.rsplit(":", 1)[1])
         self.host = "127.0.0.1"
         self.env.setdefault("BETTER_AUTH_URL", f"http://127.0.0.1:{self.port}")
         uniq = f"{name}-{self.port}"
@@ -154,6 +160,11 @@ class Authsvc:
     def api(self, path: str) -> str:
         return self.base_url + "/api/auth" + ("" if path.startswith("/") else "/") + path
 
+    def admin_url(self, path: str) -> str:
+        """A URL on the admin listener (AUTHSVC_ADMIN_LISTEN): /metrics."""
+        assert self.admin_port is not None, f"{self.name} has no admin listener"
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
     def full_env(self) -> dict:
         return authsvc_env(self.env)
 
@@ -169,7 +180,8 @@ class Authsvc:
 
     def _live(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url("/live"), timeout=2) as resp:
+            live = self.env.get("AUTHSVC_HEALTH_PREFIX", "") + "/live"
+            with urllib.request.urlopen(self.url(live), timeout=2) as resp:
                 return resp.status == 200
         except Exception:  # noqa: BLE001
             return False
@@ -246,6 +258,9 @@ def gateway_env(env: dict | None = None) -> dict:
     base = {k: v for k, v in os.environ.items()
             if not _ours(k, GATEWAY_ENV_VARS) and not _ours(k, AUTHSVC_ENV_VARS)}
     base.setdefault("TZ", "UTC")
+    # a gateway run by hand takes no fixed admin port (9090) that another
+    # could hold: Gateway gives each its own
+    base["GATEWAY_ADMIN_LISTEN"] = "off"
     for k, v in (env or {}).items():
         if v is None:
             base.pop(k, None)
@@ -300,6 +315,12 @@ class Gateway:
             self.env["GATEWAY_LISTEN"] = f"127.0.0.1:{self.port}"
         else:
             self.port = int(self.env["GATEWAY_LISTEN"].rsplit(":", 1)[1])
+        # the operators' listener (/metrics, /_stats): its own free port, or
+        # none when the env says "off"
+        if "GATEWAY_ADMIN_LISTEN" not in self.env:
+            self.env["GATEWAY_ADMIN_LISTEN"] = f"127.0.0.1:{free_port()}"
+        adm = self.env["GATEWAY_ADMIN_LISTEN"]
+        self.admin_port = None if adm == "off" else int(adm.rsplit(":", 1)[1])
         uniq = f"{name}-{self.port}"
         if routes is not None:
             rf = self.dir / f"{uniq}.routes.json"
@@ -327,6 +348,20 @@ class Gateway:
     def url(self, path: str) -> str:
         return self.base_url + path
 
+    def health_url(self, path: str) -> str:
+        """/health, /live or /ready on the public port (after GATEWAY_HEALTH_PREFIX)."""
+        return self.url(self.env.get("GATEWAY_HEALTH_PREFIX", "") + path)
+
+    def admin_url(self, path: str) -> str:
+        """A URL on the admin listener (GATEWAY_ADMIN_LISTEN): /metrics, /_stats."""
+        assert self.admin_port is not None, f"{self.name} has no admin listener"
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
+    def metrics(self) -> str:
+        r = requests.get(self.admin_url("/metrics"), timeout=2)
+        assert r.status_code == 200, r.text
+        return r.text
+
     def start(self, wait_ready: bool = True, timeout: float = 20.0):
         self.proc = Proc([self.exe], env=gateway_env(self.env), cwd=str(self.dir),
                            stdout=self.dir / f"{self.name}-{self.port}.stdout",
@@ -338,7 +373,7 @@ class Gateway:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start:\n"
                                    f"{tail(self.stderr_path)}")
             try:
-                if requests.get(self.url("/live"), timeout=1).status_code == 200:
+                if requests.get(self.health_url("/live"), timeout=1).status_code == 200:
                     break
             except requests.RequestException:
                 pass
@@ -357,7 +392,7 @@ class Gateway:
         state = {"n": 0, "last": None}
 
         def ok():
-            r = requests.get(self.url("/ready"), timeout=2, headers={"Connection": "close"})
+            r = requests.get(self.health_url("/ready"), timeout=2, headers={"Connection": "close"})
             b = r.json()
             state["last"] = b
             good = all(want is None or b.get(k) == want
@@ -372,10 +407,10 @@ class Gateway:
         return state["last"]
 
     def ready(self) -> dict:
-        return requests.get(self.url("/ready"), timeout=2, headers={"Connection": "close"}).json()
+        return requests.get(self.health_url("/ready"), timeout=2, headers={"Connection": "close"}).json()
 
     def stats(self) -> dict:
-        r = requests.get(self.url("/_stats"), timeout=2)
+        r = requests.get(self.admin_url("/_stats"), timeout=2)
         assert r.status_code == 200, r.text
         return r.json()
 
