@@ -8,6 +8,7 @@
  */
 #include "authsvc.h"
 #include "../lib/log.h"
+#include "../lib/procstat.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,6 +57,7 @@ void as_metrics_observe(int route, int status, int64_t us)
 void as_metrics_render(struct pc_buf *b)
 {
     pc_build_info_metric(b, "authsvc");
+    pc_procstat_metrics(b);
     pc_buf_puts(b, "# HELP portcullis_authsvc_requests_total Requests answered, by route and "
                    "status.\n# TYPE portcullis_authsvc_requests_total counter\n");
     for (size_t r = 0; r <= NROUTES_MAX; r++) {

@@ -21,6 +21,7 @@
 #include "feed.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "../lib/procstat.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -200,6 +201,7 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns
                        size_t addresses, struct pc_buf *b)
 {
     pc_build_info_metric(b, "gateway");
+    pc_procstat_metrics(b);
     pc_buf_puts(b, "# HELP portcullis_gateway_requests_total Requests answered, by route and "
                    "status.\n# TYPE portcullis_gateway_requests_total counter\n");
     for (size_t rt = 0; rt <= gw_cfg.nroutes; rt++) {

@@ -4,6 +4,7 @@ upstream; the health checks answer on both (under GATEWAY_HEALTH_PREFIX on the p
 port); the admin port routes nothing; bad values and a taken port are start-up errors."""
 
 import json
+import re
 import time
 
 import requests
@@ -117,3 +118,52 @@ def test_bad_values_are_configuration_errors():
         r = G.run_bounded([G.binary("gateway"), "--check"], env=G.gateway_env(env), timeout=10)
         err = r.stderr.decode(errors="replace")
         assert r.returncode != 0 and k in err, (k, v, err[-300:])
+
+
+def _samples(text):
+    """{metric name: [label text of each sample]} of a Prometheus exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ", line)
+        assert m, f"not a sample line: {line!r}"
+        out.setdefault(m.group(1), []).append(m.group(2) or "")
+    return out
+
+
+def test_process_metrics_and_the_dashboard_match_what_is_served(gateway_factory, upstream,
+                                                               live_authsvc, mod_key):
+    g = gateway_factory(route_table=_catch_all(upstream), name="gateway-dashboard")
+    for _ in range(3):
+        assert g.get("/x", headers={"x-api-key": mod_key.key}).status_code == 200
+    assert g.get("/x", headers={"x-api-key": "pk_nope"}).status_code in (200, 401)
+    served = {}
+    for text in (g.metrics(), requests.get(live_authsvc.admin_url("/metrics"), timeout=5).text):
+        s = _samples(text)
+        # the process_* figures, named as the Prometheus clients name them
+        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                     "process_virtual_memory_bytes", "process_start_time_seconds",
+                     "process_open_fds", "process_max_fds"):
+            assert name in s, (name, sorted(s)[:20])
+        value = {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
+                 if l.startswith("process_")}
+        assert value["process_resident_memory_bytes"] > 1 << 20
+        assert 3 <= value["process_open_fds"] <= value["process_max_fds"]
+        assert time.time() - 3600 < value["process_start_time_seconds"] <= time.time() + 1
+        for k, v in s.items():
+            served.setdefault(k, []).extend(v)
+    dash = json.loads((G.REPO / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 12
+    for e in exprs:
+        for name in re.findall(r"\b((?:portcullis|process)_[a-z0-9_]+)\b", e):
+            assert name in served, f"the dashboard asks for {name}, which nobody serves: {e}"
+            labels = set(re.findall(r"([a-z_]+)(?:=~|!=|=)\"", e.split(name, 1)[1].split("}")[0])) \
+                if e.split(name, 1)[1].startswith("{") else set()
+            labels |= {x.strip() for grp in re.findall(r"by \(([^)]*)\)", e) for x in grp.split(",")}
+            labels -= {"job", "instance"}   # Prometheus adds them
+            for lab in labels:
+                if lab == "le" and not name.endswith("_bucket"):
+                    continue
+                assert any(f'{lab}="' in l for l in served[name]), (name, lab, served[name][:3])
