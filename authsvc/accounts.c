@@ -213,6 +213,8 @@ static bool reply_with_session(struct as_job *job, bool with_redirect, const cha
     as_jw_user(&jw, u);
     pc_jw_obj_end(&jw);
     snprintf(job->user_id, sizeof job->user_id, "%s", u->id);
+    if (s && s->id)
+        snprintf(job->cred_id, sizeof job->cred_id, "%s", s->id);
     return as_reply(job, 200, &b);
 }
 

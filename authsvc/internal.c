@@ -167,6 +167,7 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     }
     int64_t now = pc_now_ms();
     snprintf(job->user_id, sizeof job->user_id, "%s", PQgetvalue(res, 0, PC_BA_AK_REF));
+    snprintf(job->cred_id, sizeof job->cred_id, "%s", PQgetvalue(res, 0, PC_BA_AK_ID));
     if (!PQgetisnull(res, 0, PC_BA_AK_ENABLED) && PQgetvalue(res, 0, PC_BA_AK_ENABLED)[0] == 'f') {
         PQclear(res);
         return reply_invalid(job, "KEY_DISABLED", "API Key is disabled");
@@ -229,6 +230,8 @@ static bool validate_session(struct as_job *job, struct as_worker *w, const char
     enum as_token_lookup lk = as_session_lookup_token(w, in, &t);
     if (t.user_id)
         snprintf(job->user_id, sizeof job->user_id, "%s", t.user_id);
+    if (t.id)
+        snprintf(job->cred_id, sizeof job->cred_id, "%s", t.id);
     bool done;
     switch (lk) {
     case AS_TOKEN_JWT:

@@ -82,6 +82,7 @@ struct as_job {
     struct as_header *rhdrs;    /* extra response headers */
     size_t nrhdrs;
     char user_id[64];           /* principal for the access log */
+    char cred_id[64];           /* its session id or API key id (never the secret) */
     const char *err_code;       /* error code for the access log */
     int route;                  /* index in the route table, -1 if none */
     const char *content_type;   /* of the answer; NULL: application/json */

@@ -108,7 +108,31 @@ static void worker_fini(void *tctx)
 
 /* ---- replies (loop thread) ---- */
 
-static void access_log(const struct as_job *job)
+#define LOG_UA_MAX 256 /* bytes of a User-Agent the access log keeps (as the gateway) */
+
+/* The answer's bytes as they go out: status line, headers, body. */
+static uint64_t bytes_out(const struct as_job *job)
+{
+    uint64_t n = 17 + 2; /* "HTTP/1.1 200 OK\r\n" about, and the blank line */
+    const struct evkeyvalq *oh = evhttp_request_get_output_headers(job->req);
+    for (const struct evkeyval *h = oh->tqh_first; h; h = h->next.tqe_next)
+        n += strlen(h->key) + 2 + strlen(h->value) + 2;
+    return n + (job->out_empty ? 0 : job->out.len);
+}
+
+/* The request's bytes: its line, headers and body as evhttp parsed them. */
+static uint64_t bytes_in(const struct as_job *job)
+{
+    const char *uri = evhttp_request_get_uri(job->req);
+    uint64_t n = 8 + (uri ? strlen(uri) : 0) + 11 + 2; /* "METHOD " uri " HTTP/1.1\r\n" */
+    for (size_t i = 0; i < job->nhdrs; i++)
+        n += strlen(job->hdrs[i].name) + 2 + strlen(job->hdrs[i].value) + 2;
+    return n + job->body_len;
+}
+
+/* One line per request; bin and bout counted before the reply went (evhttp
+ * may free the request inside evhttp_send_reply). */
+static void access_log(const struct as_job *job, uint64_t bin, uint64_t bout)
 {
     static const char *const names[] = {"GET", "POST", "HEAD", "PUT", "DELETE",
                                         "OPTIONS", "TRACE", "CONNECT", "PATCH"};
@@ -125,20 +149,35 @@ static void access_log(const struct as_job *job)
     pc_jw_str(&w, "info");
     pc_jw_key(&w, "prog");
     pc_jw_str(&w, "authsvc");
+    pc_jw_key(&w, "event");
+    pc_jw_str(&w, "access");
     pc_jw_key(&w, "req_id");
     pc_jw_str(&w, job->request_id);
+    pc_jw_key(&w, "client_ip");
+    pc_jw_str(&w, job->ip);
     pc_jw_key(&w, "method");
     pc_jw_str(&w, m);
     pc_jw_key(&w, "path");
     pc_jw_str(&w, job->path);
     pc_jw_key(&w, "status");
     pc_jw_int(&w, job->status);
-    pc_jw_key(&w, "ip");
-    pc_jw_str(&w, job->ip);
     if (job->user_id[0]) {
         pc_jw_key(&w, "user_id");
         pc_jw_str(&w, job->user_id);
     }
+    if (job->cred_id[0]) {
+        pc_jw_key(&w, "cred_id");
+        pc_jw_str(&w, job->cred_id);
+    }
+    const char *ua = as_header(job, "User-Agent");
+    if (ua) {
+        pc_jw_key(&w, "user_agent");
+        pc_jw_strn(&w, ua, strnlen(ua, LOG_UA_MAX));
+    }
+    pc_jw_key(&w, "bytes_in");
+    pc_jw_int(&w, (int64_t)bin);
+    pc_jw_key(&w, "bytes_out");
+    pc_jw_int(&w, (int64_t)bout);
     if (job->err_code) {
         pc_jw_key(&w, "code");
         pc_jw_str(&w, job->err_code);
@@ -172,10 +211,11 @@ static void send_job(struct as_job *job)
     if (!job->out_empty && job->out.len)
         evbuffer_add(buf, job->out.data, job->out.len);
     as_conns_request_end(job->req);
+    uint64_t bin = bytes_in(job), bout = bytes_out(job);
     evhttp_send_reply(job->req, job->status, NULL, buf);
     evbuffer_free(buf);
     as_metrics_observe(job->route, job->status, pc_mono_us() - job->start_us);
-    access_log(job);
+    access_log(job, bin, bout);
     job_free(job);
 }
 

@@ -461,6 +461,7 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
             PQclear(up);
     }
     snprintf(job->user_id, sizeof job->user_id, "%s", u->id);
+    snprintf(job->cred_id, sizeof job->cred_id, "%s", s->id ? s->id : "");
     return AS_LOOKUP_OK;
 }
 

@@ -411,6 +411,7 @@ struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reaso
         pc_fatal("gw_resp_begin: answer already started");
     r->resp_started = true;
     struct pc_buf *b = &c->out;
+    r->out_mark = b->len;
     if (reason == NULL || reason[0] == '\0')
         reason = reason_phrase(status);
     pc_buf_puts(b, "HTTP/1.1 ");
@@ -447,6 +448,7 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     else if (c->head->minor == 0)
         pc_buf_puts(b, "Connection: keep-alive\r\n");
     pc_buf_append(b, "\r\n", 2);
+    r->bytes_out += b->len - r->out_mark;
 }
 
 void gw_resp_body(struct gw_request *r, const void *data, size_t n)
@@ -454,11 +456,13 @@ void gw_resp_body(struct gw_request *r, const void *data, size_t n)
     struct gw_client *c = r->c;
     if (n == 0 || c->resp_nobody || c->dead)
         return;
+    size_t before = c->out.len;
     if (c->resp_chunked)
         pc_buf_printf(&c->out, "%zx\r\n", n);
     pc_buf_append(&c->out, data, n);
     if (c->resp_chunked)
         pc_buf_append(&c->out, "\r\n", 2);
+    r->bytes_out += c->out.len - before;
 }
 
 void gw_resp_send(struct gw_request *r)
@@ -494,6 +498,7 @@ void gw_resp_upgrade(struct gw_request *r)
 {
     struct gw_client *c = r->c;
     pc_buf_puts(&c->out, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    r->bytes_out += c->out.len - r->out_mark;
     c->resp_nobody = c->resp_chunked = false;
     c->keep_alive = false;
     c->unread = true; /* the client's close frame may come as we close: linger */
@@ -517,6 +522,9 @@ static void tunnel_shed(struct gw_client *c)
     static const struct pc_http_head none;
     struct gw_request *r = c->r;
     if (r != NULL) {
+        const char *ua = gw_header(r, "User-Agent");
+        if (ua != NULL)
+            r->user_agent = pc_xstrndup(ua, strnlen(ua, GW_LOG_UA_MAX));
         r->method = "GET"; /* websocket_handshake: nothing else upgrades */
         r->head = &none;
         r->body = NULL;
@@ -541,6 +549,7 @@ static void tunnel_read(struct gw_client *c)
 {
     if (c->in != NULL) {
         size_t extra = c->len - c->used;
+        c->r->bytes_in += extra;
         int more = gw_proxy_tunnel_in(c->r, c->in + c->used, extra);
         if (!c->dead)
             tunnel_shed(c);
@@ -552,6 +561,7 @@ static void tunnel_read(struct gw_client *c)
     ssize_t n = read(c->fd, buf, sizeof buf);
     if (n > 0) {
         c->last_io_us = pc_mono_us();
+        c->r->bytes_in += (size_t)n;
         if (gw_proxy_tunnel_in(c->r, buf, (size_t)n) == 0 && !c->dead)
             want_read(c, false); /* the upstream reads slowly: wait (gw_front_tunnel_resume) */
         return;
@@ -671,10 +681,12 @@ static void start_request(struct gw_client *c, size_t body_len, size_t used, boo
         r->body_stream = true;
         r->body_size = c->head->framing == PC_HTTP_BODY_LENGTH ? (int64_t)c->head->content_length : -1;
         c->used = c->head->head_len;
+        r->bytes_in = c->len; /* the head and what came of the body; body_read adds the rest */
     } else {
         r->body = c->in + c->head->head_len;
         r->body_len = body_len;
         c->used = used;
+        r->bytes_in = used;
     }
     gw_intake(r);
 }
@@ -819,6 +831,7 @@ static void body_read(struct gw_client *c)
     }
     c->len += (size_t)n;
     c->last_io_us = pc_mono_us();
+    r->bytes_in += (size_t)n;
     body_feed(c);
     if (c->avail == 0)
         body_finished(c); /* only framing came, or the end of it */

@@ -93,10 +93,16 @@ static void access_line(struct gw_request *r, int64_t us)
     pc_jw_obj_begin(&jw);
     pc_jw_key(&jw, "ts");
     pc_jw_date(&jw, pc_now_ms());
+    pc_jw_key(&jw, "level");
+    pc_jw_str(&jw, "info");
     pc_jw_key(&jw, "prog");
     pc_jw_str(&jw, "gateway");
+    pc_jw_key(&jw, "event");
+    pc_jw_str(&jw, "access");
     pc_jw_key(&jw, "req_id");
     pc_jw_str(&jw, r->request_id);
+    pc_jw_key(&jw, "client_ip");
+    pc_jw_str(&jw, r->client_ip);
     pc_jw_key(&jw, "route");
     pc_jw_str(&jw, r->route ? r->route->prefix : NULL);
     pc_jw_key(&jw, "method");
@@ -120,6 +126,24 @@ static void access_line(struct gw_request *r, int64_t us)
     if (r->p.found && r->p.user_id[0]) {
         pc_jw_key(&jw, "user_id");
         pc_jw_str(&jw, r->p.user_id);
+    }
+    if (r->p.found && r->p.cred_id[0]) {
+        /* the session id or the key id: never the secret */
+        pc_jw_key(&jw, "cred_id");
+        pc_jw_str(&jw, r->p.cred_id);
+    }
+    const char *ua = r->user_agent ? r->user_agent : gw_header(r, "User-Agent");
+    if (ua) {
+        pc_jw_key(&jw, "user_agent");
+        pc_jw_strn(&jw, ua, strnlen(ua, GW_LOG_UA_MAX));
+    }
+    pc_jw_key(&jw, "bytes_in");
+    pc_jw_int(&jw, (int64_t)r->bytes_in);
+    pc_jw_key(&jw, "bytes_out");
+    pc_jw_int(&jw, (int64_t)r->bytes_out);
+    if (r->upstream_url) {
+        pc_jw_key(&jw, "upstream");
+        pc_jw_str(&jw, r->upstream_url);
     }
     if (r->outcome) {
         pc_jw_key(&jw, "outcome");

@@ -1051,6 +1051,7 @@ static void px_next(struct gw_proxy *px)
         }
         px->tried |= 1u << t;
         px->target = t;
+        px->r->upstream_url = rt->targets[t]->url;
         struct gw_uppool *pool = &px->r->w->pools[rt->targets[t]->index];
         if (pool != px->pool) {
             px_unlink(px);

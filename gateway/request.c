@@ -102,6 +102,7 @@ void gw_request_free(struct gw_request *r)
     free(r->forwarded_prefix);
     free(r->upstream_jwt);
     free(r->fa_uri);
+    free(r->user_agent);
     free(r);
 }
 

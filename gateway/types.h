@@ -422,6 +422,7 @@ enum gw_cred_src {
  * that a larger one is seen and refused as too large. */
 #define GW_CRED_MAX (8192 + 2)
 #define GW_CRED_INLINE 256          /* a credential this long or shorter needs no allocation */
+#define GW_LOG_UA_MAX 256           /* bytes of a User-Agent the access log keeps */
 
 /** One client request, owned by its worker's loop (request.h). */
 struct gw_request {
@@ -472,6 +473,13 @@ struct gw_request {
     char *fa_uri;                   /* forward auth: the original path and query (heap) */
     bool refresh_cookie;            /* decide.c: the answer re-sends the session cookie
                                      * (a sliding refresh of a cookie session) */
+    /* for the access log */
+    uint64_t bytes_in;              /* front.c: read from the client: head, body, tunnel */
+    uint64_t bytes_out;             /* front.c: queued for the client: head, body, tunnel */
+    size_t out_mark;                /* front.c: where the answer's head began in the output */
+    const char *upstream_url;       /* proxy.c: the target last tried (config's string) */
+    char *user_agent;               /* front.c: a tunnel's User-Agent, kept past its head
+                                     * (heap; NULL: read the head) */
     /* Large members last: gw_request_new zeroes only what comes before. */
     struct gw_principal p;          /* resolved identity */
     char *cred;                     /* token or key (never logged): cred_inline, or the

@@ -365,7 +365,7 @@ def test_a_vanished_client_closes_the_upstream_side(gateway_factory, wsup):
     s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
     s.sendall((f"GET /ws/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
                "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nUser-Agent: ws-vanish/1\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += s.recv(4096)
@@ -387,6 +387,9 @@ def test_a_vanished_client_closes_the_upstream_side(gateway_factory, wsup):
         time.sleep(0.05)
     line = next(ln for ln in lines if ln.get("closed_by") == "client")
     assert line["status"] == 101 and line["bytes_up"] == 0 and "latency_us" in line
+    # the handshake's head is gone by now; the log kept what it needs of it
+    assert line["user_agent"] == "ws-vanish/1" and line["method"] == "GET", line
+    assert line["bytes_in"] > 150 and line["bytes_out"] >= len(head), line
 
 
 def test_sigterm_sends_1001_and_exits(gateway_factory, wsup):
