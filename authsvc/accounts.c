@@ -699,7 +699,7 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
             PQclear(res);
             res = NULL;
             if (!u->email_verified) {
-                pc_log_info("oauth: %s: account not linked: the local user's email is not "
+                pc_logr_info(job->request_id, "oauth: %s: account not linked: the local user's email is not "
                             "verified", id->provider_id);
                 rc = AS_LINK_NOT_LINKED;
                 goto fail;
@@ -755,7 +755,7 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
         if (!ok)
             goto fail;
         in_tx = false;
-        pc_log_info("oauth: %s: new user %s", id->provider_id, u->id);
+        pc_logr_info(job->request_id, "oauth: %s: new user %s", id->provider_id, u->id);
         *is_new = true;
         return AS_LINK_OK;
     }

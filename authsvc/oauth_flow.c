@@ -261,13 +261,13 @@ static void on_token(void *arg, const struct as_http_resp *r, const char *err)
         return;
     }
     if (r->status >= 500) {
-        pc_log_warn("oauth: %s: token endpoint answered %ld", f->p->id, r->status);
+        pc_logr_warn(job->request_id, "oauth: %s: token endpoint answered %ld", f->p->id, r->status);
         oa_fail_on_loop(job, "provider_unavailable");
         return;
     }
     yajl_val doc = r->status == 200 ? pc_json_parse(r->body, r->len) : NULL;
     if (doc == NULL) {
-        pc_log_info("oauth: %s: code exchange refused (HTTP %ld)", f->p->id, r->status);
+        pc_logr_info(job->request_id, "oauth: %s: code exchange refused (HTTP %ld)", f->p->id, r->status);
         oa_fail_on_loop(job, "invalid_code");
         return;
     }
@@ -301,7 +301,7 @@ static void on_token(void *arg, const struct as_http_resp *r, const char *err)
     }
     yajl_tree_free(doc);
     if (f->access_token == NULL || f->id_token == NULL) {
-        pc_log_warn("oauth: %s: token answer without access_token or id_token", f->p->id);
+        pc_logr_warn(job->request_id, "oauth: %s: token answer without access_token or id_token", f->p->id);
         oa_fail_on_loop(job, "unable_to_get_user_info");
         return;
     }

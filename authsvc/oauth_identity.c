@@ -90,7 +90,7 @@ void oa_verify_id_token(struct as_job *job)
     struct pc_jwt t;
     const char *why = NULL;
     if (pc_jwt_parse(f->id_token, strlen(f->id_token), &t, &why) != 0) {
-        pc_log_warn("oauth: %s: ID token refused: %s", p->id, why);
+        pc_logr_warn(job->request_id, "oauth: %s: ID token refused: %s", p->id, why);
         oa_fail_on_loop(job, f->idtoken_mode ? "invalid_token" : "unable_to_get_user_info");
         return;
     }
@@ -142,7 +142,7 @@ void oa_verify_id_token(struct as_job *job)
         why = "sub";
     }
     if (!ok) {
-        pc_log_warn("oauth: %s: ID token refused: %s", p->id, why ? why : "signature");
+        pc_logr_warn(job->request_id, "oauth: %s: ID token refused: %s", p->id, why ? why : "signature");
         pc_jwt_free(&t);
         oa_fail_on_loop(job, f->idtoken_mode ? "invalid_token" : "unable_to_get_user_info");
         return;
@@ -210,7 +210,7 @@ static void identity_check(struct as_job *job)
     if (ok && oa_ndomains > 0 && (f->p->google || f->hd))
         ok = f->hd && oa_domain_allowed(f->hd);
     if (!ok) {
-        pc_log_info("oauth: %s: sign-in refused for domain %s", f->p->id, domain);
+        pc_logr_info(job->request_id, "oauth: %s: sign-in refused for domain %s", f->p->id, domain);
         oa_fail_on_loop(job, "domain_not_allowed");
         return;
     }

@@ -109,7 +109,7 @@ bool as_ratelimit_check(struct as_job *job, struct as_worker *w)
     as_health_note_redis(rep != NULL);
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         if (rep && rep->type == REDIS_REPLY_ERROR)
-            pc_log_error("rate limit script failed: %s", rep->str);
+            pc_logr_error(job->request_id, "rate limit script failed: %s", rep->str);
         if (rep)
             freeReplyObject(rep);
         return true;

@@ -126,7 +126,7 @@ static void on_reply(void *reply, const char *errstr, void *priv)
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
         GW_STAT_INC(redis_errors);
         if (rep && rep->type == REDIS_REPLY_ERROR)
-            pc_log_error("limit script failed: %s", rep->str);
+            pc_logr_error(r->request_id, "limit script failed: %s", rep->str);
         r->limit = uncounted(r);
         gw_resume(r);
         return;

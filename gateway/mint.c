@@ -108,7 +108,7 @@ enum gw_step gw_mint(struct gw_request *r)
         }
         char *tok = sign_for(r, key, now);
         if (tok == NULL)
-            pc_log_error("mint: signing with key %s failed", key->kid);
+            pc_logr_error(r->request_id, "mint: signing with key %s failed", key->kid);
         gw_signer_release(sg);
         if (tok == NULL) {
             r->outcome = "unavailable";

@@ -687,7 +687,7 @@ static void on_answer(struct gw_proxy *px)
             return;
         }
         if (res != PC_HTTP_OK || (h->status == 101 && !upgrade_answer(px, h))) {
-            pc_log_warn("upstream %s: malformed answer%s", px->pool->up->url,
+            pc_logr_warn(px->r->request_id, "upstream %s: malformed answer%s", px->pool->up->url,
                         res == PC_HTTP_OK ? " (a 101 to no WebSocket handshake)" : "");
             exchange_failed(px, false);
             return;
@@ -818,7 +818,7 @@ static bool tls_turn(struct gw_proxy *px, bool reading)
         char why[256];
         int rc = gw_upconn_handshake(c, why, sizeof why);
         if (rc < 0) {
-            pc_log_warn("request %s: upstream %s: TLS handshake failed: %s", px->r->request_id,
+            pc_logr_warn(px->r->request_id, "upstream %s: TLS handshake failed: %s",
                         px->pool->up->url, why);
             px->tls_failed = true;
             exchange_failed(px, false);

@@ -188,15 +188,13 @@ void pc_log_line(const char *json, size_t n)
     pc_buf_free(&b);
 }
 
-void pc_log(enum pc_log_level level, const char *fmt, ...)
+static void vlog(enum pc_log_level level, const char *req_id, const char *fmt, va_list ap)
+    PC_PRINTF(3, 0);
+
+static void vlog(enum pc_log_level level, const char *req_id, const char *fmt, va_list ap)
 {
-    if (level < log_min)
-        return;
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     int full = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     size_t len = strlen(msg);
     if (full > 0 && (size_t)full >= sizeof msg)
         len = pc_utf8_cut(msg, len);        /* cut short: at a sequence boundary */
@@ -210,9 +208,33 @@ void pc_log(enum pc_log_level level, const char *fmt, ...)
     pc_jw_str(&w, level_names[level]);
     pc_jw_key(&w, "prog");
     pc_jw_str(&w, log_prog);
+    if (req_id && req_id[0]) {
+        pc_jw_key(&w, "req_id");
+        pc_jw_str(&w, req_id);
+    }
     pc_jw_key(&w, "msg");
     pc_jw_strn(&w, msg, len);
     pc_jw_obj_end(&w);
     pc_log_line(b.data, b.len);
     pc_buf_free(&b);
+}
+
+void pc_log(enum pc_log_level level, const char *fmt, ...)
+{
+    if (level < log_min)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void pc_log_req(enum pc_log_level level, const char *req_id, const char *fmt, ...)
+{
+    if (level < log_min)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, req_id, fmt, ap);
+    va_end(ap);
 }

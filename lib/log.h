@@ -27,6 +27,10 @@ void pc_log_close(void);
 
 /** {"ts":..,"level":..,"prog":..,"msg":<formatted>} */
 void pc_log(enum pc_log_level level, const char *fmt, ...) PC_PRINTF(2, 3);
+/** The same about one request: "req_id" (as its access line has it) after
+ * "prog"; req_id NULL or "" writes none. */
+void pc_log_req(enum pc_log_level level, const char *req_id, const char *fmt, ...)
+    PC_PRINTF(3, 4);
 
 /** Writes a complete JSON object (no trailing newline) as one line. */
 void pc_log_line(const char *json, size_t n);
@@ -56,5 +60,8 @@ int pc_log_level_parse(const char *s);
 #define pc_log_info(...) pc_log(PC_LOG_INFO, __VA_ARGS__)
 #define pc_log_warn(...) pc_log(PC_LOG_WARN, __VA_ARGS__)
 #define pc_log_error(...) pc_log(PC_LOG_ERROR, __VA_ARGS__)
+#define pc_logr_info(rid, ...) pc_log_req(PC_LOG_INFO, (rid), __VA_ARGS__)
+#define pc_logr_warn(rid, ...) pc_log_req(PC_LOG_WARN, (rid), __VA_ARGS__)
+#define pc_logr_error(rid, ...) pc_log_req(PC_LOG_ERROR, (rid), __VA_ARGS__)
 
 #endif

@@ -145,6 +145,31 @@ static void test_lines_are_utf8(void **state)
     unlink(path);
 }
 
+static void test_request_lines(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/pc-test-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(pc_log_open(path, PC_LOG_INFO, "test"), 0);
+    pc_logr_warn("abc123", "upstream %s: refused", "http://u");
+    pc_logr_info(NULL, "no request");
+    pc_logr_error("", "empty id");
+    pc_log_req(PC_LOG_DEBUG, "dropped", "below the level");
+    pc_log_close();
+    size_t n;
+    char *buf = slurp(path, &n);
+    check_lines(buf, n, 3);
+    assert_non_null(strstr(buf, "\"level\":\"warn\",\"prog\":\"test\",\"req_id\":\"abc123\","
+                                "\"msg\":\"upstream http://u: refused\"}"));
+    assert_non_null(strstr(buf, "\"prog\":\"test\",\"msg\":\"no request\"}"));
+    assert_non_null(strstr(buf, "\"prog\":\"test\",\"msg\":\"empty id\"}"));
+    assert_null(strstr(buf, "dropped"));
+    free(buf);
+    unlink(path);
+}
+
 static void test_next_chunk(void **state)
 {
     (void)state;
@@ -254,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_escape_golden),
         cmocka_unit_test(test_cut_golden),
         cmocka_unit_test(test_lines_are_utf8),
+        cmocka_unit_test(test_request_lines),
         cmocka_unit_test(test_next_chunk),
         cmocka_unit_test(test_pipe_lines_whole),
         cmocka_unit_test(test_failed_writes_counted),

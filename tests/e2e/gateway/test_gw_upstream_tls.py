@@ -262,6 +262,8 @@ def _refused(g, path, up, *why):
     rid = r.headers["X-Request-Id"]
     lines = _log_has(g, "TLS handshake failed", rid, *why)
     assert lines, why
+    # the diagnostic names its request the way the access line does
+    assert json.loads(lines[0])["req_id"] == rid, lines[0]
     if up is not None:
         assert up.saw(path.strip("/").split("/")[-1]) == [], "a request went out"
     return lines[0]
