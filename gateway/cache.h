@@ -16,9 +16,15 @@ void gw_l1_init(size_t max_entries);
 void gw_l1_free(void);
 /** Any thread: copies the entry for hash into *p if present and fresh. */
 bool gw_l1_get(const unsigned char hash[32], struct gw_principal *p);
+/** Any thread: the revocation epoch, bumped by every delete and flush. A
+ * lookup takes it before it asks L1 (r->l1_epoch) and hands it to its put. */
+uint64_t gw_l1_epoch(void);
 /** Any thread: stores a copy of p for hash for ttl_ms (capped while the
- * revocation feed is down). */
-void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms);
+ * revocation feed is down), unless a delete or flush came after epoch
+ * (gw_l1_epoch at the lookup's start): what was read before a revocation
+ * answers its own request but is never cached past it. */
+void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms,
+               uint64_t epoch);
 /** Any thread: drops hash from L1. */
 void gw_l1_delete(const unsigned char hash[32]);
 /** Any thread: drops everything. */

@@ -106,7 +106,7 @@ static void maybe_refresh(struct gw_request *r, int64_t now)
     p->expires_at = exp;
     p->updated_at = now;
     int64_t ttl = gw_cfg.l1_ttl * 1000;
-    gw_l1_put(r->hash, p, ttl);
+    gw_l1_put(r->hash, p, ttl, r->l1_epoch);
     gw_l2_store(r->w, r->hash_b64, p, exp - now);
 }
 

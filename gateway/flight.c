@@ -24,6 +24,7 @@ struct flight {
     struct flight *next;            /* hash chain */
     unsigned char hash[32];
     struct gw_request *waiters;     /* linked through next_wake */
+    uint64_t epoch;                 /* gw_l1_epoch() when the leader's lookup began */
 };
 
 #define FLIGHT_BUCKETS 1024
@@ -75,6 +76,7 @@ enum gw_join gw_flight_join(struct gw_request *r)
     if (leader) {
         f = pc_xcalloc(1, sizeof *f);
         memcpy(f->hash, r->hash, 32);
+        f->epoch = r->l1_epoch; /* the leader's lookup began then */
         f->next = flights[b];
         flights[b] = f;
     }
@@ -87,15 +89,24 @@ enum gw_join gw_flight_join(struct gw_request *r)
 void gw_flight_land(const unsigned char hash[32], enum gw_lookup outcome,
                         const struct gw_principal *p)
 {
-    if (outcome == GW_LOOKUP_FOUND) {
+    size_t b = flight_bucket(hash);
+    uint64_t since = 0;
+    pthread_mutex_lock(&flights_mu);
+    struct flight *fl = flights[b];
+    while (fl && memcmp(fl->hash, hash, 32) != 0)
+        fl = fl->next;
+    bool known = fl != NULL;
+    if (known)
+        since = fl->epoch;
+    pthread_mutex_unlock(&flights_mu);
+    if (known && outcome == GW_LOOKUP_FOUND) {
         int64_t ttl = gw_cfg.l1_ttl * 1000;
         int64_t left = p->expires_at ? p->expires_at - pc_now_ms() : ttl;
-        gw_l1_put(hash, p, left < ttl ? left : ttl);
-    } else if (outcome == GW_LOOKUP_UNKNOWN) {
+        gw_l1_put(hash, p, left < ttl ? left : ttl, since);
+    } else if (known && outcome == GW_LOOKUP_UNKNOWN) {
         struct gw_principal neg = {.kind = p->kind, .found = false};
-        gw_l1_put(hash, &neg, gw_cfg.l1_negative_ttl * 1000);
+        gw_l1_put(hash, &neg, gw_cfg.l1_negative_ttl * 1000, since);
     }
-    size_t b = flight_bucket(hash);
     pthread_mutex_lock(&flights_mu);
     struct flight **pp = &flights[b];
     while (*pp && memcmp((*pp)->hash, hash, 32) != 0)

@@ -53,6 +53,7 @@ struct l1_shard {
 static struct l1_shard shards[L1_SHARDS];
 static atomic_bool degraded;
 static atomic_size_t total;
+static _Atomic uint64_t epoch;          /* bumped under the shard lock by delete, before flush */
 static bool off;                        /* L1_MAX_ENTRIES=0; set once before the workers start */
 
 static uint64_t key_bits(const unsigned char k[32])
@@ -188,9 +189,15 @@ static uint16_t clamp_len(const char *str, size_t cap)
     return (uint16_t)(n >= cap ? cap - 1 : n);
 }
 
-void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms)
+uint64_t gw_l1_epoch(void)
 {
-    if (off || ttl_ms <= 0)
+    return atomic_load(&epoch);
+}
+
+void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms,
+               uint64_t since)
+{
+    if (off || ttl_ms <= 0 || atomic_load(&epoch) != since)
         return;
     if (atomic_load(&degraded) && ttl_ms > gw_cfg.l1_degraded_ttl * 1000)
         ttl_ms = gw_cfg.l1_degraded_ttl * 1000;
@@ -233,6 +240,13 @@ void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64
 
     struct l1_shard *s = shard_of(hash);
     pthread_mutex_lock(&s->mu);
+    if (atomic_load(&epoch) != since) {
+        /* a revocation between the lookup and now (checked again under the
+         * lock the delete takes, so none slips in between) */
+        pthread_mutex_unlock(&s->mu);
+        free(n);
+        return;
+    }
     struct l1_entry *old = find(s, hash);
     if (old)
         entry_remove(s, old);
@@ -251,6 +265,7 @@ void gw_l1_delete(const unsigned char hash[32])
 {
     struct l1_shard *s = shard_of(hash);
     pthread_mutex_lock(&s->mu);
+    atomic_fetch_add(&epoch, 1);
     struct l1_entry *e = find(s, hash);
     if (e)
         entry_remove(s, e);
@@ -259,6 +274,7 @@ void gw_l1_delete(const unsigned char hash[32])
 
 void gw_l1_flush(void)
 {
+    atomic_fetch_add(&epoch, 1);
     for (int i = 0; i < L1_SHARDS; i++) {
         struct l1_shard *s = &shards[i];
         pthread_mutex_lock(&s->mu);

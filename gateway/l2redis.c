@@ -83,7 +83,7 @@ static void on_get(void *reply, const char *errstr, void *priv)
         GW_STAT_INC(l2_hits);
         int64_t ttl = gw_cfg.l1_ttl * 1000;
         int64_t left = r->p.expires_at ? r->p.expires_at - pc_now_ms() : ttl;
-        gw_l1_put(r->hash, &r->p, left < ttl ? left : ttl);
+        gw_l1_put(r->hash, &r->p, left < ttl ? left : ttl, r->l1_epoch);
         r->lookup = GW_LOOKUP_FOUND;
     }
     gw_resume(r);

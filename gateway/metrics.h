@@ -69,6 +69,11 @@ struct pc_buf;
       "Tunnels and streamed answers ended because their credential was revoked.")         \
     X(streams_cut_expired, "portcullis_gateway_streams_cut_expired_total",                 \
       "Tunnels and streamed answers ended because their credential expired.")             \
+    X(streams_cut_unverified, "portcullis_gateway_streams_cut_unverified_total",           \
+      "Tunnels and streamed answers ended because revocations missed while the feed was "   \
+      "down could not be read back.")                                                      \
+    X(revocations_replayed, "portcullis_gateway_revocations_replayed_total",               \
+      "Revocations read back from PostgreSQL's log after the feed was lost.")             \
     X(conns_open, NULL, NULL)        /* gauge: client connections within the caps */
 
 struct gw_stats {

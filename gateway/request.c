@@ -239,6 +239,7 @@ const char *gw_stage_name(enum gw_stage s)
 /* L1: a hit (negative entries and JWTs included) goes straight to DECIDE. */
 static enum gw_step l1_lookup(struct gw_request *r)
 {
+    r->l1_epoch = gw_l1_epoch();
     if (gw_l1_get(r->hash, &r->p)) {
         if (r->p.found)
             GW_STAT_INC(l1_hits);

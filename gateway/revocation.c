@@ -17,6 +17,14 @@
  * there every HB_EVERY_MS on the command connection. A heartbeat not back
  * within GATEWAY_REDIS_DEADLINE_MS means the feed is lost: the connection
  * is dropped and made again, L1 is degraded, and /ready says so.
+ *
+ * L1's flush covers what was missed for requests to come, not for the
+ * tunnels and streams already open. So when the feed is back, what
+ * PostgreSQL's revocation log (migration 0005) recorded since the loss
+ * (and the heartbeat deadline before it, and a margin) is read back on
+ * this thread's own connection and applied to them, and to the revoked
+ * session ids. When that cannot be read, every stream that began before
+ * the feed came back is cut (close 1012): fail closed.
  */
 #include "feed.h"
 #include "cache.h"
@@ -24,6 +32,7 @@
 #include "streams.h"
 #include "../lib/keyspace.h"
 #include "../lib/crypto.h"
+#include "../lib/db.h"
 #include "../lib/log.h"
 #include "../lib/revmsg.h"
 
@@ -34,6 +43,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 
@@ -50,6 +60,10 @@ static struct pc_redis cmd;     /* a second, blocking connection: DEL, heartbeat
 static char hb_channel[256];    /* this process's heartbeat channel */
 static int64_t hb_seen_ms;      /* last heartbeat back (or connect), mono ms */
 static int64_t last_seq;        /* last numbered message on this subscription */
+static int64_t lost_at_us;      /* the feed was lost then (mono; start: degraded); 0: up */
+static struct pc_db logdb;      /* this thread's: the revocation log read back */
+
+#define REPLAY_MARGIN_S 5       /* read back this much more than the loss lasted */
 
 static void feed_connect(void);
 
@@ -190,6 +204,8 @@ bool gw_revocation_up(void)
 
 static void went_down(void)
 {
+    if (lost_at_us == 0) /* the heartbeat's deadline is added when it is read back */
+        lost_at_us = pc_mono_us();
     if (atomic_exchange(&subscribed, false) && !stop_flag)
         pc_log_warn("revocations: subscription lost; L1 capped at %llds until it is back",
                     (long long)gw_cfg.l1_degraded_ttl);
@@ -231,6 +247,70 @@ static void revocation_message(const redisReply *m)
     const char *argv[] = {"DEL", ks, kk};
     if (!pc_redis_ok(&cmd, 3, argv))
         GW_STAT_INC(redis_errors);
+    /* a lookup that read that copy before the DEL began before this second
+     * delete's epoch, so what it found is not cached */
+    gw_l1_delete(msg.hash);
+}
+
+/* The streams (and revoked session ids) under one logged tag. */
+static void replay_tag(const char *tag, size_t n)
+{
+    struct pc_rev_msg msg;
+    if (n > 2 && (tag[0] == 's' || tag[0] == 'k') && tag[1] == ':' &&
+        pc_rev_parse(tag + 2, n - 2, &msg) && msg.kind == 'h') {
+        gw_streams_revoked(msg.hash);
+        /* and the Redis copy, as for a live message (gone already when
+         * authsvc relayed it) */
+        char k[PC_KEY_MAX];
+        enum pc_cache_kind kind = tag[0] == 's' ? PC_CACHE_SESSION : PC_CACHE_API_KEY;
+        if (pc_key_cred(k, sizeof k, gw_cfg.redis_prefix, kind, msg.id, msg.id_len)) {
+            const char *argv[] = {"DEL", k};
+            if (!pc_redis_ok(&cmd, 2, argv))
+                GW_STAT_INC(redis_errors);
+        }
+        return;
+    }
+    if (n > 2 && n - 2 <= PC_REV_SID_MAX && tag[0] == 'i' && tag[1] == ':') {
+        char id[PC_REV_SID_MAX + 1];
+        snprintf(id, sizeof id, "%.*s", (int)(n - 2), tag + 2);
+        gw_sid_revoke(id);
+        unsigned char key[32];
+        gw_stream_sid_key(id, strlen(id), key);
+        gw_streams_revoked(key);
+    }
+}
+
+/* The feed is back after lost_at_us: what the log recorded meanwhile. */
+static void replay_log(void)
+{
+    int64_t now = pc_mono_us(), since = lost_at_us;
+    lost_at_us = 0;
+    if (since == 0)
+        return;
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.3f",
+             (double)(now - since) / 1e6 + (double)gw_cfg.redis_deadline_ms / 1e3 + REPLAY_MARGIN_S);
+    const char *p[] = {secs};
+    PGresult *res = pc_db_exec(&logdb,
+                               "SELECT \"tag\" FROM portcullis_revocation WHERE \"createdAt\" >= "
+                               "now() - make_interval(secs => $1::double precision)",
+                               1, p);
+    if (!pc_db_ok(res)) {
+        pc_log_warn("revocations: the log of what was missed cannot be read (%s); open tunnels "
+                    "and streams are closed", res ? PQresultErrorMessage(res) : "no connection");
+        if (res)
+            PQclear(res);
+        gw_streams_cut_all(now);
+        return;
+    }
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows; i++)
+        replay_tag(PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
+    __atomic_add_fetch(&gw_stats.revocations_replayed, (uint64_t)rows, __ATOMIC_RELAXED);
+    PQclear(res);
+    if (rows > 0)
+        pc_log_info("revocations: %d logged in the last %s s applied to open tunnels and streams",
+                    rows, secs);
 }
 
 static void on_message(redisAsyncContext *c, void *reply, void *priv)
@@ -254,6 +334,7 @@ static void on_message(redisAsyncContext *c, void *reply, void *priv)
         atomic_store(&subscribed, true);
         backoff_ms = 100;
         pc_log_info("revocations: subscribed to %s; L1 flushed", gw_cfg.revocation_channel);
+        replay_log();
         return;
     }
     if (strcmp(type, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING)
@@ -342,9 +423,12 @@ static void on_stop_check(evutil_socket_t fd, short what, void *arg)
 static void *feed_main(void *arg)
 {
     pc_redis_init(&cmd, &gw_cfg.redis_addr, 250);
+    pc_db_init(&logdb, gw_cfg.database_url);
+    lost_at_us = pc_mono_us(); /* it starts degraded: anything before the first subscribe */
     feed_connect();
     event_base_dispatch(base);
     pc_redis_close(&cmd);
+    pc_db_close(&logdb);
     return NULL;
 }
 

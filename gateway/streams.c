@@ -44,6 +44,7 @@ struct gw_streams {
     pthread_mutex_t mu;             /* guards queue */
     unsigned char (*queue)[32];
     size_t nq, capq;
+    int64_t cut_before_us;          /* gw_streams_cut_all: cut what began before (0: no) */
     struct event *ev;               /* the queue has keys */
 };
 
@@ -101,6 +102,8 @@ void gw_ws_close_frame(struct pc_buf *b, int code, const char *reason)
 
 int gw_cut_code(enum gw_cut why)
 {
+    if (why == GW_CUT_UNVERIFIED)
+        return 1012; /* RFC 6455 7.4.1's registry: service restart, come back */
     return why == GW_CUT_REVOKED || why == GW_CUT_EXPIRED ? 4001 : 1001;
 }
 
@@ -112,6 +115,7 @@ const char *gw_cut_reason(enum gw_cut why)
     case GW_CUT_LIFETIME: return "tunnel lifetime reached";
     case GW_CUT_IDLE: return "idle timeout";
     case GW_CUT_SHUTDOWN: return "gateway shutting down";
+    case GW_CUT_UNVERIFIED: return "revocations could not be checked; reconnect";
     default: return "";
     }
 }
@@ -119,7 +123,7 @@ const char *gw_cut_reason(enum gw_cut why)
 const char *gw_cut_name(enum gw_cut why)
 {
     static const char *const names[] = {"", "client", "upstream", "revoked", "expired",
-                                        "lifetime", "idle", "shutdown"};
+                                        "lifetime", "idle", "shutdown", "unverified"};
     return (size_t)why < PC_ARRAY_LEN(names) ? names[why] : "";
 }
 
@@ -345,6 +349,8 @@ void gw_stream_close(struct gw_stream *s, enum gw_cut why)
         GW_STAT_INC(streams_cut_revoked);
     else if (why == GW_CUT_EXPIRED)
         GW_STAT_INC(streams_cut_expired);
+    else if (why == GW_CUT_UNVERIFIED)
+        GW_STAT_INC(streams_cut_unverified);
 }
 
 /* ---- the feed ---- */
@@ -365,9 +371,17 @@ static void on_revoked(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&ss->mu);
     unsigned char (*q)[32] = ss->queue;
     size_t n = ss->nq;
+    int64_t before = ss->cut_before_us;
     ss->queue = NULL;
     ss->nq = ss->capq = 0;
+    ss->cut_before_us = 0;
     pthread_mutex_unlock(&ss->mu);
+    for (struct gw_stream *s = ss->list, *next; before && s; s = next) {
+        next = s->next;
+        /* an anonymous stream has nothing a revocation could end */
+        if (s->r->start_us < before && s->r->kind != GW_CRED_NONE)
+            gw_proxy_cut(s, GW_CUT_UNVERIFIED);
+    }
     for (size_t i = 0; i < n; i++) {
         struct gw_stream *s;
         /* each cut takes the stream out of the index: look again */
@@ -393,6 +407,20 @@ void gw_streams_revoked(const unsigned char key[32])
         else
             pc_log_error("revocations: worker %u has %u queued; one dropped", ss->worker,
                          QUEUE_MAX);
+        pthread_mutex_unlock(&ss->mu);
+        event_active(ss->ev, EV_READ, 0);
+    }
+}
+
+void gw_streams_cut_all(int64_t before_us)
+{
+    for (size_t i = 0; i < WORKERS_MAX; i++) {
+        struct gw_streams *ss = registry[i];
+        if (ss == NULL)
+            continue;
+        pthread_mutex_lock(&ss->mu);
+        if (before_us > ss->cut_before_us)
+            ss->cut_before_us = before_us;
         pthread_mutex_unlock(&ss->mu);
         event_active(ss->ev, EV_READ, 0);
     }

@@ -31,6 +31,8 @@ enum gw_cut {
     GW_CUT_LIFETIME,    /* the route's tunnel_max_lifetime_s: close 1001 */
     GW_CUT_IDLE,        /* nothing either way for tunnel_idle_timeout_ms: close 1001 */
     GW_CUT_SHUTDOWN,    /* the gateway is stopping: close 1001 */
+    GW_CUT_UNVERIFIED,  /* revocations missed while the feed was down could not be read
+                         * back (PostgreSQL failed too): close 1012, reconnect */
 };
 
 /** The WebSocket close code and reason of a cut. */
@@ -99,6 +101,10 @@ void gw_stream_close(struct gw_stream *s, enum gw_cut why);
 /** Any thread (the revocation feed): the credential whose hash is key was
  * revoked; every worker cuts the streams opened with it. */
 void gw_streams_revoked(const unsigned char key[32]);
+/** Any thread (the feed, when it could not read back what it missed):
+ * every worker ends the streams opened with a credential whose request
+ * began before before_us (monotonic) with GW_CUT_UNVERIFIED: fail closed. */
+void gw_streams_cut_all(int64_t before_us);
 /** The index key of a session id (JWTs' sid, sessions' id). */
 void gw_stream_sid_key(const char *sid, size_t n, unsigned char key[32]);
 /** On w's loop, at the start of shutdown: every tunnel gets 1001. */

@@ -454,6 +454,9 @@ struct gw_request {
     unsigned char hash[32];         /* SHA-256(cred): cache and revocation key */
     char hash_b64[PC_HASH_B64_LEN + 1];
     enum gw_lookup lookup;          /* outcome of L1/L2/PG/VERIFY */
+    uint64_t l1_epoch;              /* request.c: gw_l1_epoch() before L1 was asked; what
+                                     * the lookup finds is cached only if no revocation
+                                     * came since */
     char request_id[72];            /* X-Request-Id (client's if well-formed) */
     char client_ip[64];             /* peer address */
     int64_t start_us;               /* monotonic arrival */

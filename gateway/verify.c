@@ -65,7 +65,7 @@ static void refuse_cached(struct gw_request *r, const char *code, int64_t ttl_ms
     neg.kind = GW_CRED_JWT;
     neg.found = false;
     snprintf(neg.cred_id, sizeof neg.cred_id, "%s", code);
-    gw_l1_put(r->hash, &neg, ttl_ms);
+    gw_l1_put(r->hash, &neg, ttl_ms, r->l1_epoch);
     gw_jwt_refuse(r, code);
 }
 
@@ -212,6 +212,6 @@ enum gw_step gw_jwt_verify(struct gw_request *r)
     r->lookup = GW_LOOKUP_FOUND;
     int64_t ttl = p.expires_at - pc_now_ms();
     if (ttl > 0)
-        gw_l1_put(r->hash, &p, ttl);
+        gw_l1_put(r->hash, &p, ttl, r->l1_epoch);
     return GW_NEXT;
 }
