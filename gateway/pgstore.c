@@ -6,7 +6,8 @@
  * however many wait) and runs on the worker's pool (pgpool.c); lookups of
  * one kind that queued there together go in one round trip ("= ANY($1)",
  * up to GATEWAY_PG_BATCH_MAX), each answered by its own row. A found
- * principal is written back to Redis for the other replicas. A query that
+ * principal is written back to Redis for the other replicas. An open
+ * tunnel's session expiry is read again here too (streams.c). A query that
  * gets no answer is UNAVAILABLE (503), never "unknown".
  */
 #include "stages.h"
@@ -20,7 +21,7 @@
 #include <string.h>
 #include <libpq-fe.h>
 
-enum q_kind { Q_SESSION = 0, Q_API_KEY, Q_REFRESH };
+enum q_kind { Q_SESSION = 0, Q_API_KEY, Q_REFRESH, Q_EXPIRY };
 
 struct pg_query {
     struct gw_pgq q;                /* first: the pool's part */
@@ -31,6 +32,8 @@ struct pg_query {
     struct pg_query *more;          /* lookups riding this one's round trip (absorb) */
     size_t nmore;
     char *array;                    /* with more: $1, every param as a text[] literal */
+    void (*expiry_done)(void *arg, int64_t at_ms, bool answered); /* Q_EXPIRY */
+    void *arg;
 };
 
 /* Better Auth's tables, as both programs read them (lib/ba_schema.h). The
@@ -45,11 +48,13 @@ static const char *const sql_refresh =
     "\"updatedAt\" = to_timestamp($3::double precision / 1000) "
     "WHERE \"id\" = $1 AND \"expiresAt\" <= to_timestamp($2::double precision / 1000) "
     "- make_interval(secs => $4::double precision)";
+static const char *const sql_expiry =
+    "SELECT " PC_BA_MS("s.\"expiresAt\"") PC_BA_SESSION_JOIN_USER " WHERE s.\"id\" = $1";
 
 /* Completes q with outcome (and p when found), then frees it. */
 static void query_done(struct pg_query *q, enum gw_lookup outcome, const struct gw_principal *p)
 {
-    if (q->kind != Q_REFRESH) {
+    if (q->kind == Q_SESSION || q->kind == Q_API_KEY) {
         struct gw_principal empty = {.kind = q->kind == Q_SESSION ? GW_CRED_SESSION
                                                                    : GW_CRED_API_KEY};
         gw_flight_land(q->hash, outcome, p ? p : &empty);
@@ -145,6 +150,15 @@ static void on_done(struct gw_pgq *pq, const struct pg_result *r, bool answered)
         query_done(q, answered ? GW_LOOKUP_UNKNOWN : GW_LOOKUP_UNAVAILABLE, NULL);
         return;
     }
+    if (q->kind == Q_EXPIRY) {
+        bool ok = answered && st == PGRES_TUPLES_OK;
+        if (answered && !ok)
+            GW_STAT_INC(pg_errors);
+        int64_t at = ok && PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        q->expiry_done(q->arg, at, ok);
+        query_done(q, GW_LOOKUP_UNKNOWN, NULL);
+        return;
+    }
     enum gw_lookup all = GW_LOOKUP_FOUND;  /* FOUND here: each by its row */
     if (!answered) {
         all = GW_LOOKUP_UNAVAILABLE;
@@ -226,14 +240,15 @@ static struct pg_query *query_new(enum q_kind kind)
 {
     struct pg_query *q = pc_xcalloc(1, sizeof *q);
     q->kind = kind;
-    q->q.sql = kind == Q_SESSION ? sql_session : kind == Q_API_KEY ? sql_api_key : sql_refresh;
+    static const char *const sql[] = {sql_session, sql_api_key, sql_refresh, sql_expiry};
+    q->q.sql = sql[kind];
     q->q.nparams = kind == Q_REFRESH ? 4 : 1;
     q->q.params[0] = q->param;
     q->q.params[1] = q->p2;
     q->q.params[2] = q->p3;
     q->q.params[3] = q->p4;
     q->q.done = on_done;
-    q->q.absorb = kind == Q_REFRESH ? NULL : absorb;
+    q->q.absorb = kind == Q_SESSION || kind == Q_API_KEY ? absorb : NULL;
     return q;
 }
 
@@ -269,5 +284,15 @@ void gw_pg_refresh_session(struct gw_worker *w, const char *session_id, int64_t 
     snprintf(q->p2, sizeof q->p2, "%lld", (long long)new_exp_ms);
     snprintf(q->p3, sizeof q->p3, "%lld", (long long)now_ms);
     snprintf(q->p4, sizeof q->p4, "%lld", (long long)gw_cfg.update_age);
+    gw_pgpool_submit(w, &q->q);
+}
+
+void gw_pg_session_expiry(struct gw_worker *w, const char *session_id,
+                          void (*done)(void *arg, int64_t at_ms, bool answered), void *arg)
+{
+    struct pg_query *q = query_new(Q_EXPIRY);
+    snprintf(q->param, sizeof q->param, "%s", session_id);
+    q->expiry_done = done;
+    q->arg = arg;
     gw_pgpool_submit(w, &q->q);
 }

@@ -24,6 +24,12 @@ void gw_l2_store(struct gw_worker *w, const char *hash_b64, const struct gw_prin
  * per updateAge: the caller checks). */
 void gw_pg_refresh_session(struct gw_worker *w, const char *session_id, int64_t new_exp_ms,
                            int64_t now_ms);
+/** On w's loop: reads the session's "expiresAt" (ms) again; done(arg, at,
+ * answered) is called exactly once on w's loop: at 0 when there is no such
+ * session (or its user is gone), answered false when PostgreSQL did not
+ * answer. */
+void gw_pg_session_expiry(struct gw_worker *w, const char *session_id,
+                          void (*done)(void *arg, int64_t at_ms, bool answered), void *arg);
 /** Worker start/stop (worker.c). Stopping fails every query, which lands
  * its flight: waiters go to their inboxes. */
 void gw_pg_start(struct gw_worker *w);

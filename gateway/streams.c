@@ -11,7 +11,10 @@
  *             worker cuts its streams under that key on its own loop.
  *   timers    one libevent timer per stream, at the credential's expiry
  *             (expiresAt, JWT exp), the tunnel's lifetime or the end of its
- *             idle window, whichever is first; libevent's heap costs
+ *             idle window, whichever is first. At a session's expiry its
+ *             row is read again (store.h): a sliding refresh elsewhere
+ *             moves the cut; gone, still past, or no answer from
+ *             PostgreSQL ends the stream (fail closed). libevent's heap costs
  *             nothing while they wait. Traffic never touches the timer: it
  *             stamps s->active_us, and a timer that finds the tunnel was
  *             busy sets itself again for the rest of the window, so an idle
@@ -22,6 +25,7 @@
  */
 #include "streams.h"
 #include "metrics.h"
+#include "store.h"
 
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -239,10 +243,49 @@ static void arm(struct gw_stream *s)
     event_add(s->timer, &tv);
 }
 
+/* A session's expiry being read again; outlives its stream when the
+ * stream ends first (s NULL then: the answer is dropped). */
+struct gw_recheck {
+    struct gw_stream *s;
+};
+
+static void on_recheck(void *arg, int64_t at_ms, bool answered)
+{
+    struct gw_recheck *rc = arg;
+    struct gw_stream *s = rc->s;
+    free(rc);
+    if (s == NULL)
+        return;
+    s->recheck = NULL;
+    if (!answered || at_ms <= pc_now_ms()) {
+        gw_proxy_cut(s, GW_CUT_EXPIRED);
+        return;
+    }
+    s->r->p.expires_at = at_ms; /* slid: a refresh happened elsewhere */
+    s->cut_at_ms = at_ms;
+    int64_t life = s->tunnel ? s->r->route->tunnel_lifetime_s : 0;
+    if (life > 0) {
+        int64_t end = pc_now_ms() + (s->opened_us + life * 1000000 - pc_mono_us()) / 1000;
+        if (end < at_ms) {
+            s->cut_at_ms = end;
+            s->timer_cut = GW_CUT_LIFETIME;
+        }
+    }
+    arm(s);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_stream *s = arg;
     if (s->cut_at_ms > 0 && pc_now_ms() >= s->cut_at_ms) {
+        if (s->timer_cut == GW_CUT_EXPIRED && s->r->kind == GW_CRED_SESSION) {
+            if (s->recheck == NULL) {
+                s->recheck = pc_xcalloc(1, sizeof *s->recheck);
+                s->recheck->s = s;
+                gw_pg_session_expiry(s->r->w, s->r->p.cred_id, on_recheck, s->recheck);
+            }
+            return;
+        }
         gw_proxy_cut(s, s->timer_cut);
         return;
     }
@@ -337,6 +380,9 @@ void gw_stream_close(struct gw_stream *s, enum gw_cut why)
     if (s->timer)
         event_free(s->timer);
     s->timer = NULL;
+    if (s->recheck)
+        s->recheck->s = NULL; /* its answer finds the stream gone */
+    s->recheck = NULL;
     if (s->tunnel) {
         ss->ntunnels--;
         __atomic_sub_fetch(&gw_stats.tunnels_open, 1, __ATOMIC_RELAXED);

@@ -6,7 +6,9 @@
  * with, so that a revocation from the feed (any thread) ends every one of
  * them on every worker within milliseconds, and each has a timer for the
  * moment its credential expires (or its tunnel lifetime ends, or a tunnel
- * has been idle for its route's window). proxy.c
+ * has been idle for its route's window). A session's expiry is read
+ * again from PostgreSQL when its timer comes: a sliding refresh anywhere
+ * (another replica, authsvc, Better Auth) may have moved it. proxy.c
  * owns the exchange and does the cutting (gw_proxy_cut); this file only
  * finds whom to cut and when. Everything but gw_streams_revoked runs on
  * the stream's worker's loop.
@@ -80,6 +82,7 @@ struct gw_stream {
     int64_t opened_us;
     uint64_t bytes_up, bytes_down;  /* client -> upstream, upstream -> client */
     enum gw_cut cut;                /* how it ended (GW_CUT_NONE while open) */
+    struct gw_recheck *recheck;     /* a session's expiresAt being read again, or NULL */
 };
 
 /** Worker start/stop: w's index and the queue the feed fills. */

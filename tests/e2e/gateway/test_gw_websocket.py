@@ -217,6 +217,59 @@ def test_key_expiry_while_open_closes_with_4001(gateway_factory, wsup, keys, mod
     assert g.stats()["streams_cut_expired"] >= 1
 
 
+def _session_expires_in(sql, redis_client, u, seconds):
+    """Moves u's session expiry in PostgreSQL (and drops authsvc's Redis copy, so the
+    gateway reads the row)."""
+    sql.execute('update "session" set "expiresAt" = now() + make_interval(secs => %s) '
+                'where token = %s', (seconds, u.token))
+    redis_client.delete(G.session_key(u.token))
+
+
+def test_session_expiry_while_open_closes_with_4001(gateway_factory, wsup, sql, redis_client,
+                                                    user):
+    """No refresh at the handshake (SESSION_UPDATE_AGE=0): the row's expiresAt is read
+    again when the timer comes, and is still past."""
+    up = wsup()
+    g = gateway_factory({"SESSION_UPDATE_AGE": "0"}, route_table=_routes(up),
+                        name="gateway-ws-sexpiry")
+    _session_expires_in(sql, redis_client, user, 2)
+    code, reason, took = run(_open_and_wait_close(_ws_url(g, "/wss/echo"), _cookie_header(user)))
+    assert code == 4001 and "expired" in reason, (code, reason)
+    assert took < 4.0, took
+
+
+def test_session_slid_elsewhere_keeps_its_tunnel(gateway_factory, wsup, sql, redis_client, user):
+    """A sliding refresh done by someone else (another replica, authsvc, Better Auth:
+    here plain SQL) while the tunnel is open moves its cut: the tunnel outlives the
+    expiry it was opened with, and is cut at the new one."""
+    up = wsup()
+    g = gateway_factory({"SESSION_UPDATE_AGE": "0"}, route_table=_routes(up),
+                        name="gateway-ws-slid")
+    _session_expires_in(sql, redis_client, user, 2)
+
+    async def slide_then_expire():
+        async with websockets.connect(_ws_url(g, "/wss/echo"), extra_headers=_cookie_header(user),
+                                      ping_interval=None) as ws:
+            t0 = time.monotonic()
+            await ws.send("a")
+            assert await ws.recv() == "a"
+            sql.execute('update "session" set "expiresAt" = now() + interval \'4 seconds\' '
+                        'where token = %s', (user.token,))
+            await asyncio.sleep(3.0)              # past the first expiry
+            await ws.send("b")
+            assert await ws.recv() == "b", "cut at the expiry it was opened with"
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 6)
+            except websockets.ConnectionClosed:
+                pass
+            return ws.close_code, ws.close_reason, time.monotonic() - t0
+
+    code, reason, took = run(slide_then_expire())
+    assert code == 4001 and "expired" in reason, (code, reason)
+    assert 3.5 < took < 6.5, took
+
+
 def test_sse_stream_is_cut_by_revocation(gateway_factory, upstream, aclient, user):
     routes = {"routes": [{"prefix": "/authsse/", "upstream": upstream.url, "auth": ["session"],
                           "strip_prefix": True}]}
