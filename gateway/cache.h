@@ -25,6 +25,9 @@ uint64_t gw_l1_epoch(void);
  * answers its own request but is never cached past it. */
 void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64_t ttl_ms,
                uint64_t epoch);
+/** Any thread: the API key hash's permission bits for the routes table of
+ * generation gen (decide.c), kept on its entry if it is still there. */
+void gw_l1_perms(const unsigned char hash[32], uint64_t gen, uint64_t bits);
 /** Any thread: drops hash from L1. */
 void gw_l1_delete(const unsigned char hash[32]);
 /** Any thread: drops everything. */

@@ -1,6 +1,6 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
- * cors.c: CORS for routes with "cors" (config.c parsed it; cors.h says who
+ * cors.c: CORS for routes with "cors" (routes_file.c parsed it; cors.h says who
  * calls what). The Origin a browser sends is compared whole with the
  * route's serialized origins; an origin that is not listed gets no
  * Access-Control-Allow-* line at all, so the browser keeps the answer from

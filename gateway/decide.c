@@ -70,26 +70,52 @@ static bool permitted(const struct gw_route *rt, const char *perms_json)
     return ok;
 }
 
-uint64_t gw_perm_bits(const char *perms_json)
+uint64_t gw_perm_bits(const struct gw_table *t, const char *perms_json)
 {
     yajl_val v = perms_json[0] ? pc_json_parse(perms_json, strlen(perms_json)) : NULL;
     uint64_t bits = 0;
-    for (size_t i = 0; i < gw_cfg.nroutes && i < 64; i++)
-        if (gw_cfg.routes[i].nperms == 0 || permitted_tree(&gw_cfg.routes[i], v))
+    for (size_t i = 0; i < t->nroutes && i < 64; i++)
+        if (t->routes[i].nperms == 0 || permitted_tree(&t->routes[i], v))
             bits |= 1ull << i;
     yajl_tree_free(v);
     return bits;
 }
 
-/* From the bits L1 computed when it stored the key, or by parsing. */
+/* From the bits for r's table (perm_fill), or by parsing. */
 static bool key_permitted(const struct gw_request *r, const struct gw_principal *p)
 {
-    size_t i = (size_t)(r->route - gw_cfg.routes);
+    size_t i = (size_t)(r->route - r->table->routes);
     if (r->route->nperms == 0)
         return true;
-    if (p->perm_cached && i < 64)
+    if (p->perm_gen == r->table->gen && i < 64)
         return (p->perm_bits >> i) & 1;
     return permitted(r->route, p->permissions);
+}
+
+/* A key on a route with permissions whose bits are not for r's table (new
+ * to L1, or the routes were reloaded): parsed once for every route of the
+ * table and kept in L1, so that a key costs one parse per table, not one
+ * per request. */
+static void perm_fill(struct gw_request *r)
+{
+    struct gw_principal *p = &r->p;
+    if (r->kind != GW_CRED_API_KEY || r->lookup != GW_LOOKUP_FOUND || !p->found ||
+        r->route->nperms == 0 || p->perm_gen == r->table->gen ||
+        r->route - r->table->routes >= 64)
+        return;
+    p->perm_bits = gw_perm_bits(r->table, p->permissions);
+    p->perm_gen = r->table->gen;
+    gw_l1_perms(r->hash, p->perm_gen, p->perm_bits);
+}
+
+/* Is iss (an index in gw_cfg.issuers) one that t accepts? A JWT that L1
+ * knows from before a reload may name one the routes no longer list. */
+static bool table_accepts(const struct gw_table *t, unsigned iss)
+{
+    for (size_t i = 0; i < t->nissuers; i++)
+        if (t->issuers[i]->index == iss)
+            return true;
+    return false;
 }
 
 static void maybe_refresh(struct gw_request *r, int64_t now)
@@ -163,6 +189,8 @@ static enum gw_verdict verdict_jwt(const struct gw_request *r, int64_t now,
                       NULL, false);
     if (p->expires_at <= now)
         return refuse(why, GW_DENY, 401, "JWT_EXPIRED", NULL, true);
+    if (!table_accepts(r->table, p->issuer))
+        return refuse(why, GW_DENY, 401, "JWT_UNKNOWN_ISSUER", NULL, false);
     if (gw_sid_revoked(p->cred_id))
         return refuse(why, GW_DENY, 401, "JWT_REVOKED", NULL, false);
     return verdict_allow(r, why);
@@ -196,6 +224,7 @@ enum gw_verdict gw_decide(struct gw_request *r)
 {
     int64_t now = pc_now_ms();
     struct gw_refusal why;
+    perm_fill(r);
     enum gw_verdict v = gw_verdict_of(r, now, &why);
     if (v == GW_ALLOW) {
         if (r->kind == GW_CRED_SESSION)

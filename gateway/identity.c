@@ -29,7 +29,7 @@
  *                it; an upstream's own Set-Cookie of that cookie wins
  *   the route's  request_headers and response_headers (gw_hdr_rules):
  *                lines of a name they list are dropped, their "set" lines
- *                added; config.c refuses the names above (identity,
+ *                added; routes_file.c refuses the names above (identity,
  *                X-Forwarded-*, hop-by-hop, framing) so that a route cannot
  *                undo this policy
  */
@@ -255,8 +255,8 @@ void gw_identity_headers(struct gw_request *r, struct pc_buf *b)
         idh(b, GW_IDH_SESSION_ID, p->cred_id);
     } else if (r->kind == GW_CRED_JWT) {
         idh(b, GW_IDH_METHOD, "jwt");
-        if (p->issuer < gw_cfg.nissuers) /* whose sub the user id is */
-            idh(b, GW_IDH_ISSUER, gw_cfg.issuers[p->issuer].issuer);
+        if (p->issuer < atomic_load(&gw_cfg.issuers_published)) /* whose sub the user id is */
+            idh(b, GW_IDH_ISSUER, gw_cfg.issuers[p->issuer]->issuer);
         if (p->cred_id[0])
             idh(b, GW_IDH_SESSION_ID, p->cred_id);
     } else {

@@ -318,9 +318,10 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
     {
         int64_t now = pc_mono_us() / 1000;
         int64_t next = now + 60000;
-        for (size_t i = 0; i < gw_cfg.nissuers && gw_cfg.jwt_used && !pc_periodic_stopping(p);
+        size_t n = atomic_load(&gw_cfg.issuers_published);
+        for (size_t i = 0; i < n && atomic_load(&gw_cfg.jwt_used) && !pc_periodic_stopping(p);
              i++) {
-            struct gw_issuer *iss = &gw_cfg.issuers[i];
+            struct gw_issuer *iss = gw_cfg.issuers[i];
             struct gw_iss_state *st = iss->st;
             int64_t at = gw_jwks_fetch_at(&st->pace, st->set != NULL, gw_cfg.jwt_refetch_ms,
                                           gw_cfg.jwt_kid_refetch_ms);
@@ -363,7 +364,7 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
             next = at < next ? at : next;
             now = pc_mono_us() / 1000;
         }
-        if (gw_cfg.mint_used && !pc_periodic_stopping(p)) {
+        if (atomic_load(&gw_cfg.mint_used) && !pc_periodic_stopping(p)) {
             pthread_mutex_unlock(&mu);
             int64_t at = gw_signer_tick(&db, now);
             pthread_mutex_lock(&mu);
@@ -377,14 +378,35 @@ static int64_t jwks_round(struct pc_periodic *p, void *arg)
     }
 }
 
+void gw_jwks_issuer_init(struct gw_issuer *iss)
+{
+    iss->st = pc_xcalloc(1, sizeof(struct gw_iss_state));
+    if (iss->jwks_uri)
+        iss->st->jwks_uri = pc_xstrdup(iss->jwks_uri);
+}
+
+void gw_jwks_issuer_free(struct gw_issuer *iss)
+{
+    struct gw_iss_state *st = iss->st;
+    if (st == NULL)
+        return;
+    gw_keyset_release(st->set);
+    free(st->jwks_uri);
+    free(st);
+    iss->st = NULL;
+}
+
+void gw_jwks_reloaded(void)
+{
+    if (fetcher)
+        pc_periodic_kick(fetcher); /* new issuers are fetched now */
+    else
+        gw_jwks_start();
+}
+
 void gw_jwks_start(void)
 {
-    for (size_t i = 0; i < gw_cfg.nissuers; i++) {
-        gw_cfg.issuers[i].st = pc_xcalloc(1, sizeof(struct gw_iss_state));
-        if (gw_cfg.issuers[i].jwks_uri)
-            gw_cfg.issuers[i].st->jwks_uri = pc_xstrdup(gw_cfg.issuers[i].jwks_uri);
-    }
-    if (!gw_cfg.jwt_used && !gw_cfg.mint_used)
+    if (!atomic_load(&gw_cfg.jwt_used) && !atomic_load(&gw_cfg.mint_used))
         return;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
         pc_fatal("curl_global_init failed");
@@ -407,7 +429,7 @@ void gw_jwks_stop(void)
     running = false;
     struct gw_request *waiters = NULL;
     for (size_t i = 0; i < gw_cfg.nissuers; i++) {
-        struct gw_iss_state *st = gw_cfg.issuers[i].st;
+        struct gw_iss_state *st = gw_cfg.issuers[i]->st;
         if (st == NULL)
             continue;
         for (struct gw_request *r = st->waiters, *next; r; r = next) {
@@ -424,24 +446,5 @@ void gw_jwks_stop(void)
 
 void gw_jwks_free(void)
 {
-    for (size_t i = 0; i < gw_cfg.nissuers; i++) {
-        struct gw_iss_state *st = gw_cfg.issuers[i].st;
-        if (st == NULL)
-            continue;
-        gw_keyset_release(st->set);
-        free(st->jwks_uri);
-        free(st);
-        gw_cfg.issuers[i].st = NULL;
-    }
-    gw_signer_free();
-}
-
-bool gw_jwks_ready(void)
-{
-    pthread_mutex_lock(&mu);
-    bool ok = true;
-    for (size_t i = 0; gw_cfg.jwt_used && i < gw_cfg.nissuers; i++)
-        ok = ok && gw_cfg.issuers[i].st && gw_cfg.issuers[i].st->set;
-    pthread_mutex_unlock(&mu);
-    return ok;
+    gw_signer_free(); /* the issuers' states go with them (gw_routes_free) */
 }

@@ -65,12 +65,16 @@ enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, str
 void gw_keyset_release(struct gw_keyset *s);
 /** Main thread: starts the key thread (when a route takes or mints JWTs). */
 void gw_jwks_start(void);
+/** Main thread, after a reload: new issuers are fetched now; the thread
+ * starts if this is the first table that takes or mints JWTs. */
+void gw_jwks_reloaded(void);
+/** Main thread (routes_file.c): the key state of a new issuer, and its end. */
+void gw_jwks_issuer_init(struct gw_issuer *iss);
+void gw_jwks_issuer_free(struct gw_issuer *iss);
 /** Main thread, loops stopped: stops fetching and wakes every parked
  * request (to its inbox, where worker.c ends it). */
 void gw_jwks_stop(void);
 void gw_jwks_free(void);
-/** Any thread: every issuer has keys (or no route takes JWTs). */
-bool gw_jwks_ready(void);
 
 /** Any thread: our signing key (authsvc's current row), referenced; NULL
  * when none yet. */

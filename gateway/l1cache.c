@@ -16,7 +16,6 @@
  * empty shards, so the revocation feed and /_stats need not know.
  */
 #include "cache.h"
-#include "stages.h"
 #include "metrics.h"
 
 #include <stdatomic.h>
@@ -35,7 +34,7 @@ struct l1_entry {
     bool found, enabled, email_verified;
     int64_t cred_expires_at, updated_at;
     struct gw_key_limits lim;
-    bool perm_cached;
+    uint64_t perm_gen;
     uint64_t perm_bits;
     uint16_t issuer;
     uint16_t len_user, len_email, len_cred, len_perm; /* lengths in strs */
@@ -144,7 +143,7 @@ static void copy_out(const struct l1_entry *e, struct gw_principal *p)
     p->expires_at = e->cred_expires_at;
     p->updated_at = e->updated_at;
     p->lim = e->lim;
-    p->perm_cached = e->perm_cached;
+    p->perm_gen = e->perm_gen;
     p->perm_bits = e->perm_bits;
     p->issuer = e->issuer;
     const char *s = e->strs;
@@ -218,13 +217,9 @@ void gw_l1_put(const unsigned char hash[32], const struct gw_principal *p, int64
     n->cred_expires_at = p->expires_at;
     n->updated_at = p->updated_at;
     n->lim = p->lim;
-    n->perm_cached = p->perm_cached;
+    n->perm_gen = p->perm_gen;
     n->perm_bits = p->perm_bits;
     n->issuer = p->issuer;
-    if (!n->perm_cached && p->kind == GW_CRED_API_KEY && p->found && lp > 0) {
-        n->perm_bits = gw_perm_bits(p->permissions);
-        n->perm_cached = true;
-    }
     n->len_user = lu;
     n->len_email = le;
     n->len_cred = lc;
@@ -269,6 +264,20 @@ void gw_l1_delete(const unsigned char hash[32])
     struct l1_entry *e = find(s, hash);
     if (e)
         entry_remove(s, e);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void gw_l1_perms(const unsigned char hash[32], uint64_t gen, uint64_t bits)
+{
+    if (off)
+        return;
+    struct l1_shard *s = shard_of(hash);
+    pthread_mutex_lock(&s->mu);
+    struct l1_entry *e = find(s, hash);
+    if (e && e->found && e->kind == GW_CRED_API_KEY) {
+        e->perm_gen = gen;
+        e->perm_bits = bits;
+    }
     pthread_mutex_unlock(&s->mu);
 }
 

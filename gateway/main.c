@@ -45,8 +45,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
-        printf("gateway: configuration ok: %zu routes, %zu JWT issuers\n", gw_cfg.nroutes,
-               gw_cfg.nissuers);
+        printf("gateway: configuration ok: %zu routes, %zu JWT issuers\n", gw_cfg.table->nroutes,
+               gw_cfg.table->nissuers);
         gw_config_free();
         OPENSSL_cleanup();
         return 0;

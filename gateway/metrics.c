@@ -39,7 +39,9 @@ static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 struct gw_stats gw_stats;
 
 struct gw_wmetrics {
-    uint64_t *by_route_status;      /* [(nroutes + 1) * STATUS_SLOTS] */
+    uint64_t *by_route_status;      /* [(GW_ROUTE_SLOTS_MAX + 1) * STATUS_SLOTS]: by the
+                                     * route's prefix slot (reloads keep them), the last
+                                     * for no route; pages never counted in stay unmapped */
     uint64_t lat[NLAT + 1];         /* histogram, last = +Inf */
     uint64_t lat_sum_us, lat_count;
     uint64_t by_kind[GW_CRED_KIND_COUNT];
@@ -52,7 +54,7 @@ struct gw_wmetrics {
 void gw_metrics_init(struct gw_worker *w)
 {
     w->m = pc_xcalloc(1, sizeof *w->m);
-    w->m->by_route_status = pc_xcalloc((gw_cfg.nroutes + 1) * STATUS_SLOTS, sizeof(uint64_t));
+    w->m->by_route_status = pc_xcalloc((GW_ROUTE_SLOTS_MAX + 1) * STATUS_SLOTS, sizeof(uint64_t));
 }
 
 void gw_access_flush(struct gw_worker *w)
@@ -174,7 +176,7 @@ void gw_metrics_observe(struct gw_request *r)
     if (m == NULL)
         return;
     int64_t us = pc_mono_us() - r->start_us;
-    size_t route = r->route ? (size_t)(r->route - gw_cfg.routes) : gw_cfg.nroutes;
+    size_t route = r->route ? r->route->slot : GW_ROUTE_SLOTS_MAX;
     int st = r->status >= STATUS_MIN && r->status < STATUS_MIN + STATUS_SLOTS ? r->status : 599;
     BUMP(m->by_route_status[route * STATUS_SLOTS + (size_t)(st - STATUS_MIN)], 1);
     size_t b = 0;
@@ -228,7 +230,10 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns
     pc_procstat_metrics(b);
     pc_buf_puts(b, "# HELP portcullis_gateway_requests_total Requests answered, by route and "
                    "status.\n# TYPE portcullis_gateway_requests_total counter\n");
-    for (size_t rt = 0; rt <= gw_cfg.nroutes; rt++) {
+    size_t nslots = atomic_load(&gw_cfg.nroute_slots);
+    for (size_t rt = 0; rt <= GW_ROUTE_SLOTS_MAX; rt++) {
+        if (rt == nslots && rt < GW_ROUTE_SLOTS_MAX - 1)
+            rt = GW_ROUTE_SLOTS_MAX - 1; /* the slots in between were never given out */
         for (size_t s = 0; s < STATUS_SLOTS; s++) {
             uint64_t v = 0;
             for (size_t i = 0; i < nworkers; i++)
@@ -236,7 +241,8 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns
             if (v == 0)
                 continue;
             pc_buf_puts(b, "portcullis_gateway_requests_total{route=\"");
-            label_escape(b, rt < gw_cfg.nroutes ? gw_cfg.routes[rt].prefix : "");
+            label_escape(b, rt < nslots ? gw_cfg.route_slots[rt]
+                            : rt < GW_ROUTE_SLOTS_MAX ? "other" : "");
             pc_buf_printf(b, "\",status=\"%zu\"} %llu\n", s + STATUS_MIN, (unsigned long long)v);
         }
     }

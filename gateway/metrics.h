@@ -74,6 +74,11 @@ struct pc_buf;
       "down could not be read back.")                                                      \
     X(revocations_replayed, "portcullis_gateway_revocations_replayed_total",               \
       "Revocations read back from PostgreSQL's log after the feed was lost.")             \
+    X(reloads, "portcullis_gateway_reloads_total",                                         \
+      "Routes files loaded on SIGHUP and put in use.")                                     \
+    X(reloads_failed, "portcullis_gateway_reloads_failed_total",                           \
+      "SIGHUP reloads refused (the routes in use stayed).")                                \
+    X(route_tables, NULL, NULL)      /* gauge: routes tables not yet freed */              \
     X(conns_open, NULL, NULL)        /* gauge: client connections within the caps */
 
 struct gw_stats {

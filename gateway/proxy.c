@@ -153,7 +153,7 @@ static void exchange_done(struct gw_proxy *px);
 
 void gw_proxy_stop(struct gw_worker *w)
 {
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
+    for (size_t i = 0; i < w->npools; i++) {
         struct gw_uppool *p = &w->pools[i];
         while (p->active || p->tunnels) {
             struct gw_proxy *px = p->active ? p->active : p->tunnels;
@@ -477,7 +477,7 @@ bool gw_proxy_tunnel_idle(struct gw_stream *s)
 void gw_proxy_tick(struct gw_worker *w)
 {
     int64_t now = pc_mono_us();
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
+    for (size_t i = 0; i < w->npools; i++) {
         for (struct gw_proxy *px = w->pools[i].active, *next; px; px = next) {
             next = px->next;
             /* a paused stream waits for the client, not the upstream */

@@ -21,6 +21,9 @@ struct pc_buf;
  * exchange still running. */
 void gw_proxy_init(struct gw_worker *w);
 void gw_proxy_stop(struct gw_worker *w);
+/** On w's loop: pools for gw_cfg.upstreams[w->npools..n), which a
+ * reloaded table added (names start resolving). */
+void gw_proxy_grow(struct gw_worker *w, size_t n);
 /** On w's loop, every 100 ms: upstream connect and read timeouts (may end
  * requests). */
 void gw_proxy_tick(struct gw_worker *w);

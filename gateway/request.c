@@ -18,6 +18,7 @@
 #include "request.h"
 #include "stages.h"
 #include "front.h"
+#include "config.h"
 #include "cache.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -49,6 +50,9 @@ struct gw_request *gw_request_new(struct gw_worker *w, struct gw_client *c,
     r->c = c;
     r->head = head;
     r->start_us = pc_mono_us();
+    r->table = gw_table_take(w);
+    if (r->table->nupstreams > w->npools)
+        gw_proxy_grow(w, r->table->nupstreams); /* a reload added upstreams */
     size_t n = strnlen(client_ip, sizeof r->client_ip - 1);
     memcpy(r->client_ip, client_ip, n);
     r->client_ip[n] = '\0';
@@ -103,6 +107,8 @@ void gw_request_free(struct gw_request *r)
     free(r->upstream_jwt);
     free(r->fa_uri);
     free(r->user_agent);
+    if (r->table)
+        gw_table_drop(r->w, r->table);
     free(r);
 }
 

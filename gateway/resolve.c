@@ -1,7 +1,7 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * resolve.c: upstream host names, resolved off the event loop (upstream.h).
- * An upstream whose host is an IP address is never resolved (config.c
+ * An upstream whose host is an IP address is never resolved (routes_file.c
  * parsed it). For a name, each worker has one evdns resolver on its loop
  * (GATEWAY_RESOLVER's name servers, else /etc/resolv.conf's, with its
  * search list) and each of its pools keeps the name's addresses:
@@ -275,12 +275,10 @@ static void evdns_log(int is_warn, const char *msg)
         pc_log_debug("evdns: %s", msg);
 }
 
-void gw_resolve_init(struct gw_worker *w)
+/* w's resolver, made with the first upstream that has a name. */
+static void dns_base(struct gw_worker *w)
 {
-    bool names = false;
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++)
-        names |= !gw_cfg.upstreams[i].numeric;
-    if (!names)
+    if (w->dns)
         return;
     evdns_set_log_fn(evdns_log);
     bool own = gw_cfg.resolver && gw_cfg.resolver[0];
@@ -301,14 +299,16 @@ void gw_resolve_init(struct gw_worker *w)
         }
     }
     evdns_base_load_hosts(w->dns, NULL);
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
-        struct gw_uppool *p = &w->pools[i];
-        if (p->up->numeric)
-            continue;
-        p->res = pc_xcalloc(1, sizeof *p->res);
-        p->res->p = p;
-        resolve(p->res);
-    }
+}
+
+void gw_resolve_pool(struct gw_worker *w, struct gw_uppool *p)
+{
+    if (p->up->numeric)
+        return;
+    dns_base(w);
+    p->res = pc_xcalloc(1, sizeof *p->res);
+    p->res->p = p;
+    resolve(p->res);
 }
 
 void gw_resolve_stop(struct gw_worker *w)
@@ -317,7 +317,7 @@ void gw_resolve_stop(struct gw_worker *w)
         return;
     evdns_base_free(w->dns, 0);
     w->dns = NULL;
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
+    for (size_t i = 0; i < w->npools; i++) {
         free(w->pools[i].res);
         w->pools[i].res = NULL;
     }

@@ -326,21 +326,22 @@ const struct gw_route *gw_route_find(struct gw_request *r)
 {
     char host[256] = "";
     const char *method = r->fa_method[0] ? r->fa_method : r->method;
-    if (gw_cfg.routes_select)
+    const struct gw_table *t = r->table;
+    if (t->routes_select)
         routing_host(r, host, sizeof host);
     const struct gw_route *best = NULL;
     struct claim bc = {0}, c;
     /* Sorted longest prefix first: without hosts or methods anywhere, the
      * first claim is the most specific. */
-    for (size_t i = 0; i < gw_cfg.nroutes; i++) {
-        const struct gw_route *rt = &gw_cfg.routes[i];
+    for (size_t i = 0; i < t->nroutes; i++) {
+        const struct gw_route *rt = &t->routes[i];
         if (!route_claims(rt, r->path, host, method ? method : "", &c))
             continue;
         if (best == NULL || claim_beats(&c, &bc)) {
             best = rt;
             bc = c;
         }
-        if (!gw_cfg.routes_select)
+        if (!t->routes_select)
             break;
     }
     if (best)

@@ -1,7 +1,7 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * signin.c: where a browser without a valid credential goes, on a route with
- * "on_unauthenticated": "redirect" (config.c checked its sign_in_url). Only a
+ * "on_unauthenticated": "redirect" (routes_file.c checked its sign_in_url). Only a
  * navigation is sent there: a GET or HEAD (for forward auth, the original
  * method) whose Accept names text/html; API calls keep their 401 JSON. The
  * way back is the original request's URL, percent-encoded whole into the

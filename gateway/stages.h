@@ -97,7 +97,7 @@ enum gw_verdict gw_decide(struct gw_request *r);
 enum gw_verdict gw_verdict_of(const struct gw_request *r, int64_t now_ms, struct gw_refusal *why);
 /** Any thread: which of the first 64 routes' required permissions
  * perms_json grants (one parse, when a key enters L1). Pure. */
-uint64_t gw_perm_bits(const char *perms_json);
+uint64_t gw_perm_bits(const struct gw_table *t, const char *perms_json);
 
 /** MINT (mint.c): sets r->upstream_jwt on routes with upstream_jwt. NEXT,
  * or ENDED with 503 when no key can sign. */

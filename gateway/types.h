@@ -3,7 +3,8 @@
  * types.h: the gateway's shared types, and the first file to read.
  *
  * The configuration (config.c fills gw_cfg once, before the workers start,
- * and nothing writes it after), the principal a credential resolves to,
+ * and nothing writes it after, but for routes_file.c's registries and the
+ * current routes table, which a SIGHUP replaces whole), the principal a credential resolves to,
  * the request that walks the stages, and the worker that owns it. Every
  * other header adds the functions of one module on top of these.
  *
@@ -80,6 +81,9 @@ enum gw_cred_kind {
 
 #define GW_ACCEPT(kind) (1u << (kind))
 #define GW_TARGETS_MAX 16       /* upstream targets of one route */
+#define GW_UPSTREAMS_MAX 1024   /* distinct upstreams over the process's life (reloads add) */
+#define GW_ISSUERS_MAX 64       /* distinct JWT issuers over the process's life */
+#define GW_ROUTE_SLOTS_MAX 1024 /* distinct route prefixes the metrics count by */
 
 struct gw_upstream {
     char *url;              /* as configured */
@@ -87,7 +91,7 @@ struct gw_upstream {
     int port;               /* connect port */
     char *base_path;        /* path prefix added upstream ("" or "/x") */
     char host_header[300];  /* Host sent upstream */
-    unsigned index;         /* position in gw_cfg.upstreams */
+    unsigned index;         /* position in gw_cfg.upstreams (never moves: reloads append) */
     char *ca_file;          /* https: the route's ca_file, else UPSTREAM_CA_FILE; NULL: the
                              * system store (one upstream per URL and CA file) */
     struct ssl_ctx_st *tls; /* https: the context for ca_file (gw_cfg.tls_ctxs owns it);
@@ -129,6 +133,7 @@ struct gw_issuer {
     char **audiences;       /* aud must hold one of them */
     size_t naudiences;
     struct gw_iss_state *st;    /* jwks.c: keys, fetch state, waiters */
+    unsigned index;         /* position in gw_cfg.issuers (never moves: reloads append) */
 };
 
 /** One header rule of a route's request_headers or response_headers: a
@@ -147,7 +152,7 @@ struct gw_hdr_rules {
     size_t n;
 };
 
-/** A route's "cors" (config.c parses it, cors.c applies it). */
+/** A route's "cors" (routes_file.c parses it, cors.c applies it). */
 struct gw_cors {
     char **origins;         /* serialized origins ("https://app.example.com[:port]") */
     size_t norigins;
@@ -174,13 +179,14 @@ struct gw_allow {
 
 struct gw_route {
     char *prefix;           /* as configured, e.g. "/opencode/:apiKey/" */
+    unsigned slot;          /* metrics.c: its prefix's counters (gw_cfg.route_slots) */
     char *match;            /* the part before ":apiKey" (the whole prefix otherwise) */
     char *after_key;        /* the part after ":apiKey" ("/sub/" of "/v/:apiKey/sub/"), or NULL */
     bool key_in_path;       /* prefix holds an :apiKey segment */
     unsigned accept;        /* GW_ACCEPT(...) bits; 0 with allow_anonymous for "none" */
     bool anonymous;         /* "none": no credential needed */
     struct gw_upstream **targets;   /* "upstream": 1 to GW_TARGETS_MAX, round-robin */
-    unsigned *target_index;     /* into gw_cfg.upstreams (stable while loading) */
+    unsigned *target_index;     /* into gw_cfg.upstreams */
     size_t ntargets;
     atomic_uint *rr;            /* the next target to try (heap: every worker turns it) */
     struct gw_perm *perms;  /* required API-key permissions */
@@ -237,6 +243,38 @@ enum gw_idh {
     GW_IDH_COUNT
 };
 #define GW_HDR_NAME_MAX 64
+
+/** What the routes file makes (routes_file.c): the routes and the issuers
+ * they accept, validated whole, replaced whole on SIGHUP. A request holds
+ * the table it started on (r->table) until it ends, so a reload never
+ * changes a request's route under it; a table is freed once no worker
+ * hands it out and no request holds it (routes_file.c's reference count:
+ * one per worker, each worker counting its own requests). Upstreams and
+ * issuers are not the table's: they live in gw_cfg's append-only
+ * registries, shared by every table, so that their connection pools,
+ * name lookups, health and key sets carry over a reload. */
+struct gw_table {
+    uint64_t gen;               /* 1 for the first table, then one more per reload */
+    struct gw_route *routes;    /* sorted by match length, longest first */
+    size_t nroutes;
+    bool routes_select;         /* some route lists hosts or methods: score every match */
+    bool jwt_used;              /* some route accepts JWTs */
+    bool mint_used;             /* some route has upstream_jwt */
+    struct gw_issuer **issuers; /* the JWT issuers this table accepts (in gw_cfg.issuers) */
+    size_t nissuers;
+    size_t nupstreams;          /* gw_cfg.upstreams[0..n) exist for it */
+    struct gw_table *_Atomic newer; /* the table published after it (workers walk it) */
+    struct gw_table *next_live; /* routes_file.c's list of tables not yet freed */
+    _Atomic long holders;       /* the main thread's hold while current, and one per
+                                 * worker until it has let go (routes_file.c) */
+    struct gw_table_use {       /* per worker: its requests on this table (only that
+                                 * worker writes it) */
+        int64_t n;
+        bool left;              /* the worker hands out a newer table */
+        char pad[48];
+    } *use;
+    size_t nuse;
+};
 
 /** The name each identity header is sent under; "" is not sent. */
 struct gw_idnames {
@@ -320,17 +358,20 @@ struct gw_config {
     char cookie_session[64];    /* [__Secure-]better-auth.session_token */
     char cookie_dont_remember[64];  /* [__Secure-]better-auth.dont_remember */
     bool secure_cookies;        /* BETTER_AUTH_URL is https://: the Secure attribute */
-    struct gw_upstream *upstreams;
+    /* the registries (main thread appends; each entry is fixed once a
+     * table that names it is published) */
+    struct gw_upstream **upstreams;     /* GW_UPSTREAMS_MAX slots */
     size_t nupstreams;
     struct gw_tls_ctx *tls_ctxs;    /* one per distinct CA file among https upstreams */
     size_t ntls_ctxs;
-    struct gw_route *routes;    /* sorted by match length, longest first */
-    size_t nroutes;
-    bool routes_select;         /* some route lists hosts or methods: score every match */
-    struct gw_issuer *issuers;  /* JWT issuers */
+    struct gw_issuer **issuers;         /* GW_ISSUERS_MAX slots: every JWT issuer */
     size_t nissuers;
-    bool jwt_used;              /* some route accepts JWTs */
-    bool mint_used;             /* some route has upstream_jwt */
+    _Atomic size_t issuers_published;   /* the jwks thread's: issuers[0..n) are in use */
+    char **route_slots;                 /* GW_ROUTE_SLOTS_MAX: a prefix per metrics slot */
+    _Atomic size_t nroute_slots;
+    struct gw_table *_Atomic table;     /* the current table (routes_file.c) */
+    _Atomic bool jwt_used;              /* some table has accepted JWTs */
+    _Atomic bool mint_used;             /* some table has had upstream_jwt */
     enum gw_fa_proxy fa_mode;   /* from FORWARD_AUTH_PROXY */
     const char *fa_uri_name;    /* the one header each comes from (NULL with envoy: the */
     const char *fa_method_name; /* request line and Host of /_auth/<original path>) */
@@ -372,7 +413,8 @@ struct gw_principal {
     char cred_id[64];           /* session id or API key id */
     char permissions[1024];     /* API key permissions JSON, "" if none */
     uint16_t issuer;            /* JWTs: index in gw_cfg.issuers */
-    bool perm_cached;           /* perm_bits is filled (set when L1 stores it) */
+    uint64_t perm_gen;          /* perm_bits is for the table of this gen (0: not filled;
+                                 * L1 fills it when it stores a key) */
     uint64_t perm_bits;         /* bit i: routes[i]'s permissions are granted (i < 64) */
 };
 
@@ -443,7 +485,8 @@ struct gw_request {
     enum gw_limit limit;            /* limit.c's outcome */
     bool forward_auth;              /* GET /_auth: answer instead of proxying */
     bool admin;                     /* it came on the admin listener */
-    const struct gw_route *route;   /* matched route */
+    struct gw_table *table;         /* the routes it is served by (held until it ends) */
+    const struct gw_route *route;   /* matched route (in table) */
     char *path;                     /* path used for routing (no query) */
     char *query;                    /* raw query or NULL */
     char *upstream_path;            /* path sent upstream (key segment removed) */
@@ -510,13 +553,16 @@ struct gw_worker {
     int64_t drain_deadline;         /* monotonic us */
     struct pc_ra *redis;            /* worker.c: its Redis connection (lib/redis_async.h) */
     struct gw_pg *pg;               /* pgpool.c */
-    struct gw_uppool *pools;        /* upstream.c, one per upstream */
+    struct gw_uppool *pools;        /* upstream.c: GW_UPSTREAMS_MAX slots, one per upstream */
+    size_t npools;                  /* pools[0..n) are set up (a reload's table may add) */
+    struct gw_table *table;         /* routes_file.c: the table w hands to new requests */
     struct evdns_base *dns;         /* resolve.c: upstream names (NULL: all are addresses) */
     struct gw_streams *streams;     /* streams.c: open tunnels and streams by credential */
     pthread_mutex_t inbox_mu;       /* guards inbox */
     struct gw_request *inbox;       /* request.c: requests woken from other threads */
     struct event *inbox_ev;
     struct event *tick_ev;          /* worker.c: every 100 ms */
+    struct event *reload_ev;        /* worker.c: the main thread published a table */
     size_t parked;                  /* request.c: requests parked (gw_park), one writer: the loop */
     struct gw_wmetrics *m;          /* metrics.c: this worker's counters */
     struct gw_mintcache *mint;      /* mint.c: upstream JWTs by credential */

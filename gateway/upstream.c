@@ -9,9 +9,9 @@
  * one is seen at once. proxy.c checks the cap and runs the exchanges.
  *
  * https:// upstreams: OpenSSL on the same non-blocking sockets. The
- * contexts (one per CA file, gw_tls_ctx_new) are made at start by
- * config.c; each connection gets SNI and the host name (or address) its
- * certificate must carry, and offers the last session its pool was given
+ * contexts (one per CA file, gw_tls_ctx_new) are made by routes_file.c
+ * when a routes file first names the CA file; each connection gets SNI
+ * and the host name (or address) its certificate must carry, and offers the last session its pool was given
  * (one per worker and upstream), so a new connection usually resumes
  * instead of doing a full handshake. SSL_connect, SSL_read and SSL_write
  * map WANT_READ/WANT_WRITE onto the fd's events; OpenSSL's error queue is
@@ -43,11 +43,18 @@
 
 void gw_proxy_init(struct gw_worker *w)
 {
-    w->pools = pc_xcalloc(gw_cfg.nupstreams, sizeof *w->pools);
-    for (size_t i = 0; i < gw_cfg.nupstreams; i++) {
-        w->pools[i].up = &gw_cfg.upstreams[i];
+    w->pools = pc_xcalloc(GW_UPSTREAMS_MAX, sizeof *w->pools);
+    gw_proxy_grow(w, w->table->nupstreams);
+}
+
+void gw_proxy_grow(struct gw_worker *w, size_t n)
+{
+    for (size_t i = w->npools; i < n; i++) {
+        w->pools[i].up = gw_cfg.upstreams[i];
         w->pools[i].w = w;
+        gw_resolve_pool(w, &w->pools[i]);
     }
+    w->npools = n;
 }
 
 void gw_uppool_fini(struct gw_uppool *p)

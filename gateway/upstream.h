@@ -74,11 +74,12 @@ void gw_target_failed(struct gw_upstream *up);
 
 /* ---- addresses (resolve.c) ---- */
 
-/** Worker start: w's resolver (evdns, GATEWAY_RESOLVER or
- * /etc/resolv.conf, /etc/hosts first) when some upstream is a host name,
- * and a first resolution of each. Stop: frees it (answers still due are
+/** On w's loop (or at worker start): p's upstream is a host name: its
+ * first resolution starts, on w's resolver (evdns, GATEWAY_RESOLVER or
+ * /etc/resolv.conf, /etc/hosts first), made with the first such pool.
+ * Nothing for an address. Stop: frees the resolver (answers still due are
  * dropped); runs before the pools are freed. */
-void gw_resolve_init(struct gw_worker *w);
+void gw_resolve_pool(struct gw_worker *w, struct gw_uppool *p);
 void gw_resolve_stop(struct gw_worker *w);
 /** The address for p's next new connection into *sa and *len (a name's
  * addresses in turn). 1: there; 0: the name is being resolved, and

@@ -69,11 +69,11 @@ static void refuse_cached(struct gw_request *r, const char *code, int64_t ttl_ms
     gw_jwt_refuse(r, code);
 }
 
-static struct gw_issuer *find_issuer(const char *iss)
+static struct gw_issuer *find_issuer(const struct gw_table *t, const char *iss)
 {
-    for (size_t i = 0; iss && i < gw_cfg.nissuers; i++)
-        if (strcmp(gw_cfg.issuers[i].issuer, iss) == 0)
-            return &gw_cfg.issuers[i];
+    for (size_t i = 0; iss && i < t->nissuers; i++)
+        if (strcmp(t->issuers[i]->issuer, iss) == 0)
+            return t->issuers[i];
     return NULL;
 }
 
@@ -133,7 +133,7 @@ enum gw_step gw_jwt_verify(struct gw_request *r)
     const char *code = NULL;
     struct gw_keyset *set = NULL;
     const struct pc_jwk *key = NULL;
-    struct gw_issuer *iss = find_issuer(pc_jwt_claim_str(&t, "iss"));
+    struct gw_issuer *iss = find_issuer(r->table, pc_jwt_claim_str(&t, "iss"));
     if (t.alg == PC_JWK_NONE)
         code = "JWT_ALG_NOT_ALLOWED";
     else if (iss == NULL)
@@ -207,7 +207,7 @@ enum gw_step gw_jwt_verify(struct gw_request *r)
         refuse_cached(r, "JWT_MALFORMED", NEG_TTL_MS);
         return GW_ENDED;
     }
-    p.issuer = (uint16_t)(iss - gw_cfg.issuers);
+    p.issuer = (uint16_t)iss->index;
     r->p = p;
     r->lookup = GW_LOOKUP_FOUND;
     int64_t ttl = p.expires_at - pc_now_ms();

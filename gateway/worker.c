@@ -13,6 +13,7 @@
  * worker's inbox (request.c).
  */
 #include "worker.h"
+#include "config.h"
 #include "front.h"
 #include "request.h"
 #include "cache.h"
@@ -97,6 +98,17 @@ static void *worker_main(void *arg)
 /* Every 100 ms: the access log, client and upstream timeouts. Once
  * stopping, close the listener, then leave the loop when the worker's last
  * request has been answered (or the bound is reached). */
+/* A reload published a table: w moves to it now (its pools for new
+ * upstreams too), so the old one is freed once its own requests end, even
+ * if no new request comes to w. */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_worker *w = arg;
+    struct gw_table *t = gw_table_adopt(w);
+    if (t->nupstreams > w->npools)
+        gw_proxy_grow(w, t->nupstreams);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_worker *w = arg;
@@ -162,14 +174,38 @@ static int worker_init(struct gw_worker *w, unsigned id)
     w->redis = pc_ra_new(w->base, &ro);
     gw_pg_start(w);
     gw_streams_init(w);
+    gw_table_worker_start(w);
     gw_proxy_init(w);
-    gw_resolve_init(w);
+    w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    if (w->tick_ev == NULL)
+    if (w->tick_ev == NULL || w->reload_ev == NULL)
         pc_fatal("event_new failed");
     struct timeval tv = {0, 100000};
     event_add(w->tick_ev, &tv);
     return 0;
+}
+
+/* SIGHUP: the routes file again. A table with any error is not used: the
+ * current one stays, and the error says where. */
+static void reload(void)
+{
+    char err[600];
+    int64_t t0 = pc_mono_us();
+    uint64_t gen = gw_cfg.table->gen;
+    if (gw_routes_load(err, sizeof err) != 0) {
+        GW_STAT_INC(reloads_failed);
+        pc_log_error("reload refused, the routes in use stay (generation %llu): %s",
+                     (unsigned long long)gen, err);
+        return;
+    }
+    GW_STAT_INC(reloads);
+    gw_jwks_reloaded();
+    for (size_t i = 0; i < nworkers; i++)
+        event_active(workers[i].reload_ev, 0, 0); /* let go of the old table now */
+    const struct gw_table *t = gw_cfg.table;
+    pc_log_info("reloaded %s: %zu routes, %zu JWT issuers (generation %llu) in %lld us",
+                gw_cfg.routes_file[0] ? gw_cfg.routes_file : "UPSTREAM_URL", t->nroutes,
+                t->nissuers, (unsigned long long)t->gen, (long long)(pc_mono_us() - t0));
 }
 
 int gw_worker_run(void)
@@ -179,6 +215,7 @@ int gw_worker_run(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     /* Workers never see the signals; main waits for them below. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
@@ -199,11 +236,12 @@ int gw_worker_run(void)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
             pc_fatal("pthread_create failed");
     pc_log_info("gateway listening on %s (%zu workers, %zu routes, at most %lld connections), "
-                "admin on %s", gw_cfg.listen, n, gw_cfg.nroutes, (long long)gw_front_max_conns(),
+                "admin on %s", gw_cfg.listen, n, gw_cfg.table->nroutes, (long long)gw_front_max_conns(),
                 gw_cfg.admin_port ? gw_cfg.admin_listen : "no listener");
 
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        reload();
     pc_log_info("signal %d: stopping", sig);
     stopping = 1;
     for (size_t i = 0; i < n; i++)
@@ -226,8 +264,10 @@ int gw_worker_run(void)
         struct gw_worker *w = &workers[i];
         gw_inbox_stop(w);
         event_free(w->tick_ev);
+        event_free(w->reload_ev);
         gw_front_stop_accepting(w);
         gw_front_free(w);
+        gw_table_worker_stop(w);     /* its requests have ended */
         gw_metrics_free(w);
         gw_mint_free(w);
         gw_streams_stop(w);          /* after the feed stopped and every stream ended */

@@ -55,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     if (r == NULL)
         abort();
     gw_cred_init(r);
+    r->table = gw_cfg.table; /* not counted: no worker (gw_table_take) here */
     r->head = &h;
     r->method = h.method;
     r->head_method = strcmp(h.method, "HEAD") == 0;
@@ -98,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
             }
         }
     }
+    r->table = NULL;
     gw_request_free(r);
     free(buf);
     return 0;

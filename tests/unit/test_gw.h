@@ -24,6 +24,7 @@
 #include "../../gateway/feed.h"
 #include "../../gateway/jwt.h"
 #include "../../gateway/proxy.h"
+#include "../../gateway/metrics.h"
 #include "../../lib/http.h"
 
 #include <setjmp.h>
@@ -128,9 +129,10 @@ static inline int gwt_refusals(const struct gwt_bad_case *cases, size_t n)
 /* The loaded route whose prefix is prefix (fails the test without one). */
 static inline const struct gw_route *gwt_route(const char *prefix)
 {
-    for (size_t i = 0; i < gw_cfg.nroutes; i++)
-        if (strcmp(gw_cfg.routes[i].prefix, prefix) == 0)
-            return &gw_cfg.routes[i];
+    const struct gw_table *t = gw_cfg.table;
+    for (size_t i = 0; i < t->nroutes; i++)
+        if (strcmp(t->routes[i].prefix, prefix) == 0)
+            return &t->routes[i];
     fail_msg("no route %s", prefix);
     abort(); /* fail_msg does not return */
 }
@@ -171,6 +173,7 @@ static inline struct gwt_req *gwt_req_new(const char *target, const char *header
     if (pr != PC_HTTP_OK)
         fail_msg("request head for %s did not parse (%d)", target, (int)pr);
     gw_cred_init(&q->r);
+    q->r.table = gw_cfg.table;
     q->r.head = &q->head;
     q->r.method = q->head.method;
     q->r.path = strndup(q->head.target, strcspn(q->head.target, "?#"));

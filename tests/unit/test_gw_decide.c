@@ -185,8 +185,8 @@ static bool run_case(size_t i, const struct decide_case *c, bool cached, const c
     snprintf(p->cred_id, sizeof p->cred_id, "%s", c->cred_id);
     snprintf(p->user_id, sizeof p->user_id, "user1");
     if (cached) {
-        p->perm_bits = gw_perm_bits(p->permissions);
-        p->perm_cached = true;
+        p->perm_bits = gw_perm_bits(r->table, p->permissions);
+        p->perm_gen = r->table->gen;
     }
     struct gw_refusal why = {0};
     enum gw_verdict v = gw_verdict_of(r, NOW, &why);

@@ -2,7 +2,7 @@
  *
  * test_gw_route_opts.c: the routes file's exchange options (issue 16):
  * request_headers, response_headers, preserve_host and timeout_ms, as
- * gateway/config.c parses and refuses them, and the two header-rule
+ * gateway/routes_file.c parses and refuses them, and the two header-rule
  * helpers proxy.c applies them with (identity.c gw_hdr_ruled,
  * gw_hdr_rules_set). What reaches the upstream and the client is checked
  * end to end in tests/e2e/gateway/test_gw_route_exchange.py.
@@ -111,7 +111,7 @@ static void test_too_many_header_rules(void **state)
     assert_non_null(last);
     memmove(last, last + strlen(", \"X-H32\""), strlen(last + strlen(", \"X-H32\"")) + 1);
     assert_int_equal(gw_routes_load_text(b.data, strlen(b.data), "unit", err, sizeof err), 0);
-    assert_int_equal(gw_cfg.routes[0].resp_hdrs.n, 32);
+    assert_int_equal(gw_cfg.table->routes[0].resp_hdrs.n, 32);
     gw_routes_free();
     pc_buf_free(&b);
 }

@@ -1,7 +1,7 @@
 /* Portcullis - MIT licence. See LICENSE.
  *
  * test_gw_upstream_tls.c: https:// upstreams in the routes file (issue 16),
- * as gateway/config.c parses and refuses them: the scheme, the default
+ * as gateway/routes_file.c parses and refuses them: the scheme, the default
  * port 443, the host a certificate must name (a DNS name or an address),
  * a route's ca_file and UPSTREAM_CA_FILE, and one upstream (pool) per URL
  * and CA file with one TLS context per CA file. The handshakes themselves

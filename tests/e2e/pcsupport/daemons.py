@@ -409,6 +409,24 @@ class Gateway:
     def ready(self) -> dict:
         return requests.get(self.health_url("/ready"), timeout=2, headers={"Connection": "close"}).json()
 
+    def reload(self, routes: dict | str | None = None, timeout: float = 10.0) -> bool:
+        """Writes routes (a dict as JSON, or text as it is) to the routes file, sends
+        SIGHUP and waits for the gateway to take it or refuse it; True when it was
+        taken (stats reloads), False when refused (reloads_failed)."""
+        if routes is not None:
+            text = routes if isinstance(routes, str) else json.dumps(routes, indent=1)
+            Path(self.env["GATEWAY_ROUTES"]).write_text(text)
+        before = self.stats()
+        self.proc.send_signal(signal.SIGHUP)
+        got = {}
+
+        def done():
+            st = self.stats()
+            got["ok"] = st["reloads"] > before["reloads"]
+            return got["ok"] or st["reloads_failed"] > before["reloads_failed"]
+        wait_until(done, timeout, interval=0.01, what=f"{self.name} reload")
+        return got["ok"]
+
     def stats(self) -> dict:
         r = requests.get(self.admin_url("/_stats"), timeout=2)
         assert r.status_code == 200, r.text
