@@ -83,7 +83,7 @@ struct as_config {
     char *log_level;            /* LOG_LEVEL */
     char *ip_header;            /* IP_ADDRESS_HEADER */
     char *trusted_proxies_s;    /* TRUSTED_PROXIES, addresses/CIDRs */
-    int64_t max_body;           /* AUTHSVC_MAX_BODY */
+    int64_t max_body;           /* AUTHSVC_MAX_BODY_BYTES */
     int64_t workers;            /* AUTHSVC_WORKERS */
     int64_t job_queue;          /* AUTHSVC_QUEUE */
     int64_t max_conns;          /* AUTHSVC_MAX_CONNS; 0: from the open-file limit */
@@ -91,10 +91,10 @@ struct as_config {
     int64_t head_timeout_ms;    /* AUTHSVC_HEAD_TIMEOUT_MS */
     int64_t pw_workers;         /* PASSWORD_WORKERS */
     int64_t pw_queue;           /* PASSWORD_QUEUE */
-    int64_t expires_in;         /* SESSION_EXPIRES_IN, seconds */
-    int64_t revocation_log_keep;  /* REVOCATION_LOG_KEEP, seconds (0: derived) */
-    int64_t update_age;         /* SESSION_UPDATE_AGE, seconds */
-    int64_t fresh_age;          /* SESSION_FRESH_AGE, seconds */
+    int64_t expires_in;         /* SESSION_EXPIRES_IN_SECONDS, seconds */
+    int64_t revocation_log_keep;  /* REVOCATION_LOG_KEEP_SECONDS, seconds (0: derived) */
+    int64_t update_age;         /* SESSION_UPDATE_AGE_SECONDS, seconds */
+    int64_t fresh_age;          /* SESSION_FRESH_AGE_SECONDS, seconds */
     int64_t min_pw;             /* PASSWORD_MIN_LENGTH */
     int64_t max_pw;             /* PASSWORD_MAX_LENGTH */
     bool bearer_require_sig;    /* BEARER_REQUIRE_SIGNATURE */
@@ -117,11 +117,11 @@ struct as_config {
     int64_t oauth_timeout_ms;   /* OAUTH_HTTP_TIMEOUT_MS */
     int64_t jwks_cache_s;       /* OAUTH_JWKS_CACHE_SECONDS */
     char *jwt_alg;              /* JWT_ALG */
-    int64_t jwt_expires;        /* JWT_EXPIRES, seconds */
+    int64_t jwt_expires;        /* JWT_EXPIRES_SECONDS, seconds */
     int64_t jwt_rotate_days;    /* JWT_ROTATE_DAYS */
     char *jwt_issuer;           /* JWT_ISSUER (default: base_origin) */
     char *jwt_audience;         /* JWT_AUDIENCE (default: the issuer) */
-    int64_t jwks_max_age;       /* JWKS_MAX_AGE, seconds */
+    int64_t jwks_max_age;       /* JWKS_MAX_AGE_SECONDS, seconds */
 
     /* derived at load time */
     bool secure_cookies;        /* base_url is https */

@@ -5,7 +5,7 @@
  *
  *   GET /api/auth/token        {"token": "<jwt>"} for the caller's session
  *   get-session                adds set-auth-jwt (sessions.c calls us)
- *   GET /api/auth/jwks         the public keys, cacheable for JWKS_MAX_AGE
+ *   GET /api/auth/jwks         the public keys, cacheable for JWKS_MAX_AGE_SECONDS
  *   GET /.well-known/jwks.json the same
  *
  * Keys live in the shared "jwks" table, so every authsvc replica and every
@@ -18,7 +18,7 @@
  *                 JWT_ROTATE_DAYS ago) and whose private key opens with our
  *                 secret. None: one is created, under an advisory lock so
  *                 that replicas starting together make one.
- *   published     every row whose expiresAt is unset or less than JWT_EXPIRES
+ *   published     every row whose expiresAt is unset or less than JWT_EXPIRES_SECONDS
  *                 ago: a retired key stays until its last token has expired.
  */
 #include "authsvc.h"

@@ -11,7 +11,7 @@
  * so nothing is lost while authsvc is stopped, its LISTEN connection is
  * down, or Redis is; a crash between PUBLISH and COMMIT only repeats a
  * message. Rows are locked with SKIP LOCKED, so several authsvc replicas
- * share the work. Rows older than REVOCATION_LOG_KEEP are pruned: by then
+ * share the work. Rows older than REVOCATION_LOG_KEEP_SECONDS are pruned: by then
  * every cache entry they concern has expired.
  *
  * Why a relayed flag and not a "last sequence relayed" cursor: sequence

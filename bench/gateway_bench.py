@@ -70,7 +70,7 @@ from signin_storm import CpuMeter, git_rev, machine  # noqa: E402
 
 LUA = REPO / "bench" / "gateway.lua"
 H_TICK = os.sysconf("SC_CLK_TCK")
-L1_TTL_DEFAULT = 60                 # gateway/config.c; the bench leaves L1_TTL alone
+L1_TTL_DEFAULT = 60                 # gateway/config.c; the bench leaves L1_TTL_SECONDS alone
 KEY_PREFIX = "oc_"
 STAT_KEYS = ("requests", "l1_hits", "l1_negative_hits", "l2_hits", "pg_queries", "pg_errors",
              "redis_errors", "revocations", "l1_flushes", "upstream_errors", "upstream_timeouts",
@@ -91,7 +91,7 @@ SCENARIOS = [
     ("gw_key_pg", "gateway, API key, both caches off (PostgreSQL)", "gateway_pg", "hot",
      "x-api-key"),
     # Zipf twice: the first run of a round finds the keys as the previous round
-    # left them (more than L1_TTL ago with the default duration: expired); the
+    # left them (more than L1_TTL_SECONDS ago with the default duration: expired); the
     # second comes straight after it, with L1 holding what the first one used.
     ("gw_zipf_first", "gateway, {keys} Zipf keys, first run of the round", "gateway", "zipf",
      "x-api-key"),
@@ -236,9 +236,9 @@ def clean_env(extra: dict) -> dict:
     """The inherited environment without anything authsvc or the gateway reads."""
     drop = set(H.AUTHSVC_ENV_VARS) | {
         "GATEWAY_LISTEN", "GATEWAY_WORKERS", "GATEWAY_ROUTES", "UPSTREAM_URL", "GATEWAY_LOG",
-        "L1_MAX_ENTRIES", "L1_TTL", "L1_NEGATIVE_TTL", "L1_DEGRADED_TTL", "GATEWAY_PG_POOL",
-        "GATEWAY_PG_TIMEOUT_MS", "GATEWAY_REDIS_TIMEOUT_MS", "UPSTREAM_POOL", "UPSTREAM_TIMEOUT",
-        "GATEWAY_MAX_BODY", "GATEWAY_MAX_HEADERS", "GATEWAY_PENDING_MAX", "L2_ENABLED"}
+        "L1_MAX_ENTRIES", "L1_TTL_SECONDS", "L1_NEGATIVE_TTL_SECONDS", "L1_DEGRADED_TTL_SECONDS", "GATEWAY_PG_POOL",
+        "GATEWAY_PG_TIMEOUT_MS", "GATEWAY_REDIS_TIMEOUT_MS", "UPSTREAM_POOL", "UPSTREAM_TIMEOUT_SECONDS",
+        "GATEWAY_MAX_BODY_BYTES", "GATEWAY_MAX_HEADER_BYTES", "GATEWAY_PENDING_MAX", "L2_ENABLED"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.setdefault("TZ", "UTC")
     env.update({k: str(v) for k, v in extra.items()})
@@ -589,7 +589,7 @@ def report(ctx: dict, args) -> str:
              f"-c{args.connections} -d{args.duration}s`, the demo upstream (2 threads), nginx "
              f"(`worker_processes 2`, `access_log off`), the gateway (`GATEWAY_WORKERS=2`, "
              f"`GATEWAY_ACCESS_LOG=false` like nginx except in the row that says otherwise, "
-             f"everything else default: L1_TTL 60 s, L1_MAX_ENTRIES 100000; the L1-off and "
+             f"everything else default: L1_TTL_SECONDS 60 s, L1_MAX_ENTRIES 100000; the L1-off and "
              f"caches-off rows go through two more gateways like it with `L1_MAX_ENTRIES=0`, "
              f"and `L1_MAX_ENTRIES=0 L2_ENABLED=false`), PostgreSQL 15 and "
              f"Redis. "
@@ -689,17 +689,17 @@ def report(ctx: dict, args) -> str:
     expired = ctx["round_period"] > L1_TTL_DEFAULT
     L.append("Each round runs the Zipf keys twice. The **first run** comes about "
              f"{ctx['round_period']:.0f} s after the previous round's, "
-             + ("later than L1_TTL " if expired else "sooner than L1_TTL ")
+             + ("later than L1_TTL_SECONDS " if expired else "sooner than L1_TTL_SECONDS ")
              + f"({L1_TTL_DEFAULT} s)"
              + (": every key starts it expired in L1, so each distinct key costs a Redis GET "
-                "(the gateway keeps API keys there for L2_TTL, an hour) or, for a key never "
+                "(the gateway keeps API keys there for L2_TTL_SECONDS, an hour) or, for a key never "
                 "used before, one PostgreSQL query: keys coming back after a quiet minute. "
                 if expired else
                 ": the keys used before are still in L1 (with the default --duration, a round "
-                "takes longer than L1_TTL and every key starts expired). ")
+                "takes longer than L1_TTL_SECONDS and every key starts expired). ")
              + "The **second run** follows at once: L1 holds every key the first one used, and "
                "only keys drawn for the first time in the round cost a query, as under steady "
-               "traffic (where, with L1_TTL 60 s, each key would cost at most one query a "
+               "traffic (where, with L1_TTL_SECONDS 60 s, each key would cost at most one query a "
                "minute).")
     L.append("")
     L.append("Cache counters (from `GET /_stats`, differences over each phase) and the number of "
@@ -900,9 +900,9 @@ def main() -> int:
     try:
         with H.Postgres() as pg, H.Redis() as rd, contextlib.ExitStack() as stack:
             db = pg.create_database("authsvc")
-            # JWT_EXPIRES: the token must outlive the whole run
+            # JWT_EXPIRES_SECONDS: the token must outlive the whole run
             env = {"DATABASE_URL": db, "REDIS_URL": rd.url, "BETTER_AUTH_SECRET": secret,
-                   "RATE_LIMIT_ENABLED": "false", "JWT_EXPIRES": "86400"}
+                   "RATE_LIMIT_ENABLED": "false", "JWT_EXPIRES_SECONDS": "86400"}
             print("== setup: PostgreSQL, Redis, authsvc (sign-up for a session), keys", flush=True)
             with H.Authsvc(env) as svc:
                 client = H.ApiClient(svc, timeout=60)

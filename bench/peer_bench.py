@@ -126,7 +126,7 @@ def report(ctx: dict, args) -> str:
              f"users run it); wrk {ctx['wrk_version']}. One PostgreSQL database for all three "
              f"(authsvc migrated it, Better Auth accepted its schema), one user signed up on "
              f"Better Auth, its session cookie sent by every request. authsvc and the gateway "
-             f"with their defaults (`GATEWAY_WORKERS=2`, L1_TTL 60 s) except "
+             f"with their defaults (`GATEWAY_WORKERS=2`, L1_TTL_SECONDS 60 s) except "
              f"`RATE_LIMIT_ENABLED=false` and `GATEWAY_ACCESS_LOG=false`. wrk `-t{args.threads} "
              f"-c{args.connections} -d{args.duration}s`, {args.rounds} rounds of the three "
              f"back to back; medians. Load average before: {ctx['load']}.")

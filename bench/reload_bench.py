@@ -117,8 +117,8 @@ def main() -> int:
     problems = []
     try:
         a, b = tables(cl.upstream.url)
-        env = G.gw_base_env(cl.pg, cl.redis, cl.secret, GATEWAY_WORKERS="2", L1_TTL="300",
-                            UPSTREAM_TIMEOUT="10")
+        env = G.gw_base_env(cl.pg, cl.redis, cl.secret, GATEWAY_WORKERS="2", L1_TTL_SECONDS="300",
+                            UPSTREAM_TIMEOUT_SECONDS="10")
         g = G.Gateway(env, a, workdir=work, name="gateway-reload-bench")
         u = cl.client().sign_up(name="Reload bench")
         k = cl.keys.create(u.id, permissions={"files": ["read"]})

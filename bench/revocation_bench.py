@@ -5,7 +5,7 @@ credential is revoked does the last of three replicas refuse it?
     /usr/bin/python3 bench/revocation_bench.py [--count 250] [--timeout 2] [--out FILE]
 
 1. Starts PostgreSQL, Redis, authsvc, the demo upstream and three gateways
-   (GATEWAY_WORKERS=2 each, L1_TTL=300 s so nothing ages out), all on one Redis,
+   (GATEWAY_WORKERS=2 each, L1_TTL_SECONDS=300 s so nothing ages out), all on one Redis,
    through tests/e2e/pcsupport (daemons, cluster).
 2. For each kind of revocation, --count times, interleaved (one of each kind in
    turn, so a disturbance hits every kind alike):
@@ -314,7 +314,7 @@ def report(ctx: dict) -> str:
     L.append("")
     L.append(f"Machine: {machine()}. Source: {git_rev()}. Binaries: `{H.build_dir()}`. "
              f"PostgreSQL, Redis, authsvc, three gateways (GATEWAY_WORKERS={a.gateway_workers} each, "
-             f"L1_TTL=300 s) and this bench all on this machine, over loopback, one Redis. "
+             f"L1_TTL_SECONDS=300 s) and this bench all on this machine, over loopback, one Redis. "
              f"Load average at the end: {' '.join(ctx['loadavg'])}.")
     L.append("")
     al = ctx["all"]

@@ -17,7 +17,7 @@ the number of distinct cached credentials with the gateway's resident memory.
    (GATEWAY_WORKERS=2, access log off); the hot key (key 1), 1 s of warm-up,
    then wrk -t2 -d8s at each connection count.
 3. Credentials: for each count N a fresh gateway (L1_MAX_ENTRIES = 1.5 N +
-   1000, L1_TTL 3600 so nothing ages out during the run); a first pass sends
+   1000, L1_TTL_SECONDS 3600 so nothing ages out during the run); a first pass sends
    every key in order (wrk with a sequential table, stopped as soon as /_stats
    shows N entries in L1), then wrk -t2 -c50 -d8s picks keys uniformly at random
    among the N (bench/gateway.lua). VmRSS of the gateway from /proc before the
@@ -243,7 +243,7 @@ def main() -> int:
                 print(f"== {n:,} distinct credentials", flush=True)
                 table = work / f"keys-{n}.tsv"
                 write_table(table, [key_of(salt, i) for i in range(1, n + 1)])
-                env = dict(base_env, L1_MAX_ENTRIES=str(n + n // 2 + 1000), L1_TTL="3600")
+                env = dict(base_env, L1_MAX_ENTRIES=str(n + n // 2 + 1000), L1_TTL_SECONDS="3600")
                 gw = Gateway(work, env, f"gateway-{n}")
                 meter.groups["gateway"] = gw.proc.pid
                 rss0 = vmrss_kib(gw.proc.pid)
@@ -353,7 +353,7 @@ def main() -> int:
                  + ("–" if per != per else f"{per:,.0f} B") + " |")
     L.append("")
     L.append("Each count runs on a fresh gateway process (L1_MAX_ENTRIES = count x 1.5 + 1000, "
-             "L1_TTL 3600 s). **First pass**: every key sent once, in order, by wrk (a sequential "
+             "L1_TTL_SECONDS 3600 s). **First pass**: every key sent once, in order, by wrk (a sequential "
              "table, stopped when `/_stats` showed every key in L1); keys already in Redis from "
              "an earlier count's pass were filled from Redis, the rest from PostgreSQL. "
              "**L1 misses in the run**: Redis hits + PostgreSQL queries during the measured "

@@ -6,7 +6,7 @@ them on three replicas, what one tunnel carries beside a direct connection, and 
     /usr/bin/python3 bench/ws_bench.py [--count 500] [--idle 10000] [--seconds 5] [--out FILE]
 
 1. Revocation -> close frame. PostgreSQL, Redis, authsvc and three gateways
-   (GATEWAY_WORKERS=2 each, L1_TTL=300 s) through tests/e2e/pcsupport, a
+   (GATEWAY_WORKERS=2 each, L1_TTL_SECONDS=300 s) through tests/e2e/pcsupport, a
    WebSocket echo upstream (python3-websockets). --count times for each kind,
    interleaved: a session inserted with SQL; one tunnel to each replica with its
    cookie (raw sockets: handshake, one echoed frame, so the tunnel is open); then

@@ -144,12 +144,12 @@ static const struct pc_conf_item table[] = {
     {"L1_MAX_ENTRIES", PC_CONF_INT, &gw_cfg.l1_max, "100000", 0, 100000000, 0, check_l1_max,
      "in-process cache size, entries (0: L1 off, every lookup goes to Redis/PostgreSQL; "
      "otherwise at least 16)"},
-    INT_ITEM("L1_TTL", l1_ttl, "60", 1, 86400, "seconds a resolved credential stays in L1"),
-    INT_ITEM("L1_NEGATIVE_TTL", l1_negative_ttl, "5", 0, 3600,
+    INT_ITEM("L1_TTL_SECONDS", l1_ttl, "60", 1, 86400, "seconds a resolved credential stays in L1"),
+    INT_ITEM("L1_NEGATIVE_TTL_SECONDS", l1_negative_ttl, "5", 0, 3600,
              "seconds an unknown credential stays known as unknown"),
-    INT_ITEM("L1_DEGRADED_TTL", l1_degraded_ttl, "3", 1, 60,
+    INT_ITEM("L1_DEGRADED_TTL_SECONDS", l1_degraded_ttl, "3", 1, 60,
              "cap on L1 life while the revocation feed is down, seconds"),
-    INT_ITEM("L2_TTL", l2_ttl, "3600", 1, 604800,
+    INT_ITEM("L2_TTL_SECONDS", l2_ttl, "3600", 1, 604800,
              "seconds an API key resolved from PostgreSQL stays in Redis (revocations delete it)"),
     {"L2_ENABLED", PC_CONF_BOOL, &gw_cfg.l2_enabled, "true", 0, 0, 0, NULL,
      "look credentials up in Redis and write PostgreSQL fills there; false: every L1 miss "
@@ -173,15 +173,15 @@ static const struct pc_conf_item table[] = {
     {"GATEWAY_RESOLVER", PC_CONF_STR, &gw_cfg.resolver, "", 0, 0, 0, check_resolver,
      "name servers for upstream host names, comma separated IP[:port] (IPv6 as [addr]:port); "
      "empty: those of /etc/resolv.conf. /etc/hosts is read first either way"},
-    INT_ITEM("UPSTREAM_TIMEOUT", read_timeout, "30", 1, 3600,
+    INT_ITEM("UPSTREAM_TIMEOUT_SECONDS", read_timeout, "30", 1, 3600,
              "seconds to connect (TLS handshake included), or between bytes of the answer "
              "(504 after)"),
     {"UPSTREAM_CA_FILE", PC_CONF_STR, &gw_cfg.upstream_ca_file, "", 0, 0, 0, NULL,
      "PEM bundle of the CA certificates https:// upstreams' certificates must chain to "
      "(a route's ca_file instead, for its upstream); empty: the system's store"},
-    INT_ITEM("GATEWAY_MAX_BODY", max_body, "10485760", 0, 1099511627776,
+    INT_ITEM("GATEWAY_MAX_BODY_BYTES", max_body, "10485760", 0, 1099511627776,
              "request body bytes (413); streamed, so memory is not the bound"),
-    INT_ITEM("GATEWAY_MAX_HEADERS", max_headers, "16384", 1024, 1048576,
+    INT_ITEM("GATEWAY_MAX_HEADER_BYTES", max_headers, "16384", 1024, 1048576,
              "request header bytes (431)"),
     PC_CONF_ROW_SESSION_EXPIRES_IN(&gw_cfg.expires_in),
     PC_CONF_ROW_SESSION_UPDATE_AGE(&gw_cfg.update_age),
@@ -225,7 +225,8 @@ static const struct pc_conf_item table[] = {
     {"JWT_JWKS_URL", PC_CONF_STR, &gw_cfg.jwt_jwks_url, "", 0, 0, 0, NULL,
      "JWKS of the default issuer; empty: BETTER_AUTH_URL + /api/auth/jwks"},
     PC_CONF_ROW_JWT_AUDIENCE(&gw_cfg.jwt_audience),
-    INT_ITEM("JWT_LEEWAY", jwt_leeway, "30", 0, 300, "clock skew allowed on exp/nbf, seconds"),
+    INT_ITEM("JWT_LEEWAY_SECONDS", jwt_leeway, "30", 0, 300,
+             "clock skew allowed on exp/nbf, seconds"),
     INT_ITEM("JWKS_REFETCH_MS", jwt_refetch_ms, "5000", 100, 3600000,
              "least time a fetched JWKS is kept (a shorter max-age counts as this), and the "
              "first retry after a failed fetch that no token waits for (doubling, up to a "

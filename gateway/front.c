@@ -11,8 +11,8 @@
  *   Host      an HTTP/1.1 request without exactly one Host, an HTTP/1.0
  *             one with two, or a Host that is no authority is 400 BAD_HOST
  *             (RFC 9112 3.2), before routing reads it
- *   limits    a head over GATEWAY_MAX_HEADERS is 431, a body over
- *             GATEWAY_MAX_BODY 413, both answered before the rest is read;
+ *   limits    a head over GATEWAY_MAX_HEADER_BYTES is 431, a body over
+ *             GATEWAY_MAX_BODY_BYTES 413, both answered before the rest is read;
  *             the connection then closes after a short linger (so the
  *             client reads the answer instead of a reset)
  *   bodies    Content-Length or chunked (decoded in place, after the head).
@@ -85,7 +85,7 @@
 #include <event2/event.h>
 
 #define IN_START 4096               /* first input buffer */
-#define REQUEST_LINE_MAX 8192       /* head bytes allowed beyond GATEWAY_MAX_HEADERS */
+#define REQUEST_LINE_MAX 8192       /* head bytes allowed beyond GATEWAY_MAX_HEADER_BYTES */
 #define CLIENT_IDLE_S 120           /* no byte read or written for this long: close */
 #define LINGER_MS 2000              /* reading and dropping after a refusal */
 #define LINGER_MAX (4 * 1024 * 1024)
@@ -1014,7 +1014,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             /* The client closed (or half-closed) its side. An exchange with
              * the upstream is cancelled, whether or not its answer has
              * started (nobody may read it, and the upstream connection
-             * should not wait for UPSTREAM_TIMEOUT); a half-closed client
+             * should not wait for UPSTREAM_TIMEOUT_SECONDS); a half-closed client
              * loses its answer, as with nginx's proxy_ignore_client_abort
              * off. A request still on the stores gets its answer written. */
             want_read(c, false);

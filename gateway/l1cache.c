@@ -6,9 +6,9 @@
  * Keyed by the SHA-256 of the credential (never the credential). 64 shards,
  * each a chained hash table with its own mutex and LRU list, bounded to
  * L1_MAX_ENTRIES in total: a full shard evicts its least recently used entry.
- * Entries carry an absolute expiry (the credential's own, capped by L1_TTL;
- * L1_NEGATIVE_TTL for unknown credentials). While the revocation feed is down
- * ("degraded"), no entry is trusted for longer than L1_DEGRADED_TTL after it
+ * Entries carry an absolute expiry (the credential's own, capped by L1_TTL_SECONDS;
+ * L1_NEGATIVE_TTL_SECONDS for unknown credentials). While the revocation feed is down
+ * ("degraded"), no entry is trusted for longer than L1_DEGRADED_TTL_SECONDS after it
  * was stored, because a revocation may have been missed.
  *
  * L1_MAX_ENTRIES=0 turns the cache off: every get misses and nothing is put

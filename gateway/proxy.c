@@ -58,7 +58,7 @@
  *   failures  connection refused or broken, or a malformed answer (an
  *             HTTP/1.0 one with Transfer-Encoding among them): 502;
  *             nothing read for the route's timeout_ms, else
- *             UPSTREAM_TIMEOUT: 504. After the answer has
+ *             UPSTREAM_TIMEOUT_SECONDS: 504. After the answer has
  *             started, the client's connection is closed instead (a cut
  *             stream must not look complete). A failed exchange's upstream
  *             connection is closed, never pooled.
@@ -414,7 +414,7 @@ static void exchange_failed(struct gw_proxy *px, bool timeout)
         gw_resp_abort(r);
         gw_request_end(r);
     } else if (timeout) {
-        gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
+        gw_fail(r, 504, "UPSTREAM_TIMEOUT_SECONDS", "The upstream did not answer in time");
     } else if (px_tls) {
         gw_fail(r, 502, "UPSTREAM_TLS", "The upstream's TLS handshake or certificate was refused");
     } else {
@@ -450,7 +450,7 @@ void gw_proxy_client_gone(struct gw_request *r)
 }
 
 /* The next connect or read is due by now + the route's timeout_ms, else
- * UPSTREAM_TIMEOUT (seen by gw_proxy_tick, every 100 ms). A tunnel's bytes
+ * UPSTREAM_TIMEOUT_SECONDS (seen by gw_proxy_tick, every 100 ms). A tunnel's bytes
  * only restart its idle window (its stream's timer looks at it). */
 static void deadline(struct gw_proxy *px)
 {
@@ -977,7 +977,7 @@ static void no_target(struct gw_proxy *px)
     proxy_free(px);
     if (why == 504) {
         GW_STAT_INC(upstream_timeouts);
-        gw_fail(r, 504, "UPSTREAM_TIMEOUT", "The upstream did not answer in time");
+        gw_fail(r, 504, "UPSTREAM_TIMEOUT_SECONDS", "The upstream did not answer in time");
     } else if (why == 503) {
         GW_STAT_INC(upstream_errors);
         gw_fail(r, 503, "UPSTREAM_BUSY", "Too many requests to this upstream in progress");

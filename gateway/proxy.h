@@ -72,7 +72,7 @@ bool gw_named_in_connection(const char *conn, const char *h);
 char *gw_filter_cookies(const char *cookie);
 /** After a sliding refresh of a session that came in a cookie (decide.c
  * set r->refresh_cookie): appends "Set-Cookie: <session cookie>=<the
- * token signed again>; Max-Age=<SESSION_EXPIRES_IN>; Path=/; HttpOnly[;
+ * token signed again>; Max-Age=<SESSION_EXPIRES_IN_SECONDS>; Path=/; HttpOnly[;
  * Secure]; SameSite=Lax" (lib/cookie.h pc_set_cookie_value) to b and
  * clears the flag, so that one answer carries it; otherwise nothing. Does
  * not end r. */

@@ -146,7 +146,7 @@ enum gw_body {
     GW_BODY_DATA,       /* *data, *n: decoded bytes to send (then consume them) */
     GW_BODY_END,        /* the body is all taken */
     GW_BODY_BAD,        /* malformed chunked framing: 400 */
-    GW_BODY_TOO_LARGE,  /* past GATEWAY_MAX_BODY: 413 */
+    GW_BODY_TOO_LARGE,  /* past GATEWAY_MAX_BODY_BYTES: 413 */
     GW_BODY_GONE,       /* the client left before its body ended */
 };
 enum gw_body gw_front_body_peek(struct gw_request *r, const char **data, size_t *n);

@@ -6,7 +6,7 @@
  * every worker.
  *
  * Losing the subscription means messages may have been missed, so until it
- * is back L1 is "degraded" (no entry trusted for more than L1_DEGRADED_TTL),
+ * is back L1 is "degraded" (no entry trusted for more than L1_DEGRADED_TTL_SECONDS),
  * and when it is back L1 is flushed. The gateway starts degraded. A message
  * numbered out of turn (lib/revmsg.h: a hole means one was lost, a step back
  * a Redis that lost its data) flushes L1 too.

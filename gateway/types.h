@@ -208,7 +208,7 @@ struct gw_route {
     int64_t tunnel_lifetime_s;  /* tunnel_max_lifetime_s: 0 = none */
     bool websocket;         /* "websocket": upgrade requests are tunnelled (default true) */
     int64_t timeout_ms;     /* connect (TLS handshake included) and between-reads timeout;
-                             * 0: UPSTREAM_TIMEOUT */
+                             * 0: UPSTREAM_TIMEOUT_SECONDS */
     char *signin_url;       /* on_unauthenticated "redirect": where a browser without a
                              * valid credential goes (signin.c); NULL: 401 for all */
     char *return_to_param;  /* the sign-in URL's query parameter for the way back */
@@ -339,7 +339,7 @@ struct gw_config {
     char *jwt_issuer;           /* JWT_ISSUER: default issuer, and iss of minted JWTs */
     char *jwt_jwks_url;         /* JWT_JWKS_URL: the default issuer's JWKS */
     char *jwt_audience;         /* JWT_AUDIENCE */
-    int64_t jwt_leeway;         /* JWT_LEEWAY, seconds */
+    int64_t jwt_leeway;         /* JWT_LEEWAY_SECONDS, seconds */
     int64_t jwt_refetch_ms;     /* JWKS_REFETCH_MS: max-age floor, first retry after a failure */
     int64_t jwt_kid_refetch_ms; /* JWKS_KID_REFETCH_MS: least time between the fetches of one
                                    issuer that unknown kids ask for */

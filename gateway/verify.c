@@ -11,7 +11,7 @@
  *                refetch); the key decides the algorithm: none, HMAC and a
  *                header alg that does not fit the key are refused
  *   signature    OpenSSL (ES256, RS256, EdDSA)
- *   claims       exp (required), nbf, aud, with JWT_LEEWAY
+ *   claims       exp (required), nbf, aud, with JWT_LEEWAY_SECONDS
  *   session      a token whose sid was revoked is refused (decide.c checks
  *                again on every L1 hit)
  *

@@ -22,6 +22,37 @@ static const struct {
     {"BETTER_AUTH_SECRET", "AUTH_SECRET"},
 };
 
+/* Variables renamed so that each name says its unit (issue 17): the old
+ * name is still read, with a warning, for one release (until 2.0); setting
+ * both is an error. */
+static const struct {
+    const char *name, *was;
+} conf_renamed[] = {
+    {"L1_TTL_SECONDS", "L1_TTL"},
+    {"L1_NEGATIVE_TTL_SECONDS", "L1_NEGATIVE_TTL"},
+    {"L1_DEGRADED_TTL_SECONDS", "L1_DEGRADED_TTL"},
+    {"L2_TTL_SECONDS", "L2_TTL"},
+    {"UPSTREAM_TIMEOUT_SECONDS", "UPSTREAM_TIMEOUT"},
+    {"GATEWAY_MAX_BODY_BYTES", "GATEWAY_MAX_BODY"},
+    {"GATEWAY_MAX_HEADER_BYTES", "GATEWAY_MAX_HEADERS"},
+    {"JWT_LEEWAY_SECONDS", "JWT_LEEWAY"},
+    {"SESSION_EXPIRES_IN_SECONDS", "SESSION_EXPIRES_IN"},
+    {"SESSION_UPDATE_AGE_SECONDS", "SESSION_UPDATE_AGE"},
+    {"SESSION_FRESH_AGE_SECONDS", "SESSION_FRESH_AGE"},
+    {"REVOCATION_LOG_KEEP_SECONDS", "REVOCATION_LOG_KEEP"},
+    {"AUTHSVC_MAX_BODY_BYTES", "AUTHSVC_MAX_BODY"},
+    {"JWT_EXPIRES_SECONDS", "JWT_EXPIRES"},
+    {"JWKS_MAX_AGE_SECONDS", "JWKS_MAX_AGE"},
+};
+
+const char *pc_conf_old_name(const char *name)
+{
+    for (size_t k = 0; k < PC_ARRAY_LEN(conf_renamed); k++)
+        if (strcmp(conf_renamed[k].name, name) == 0)
+            return conf_renamed[k].was;
+    return NULL;
+}
+
 static int parse_bool(const char *v, bool *out)
 {
     static const char *const yes[] = {"true", "1", "yes", "on"};
@@ -91,12 +122,26 @@ static int secret_value(const char *name, char **out, char *err, size_t errsz)
     return 0;
 }
 
-/* A row's text from the environment: NAME, NAME_FILE for secrets, then the
- * fallback name of conf_fallbacks. 0 with *out (heap or NULL), or -1. */
+/* A row's text from the environment: NAME (or the old name of a renamed
+ * one), NAME_FILE for secrets, then the fallback name of conf_fallbacks.
+ * 0 with *out (heap or NULL), or -1. */
 static int env_value(const struct pc_conf_item *it, char **out, char *err, size_t errsz)
 {
     if (!(it->flags & PC_CONF_SECRET)) {
         const char *v = getenv(it->name);
+        const char *was = pc_conf_old_name(it->name);
+        const char *old = was ? getenv(was) : NULL;
+        if (old != NULL && old[0] != '\0') {
+            if (v != NULL && v[0] != '\0') {
+                snprintf(err, errsz, "%s: set, and so is %s, its old name: keep %s only",
+                         it->name, was, it->name);
+                return -1;
+            }
+            fprintf(stderr, "%s: configuration warning: %s is read as %s, its new name; the "
+                            "old name goes in the next major release\n",
+                    program_invocation_short_name, was, it->name);
+            v = old;
+        }
         *out = v != NULL && v[0] != '\0' ? pc_xstrdup(v) : NULL;
         return 0;
     }
@@ -182,7 +227,7 @@ void pc_conf_help(const struct pc_conf_item *t, size_t n, FILE *out)
             def = "(required)";
         else if (def[0] == '\0')
             def = "(unset)";
-        fprintf(out, "  %-26s %-26s %s\n", it->name, def, it->help);
+        fprintf(out, "  %-28s %-26s %s\n", it->name, def, it->help);
     }
 }
 

@@ -6,7 +6,9 @@
  * reports the first bad one by name; --help prints the table. A secret row
  * (PC_CONF_SECRET) may instead be read from the file NAME_FILE names (Docker
  * and Kubernetes secrets), never both; BETTER_AUTH_SECRET falls back to
- * AUTH_SECRET as in Better Auth.
+ * AUTH_SECRET as in Better Auth. A variable renamed to say its unit
+ * (L1_TTL_SECONDS -> L1_TTL_SECONDS) is still read under its old name, with a
+ * warning, for one release.
  */
 #ifndef PC_CONF_H
 #define PC_CONF_H
@@ -44,6 +46,10 @@ struct pc_conf_item {
 /** Loads every item from the environment (getenv) or its default. On the
  * first invalid value returns -1 and writes "NAME: why" into err. */
 PC_MUSTCHECK int pc_conf_load(const struct pc_conf_item *t, size_t n, char *err, size_t errsz);
+
+/** The name a renamed variable had (read, with a warning on stderr, when
+ * the new one is unset; both set is an error), or NULL. */
+const char *pc_conf_old_name(const char *name);
 
 /** Prints "NAME  default  help" for every item. */
 void pc_conf_help(const struct pc_conf_item *t, size_t n, FILE *out);

@@ -6,8 +6,8 @@
  * from them (cookie names, the default JWT issuer and audience).
  *
  *   BETTER_AUTH_SECRET  BETTER_AUTH_URL  DATABASE_URL  REDIS_URL
- *   REDIS_PREFIX  REVOCATION_CHANNEL  LOG_LEVEL  SESSION_EXPIRES_IN
- *   SESSION_UPDATE_AGE  JWT_ISSUER  JWT_AUDIENCE  BEARER_REQUIRE_SIGNATURE
+ *   REDIS_PREFIX  REVOCATION_CHANNEL  LOG_LEVEL  SESSION_EXPIRES_IN_SECONDS
+ *   SESSION_UPDATE_AGE_SECONDS  JWT_ISSUER  JWT_AUDIENCE  BEARER_REQUIRE_SIGNATURE
  *   TRUSTED_ORIGINS
  *
  * Each program's table (authsvc/config.c, gateway/config.c) places these
@@ -72,10 +72,10 @@ int pc_conf_check_origin_list(const char *v, const char **err);
     {"LOG_LEVEL", PC_CONF_STR, (strpp), "info", 0, 0, 0, pc_conf_check_log_level,        \
      "debug, info, warn or error"}
 #define PC_CONF_ROW_SESSION_EXPIRES_IN(i64p)                                              \
-    {"SESSION_EXPIRES_IN", PC_CONF_INT, (i64p), "604800", 60, 31536000, 0, NULL,         \
+    {"SESSION_EXPIRES_IN_SECONDS", PC_CONF_INT, (i64p), "604800", 60, 31536000, 0, NULL,         \
      "session lifetime in seconds (Better Auth: 7 days)"}
 #define PC_CONF_ROW_SESSION_UPDATE_AGE(i64p)                                              \
-    {"SESSION_UPDATE_AGE", PC_CONF_INT, (i64p), "86400", 0, 31536000, 0, NULL,           \
+    {"SESSION_UPDATE_AGE_SECONDS", PC_CONF_INT, (i64p), "86400", 0, 31536000, 0, NULL,           \
      "refresh a session's expiry when it is this old, seconds (1 day)"}
 #define PC_CONF_ROW_JWT_ISSUER(strpp)                                                     \
     {"JWT_ISSUER", PC_CONF_STR, (strpp), "", 0, 0, 0, NULL,                              \

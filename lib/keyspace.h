@@ -11,7 +11,7 @@
  *                        writes it through on sign-in; the gateway after a
  *                        PostgreSQL fill); TTL = the session's life
  *   <prefix>k:<hash>     an API key: the cached principal, JSON (the gateway,
- *                        after a PostgreSQL fill); TTL L2_TTL
+ *                        after a PostgreSQL fill); TTL L2_TTL_SECONDS
  *   <prefix>u:<hash>     an API key's live usage: a hash with the PC_USAGE_*
  *                        fields (gateway/limit.c's script counts, usage.c
  *                        writes back to PostgreSQL, authsvc/apikeys.c resets)

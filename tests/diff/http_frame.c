@@ -16,7 +16,7 @@
  * ends.
  *
  * The decisions are front.c process()'s, in its order, with the default
- * limits (GATEWAY_MAX_HEADERS 16384, REQUEST_LINE_MAX 8192, GATEWAY_MAX_BODY
+ * limits (GATEWAY_MAX_HEADER_BYTES 16384, REQUEST_LINE_MAX 8192, GATEWAY_MAX_BODY_BYTES
  * 10 MiB): pc_http_parse_request (431 too many or too large, 505 version,
  * 400 framing or malformed), the header byte count (431), the method list
  * (405), the Host rule (pc_http_host_ok, 400), then a Content-Length body

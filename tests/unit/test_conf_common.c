@@ -25,14 +25,17 @@ static const struct pc_conf_item table[] = {PC_CONF_COMMON_ROWS(cfg)};
 
 static const char *const names[] = {
     "BETTER_AUTH_SECRET", "BETTER_AUTH_URL", "DATABASE_URL", "REDIS_URL", "REDIS_PREFIX",
-    "REVOCATION_CHANNEL", "LOG_LEVEL", "SESSION_EXPIRES_IN", "SESSION_UPDATE_AGE", "JWT_ISSUER",
-    "JWT_AUDIENCE", "BEARER_REQUIRE_SIGNATURE",
+    "REVOCATION_CHANNEL", "LOG_LEVEL", "SESSION_EXPIRES_IN_SECONDS", "SESSION_UPDATE_AGE_SECONDS",
+    "JWT_ISSUER", "JWT_AUDIENCE", "BEARER_REQUIRE_SIGNATURE",
 };
 
 static int setup(void **state)
 {
-    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++)
+    for (size_t i = 0; i < PC_ARRAY_LEN(names); i++) {
         unsetenv(names[i]);
+        if (pc_conf_old_name(names[i]))
+            unsetenv(pc_conf_old_name(names[i]));
+    }
     setenv("BETTER_AUTH_SECRET", "0123456789abcdef0123456789abcdef", 1);
     setenv("DATABASE_URL", "postgres://u@127.0.0.1/db", 1);
     return 0;
@@ -119,8 +122,33 @@ static void test_other_validators(void **state)
     expect_refused("BETTER_AUTH_URL", "ftp://x", "http://");
     expect_refused("DATABASE_URL", "mysql://x", "postgres");
     expect_refused("LOG_LEVEL", "loud", "debug, info");
-    expect_refused("SESSION_EXPIRES_IN", "59", "SESSION_EXPIRES_IN");
+    expect_refused("SESSION_EXPIRES_IN_SECONDS", "59", "SESSION_EXPIRES_IN_SECONDS");
     expect_refused("BEARER_REQUIRE_SIGNATURE", "maybe", "BEARER_REQUIRE_SIGNATURE");
+}
+
+/* A variable renamed to say its unit is still read under its old name
+ * (with a warning on stderr); both names set is refused, naming both. */
+static void test_old_names(void **state)
+{
+    (void)state;
+    assert_string_equal(pc_conf_old_name("SESSION_UPDATE_AGE_SECONDS"), "SESSION_UPDATE_AGE");
+    assert_null(pc_conf_old_name("REDIS_URL"));
+    setenv("SESSION_UPDATE_AGE", "120", 1);
+    char err[256] = "";
+    assert_int_equal(pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err), 0);
+    assert_int_equal(cfg.update_age, 120);
+    setenv("SESSION_UPDATE_AGE_SECONDS", "240", 1);
+    assert_int_equal(pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err), -1);
+    assert_non_null(strstr(err, "SESSION_UPDATE_AGE_SECONDS: set, and so is SESSION_UPDATE_AGE"));
+    unsetenv("SESSION_UPDATE_AGE");
+    assert_int_equal(pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err), 0);
+    assert_int_equal(cfg.update_age, 240);
+    unsetenv("SESSION_UPDATE_AGE_SECONDS");
+    /* a bad value under the old name is named by the new one */
+    setenv("SESSION_EXPIRES_IN", "1", 1);
+    assert_int_equal(pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err), -1);
+    assert_non_null(strstr(err, "SESSION_EXPIRES_IN_SECONDS: must be an integer"));
+    unsetenv("SESSION_EXPIRES_IN");
 }
 
 static void test_derived(void **state)
@@ -165,6 +193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rows_and_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_validators, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_names, setup, teardown),
         cmocka_unit_test(test_derived),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

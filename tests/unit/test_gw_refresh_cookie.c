@@ -84,7 +84,7 @@ static void test_refresh_cookie_secure(void **state)
 {
     (void)state;
     static const char *const env[] = {"BETTER_AUTH_URL=https://auth.example.com",
-                                      "SESSION_EXPIRES_IN=3600", NULL};
+                                      "SESSION_EXPIRES_IN_SECONDS=3600", NULL};
     gwt_load(routes_json, env);
     struct gwt_req *q = extracted("/s/x", "Cookie: __Secure-" COOKIE_ENC);
     check_header(&q->r, true,

@@ -165,7 +165,7 @@ def test_chunked_body_over_the_limit(client, unchanged):
 
 
 def test_custom_max_body(authsvc_factory, client_for, db):
-    svc = authsvc_factory({"AUTHSVC_MAX_BODY": "1024"}, name="authsvc-maxbody")
+    svc = authsvc_factory({"AUTHSVC_MAX_BODY_BYTES": "1024"}, name="authsvc-maxbody")
     c = client_for(svc)
     before = db.snapshot()
     r = c.post("sign-up/email", {"name": "n" * 2000, "email": H.unique_email(), "password": _pw()})

@@ -10,7 +10,7 @@ import pcsupport as H
 
 ALL_VARS = ("BETTER_AUTH_SECRET", "BETTER_AUTH_URL", "DATABASE_URL", "REDIS_URL", "AUTHSVC_LISTEN",
             "TRUSTED_ORIGINS", "RATE_LIMIT_ENABLED", "REDIS_PREFIX", "REVOCATION_CHANNEL", "AUTHSVC_LOG",
-            "AUTHSVC_MAX_BODY", "PASSWORD_WORKERS", "PASSWORD_QUEUE")
+            "AUTHSVC_MAX_BODY_BYTES", "PASSWORD_WORKERS", "PASSWORD_QUEUE")
 
 
 @pytest.fixture
@@ -60,8 +60,8 @@ BAD = [
     ("base-url-garbage", "BETTER_AUTH_URL", "not a url"),
     ("redis-url-scheme", "REDIS_URL", "http://127.0.0.1:6379"),
     ("rate-limit-bool", "RATE_LIMIT_ENABLED", "maybe"),
-    ("max-body-text", "AUTHSVC_MAX_BODY", "lots"),
-    ("max-body-negative", "AUTHSVC_MAX_BODY", "-1"),
+    ("max-body-text", "AUTHSVC_MAX_BODY_BYTES", "lots"),
+    ("max-body-negative", "AUTHSVC_MAX_BODY_BYTES", "-1"),
     ("workers-negative", "PASSWORD_WORKERS", "-1"),
     ("workers-text", "PASSWORD_WORKERS", "many"),
     ("queue-text", "PASSWORD_QUEUE", "deep"),
@@ -121,7 +121,7 @@ def test_unknown_command_fails(good_env):
 
 
 def test_good_config_serves_and_stops_on_sigterm(authsvc_factory, client_for):
-    svc = authsvc_factory({"AUTHSVC_MAX_BODY": "131072", "PASSWORD_WORKERS": "2", "PASSWORD_QUEUE": "16",
+    svc = authsvc_factory({"AUTHSVC_MAX_BODY_BYTES": "131072", "PASSWORD_WORKERS": "2", "PASSWORD_QUEUE": "16",
                            "REDIS_PREFIX": "cfg:", "REVOCATION_CHANNEL": "cfg:revoked"},
                           name="authsvc-cfg")
     c = client_for(svc)

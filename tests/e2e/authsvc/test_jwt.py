@@ -275,7 +275,7 @@ def test_token_claims_and_signature(authsvc, jc, juser, db, how):
     assert claims["sub"] == juser.id, claims
     assert claims["sid"] == session_id(db, juser.token), claims
     assert t0 - 1 <= claims["iat"] <= t1 + 1, (t0, claims["iat"], t1)
-    assert claims["exp"] == claims["iat"] + 900, claims                 # JWT_EXPIRES default
+    assert claims["exp"] == claims["iat"] + 900, claims                 # JWT_EXPIRES_SECONDS default
     sess = jc.session_of(juser)
     for f in USER_FIELDS:
         assert f in claims, f"claim {f!r} missing: {claims}"
@@ -400,11 +400,11 @@ def test_stored_private_key_opens_with_the_secret(authsvc, jc, juser, db, secret
 
 
 # ---------------------------------------------------------------------------
-# configuration: JWT_EXPIRES, JWT_ISSUER, JWT_AUDIENCE, JWKS_MAX_AGE, JWT_ROTATE_DAYS
+# configuration: JWT_EXPIRES_SECONDS, JWT_ISSUER, JWT_AUDIENCE, JWKS_MAX_AGE_SECONDS, JWT_ROTATE_DAYS
 
 def test_configured_issuer_audience_lifetime(fresh, client_for):
-    svc, conn = fresh({"JWT_EXPIRES": "120", "JWT_ISSUER": "https://issuer.example.test",
-                       "JWT_AUDIENCE": "svc-audience", "JWKS_MAX_AGE": "42",
+    svc, conn = fresh({"JWT_EXPIRES_SECONDS": "120", "JWT_ISSUER": "https://issuer.example.test",
+                       "JWT_AUDIENCE": "svc-audience", "JWKS_MAX_AGE_SECONDS": "42",
                        "JWT_ROTATE_DAYS": "7"}, name="authsvc-jwtcfg")
     c = client_for(svc)
     u = c.sign_up(name="Cfg User")
@@ -508,7 +508,7 @@ def test_signing_key_created_at_start(fresh, authsvc_factory, client_for):
 
 
 def test_rotation_keeps_old_tokens_verifiable(fresh, client_for):
-    svc, conn = fresh({"JWT_EXPIRES": "900"}, name="authsvc-rotate")
+    svc, conn = fresh({"JWT_EXPIRES_SECONDS": "900"}, name="authsvc-rotate")
     c = client_for(svc)
     u = c.sign_up(name="Rotate User")
     old_tok = get_token(c, u)
@@ -583,7 +583,7 @@ def _ba_row(conn, secret, *, expires_sql="NULL", leak_private=False):
 
 
 def test_better_auth_rows_are_published(fresh, secret):
-    svc, conn = fresh({"JWT_EXPIRES": "900"}, name="authsvc-barows")
+    svc, conn = fresh({"JWT_EXPIRES_SECONDS": "900"}, name="authsvc-barows")
     ours = kids(fetch_jwks(svc)[1])
     live, _ = _ba_row(conn, secret)                                        # expiresAt NULL
     leaky, _ = _ba_row(conn, secret, expires_sql="now() + interval '1 day'", leak_private=True)
@@ -593,7 +593,7 @@ def test_better_auth_rows_are_published(fresh, secret):
     body = fetch_jwks(svc)[1]
     assert {live, leaky, recent} <= set(kids(body)), f"Better Auth rows not published: {kids(body)}"
     published = {k["kid"]: k for k in body["keys"]}
-    assert gone not in published, "a key expired longer than JWT_EXPIRES ago is published"
+    assert gone not in published, "a key expired longer than JWT_EXPIRES_SECONDS ago is published"
     for kid in (live, leaky, recent):
         check_published_key(published[kid], "EdDSA")
     assert "d" not in published[leaky], "a private member stored in publicKey was published"

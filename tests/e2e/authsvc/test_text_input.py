@@ -5,7 +5,7 @@
   authsvc route answers as Better Auth does (401, `null`, 404, 400, a 302
   with an error), never 503, and neither the log nor the metrics see a
   database failure.
-* A JSON body nested 400,000 deep (AUTHSVC_MAX_BODY raised so it fits) is a
+* A JSON body nested 400,000 deep (AUTHSVC_MAX_BODY_BYTES raised so it fits) is a
   400, and the server lives; an OIDC discovery document nested as deep is
   refused with a log line, not a crash.
 * A name or image URL longer than its cap is a 400 (NAME_TOO_LONG /
@@ -52,7 +52,7 @@ def idp():
 def svc(pg, redis_srv, main_db_url, tmp_root, idp):
     env = base_env(pg, redis_srv)
     env.update(idp.google_env())
-    env.update({"INTERNAL_SERVICE_SECRET": INTERNAL_SECRET, "AUTHSVC_MAX_BODY": str(MAX_BODY),
+    env.update({"INTERNAL_SERVICE_SECRET": INTERNAL_SECRET, "AUTHSVC_MAX_BODY_BYTES": str(MAX_BODY),
                 "OAUTH_HTTP_TIMEOUT_MS": "3000"})
     s = H.Authsvc(env, workdir=str(tmp_root / "textin"), name="authsvc-textin")
     try:

@@ -30,7 +30,7 @@ from pcsupport import cluster as C
 INTEROP = H.REPO / "tests" / "e2e" / "interop"
 
 # Revocations must be seen because of the feed (or the flush when it comes back),
-# never because an entry simply aged out: L1_TTL is 300 s (pcsupport.gw_base_env), and entries stay
+# never because an entry simply aged out: L1_TTL_SECONDS is 300 s (pcsupport.gw_base_env), and entries stay
 # trusted for 30 s while the feed is down.
 DEGRADED_TTL = 30
 
@@ -39,7 +39,7 @@ DEGRADED_TTL = 30
 def cluster(tmp_root, secret, request):
     name = request.module.__name__.rsplit(".", 1)[-1]
     yield from C.cluster_fixture(tmp_root / name, secret,
-                                 gateway_env={"L1_DEGRADED_TTL": str(DEGRADED_TTL)})
+                                 gateway_env={"L1_DEGRADED_TTL_SECONDS": str(DEGRADED_TTL)})
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ that shortens a session or disables a key, deleting the user) and a real Better 
 issued).  The SQL and Better Auth paths reach the gateways only through migration
 0003's NOTIFY, authsvc's LISTEN and the Redis channel.
 
-Every credential is first cached in the L1 of all three replicas (L1_TTL is 300 s), so
+Every credential is first cached in the L1 of all three replicas (L1_TTL_SECONDS is 300 s), so
 a refusal can only come from the revocation feed.
 """
 

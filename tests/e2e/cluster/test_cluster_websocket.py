@@ -5,7 +5,7 @@ SQL (only migration 0003's NOTIFY carries it), a real Better Auth 1.7.25 server'
 sign-out on the same database; and a JWT's tunnels when its session is signed out.
 
 Each tunnel first echoes a message, so it is open before the revocation; the close must
-come from the revocation feed (L1_TTL is 300 s and nothing polls)."""
+come from the revocation feed (L1_TTL_SECONDS is 300 s and nothing polls)."""
 
 from __future__ import annotations
 

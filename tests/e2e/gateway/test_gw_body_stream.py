@@ -38,7 +38,7 @@ def _routes(sink, *extra):
 
 
 def _gw(gateway_factory, sink, name, *extra, **env):
-    env = {"GATEWAY_MAX_BODY": str(1 << 30), **env}
+    env = {"GATEWAY_MAX_BODY_BYTES": str(1 << 30), **env}
     return gateway_factory(env, route_table=_routes(sink, *extra), name=name)
 
 
@@ -209,7 +209,7 @@ def test_a_client_that_leaves_mid_body_cancels_the_upstream_request(gateway_fact
 def test_a_chunked_body_that_goes_wrong_midway(gateway_factory, sink, fault):
     """Already streaming when the fault comes: 400 or 413, the upstream's connection
     closed (it never sees a complete body)."""
-    g = _gw(gateway_factory, sink, f"gateway-upload-{fault}", GATEWAY_MAX_BODY=str(3 * MiB))
+    g = _gw(gateway_factory, sink, f"gateway-upload-{fault}", GATEWAY_MAX_BODY_BYTES=str(3 * MiB))
     c = Conn(g.port)
     c.send(_head("/up/bad", "chunked"))
     c.send(_frame("chunked", BLOCK))

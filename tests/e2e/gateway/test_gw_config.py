@@ -65,12 +65,12 @@ def test_missing_required_variable(tmp_path, var):
 @pytest.mark.parametrize("var,value", [
     ("BETTER_AUTH_SECRET", "short"),
     ("GATEWAY_LISTEN", "not-a-host-port"),
-    ("UPSTREAM_TIMEOUT", "0"),
+    ("UPSTREAM_TIMEOUT_SECONDS", "0"),
     ("GATEWAY_WORKERS", "many"),
-    ("L1_TTL", "-5"),
+    ("L1_TTL_SECONDS", "-5"),
     ("REDIS_URL", "http://127.0.0.1:6379"),
     ("LOG_LEVEL", "chatty"),
-    ("GATEWAY_MAX_BODY", "1e9"),
+    ("GATEWAY_MAX_BODY_BYTES", "1e9"),
     ("FORWARD_AUTH_REFUSAL", "500"),
     ("IDENTITY_HEADER_NAMES", "X-User-Id=Host"),
     ("IDENTITY_HEADER_NAMES", "X-User-Id=X-User-Email"),
@@ -244,6 +244,25 @@ def test_check_names_a_bad_route(tmp_path):
     r = _run(_env(tmp_path, {"routes": [dict(GOOD_ROUTE, frob=1)]}), ["--check"])
     _assert_config_error(r, "routes[0].frob")
     _assert_config_error(_run(_env(tmp_path, LOG_LEVEL="loud"), ["--check"]), "LOG_LEVEL")
+
+
+@pytest.mark.parametrize("old, new, value", [
+    ("UPSTREAM_TIMEOUT", "UPSTREAM_TIMEOUT_SECONDS", "5"),
+    ("GATEWAY_MAX_BODY", "GATEWAY_MAX_BODY_BYTES", "1000"),
+    ("L1_TTL", "L1_TTL_SECONDS", "10"),
+    ("SESSION_UPDATE_AGE", "SESSION_UPDATE_AGE_SECONDS", "60"),
+])
+def test_an_old_variable_name_still_works_with_a_warning(tmp_path, old, new, value):
+    """Variables renamed to say their unit: the old name is read for one release, with a
+    warning that names the new one; both set is an error naming both."""
+    r = _run(_env(tmp_path, **{old: value}), ["--check"])
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert f"configuration warning: {old} is read as {new}" in err, err
+    r = _run(_env(tmp_path, **{old: value, new: value}), ["--check"])
+    _assert_config_error(r, new, old)
+    r = _run(_env(tmp_path, **{old: "x"}), ["--check"])
+    _assert_config_error(r, new)
 
 
 def _secret_file(tmp_path, text, name="secret"):

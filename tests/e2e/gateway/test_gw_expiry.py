@@ -43,7 +43,7 @@ def test_expired_session_still_in_redis_is_401(gw, sql, redis_client, user):
 
 
 def test_expired_session_refused_once_l1_entry_is_gone(gateway_factory, sql, redis_client, user):
-    g = gateway_factory({"L1_TTL": "1"}, name="gateway-l1ttl1")
+    g = gateway_factory({"L1_TTL_SECONDS": "1"}, name="gateway-l1ttl1")
     assert g.get("/s/x", headers=G.cookie(user)).status_code == 200
     _expire_session(sql, redis_client, user)
     time.sleep(1.2)

@@ -46,7 +46,7 @@ def _jobs(keys):
 
 
 def test_random_key_flood_one_query_per_distinct_key(gateway_factory, keys, mod_user):
-    g = gateway_factory({"L1_NEGATIVE_TTL": "120", "GATEWAY_PG_POOL": "2"}, name="gateway-flood")
+    g = gateway_factory({"L1_NEGATIVE_TTL_SECONDS": "120", "GATEWAY_PG_POOL": "2"}, name="gateway-flood")
     valid = [keys.create(mod_user.id) for _ in range(N_VALID)]
     random_keys = [G.new_api_key(random.choice(["pc_", "", "sk-live_"])) for _ in range(N_RANDOM)]
     assert len(set(random_keys)) == N_RANDOM
@@ -76,7 +76,7 @@ def test_random_key_flood_one_query_per_distinct_key(gateway_factory, keys, mod_
 
 def test_concurrent_misses_for_one_key_share_one_query(gateway_factory, keys, mod_user):
     """40 requests for one unknown and one valid key, all at once."""
-    g = gateway_factory({"L1_NEGATIVE_TTL": "120"}, name="gateway-flight")
+    g = gateway_factory({"L1_NEGATIVE_TTL_SECONDS": "120"}, name="gateway-flight")
     valid = keys.create(mod_user.id)
     unknown = G.new_api_key()
     s0 = g.stats()

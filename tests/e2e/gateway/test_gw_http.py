@@ -658,7 +658,7 @@ def _rss_kb(pid):
 
 
 def test_stalled_reader_gets_big_answer_intact_with_bounded_memory(hgw):
-    """The client reads nothing for 2 s (beyond UPSTREAM_TIMEOUT=1 s): the gateway
+    """The client reads nothing for 2 s (beyond UPSTREAM_TIMEOUT_SECONDS=1 s): the gateway
     stops reading the upstream instead of buffering the answer, then relays it all."""
     kb = 32768
     pid = hgw.proc.pid

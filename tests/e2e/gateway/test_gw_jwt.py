@@ -24,7 +24,7 @@ import pcsupport as H
 import pcsupport as G
 from pcsupport import jwt_issuer as J
 
-LEEWAY = 30            # JWT_LEEWAY default
+LEEWAY = 30            # JWT_LEEWAY_SECONDS default
 KID_REFETCH = 1.0      # JWKS_KID_REFETCH_MS default: s between fetches unknown kids ask for
 REVOKED_WITHIN = 0.3   # seconds after sign-out returned (contract: ~100 ms)
 AUD_A = ["aud-a1", "aud-a2"]
@@ -222,13 +222,13 @@ def test_default_issuer_is_authsvc(gateway_factory, live_authsvc, ac, user, issu
 
 
 def test_default_issuer_from_env(gateway_factory, live_authsvc, ac, user):
-    """JWT_ISSUER, JWT_JWKS_URL, JWT_AUDIENCE and JWT_LEEWAY from the environment."""
+    """JWT_ISSUER, JWT_JWKS_URL, JWT_AUDIENCE and JWT_LEEWAY_SECONDS from the environment."""
     e = J.FakeIssuer(issuer="https://env-issuer.example.test")
     try:
         kid = e.add_key("ES256")
         g = gateway_factory({"BETTER_AUTH_URL": live_authsvc.base_url, "JWT_ISSUER": e.issuer,
                              "JWT_JWKS_URL": e.jwks_uri, "JWT_AUDIENCE": "env-aud",
-                             "JWT_LEEWAY": "0"}, name="gateway-jwt-env")
+                             "JWT_LEEWAY_SECONDS": "0"}, name="gateway-jwt-env")
         ok_jwt(g.get("/j/x", headers=bearer(e.token(kid, sub="env-user", aud="env-aud"))), sub="env-user")
         refused(g.get("/j/x", headers=bearer(e.token(kid, aud=e.issuer))), "JWT_BAD_AUDIENCE")
         refused(g.get("/j/x", headers=bearer(authsvc_token(ac, user))), "JWT_UNKNOWN_ISSUER")

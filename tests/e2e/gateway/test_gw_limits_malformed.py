@@ -12,7 +12,7 @@ import pytest
 import pcsupport as H
 import pcsupport as G
 
-MAX_HEADERS = 16384          # GATEWAY_MAX_HEADERS default
+MAX_HEADERS = 16384          # GATEWAY_MAX_HEADER_BYTES default
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_many_headers_over_the_limit_never_reach_upstream(lgw, mod_user):
 
 
 def test_huge_headers_refused_never_5xx(lgw, mod_user):
-    """Far beyond GATEWAY_MAX_HEADERS (300 KiB): libevent's own limit may answer first
+    """Far beyond GATEWAY_MAX_HEADER_BYTES (300 KiB): libevent's own limit may answer first
     (400 instead of 431, see the report); the request must be refused, never 5xx."""
     big = "h" * (300 * 1024)
     req = f"GET /pub/x HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\nConnection: close\r\n\r\n".encode()
@@ -89,7 +89,7 @@ def test_oversized_body_413_is_json_with_request_id(lgw):
 
 
 def test_far_oversized_body_is_413(lgw, mod_user):
-    """Well beyond GATEWAY_MAX_BODY (libevent's own limit may answer first)."""
+    """Well beyond GATEWAY_MAX_BODY_BYTES (libevent's own limit may answer first)."""
     n = G.MAX_BODY * 2 + 3 * 1024 * 1024
     head = (f"POST /pub/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n"
             "Connection: close\r\n\r\n").encode()

@@ -3,7 +3,7 @@ gateway both on it, main PostgreSQL):
 
 - down: cached credentials keep working, new sessions resolve from PostgreSQL,
   nothing unknown gets in, /ready stays 200 and says redis/revocations "down"; a
-  revocation the feed cannot carry is honoured within L1_DEGRADED_TTL;
+  revocation the feed cannot carry is honoured within L1_DEGRADED_TTL_SECONDS;
 - back: /ready shows revocations "subscribed" again, L1 is flushed, and a revocation
   after that is honoured at once.
 """
@@ -30,7 +30,7 @@ def rd(tmp_root):
 def test_redis_stopped_and_started(rd, authsvc_factory, gateway_factory, keys, sql, secret):
     svc = authsvc_factory(redis=rd, migrate=False, name="authsvc-redisdown")
     c = H.ApiClient(svc)
-    g = gateway_factory({"L1_DEGRADED_TTL": str(DEGRADED_TTL)}, redis=rd, name="gateway-redisdown")
+    g = gateway_factory({"L1_DEGRADED_TTL_SECONDS": str(DEGRADED_TTL)}, redis=rd, name="gateway-redisdown")
 
     a = c.sign_up(name="Cached")
     ka = keys.create(a.id)
@@ -63,7 +63,7 @@ def test_redis_stopped_and_started(rd, authsvc_factory, gateway_factory, keys, s
         G.assert_gw_error(g.get("/m/x", headers=h), 401)
 
     # a revocation the feed cannot carry: PostgreSQL row gone, no message.  L1 trusts
-    # entries at most L1_DEGRADED_TTL while the feed is down.
+    # entries at most L1_DEGRADED_TTL_SECONDS while the feed is down.
     sql.execute('delete from "session" where token = %s', (doomed.token,))
     took, seen = G.poll_until_status(lambda: g.get("/s/x", headers=G.cookie(doomed)), 401,
                                      DEGRADED_TTL + 2.0, interval=0.05)

@@ -219,9 +219,9 @@ def test_dont_remember_stops_the_refresh(rgw, sql, live_authsvc, secret):
 def test_secure_cookie_name_and_max_age_from_config(gateway_factory, sql, redis_client, secret, user,
                                                     ups, dead_upstream_url):
     """https:// BETTER_AUTH_URL: the __Secure- name and Secure; Max-Age is
-    SESSION_EXPIRES_IN (2 h here, refreshed once 60 s old)."""
-    g = gateway_factory({"BETTER_AUTH_URL": "https://auth.example.com", "SESSION_EXPIRES_IN": "7200",
-                         "SESSION_UPDATE_AGE": "60"}, _routes(ups, dead_upstream_url),
+    SESSION_EXPIRES_IN_SECONDS (2 h here, refreshed once 60 s old)."""
+    g = gateway_factory({"BETTER_AUTH_URL": "https://auth.example.com", "SESSION_EXPIRES_IN_SECONDS": "7200",
+                         "SESSION_UPDATE_AGE_SECONDS": "60"}, _routes(ups, dead_upstream_url),
                         name="gateway-refresh-secure")
     _make_due(sql, redis_client, user, expires="1 hour")
     name = "__Secure-" + NAME

@@ -74,7 +74,7 @@ def test_a_bad_file_is_refused_and_the_old_routes_stay(gateway_factory, upstream
 
 
 def test_a_request_in_flight_finishes_on_its_table(gateway_factory, upstream):
-    g = gateway_factory({"UPSTREAM_TIMEOUT": "5"}, route_table=_table(upstream, {"prefix": "/slow"}),
+    g = gateway_factory({"UPSTREAM_TIMEOUT_SECONDS": "5"}, route_table=_table(upstream, {"prefix": "/slow"}),
                         name="gateway-reload-fly")
     out = {}
 

@@ -1,4 +1,4 @@
-"""Revocation is seen with no wait for a TTL (L1_TTL is 300 s here): authsvc deletes the
+"""Revocation is seen with no wait for a TTL (L1_TTL_SECONDS is 300 s here): authsvc deletes the
 session, DELs its Redis entry and PUBLISHes the hash; each gateway drops it from L1.
 API keys: DELETE of the row + PUBLISH of the hash.  Two gateways sharing one Redis."""
 

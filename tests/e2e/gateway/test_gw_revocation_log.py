@@ -2,7 +2,7 @@
 
 Each test has a stack of its own: a fresh database, its own Redis, one authsvc and one
 gateway on both, so no other authsvc can relay what this one missed (a second listener
-would hide the bug).  L1_TTL is 1 s, so after a second the gateway answers from the
+would hide the bug).  L1_TTL_SECONDS is 1 s, so after a second the gateway answers from the
 Redis copy: a revocation that never reached Redis shows as a credential that lives on.
 
 - writers while authsvc is stopped: SQL deletes a session and an API key, disables a
@@ -10,7 +10,7 @@ Redis copy: a revocation that never reached Redis shows as a credential that liv
   gateway and by one started afterwards;
 - authsvc's own sign-out while Redis refuses it, then authsvc stopped before Redis takes
   it: the revocation it could not write is relayed by the next authsvc;
-- a rolled-back change logs nothing; the log is pruned after REVOCATION_LOG_KEEP;
+- a rolled-back change logs nothing; the log is pruned after REVOCATION_LOG_KEEP_SECONDS;
 - a hung Redis (SIGSTOP): /ready says the feed is lost, L1 is capped, a key revoked
   meanwhile is refused, and after SIGCONT the feed is back;
 - a message numbered out of turn flushes L1.
@@ -60,7 +60,7 @@ def stack(pg, rd, authsvc_factory, gateway_factory):
     dbname = svc.env["DATABASE_URL"].rsplit("/", 1)[1]
 
     def make_gw(name):
-        return gateway_factory({"L1_TTL": "1", "L1_DEGRADED_TTL": "1", "REDIS_PREFIX": PREFIX,
+        return gateway_factory({"L1_TTL_SECONDS": "1", "L1_DEGRADED_TTL_SECONDS": "1", "REDIS_PREFIX": PREFIX,
                                 "REVOCATION_CHANNEL": PREFIX + "revoked",
                                 "GATEWAY_REDIS_DEADLINE_MS": "600"},
                                redis=rd, database_url=pg.url(dbname), name=name)
@@ -200,7 +200,7 @@ def test_rollback_logs_nothing_and_old_rows_are_pruned(stack, authsvc_factory, r
                       "('k:' || repeat('B', 43), now() - interval '3 hours', false), "
                       "('k:' || repeat('C', 43), now() - interval '10 minutes', true)")
     svc = authsvc_factory({"REDIS_PREFIX": PREFIX, "REVOCATION_CHANNEL": PREFIX + "revoked",
-                           "REVOCATION_LOG_KEEP": "3600"},
+                           "REVOCATION_LOG_KEEP_SECONDS": "3600"},
                           database=stack.dbname, redis=rd, name="authsvc-rlog-prune")
     H.wait_until(lambda: stack.sql.scalar(
         "select count(*) from portcullis_revocation where \"createdAt\" < now() - interval '1 hour'") == 0,

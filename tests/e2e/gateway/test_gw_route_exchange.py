@@ -58,7 +58,7 @@ def xgw(pg, redis_srv, live_authsvc, secret, gw_dir, lup, upstream):
          "request_headers": {"set": {"X-Tenant": "acme"}, "remove": ["Referer"]}},
         {"prefix": "/ph/", "upstream": up, "auth": ["none"], "preserve_host": True},
         # timeout_ms against the demo upstream's /slow?ms=M (strip_prefix: /tN/slow -> /slow);
-        # this gateway's UPSTREAM_TIMEOUT is G.UPSTREAM_TIMEOUT (1 s)
+        # this gateway's UPSTREAM_TIMEOUT_SECONDS is G.UPSTREAM_TIMEOUT_SECONDS (1 s)
         {"prefix": "/t300/", "upstream": upstream.url, "auth": ["none"], "strip_prefix": True,
          "timeout_ms": 300},
         {"prefix": "/t4000/", "upstream": upstream.url, "auth": ["none"], "strip_prefix": True,
@@ -175,7 +175,7 @@ def test_short_timeout_ms_answers_504_early(xgw):
     t0 = time.monotonic()
     r = xgw.get("/t300/slow?ms=2500", timeout=5)
     took = time.monotonic() - t0
-    G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT")
+    G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT_SECONDS")
     assert 0.25 <= took < 0.9, took     # 300 ms (+ the 100 ms tick), before the global 1 s
 
 
@@ -189,7 +189,7 @@ def test_route_without_timeout_ms_keeps_upstream_timeout(xgw):
     t0 = time.monotonic()
     r = xgw.get("/tdef/slow?ms=2500", timeout=5)
     took = time.monotonic() - t0
-    G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT")
+    G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT_SECONDS")
     assert 0.9 <= took < 2.0, took
 
 

@@ -283,5 +283,5 @@ def test_resolver_that_does_not_answer_costs_only_the_route_timeout(gateway_fact
         t.join(timeout=15)
     assert len(results) == 3
     for r, took in results:
-        G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT")
+        G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT_SECONDS")
         assert took < 2.5, took

@@ -1,4 +1,4 @@
-"""The upstream side: down (502), slow beyond UPSTREAM_TIMEOUT=1 s (504), server-sent
+"""The upstream side: down (502), slow beyond UPSTREAM_TIMEOUT_SECONDS=1 s (504), server-sent
 events streamed as they come, answers relayed with their status; HTTP/1.0 answers framed
 by hand (Transfer-Encoding is 502, until-close is relayed whole), and a client that leaves
 before the answer cancels the upstream request (issue 23)."""
@@ -42,8 +42,8 @@ def test_upstream_slow_beyond_timeout_is_504_json(ugw):
     t0 = time.monotonic()
     r = ugw.get("/slow?ms=4000", timeout=10)
     took = time.monotonic() - t0
-    G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT")
-    assert 0.8 <= took < 3.0, f"504 after {took:.2f}s with UPSTREAM_TIMEOUT={G.UPSTREAM_TIMEOUT}"
+    G.assert_gw_error(r, 504, "UPSTREAM_TIMEOUT_SECONDS")
+    assert 0.8 <= took < 3.0, f"504 after {took:.2f}s with UPSTREAM_TIMEOUT_SECONDS={G.UPSTREAM_TIMEOUT_SECONDS}"
     assert ugw.stats()["upstream_timeouts"] - before == 1
     # the gateway and the upstream pool are fine afterwards
     for i in range(3):
@@ -89,7 +89,7 @@ def test_server_sent_events_stream_through(ugw):
 
 
 def test_server_sent_events_longer_than_upstream_timeout(ugw):
-    """UPSTREAM_TIMEOUT is between bytes, not for the whole answer: a 2.4 s stream with
+    """UPSTREAM_TIMEOUT_SECONDS is between bytes, not for the whole answer: a 2.4 s stream with
     an event every 300 ms passes a 1 s timeout."""
     head, events, total = _read_sse(ugw.port, "/sse?n=9&ms=300")
     assert head.startswith("HTTP/1.1 200"), head
@@ -263,9 +263,9 @@ def test_client_closing_before_the_answer_cancels_the_upstream_request(gateway_f
                                                                        scripted):
     """A client that closes while the gateway waits for the upstream's first answer byte
     cancels the exchange: the upstream connection is closed within a second (not after
-    UPSTREAM_TIMEOUT=60 s) and its pool slot freed (one slot, three cancels), and the
+    UPSTREAM_TIMEOUT_SECONDS=60 s) and its pool slot freed (one slot, three cancels), and the
     gateway serves the next request on the same upstream."""
-    g = gateway_factory({"UPSTREAM_TIMEOUT": "60", "UPSTREAM_POOL": "1", "GATEWAY_WORKERS": "1"},
+    g = gateway_factory({"UPSTREAM_TIMEOUT_SECONDS": "60", "UPSTREAM_POOL": "1", "GATEWAY_WORKERS": "1"},
                         _with_scripted(routes, scripted), name="gateway-hold")
     before = g.stats()["upstream_cancels"]
     for i in range(3):

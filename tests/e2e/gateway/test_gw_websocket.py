@@ -227,10 +227,10 @@ def _session_expires_in(sql, redis_client, u, seconds):
 
 def test_session_expiry_while_open_closes_with_4001(gateway_factory, wsup, sql, redis_client,
                                                     user):
-    """No refresh at the handshake (SESSION_UPDATE_AGE=0): the row's expiresAt is read
+    """No refresh at the handshake (SESSION_UPDATE_AGE_SECONDS=0): the row's expiresAt is read
     again when the timer comes, and is still past."""
     up = wsup()
-    g = gateway_factory({"SESSION_UPDATE_AGE": "0"}, route_table=_routes(up),
+    g = gateway_factory({"SESSION_UPDATE_AGE_SECONDS": "0"}, route_table=_routes(up),
                         name="gateway-ws-sexpiry")
     _session_expires_in(sql, redis_client, user, 2)
     code, reason, took = run(_open_and_wait_close(_ws_url(g, "/wss/echo"), _cookie_header(user)))
@@ -243,7 +243,7 @@ def test_session_slid_elsewhere_keeps_its_tunnel(gateway_factory, wsup, sql, red
     here plain SQL) while the tunnel is open moves its cut: the tunnel outlives the
     expiry it was opened with, and is cut at the new one."""
     up = wsup()
-    g = gateway_factory({"SESSION_UPDATE_AGE": "0"}, route_table=_routes(up),
+    g = gateway_factory({"SESSION_UPDATE_AGE_SECONDS": "0"}, route_table=_routes(up),
                         name="gateway-ws-slid")
     _session_expires_in(sql, redis_client, user, 2)
 

@@ -31,7 +31,7 @@ BUILD = os.environ.get("PORTCULLIS_BUILD") or os.path.join(
 DRIVER = os.path.join(BUILD, "tests", "http-frame")
 
 SEED = 23
-# front.c's head limit: GATEWAY_MAX_HEADERS (16384) + REQUEST_LINE_MAX (8192)
+# front.c's head limit: GATEWAY_MAX_HEADER_BYTES (16384) + REQUEST_LINE_MAX (8192)
 HEAD_MAX = 16384 + 8192
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 

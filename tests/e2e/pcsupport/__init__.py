@@ -47,7 +47,7 @@ from .betterauth import (DEFAULT_REDIS_PREFIX, DEFAULT_REVOCATION_CHANNEL, EXPIR
 from .client import (_MISSING, ISO_RE, ApiClient, User, assert_4xx_json, assert_error,  # noqa: F401
                      assert_gw_error, bearer, cookie, echo, new_password, poll_until_status,
                      quote_path, raw_http, same_origin, unique_email)
-from .daemons import (AUTHSVC_ENV_VARS, GATEWAY_ENV_VARS, MAX_BODY, UPSTREAM_TIMEOUT,  # noqa: F401
+from .daemons import (AUTHSVC_ENV_VARS, GATEWAY_ENV_VARS, MAX_BODY, UPSTREAM_TIMEOUT_SECONDS,  # noqa: F401
                       Authsvc, Gateway, Upstream, authsvc_env, gateway_env, gw_base_env,
                       make_routes, run_authsvc)
 from .db import DB, SQL, ApiKey, ApiKeys  # noqa: F401
