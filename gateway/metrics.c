@@ -246,13 +246,13 @@ void gw_metrics_render(struct gw_worker *all, size_t nworkers, int64_t max_conns
             pc_buf_printf(b, "\",status=\"%zu\"} %llu\n", s + STATUS_MIN, (unsigned long long)v);
         }
     }
-    pc_buf_puts(b, "# HELP portcullis_gateway_requests_by_auth_total Requests by credential kind."
-                   "\n# TYPE portcullis_gateway_requests_by_auth_total counter\n");
+    pc_buf_puts(b, "# HELP portcullis_gateway_credential_requests_total Requests by credential kind."
+                   "\n# TYPE portcullis_gateway_credential_requests_total counter\n");
     for (int k = 0; k < GW_CRED_KIND_COUNT; k++) {
         uint64_t v = 0;
         for (size_t i = 0; i < nworkers; i++)
             v += LOAD(all[i].m->by_kind[k]);
-        pc_buf_printf(b, "portcullis_gateway_requests_by_auth_total{auth=\"%s\"} %llu\n",
+        pc_buf_printf(b, "portcullis_gateway_credential_requests_total{auth=\"%s\"} %llu\n",
                       kind_name((enum gw_cred_kind)k), (unsigned long long)v);
     }
     pc_buf_puts(b, "# HELP portcullis_gateway_request_duration_seconds Time from request to "
