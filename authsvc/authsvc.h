@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "../lib/util.h"
+#include "../lib/ba_secrets.h"
 #include "../lib/db.h"
 #include "../lib/redis.h"
 #include "../lib/json.h"
@@ -68,7 +69,11 @@
 /* ---- configuration (config.c) ---- */
 
 struct as_config {
-    char *secret;               /* BETTER_AUTH_SECRET */
+    char *secret;               /* the HMAC secret: BETTER_AUTH_SECRETS' current one, else
+                                 * BETTER_AUTH_SECRET (lib/ba_secrets.h) */
+    char *secrets_s;            /* BETTER_AUTH_SECRETS, as given */
+    struct pc_secrets secrets;  /* ... parsed, with BETTER_AUTH_SECRET as the legacy one:
+                                 * what seals and opens the jwks private keys */
     char *base_url;             /* BETTER_AUTH_URL */
     char *database_url;         /* DATABASE_URL */
     char *redis_url;            /* REDIS_URL */

@@ -55,9 +55,15 @@ static int check_header_name(const char *v, const char **err)
     {n, PC_CONF_INT, &as_cfg.var, def, lo, hi, 0, NULL, help}
 
 static const struct pc_conf_item table[] = {
-    {"BETTER_AUTH_SECRET", PC_CONF_STR, &as_cfg.secret, NULL, 0, 0,
-     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_secret,
-     "HMAC key for cookies; the same value as the Better Auth servers sharing the database"},
+    {"BETTER_AUTH_SECRET", PC_CONF_STR, &as_cfg.secret, NULL, 0, 0, PC_CONF_SECRET,
+     pc_conf_check_secret,
+     "HMAC key for cookies, and what seals the jwks private keys; the same value as the "
+     "Better Auth servers sharing the database (required unless BETTER_AUTH_SECRETS is set)"},
+    {"BETTER_AUTH_SECRETS", PC_CONF_STR, &as_cfg.secrets_s, NULL, 0, 0, PC_CONF_SECRET,
+     pc_conf_check_secrets,
+     "Better Auth's versioned secrets, <version>:<secret>,... current first: cookies are "
+     "signed with the current one, jwks keys sealed with it and opened with any listed; "
+     "BETTER_AUTH_SECRET then opens only what was sealed before versions"},
     {"BETTER_AUTH_URL", PC_CONF_STR, &as_cfg.base_url, "http://localhost:3000", 0, 0, 0,
      pc_conf_check_http_url, "public base URL; https:// turns on __Secure- cookies"},
     {"DATABASE_URL", PC_CONF_STR, &as_cfg.database_url, NULL, 0, 0,
@@ -201,7 +207,8 @@ static void url_origin(const char *url, char *out, size_t outsz)
 int as_config_load(void)
 {
     char err[512];
-    if (pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err) != 0) {
+    if (pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err) != 0 ||
+        pc_secrets_load(as_cfg.secrets_s, &as_cfg.secret, &as_cfg.secrets, err, sizeof err) != 0) {
         fprintf(stderr, "authsvc: configuration error: %s\n", err);
         return -1;
     }
@@ -259,5 +266,6 @@ void as_config_free(void)
     as_cfg.proxies = NULL;
     as_cfg.nproxies = 0;
     as_oauth_config_free(); /* OIDC sign-in (oauth_provider.c) */
+    pc_secrets_free(&as_cfg.secrets);
     pc_conf_free(table, PC_ARRAY_LEN(table));
 }

@@ -98,7 +98,7 @@ static struct signer *open_row(const char *kid, const char *alg, const char *sea
                                int64_t retire_at)
 {
     struct signer *s = pc_xcalloc(1, sizeof *s);
-    if (pc_jwk_open_row(as_cfg.secret, kid, alg, sealed, &s->key) != 0) {
+    if (pc_jwk_open_row(&as_cfg.secrets, kid, alg, sealed, &s->key) != 0) {
         free(s);
         return NULL;
     }
@@ -187,7 +187,7 @@ static int create_key(struct pc_db *db)
         pc_jwk_write_public(&k, &w);
         pc_jw_obj_end(&w);
         char *priv = pc_jwk_private_json(&k);
-        char *hex = pc_seal(as_cfg.secret, priv, strlen(priv));
+        char *hex = pc_seal(&as_cfg.secrets, priv, strlen(priv));
         pc_wipe(priv, strlen(priv));
         free(priv);
         struct pc_buf quoted = {0};

@@ -136,6 +136,7 @@ static const struct pc_conf_item table[] = {
     PC_CONF_ROW_REDIS_PREFIX(&gw_cfg.redis_prefix),
     PC_CONF_ROW_REVOCATION_CHANNEL(&gw_cfg.revocation_channel),
     PC_CONF_ROW_BETTER_AUTH_SECRET(&gw_cfg.secret),
+    PC_CONF_ROW_BETTER_AUTH_SECRETS(&gw_cfg.secrets_s),
     PC_CONF_ROW_BETTER_AUTH_URL(&gw_cfg.base_url),
     PC_CONF_ROW_TRUSTED_ORIGINS(&gw_cfg.trusted_origins_s),
     {"GATEWAY_LOG", PC_CONF_STR, &gw_cfg.log_path, "", 0, 0, 0, NULL,
@@ -290,7 +291,8 @@ static int forward_auth_config(void)
 int gw_config_load(void)
 {
     char err[600];
-    if (pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err) != 0) {
+    if (pc_conf_load(table, PC_ARRAY_LEN(table), err, sizeof err) != 0 ||
+        pc_secrets_load(gw_cfg.secrets_s, &gw_cfg.secret, &gw_cfg.secrets, err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;
     }
@@ -372,6 +374,7 @@ void gw_config_free(void)
     free(gw_cfg.prefixes);
     free(gw_cfg.proxies);
     pc_origin_list_free(&gw_cfg.trusted);
+    pc_secrets_free(&gw_cfg.secrets);
     pc_conf_free(table, PC_ARRAY_LEN(table));
     memset(&gw_cfg, 0, sizeof gw_cfg); /* a later gw_config_load starts clean */
 }

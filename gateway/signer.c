@@ -81,7 +81,7 @@ static struct gw_signer *load_signer(struct pc_db *db)
                                          pub);
         struct gw_signer *c = pc_xcalloc(1, sizeof *c);
         if (alg && pc_jwk_alg_parse(alg) != PC_JWK_NONE &&
-            pc_jwk_open_row(gw_cfg.secret, PQgetvalue(res, i, 0), alg, PQgetvalue(res, i, 1),
+            pc_jwk_open_row(&gw_cfg.secrets, PQgetvalue(res, i, 0), alg, PQgetvalue(res, i, 1),
                             &c->key) == 0) {
             c->refs = 1;
             s = c;

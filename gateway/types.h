@@ -54,6 +54,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include "../lib/util.h"
+#include "../lib/ba_secrets.h"
 #include "../lib/crypto.h"
 #include "../lib/redis.h"
 #include "../lib/url.h"
@@ -294,7 +295,9 @@ struct gw_config {
     char *redis_url;
     char *redis_prefix;
     char *revocation_channel;
-    char *secret;
+    char *secret;               /* the HMAC secret (BETTER_AUTH_SECRETS' current one) */
+    char *secrets_s;            /* BETTER_AUTH_SECRETS, as given */
+    struct pc_secrets secrets;  /* ... parsed (lib/ba_secrets.h): opens the jwks keys */
     char *base_url;
     char *log_path;
     char *log_level;

@@ -7,6 +7,7 @@
 #include "crypto.h"
 #include "json.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
@@ -30,12 +31,12 @@ const char *pc_jwk_row_alg(const char *alg_col, yajl_val pub)
     return NULL;
 }
 
-int pc_jwk_open_row(const char *secret, const char *kid, const char *alg, const char *private_col,
-                    struct pc_jwk *out)
+int pc_jwk_open_row(const struct pc_secrets *secrets, const char *kid, const char *alg,
+                    const char *private_col, struct pc_jwk *out)
 {
     memset(out, 0, sizeof *out);
     size_t n = 0;
-    char *plain = pc_unseal(secret, private_col, &n);
+    char *plain = pc_unseal(secrets, private_col, &n);
     if (plain == NULL) {
         if (private_col[0] != '{')
             return -1;
@@ -71,7 +72,7 @@ bool pc_jwks_row_current(const struct pc_jwks_row *row, int64_t rotate_days, int
 }
 
 int pc_jwks_pick_signer(const struct pc_jwks_row *rows, size_t n, const char *alg,
-                        int64_t rotate_days, const char *secret, int64_t now_ms,
+                        int64_t rotate_days, const struct pc_secrets *secrets, int64_t now_ms,
                         struct pc_jwk *out, int64_t *retire_at)
 {
     memset(out, 0, sizeof *out);
@@ -86,7 +87,7 @@ int pc_jwks_pick_signer(const struct pc_jwks_row *rows, size_t n, const char *al
         const char *ralg = YAJL_IS_OBJECT(pub) ? pc_jwk_row_alg(r->alg, pub) : NULL;
         bool fits = ralg && pc_jwk_alg_parse(ralg) != PC_JWK_NONE &&
                     (alg == NULL || strcmp(ralg, alg) == 0);
-        int rc = fits ? pc_jwk_open_row(secret, r->kid, ralg, r->private_key, out) : -1;
+        int rc = fits ? pc_jwk_open_row(secrets, r->kid, ralg, r->private_key, out) : -1;
         if (pub)
             yajl_tree_free(pub);
         if (rc == 0) {
@@ -108,10 +109,13 @@ static void seal_key(const char *secret, unsigned char key[32])
     pc_sha256(secret, strlen(secret), key);
 }
 
-char *pc_seal(const char *secret, const void *plain, size_t n)
+char *pc_seal(const struct pc_secrets *secrets, const void *plain, size_t n)
 {
     if (sodium_init() < 0)
         pc_fatal("libsodium cannot start");
+    const char *secret = secrets->n > 0 ? secrets->value[0] : secrets->legacy;
+    if (secret == NULL)
+        pc_fatal("pc_seal: no secret");
     unsigned char key[32];
     seal_key(secret, key);
     size_t total = SEAL_NONCE + n + SEAL_TAG;
@@ -121,14 +125,20 @@ char *pc_seal(const char *secret, const void *plain, size_t n)
     crypto_aead_xchacha20poly1305_ietf_encrypt(buf + SEAL_NONCE, &clen, plain, n, NULL, 0, NULL,
                                                buf, key);
     sodium_memzero(key, sizeof key);
-    char *hex = pc_xmalloc(2 * total + 1);
-    pc_hex_encode(buf, total, hex);
+    char env[32] = "";
+    if (secrets->n > 0)
+        snprintf(env, sizeof env, "$ba$%ld$", secrets->version[0]);
+    size_t en = strlen(env);
+    char *hex = pc_xmalloc(en + 2 * total + 1);
+    memcpy(hex, env, en);
+    pc_hex_encode(buf, total, hex + en);
     free(buf);
     return hex;
 }
 
-char *pc_unseal(const char *secret, const char *hex, size_t *outlen)
+char *pc_unseal(const struct pc_secrets *secrets, const char *hex, size_t *outlen)
 {
+    const char *secret = secrets->legacy;
     if (sodium_init() < 0)
         pc_fatal("libsodium cannot start");
     size_t n = strlen(hex);
@@ -140,10 +150,20 @@ char *pc_unseal(const char *secret, const char *hex, size_t *outlen)
         const char *d = memchr(hex + 4, '$', n - 4);
         if (d == NULL)
             return NULL;
+        if (secrets->n > 0) {   /* the version it names, and no other */
+            long v = 0;
+            for (const char *p = hex + 4; p < d; p++) {
+                if (*p < '0' || *p > '9' || v > 100000000)
+                    return NULL;
+                v = v * 10 + (*p - '0');
+            }
+            if (d == hex + 4 || (secret = pc_secrets_version(secrets, v)) == NULL)
+                return NULL;
+        }
         n -= (size_t)(d + 1 - hex);
         hex = d + 1;
     }
-    if (n % 2 != 0 || n / 2 < SEAL_NONCE + SEAL_TAG)
+    if (secret == NULL || n % 2 != 0 || n / 2 < SEAL_NONCE + SEAL_TAG)
         return NULL;
     size_t total = n / 2;
     unsigned char *buf = pc_xmalloc(total);

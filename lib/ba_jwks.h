@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <yajl/yajl_tree.h>
+#include "ba_secrets.h"
 #include "jws.h"
 #include "util.h"
 
@@ -24,11 +25,11 @@
  * 1.7 have none) what its public JWK (object pub) implies. NULL if neither.
  * Any thread. */
 const char *pc_jwk_row_alg(const char *alg_col, yajl_val pub);
-/** Opens a row's private key: privateKey sealed with secret (or, with
+/** Opens a row's private key: privateKey sealed with secrets (or, with
  * Better Auth's disablePrivateKeyEncryption, the JWK itself), as key kid
  * of alg. Returns 0 (*out is the caller's, pc_jwk_free), or -1 when it is
  * not ours to use. Any thread. */
-PC_MUSTCHECK int pc_jwk_open_row(const char *secret, const char *kid, const char *alg,
+PC_MUSTCHECK int pc_jwk_open_row(const struct pc_secrets *secrets, const char *kid, const char *alg,
                                  const char *private_col, struct pc_jwk *out);
 
 /* ---- which row signs ---- */
@@ -59,17 +60,21 @@ bool pc_jwks_row_current(const struct pc_jwks_row *row, int64_t rotate_days, int
  * usable: authsvc creates a row, the gateway keeps its old key). Any
  * thread; reads only its arguments. */
 PC_MUSTCHECK int pc_jwks_pick_signer(const struct pc_jwks_row *rows, size_t n, const char *alg,
-                                     int64_t rotate_days, const char *secret, int64_t now_ms,
+                                     int64_t rotate_days, const struct pc_secrets *secrets,
+                                     int64_t now_ms,
                                      struct pc_jwk *out, int64_t *retire_at);
 
 /* ---- Better Auth's symmetricEncrypt ---- */
 
 /** XChaCha20-Poly1305 under SHA-256(secret); returns heap hex of
- * nonce(24) || ciphertext || tag(16). Any thread. */
-char *pc_seal(const char *secret, const void *plain, size_t n);
-/** Reverses pc_seal; accepts the "$ba$<version>$" wrapper and a JSON-quoted
- * value. Returns heap plaintext (NUL-terminated, *outlen set; the caller
- * wipes and frees it) or NULL. Any thread. */
-char *pc_unseal(const char *secret, const char *hex, size_t *outlen);
+ * nonce(24) || ciphertext || tag(16): with versioned secrets, under the
+ * current one and wrapped "$ba$<version>$<hex>"; without, bare hex under
+ * the one secret (ba_secrets.h). Any thread. */
+char *pc_seal(const struct pc_secrets *secrets, const void *plain, size_t n);
+/** Reverses pc_seal, also for a JSON-quoted value: an envelope opens with
+ * the version it names (without versioned secrets, with the one secret),
+ * bare hex with the legacy secret. Returns heap plaintext (NUL-terminated,
+ * *outlen set; the caller wipes and frees it) or NULL. Any thread. */
+char *pc_unseal(const struct pc_secrets *secrets, const char *hex, size_t *outlen);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "ba_secrets.h"
 #include "bearer.h"
 #include "conf.h"
 #include "keyspace.h"
@@ -40,10 +41,15 @@ int pc_conf_check_origin_list(const char *v, const char **err);
 /* ---- the rows ---- */
 
 #define PC_CONF_ROW_BETTER_AUTH_SECRET(strpp)                                             \
-    {"BETTER_AUTH_SECRET", PC_CONF_STR, (strpp), NULL, 0, 0,                             \
-     PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_secret,                            \
+    {"BETTER_AUTH_SECRET", PC_CONF_STR, (strpp), NULL, 0, 0, PC_CONF_SECRET,             \
+     pc_conf_check_secret,                                                                \
      "HMAC key for cookies; the same value as the Better Auth servers and every "       \
-     "authsvc and gateway sharing the database"}
+     "authsvc and gateway sharing the database (required unless BETTER_AUTH_SECRETS)"}
+#define PC_CONF_ROW_BETTER_AUTH_SECRETS(strpp)                                            \
+    {"BETTER_AUTH_SECRETS", PC_CONF_STR, (strpp), NULL, 0, 0, PC_CONF_SECRET,            \
+     pc_conf_check_secrets,                                                               \
+     "Better Auth's versioned secrets, <version>:<secret>,... current first (as in "     \
+     "authsvc): cookies checked with the current one, jwks keys opened with any listed"}
 #define PC_CONF_ROW_BETTER_AUTH_URL(strpp)                                                \
     {"BETTER_AUTH_URL", PC_CONF_STR, (strpp), "http://localhost:3000", 0, 0, 0,          \
      pc_conf_check_http_url,                                                              \

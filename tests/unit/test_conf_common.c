@@ -65,7 +65,7 @@ static void test_rows_and_defaults(void **state)
     assert_string_equal(cfg.jwt_audience, "");
     assert_false(cfg.bearer_require_sig);
     /* required and secret as before */
-    assert_true(table[0].flags & PC_CONF_REQUIRED);
+    assert_false(table[0].flags & PC_CONF_REQUIRED); /* or BETTER_AUTH_SECRETS */
     assert_true(table[0].flags & PC_CONF_SECRET);
     assert_true(table[2].flags & PC_CONF_REQUIRED);
     assert_true(table[3].flags & PC_CONF_SECRET);

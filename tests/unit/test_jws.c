@@ -38,12 +38,17 @@ static void roundtrip(enum pc_jwk_alg alg)
     assert_int_equal(pc_jwk_generate(alg, "kid-1", &gen), 0);
     char *priv = pc_jwk_private_json(&gen);
     assert_non_null(strstr(priv, "\"d\""));
-    char *sealed = pc_seal(SECRET, priv, strlen(priv));
+    struct pc_secrets mine, theirs;
+    pc_secrets_single(&mine, SECRET);
+    pc_secrets_single(&theirs, "another-secret-0123456789abcdef01234");
+    char *sealed = pc_seal(&mine, priv, strlen(priv));
     size_t n = 0;
-    char *opened = pc_unseal(SECRET, sealed, &n);
+    char *opened = pc_unseal(&mine, sealed, &n);
     assert_non_null(opened);
     assert_string_equal(opened, priv);
-    assert_null(pc_unseal("another-secret-0123456789abcdef01234", sealed, &n));
+    assert_null(pc_unseal(&theirs, sealed, &n));
+    pc_secrets_free(&mine);
+    pc_secrets_free(&theirs);
 
     const char *err = NULL;
     struct pc_jwk signer, verifier;

@@ -152,19 +152,21 @@ def npm_dir():
 
 @pytest.fixture
 def ba_factory(npm_dir, secret, trusted_origins, tmp_root):
-    """make(database_url, jwt=None|'eddsa'|'es256'|'rs256') -> a started Better Auth
-    server (checked with GET /api/auth/ok, which runs its schema check)."""
+    """make(database_url, jwt=None|'eddsa'|'es256'|'rs256', env=None) -> a started Better
+    Auth server (checked with GET /api/auth/ok, which runs its schema check); env is added
+    to its environment (BETTER_AUTH_SECRETS, ...)."""
     started = []
     logdir = tmp_root / "interop"
     logdir.mkdir(parents=True, exist_ok=True)
 
-    def make(database_url, jwt=None):
+    def make(database_url, jwt=None, env_extra=None):
         port = H.free_port()
         env = {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": secret,
                "BETTER_AUTH_URL": f"http://127.0.0.1:{port}", "TRUSTED_ORIGINS": ",".join(trusted_origins),
                "PORT": str(port)}
         if jwt:
             env["BA_JWT"] = jwt
+        env.update(env_extra or {})
         proc = H.Proc(["node", "server.mjs"], env=_node_env(env), cwd=npm_dir,
                       stdout=logdir / f"better-auth-jwt-{port}.stdout",
                       stderr=logdir / f"better-auth-jwt-{port}.stderr", name="better-auth-jwt")
@@ -494,3 +496,92 @@ def test_sign_out_at_better_auth_revokes_our_jwt(authsvc, db, ba_factory, main_d
     print(f"JWT refused {took * 1000:.0f} ms after Better Auth's sign-out")
     G.assert_gw_error(g.get("/j/x", headers=bearer(tok)), 401, "JWT_REVOKED")
     accepted(g.get("/j/x", headers=bearer(keep)), sub=u.id, email=u.email)
+
+
+# ---------------------------------------------------------------------------
+# 6. BETTER_AUTH_SECRETS: Better Auth 1.7's versioned secrets, the same list on both sides
+
+def _private_col(row) -> str:
+    v = row["privateKey"]
+    return json.loads(v) if v.startswith('"') else v
+
+
+def _get_session(c: H.ApiClient, cookie_header: str):
+    r = c.get("get-session", cookie=cookie_header)
+    assert r.status_code == 200, f"{c.base_url} get-session: {r.status_code} {r.text[:300]}"
+    return r.json()
+
+
+def test_versioned_secrets_agree_across_a_rotation(shared_db, ba_factory, clients, secret):
+    """Both sides given one BETTER_AUTH_SECRETS list: what either seals (the jwks private
+    keys) under the current version opens on the other, also after a rotation puts a new
+    secret first; a cookie one signs is accepted by the other, and after the rotation a
+    cookie signed with the old secret is refused by both (Better Auth checks cookies with
+    the current secret only). Keys sealed before versions (bare hex, BETTER_AUTH_SECRET)
+    still open on both."""
+    s1 = "v1-" + H.random_letters(40)
+    s2 = "v2-" + H.random_letters(40)
+    v1, v12 = f"1:{s1}", f"2:{s2}, 1:{s1}"
+
+    # our authsvc, version 1 only, makes the first key: sealed $ba$1$
+    svc, conn, url = shared_db({"JWT_ALG": "EdDSA", "BETTER_AUTH_SECRETS": v1})
+    svc.start()
+    (ours,) = rows(conn)
+    assert _private_col(ours).startswith("$ba$1$"), f"not sealed under version 1:\n{show(conn)}"
+    # rotation: Better Auth with 2 first opens our version-1 key and signs with it
+    ba = ba_factory(url, jwt="eddsa", env_extra={"BETTER_AUTH_SECRETS": v12})
+    bc = clients(ba)
+    u = bc.sign_up(name="Rotated")
+    assert parts(token_of(bc, u))[0]["kid"] == ours["id"], \
+        f"Better Auth did not open our $ba$1$ key after the rotation:\n{show(conn)}"
+    svc.stop()
+    svc.env["BETTER_AUTH_SECRETS"] = v12
+    svc.start()
+    ac = clients(svc)
+    assert parts(token_of(ac, u))[0]["kid"] == ours["id"], \
+        f"authsvc did not keep signing with its $ba$1$ key after the rotation:\n{show(conn)}"
+    assert len(rows(conn)) == 1
+
+    # cookies: signed with the current secret (2) by either side, accepted by the other
+    assert _get_session(ac, u.cookie)["user"]["id"] == u.id, "Better Auth's cookie refused"
+    mine = ac.sign_up(name="Ours")
+    assert H.cookie_value(s2, mine.token) in mine.cookie, "authsvc did not sign with version 2"
+    assert _get_session(bc, mine.cookie)["user"]["id"] == mine.id, "our cookie refused"
+    # ... and one signed with the old secret (1) by neither
+    old = f"{H.SESSION_COOKIE}={H.cookie_value(s1, u.token)}"
+    assert _get_session(bc, old) is None and _get_session(ac, old) is None
+
+    # a key Better Auth seals under version 2 opens at our authsvc
+    svc2, conn2, url2 = shared_db({"JWT_ALG": "EdDSA", "BETTER_AUTH_SECRETS": v12},
+                                  name="authsvc-bajwt-v2")
+    ba2 = ba_factory(url2, jwt="eddsa", env_extra={"BETTER_AUTH_SECRETS": v12})
+    b2 = clients(ba2)
+    w = b2.sign_up(name="Sealed by Better Auth")
+    (theirs,) = rows(conn2) if rows(conn2) else [None]
+    if theirs is None:          # the plugin makes its key on the first token
+        token_of(b2, w)
+        (theirs,) = rows(conn2)
+    assert _private_col(theirs).startswith("$ba$2$"), f"Better Auth did not seal under 2:\n{show(conn2)}"
+    svc2.env.update({"JWT_ISSUER": ba2.origin, "JWT_AUDIENCE": ba2.origin})
+    svc2.start()
+    assert parts(token_of(clients(svc2), w))[0]["kid"] == theirs["id"], \
+        f"authsvc did not open Better Auth's $ba$2$ key:\n{show(conn2)}"
+
+
+def test_keys_sealed_before_versions_open_with_the_legacy_secret(shared_db, ba_factory, clients,
+                                                                 secret):
+    """A key sealed with BETTER_AUTH_SECRET alone (bare hex) still opens on both sides once
+    a BETTER_AUTH_SECRETS list is set, BETTER_AUTH_SECRET staying as the legacy secret."""
+    svc, conn, url = shared_db({"JWT_ALG": "EdDSA"})
+    svc.start()
+    (ours,) = rows(conn)
+    assert not _private_col(ours).startswith("$ba$"), show(conn)
+    v = f"7:v7-{H.random_letters(40)}"
+    svc.stop()
+    svc.env["BETTER_AUTH_SECRETS"] = v
+    svc.start()
+    ba = ba_factory(url, jwt="eddsa", env_extra={"BETTER_AUTH_SECRETS": v})
+    bc = clients(ba)
+    u = bc.sign_up(name="Legacy key")
+    assert parts(token_of(bc, u))[0]["kid"] == ours["id"], show(conn)
+    assert parts(token_of(clients(svc), u))[0]["kid"] == ours["id"], show(conn)

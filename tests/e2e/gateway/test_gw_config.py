@@ -289,6 +289,37 @@ def test_secret_from_a_file_or_better_auth_s_fallback_name(gateway_factory, upst
     assert body["headers"]["x-user-id"] == mod_user.id
 
 
+@pytest.mark.parametrize("legacy", [True, False])
+def test_versioned_secrets_check_cookies_with_the_current_one(gateway_factory, upstream, mod_user,
+                                                              secret, legacy):
+    """BETTER_AUTH_SECRETS (current first), as Better Auth reads it: a session cookie is
+    checked with the current secret only; one signed with an older version, or with
+    BETTER_AUTH_SECRET (then the legacy secret, for sealed keys only), is refused."""
+    current = "v9-" + H.random_letters(40)
+    env = {"UPSTREAM_URL": upstream.url, "BETTER_AUTH_SECRETS": f"9:{current},8:{secret}"}
+    if not legacy:
+        env["BETTER_AUTH_SECRET"] = None   # optional with a list
+    g = gateway_factory(env, route_table=False, name=f"gateway-secrets-{legacy}")
+    signed_now = {"Cookie": f"{H.SESSION_COOKIE}={H.cookie_value(current, mod_user.token)}"}
+    body = G.echo(g.get("/any", headers=signed_now))
+    assert body["headers"]["x-user-id"] == mod_user.id
+    r = g.get("/any", headers=G.cookie(mod_user))      # signed with version 8's secret
+    G.assert_gw_error(r, 401)
+
+
+def test_versioned_secrets_are_checked(tmp_path):
+    for value, needle in (("1:short", "at least 32"), ("x:" + "a" * 40, "non-negative"),
+                          ("1:" + "a" * 40 + ",1:" + "b" * 40, "twice")):
+        _assert_config_error(_run(_env(tmp_path, BETTER_AUTH_SECRETS=value), ["--check"]),
+                             "BETTER_AUTH_SECRETS", needle)
+    r = _run(_env(tmp_path, BETTER_AUTH_SECRET=None), ["--check"])
+    _assert_config_error(r, "BETTER_AUTH_SECRET", "BETTER_AUTH_SECRETS")
+    # the list alone is enough
+    r = _run(_env(tmp_path, BETTER_AUTH_SECRET=None, BETTER_AUTH_SECRETS="3:" + "c" * 40),
+             ["--check"])
+    assert r.returncode == 0, r.stderr
+
+
 def test_database_url_from_a_file(gateway_factory, upstream, mod_user, main_db_url, tmp_path):
     g = gateway_factory({"UPSTREAM_URL": upstream.url, "DATABASE_URL": None,
                          "DATABASE_URL_FILE": _secret_file(tmp_path, main_db_url + "\n", "db")},
