@@ -384,6 +384,20 @@ def test_env_example_lists_every_variable_with_its_default():
             assert example[name] == default, (name, example[name], default)
 
 
+def test_docs_variable_table_is_the_help_table():
+    """docs/gateway.md's *Variables* table: every row of --help, in its order, with its
+    default; nothing more."""
+    text = (H.REPO / "docs" / "gateway.md").read_text()
+    sec = text.split("\n## Variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| (\S+) \|", sec, re.M)
+    help_rows = _help_rows()
+    assert [n for n, _ in rows] == list(help_rows), "the table's names or order differ from --help"
+    for name, default in rows:
+        want = help_rows[name]
+        assert default == (f"`{want}`" if want else default) and (want or default in (
+            "(unset)", "(required)")), (name, default, want)
+
+
 def test_env_example_passes_check(tmp_path):
     env = {k: v for k, v in _env_example().items() if v != ""}
     env["BETTER_AUTH_SECRET"] = SECRET
