@@ -72,15 +72,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         (void)pc_jwk_row_alg(NULL, doc);
         yajl_tree_free(doc);
     }
-    size_t pl = 0;
-    char *plain = pc_unseal(SECRET, s, &pl);
-    FZ_CHECK(plain == NULL, "pc_unseal opened what we did not seal");
-    char *sealed = pc_seal(SECRET, s, n - 1);
-    FZ_CHECK(sealed != NULL, "seal");
-    plain = pc_unseal(SECRET, sealed, &pl);
-    FZ_CHECK(plain != NULL && pl == n - 1 && memcmp(plain, s, pl) == 0, "seal round trip");
-    free(plain);
-    free(sealed);
+    /* one secret, and Better Auth's versioned ones (current 2, then 1) */
+    struct pc_secrets one, two;
+    pc_secrets_single(&one, SECRET);
+    char *hmac = pc_xstrdup("");
+    char why[200];
+    if (pc_secrets_load("2:" SECRET "x,1:" SECRET, &hmac, &two, why, sizeof why) != 0)
+        abort();
+    free(hmac);
+    const struct pc_secrets *sets[2] = {&one, &two};
+    for (int k = 0; k < 2; k++) {
+        size_t pl = 0;
+        char *plain = pc_unseal(sets[k], s, &pl);
+        FZ_CHECK(plain == NULL, "pc_unseal opened what we did not seal");
+        char *sealed = pc_seal(sets[k], s, n - 1);
+        FZ_CHECK(sealed != NULL, "seal");
+        plain = pc_unseal(sets[k], sealed, &pl);
+        FZ_CHECK(plain != NULL && pl == n - 1 && memcmp(plain, s, pl) == 0, "seal round trip");
+        free(plain);
+        free(sealed);
+    }
+    pc_secrets_free(&one);
+    pc_secrets_free(&two);
     free(s);
     return 0;
 }
