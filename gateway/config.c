@@ -13,6 +13,7 @@
 #include "proxy.h"
 #include "upstream.h"
 #include "cors.h"
+#include "tls_front.h"
 #include "../lib/conf_common.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
@@ -180,6 +181,11 @@ static const struct pc_conf_item table[] = {
     {"UPSTREAM_CA_FILE", PC_CONF_STR, &gw_cfg.upstream_ca_file, "", 0, 0, 0, NULL,
      "PEM bundle of the CA certificates https:// upstreams' certificates must chain to "
      "(a route's ca_file instead, for its upstream); empty: the system's store"},
+    {"GATEWAY_TLS_CERT", PC_CONF_STR, &gw_cfg.tls_cert, "", 0, 0, 0, NULL,
+     "PEM certificate chain (leaf first) for TLS on GATEWAY_LISTEN (TLS 1.2 and 1.3); "
+     "empty: plain HTTP. Read again on SIGHUP"},
+    {"GATEWAY_TLS_KEY", PC_CONF_STR, &gw_cfg.tls_key, "", 0, 0, 0, NULL,
+     "PEM private key of GATEWAY_TLS_CERT"},
     INT_ITEM("GATEWAY_MAX_BODY_BYTES", max_body, "10485760", 0, 1099511627776,
              "request body bytes (413); streamed, so memory is not the bound"),
     INT_ITEM("GATEWAY_MAX_HEADER_BYTES", max_headers, "16384", 1024, 1048576,
@@ -359,7 +365,7 @@ int gw_config_load(void)
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;
     }
-    if (gw_routes_load(err, sizeof err) != 0) {
+    if (gw_routes_load(err, sizeof err) != 0 || gw_tls_front_load(err, sizeof err) != 0) {
         fprintf(stderr, "gateway: configuration error: %s\n", err);
         return -1;
     }
@@ -368,6 +374,7 @@ int gw_config_load(void)
 
 void gw_config_free(void)
 {
+    gw_tls_front_free();
     gw_routes_free();
     for (size_t i = 0; i < gw_cfg.nprefixes; i++)
         free(gw_cfg.prefixes[i]);

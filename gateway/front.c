@@ -64,6 +64,7 @@
 #include "cors.h"
 #include "metrics.h"
 #include "loop.h"
+#include "tls_front.h"
 #include "../lib/connlimit.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
@@ -147,6 +148,9 @@ struct gw_client {
     bool overflow;                  /* over a cap: health routes only, then close */
     bool reserve;                   /* holds the worker's reserve descriptor */
     bool admin;                     /* accepted on the admin listener (intake.c) */
+    struct ssl_st *ssl;             /* TLS on the public listener (tls_front.c), or NULL */
+    bool read_wants_write;          /* TLS: a read waits for writability */
+    bool write_wants_read;          /* TLS: a write waits for readability */
     struct pc_ipkey ipk;
     char ip[64];
 };
@@ -182,6 +186,8 @@ static void list_add(struct gw_client **head, struct gw_client *c)
 
 static void client_free(struct gw_client *c)
 {
+    if (c->ssl)
+        gw_tls_front_release(c->ssl);
     if (c->ev)
         event_free(c->ev);
     if (c->wev)
@@ -248,8 +254,12 @@ static void client_close(struct gw_client *c)
 
 static void want_read(struct gw_client *c, bool on)
 {
-    if (!c->dead)
-        gw_watch(c->ev, &c->reading, on);
+    if (c->dead)
+        return;
+    gw_watch(c->ev, &c->reading, on);
+    /* bytes OpenSSL has decrypted already will not make the socket readable */
+    if (on && c->ssl && gw_tls_front_pending(c->ssl))
+        event_active(c->ev, EV_READ, 0);
 }
 
 /* A tunnel's connection waits on w->tunnels, out of gw_front_tick's walk
@@ -279,6 +289,36 @@ static void want_write(struct gw_client *c, bool on)
 static void client_gone(struct gw_client *c);
 static void tunnel_shed(struct gw_client *c);
 
+/* read(2) on c, through TLS when c has it. */
+static ssize_t conn_read(struct gw_client *c, void *buf, size_t n)
+{
+    if (c->ssl == NULL)
+        return read(c->fd, buf, n);
+    bool ww;
+    ssize_t got = gw_tls_front_read(c->ssl, buf, n, &ww);
+    if (got < 0 && errno == EAGAIN && ww) {
+        c->read_wants_write = true;
+        gw_watch(c->wev, &c->writing, true);
+    } else if (got > 0 && c->reading && gw_tls_front_pending(c->ssl)) {
+        event_active(c->ev, EV_READ, 0);
+    }
+    return got;
+}
+
+/* write(2) on c, through TLS when c has it. */
+static ssize_t conn_write(struct gw_client *c, const void *buf, size_t n)
+{
+    if (c->ssl == NULL)
+        return write(c->fd, buf, n);
+    bool wr;
+    ssize_t put = gw_tls_front_write(c->ssl, buf, n, &wr);
+    if (put < 0 && errno == EAGAIN && wr) {
+        c->write_wants_read = true;
+        gw_watch(c->ev, &c->reading, true);
+    }
+    return put;
+}
+
 static void after_flush(struct gw_client *c)
 {
     if (c->state == C_CLOSING && c->r == NULL) {
@@ -289,6 +329,8 @@ static void after_flush(struct gw_client *c)
         /* The client may still be sending what we refused: shut our side
          * and drop theirs for a while, so it reads our answer instead of a
          * reset. */
+        if (c->ssl)
+            gw_tls_front_shutdown(c->ssl);
         shutdown(c->fd, SHUT_WR);
         c->state = C_LINGER;
         c->linger_until_us = pc_mono_us() + LINGER_MS * 1000LL;
@@ -304,7 +346,7 @@ static void after_flush(struct gw_client *c)
 static bool flush_out(struct gw_client *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        ssize_t n = conn_write(c, c->out.data + c->out_off, c->out.len - c->out_off);
         if (n > 0) {
             c->out_off += (size_t)n;
             c->last_io_us = pc_mono_us();
@@ -332,9 +374,19 @@ static bool flush_out(struct gw_client *c)
     return true;
 }
 
+static void on_read(evutil_socket_t fd, short what, void *arg);
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
-    flush_out(arg);
+    struct gw_client *c = arg;
+    if (c->read_wants_write) { /* TLS: the read OpenSSL could not finish */
+        c->read_wants_write = false;
+        if (c->out_off == c->out.len)
+            want_write(c, false);
+        on_read(fd, EV_READ, c);
+        return;
+    }
+    flush_out(c);
 }
 
 bool gw_client_backlog_full(const struct gw_request *r)
@@ -558,7 +610,7 @@ static void tunnel_read(struct gw_client *c)
         return;
     }
     char buf[16384];
-    ssize_t n = read(c->fd, buf, sizeof buf);
+    ssize_t n = conn_read(c, buf, sizeof buf);
     if (n > 0) {
         c->last_io_us = pc_mono_us();
         c->r->bytes_in += (size_t)n;
@@ -587,6 +639,7 @@ void gw_reply(struct gw_request *r, int status, const char *ctype, const char *b
 static struct gw_request *request_new(struct gw_client *c)
 {
     struct gw_request *r = gw_request_new(c->w, c, c->head, c->ip);
+    r->tls = c->ssl != NULL;
     r->admin = c->admin;
     c->r = r;
     c->state = C_BUSY;
@@ -816,7 +869,7 @@ static void body_read(struct gw_client *c)
         want_read(c, false); /* resumed by gw_front_body_consume */
         return;
     }
-    ssize_t n = read(c->fd, c->in + c->len, c->cap - c->len);
+    ssize_t n = conn_read(c, c->in + c->len, c->cap - c->len);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
@@ -976,6 +1029,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     struct gw_client *c = arg;
     if (c->dead)
         return;
+    if (c->write_wants_read) { /* TLS: the write OpenSSL could not finish */
+        c->write_wants_read = false;
+        if (!flush_out(c) || c->dead)
+            return;
+    }
     if (c->state == C_LINGER) {
         char drop[16384];
         ssize_t n = read(c->fd, drop, sizeof drop);
@@ -1004,7 +1062,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (what & EV_READ) {
-        ssize_t n = read(c->fd, c->in + c->len, c->cap - c->len);
+        ssize_t n = conn_read(c, c->in + c->len, c->cap - c->len);
         if (n > 0) {
             c->len += (size_t)n;
             c->last_io_us = pc_mono_us();
@@ -1109,8 +1167,14 @@ static void admit(struct gw_worker *w, int fd, const struct sockaddr_storage *sa
     c->ip_counted = ip_counted;
     c->overflow = over;
     c->reserve = reserve;
-    if (over) {
+    if (over)
         w->noverflow++;
+    if (gw_tls_front_on() && (c->ssl = gw_tls_front_new(fd)) == NULL) {
+        pc_log_error("tls: cannot make a connection's SSL");
+        client_close(c);
+        return;
+    }
+    if (over) {
         on_read(fd, EV_READ, c); /* a health check has sent its request by now */
         /* Nothing sent yet: one just made keeps the reserve a moment, one
          * that waited in the backlog is closed so the next one is reached. */

@@ -46,6 +46,8 @@ static bool same_host(const struct gw_request *r, const struct pc_url *u)
     const char *h = request_host(r);
     if (h == NULL || h[0] == '\0' || strlen(h) > 255 || strpbrk(h, "/?#@\\"))
         return false;
+    if (r->tls && !u->https)
+        return false; /* it came over our TLS: its own origin is https:// */
     char url[300];
     snprintf(url, sizeof url, "%s://%s", u->https ? "https" : "http", h);
     struct pc_url hu;

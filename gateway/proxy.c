@@ -192,7 +192,7 @@ static void forwarded_headers(struct gw_request *r, struct pc_buf *b, const stru
     pc_buf_append(b, "\r\n", 2);
     const char *proto = trusted ? gw_header(r, "X-Forwarded-Proto") : NULL;
     if (proto == NULL || (strcasecmp(proto, "http") != 0 && strcasecmp(proto, "https") != 0))
-        proto = "http"; /* the gateway's own front is plain HTTP */
+        proto = r->tls ? "https" : "http"; /* how it reached our front */
     gw_hdr_append(b, "X-Forwarded-Proto", proto);
     const char *host = trusted ? gw_header(r, "X-Forwarded-Host") : NULL;
     if (host == NULL)

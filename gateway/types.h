@@ -317,6 +317,8 @@ struct gw_config {
     char *resolver;             /* GATEWAY_RESOLVER: name servers ("": /etc/resolv.conf) */
     int64_t read_timeout;       /* seconds: connect, and between reads */
     char *upstream_ca_file;     /* UPSTREAM_CA_FILE: https upstreams' CA bundle ("": system) */
+    char *tls_cert;             /* GATEWAY_TLS_CERT: the listener's PEM chain ("": plain HTTP) */
+    char *tls_key;              /* GATEWAY_TLS_KEY */
     int64_t max_body;
     int64_t max_headers;
     int64_t expires_in;         /* session life, seconds */
@@ -488,6 +490,7 @@ struct gw_request {
     enum gw_limit limit;            /* limit.c's outcome */
     bool forward_auth;              /* GET /_auth: answer instead of proxying */
     bool admin;                     /* it came on the admin listener */
+    bool tls;                       /* it came over TLS (tls_front.c) */
     struct gw_table *table;         /* the routes it is served by (held until it ends) */
     const struct gw_route *route;   /* matched route (in table) */
     char *path;                     /* path used for routing (no query) */

@@ -14,6 +14,7 @@
  */
 #include "worker.h"
 #include "config.h"
+#include "tls_front.h"
 #include "front.h"
 #include "request.h"
 #include "cache.h"
@@ -190,6 +191,12 @@ static int worker_init(struct gw_worker *w, unsigned id)
 static void reload(void)
 {
     char err[600];
+    if (gw_tls_front_load(err, sizeof err) != 0) {
+        GW_STAT_INC(reloads_failed);
+        pc_log_error("reload: the TLS certificate in use stays: %s", err);
+    } else if (gw_tls_front_on()) {
+        pc_log_info("reload: TLS certificate read again from %s", gw_cfg.tls_cert);
+    }
     int64_t t0 = pc_mono_us();
     uint64_t gen = gw_cfg.table->gen;
     if (gw_routes_load(err, sizeof err) != 0) {

@@ -349,7 +349,10 @@ class Gateway:
         return self.base_url + path
 
     def health_url(self, path: str) -> str:
-        """/health, /live or /ready on the public port (after GATEWAY_HEALTH_PREFIX)."""
+        """/health, /live or /ready on the public port (after GATEWAY_HEALTH_PREFIX); with
+        TLS on the public port (GATEWAY_TLS_CERT), on the plain admin listener."""
+        if self.env.get("GATEWAY_TLS_CERT") and self.admin_port is not None:
+            return self.admin_url(path)
         return self.url(self.env.get("GATEWAY_HEALTH_PREFIX", "") + path)
 
     def admin_url(self, path: str) -> str:

@@ -1,0 +1,184 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * tls_front.c: TLS on the public listener (tls_front.h).
+ *
+ *   context   one SSL_CTX at a time, swapped under ctx_mu on SIGHUP; every
+ *             SSL holds a reference to the context it was made with, so
+ *             the old one is freed when its last connection closes
+ *   policy    TLS 1.2 and 1.3 only; TLS 1.2 with ECDHE and AEAD ciphers
+ *             only (Mozilla's "intermediate" list); no renegotiation, no
+ *             compression; the server's cipher order
+ *   resume    session tickets (stateless, under the context's own random
+ *             key: a reload starts a new key, so tickets do not outlive it)
+ *   I/O       non-blocking: SSL_ERROR_WANT_READ/WRITE become EAGAIN, and
+ *             the handshake runs inside the first reads. Partial writes and
+ *             a moving write buffer are allowed (front.c compacts its
+ *             output buffer between writes)
+ */
+#include "tls_front.h"
+#include "types.h"
+
+#include "../lib/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static SSL_CTX *cur;
+
+/* Mozilla's intermediate TLS 1.2 list (TLS 1.3's suites are OpenSSL's). */
+static const char ciphers12[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+bool gw_tls_front_on(void)
+{
+    return gw_cfg.tls_cert && gw_cfg.tls_cert[0];
+}
+
+static void ssl_why(const char *what, const char *path, char *err, size_t errsz)
+{
+    unsigned long e = ERR_get_error();
+    char buf[200] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    snprintf(err, errsz, "%s: %s: %s", what, path, e ? buf : "cannot be used");
+}
+
+int gw_tls_front_load(char *err, size_t errsz)
+{
+    if (!gw_tls_front_on())
+        return 0;
+    if (!gw_cfg.tls_key || !gw_cfg.tls_key[0]) {
+        snprintf(err, errsz, "GATEWAY_TLS_KEY: required with GATEWAY_TLS_CERT");
+        return -1;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        pc_fatal("SSL_CTX_new failed");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(ctx, ciphers12) != 1)
+        pc_fatal("SSL_CTX_set_cipher_list failed");
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
+    SSL_CTX_set_num_tickets(ctx, 1);
+    int rc = -1;
+    if (SSL_CTX_use_certificate_chain_file(ctx, gw_cfg.tls_cert) != 1)
+        ssl_why("GATEWAY_TLS_CERT", gw_cfg.tls_cert, err, errsz);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, gw_cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
+             SSL_CTX_check_private_key(ctx) != 1)
+        ssl_why("GATEWAY_TLS_KEY (a PEM key, of GATEWAY_TLS_CERT's certificate)", gw_cfg.tls_key,
+                err, errsz);
+    else
+        rc = 0;
+    if (rc != 0) {
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    pthread_mutex_lock(&ctx_mu);
+    SSL_CTX *old = cur;
+    cur = ctx;
+    pthread_mutex_unlock(&ctx_mu);
+    SSL_CTX_free(old); /* connections made with it hold their own references */
+    return 0;
+}
+
+void gw_tls_front_free(void)
+{
+    pthread_mutex_lock(&ctx_mu);
+    SSL_CTX *old = cur;
+    cur = NULL;
+    pthread_mutex_unlock(&ctx_mu);
+    SSL_CTX_free(old);
+}
+
+struct ssl_st *gw_tls_front_new(int fd)
+{
+    pthread_mutex_lock(&ctx_mu);
+    SSL *s = cur ? SSL_new(cur) : NULL;
+    pthread_mutex_unlock(&ctx_mu);
+    if (s == NULL)
+        return NULL;
+    if (SSL_set_fd(s, fd) != 1) {
+        SSL_free(s);
+        return NULL;
+    }
+    SSL_set_accept_state(s);
+    return s;
+}
+
+/* errno for an SSL call that returned rc <= 0. */
+static ssize_t fail(SSL *s, int rc, bool *other_way, int other)
+{
+    int e = SSL_get_error(s, rc);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *other_way = e == other;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0; /* close_notify */
+    if (e == SSL_ERROR_SYSCALL && errno == 0)
+        return 0; /* EOF without close_notify: the client went */
+    errno = EPROTO;
+    return -1;
+}
+
+ssize_t gw_tls_front_read(struct ssl_st *s, void *buf, size_t n, bool *want_write)
+{
+    *want_write = false;
+    errno = 0;
+    size_t got = 0;
+    int rc = SSL_read_ex(s, buf, n, &got);
+    if (rc == 1)
+        return (ssize_t)got;
+    return fail(s, 0, want_write, SSL_ERROR_WANT_WRITE);
+}
+
+ssize_t gw_tls_front_write(struct ssl_st *s, const void *buf, size_t n, bool *want_read)
+{
+    *want_read = false;
+    errno = 0;
+    size_t put = 0;
+    int rc = SSL_write_ex(s, buf, n, &put);
+    if (rc == 1)
+        return (ssize_t)put;
+    ssize_t r = fail(s, 0, want_read, SSL_ERROR_WANT_READ);
+    if (r == 0) {
+        errno = EPIPE;
+        r = -1;
+    }
+    return r;
+}
+
+bool gw_tls_front_pending(const struct ssl_st *s)
+{
+    return SSL_pending(s) > 0;
+}
+
+bool gw_tls_front_established(const struct ssl_st *s)
+{
+    return SSL_is_init_finished(s);
+}
+
+void gw_tls_front_shutdown(struct ssl_st *s)
+{
+    if (SSL_is_init_finished(s))
+        (void)SSL_shutdown(s);
+    ERR_clear_error();
+}
+
+void gw_tls_front_release(struct ssl_st *s)
+{
+    SSL_free(s);
+}
