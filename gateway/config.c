@@ -182,10 +182,11 @@ static const struct pc_conf_item table[] = {
      "PEM bundle of the CA certificates https:// upstreams' certificates must chain to "
      "(a route's ca_file instead, for its upstream); empty: the system's store"},
     {"GATEWAY_TLS_CERT", PC_CONF_STR, &gw_cfg.tls_cert, "", 0, 0, 0, NULL,
-     "PEM certificate chain (leaf first) for TLS on GATEWAY_LISTEN (TLS 1.2 and 1.3); "
-     "empty: plain HTTP. Read again on SIGHUP"},
+     "PEM certificate chain (leaf first) for TLS on GATEWAY_LISTEN (TLS 1.2 and 1.3), or "
+     "several, comma separated, picked by the client's SNI (the first by default); empty: "
+     "plain HTTP. Read again on SIGHUP"},
     {"GATEWAY_TLS_KEY", PC_CONF_STR, &gw_cfg.tls_key, "", 0, 0, 0, NULL,
-     "PEM private key of GATEWAY_TLS_CERT"},
+     "PEM private key of GATEWAY_TLS_CERT (one per certificate, in its order)"},
     INT_ITEM("GATEWAY_MAX_BODY_BYTES", max_body, "10485760", 0, 1099511627776,
              "request body bytes (413); streamed, so memory is not the bound"),
     INT_ITEM("GATEWAY_MAX_HEADER_BYTES", max_headers, "16384", 1024, 1048576,

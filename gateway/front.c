@@ -481,6 +481,11 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     c->resp_nobody = r->head_method || body_len == GW_LEN_OMIT;
     c->resp_chunked = false;
     gw_cors_headers(r, b);
+    if (r->tls && r->route && r->route->hsts_max_age_s > 0) { /* RFC 6797: over TLS only */
+        pc_buf_puts(b, "Strict-Transport-Security: max-age=");
+        pc_buf_putu(b, (uint64_t)r->route->hsts_max_age_s);
+        pc_buf_append(b, "\r\n", 2);
+    }
     if (own)
         gw_hdr_append(b, "Date", http_date());
     if (body_len >= 0) {

@@ -629,47 +629,45 @@ static int parse_cors(yajl_val v, size_t i, struct gw_route *out, char *err, siz
     return 0;
 }
 
-/* A route's "preserve_host", "timeout_ms", "request_headers" and
- * "response_headers": how its exchange with the upstream differs. */
+/* routes[i].key, an integer from lo to hi (unit names it in the error),
+ * into *out when present (else *out stays). */
+static int route_int(yajl_val r, size_t i, const char *key, int64_t lo, int64_t hi,
+                     const char *unit, int64_t *out, char *err, size_t errsz)
+{
+    yajl_val v = pc_json_get(r, key);
+    if (v == NULL)
+        return 0;
+    if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < lo || YAJL_GET_INTEGER(v) > hi) {
+        snprintf(err, errsz, "routes[%zu].%s: must be an integer from %lld to %lld (%s)", i, key,
+                 (long long)lo, (long long)hi, unit);
+        return -1;
+    }
+    *out = YAJL_GET_INTEGER(v);
+    return 0;
+}
+
+/* A route's "preserve_host", "timeout_ms", "request_headers",
+ * "response_headers", its tunnels' bounds and "hsts_max_age_s": how its
+ * exchanges differ. */
 static int parse_exchange(yajl_val r, size_t i, struct gw_route *out, char *err, size_t errsz)
 {
     if (parse_bool(pc_json_get(r, "preserve_host"), i, "preserve_host", &out->preserve_host,
                    err, errsz) != 0)
         return -1;
-    yajl_val t = pc_json_get(r, "timeout_ms");
-    if (t != NULL) {
-        if (!YAJL_IS_INTEGER(t) || YAJL_GET_INTEGER(t) < 1 || YAJL_GET_INTEGER(t) > 3600000) {
-            snprintf(err, errsz, "routes[%zu].timeout_ms: must be an integer from 1 to 3600000 "
-                                 "(milliseconds)", i);
-            return -1;
-        }
-        out->timeout_ms = YAJL_GET_INTEGER(t);
-    }
     out->websocket = true;
     out->tunnel_idle_ms = 600000;
     yajl_val ws = pc_json_get(r, "websocket");
     if (ws && parse_bool(ws, i, "websocket", &out->websocket, err, errsz) != 0)
         return -1;
-    yajl_val ti = pc_json_get(r, "tunnel_idle_timeout_ms");
-    if (ti != NULL) {
-        if (!YAJL_IS_INTEGER(ti) || YAJL_GET_INTEGER(ti) < 100 ||
-            YAJL_GET_INTEGER(ti) > 86400000) {
-            snprintf(err, errsz, "routes[%zu].tunnel_idle_timeout_ms: must be an integer from 100 "
-                                 "to 86400000 (milliseconds)", i);
-            return -1;
-        }
-        out->tunnel_idle_ms = YAJL_GET_INTEGER(ti);
-    }
-    yajl_val tl = pc_json_get(r, "tunnel_max_lifetime_s");
-    if (tl != NULL) {
-        if (!YAJL_IS_INTEGER(tl) || YAJL_GET_INTEGER(tl) < 1 ||
-            YAJL_GET_INTEGER(tl) > 31536000) {
-            snprintf(err, errsz, "routes[%zu].tunnel_max_lifetime_s: must be an integer from 1 "
-                                 "to 31536000 (seconds)", i);
-            return -1;
-        }
-        out->tunnel_lifetime_s = YAJL_GET_INTEGER(tl);
-    }
+    if (route_int(r, i, "timeout_ms", 1, 3600000, "milliseconds", &out->timeout_ms, err,
+                  errsz) != 0 ||
+        route_int(r, i, "tunnel_idle_timeout_ms", 100, 86400000, "milliseconds",
+                  &out->tunnel_idle_ms, err, errsz) != 0 ||
+        route_int(r, i, "tunnel_max_lifetime_s", 1, 31536000, "seconds",
+                  &out->tunnel_lifetime_s, err, errsz) != 0 ||
+        route_int(r, i, "hsts_max_age_s", 0, 63072000, "seconds", &out->hsts_max_age_s, err,
+                  errsz) != 0)
+        return -1;
     yajl_val rq = pc_json_get(r, "request_headers"), rs = pc_json_get(r, "response_headers");
     if ((rq && parse_hdr_rules(rq, i, "request_headers", refused_upstream, &out->req_hdrs, err,
                                errsz) != 0) ||
@@ -873,7 +871,8 @@ static int parse_route(yajl_val r, size_t i, struct gw_route *out, char *err, si
                                        "ca_file", "auth_passthrough", "on_unauthenticated",
                                        "sign_in_url", "return_to_param", "cors",
                                        "origin_check", "trusted_origins", "allow", "websocket",
-                                       "tunnel_idle_timeout_ms", "tunnel_max_lifetime_s", NULL};
+                                       "tunnel_idle_timeout_ms", "tunnel_max_lifetime_s",
+                                       "hsts_max_age_s", NULL};
     yajl_val prefix = pc_json_get(r, "prefix");
     yajl_val up = pc_json_get(r, "upstream");
     yajl_val auth = pc_json_get(r, "auth");

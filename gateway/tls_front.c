@@ -8,6 +8,9 @@
  *   policy    TLS 1.2 and 1.3 only; TLS 1.2 with ECDHE and AEAD ciphers
  *             only (Mozilla's "intermediate" list); no renegotiation, no
  *             compression; the server's cipher order
+ *   SNI       GATEWAY_TLS_CERT may list several certificates (keys in the
+ *             same order): a client's server_name picks the first whose
+ *             names match it (X509_check_host), else the first one
  *   resume    session tickets (stateless, under the context's own random
  *             key: a reload starts a new key, so tickets do not outlive it)
  *   I/O       non-blocking: SSL_ERROR_WANT_READ/WRITE become EAGAIN, and
@@ -26,6 +29,8 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *cur;
@@ -51,14 +56,9 @@ static void ssl_why(const char *what, const char *path, char *err, size_t errsz)
     snprintf(err, errsz, "%s: %s: %s", what, path, e ? buf : "cannot be used");
 }
 
-int gw_tls_front_load(char *err, size_t errsz)
+/* One context for cert and key, with the policy above; NULL with err set. */
+static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t errsz)
 {
-    if (!gw_tls_front_on())
-        return 0;
-    if (!gw_cfg.tls_key || !gw_cfg.tls_key[0]) {
-        snprintf(err, errsz, "GATEWAY_TLS_KEY: required with GATEWAY_TLS_CERT");
-        return -1;
-    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
         pc_fatal("SSL_CTX_new failed");
@@ -71,22 +71,124 @@ int gw_tls_front_load(char *err, size_t errsz)
         pc_fatal("SSL_CTX_set_cipher_list failed");
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
     SSL_CTX_set_num_tickets(ctx, 1);
-    int rc = -1;
-    if (SSL_CTX_use_certificate_chain_file(ctx, gw_cfg.tls_cert) != 1)
-        ssl_why("GATEWAY_TLS_CERT", gw_cfg.tls_cert, err, errsz);
-    else if (SSL_CTX_use_PrivateKey_file(ctx, gw_cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        ssl_why("GATEWAY_TLS_CERT", cert, err, errsz);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
              SSL_CTX_check_private_key(ctx) != 1)
-        ssl_why("GATEWAY_TLS_KEY (a PEM key, of GATEWAY_TLS_CERT's certificate)", gw_cfg.tls_key,
-                err, errsz);
+        ssl_why("GATEWAY_TLS_KEY (a PEM key, of GATEWAY_TLS_CERT's certificate)", key, err,
+                errsz);
     else
-        rc = 0;
-    if (rc != 0) {
-        SSL_CTX_free(ctx);
+        return ctx;
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* SNI: the contexts of the other certificates hang on the first one's
+ * ex_data (each referenced), so they live as long as it, that is as long
+ * as the last connection made with it. */
+struct alts {
+    size_t n;
+    SSL_CTX *ctx[GW_TLS_CERTS_MAX];
+};
+static int alts_index = -1;
+static pthread_once_t alts_once = PTHREAD_ONCE_INIT;
+
+static void alts_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                      void *argp)
+{
+    struct alts *a = ptr;
+    for (size_t i = 0; a && i < a->n; i++)
+        SSL_CTX_free(a->ctx[i]);
+    free(a);
+}
+
+static void alts_init(void)
+{
+    alts_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alts_free);
+}
+
+/* The client's server_name picks the first certificate that names it
+ * (X509_check_host: exact or a wildcard); none, or no SNI: the first. */
+static int on_servername(SSL *s, int *alert, void *arg)
+{
+    const char *name = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+    SSL_CTX *first = SSL_get_SSL_CTX(s);
+    struct alts *a = SSL_CTX_get_ex_data(first, alts_index);
+    if (name == NULL || a == NULL || X509_check_host(SSL_CTX_get0_certificate(first), name, 0, 0,
+                                                     NULL) == 1)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 0; i < a->n; i++) {
+        if (X509_check_host(SSL_CTX_get0_certificate(a->ctx[i]), name, 0, 0, NULL) == 1) {
+            SSL_set_SSL_CTX(s, a->ctx[i]);
+            break;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The i-th entry of a comma list (heap), or NULL past its end. */
+static char *nth(const char *list, size_t i)
+{
+    const char *p = list;
+    for (size_t k = 0; k < i; k++) {
+        p = strchr(p, ',');
+        if (p == NULL)
+            return NULL;
+        p++;
+    }
+    size_t n = strcspn(p, ",");
+    while (n > 0 && p[n - 1] == ' ')
+        n--;
+    while (n > 0 && *p == ' ')
+        p++, n--;
+    return pc_xstrndup(p, n);
+}
+
+static size_t count(const char *list)
+{
+    size_t n = 1;
+    for (const char *p = list; (p = strchr(p, ',')) != NULL; p++)
+        n++;
+    return n;
+}
+
+int gw_tls_front_load(char *err, size_t errsz)
+{
+    if (!gw_tls_front_on())
+        return 0;
+    if (!gw_cfg.tls_key || !gw_cfg.tls_key[0]) {
+        snprintf(err, errsz, "GATEWAY_TLS_KEY: required with GATEWAY_TLS_CERT");
         return -1;
     }
+    size_t n = count(gw_cfg.tls_cert);
+    if (n != count(gw_cfg.tls_key) || n > GW_TLS_CERTS_MAX) {
+        snprintf(err, errsz, "GATEWAY_TLS_KEY: one key per certificate of GATEWAY_TLS_CERT, in "
+                             "its order (at most %d)", GW_TLS_CERTS_MAX);
+        return -1;
+    }
+    pthread_once(&alts_once, alts_init);
+    SSL_CTX *first = NULL;
+    struct alts *a = pc_xcalloc(1, sizeof *a);
+    for (size_t i = 0; i < n; i++) {
+        char *cert = nth(gw_cfg.tls_cert, i), *key = nth(gw_cfg.tls_key, i);
+        SSL_CTX *ctx = ctx_for(cert, key, err, errsz);
+        free(cert);
+        free(key);
+        if (ctx == NULL) {
+            alts_free(NULL, a, NULL, 0, 0, NULL);
+            SSL_CTX_free(first);
+            return -1;
+        }
+        if (first == NULL)
+            first = ctx;
+        else
+            a->ctx[a->n++] = ctx;
+    }
+    SSL_CTX_set_ex_data(first, alts_index, a); /* freed with first (alts_free) */
+    SSL_CTX_set_tlsext_servername_callback(first, on_servername);
     pthread_mutex_lock(&ctx_mu);
     SSL_CTX *old = cur;
-    cur = ctx;
+    cur = first;
     pthread_mutex_unlock(&ctx_mu);
     SSL_CTX_free(old); /* connections made with it hold their own references */
     return 0;

@@ -16,6 +16,8 @@
 
 struct ssl_st;
 
+#define GW_TLS_CERTS_MAX 32 /* certificates GATEWAY_TLS_CERT may list (SNI) */
+
 /** Main thread, at start and on SIGHUP: reads GATEWAY_TLS_CERT and
  * GATEWAY_TLS_KEY into a new context (TLS 1.2 and 1.3 only, forward-secret
  * AEAD ciphers, session tickets under a key of this context) that new

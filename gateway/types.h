@@ -207,6 +207,8 @@ struct gw_route {
     bool preserve_host;     /* send the client's Host upstream, not the upstream's */
     int64_t tunnel_idle_ms; /* tunnel_idle_timeout_ms: a tunnel silent both ways is closed */
     int64_t tunnel_lifetime_s;  /* tunnel_max_lifetime_s: 0 = none */
+    int64_t hsts_max_age_s;     /* "hsts_max_age_s": Strict-Transport-Security on answers
+                                 * sent over TLS (0: none) */
     bool websocket;         /* "websocket": upgrade requests are tunnelled (default true) */
     int64_t timeout_ms;     /* connect (TLS handshake included) and between-reads timeout;
                              * 0: UPSTREAM_TIMEOUT_SECONDS */

@@ -78,6 +78,8 @@ static const struct gwt_bad_case bad_cases[] = {
     {BAD("\"preserve_host\": \"yes\""), "routes[1].preserve_host: must be true or false"},
     {BAD("\"preserve_host\": 1"), "routes[1].preserve_host: must be true or false"},
     {BAD("\"timeout_ms\": 0"), "routes[1].timeout_ms: must be an integer from 1 to 3600000"},
+    {BAD("\"hsts_max_age_s\": -1"), "routes[1].hsts_max_age_s: must be an integer from 0 to 63072000"},
+    {BAD("\"hsts_max_age_s\": \"1y\""), "routes[1].hsts_max_age_s: must be an integer"},
     {BAD("\"timeout_ms\": 3600001"), "routes[1].timeout_ms: must be an integer"},
     {BAD("\"timeout_ms\": -5"), "routes[1].timeout_ms: must be an integer"},
     {BAD("\"timeout_ms\": 1.5"), "routes[1].timeout_ms: must be an integer"},

@@ -24,13 +24,13 @@ import pcsupport as G
 from pcsupport.wsupstream import WsUpstream
 
 
-def _cert(d, cn, days=30):
-    """A self-signed certificate for cn (and 127.0.0.1, localhost): (cert, key) paths."""
+def _cert(d, cn, days=30, san="DNS:localhost,IP:127.0.0.1"):
+    """A self-signed certificate for cn (and san): (cert, key) paths."""
     d.mkdir(parents=True, exist_ok=True)
     cert, key = d / f"{cn}.crt", d / f"{cn}.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", str(days), "-subj",
-                    f"/CN={cn}", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    f"/CN={cn}", "-addext", f"subjectAltName={san}",
                     "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=30)
     return cert, key
@@ -53,9 +53,9 @@ def _ctx(cafile, **kw):
     return c
 
 
-def _peer_cn(port, cafile):
+def _peer_cn(port, cafile, name="localhost"):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        with _ctx(cafile).wrap_socket(s, server_hostname="localhost") as t:
+        with _ctx(cafile).wrap_socket(s, server_hostname=name) as t:
             return dict(x[0] for x in t.getpeercert()["subject"])["commonName"]
 
 
@@ -214,3 +214,50 @@ def test_sighup_reads_the_certificate_again(gateway_factory, upstream, certs):
     G.wait_until(lambda: g.stats()["reloads_failed"] > before, 5, what="the refused reload")
     assert _peer_cn(g.port, cert_b) == "gw-b"
     assert "the TLS certificate in use stays" in g.log_path.read_text()
+
+
+def test_sni_picks_the_certificate_that_names_the_host(gateway_factory, upstream, tmp_path):
+    d = tmp_path / "sni"
+    a = _cert(d, "first", san="DNS:localhost,IP:127.0.0.1")
+    b = _cert(d, "api", san="DNS:api.test")
+    c = _cert(d, "wild", san="DNS:*.apps.test")
+    env = {"UPSTREAM_URL": upstream.url,
+           "GATEWAY_TLS_CERT": ",".join(str(x[0]) for x in (a, b, c)),
+           "GATEWAY_TLS_KEY": ", ".join(str(x[1]) for x in (a, b, c))}
+    g = gateway_factory(env, route_table=False, name="gateway-tls-sni")
+    assert _peer_cn(g.port, a[0]) == "first"
+    assert _peer_cn(g.port, b[0], "api.test") == "api"
+    assert _peer_cn(g.port, c[0], "x.apps.test") == "wild"
+    # a name no certificate has: the first one (which the client then refuses to trust)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _peer_cn(g.port, b[0], "other.test")
+    bad = dict(env, GATEWAY_TLS_KEY=str(a[1]))
+    r = subprocess.run([str(G.binary("gateway")), "--check"], capture_output=True, timeout=10,
+                       env=G.gateway_env({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
+                                          "BETTER_AUTH_SECRET": "s" * 40, **bad}))
+    assert r.returncode == 2 and b"one key per certificate" in r.stderr, r.stderr
+
+
+def test_hsts_on_a_route_over_tls(gateway_factory, upstream, certs):
+    cert, key = certs()
+    routes = {"routes": [
+        {"prefix": "/h/", "upstream": upstream.url, "auth": ["none"], "hsts_max_age_s": 31536000},
+        {"prefix": "/n/", "upstream": upstream.url, "auth": ["none"]},
+    ]}
+    g = gateway_factory({"GATEWAY_TLS_CERT": str(cert), "GATEWAY_TLS_KEY": str(key)},
+                        route_table=routes, name="gateway-tls-hsts")
+    with _session(cert) as s:
+        r = s.get(f"https://localhost:{g.port}/h/x", timeout=5)
+        assert r.headers.get("strict-transport-security") == "max-age=31536000", r.headers
+        assert "strict-transport-security" not in s.get(f"https://localhost:{g.port}/n/x",
+                                                        timeout=5).headers
+        # the gateway's own answers on the route carry it too
+        r = s.get(f"https://localhost:{g.port}/nothing-here", timeout=5)
+        assert r.status_code == 404
+
+
+def test_hsts_is_not_sent_over_plain_http(gateway_factory, upstream):
+    routes = {"routes": [{"prefix": "/h/", "upstream": upstream.url, "auth": ["none"],
+                          "hsts_max_age_s": 600}]}
+    g = gateway_factory(route_table=routes, name="gateway-hsts-plain")
+    assert "strict-transport-security" not in g.get("/h/x").headers   # RFC 6797 7.2
