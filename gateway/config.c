@@ -185,6 +185,10 @@ static const struct pc_conf_item table[] = {
      "PEM certificate chain (leaf first) for TLS on GATEWAY_LISTEN (TLS 1.2 and 1.3), or "
      "several, comma separated, picked by the client's SNI (the first by default); empty: "
      "plain HTTP. Read again on SIGHUP"},
+    {"GATEWAY_HTTP_LISTEN", PC_CONF_STR, &gw_cfg.http_listen, "off", 0, 0, 0,
+     pc_conf_check_admin_listen,
+     "with TLS: a plain HTTP listener (host:port, or off) that answers /health, /live and "
+     "/ready and redirects everything else to https (308)"},
     {"GATEWAY_TLS_KEY", PC_CONF_STR, &gw_cfg.tls_key, "", 0, 0, 0, NULL,
      "PEM private key of GATEWAY_TLS_CERT (one per certificate, in its order)"},
     INT_ITEM("GATEWAY_MAX_BODY_BYTES", max_body, "10485760", 0, 1099511627776,
@@ -309,6 +313,17 @@ int gw_config_load(void)
         pc_parse_hostport(gw_cfg.admin_listen, gw_cfg.admin_host, sizeof gw_cfg.admin_host,
                           &gw_cfg.admin_port, &why) != 0)
         pc_fatal("validated config failed to parse");
+    gw_cfg.http_port = 0;
+    if (strcmp(gw_cfg.http_listen, "off") != 0) {
+        if (!gw_cfg.tls_cert[0]) {
+            fprintf(stderr, "gateway: configuration error: GATEWAY_HTTP_LISTEN: only with "
+                            "GATEWAY_TLS_CERT (without it GATEWAY_LISTEN is plain HTTP)\n");
+            return -1;
+        }
+        if (pc_parse_hostport(gw_cfg.http_listen, gw_cfg.http_host, sizeof gw_cfg.http_host,
+                              &gw_cfg.http_port, &why) != 0)
+            pc_fatal("validated config failed to parse");
+    }
     if (pc_parse_hostport(gw_cfg.listen, gw_cfg.listen_host, sizeof gw_cfg.listen_host,
                           &gw_cfg.listen_port, &why) != 0 ||
         pc_redis_parse_url(gw_cfg.redis_url, &gw_cfg.redis_addr, &why) != 0)

@@ -149,6 +149,7 @@ struct gw_client {
     bool reserve;                   /* holds the worker's reserve descriptor */
     bool admin;                     /* accepted on the admin listener (intake.c) */
     struct ssl_st *ssl;             /* TLS on the public listener (tls_front.c), or NULL */
+    bool to_https;                  /* accepted on GATEWAY_HTTP_LISTEN (plain, redirects) */
     bool read_wants_write;          /* TLS: a read waits for writability */
     bool write_wants_read;          /* TLS: a write waits for readability */
     struct pc_ipkey ipk;
@@ -645,6 +646,7 @@ static struct gw_request *request_new(struct gw_client *c)
 {
     struct gw_request *r = gw_request_new(c->w, c, c->head, c->ip);
     r->tls = c->ssl != NULL;
+    r->to_https = c->to_https;
     r->admin = c->admin;
     c->r = r;
     c->state = C_BUSY;
@@ -1137,7 +1139,8 @@ static struct gw_client *client_new(struct gw_worker *w, int fd, const struct so
 
 /* Takes an accepted connection in, within the caps or as an overflow one
  * (reserve: it holds the worker's reserve descriptor). */
-static void admit(struct gw_worker *w, int fd, const struct sockaddr_storage *sa, bool reserve)
+static void admit(struct gw_worker *w, int fd, const struct sockaddr_storage *sa, bool reserve,
+                  bool to_https)
 {
     bool over = reserve, counted = false, ip_counted = false;
     struct pc_ipkey k;
@@ -1174,7 +1177,8 @@ static void admit(struct gw_worker *w, int fd, const struct sockaddr_storage *sa
     c->reserve = reserve;
     if (over)
         w->noverflow++;
-    if (gw_tls_front_on() && (c->ssl = gw_tls_front_new(fd)) == NULL) {
+    c->to_https = to_https;
+    if (gw_tls_front_on() && !to_https && (c->ssl = gw_tls_front_new(fd)) == NULL) {
         pc_log_error("tls: cannot make a connection's SSL");
         client_close(c);
         return;
@@ -1249,14 +1253,14 @@ static void out_of_descriptors(struct gw_worker *w, int err)
             w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
             break;
         }
-        admit(w, fd, &sa, true);
+        admit(w, fd, &sa, true, false);
     }
     pause_accept(w);
 }
 
-static void on_accept(evutil_socket_t lfd, short what, void *arg)
+/* Takes what lfd (the public listener, or GATEWAY_HTTP_LISTEN's) has. */
+static void accept_all(struct gw_worker *w, evutil_socket_t lfd, bool to_https)
 {
-    struct gw_worker *w = arg;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
@@ -1269,8 +1273,18 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 pause_accept(w);
             return;
         }
-        admit(w, fd, &sa, false);
+        admit(w, fd, &sa, false, to_https);
     }
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    accept_all(arg, lfd, false);
+}
+
+static void on_http_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    accept_all(arg, lfd, true);
 }
 
 /* The admin listener (worker 0): a connection of its own kind, outside
@@ -1336,6 +1350,12 @@ void gw_front_start(struct gw_worker *w)
         pc_fatal("event_new failed");
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     event_add(w->accept_ev, NULL);
+    if (w->http_fd != -1) {
+        w->http_ev = event_new(w->base, w->http_fd, EV_READ | EV_PERSIST, on_http_accept, w);
+        if (w->http_ev == NULL)
+            pc_fatal("event_new failed");
+        event_add(w->http_ev, NULL);
+    }
     if (w->admin_fd != -1) {
         w->admin_ev = event_new(w->base, w->admin_fd, EV_READ | EV_PERSIST, on_admin_accept, w);
         if (w->admin_ev == NULL)
@@ -1346,6 +1366,11 @@ void gw_front_start(struct gw_worker *w)
 
 void gw_front_stop_accepting(struct gw_worker *w)
 {
+    if (w->http_fd != -1) {
+        event_del(w->http_ev);
+        close(w->http_fd);
+        w->http_fd = -1;
+    }
     if (w->admin_fd != -1) {
         event_del(w->admin_ev);
         close(w->admin_fd);
@@ -1426,6 +1451,11 @@ void gw_front_free(struct gw_worker *w)
         event_free(w->accept_ev);
     if (w->admin_ev)
         event_free(w->admin_ev);
+    if (w->http_ev)
+        event_free(w->http_ev);
+    if (w->http_fd != -1)
+        close(w->http_fd);
+    w->http_fd = -1;
     if (w->admin_fd != -1)
         close(w->admin_fd);
     w->admin_fd = -1;

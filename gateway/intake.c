@@ -166,6 +166,40 @@ int gw_target_split(const char *t, char **path, char **query)
     return 0;
 }
 
+/* GATEWAY_HTTP_LISTEN: the same target on the TLS listener, its port
+ * named unless 443; 308 keeps the method and body (RFC 9110 15.4.9). */
+static void to_https(struct gw_request *r)
+{
+    const char *host = gw_header(r, "Host");
+    size_t hn = host ? strlen(host) : 0;
+    if (hn > 0 && host[0] == '[') {
+        const char *e = memchr(host, ']', hn);
+        hn = e ? (size_t)(e - host) + 1 : hn;
+    } else if (hn > 0) {
+        const char *colon = memchr(host, ':', hn);
+        hn = colon ? (size_t)(colon - host) : hn;
+    }
+    if (hn == 0 || hn > 255) {
+        gw_fail(r, 400, "BAD_HOST", "A redirect to https needs the request's Host");
+        return;
+    }
+    struct pc_buf loc = {0};
+    pc_buf_printf(&loc, "https://%.*s", (int)hn, host);
+    if (gw_cfg.listen_port != 443)
+        pc_buf_printf(&loc, ":%d", gw_cfg.listen_port);
+    pc_buf_puts(&loc, r->path); /* origin-form, also for an absolute-form target */
+    if (r->query)
+        pc_buf_printf(&loc, "?%s", r->query);
+    r->outcome = "to_https";
+    struct pc_buf *b = gw_resp_begin(r, 308, NULL);
+    gw_hdr_append(b, "Location", pc_buf_cstr(&loc));
+    gw_hdr_append(b, "X-Request-Id", r->request_id);
+    gw_resp_end_head(r, 0, true);
+    gw_resp_send(r);
+    pc_buf_free(&loc);
+    gw_request_end(r);
+}
+
 void gw_intake(struct gw_request *r)
 {
     gw_request_id(r);
@@ -192,6 +226,10 @@ void gw_intake(struct gw_request *r)
         } else {
             local_route(r, what);
         }
+        return;
+    }
+    if (r->to_https && !(what >= GW_LOCAL_HEALTH && what <= GW_LOCAL_READY && get)) {
+        to_https(r);
         return;
     }
     if (path[1] == '_' && gw_forward_auth_target(path)) {

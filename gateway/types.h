@@ -321,6 +321,8 @@ struct gw_config {
     char *upstream_ca_file;     /* UPSTREAM_CA_FILE: https upstreams' CA bundle ("": system) */
     char *tls_cert;             /* GATEWAY_TLS_CERT: the listener's PEM chain ("": plain HTTP) */
     char *tls_key;              /* GATEWAY_TLS_KEY */
+    char *http_listen;          /* GATEWAY_HTTP_LISTEN: plain HTTP beside TLS, answering
+                                 * 308 to https ("off": none) */
     int64_t max_body;
     int64_t max_headers;
     int64_t expires_in;         /* session life, seconds */
@@ -361,6 +363,8 @@ struct gw_config {
     int listen_port;
     char admin_host[256];       /* admin_port 0: no admin listener */
     int admin_port;
+    char http_host[256];        /* http_port 0: no plain listener beside TLS */
+    int http_port;
     struct pc_redis_addr redis_addr;
     char cookie_session[64];    /* [__Secure-]better-auth.session_token */
     char cookie_dont_remember[64];  /* [__Secure-]better-auth.dont_remember */
@@ -493,6 +497,7 @@ struct gw_request {
     bool forward_auth;              /* GET /_auth: answer instead of proxying */
     bool admin;                     /* it came on the admin listener */
     bool tls;                       /* it came over TLS (tls_front.c) */
+    bool to_https;                  /* it came on GATEWAY_HTTP_LISTEN: 308 to https */
     struct gw_table *table;         /* the routes it is served by (held until it ends) */
     const struct gw_route *route;   /* matched route (in table) */
     char *path;                     /* path used for routing (no query) */
@@ -550,6 +555,8 @@ struct gw_worker {
     struct event_base *base;
     int listen_fd;                  /* -1 once draining */
     int admin_fd;                   /* worker 0: the admin listener; else, or none, -1 */
+    int http_fd;                    /* GATEWAY_HTTP_LISTEN (every worker), or -1 */
+    struct event *http_ev;          /* front.c */
     struct event *admin_ev;         /* front.c */
     struct event *accept_ev;        /* front.c */
     struct event *reap_ev;          /* frees closed connections */

@@ -158,6 +158,15 @@ static int worker_init(struct gw_worker *w, unsigned id)
                 strerror(errno));
         return -1;
     }
+    w->http_fd = -1;
+    if (gw_cfg.http_port != 0) {
+        w->http_fd = listen_socket(gw_cfg.http_host, gw_cfg.http_port, true);
+        if (w->http_fd == -1) {
+            fprintf(stderr, "gateway: cannot listen on %s (GATEWAY_HTTP_LISTEN): %s\n",
+                    gw_cfg.http_listen, strerror(errno));
+            return -1;
+        }
+    }
     w->admin_fd = -1;
     if (id == 0 && gw_cfg.admin_port != 0) {
         w->admin_fd = listen_socket(gw_cfg.admin_host, gw_cfg.admin_port, false);

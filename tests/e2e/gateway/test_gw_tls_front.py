@@ -261,3 +261,30 @@ def test_hsts_is_not_sent_over_plain_http(gateway_factory, upstream):
                           "hsts_max_age_s": 600}]}
     g = gateway_factory(route_table=routes, name="gateway-hsts-plain")
     assert "strict-transport-security" not in g.get("/h/x").headers   # RFC 6797 7.2
+
+
+def test_plain_listener_redirects_to_https(gateway_factory, upstream, certs):
+    cert, key = certs()
+    http_port = G.free_port()
+    env = dict(_tls_env(upstream, cert, key), GATEWAY_HTTP_LISTEN=f"127.0.0.1:{http_port}")
+    g = gateway_factory(env, route_table=False, name="gateway-tls-redirect")
+    plain = f"http://127.0.0.1:{http_port}"
+    r = requests.post(plain + "/app/x?y=1", data=b"body", allow_redirects=False, timeout=5,
+                      headers={"Host": "app.example.com:8080"})
+    assert r.status_code == 308, r.text
+    assert r.headers["location"] == f"https://app.example.com:{g.port}/app/x?y=1"
+    # absolute-form targets redirect to their path; health checks are answered in place
+    assert requests.get(plain + "/health", timeout=5).status_code == 200
+    assert requests.get(plain + "/ready", timeout=5).status_code == 200
+    with socket.create_connection(("127.0.0.1", http_port), timeout=5) as s:
+        s.sendall(b"GET http://h.test/p HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n\r\n")
+        head = s.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 308") and f"Location: https://h.test:{g.port}/p\r\n" in head
+    # nothing on it is proxied: no credential is ever read there
+    assert g.stats()["requests"] >= 4
+    # without TLS it is a configuration error
+    e = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x", "BETTER_AUTH_SECRET": "s" * 40,
+         "UPSTREAM_URL": upstream.url, "GATEWAY_HTTP_LISTEN": f"127.0.0.1:{G.free_port()}"}
+    r = subprocess.run([str(G.binary("gateway")), "--check"], env=G.gateway_env(e),
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b"GATEWAY_HTTP_LISTEN: only with GATEWAY_TLS_CERT" in r.stderr

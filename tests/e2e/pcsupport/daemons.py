@@ -58,6 +58,14 @@ GATEWAY_ENV_VARS = (
     "FORWARD_AUTH_PROXY", "FORWARD_AUTH_URI_HEADER", "FORWARD_AUTH_METHOD_HEADER",
     "FORWARD_AUTH_HOST_HEADER", "FORWARD_AUTH_REFUSAL", "IDENTITY_HEADER_NAMES",
     "JWKS_REFETCH_MS", "JWKS_KID_REFETCH_MS", "GATEWAY_PG_BATCH_MAX",
+    "BETTER_AUTH_SECRETS", "GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY", "GATEWAY_HTTP_LISTEN",
+)
+# names both programs still read for one release (lib/conf.c's renames): scrubbed too
+OLD_ENV_VARS = (
+    "L1_TTL", "L1_NEGATIVE_TTL", "L1_DEGRADED_TTL", "L2_TTL", "UPSTREAM_TIMEOUT",
+    "GATEWAY_MAX_BODY", "GATEWAY_MAX_HEADERS", "JWT_LEEWAY", "SESSION_EXPIRES_IN",
+    "SESSION_UPDATE_AGE", "SESSION_FRESH_AGE", "REVOCATION_LOG_KEEP", "AUTHSVC_MAX_BODY",
+    "JWT_EXPIRES", "JWKS_MAX_AGE",
 )
 
 MAX_BODY = 3 * 1024 * 1024          # GATEWAY_MAX_BODY_BYTES of the main gateway
@@ -71,7 +79,7 @@ UPSTREAM_TIMEOUT_SECONDS = 1                # seconds (UPSTREAM_TIMEOUT_SECONDS 
 def _ours(name: str, names) -> bool:
     """A variable the program reads: one of names, its NAME_FILE, or AUTH_SECRET[_FILE]."""
     base = name[:-5] if name.endswith("_FILE") else name
-    return base in names or base == "AUTH_SECRET"
+    return base in names or base in OLD_ENV_VARS or base == "AUTH_SECRET"
 
 
 def authsvc_env(env: dict | None = None) -> dict:
