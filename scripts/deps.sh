@@ -10,7 +10,7 @@ postgresql-15 postgresql-client-15 redis-server
 python3 python3-pytest python3-requests python3-jwt python3-psycopg2 python3-yaml python3-h11
 python3-cryptography python3-websockets
 haproxy nginx
-curl ca-certificates"
+curl ca-certificates openssl"
 
 missing=""
 for p in $PKGS; do

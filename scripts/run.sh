@@ -70,7 +70,25 @@ if [ -z "${BETTER_AUTH_SECRET:-}" ]; then
 fi
 export AUTHSVC_LISTEN="${AUTHSVC_LISTEN:-127.0.0.1:3000}"
 export BETTER_AUTH_URL="${BETTER_AUTH_URL:-http://${AUTHSVC_LISTEN}}"
-export GATEWAY_LISTEN="${GATEWAY_LISTEN:-127.0.0.1:8080}"
+# TLS at the gateway with a self-signed certificate made at the first start
+# (RUN_TLS=0: plain HTTP on 8080 instead): https on 8443, and 8080 redirects
+if [ "${RUN_TLS:-1}" != 0 ] && [ -z "${GATEWAY_TLS_CERT:-}" ]; then
+    mkdir -p "$RUN/tls"
+    if [ ! -f "$RUN/tls/gateway.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+            -subj "/CN=portcullis make run" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+            -keyout "$RUN/tls/gateway.key" -out "$RUN/tls/gateway.crt" 2>/dev/null
+    fi
+    export GATEWAY_TLS_CERT="$RUN/tls/gateway.crt" GATEWAY_TLS_KEY="$RUN/tls/gateway.key"
+    export GATEWAY_LISTEN="${GATEWAY_LISTEN:-127.0.0.1:8443}"
+    export GATEWAY_HTTP_LISTEN="${GATEWAY_HTTP_LISTEN:-127.0.0.1:8080}"
+    GW="https://$GATEWAY_LISTEN"
+    CA="--cacert $GATEWAY_TLS_CERT "
+else
+    export GATEWAY_LISTEN="${GATEWAY_LISTEN:-127.0.0.1:8080}"
+    GW="http://$GATEWAY_LISTEN"
+    CA=""
+fi
 DEMO_LISTEN="${DEMO_LISTEN:-127.0.0.1:9000}"
 export UPSTREAM_URL="${UPSTREAM_URL:-http://$DEMO_LISTEN}"
 
@@ -91,7 +109,7 @@ cat <<MSG
 Portcullis is running. Ctrl-C stops it.
 
   authsvc     $A          (health: $A/ready)
-  gateway     http://$GATEWAY_LISTEN   (in front of $UPSTREAM_URL)
+  gateway     $GW   (in front of $UPSTREAM_URL)
   demo        http://$DEMO_LISTEN          (echoes what it receives)
   PostgreSQL  $DATABASE_URL
   Redis       $REDIS_URL
@@ -113,23 +131,23 @@ Try it:
 
   # through the gateway: the demo upstream echoes the identity headers
   # (x-user-id, x-user-email, x-auth-method, x-session-id) it received
-  curl -b /tmp/pc.jar http://$GATEWAY_LISTEN/hello
+  curl ${CA}-b /tmp/pc.jar $GW/hello
 
   # a JWT for the session, checked by the gateway against authsvc's JWKS
   # ($A/api/auth/jwks), which any JOSE library can use the same way
   T=\$(curl -s -b /tmp/pc.jar $A/api/auth/token | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
-  curl -H "Authorization: Bearer \$T" http://$GATEWAY_LISTEN/hello
+  curl ${CA}-H "Authorization: Bearer \$T" $GW/hello
 
   # without a credential the gateway answers 401
-  curl -i http://$GATEWAY_LISTEN/hello
+  curl -i ${CA}$GW/hello
 
   # sign out (a cookie-bearing POST needs a trusted Origin)
   curl -b /tmp/pc.jar -X POST -H 'Origin: $BETTER_AUTH_URL' $A/api/auth/sign-out
 
   # ... and the gateway refuses the cookie at once (revocation via Redis),
   # and the session's JWT too (JWT_REVOKED), long before it expires
-  curl -i -b /tmp/pc.jar http://$GATEWAY_LISTEN/hello
-  curl -i -H "Authorization: Bearer \$T" http://$GATEWAY_LISTEN/hello
+  curl -i ${CA}-b /tmp/pc.jar $GW/hello
+  curl -i ${CA}-H "Authorization: Bearer \$T" $GW/hello
 
 MSG
 wait
