@@ -185,12 +185,15 @@ static const struct pc_conf_item table[] = {
      "PEM certificate chain (leaf first) for TLS on GATEWAY_LISTEN (TLS 1.2 and 1.3), or "
      "several, comma separated, picked by the client's SNI (the first by default); empty: "
      "plain HTTP. Read again on SIGHUP"},
+    {"GATEWAY_TLS_KEY", PC_CONF_STR, &gw_cfg.tls_key, "", 0, 0, 0, NULL,
+     "PEM private key of GATEWAY_TLS_CERT (one per certificate, in its order)"},
+    INT_ITEM("GATEWAY_TLS_TICKET_ROTATE_SECONDS", tls_ticket_rotate_s, "3600", 1, 86400,
+             "a new TLS session-ticket key this often; tickets under the two before it are "
+             "still taken (and renewed), older ones mean a full handshake"),
     {"GATEWAY_HTTP_LISTEN", PC_CONF_STR, &gw_cfg.http_listen, "off", 0, 0, 0,
      pc_conf_check_admin_listen,
      "with TLS: a plain HTTP listener (host:port, or off) that answers /health, /live and "
      "/ready and redirects everything else to https (308)"},
-    {"GATEWAY_TLS_KEY", PC_CONF_STR, &gw_cfg.tls_key, "", 0, 0, 0, NULL,
-     "PEM private key of GATEWAY_TLS_CERT (one per certificate, in its order)"},
     INT_ITEM("GATEWAY_MAX_BODY_BYTES", max_body, "10485760", 0, 1099511627776,
              "request body bytes (413); streamed, so memory is not the bound"),
     INT_ITEM("GATEWAY_MAX_HEADER_BYTES", max_headers, "16384", 1024, 1048576,

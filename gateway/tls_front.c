@@ -11,8 +11,11 @@
  *   SNI       GATEWAY_TLS_CERT may list several certificates (keys in the
  *             same order): a client's server_name picks the first whose
  *             names match it (X509_check_host), else the first one
- *   resume    session tickets (stateless, under the context's own random
- *             key: a reload starts a new key, so tickets do not outlive it)
+ *   resume    session tickets (stateless) under process-wide keys that
+ *             rotate every GATEWAY_TLS_TICKET_ROTATE_SECONDS: a ticket made
+ *             under the current key is taken, one under either of the two
+ *             before it too (and renewed), older ones mean a full handshake.
+ *             Reloads keep the keys; replicas do not share them
  *   I/O       non-blocking: SSL_ERROR_WANT_READ/WRITE become EAGAIN, and
  *             the handshake runs inside the first reads. Partial writes and
  *             a moving write buffer are allowed (front.c compacts its
@@ -30,6 +33,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -56,6 +62,83 @@ static void ssl_why(const char *what, const char *path, char *err, size_t errsz)
     snprintf(err, errsz, "%s: %s: %s", what, path, e ? buf : "cannot be used");
 }
 
+/* ---- ticket keys ---- */
+
+#define TICKET_KEYS 3 /* the current one and the two before it */
+
+struct ticket_key {
+    unsigned char name[16], aes[32], hmac[32];
+    bool set;
+};
+static pthread_mutex_t tk_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ticket_key tkeys[TICKET_KEYS]; /* [0] is the current one */
+static int64_t tk_rotated_ms;
+
+/* Under tk_mu: one new current key per rotation period gone by since the
+ * last (a quiet hour or two still retires what it should), or the first. */
+static void tk_rotate_if_due(void)
+{
+    int64_t now = pc_now_ms(), period = gw_cfg.tls_ticket_rotate_s * 1000;
+    int64_t due = tkeys[0].set ? (now - tk_rotated_ms) / period : 1;
+    if (due <= 0)
+        return;
+    for (int64_t i = 0; i < due && i < TICKET_KEYS; i++) {
+        memmove(&tkeys[1], &tkeys[0], (TICKET_KEYS - 1) * sizeof tkeys[0]);
+        if (RAND_bytes(tkeys[0].name, sizeof tkeys[0].name) != 1 ||
+            RAND_bytes(tkeys[0].aes, sizeof tkeys[0].aes) != 1 ||
+            RAND_bytes(tkeys[0].hmac, sizeof tkeys[0].hmac) != 1)
+            pc_fatal("RAND_bytes failed");
+        tkeys[0].set = true;
+    }
+    tk_rotated_ms = now;
+}
+
+/* OpenSSL's ticket callback: enc 1 seals a new ticket under the current
+ * key; enc 0 opens one by its key name (2: taken, but renew it). */
+static int on_ticket_key(SSL *s, unsigned char name[16], unsigned char *iv,
+                         EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    (void)s;
+    struct ticket_key k;
+    int rc = 0;
+    pthread_mutex_lock(&tk_mu);
+    tk_rotate_if_due();
+    int at = -1;
+    if (enc) {
+        at = 0;
+    } else {
+        for (int i = 0; i < TICKET_KEYS && at < 0; i++)
+            if (tkeys[i].set && memcmp(tkeys[i].name, name, 16) == 0)
+                at = i;
+    }
+    if (at >= 0)
+        k = tkeys[at];
+    pthread_mutex_unlock(&tk_mu);
+    if (at < 0)
+        return 0; /* unknown or retired key: a full handshake */
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof k.hmac),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (enc) {
+        memcpy(name, k.name, 16);
+        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1 ||
+            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
+            EVP_MAC_CTX_set_params(hctx, params) != 1)
+            rc = -1;
+        else
+            rc = 1;
+    } else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
+               EVP_MAC_CTX_set_params(hctx, params) != 1) {
+        rc = -1;
+    } else {
+        rc = at == 0 ? 1 : 2;
+    }
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
 /* One context for cert and key, with the policy above; NULL with err set. */
 static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t errsz)
 {
@@ -71,6 +154,7 @@ static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t err
         pc_fatal("SSL_CTX_set_cipher_list failed");
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
     SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
         ssl_why("GATEWAY_TLS_CERT", cert, err, errsz);
     else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||

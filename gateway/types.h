@@ -321,6 +321,7 @@ struct gw_config {
     char *upstream_ca_file;     /* UPSTREAM_CA_FILE: https upstreams' CA bundle ("": system) */
     char *tls_cert;             /* GATEWAY_TLS_CERT: the listener's PEM chain ("": plain HTTP) */
     char *tls_key;              /* GATEWAY_TLS_KEY */
+    int64_t tls_ticket_rotate_s;    /* GATEWAY_TLS_TICKET_ROTATE_SECONDS */
     char *http_listen;          /* GATEWAY_HTTP_LISTEN: plain HTTP beside TLS, answering
                                  * 308 to https ("off": none) */
     int64_t max_body;

@@ -220,6 +220,10 @@ int pc_conf_load(const struct pc_conf_item *t, size_t n, char *err, size_t errsz
 
 void pc_conf_help(const struct pc_conf_item *t, size_t n, FILE *out)
 {
+    int w = 28; /* the name column: as wide as the longest name */
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(t[i].name) > w)
+            w = (int)strlen(t[i].name);
     for (size_t i = 0; i < n; i++) {
         const struct pc_conf_item *it = &t[i];
         const char *def = it->def ? it->def : "";
@@ -227,7 +231,7 @@ void pc_conf_help(const struct pc_conf_item *t, size_t n, FILE *out)
             def = "(required)";
         else if (def[0] == '\0')
             def = "(unset)";
-        fprintf(out, "  %-28s %-26s %s\n", it->name, def, it->help);
+        fprintf(out, "  %-*s %-26s %s\n", w, it->name, def, it->help);
     }
 }
 

@@ -14,6 +14,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import warnings
 
 import pytest
@@ -288,3 +289,33 @@ def test_plain_listener_redirects_to_https(gateway_factory, upstream, certs):
     r = subprocess.run([str(G.binary("gateway")), "--check"], env=G.gateway_env(e),
                        capture_output=True, timeout=10)
     assert r.returncode == 2 and b"GATEWAY_HTTP_LISTEN: only with GATEWAY_TLS_CERT" in r.stderr
+
+
+def _resumed(port, ctx, sess):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost", session=sess) as t:
+            t.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            t.recv(4096)
+            return t.session_reused, t.session
+
+
+def test_ticket_keys_rotate(gateway_factory, upstream, certs):
+    """GATEWAY_TLS_TICKET_ROTATE_SECONDS=1: a ticket still resumes one and two periods
+    later (under a previous key, renewed), not once three have gone by; a reload keeps
+    the keys."""
+    cert, key = certs()
+    env = dict(_tls_env(upstream, cert, key), GATEWAY_TLS_TICKET_ROTATE_SECONDS="1")
+    g = gateway_factory(env, route_table=False, name="gateway-tls-tickets")
+    ctx = _ctx(cert, maximum_version=ssl.TLSVersion.TLSv1_2)
+    _, sess = _resumed(g.port, ctx, None)
+    reused, _ = _resumed(g.port, ctx, sess)
+    assert reused
+    assert g.reload()                      # SIGHUP: new contexts, the same keys
+    reused, _ = _resumed(g.port, ctx, sess)
+    assert reused, "a reload lost the ticket keys"
+    time.sleep(1.3)
+    reused, _ = _resumed(g.port, ctx, sess)
+    assert reused, "a ticket one period old must still resume"
+    time.sleep(3.5)
+    reused, _ = _resumed(g.port, ctx, sess)
+    assert not reused, "a ticket three periods old must not resume"
