@@ -46,7 +46,7 @@ import pcsupport as G  # noqa: E402
 from pcsupport import cluster as C  # noqa: E402
 from gateway_bench import run_wrk  # noqa: E402
 from revocation_bench import summarize  # noqa: E402
-from signin_storm import git_rev, machine  # noqa: E402
+from signin_storm import git_rev, machine, write_report  # noqa: E402
 
 def tables(up: str) -> tuple:
     def table(timeout_ms: int, extra: bool) -> dict:
@@ -181,12 +181,7 @@ def main() -> int:
         f"p50 {so['p50']:.2f} ms, p99 {so['p99']:.2f} ms.",
         f"Goal: 0 failed requests while reloading: {'met' if fails == 0 else f'NOT met ({fails})'}.",
     ]
-    if problems:
-        lines += ["", "Problems: " + "; ".join(map(str, problems))]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    write_report(lines, problems, args.out)
     return 0 if fails == 0 and not problems else 1
 
 

@@ -288,6 +288,17 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model or platform.machine()}), Linux {platform.release()}"
 
 
+def write_report(lines: list, problems: list, out) -> str:
+    """A report's lines (and its problems, if any) printed and written to out."""
+    if problems:
+        lines = lines + ["", "Problems: " + "; ".join(map(str, problems))]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if out:
+        Path(out).write_text(report)
+    return report
+
+
 def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
