@@ -190,6 +190,11 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("GATEWAY_TLS_TICKET_ROTATE_SECONDS", tls_ticket_rotate_s, "3600", 1, 86400,
              "a new TLS session-ticket key this often; tickets under the two before it are "
              "still taken (and renewed), older ones mean a full handshake"),
+    {"GATEWAY_HTTP2", PC_CONF_BOOL, &gw_cfg.http2, "on", 0, 0, 0, NULL,
+     "over TLS, offer HTTP/2 (ALPN h2, then http/1.1); off: HTTP/1.1 only"},
+    INT_ITEM("GATEWAY_HTTP2_MAX_STREAMS", h2_max_streams, "100", 1, 1000,
+             "HTTP/2 streams at once per connection, a reset one counted until its request "
+             "ends"),
     {"GATEWAY_HTTP_LISTEN", PC_CONF_STR, &gw_cfg.http_listen, "off", 0, 0, 0,
      pc_conf_check_admin_listen,
      "with TLS: a plain HTTP listener (host:port, or off) that answers /health, /live and "

@@ -65,6 +65,7 @@
 #include "metrics.h"
 #include "loop.h"
 #include "tls_front.h"
+#include "h2_front.h"
 #include "../lib/connlimit.h"
 #include "../lib/http.h"
 #include "../lib/log.h"
@@ -105,6 +106,7 @@ enum cstate {
     C_CLOSING,      /* write what is queued, then close */
     C_LINGER,       /* output done, write side shut; drop input, then close */
     C_TUNNEL,       /* after a 101: bytes read go upstream as they come (proxy.c) */
+    C_H2,           /* HTTP/2 (ALPN h2): reads feed the session of h2_front.c */
 };
 
 struct gw_client {
@@ -152,6 +154,9 @@ struct gw_client {
     bool to_https;                  /* accepted on GATEWAY_HTTP_LISTEN (plain, redirects) */
     bool read_wants_write;          /* TLS: a read waits for writability */
     bool write_wants_read;          /* TLS: a write waits for readability */
+    bool alpn_seen;                 /* TLS: the protocol ALPN chose was looked at */
+    struct gw_h2 *h2;               /* C_H2: the HTTP/2 session (h2_front.c) */
+    bool h2_busy, h2_again;         /* C_H2: h2_io is running / must run once more */
     struct pc_ipkey ipk;
     char ip[64];
 };
@@ -187,6 +192,7 @@ static void list_add(struct gw_client **head, struct gw_client *c)
 
 static void client_free(struct gw_client *c)
 {
+    gw_h2_free(c->h2);
     if (c->ssl)
         gw_tls_front_release(c->ssl);
     if (c->ev)
@@ -206,7 +212,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     w->dead = NULL;
     while (c) {
         struct gw_client *next = c->next;
-        if (c->r) {
+        if (c->r || (c->h2 && gw_h2_running(c->h2) > 0)) {
             /* still running: freed when it ends */
             c->prev = NULL;
             c->next = keep;
@@ -251,6 +257,8 @@ static void client_close(struct gw_client *c)
         nadmin--;
     c->counted = c->ip_counted = c->reserve = c->admin = false;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
+    if (c->h2)
+        gw_h2_conn_closed(c->h2); /* its running requests learn it (they end later) */
 }
 
 static void want_read(struct gw_client *c, bool on)
@@ -320,8 +328,21 @@ static ssize_t conn_write(struct gw_client *c, const void *buf, size_t n)
     return put;
 }
 
+static void h2_io(struct gw_client *c);
+
 static void after_flush(struct gw_client *c)
 {
+    if (c->h2) {
+        if (c->state == C_CLOSING) {
+            if (gw_h2_running(c->h2) == 0)
+                client_close(c);
+            return;
+        }
+        want_read(c, true); /* reading stops while the output is backed up */
+        gw_h2_drained(c->h2);
+        h2_io(c);
+        return;
+    }
     if (c->state == C_CLOSING && c->r == NULL) {
         if (!c->unread || c->overflow) {
             client_close(c);
@@ -393,7 +414,98 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 bool gw_client_backlog_full(const struct gw_request *r)
 {
     const struct gw_client *c = r->c;
+    if (r->h2s)
+        return gw_h2_backlog_full(r);
     return !c->dead && c->out.len - c->out_off > OUT_BACKLOG;
+}
+
+/* ---- HTTP/2 connections: h2_front.c's session, this file's socket ---- */
+
+/* Moves what the session has to send into the output and writes it, until
+ * the socket is full or the session has nothing more; a call from inside
+ * (an answer queued while writing) makes the running one go round again. */
+static void h2_io(struct gw_client *c)
+{
+    if (c->h2_busy) {
+        c->h2_again = true;
+        return;
+    }
+    c->h2_busy = true;
+    do {
+        c->h2_again = false;
+        if (c->dead)
+            break;
+        bool live = gw_h2_pump(c->h2, &c->out, c->out.len - c->out_off, OUT_BACKLOG);
+        if (!live && c->state == C_H2) {
+            c->state = C_CLOSING; /* closed once what is queued is written */
+            c->keep_alive = false;
+        }
+        if (c->dead || c->out_off == c->out.len)
+            break; /* nothing to write (after_flush would only call here again) */
+        if (!flush_out(c))
+            break;
+    } while (c->h2_again);
+    if (!c->dead && c->state == C_CLOSING && c->out_off == c->out.len &&
+        gw_h2_running(c->h2) == 0)
+        client_close(c);
+    c->h2_busy = false;
+}
+
+void gw_front_h2_kick(struct gw_client *c)
+{
+    if (!c->dead)
+        h2_io(c);
+}
+
+/* C_H2: one read, fed to the session. */
+static void h2_read(struct gw_client *c)
+{
+    if (c->out.len - c->out_off > OUT_BACKLOG) {
+        want_read(c, false); /* a peer that does not read: after_flush reads again */
+        return;
+    }
+    uint8_t buf[16384];
+    ssize_t n = conn_read(c, buf, sizeof buf);
+    if (n > 0) {
+        c->last_io_us = pc_mono_us();
+        if (!gw_h2_recv(c->h2, buf, (size_t)n) && !c->dead) {
+            c->state = C_CLOSING;
+            want_read(c, false);
+        }
+        if (!c->dead)
+            h2_io(c);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    want_read(c, false);
+    client_gone(c);
+}
+
+/* The TLS handshake is done (a first read returned bytes): when ALPN chose
+ * h2, the connection becomes an HTTP/2 session, fed what was read. */
+static bool h2_switch(struct gw_client *c)
+{
+    c->alpn_seen = true;
+    if (!gw_tls_front_is_h2(c->ssl))
+        return false;
+    if (c->overflow) {
+        client_close(c); /* over a cap: HTTP/1.1 health checks only */
+        return true;
+    }
+    c->state = C_H2;
+    c->keep_alive = true;
+    c->h2 = gw_h2_new(c, c->w, c->ip);
+    size_t n = c->len;
+    c->len = 0;
+    if (!gw_h2_recv(c->h2, (const uint8_t *)c->in, n) && !c->dead)
+        c->state = C_CLOSING;
+    free(c->in); /* reads go through the stack from now on */
+    c->in = NULL;
+    c->cap = 0;
+    if (!c->dead)
+        h2_io(c);
+    return true;
 }
 
 static const char *reason_phrase(int status)
@@ -457,6 +569,8 @@ static const char *http_date(void)
 struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reason)
 {
     struct gw_client *c = r->c;
+    if (r->h2s)
+        return gw_h2_resp_begin(r, status);
     r->status = status;
     if (c->state == C_STREAM)
         c->keep_alive = false; /* its body has not all come: where it ends is not known */
@@ -475,12 +589,8 @@ struct pc_buf *gw_resp_begin(struct gw_request *r, int status, const char *reaso
     return b;
 }
 
-void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
+void gw_front_head_extras(struct gw_request *r, struct pc_buf *b, int64_t body_len, bool own)
 {
-    struct gw_client *c = r->c;
-    struct pc_buf *b = &c->out;
-    c->resp_nobody = r->head_method || body_len == GW_LEN_OMIT;
-    c->resp_chunked = false;
     gw_cors_headers(r, b);
     if (r->tls && r->route && r->route->hsts_max_age_s > 0) { /* RFC 6797: over TLS only */
         pc_buf_puts(b, "Strict-Transport-Security: max-age=");
@@ -493,7 +603,21 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
         pc_buf_puts(b, "Content-Length: ");
         pc_buf_putu(b, (uint64_t)body_len);
         pc_buf_append(b, "\r\n", 2);
-    } else if (body_len == GW_LEN_STREAM && !r->head_method) {
+    }
+}
+
+void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
+{
+    struct gw_client *c = r->c;
+    if (r->h2s) {
+        gw_h2_resp_end_head(r, body_len, own);
+        return;
+    }
+    struct pc_buf *b = &c->out;
+    c->resp_nobody = r->head_method || body_len == GW_LEN_OMIT;
+    c->resp_chunked = false;
+    gw_front_head_extras(r, b, body_len, own);
+    if (body_len == GW_LEN_STREAM && !r->head_method) {
         if (c->head->minor >= 1) {
             c->resp_chunked = true;
             pc_buf_puts(b, "Transfer-Encoding: chunked\r\n");
@@ -512,6 +636,10 @@ void gw_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
 void gw_resp_body(struct gw_request *r, const void *data, size_t n)
 {
     struct gw_client *c = r->c;
+    if (r->h2s) {
+        gw_h2_resp_body(r, data, n);
+        return;
+    }
     if (n == 0 || c->resp_nobody || c->dead)
         return;
     size_t before = c->out.len;
@@ -526,13 +654,21 @@ void gw_resp_body(struct gw_request *r, const void *data, size_t n)
 void gw_resp_send(struct gw_request *r)
 {
     struct gw_client *c = r->c;
-    if (!c->dead)
+    if (c->dead)
+        return;
+    if (r->h2s)
+        h2_io(c);
+    else
         flush_out(c);
 }
 
 void gw_resp_end(struct gw_request *r)
 {
     struct gw_client *c = r->c;
+    if (r->h2s) {
+        gw_h2_resp_end(r);
+        return;
+    }
     if (c->resp_chunked && !c->dead)
         pc_buf_append(&c->out, "0\r\n\r\n", 5);
     c->resp_chunked = false;
@@ -543,6 +679,10 @@ void gw_resp_abort(struct gw_request *r)
     /* A streamed answer that cannot be completed: the client must see it
      * cut, not a well-formed ending. */
     struct gw_client *c = r->c;
+    if (r->h2s) {
+        gw_h2_resp_abort(r); /* the stream is reset, the connection stays */
+        return;
+    }
     c->keep_alive = false;
     c->resp_chunked = false;
     if (!c->dead) {
@@ -555,6 +695,10 @@ void gw_resp_abort(struct gw_request *r)
 void gw_resp_upgrade(struct gw_request *r)
 {
     struct gw_client *c = r->c;
+    if (r->h2s) { /* never asked for over HTTP/2: a 101 there is the upstream's fault */
+        gw_h2_resp_abort(r);
+        return;
+    }
     pc_buf_puts(&c->out, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     r->bytes_out += c->out.len - r->out_mark;
     c->resp_nobody = c->resp_chunked = false;
@@ -598,7 +742,7 @@ static void tunnel_shed(struct gw_client *c)
 void gw_front_tunnel_resume(struct gw_request *r)
 {
     struct gw_client *c = r->c;
-    if (!c->dead && c->state == C_TUNNEL)
+    if (!r->h2s && !c->dead && c->state == C_TUNNEL)
         want_read(c, true);
 }
 
@@ -675,6 +819,14 @@ static void refuse(struct gw_client *c, bool parsed, int status, const char *cod
 void gw_front_request_done(struct gw_request *r)
 {
     struct gw_client *c = r->c;
+    if (r->h2s) {
+        gw_h2_request_done(r);
+        if (c->dead && gw_h2_running(c->h2) == 0)
+            event_active(c->w->reap_ev, EV_TIMEOUT, 0); /* kept for it: free it now */
+        else if (!c->dead)
+            h2_io(c);
+        return;
+    }
     c->r = NULL;
     if (c->dead)
         return; /* the reap event frees it */
@@ -902,6 +1054,8 @@ static void body_read(struct gw_client *c)
 enum gw_body gw_front_body_peek(struct gw_request *r, const char **data, size_t *n)
 {
     struct gw_client *c = r->c;
+    if (r->h2s)
+        return gw_h2_body_peek(r, data, n);
     *data = NULL;
     *n = 0;
     if (!c->dead && c->state == C_STREAM)
@@ -925,6 +1079,10 @@ enum gw_body gw_front_body_peek(struct gw_request *r, const char **data, size_t 
 void gw_front_body_consume(struct gw_request *r, size_t n)
 {
     struct gw_client *c = r->c;
+    if (r->h2s) {
+        gw_h2_body_consume(r, n);
+        return;
+    }
     if (n == 0 || c->state != C_STREAM)
         return;
     char *at = c->in + c->head->head_len;
@@ -951,6 +1109,45 @@ static bool health_target(const struct pc_http_head *h)
     path[n] = '\0';
     enum gw_local what = gw_local_path(path, false);
     return what == GW_LOCAL_HEALTH || what == GW_LOCAL_LIVE || what == GW_LOCAL_READY;
+}
+
+int gw_front_head_refusal(const struct pc_http_head *h, const char **code, const char **msg)
+{
+    size_t hdr_bytes = 0;
+    for (size_t i = 0; i < h->nh; i++)
+        hdr_bytes += h->h[i].nlen + h->h[i].vlen + 4;
+    *code = *msg = NULL;
+    if ((int64_t)hdr_bytes > gw_cfg.max_headers) {
+        *code = "HEADERS_TOO_LARGE";
+        *msg = "Request headers are too large";
+        return 431;
+    }
+    if (allowed_method(h->method) == NULL) {
+        *code = "METHOD_NOT_ALLOWED";
+        *msg = "Method not allowed";
+        return 405;
+    }
+    if (!pc_http_host_ok(h)) {
+        *code = "BAD_HOST";
+        *msg = "An HTTP/1.1 request needs exactly one valid Host header";
+        return 400;
+    }
+    /* Content on a HEAD has no meaning (RFC 9110 9.3.2), and servers such as
+     * libevent's read none: forwarded, it would be parsed upstream as the
+     * next request on a pooled connection, headers chosen by the client. */
+    if (strcmp(h->method, "HEAD") == 0 &&
+        (h->framing == PC_HTTP_BODY_CHUNKED ||
+         (h->framing == PC_HTTP_BODY_LENGTH && h->content_length > 0))) {
+        *code = "BODY_NOT_ALLOWED";
+        *msg = "A HEAD request cannot carry a body";
+        return 400;
+    }
+    if (h->framing == PC_HTTP_BODY_LENGTH && h->content_length > (uint64_t)gw_cfg.max_body) {
+        *code = "PAYLOAD_TOO_LARGE";
+        *msg = "Request body is too large";
+        return 413;
+    }
+    return 0;
 }
 
 /* Parses and runs what the buffer holds. */
@@ -990,36 +1187,19 @@ static void process(struct gw_client *c)
             return;
         }
     }
-    size_t hdr_bytes = 0;
-    for (size_t i = 0; i < c->head->nh; i++)
-        hdr_bytes += c->head->h[i].nlen + c->head->h[i].vlen + 4;
-    if ((int64_t)hdr_bytes > gw_cfg.max_headers || c->head->head_len > head_max) {
-        refuse(c, true, 431, "HEADERS_TOO_LARGE", "Request headers are too large");
-        return;
+    const char *code, *msg;
+    int status = gw_front_head_refusal(c->head, &code, &msg);
+    if (status == 0 && c->head->head_len > head_max) {
+        status = 431;
+        code = "HEADERS_TOO_LARGE";
+        msg = "Request headers are too large";
     }
-    if (allowed_method(c->head->method) == NULL) {
-        refuse(c, true, 405, "METHOD_NOT_ALLOWED", "Method not allowed");
-        return;
-    }
-    if (!pc_http_host_ok(c->head)) {
-        refuse(c, true, 400, "BAD_HOST", "An HTTP/1.1 request needs exactly one valid Host header");
-        return;
-    }
-    /* Content on a HEAD has no meaning (RFC 9110 9.3.2), and servers such as
-     * libevent's read none: forwarded, it would be parsed upstream as the
-     * next request on a pooled connection, headers chosen by the client. */
-    if (strcmp(c->head->method, "HEAD") == 0 &&
-        (c->head->framing == PC_HTTP_BODY_CHUNKED ||
-         (c->head->framing == PC_HTTP_BODY_LENGTH && c->head->content_length > 0))) {
-        refuse(c, true, 400, "BODY_NOT_ALLOWED", "A HEAD request cannot carry a body");
+    if (status != 0) {
+        refuse(c, true, status, code, msg);
         return;
     }
     switch (c->head->framing) {
     case PC_HTTP_BODY_LENGTH:
-        if (c->head->content_length > (uint64_t)gw_cfg.max_body) {
-            refuse(c, true, 413, "PAYLOAD_TOO_LARGE", "Request body is too large");
-            return;
-        }
         body_begin(c);
         return;
     case PC_HTTP_BODY_CHUNKED:
@@ -1050,6 +1230,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             client_close(c);
         return;
     }
+    if (c->state == C_H2) {
+        h2_read(c);
+        return;
+    }
     if (c->state == C_TUNNEL || c->state == C_STREAM) {
         if (c->r == NULL)
             want_read(c, false);
@@ -1075,6 +1259,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             c->last_io_us = pc_mono_us();
             if (c->state == C_HEAD && c->head_start_us == 0)
                 c->head_start_us = c->last_io_us;
+            if (c->ssl && !c->alpn_seen && h2_switch(c))
+                return;
         } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             /* The client closed (or half-closed) its side. An exchange with
              * the upstream is cancelled, whether or not its answer has
@@ -1404,6 +1590,20 @@ void gw_front_tick(struct gw_worker *w, bool stopping)
         if (c->state == C_LINGER) {
             if (now >= c->linger_until_us)
                 client_close(c);
+            continue;
+        }
+        if (c->h2) {
+            /* HTTP/2: silent for CLIENT_IDLE_S (streams wait on the
+             * upstream under its own bounds), or draining */
+            bool quiet = gw_h2_running(c->h2) == 0 || c->out_off < c->out.len;
+            if (stopping) {
+                gw_h2_goaway(c->h2);
+                h2_io(c);
+                if (!c->dead && gw_h2_running(c->h2) == 0 && c->out_off == c->out.len)
+                    client_close(c);
+            } else if (quiet && now - c->last_io_us > CLIENT_IDLE_S * 1000000LL) {
+                client_gone(c);
+            }
             continue;
         }
         bool idle = c->r == NULL && c->out_off == c->out.len;

@@ -36,6 +36,13 @@ struct pc_buf;
       "Upstream timed out (504).")                                                         \
     X(upstream_skips, "portcullis_gateway_upstream_skips_total",                           \
       "Upstream targets skipped for UPSTREAM_FAIL_TIMEOUT_MS after a failed connection.")  \
+    X(h2_conns, "portcullis_gateway_http2_connections_total",                             \
+      "Connections that chose HTTP/2 (ALPN h2).")                                          \
+    X(h2_streams, "portcullis_gateway_http2_streams_total",                                \
+      "HTTP/2 streams that became requests.")                                              \
+    X(h2_refused, "portcullis_gateway_http2_refused_total",                                \
+      "HTTP/2 streams refused for a limit, and sessions ended for a protocol error or an " \
+      "attack (rapid resets, a header list too large).")                                   \
     X(upstream_cancels, "portcullis_gateway_upstream_cancels_total",                       \
       "Exchanges cancelled upstream because the client left.")                             \
     X(rate_limited, "portcullis_gateway_rate_limited_total",                               \

@@ -11,6 +11,8 @@
  *   SNI       GATEWAY_TLS_CERT may list several certificates (keys in the
  *             same order): a client's server_name picks the first whose
  *             names match it (X509_check_host), else the first one
+ *   ALPN      h2 first (GATEWAY_HTTP2; front.c hands such a connection to
+ *             h2_front.c), then http/1.1
  *   resume    session tickets (stateless) under process-wide keys that
  *             rotate every GATEWAY_TLS_TICKET_ROTATE_SECONDS: a ticket made
  *             under the current key is taken, one under either of the two
@@ -139,6 +141,24 @@ static int on_ticket_key(SSL *s, unsigned char name[16], unsigned char *iv,
     return rc;
 }
 
+/* ALPN (RFC 7301): h2 when the client offers it and GATEWAY_HTTP2 is on,
+ * else http/1.1; a client that offers neither goes on without ALPN
+ * (HTTP/1.1), as it would with a server that has none. */
+static int on_alpn(SSL *s, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)s;
+    (void)arg;
+    static const unsigned char both[] = "\x02h2\x08http/1.1", h1[] = "\x08http/1.1";
+    const unsigned char *ours = gw_cfg.http2 ? both : h1;
+    unsigned int n = gw_cfg.http2 ? sizeof both - 1 : sizeof h1 - 1;
+    unsigned char *pick;
+    if (SSL_select_next_proto(&pick, outlen, ours, n, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = pick;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 /* One context for cert and key, with the policy above; NULL with err set. */
 static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t errsz)
 {
@@ -155,6 +175,7 @@ static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t err
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
         ssl_why("GATEWAY_TLS_CERT", cert, err, errsz);
     else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
@@ -350,6 +371,14 @@ ssize_t gw_tls_front_write(struct ssl_st *s, const void *buf, size_t n, bool *wa
 bool gw_tls_front_pending(const struct ssl_st *s)
 {
     return SSL_pending(s) > 0;
+}
+
+bool gw_tls_front_is_h2(const struct ssl_st *s)
+{
+    const unsigned char *p;
+    unsigned int n;
+    SSL_get0_alpn_selected(s, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 bool gw_tls_front_established(const struct ssl_st *s)

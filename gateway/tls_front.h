@@ -43,6 +43,8 @@ ssize_t gw_tls_front_write(struct ssl_st *s, const void *buf, size_t n, bool *wa
 bool gw_tls_front_pending(const struct ssl_st *s);
 /** Sends close_notify, best effort (before the front shuts its side). */
 void gw_tls_front_shutdown(struct ssl_st *s);
+/** Did ALPN choose h2 (HTTP/2) for this connection (its handshake done)? */
+bool gw_tls_front_is_h2(const struct ssl_st *s);
 /** Did the connection's handshake finish (a request came over TLS)? */
 bool gw_tls_front_established(const struct ssl_st *s);
 void gw_tls_front_release(struct ssl_st *s);

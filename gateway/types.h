@@ -34,7 +34,8 @@
  *                                 back; forward.c answers GET /_auth
  *
  * Around them: front.c is the HTTP/1.1 front (accept, read, parse with
- * lib/http.c, write answers); worker.c owns the threads, listeners and the
+ * lib/http.c, write answers), over TLS with tls_front.c, and h2_front.c
+ * makes each HTTP/2 stream a request on such a connection; worker.c owns the threads, listeners and the
  * start and stop order; revocation.c listens on Redis pub/sub and drops
  * revoked entries from L1 for every worker at once; metrics.c counts.
  *
@@ -67,6 +68,7 @@ struct ssl_ctx_st;          /* OpenSSL's SSL_CTX, for https:// upstreams (upstre
 struct gw_worker;
 struct gw_request;
 struct gw_client;
+struct gw_h2_stream;
 struct pc_http_head;
 struct pc_ra;
 
@@ -322,6 +324,8 @@ struct gw_config {
     char *tls_cert;             /* GATEWAY_TLS_CERT: the listener's PEM chain ("": plain HTTP) */
     char *tls_key;              /* GATEWAY_TLS_KEY */
     int64_t tls_ticket_rotate_s;    /* GATEWAY_TLS_TICKET_ROTATE_SECONDS */
+    bool http2;                     /* GATEWAY_HTTP2: ALPN offers h2 over TLS */
+    int64_t h2_max_streams;         /* GATEWAY_HTTP2_MAX_STREAMS */
     char *http_listen;          /* GATEWAY_HTTP_LISTEN: plain HTTP beside TLS, answering
                                  * 308 to https ("off": none) */
     int64_t max_body;
@@ -482,6 +486,7 @@ enum gw_cred_src {
 struct gw_request {
     struct gw_worker *w;            /* the worker whose loop owns it */
     struct gw_client *c;            /* the connection it came on (front.c) */
+    struct gw_h2_stream *h2s;       /* its HTTP/2 stream on c (h2_front.c), or NULL */
     const struct pc_http_head *head;    /* its parsed head (in c's buffer) */
     const char *method;             /* "GET", ... */
     const char *body;               /* the whole body (de-chunked), in c's buffer */

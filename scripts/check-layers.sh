@@ -7,9 +7,10 @@
 #   gateway/      includes lib/ and itself, never authsvc/, in layers:
 #                 lib <- types.h <- module headers (cache, store, jwt, limits,
 #                 feed, metrics, proxy, ...) <- request.h <- stages.h <-
-#                 {front, intake, worker}. Only request.c, front.c,
-#                 intake.c, worker.c and main.c include front.h, intake.h
-#                 or worker.h; stages answer through request.h
+#                 {front, h2_front, intake, worker}. Only request.c, front.c,
+#                 h2_front.c, intake.c, worker.c and main.c include front.h,
+#                 h2_front.h, intake.h or worker.h; stages answer through
+#                 request.h
 #   tools/, tests/unit/   include lib/ only, except that the gateway's unit
 #                 tests (test_gw_*.c) include test_gw.h, the one file there
 #                 that names gateway headers
@@ -72,11 +73,11 @@ done
 # the top layer (the front, intake, the workers) is included only by itself
 for f in gateway/*.c gateway/*.h; do
     case "$f" in
-        gateway/request.c|gateway/front.[ch]|gateway/intake.[ch]|gateway/worker.[ch]|gateway/main.c) continue ;;
+        gateway/request.c|gateway/front.[ch]|gateway/h2_front.[ch]|gateway/intake.[ch]|gateway/worker.[ch]|gateway/main.c) continue ;;
     esac
     for hit in $(includes "$f"); do
         case "${hit##*:}" in
-            front.h|intake.h|worker.h) say "a stage includes the front: ${hit%:*} includes \"${hit##*:}\"" ;;
+            front.h|h2_front.h|intake.h|worker.h) say "a stage includes the front: ${hit%:*} includes \"${hit##*:}\"" ;;
         esac
     done
 done
