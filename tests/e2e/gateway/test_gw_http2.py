@@ -375,3 +375,21 @@ def test_admin_listener_stays_plain_http(h2gw):
     assert requests.get(h2gw.admin_url("/metrics"), timeout=5).status_code == 200
     m = requests.get(h2gw.admin_url("/metrics"), timeout=5).text
     assert "portcullis_gateway_http2_connections_total" in m
+
+
+def test_every_session_and_key_form_over_http2(h2gw, mod_user, keys):
+    """The credential forms of test_gw_auth_matrix.py, on one HTTP/2 connection: each
+    is the principal upstream, as over HTTP/1.1."""
+    from test_gw_auth_matrix import METHOD, creds_for
+    g = h2gw
+    key = keys.create(mod_user.id)
+    with H2Client(g.port, g.cert) as c:
+        for kind, method in METHOD.items():
+            h = {k.lower(): v for k, v in creds_for(kind, mod_user, key).items()}
+            body = _echo(c.response(c.request("GET", "/x", h)))
+            assert body["headers"]["x-user-id"] == mod_user.id, kind
+            assert body["headers"]["x-auth-method"] == method, kind
+        # a bad key is refused on the same connection, which goes on
+        r = c.response(c.request("GET", "/x", {"x-api-key": key.key[:-1] + ("B" if key.key.endswith("A") else "A")}))
+        assert r.status == 401
+        assert c.response(c.request("GET", "/health")).status == 200
