@@ -29,6 +29,7 @@
  * (signer.c's gw_signer_tick, for mint.c).
  */
 #include "jwt.h"
+#include "http_fetch.h"
 #include "metrics.h"
 #include "request.h"
 #include "../lib/conf.h"
@@ -178,21 +179,9 @@ enum gw_key_result gw_jwks_key(const struct gw_issuer *iss, const char *kid, str
 
 struct fetch {
     struct pc_buf body;
+    struct pc_buf_capped cap;   /* body, at most FETCH_MAX_BYTES */
     int64_t max_age;        /* seconds, -1 = none */
-    bool too_big;
 };
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    struct fetch *f = arg;
-    size_t len = size * n;
-    if (f->body.len + len > FETCH_MAX_BYTES) {
-        f->too_big = true;
-        return 0;
-    }
-    pc_buf_append(&f->body, p, len);
-    return len;
-}
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
@@ -216,27 +205,18 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 static int http_get(const char *url, struct fetch *f)
 {
     memset(f, 0, sizeof *f);
+    f->cap = (struct pc_buf_capped){.buf = &f->body, .max = FETCH_MAX_BYTES};
     f->max_age = -1;
     CURL *c = curl_easy_init();
     if (c == NULL)
         return -1;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)FETCH_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)FETCH_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "portcullis-gateway");
-    CURLcode rc = curl_easy_perform(c);
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
+    int rc = gw_http_fetch(c, url, "http,https", FETCH_TIMEOUT_MS, &f->cap, &status);
     if (rc != CURLE_OK || status != 200) {
         pc_log_warn("jwks: GET %s failed: %s", url,
-                    rc != CURLE_OK ? curl_easy_strerror(rc) : "status is not 200");
+                    rc != CURLE_OK ? curl_easy_strerror((CURLcode)rc) : "status is not 200");
         pc_buf_free(&f->body);
         return -1;
     }

@@ -82,6 +82,18 @@ void pc_buf_append(struct pc_buf *b, const void *data, size_t n)
     b->data[b->len] = '\0';
 }
 
+size_t pc_buf_capped_write(char *p, size_t size, size_t n, void *capped)
+{
+    struct pc_buf_capped *c = capped;
+    size_t len = size * n;
+    if (len > c->max || c->buf->len > c->max - len) {
+        c->over = true;
+        return 0;
+    }
+    pc_buf_append(c->buf, p, len);
+    return len;
+}
+
 void pc_buf_puts(struct pc_buf *b, const char *s)
 {
     pc_buf_append(b, s, strlen(s));

@@ -46,6 +46,17 @@ const char *pc_buf_cstr(struct pc_buf *b);
 void pc_buf_reset(struct pc_buf *b);
 void pc_buf_free(struct pc_buf *b);
 
+/** A bound on what is appended to buf (a fetched body): buf is the caller's. */
+struct pc_buf_capped {
+    struct pc_buf *buf;     /* appended to */
+    size_t max;             /* most bytes buf may hold */
+    bool over;              /* set once an append would have passed max */
+};
+/** fwrite-shaped, for CURLOPT_WRITEFUNCTION with a struct pc_buf_capped as
+ * its data: appends size * n bytes and returns that, or appends nothing,
+ * sets over and returns 0 (the transfer stops) when they would pass max. */
+size_t pc_buf_capped_write(char *p, size_t size, size_t n, void *capped);
+
 /** Wall clock in milliseconds since the epoch. */
 int64_t pc_now_ms(void);
 /** Monotonic clock in microseconds (for latencies). */
