@@ -195,6 +195,14 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("GATEWAY_HTTP2_MAX_STREAMS", h2_max_streams, "100", 1, 1000,
              "HTTP/2 streams at once per connection, a reset one counted until its request "
              "ends"),
+    {"GATEWAY_TLS_OCSP", PC_CONF_BOOL, &gw_cfg.tls_ocsp, "true", 0, 0, 0, NULL,
+     "OCSP stapling: a certificate that names an http:// OCSP responder and whose file holds "
+     "its issuer after it gets the responder's answer in handshakes, while that verifies, "
+     "says good and is not past its nextUpdate"},
+    INT_ITEM("GATEWAY_TLS_OCSP_REFRESH_SECONDS", tls_ocsp_refresh_s, "3600", 1, 86400,
+             "most time between two OCSP fetches for a certificate (sooner: half the time left "
+             "before the response's nextUpdate); a failed one is retried after 30 s, doubling "
+             "up to 10 minutes, never more than this apart"),
     {"GATEWAY_HTTP_LISTEN", PC_CONF_STR, &gw_cfg.http_listen, "off", 0, 0, 0,
      pc_conf_check_admin_listen,
      "with TLS: a plain HTTP listener (host:port, or off) that answers /health, /live and "

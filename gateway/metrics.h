@@ -81,6 +81,10 @@ struct pc_buf;
       "down could not be read back.")                                                      \
     X(revocations_replayed, "portcullis_gateway_revocations_replayed_total",               \
       "Revocations read back from PostgreSQL's log after the feed was lost.")             \
+    X(ocsp_fetches, "portcullis_gateway_ocsp_fetches_total",                               \
+      "OCSP responses asked for, for stapling, failed or not.")                            \
+    X(ocsp_fetch_errors, "portcullis_gateway_ocsp_fetch_errors_total",                     \
+      "OCSP fetches that gave no good response (failed, did not verify, or not good).")    \
     X(reloads, "portcullis_gateway_reloads_total",                                         \
       "Routes files loaded on SIGHUP and put in use.")                                     \
     X(reloads_failed, "portcullis_gateway_reloads_failed_total",                           \

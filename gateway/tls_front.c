@@ -24,6 +24,7 @@
  *             output buffer between writes)
  */
 #include "tls_front.h"
+#include "ocsp_staple.h"
 #include "types.h"
 
 #include "../lib/log.h"
@@ -182,8 +183,10 @@ static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t err
              SSL_CTX_check_private_key(ctx) != 1)
         ssl_why("GATEWAY_TLS_KEY (a PEM key, of GATEWAY_TLS_CERT's certificate)", key, err,
                 errsz);
-    else
+    else {
+        gw_ocsp_attach(ctx, cert); /* stapling, when the certificate names a responder */
         return ctx;
+    }
     SSL_CTX_free(ctx);
     return NULL;
 }

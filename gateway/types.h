@@ -326,6 +326,8 @@ struct gw_config {
     int64_t tls_ticket_rotate_s;    /* GATEWAY_TLS_TICKET_ROTATE_SECONDS */
     bool http2;                     /* GATEWAY_HTTP2: ALPN offers h2 over TLS */
     int64_t h2_max_streams;         /* GATEWAY_HTTP2_MAX_STREAMS */
+    bool tls_ocsp;              /* GATEWAY_TLS_OCSP: staple OCSP responses (ocsp_staple.c) */
+    int64_t tls_ocsp_refresh_s; /* GATEWAY_TLS_OCSP_REFRESH_SECONDS: most time between fetches */
     char *http_listen;          /* GATEWAY_HTTP_LISTEN: plain HTTP beside TLS, answering
                                  * 308 to https ("off": none) */
     int64_t max_body;

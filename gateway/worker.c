@@ -15,6 +15,7 @@
 #include "worker.h"
 #include "config.h"
 #include "tls_front.h"
+#include "ocsp_staple.h"
 #include "front.h"
 #include "request.h"
 #include "cache.h"
@@ -248,6 +249,7 @@ int gw_worker_run(void)
     gw_revocation_start();
     gw_jwks_start();
     gw_usage_start();
+    gw_ocsp_start();
     for (size_t i = 0; i < n; i++)
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
             pc_fatal("pthread_create failed");
@@ -268,6 +270,7 @@ int gw_worker_run(void)
     gw_jwks_stop();                  /* requests parked on a JWKS fetch go to inboxes */
     gw_revocation_stop();
     gw_usage_stop();
+    gw_ocsp_stop();
     for (size_t i = 0; i < n; i++) {
         gw_resolve_stop(&workers[i]);    /* name lookups still due are dropped */
         gw_proxy_stop(&workers[i]);

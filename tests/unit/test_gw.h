@@ -25,6 +25,7 @@
 #include "../../gateway/jwt.h"
 #include "../../gateway/proxy.h"
 #include "../../gateway/metrics.h"
+#include "../../gateway/ocsp_staple.h"
 #include "../../lib/http.h"
 
 #include <setjmp.h>
