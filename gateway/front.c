@@ -4,6 +4,10 @@
  * listener, reads each request into the connection's buffer, parses it in
  * place (lib/http.c), reads its body, and hands it to intake.c
  * (gw_intake); answers are written from the connection's output buffer.
+ * One file because it owns the connection: its socket (through
+ * tls_front.c), buffers, states, caps and life. A connection whose ALPN
+ * chose h2 keeps all of that here, and h2_front.c makes its streams
+ * requests; request.h's response writer below hands those to h2_front.c.
  *
  *   read      one read() per readiness event into c->in; the head is parsed
  *             where it lies, so a request costs no allocation but its

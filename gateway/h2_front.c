@@ -623,7 +623,9 @@ void gw_h2_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     size_t lines = 1;
     for (size_t i = 0; i < s->rhead.len; i++)
         lines += s->rhead.data[i] == '\n';
-    nghttp2_nv *nv = pc_xcalloc(lines + 1, sizeof *nv);
+    nghttp2_nv stack_nv[64]; /* most answers; a longer head takes the heap */
+    nghttp2_nv *nv = lines + 1 <= PC_ARRAY_LEN(stack_nv) ? stack_nv
+                                                         : pc_xcalloc(lines + 1, sizeof *nv);
     char status[4];
     int st = r->status >= 100 && r->status <= 999 ? r->status : 502;
     status[0] = (char)('0' + st / 100);
@@ -656,7 +658,8 @@ void gw_h2_resp_end_head(struct gw_request *r, int64_t body_len, bool own)
     }
     nghttp2_data_provider dp = {.source = {.ptr = s}, .read_callback = on_data_read};
     int rv = nghttp2_submit_response(h->s, s->id, nv, k, s->resp_nobody ? NULL : &dp);
-    free(nv);
+    if (nv != stack_nv)
+        free(nv);
     if (rv != 0) {
         pc_log_debug("http2: stream %d: %s", s->id, nghttp2_strerror(rv));
         s->resp_done = true;

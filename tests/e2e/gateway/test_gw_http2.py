@@ -202,8 +202,7 @@ def test_alpn_falls_back_to_http1_and_http2_can_be_turned_off(gateway_factory, u
 
 
 def test_curl_http2(h2gw, mod_user):
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
+    assert shutil.which("curl"), "curl is missing: scripts/deps.sh installs it"
     g = h2gw
     out = subprocess.run(
         ["curl", "-sS", "--http2", "--cacert", str(g.cert), "-H",
@@ -262,10 +261,9 @@ def _raw_conn(g):
 
 
 def _closed_by_server(s, timeout=10) -> bool:
-    """Reads until the server closes (True) or timeout (False); a GOAWAY counts."""
+    """Reads (and drops) until the server closes (True) or timeout (False)."""
     s.settimeout(0.5)
     deadline = time.monotonic() + timeout
-    buf = b""
     while time.monotonic() < deadline:
         try:
             d = s.recv(65536)
@@ -275,9 +273,6 @@ def _closed_by_server(s, timeout=10) -> bool:
             return True
         if not d:
             return True
-        buf += d
-        if b"\x00\x00\x07" in buf or len(buf) > 1 << 20:   # a GOAWAY frame header, roughly
-            pass
     return False
 
 
@@ -358,8 +353,7 @@ def test_too_many_streams_end_the_connection(h2gw, mod_user):
     on serving others."""
     g = h2gw
     with H2Client(g.port, g.cert) as c:
-        c.conn.remote_settings.max_concurrent_streams  # what the gateway announced
-        c.pump(0.3)
+        c.pump(0.3)                                  # the gateway's SETTINGS
         assert c.conn.remote_settings.max_concurrent_streams == 16
         # python-h2 would refuse to open more: lift its own bound to send them anyway
         c.conn.remote_settings._settings[F.SettingsFrame.MAX_CONCURRENT_STREAMS] = \
