@@ -243,6 +243,11 @@ static void client_close(struct gw_client *c)
     if (c->writing)
         event_del(c->wev);
     c->reading = c->writing = false;
+    /* TLS: close_notify first (RFC 8446 6.1), without which an OpenSSL
+     * client takes the close for a truncation and will not resume the
+     * session. One try, never waited on. */
+    if (c->ssl)
+        gw_tls_front_shutdown(c->ssl);
     close(c->fd);
     c->fd = -1;
     list_del(c->on_tunnels ? &w->tunnels : &w->clients, c);

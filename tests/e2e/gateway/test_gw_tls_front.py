@@ -136,6 +136,37 @@ def test_session_resumption_by_ticket(gateway_factory, upstream, certs):
             assert t.session_reused
 
 
+@pytest.mark.parametrize("request_line", [
+    b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /health HTTP/1.0\r\n\r\n"], ids=["http11-close", "http10"])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_closed_connection_ends_with_close_notify_and_still_resumes(
+        gateway_factory, upstream, certs, version, request_line):
+    """After a Connection: close answer the gateway sends close_notify before it closes:
+    a client that reads to the end sees a clean end (not a truncation, which OpenSSL
+    clients such as `openssl s_time` and curl answer by dropping the session) and can
+    resume the session afterwards."""
+    cert, key = certs()
+    g = gateway_factory(_tls_env(upstream, cert, key), route_table=False, name="gateway-tls-cn")
+    ctx = _ctx(cert, minimum_version=version, maximum_version=version)
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF   # Python sets it; OpenSSL's default is off
+    sess = None
+    for attempt in range(2):
+        with socket.create_connection(("127.0.0.1", g.port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="localhost", session=sess,
+                                 suppress_ragged_eofs=False) as t:
+                t.sendall(request_line)
+                got = b""
+                while True:
+                    part = t.recv(4096)   # SSLEOFError if the TCP close came bare
+                    if not part:
+                        break
+                    got += part
+                assert got.startswith(b"HTTP/1.1 200") and b"Connection: close" in got, got
+                assert t.session_reused == (attempt == 1)
+                sess = t.session
+
+
 def test_curl_over_tls(gateway_factory, upstream, certs, mod_user):
     if shutil.which("curl") is None:
         pytest.fail("curl is needed (make deps installs it)")
