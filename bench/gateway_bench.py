@@ -256,7 +256,8 @@ Upstream = daemons.Upstream
 
 
 NGINX_CONF = """\
-# Written by bench/gateway_bench.py: a plain reverse proxy to the demo upstream.
+# Written by bench/gateway_bench.py (and bench/tls_bench.py, with TLS): a reverse proxy
+# to the demo upstream.
 worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
@@ -278,7 +279,7 @@ http {{
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port} reuseport;
+        listen 127.0.0.1:{port}{listen_extra} reuseport;{server_extra}
         location / {{
             proxy_pass http://demo;
             proxy_http_version 1.1;
@@ -303,7 +304,7 @@ class Nginx:
         self.port = H.free_port()
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(NGINX_CONF.format(workers=workers, dir=self.dir, up_port=upstream_port,
-                                               port=self.port))
+                                               port=self.port, listen_extra="", server_extra=""))
         self.argv = [self.exe, "-p", str(self.dir), "-e", str(self.dir / "error.log"),
                      "-c", str(self.conf)]
         r = H.run_bounded([*self.argv, "-t"], timeout=30)

@@ -161,6 +161,7 @@ struct gw_client {
     bool alpn_seen;                 /* TLS: the protocol ALPN chose was looked at */
     struct gw_h2 *h2;               /* C_H2: the HTTP/2 session (h2_front.c) */
     bool h2_busy, h2_again;         /* C_H2: h2_io is running / must run once more */
+    struct event *h2_soon;          /* C_H2: h2_io at the end of this loop pass */
     struct pc_ipkey ipk;
     char ip[64];
 };
@@ -197,6 +198,8 @@ static void list_add(struct gw_client **head, struct gw_client *c)
 static void client_free(struct gw_client *c)
 {
     gw_h2_free(c->h2);
+    if (c->h2_soon)
+        event_free(c->h2_soon);
     if (c->ssl)
         gw_tls_front_release(c->ssl);
     if (c->ev)
@@ -460,10 +463,31 @@ static void h2_io(struct gw_client *c)
     c->h2_busy = false;
 }
 
-void gw_front_h2_kick(struct gw_client *c)
+/* h2_io once the loop has run what else is ready: the answers of several
+ * streams that came in the same pass (each from its own upstream) leave in
+ * one TLS write, not one each. */
+static void h2_io_soon(struct gw_client *c)
 {
+    if (c->dead)
+        return;
+    if (c->h2_busy)
+        c->h2_again = true;
+    else
+        event_active(c->h2_soon, EV_TIMEOUT, 0); /* once, however often asked */
+}
+
+static void on_h2_soon(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct gw_client *c = arg;
     if (!c->dead)
         h2_io(c);
+}
+
+void gw_front_h2_kick(struct gw_client *c)
+{
+    h2_io_soon(c);
 }
 
 /* C_H2: one read, fed to the session. */
@@ -505,6 +529,9 @@ static bool h2_switch(struct gw_client *c)
     c->state = C_H2;
     c->keep_alive = true;
     c->h2 = gw_h2_new(c, c->w, c->ip);
+    c->h2_soon = event_new(c->w->base, -1, 0, on_h2_soon, c);
+    if (c->h2_soon == NULL)
+        pc_fatal("event_new failed");
     size_t n = c->len;
     c->len = 0;
     if (!gw_h2_recv(c->h2, (const uint8_t *)c->in, n) && !c->dead)
@@ -666,7 +693,7 @@ void gw_resp_send(struct gw_request *r)
     if (c->dead)
         return;
     if (r->h2s)
-        h2_io(c);
+        h2_io_soon(c);
     else
         flush_out(c);
 }
@@ -833,7 +860,7 @@ void gw_front_request_done(struct gw_request *r)
         if (c->dead && gw_h2_running(c->h2) == 0)
             event_active(c->w->reap_ev, EV_TIMEOUT, 0); /* kept for it: free it now */
         else if (!c->dead)
-            h2_io(c);
+            h2_io_soon(c);
         return;
     }
     c->r = NULL;
