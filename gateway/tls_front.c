@@ -19,9 +19,10 @@
  *             before it too (and renewed), older ones mean a full handshake.
  *             Reloads keep the keys; replicas do not share them
  *   I/O       non-blocking: SSL_ERROR_WANT_READ/WRITE become EAGAIN, and
- *             the handshake runs inside the first reads. Partial writes and
- *             a moving write buffer are allowed (front.c compacts its
- *             output buffer between writes)
+ *             the handshake runs inside the first reads. Read-ahead on: a
+ *             read(2) takes what the socket has, whole records and more.
+ *             Partial writes and a moving write buffer are allowed
+ *             (front.c compacts its output buffer between writes)
  */
 #include "tls_front.h"
 #include "ocsp_staple.h"
@@ -173,6 +174,7 @@ static SSL_CTX *ctx_for(const char *cert, const char *key, char *err, size_t err
                               SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_cipher_list(ctx, ciphers12) != 1)
         pc_fatal("SSL_CTX_set_cipher_list failed");
+    SSL_CTX_set_read_ahead(ctx, 1); /* a record in one read(2), not header then body */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
@@ -373,7 +375,9 @@ ssize_t gw_tls_front_write(struct ssl_st *s, const void *buf, size_t n, bool *wa
 
 bool gw_tls_front_pending(const struct ssl_st *s)
 {
-    return SSL_pending(s) > 0;
+    /* read-ahead: records read from the socket and not yet decrypted count
+     * too (a partial one makes the next read EAGAIN, once) */
+    return SSL_has_pending(s) == 1;
 }
 
 bool gw_tls_front_is_h2(const struct ssl_st *s)

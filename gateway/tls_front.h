@@ -38,8 +38,8 @@ struct ssl_st *gw_tls_front_new(int fd);
 ssize_t gw_tls_front_read(struct ssl_st *s, void *buf, size_t n, bool *want_write);
 /** As write(2); EAGAIN with *want_read when OpenSSL needs to read first. */
 ssize_t gw_tls_front_write(struct ssl_st *s, const void *buf, size_t n, bool *want_read);
-/** Decrypted bytes OpenSSL holds that no read has taken yet (the socket
- * will not say so). */
+/** Bytes OpenSSL holds that no read has taken yet, decrypted or still
+ * records (the socket will not say so). */
 bool gw_tls_front_pending(const struct ssl_st *s);
 /** Sends close_notify, best effort (before the front shuts its side). */
 void gw_tls_front_shutdown(struct ssl_st *s);
