@@ -275,6 +275,10 @@ static const struct pc_conf_item table[] = {
     INT_ITEM("GATEWAY_MAX_TUNNELS_PER_USER", max_tunnels_per_user, "100", 0, 10000000,
              "open WebSocket tunnels per user across the process (0: no cap); a handshake "
              "over it is 429 TOO_MANY_TUNNELS"),
+    INT_ITEM("GATEWAY_CLIENT_IDLE_SECONDS", client_idle_s, "120", 1, 86400,
+             "a client connection with no byte read or written for this long is closed; so is "
+             "one whose request body stops coming while it is wanted (HTTP/2: that stream is "
+             "reset, CANCEL, the connection goes on)"),
     INT_ITEM("GATEWAY_HEAD_TIMEOUT_MS", head_timeout_ms, "10000", 100, 600000,
              "a request head must arrive whole within this long of the connection or of its "
              "first byte (408 after)"),

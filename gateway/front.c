@@ -41,7 +41,9 @@
  *             the tick does not walk (streams.c times a tunnel's idleness),
  *             except while a write to it is blocked
  *   timeouts  checked every 100 ms by gw_front_tick (no timer per
- *             connection): CLIENT_IDLE_S between reads, writes stalled as long;
+ *             connection): GATEWAY_CLIENT_IDLE_SECONDS between reads,
+ *             writes stalled as long, a wanted body stopped as long (HTTP/2:
+ *             per stream, gw_h2_reset_stalled);
  *             GATEWAY_HEAD_TIMEOUT_MS for a whole request head, counted from
  *             the accept or from the first byte of a later request (408, or
  *             a plain close when nothing came)
@@ -92,7 +94,6 @@
 
 #define IN_START 4096               /* first input buffer */
 #define REQUEST_LINE_MAX 8192       /* head bytes allowed beyond GATEWAY_MAX_HEADER_BYTES */
-#define CLIENT_IDLE_S 120           /* no byte read or written for this long: close */
 #define LINGER_MS 2000              /* reading and dropping after a refusal */
 #define LINGER_MAX (4 * 1024 * 1024)
 #define OUT_BACKLOG (256 * 1024)    /* queued output that pauses a stream */
@@ -1629,16 +1630,20 @@ void gw_front_tick(struct gw_worker *w, bool stopping)
             continue;
         }
         if (c->h2) {
-            /* HTTP/2: silent for CLIENT_IDLE_S (streams wait on the
-             * upstream under its own bounds), or draining */
+            /* HTTP/2: silent for GATEWAY_CLIENT_IDLE_SECONDS (streams wait on
+             * the upstream under its own bounds), a stream whose body stopped
+             * as long (PINGs keep the connection busy, not the stream), or
+             * draining */
             bool quiet = gw_h2_running(c->h2) == 0 || c->out_off < c->out.len;
             if (stopping) {
                 gw_h2_goaway(c->h2);
                 h2_io(c);
                 if (!c->dead && gw_h2_running(c->h2) == 0 && c->out_off == c->out.len)
                     client_close(c);
-            } else if (quiet && now - c->last_io_us > CLIENT_IDLE_S * 1000000LL) {
+            } else if (quiet && now - c->last_io_us > gw_cfg.client_idle_s * 1000000LL) {
                 client_gone(c);
+            } else if (gw_h2_reset_stalled(c->h2, now - gw_cfg.client_idle_s * 1000000LL)) {
+                h2_io(c); /* a body that stopped coming: its stream reset */
             }
             continue;
         }
@@ -1663,7 +1668,7 @@ void gw_front_tick(struct gw_worker *w, bool stopping)
          * stops coming while it is wanted among it). */
         bool body_wanted = c->state == C_STREAM && c->reading;
         if ((idle || body_wanted || c->out_off < c->out.len) &&
-            now - c->last_io_us > CLIENT_IDLE_S * 1000000LL)
+            now - c->last_io_us > gw_cfg.client_idle_s * 1000000LL)
             client_gone(c);
     }
 }

@@ -85,6 +85,7 @@ struct gw_h2_stream {
     struct pc_buf body;             /* request body bytes not taken yet, from body_off */
     size_t body_off;
     uint64_t body_total;
+    int64_t body_wait_us;           /* the body is wanted from the peer since (0: not) */
     struct pc_buf rhead;            /* the answer's header lines, HTTP/1.1-style */
     int64_t resp_left;              /* body bytes the answer's Content-Length still owes */
     struct pc_buf out;              /* the answer's body, queued from out_off */
@@ -216,6 +217,10 @@ static int on_frame_recv(nghttp2_session *ss, const nghttp2_frame *f, void *ud)
         s->head_done = true;
     if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
         s->end_stream = true;
+    if (s->end_stream)
+        s->body_wait_us = 0;
+    else if (f->hd.type == NGHTTP2_HEADERS)
+        s->body_wait_us = pc_mono_us(); /* the body is the peer's to send */
     s->news = true;
     return 0;
 }
@@ -232,6 +237,7 @@ static int on_data_chunk(nghttp2_session *ss, uint8_t flags, int32_t id, const u
     }
     s->body_total += len;
     s->news = true;
+    s->body_wait_us = 0; /* bytes to take: the wait is ours until they are */
     if (s->body_total > (uint64_t)gw_cfg.max_body) {
         s->body_err = GW_BODY_TOO_LARGE;
         nghttp2_session_consume(ss, id, len);
@@ -547,6 +553,20 @@ void gw_h2_drained(struct gw_h2 *h)
     }
 }
 
+bool gw_h2_reset_stalled(struct gw_h2 *h, int64_t since_us)
+{
+    bool any = false;
+    for (struct gw_h2_stream *s = h->streams; s && !h->dead; s = s->next) {
+        if (s->r == NULL || s->closed || s->gone || s->end_stream || s->body_wait_us == 0 ||
+            s->body_wait_us > since_us)
+            continue;
+        s->body_wait_us = 0;
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        any = true; /* once sent, on_stream_close tells the request: it is cancelled */
+    }
+    return any;
+}
+
 size_t gw_h2_running(const struct gw_h2 *h)
 {
     return h->nrunning;
@@ -742,8 +762,11 @@ void gw_h2_body_consume(struct gw_request *r, size_t n)
     if (n == 0 || s->body.len - s->body_off < n)
         return;
     s->body_off += n;
-    if (s->body_off == s->body.len)
+    if (s->body_off == s->body.len) {
         s->body.len = s->body_off = 0;
+        if (!s->end_stream)
+            s->body_wait_us = pc_mono_us(); /* all taken: the peer's turn */
+    }
     if (!s->h->dead && !s->closed) {
         nghttp2_session_consume(s->h->s, s->id, n); /* the peer may send as much again */
         gw_front_h2_kick(s->h->c);

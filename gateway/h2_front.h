@@ -36,6 +36,11 @@ bool gw_h2_pump(struct gw_h2 *h, struct pc_buf *out, size_t pending, size_t limi
 /** The output was all written: streamed answers that waited go on. */
 void gw_h2_drained(struct gw_h2 *h);
 /** Streams whose request still runs (the connection stays until none). */
+/** Resets (CANCEL) every running stream whose request body the peer owes
+ * since before since_us (monotonic): the body stopped coming while the
+ * connection stays busy with other frames. True when one was reset (the
+ * caller writes). */
+bool gw_h2_reset_stalled(struct gw_h2 *h, int64_t since_us);
 size_t gw_h2_running(const struct gw_h2 *h);
 /** Draining: a GOAWAY (once); running streams finish, no new one starts. */
 void gw_h2_goaway(struct gw_h2 *h);

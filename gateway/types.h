@@ -364,6 +364,7 @@ struct gw_config {
     int64_t max_tunnels;        /* GATEWAY_MAX_TUNNELS: open tunnels per worker */
     int64_t max_tunnels_per_user;   /* GATEWAY_MAX_TUNNELS_PER_USER; 0: no cap */
     int64_t head_timeout_ms;    /* GATEWAY_HEAD_TIMEOUT_MS: a whole request head, from its first byte */
+    int64_t client_idle_s;      /* GATEWAY_CLIENT_IDLE_SECONDS: silence, or a stalled body */
 
     /* derived */
     char listen_host[256];

@@ -704,3 +704,36 @@ def test_silent_clients_do_not_block_others(hgw):
     assert e["path"] == f"/pub/half-{t}" and e["headers"].get("x-a") == "1", e
     for s in stalled:
         s.close()
+
+
+def test_client_idle_seconds_closes_a_silent_connection_and_a_stalled_body(
+        gateway_factory, upstream, mod_user, keys):
+    """GATEWAY_CLIENT_IDLE_SECONDS=1: a connection that says nothing after an answer is
+    closed, and so is one whose request body stops halfway (HTTP/1.1: the connection
+    goes, the upstream exchange is cancelled)."""
+    g = gateway_factory({"UPSTREAM_URL": upstream.url, "GATEWAY_CLIENT_IDLE_SECONDS": "1"},
+                        route_table=False, name="gateway-idle")
+    key = keys.create(mod_user.id).key
+    before = g.stats().get("upstream_cancels", 0)
+    with socket.create_connection(("127.0.0.1", g.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        t0 = time.monotonic()
+        assert s.recv(4096) == b""                      # closed by the gateway
+        assert 0.8 < time.monotonic() - t0 < 5
+    with socket.create_connection(("127.0.0.1", g.port), timeout=10) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nx-api-key: " + key.encode() +
+                  b"\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+                  + b"a" * 1000)
+        t0 = time.monotonic()
+        got = b""
+        while True:
+            part = s.recv(4096)
+            if not part:
+                break
+            got += part
+        assert not got and 0.8 < time.monotonic() - t0 < 5, got
+    deadline = time.monotonic() + 5
+    while g.stats().get("upstream_cancels", 0) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert g.stats().get("upstream_cancels", 0) == before + 1

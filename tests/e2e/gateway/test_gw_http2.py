@@ -387,3 +387,33 @@ def test_every_session_and_key_form_over_http2(h2gw, mod_user, keys):
         r = c.response(c.request("GET", "/x", {"x-api-key": key.key[:-1] + ("B" if key.key.endswith("A") else "A")}))
         assert r.status == 401
         assert c.response(c.request("GET", "/health")).status == 200
+
+
+def test_a_stalled_request_body_is_bounded_while_the_connection_pings(
+        gateway_factory, upstream, tls, mod_user, keys):
+    """A stream whose body stops halfway, on a connection the client keeps busy with
+    PINGs (so the connection is never idle): after GATEWAY_CLIENT_IDLE_SECONDS without
+    body bytes the stream is reset (CANCEL) and its upstream exchange cancelled, as a
+    stalled body closes an HTTP/1.1 connection; the connection goes on."""
+    cert, key = tls
+    g = gateway_factory(dict(_tls_env(upstream, cert, key), GATEWAY_CLIENT_IDLE_SECONDS="2"),
+                        route_table=False, name="gateway-h2-stall")
+    with H2Client(g.port, cert) as c:
+        key = keys.create(mod_user.id).key
+        before = g.stats().get("upstream_cancels", 0)
+        hdrs = {"x-api-key": key, "content-type": "application/octet-stream",
+                "content-length": "100000"}
+        sid = c.request("POST", "/x", hdrs, open_body=True)
+        c.send_body(sid, b"a" * 1000, end=False)
+        t0 = time.monotonic()
+        while c.resp[sid].reset is None and time.monotonic() - t0 < 10:
+            c.conn.ping(b"12345678")
+            c.flush()
+            c.pump(0.3)
+        took = time.monotonic() - t0
+        assert c.resp[sid].reset == 8 and 1.5 < took < 6, (c.resp[sid], took)   # CANCEL
+        deadline = time.monotonic() + 5
+        while g.stats().get("upstream_cancels", 0) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert g.stats().get("upstream_cancels", 0) == before + 1
+        assert _echo(c.response(c.request("GET", "/x", {"x-api-key": key})))
