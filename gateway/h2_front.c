@@ -14,7 +14,11 @@
  *             other is streamed: DATA is kept per stream and the peer's
  *             window is opened again only as the upstream side takes it
  *             (no automatic WINDOW_UPDATE), so a stream holds at most its
- *             64 KiB window and the connection at most CONN_WINDOW
+ *             64 KiB window and the connection at most CONN_WINDOW. A
+ *             body the peer owes (all it sent taken) for
+ *             GATEWAY_CLIENT_IDLE_SECONDS resets its stream (CANCEL;
+ *             gw_h2_reset_stalled, from front.c's tick): PINGs or other
+ *             streams keep a connection busy, not a stalled stream
  *   answers   the head's lines become the HEADERS (names in lower case,
  *             connection-specific ones dropped); the body is queued per
  *             stream and read by nghttp2 as the peer's windows allow. A
