@@ -417,3 +417,29 @@ def test_a_stalled_request_body_is_bounded_while_the_connection_pings(
             time.sleep(0.1)
         assert g.stats().get("upstream_cancels", 0) == before + 1
         assert _echo(c.response(c.request("GET", "/x", {"x-api-key": key})))
+
+
+def test_jwts_over_http2(gateway_factory, upstream, tls, live_authsvc, aclient, mod_user):
+    """A JWT minted by authsvc (/api/auth/token) is the principal upstream over HTTP/2,
+    as over HTTP/1.1 (the issuer's JWKS fetched by the gateway); one with a changed
+    signature is 401 on the same connection, which goes on."""
+    cert, key = tls
+    routes = {"jwt_issuers": [{"issuer": live_authsvc.origin,
+                               "jwks_uri": live_authsvc.api("/jwks")}],
+              "routes": [{"prefix": "/j/", "upstream": upstream.url, "auth": ["jwt"]}]}
+    g = gateway_factory(dict(_tls_env(upstream, cert, key),
+                             BETTER_AUTH_URL=live_authsvc.base_url),
+                        route_table=routes, name="gateway-h2-jwt")
+    r = aclient.get("token", cookie=mod_user.cookie)
+    assert r.status_code == 200, r.text[:300]
+    tok = r.json()["token"]
+    sig = tok.rsplit(".", 1)[1]
+    bad = tok.rsplit(".", 1)[0] + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
+    with H2Client(g.port, cert) as c:
+        body = _echo(c.response(c.request("GET", "/j/x", {"authorization": f"Bearer {tok}"})))
+        assert body["headers"]["x-user-id"] == mod_user.id
+        assert body["headers"]["x-auth-method"] == "jwt"
+        r = c.response(c.request("GET", "/j/x", {"authorization": f"Bearer {bad}"}))
+        assert r.status == 401, (r.status, bytes(r.body[:200]))
+        body = _echo(c.response(c.request("GET", "/j/x", {"authorization": f"Bearer {tok}"})))
+        assert body["headers"]["x-auth-method"] == "jwt"
