@@ -464,19 +464,6 @@ static void h2_io(struct gw_client *c)
     c->h2_busy = false;
 }
 
-/* h2_io once the loop has run what else is ready: the answers of several
- * streams that came in the same pass (each from its own upstream) leave in
- * one TLS write, not one each. */
-static void h2_io_soon(struct gw_client *c)
-{
-    if (c->dead)
-        return;
-    if (c->h2_busy)
-        c->h2_again = true;
-    else
-        event_active(c->h2_soon, EV_TIMEOUT, 0); /* once, however often asked */
-}
-
 static void on_h2_soon(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -486,9 +473,17 @@ static void on_h2_soon(evutil_socket_t fd, short what, void *arg)
         h2_io(c);
 }
 
+/* h2_io once the loop has run what else is ready: the answers of several
+ * streams that came in the same pass (each from its own upstream) leave in
+ * one TLS write, not one each. */
 void gw_front_h2_kick(struct gw_client *c)
 {
-    h2_io_soon(c);
+    if (c->dead)
+        return;
+    if (c->h2_busy)
+        c->h2_again = true;
+    else
+        event_active(c->h2_soon, EV_TIMEOUT, 0); /* once, however often asked */
 }
 
 /* C_H2: one read, fed to the session. */
@@ -530,7 +525,7 @@ static bool h2_switch(struct gw_client *c)
     c->state = C_H2;
     c->keep_alive = true;
     c->h2 = gw_h2_new(c, c->w, c->ip);
-    c->h2_soon = event_new(c->w->base, -1, 0, on_h2_soon, c);
+    c->h2_soon = event_new(c->w->base, -1, 0, on_h2_soon, c); /* gw_front_h2_kick */
     if (c->h2_soon == NULL)
         pc_fatal("event_new failed");
     size_t n = c->len;
@@ -694,7 +689,7 @@ void gw_resp_send(struct gw_request *r)
     if (c->dead)
         return;
     if (r->h2s)
-        h2_io_soon(c);
+        gw_front_h2_kick(c);
     else
         flush_out(c);
 }
@@ -861,7 +856,7 @@ void gw_front_request_done(struct gw_request *r)
         if (c->dead && gw_h2_running(c->h2) == 0)
             event_active(c->w->reap_ev, EV_TIMEOUT, 0); /* kept for it: free it now */
         else if (!c->dead)
-            h2_io_soon(c);
+            gw_front_h2_kick(c);
         return;
     }
     c->r = NULL;

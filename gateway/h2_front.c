@@ -41,6 +41,10 @@
  *             for one at the upstream); an answer the request leaves
  *             unfinished resets its stream (INTERNAL_ERROR)
  *
+ * One file: every part above is a callback or a hook of the same nghttp2
+ * session and stream struct; split, each piece would need the other's
+ * internals.
+ *
  * No server push, no extended CONNECT: WebSocket tunnels need HTTP/1.1
  * (browsers open an HTTP/1.1 connection for them when the server does not
  * offer RFC 8441).

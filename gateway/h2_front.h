@@ -35,12 +35,12 @@ bool gw_h2_recv(struct gw_h2 *h, const uint8_t *data, size_t n);
 bool gw_h2_pump(struct gw_h2 *h, struct pc_buf *out, size_t pending, size_t limit);
 /** The output was all written: streamed answers that waited go on. */
 void gw_h2_drained(struct gw_h2 *h);
-/** Streams whose request still runs (the connection stays until none). */
 /** Resets (CANCEL) every running stream whose request body the peer owes
  * since before since_us (monotonic): the body stopped coming while the
  * connection stays busy with other frames. True when one was reset (the
  * caller writes). */
 bool gw_h2_reset_stalled(struct gw_h2 *h, int64_t since_us);
+/** Streams whose request still runs (the connection stays until none). */
 size_t gw_h2_running(const struct gw_h2 *h);
 /** Draining: a GOAWAY (once); running streams finish, no new one starts. */
 void gw_h2_goaway(struct gw_h2 *h);
@@ -65,8 +65,9 @@ void gw_h2_request_done(struct gw_request *r);
 
 /* ---- h2_front.c -> front.c ---- */
 
-/** Writes what the session has to send (now, or when the socket can take
- * it). */
+/** Writes what the session has to send, once the loop pass has run what
+ * else is ready (asked again meanwhile: still once), or when the socket
+ * can take it. */
 void gw_front_h2_kick(struct gw_client *c);
 /** The header lines every answer of ours gets at the end of its head (CORS,
  * HSTS, Date when own, Content-Length when body_len >= 0). */
