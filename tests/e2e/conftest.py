@@ -5,7 +5,9 @@ RATE_LIMIT_ENABLED=false), `secret`.  Per test: `db` (autocommit psycopg2 helper
 the main database), `redis_client` (RESP client), `client` (ApiClient on the main
 server), `authsvc_factory` (extra servers with custom env, stopped after the
 test), `client_for(svc)`, `revocations` (a socket SUBSCRIBEd to the revocation
-channel).
+channel), `smtp_sink` (a real SMTP server on a loopback port keeping every
+message, pcsupport.SmtpSink; stopped after the test), `smtp_sink_factory`
+(sinks with options).
 
 At the end of the session, after every daemon has stopped (so every log is
 complete), the run fails (an error at the teardown of its last test) when a log
@@ -208,6 +210,43 @@ def revocations(redis_srv, authsvc):
         yield s
     finally:
         s.close()
+
+
+_sink_counter = [0]
+
+
+def _new_sink(tmp_root, **opts):
+    _sink_counter[0] += 1
+    return H.SmtpSink(tmp_root / "smtp" / str(_sink_counter[0]), **opts)
+
+
+@pytest.fixture
+def smtp_sink(tmp_root):
+    """A fresh, started SmtpSink (no options) in <tmp>/smtp/<n>/, stopped after the
+    test.  smtp_sink_factory makes ones with options."""
+    sink = _new_sink(tmp_root)
+    try:
+        yield sink.start()
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def smtp_sink_factory(tmp_root):
+    """make(start=True, port=None, **opts) -> an SmtpSink with options (fail_rcpt,
+    require_auth, tls_cert/tls_key, require_tls), in <tmp>/smtp/<n>/; every one is
+    stopped after the test."""
+    made = []
+
+    def make(start=True, port=None, **opts):
+        sink = _new_sink(tmp_root, port=port, **opts)
+        made.append(sink)
+        return sink.start() if start else sink
+    try:
+        yield make
+    finally:
+        for sink in made:
+            sink.stop()
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ Modules (each can be imported on its own):
     db          DB (alias SQL), ApiKeys
     checks      check_stopped, sanitizer_report, sensitive, the session-end log scans
     suite       the run's SECRET, TRUSTED_ORIGINS, MAIN_DB, base_env (needs pytest)
+    smtpsink    SmtpSink, SinkMessage (a real SMTP server keeping what it accepts)
   and helpers for particular tests: interop (the reference Better Auth server),
   fake_idp, jwt_issuer, limits, fds, nginx, cluster, topology, pyupstream.
 
-This package re-exports the names of the first eight, so a test writes
+This package re-exports the names of the first eight and smtpsink's, so a test writes
 
     import pcsupport as H          # H.Postgres, H.ApiClient, H.Gateway, H.token_hash
     from pcsupport import assert_error
@@ -51,3 +52,4 @@ from .daemons import (AUTHSVC_ENV_VARS, GATEWAY_ENV_VARS, MAX_BODY, UPSTREAM_TIM
                       Authsvc, Gateway, Upstream, authsvc_env, gateway_env, gw_base_env,
                       make_routes, run_authsvc)
 from .db import DB, SQL, ApiKey, ApiKeys  # noqa: F401
+from .smtpsink import SinkMessage, SmtpSink  # noqa: F401
