@@ -55,7 +55,8 @@ class SinkMessage:
     auth_login      the AUTH user name the client authenticated as, or None
     to              the To header (str, '' when absent); to_addrs: its addresses, lower case
     subject         the Subject header (str, '' when absent)
-    text, html      the text/plain and text/html bodies, decoded (None when absent)
+    text, html      the text/plain and text/html bodies, decoded, line ends as "\n"
+                    (None when absent; .raw and .msg keep the CRLFs of the wire)
     """
 
     seq: int
@@ -100,7 +101,7 @@ def _body(msg, subtype: str):
     part = msg.get_body(preferencelist=(subtype,))
     if part is None or part.get_content_subtype() != subtype:
         return None
-    return part.get_content()
+    return part.get_content().replace("\r\n", "\n")
 
 
 def links_in(text: str | None) -> list:

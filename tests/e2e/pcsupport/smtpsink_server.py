@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = isinstance(auth_data, LoginPassword) and auth_data == want
-            return AuthResult(success=ok, handled=False)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
         kw.update(auth_required=True, auth_require_tls=False, authenticator=authenticator)
 
     loop = asyncio.new_event_loop()
