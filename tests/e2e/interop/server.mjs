@@ -28,10 +28,26 @@
 //                       (Better Auth's own server-only verifier, which checks
 //                       the signature against the jwks table and iss/aud
 //                       against the baseURL origin; payload null = refused)
+//   BA_MAIL_LOG         opt-in (unset = no mail sender configured, as before):
+//                       a file; emailVerification.sendVerificationEmail and
+//                       emailAndPassword.sendResetPassword each append one
+//                       JSON line {"kind": "verify-email"|"reset-password",
+//                       "to": user.email, "url": url, "token": token} to it
+//                       (fs.appendFileSync, so the line is there when the
+//                       request answers). Read it with pcsupport.interop's
+//                       read_mail_log(path, to=None, kind=None).
+//   BA_REQUIRE_EMAIL_VERIFICATION=1
+//                       emailAndPassword.requireEmailVerification: true
+//   BA_AUTO_SIGN_IN_AFTER_VERIFICATION=1
+//                       emailVerification.autoSignInAfterVerification: true
+//   BA_REVOKE_SESSIONS_ON_PASSWORD_RESET=1
+//                       emailAndPassword.revokeSessionsOnPasswordReset: true
+//                       (each of the three: unset/other = Better Auth's default)
 //
 // Do not set NODE_ENV=test or TEST=1: Better Auth then disables its origin
 // check, which changes the behaviour we are comparing against.
 
+import fs from "node:fs";
 import http from "node:http";
 import pg from "pg";
 import { betterAuth } from "better-auth";
@@ -68,6 +84,13 @@ if (jwtMode && !(jwtMode in JWT_MODES)) {
 	process.exit(2);
 }
 
+const mailLog = process.env.BA_MAIL_LOG ?? "";
+const flag = (name) => process.env[name] === "1";
+// BA_MAIL_LOG only: the "mail" Better Auth would send, one JSON line each.
+const logMail = (kind) => async ({ user, url, token }) => {
+	fs.appendFileSync(mailLog, JSON.stringify({ kind, to: user.email, url, token }) + "\n");
+};
+
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
 
 const options = {
@@ -79,6 +102,15 @@ const options = {
 	trustedOrigins,
 	rateLimit: { enabled: false },
 };
+if (mailLog) {
+	options.emailAndPassword.sendResetPassword = logMail("reset-password");
+	options.emailVerification = { sendVerificationEmail: logMail("verify-email") };
+}
+if (flag("BA_REQUIRE_EMAIL_VERIFICATION")) options.emailAndPassword.requireEmailVerification = true;
+if (flag("BA_REVOKE_SESSIONS_ON_PASSWORD_RESET")) options.emailAndPassword.revokeSessionsOnPasswordReset = true;
+if (flag("BA_AUTO_SIGN_IN_AFTER_VERIFICATION")) {
+	options.emailVerification = { ...(options.emailVerification ?? {}), autoSignInAfterVerification: true };
+}
 
 if (mode === "--print-ddl" || mode === "--migrate") {
 	try {

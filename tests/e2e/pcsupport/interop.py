@@ -52,6 +52,27 @@ def node_env(extra: dict | None = None) -> dict:
     return env
 
 
+def read_mail_log(path, to: str | None = None, kind: str | None = None) -> list:
+    """The lines server.mjs appended to $BA_MAIL_LOG, parsed: dicts {"kind":
+    "verify-email"|"reset-password", "to", "url", "token"}, in order; only those for
+    `to` (case-insensitive) and/or of `kind` when given.  [] when the file is absent."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        e = json.loads(line)
+        if to is not None and str(e.get("to", "")).lower() != to.lower():
+            continue
+        if kind is not None and e.get("kind") != kind:
+            continue
+        out.append(e)
+    return out
+
+
 def install() -> str:
     missing = [t for t in ("node", "npm") if shutil.which(t) is None]
     if missing:
