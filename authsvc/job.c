@@ -181,6 +181,15 @@ bool as_error(struct as_job *job, int status, const char *code, const char *msg)
     return as_reply(job, status, &b);
 }
 
+bool as_redirect(struct as_job *job, const char *location)
+{
+    as_add_header(job, "Location", location);
+    as_add_header(job, "Cache-Control", "no-store");
+    job->out_empty = true;
+    job->status = 302;
+    return true;
+}
+
 bool as_fail_db(struct as_job *job)
 {
     return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");

@@ -20,6 +20,7 @@
  * and a cursor would skip it for ever.
  */
 #include "authsvc.h"
+#include "bgthread.h"
 #include "../lib/log.h"
 #include "../lib/revmsg.h"
 
@@ -45,38 +46,6 @@ bool as_listener_up(void)
     return atomic_load(&up);
 }
 
-/* Sleeps ms in small steps, returning early when asked to stop. */
-static void nap(int ms)
-{
-    for (int t = 0; t < ms && !atomic_load(&stop_flag); t += 50) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static bool exec_ok(PGconn *c, const char *sql, int n, const char *const *params)
-{
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (!ok)
-        pc_log_warn("listener: %s", PQresultErrorMessage(r));
-    PQclear(r);
-    return ok;
-}
-
-static PGconn *listen_connect(void)
-{
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {as_cfg.database_url, "3", "portcullis-listener", NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(c) != CONNECTION_OK || !exec_ok(c, "LISTEN pc_revoked", 0, NULL)) {
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
-}
-
 enum relay_rc { RELAY_DONE, RELAY_REDIS_DOWN, RELAY_PG_DOWN };
 
 /* One batch: lock up to RELAY_BATCH unrelayed rows, relay each, mark them.
@@ -84,7 +53,7 @@ enum relay_rc { RELAY_DONE, RELAY_REDIS_DOWN, RELAY_PG_DOWN };
 static enum relay_rc relay_batch(PGconn *c, struct pc_redis *rd, bool *more, size_t *done)
 {
     *more = false;
-    if (!exec_ok(c, "BEGIN", 0, NULL))
+    if (!as_bg_exec(c, "listener", "BEGIN", 0, NULL))
         return RELAY_PG_DOWN;
     PGresult *res = PQexec(c, "SELECT \"seq\", \"tag\" FROM portcullis_revocation "
                               "WHERE NOT \"relayed\" ORDER BY \"seq\" LIMIT 500 "
@@ -92,7 +61,7 @@ static enum relay_rc relay_batch(PGconn *c, struct pc_redis *rd, bool *more, siz
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         pc_log_warn("listener: reading the revocation log: %s", PQresultErrorMessage(res));
         PQclear(res);
-        (void)exec_ok(c, "ROLLBACK", 0, NULL);
+        (void)as_bg_exec(c, "listener", "ROLLBACK", 0, NULL);
         return RELAY_PG_DOWN;
     }
     int n = PQntuples(res);
@@ -106,7 +75,7 @@ static enum relay_rc relay_batch(PGconn *c, struct pc_redis *rd, bool *more, siz
             as_health_note_redis(false);
             PQclear(res);
             pc_buf_free(&seqs);
-            (void)exec_ok(c, "ROLLBACK", 0, NULL);
+            (void)as_bg_exec(c, "listener", "ROLLBACK", 0, NULL);
             return RELAY_REDIS_DOWN;
         }
         if (i)
@@ -116,10 +85,10 @@ static enum relay_rc relay_batch(PGconn *c, struct pc_redis *rd, bool *more, siz
     pc_buf_putc(&seqs, '}');
     PQclear(res);
     const char *params[] = {seqs.data};
-    bool ok = n == 0 || exec_ok(c, "UPDATE portcullis_revocation SET \"relayed\" = true "
+    bool ok = n == 0 || as_bg_exec(c, "listener", "UPDATE portcullis_revocation SET \"relayed\" = true "
                                    "WHERE \"seq\" = ANY($1::bigint[])", 1, params);
     pc_buf_free(&seqs);
-    if (!ok || !exec_ok(c, "COMMIT", 0, NULL))
+    if (!ok || !as_bg_exec(c, "listener", "COMMIT", 0, NULL))
         return RELAY_PG_DOWN;
     if (n > 0)
         as_health_note_redis(true);
@@ -149,7 +118,7 @@ static void prune(PGconn *c)
     char secs[24];
     snprintf(secs, sizeof secs, "%lld", (long long)keep);
     const char *params[] = {secs};
-    (void)exec_ok(c, "DELETE FROM portcullis_revocation "
+    (void)as_bg_exec(c, "listener", "DELETE FROM portcullis_revocation "
                      "WHERE \"createdAt\" < now() - $1::bigint * interval '1 second'",
                   1, params);
 }
@@ -197,10 +166,10 @@ static void *listener_main(void *arg)
     pc_redis_init(&rd, &as_cfg.redis_addr, 250);
     int backoff = 100;
     while (!atomic_load(&stop_flag)) {
-        PGconn *c = listen_connect();
+        PGconn *c = as_bg_listen("portcullis-listener", "pc_revoked");
         if (c == NULL) {
             atomic_store(&up, false);
-            nap(backoff);
+            as_bg_nap(&stop_flag, backoff);
             backoff = backoff < 2000 ? backoff * 2 : 2000;
             continue;
         }

@@ -110,15 +110,6 @@ static void base_url(struct pc_buf *b)
     pc_buf_append(b, as_cfg.base_url, n);
 }
 
-static bool redirect(struct as_job *job, const char *location)
-{
-    as_add_header(job, "Location", location);
-    as_add_header(job, "Cache-Control", "no-store");
-    job->out_empty = true;
-    job->status = 302;
-    return true;
-}
-
 /* [__Secure-]better-auth.state */
 static void state_cookie_name(char *out, size_t cap)
 {
@@ -210,7 +201,7 @@ static bool fail(struct as_job *job, const char *error)
     pc_buf_puts(&u, "error=");
     pc_url_encode_component(&u, error);
     job->err_code = "OAUTH_ERROR";
-    redirect(job, u.data);
+    as_redirect(job, u.data);
     pc_buf_free(&u);
     return true;
 }
@@ -372,7 +363,7 @@ static bool sign_in_done(struct as_job *job, struct as_worker *w, struct as_user
         return as_reply(job, 200, &b);
     }
     const char *to = is_new && f->new_user_url ? f->new_user_url : f->callback;
-    return redirect(job, to);
+    return as_redirect(job, to);
 }
 
 /* Worker: the identity passed every rule. accounts.c writes the user,
@@ -705,7 +696,7 @@ static bool callback_post(struct as_job *job, const char *id)
     pc_buf_puts(&u, callback_prefix);
     pc_url_encode_component(&u, id);
     pc_buf_printf(&u, "?%s", q.len ? q.data : "");
-    redirect(job, u.data);
+    as_redirect(job, u.data);
     pc_wipe(u.data, u.len);
     pc_buf_free(&u);
     pc_wipe(q.data, q.len);

@@ -200,7 +200,7 @@ static void identity_check(struct as_job *job)
         oa_fail_on_loop(job, "email_not_verified");
         return;
     }
-    char *lower = oa_lower_dup(f->email);
+    char *lower = pc_xstrdup_lower(f->email);
     free(f->email);
     f->email = lower;
     const char *domain = strrchr(f->email, '@') + 1;

@@ -77,8 +77,6 @@ extern bool oa_stopping;        /* loop: as_oauth_stop ran */
 
 /** Any thread: the configured provider named id, or NULL. */
 struct provider *oa_provider_find(const char *id);
-/** A lower-cased heap copy of s (ASCII). */
-char *oa_lower_dup(const char *s);
 /** True when ALLOWED_DOMAINS is empty or lists d (case-insensitive). */
 bool oa_domain_allowed(const char *d);
 /** Loop: false (and the job answered) when we are stopping or p has no

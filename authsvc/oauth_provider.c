@@ -36,15 +36,6 @@ struct provider *oa_provider_find(const char *id)
     return NULL;
 }
 
-char *oa_lower_dup(const char *s)
-{
-    char *d = pc_xstrdup(s);
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    return d;
-}
-
 bool oa_domain_allowed(const char *d)
 {
     if (oa_ndomains == 0)
@@ -187,7 +178,7 @@ int as_oauth_config_load(void)
                                                 "example.com,example.org");
         }
         oa_domains = pc_xrealloc(oa_domains, (oa_ndomains + 1) * sizeof *oa_domains);
-        oa_domains[oa_ndomains++] = oa_lower_dup(t);
+        oa_domains[oa_ndomains++] = pc_xstrdup_lower(t);
     }
     free(list);
     return 0;

@@ -62,6 +62,15 @@ char *pc_xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *pc_xstrdup_lower(const char *s)
+{
+    char *d = pc_xstrdup(s);
+    for (char *p = d; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return d;
+}
+
 static void buf_reserve(struct pc_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;

@@ -34,6 +34,8 @@ void *pc_xcalloc(size_t n, size_t size);
 void *pc_xrealloc(void *p, size_t n);
 char *pc_xstrdup(const char *s);
 char *pc_xstrndup(const char *s, size_t n);
+/** A copy of s with A-Z lowered (emails, domains). */
+char *pc_xstrdup_lower(const char *s);
 
 void pc_buf_append(struct pc_buf *b, const void *data, size_t n);
 void pc_buf_puts(struct pc_buf *b, const char *s);
