@@ -22,7 +22,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential pkg-config \
         libevent-dev libhiredis-dev libpq-dev libyajl-dev libssl-dev libunistring-dev \
-        libsodium-dev libcurl4-openssl-dev libnghttp2-dev \
+        libsodium-dev libcurl4-openssl-dev libnghttp2-dev libjwt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile VERSION ./
@@ -55,7 +55,7 @@ FROM ${DEBIAN_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libevent-2.1-7 libevent-pthreads-2.1-7 libpq5 libhiredis0.14 libyajl2 libssl3 libunistring2 \
-        libsodium23 libcurl4 libnghttp2-14 ca-certificates \
+        libsodium23 libcurl4 libnghttp2-14 libjwt0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin portcullis
 COPY --from=build /src/build/authsvc /src/build/gateway /src/build/demo-upstream /usr/local/bin/

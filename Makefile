@@ -18,7 +18,7 @@
 
 CC ?= cc
 WERROR ?= $(if $(CI),1,0)
-PKGS := libevent libevent_pthreads libpq hiredis yajl openssl libsodium libcurl libnghttp2
+PKGS := libevent libevent_pthreads libpq hiredis yajl openssl libsodium libcurl libnghttp2 libjwt
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -99,14 +99,6 @@ bool as_email_valid(const char *s)
     return !label_start;
 }
 
-static char *lower_dup(const char *s)
-{
-    char *d = pc_xstrdup(s);
-    for (char *p = d; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    return d;
-}
 
 
 
@@ -221,6 +213,7 @@ static bool reply_with_session(struct as_job *job, bool with_redirect, const cha
 /* ---- sign-up ---- */
 
 static bool sign_up_insert(struct as_job *job, struct as_worker *w);
+static bool sign_up_generic(struct as_job *job, struct as_worker *w);
 
 bool as_route_sign_up(struct as_job *job, struct as_worker *w)
 {
@@ -247,8 +240,9 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
     }
     struct acct_state *st = acct_state_new(job);
     st->name = pc_xstrdup(name->u.string);
-    st->email = lower_dup(email->u.string);
+    st->email = pc_xstrdup_lower(email->u.string);
     st->image = image ? pc_xstrdup(image->u.string) : NULL;
+    st->callback = cb ? pc_xstrdup(cb->u.string) : NULL;
     st->remember = remember;
     char *password = pc_xstrdup(pw->u.string);
     size_t pwlen = strlen(password);
@@ -262,7 +256,7 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
     bool db_ok = pc_db_ok(res);
     if (res)
         PQclear(res);
-    if (!db_ok || exists) {
+    if (!db_ok || (exists && !as_cfg.require_verification)) {
         pc_wipe(password, pwlen);
         free(password);
         if (!db_ok)
@@ -270,12 +264,28 @@ bool as_route_sign_up(struct as_job *job, struct as_worker *w)
         return as_error(job, 422, "USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL",
                         "User already exists. Use another email.");
     }
-    if (as_pw_submit(job, AS_PW_HASH, password, pwlen, sign_up_insert) != 0) {
+    /* With REQUIRE_EMAIL_VERIFICATION a taken address is not told apart: the
+     * same hash, the same answer (Better Auth's generic duplicate response) */
+    if (as_pw_submit(job, AS_PW_HASH, password, pwlen,
+                     exists ? sign_up_generic : sign_up_insert) != 0) {
         pc_wipe(password, pwlen);
         free(password);
         return as_error(job, 503, busy_code, busy_msg);
     }
     return false;
+}
+
+/* {"token":null,"user":{...}} for a user that was not created: a new id,
+ * the request's fields, as Better Auth's buildGenericDuplicateResponse. */
+static bool sign_up_generic(struct as_job *job, struct as_worker *w)
+{
+    struct acct_state *st = job->state;
+    char uid[33];
+    pc_random_alnum(uid, 32);
+    int64_t now = pc_now_ms();
+    struct as_user u = {.id = uid, .name = st->name, .email = st->email, .image = st->image,
+                        .created_at = now, .updated_at = now};
+    return reply_with_session(job, false, NULL, NULL, &u);
 }
 
 static bool sign_up_insert(struct as_job *job, struct as_worker *w)
@@ -317,13 +327,22 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
     bool ok = pc_db_ok(res);
     if (res)
         PQclear(res);
+    /* the verification mail commits with the user (EMAIL_VERIFICATION_SEND_ON_SIGN_UP) */
+    ok = ok && (!as_cfg.send_on_sign_up ||
+                as_verification_mail(&w->db, &st->user, st->callback) == 0);
+    /* REQUIRE_EMAIL_VERIFICATION: no session until the email is verified */
+    bool session = !as_cfg.require_verification;
     struct as_session s = {0};
-    ok = ok && as_session_create(job, w, uid, st->remember, &s) == 0;
+    ok = ok && (!session || as_session_create(job, w, uid, st->remember, &s) == 0);
     ok = ok && pc_db_simple(&w->db, "COMMIT") == 0;
     if (!ok) {
         rollback(&w->db);
         as_session_free(&s);
         return as_fail_db(job);
+    }
+    if (!session) {
+        reply_with_session(job, false, NULL, NULL, &st->user);
+        return true;
     }
     as_session_cache_put(w, &s, &st->user);
     as_session_set_cookie(job, s.token, st->remember);
@@ -357,7 +376,7 @@ bool as_route_sign_in(struct as_job *job, struct as_worker *w)
         return true;
     }
     struct acct_state *st = acct_state_new(job);
-    st->email = lower_dup(email->u.string);
+    st->email = pc_xstrdup_lower(email->u.string);
     st->callback = cb ? pc_xstrdup(cb->u.string) : NULL;
     st->remember = remember;
     char *password = pc_xstrdup(pw->u.string);
@@ -405,6 +424,12 @@ static bool sign_in_verified(struct as_job *job, struct as_worker *w)
     struct acct_state *st = job->state;
     if (!job->pw.match || st->user.id == NULL)
         return as_error(job, 401, "INVALID_EMAIL_OR_PASSWORD", "Invalid email or password");
+    if (as_cfg.require_verification && !st->user.email_verified) {
+        /* EMAIL_VERIFICATION_SEND_ON_SIGN_IN: a fresh link with the refusal */
+        if (as_cfg.send_on_sign_in && as_verification_mail(&w->db, &st->user, st->callback) != 0)
+            return as_fail_db(job);
+        return as_error(job, 403, "EMAIL_NOT_VERIFIED", "Email not verified");
+    }
     struct as_session s = {0};
     if (as_session_create(job, w, st->user.id, st->remember, &s) != 0)
         return as_fail_db(job);
@@ -417,9 +442,7 @@ static bool sign_in_verified(struct as_job *job, struct as_worker *w)
 
 /* ---- update-user ---- */
 
-/* Rewrites the Redis entries of every live session of u (their user fields
- * changed) and announces them, so gateways drop their L1 copies. */
-static void refresh_user_cache(struct as_worker *w, const struct as_user *u)
+void as_user_cache_refresh(struct as_worker *w, const struct as_user *u)
 {
     const char *params[] = {u->id};
     PGresult *res = pc_db_exec(&w->db,
@@ -499,7 +522,7 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w)
     if (ok) {
         struct as_user nu = {0};
         as_user_from_row(&nu, res, 0, 0);
-        refresh_user_cache(w, &nu);
+        as_user_cache_refresh(w, &nu);
         as_user_free(&nu);
         as_session_set_cookie(job, s.token, true);
     }

@@ -20,6 +20,12 @@ bool as_route_update_user(struct as_job *job, struct as_worker *w);
 bool as_route_change_password(struct as_job *job, struct as_worker *w);
 
 struct as_user;
+/** Worker: u's fields changed (name, email, emailVerified): rewrites the
+ * Redis entries of every live session of u and announces them, so gateways
+ * drop their L1 copies. */
+void as_user_cache_refresh(struct as_worker *w, const struct as_user *u);
+
+struct as_user;
 struct as_session;
 
 /** An identity an OIDC provider vouched for, past the domain rules

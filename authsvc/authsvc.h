@@ -26,6 +26,10 @@
  *   jwt.c       /token and the JWKS
  *   pwpool.c    scrypt on its own bounded thread pool
  *   oauth*.c    Google / OIDC sign-in (oauth_http.c: curl multi on the loop)
+ *   email_verify.c  send-verification-email, verify-email (HS256 JWTs, libjwt)
+ *   password_reset.c  request-password-reset, reset-password (verification rows)
+ *   mail.c      the mails' templates and their outbox rows
+ *   mailer.c    delivers the outbox over SMTP (libcurl; its own thread)
  *   listener.c  relays the revocation log to Redis (LISTEN thread)
  *   health.c    /ready's state (a prober thread keeps it)
  *   metrics.c   /metrics
@@ -62,6 +66,8 @@
 #include "jwt.h"
 #include "oauth.h"
 #include "listener.h"
+#include "mail.h"
+#include "email_verify.h"
 #include "health.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -127,6 +133,28 @@ struct as_config {
     char *jwt_issuer;           /* JWT_ISSUER (default: base_origin) */
     char *jwt_audience;         /* JWT_AUDIENCE (default: the issuer) */
     int64_t jwks_max_age;       /* JWKS_MAX_AGE_SECONDS, seconds */
+
+    /* email verification and password reset (email_verify.c, password_reset.c) */
+    bool require_verification;  /* REQUIRE_EMAIL_VERIFICATION (requireEmailVerification) */
+    char *send_on_sign_up_s;    /* EMAIL_VERIFICATION_SEND_ON_SIGN_UP: "", true, false */
+    bool send_on_sign_up;       /* ... resolved: "" follows require_verification */
+    bool send_on_sign_in;       /* EMAIL_VERIFICATION_SEND_ON_SIGN_IN (sendOnSignIn) */
+    bool auto_sign_in_verified; /* EMAIL_VERIFICATION_AUTO_SIGN_IN (autoSignInAfterVerification) */
+    int64_t verify_expires_in;  /* EMAIL_VERIFICATION_EXPIRES_IN, seconds */
+    int64_t reset_expires_in;   /* RESET_PASSWORD_TOKEN_EXPIRES_IN, seconds */
+    bool revoke_on_reset;       /* REVOKE_SESSIONS_ON_PASSWORD_RESET */
+
+    /* mail (mail.c, mailer.c) */
+    char *smtp_url;             /* SMTP_URL ("": mails go to the log) */
+    char *smtp_user;            /* SMTP_USERNAME */
+    char *smtp_password;        /* SMTP_PASSWORD (or SMTP_PASSWORD_FILE) */
+    char *smtp_ca_file;         /* SMTP_CA_FILE ("": the system's CAs) */
+    char *mail_from;            /* MAIL_FROM: addr or "Name <addr>" */
+    char *mail_app_name;        /* MAIL_APP_NAME */
+    char *mail_templates;       /* MAIL_TEMPLATES_DIR ("": built-in) */
+    int64_t mail_timeout_ms;    /* MAIL_TIMEOUT_MS, one SMTP delivery */
+    int64_t mail_retry_max;     /* MAIL_RETRY_MAX_SECONDS, back-off cap */
+    int64_t mail_give_up;       /* MAIL_GIVE_UP_SECONDS, a mail older than this is dropped */
 
     /* derived at load time */
     bool secure_cookies;        /* base_url is https */

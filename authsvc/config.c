@@ -51,6 +51,38 @@ static int check_header_name(const char *v, const char **err)
     return 0;
 }
 
+static int check_tristate(const char *v, const char **err)
+{
+    if (v[0] && strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+        *err = "must be true, false or empty";
+        return -1;
+    }
+    return 0;
+}
+
+static int check_smtp_url(const char *v, const char **err)
+{
+    if (v[0] && !pc_starts_with(v, "smtp://") && !pc_starts_with(v, "smtps://")) {
+        *err = "must start with smtp:// or smtps://";
+        return -1;
+    }
+    if (strpbrk(v, " \r\n\t") != NULL) {
+        *err = "must not hold white space";
+        return -1;
+    }
+    return 0;
+}
+
+static int check_mail_from(const char *v, const char **err)
+{
+    char addr[AS_MAIL_ADDR_MAX];
+    if (as_mail_from_addr(v, addr, sizeof addr) != 0) {
+        *err = "must be addr@domain or \"Name <addr@domain>\", on one line";
+        return -1;
+    }
+    return 0;
+}
+
 #define INT_ITEM(n, var, def, lo, hi, help) \
     {n, PC_CONF_INT, &as_cfg.var, def, lo, hi, 0, NULL, help}
 
@@ -153,6 +185,49 @@ static const struct pc_conf_item table[] = {
      "aud of our JWTs; empty: the issuer"},
     INT_ITEM("JWKS_MAX_AGE_SECONDS", jwks_max_age, "300", 0, 86400,
              "Cache-Control max-age of /api/auth/jwks, seconds"),
+    /* email verification and password reset (email_verify.c, password_reset.c) */
+    {"REQUIRE_EMAIL_VERIFICATION", PC_CONF_BOOL, &as_cfg.require_verification, "false", 0, 0, 0,
+     NULL, "sign-in with a password is refused (403 EMAIL_NOT_VERIFIED) until the email is "
+     "verified, and sign-up creates no session (Better Auth's requireEmailVerification)"},
+    {"EMAIL_VERIFICATION_SEND_ON_SIGN_UP", PC_CONF_STR, &as_cfg.send_on_sign_up_s, "", 0, 0, 0,
+     check_tristate, "mail a verification link on sign-up: true or false; empty: as "
+     "REQUIRE_EMAIL_VERIFICATION (sendOnSignUp)"},
+    {"EMAIL_VERIFICATION_SEND_ON_SIGN_IN", PC_CONF_BOOL, &as_cfg.send_on_sign_in, "false", 0, 0,
+     0, NULL, "mail a new verification link when sign-in is refused for an unverified email "
+     "(sendOnSignIn)"},
+    {"EMAIL_VERIFICATION_AUTO_SIGN_IN", PC_CONF_BOOL, &as_cfg.auto_sign_in_verified, "false", 0,
+     0, 0, NULL, "opening the verification link signs the user in "
+     "(autoSignInAfterVerification)"},
+    INT_ITEM("EMAIL_VERIFICATION_EXPIRES_IN", verify_expires_in, "3600", 60, 31536000,
+             "lifetime of an email verification link, seconds (Better Auth: 1 h)"),
+    INT_ITEM("RESET_PASSWORD_TOKEN_EXPIRES_IN", reset_expires_in, "3600", 60, 31536000,
+             "lifetime of a password reset link, seconds (Better Auth: 1 h)"),
+    {"REVOKE_SESSIONS_ON_PASSWORD_RESET", PC_CONF_BOOL, &as_cfg.revoke_on_reset, "false", 0, 0,
+     0, NULL, "a password reset ends every session of the user "
+     "(revokeSessionsOnPasswordReset)"},
+    /* mail (mail.c, mailer.c) */
+    {"SMTP_URL", PC_CONF_STR, &as_cfg.smtp_url, "", 0, 0, PC_CONF_SECRET, check_smtp_url,
+     "smtp://host[:port] (STARTTLS when offered) or smtps://host[:port]; user:password@ "
+     "allowed; empty: mails are written to the log at info, with their links"},
+    {"SMTP_USERNAME", PC_CONF_STR, &as_cfg.smtp_user, "", 0, 0, 0, NULL,
+     "SMTP AUTH user (instead of the URL's)"},
+    {"SMTP_PASSWORD", PC_CONF_STR, &as_cfg.smtp_password, "", 0, 0, PC_CONF_SECRET, NULL,
+     "SMTP AUTH password (SMTP_PASSWORD_FILE: read from a file)"},
+    {"SMTP_CA_FILE", PC_CONF_STR, &as_cfg.smtp_ca_file, "", 0, 0, 0, NULL,
+     "PEM CA bundle the SMTP server's certificate must chain to; empty: the system's"},
+    {"MAIL_FROM", PC_CONF_STR, &as_cfg.mail_from, "Portcullis <no-reply@localhost>", 0, 0, 0,
+     check_mail_from, "sender of every mail: addr@domain or \"Name <addr@domain>\""},
+    {"MAIL_APP_NAME", PC_CONF_STR, &as_cfg.mail_app_name, "Portcullis", 0, 0, 0, NULL,
+     "the product name mails speak of ({{app}} in the templates)"},
+    {"MAIL_TEMPLATES_DIR", PC_CONF_STR, &as_cfg.mail_templates, "", 0, 0, 0, NULL,
+     "directory of replacement templates: <kind>.subject, <kind>.txt, <kind>.html for "
+     "verify-email, reset-password; a missing file keeps the built-in one"},
+    INT_ITEM("MAIL_TIMEOUT_MS", mail_timeout_ms, "30000", 1000, 600000,
+             "bound on one SMTP delivery (connect to the last reply), ms"),
+    INT_ITEM("MAIL_RETRY_MAX_SECONDS", mail_retry_max, "300", 1, 86400,
+             "a refused delivery is retried after 1, 2, 4, ... seconds, at most this apart"),
+    INT_ITEM("MAIL_GIVE_UP_SECONDS", mail_give_up, "259200", 60, 31536000,
+             "a mail not delivered this long after it was written is dropped (3 days)"),
     /* OIDC sign-in (oauth_provider.c) */
     {"GOOGLE_CLIENT_ID", PC_CONF_STR, &as_cfg.google_client_id, "", 0, 0, 0, NULL,
      "Google OAuth client id; set: \"Sign in with Google\" is on (provider id google)"},
@@ -241,6 +316,9 @@ int as_config_load(void)
              "%sbetter-auth.dont_remember", pfx);
     snprintf(as_cfg.cookie_session_data, sizeof as_cfg.cookie_session_data,
              "%sbetter-auth.session_data", pfx);
+    as_cfg.send_on_sign_up = as_cfg.send_on_sign_up_s[0]
+                                 ? strcmp(as_cfg.send_on_sign_up_s, "true") == 0
+                                 : as_cfg.require_verification;
     if (as_oauth_config_load() != 0) /* OIDC sign-in (oauth_provider.c) */
         return -1;
     url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);
@@ -248,6 +326,8 @@ int as_config_load(void)
         return -1;
     if (pc_cidr_list_parse(as_cfg.trusted_proxies_s, &as_cfg.proxies, &as_cfg.nproxies, &why) != 0)
         pc_fatal("validated config failed to parse");
+    if (as_mail_templates_load() != 0) /* mail.c */
+        return -1;
     if (as_cfg.jwt_issuer[0] == '\0') {
         free(as_cfg.jwt_issuer);
         as_cfg.jwt_issuer = pc_xstrdup(as_cfg.base_origin);
@@ -262,6 +342,7 @@ int as_config_load(void)
 void as_config_free(void)
 {
     as_origins_free();
+    as_mail_templates_free();
     free(as_cfg.proxies);
     as_cfg.proxies = NULL;
     as_cfg.nproxies = 0;

@@ -2,7 +2,8 @@
  *
  * ratelimit.c: Better Auth's default limits for credential routes
  * (better-auth-compat.md §8): per client IP and path, 3 requests per 10 s on
- * /sign-in*, /sign-up*, /change-password*, /change-email*. The window is
+ * /sign-in*, /sign-up*, /change-password*, /change-email*, and 3 per 60 s
+ * on /request-password-reset and /send-verification-email. The window is
  * Better Auth's: it restarts when a request comes after a full window of
  * quiet. State lives in Redis, one hash per key, updated by one script so
  * any number of authsvc replicas share it. Redis down: the limit is skipped
@@ -23,7 +24,6 @@
 
 #define XFF_LINES_MAX 16 /* header lines looked at; more are not needed */
 
-#define RL_WINDOW_MS 10000
 #define RL_MAX 3
 
 /* Returns 0 when allowed, else the milliseconds until the next allowed try. */
@@ -45,14 +45,17 @@ static const char rl_script[] =
     "redis.call('PEXPIRE', KEYS[1], win)\n"
     "return 0\n";
 
-static bool limited_path(const char *p)
+/* The rule's window in ms, or 0 when the path has none. */
+static int limited_path(const char *p)
 {
     static const char *const prefixes[] = {"/sign-in", "/sign-up", "/change-password",
                                            "/change-email"};
     for (size_t i = 0; i < PC_ARRAY_LEN(prefixes); i++)
         if (pc_starts_with(p, prefixes[i]))
-            return true;
-    return false;
+            return 10000;
+    if (strcmp(p, "/request-password-reset") == 0 || strcmp(p, "/send-verification-email") == 0)
+        return 60000;
+    return 0;
 }
 
 void as_client_ip(struct as_job *job, const char *peer)
@@ -90,7 +93,8 @@ bool as_ratelimit_check(struct as_job *job, struct as_worker *w)
     const char *rel = job->path;
     if (pc_starts_with(rel, "/api/auth"))
         rel += strlen("/api/auth");
-    if (!limited_path(rel))
+    int window_ms = limited_path(rel);
+    if (window_ms == 0)
         return true;
     char who[PC_ADDR_STRLEN];
     struct pc_addr a;
@@ -101,7 +105,7 @@ bool as_ratelimit_check(struct as_job *job, struct as_worker *w)
     struct pc_buf key = {0};
     pc_buf_printf(&key, "%srl:%s|%s", as_cfg.redis_prefix, who, rel);
     char win[16], max[16];
-    snprintf(win, sizeof win, "%d", RL_WINDOW_MS);
+    snprintf(win, sizeof win, "%d", window_ms);
     snprintf(max, sizeof max, "%d", RL_MAX);
     const char *argv[] = {"EVAL", rl_script, "1", key.data, win, max};
     redisReply *rep = pc_redis_cmd(&w->redis, 6, argv, NULL);

@@ -8,6 +8,7 @@
 #include "routes.h"
 #include "accounts.h"
 #include "apikeys.h"
+#include "email_verify.h"
 #include "jwt.h"
 #include "oauth.h"
 #include "sessions.h"
@@ -28,6 +29,14 @@ const struct as_route as_routes[] = {
     {EVHTTP_REQ_POST, "/api/auth/update-user", as_route_update_user, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/change-password", as_route_change_password, R_LIMITED,
      LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/send-verification-email", as_route_send_verification_email,
+     R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/verify-email", as_route_verify_email, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/request-password-reset", as_route_request_password_reset,
+     R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/reset-password/", as_route_reset_password_link, R_PREFIX,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/reset-password", as_route_reset_password, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/api-key/create", as_route_apikey_create, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/api-key/get", as_route_apikey_get, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/api-key/update", as_route_apikey_update, 0, LOOP_NONE},

@@ -158,7 +158,9 @@ static void access_log(const struct as_job *job, uint64_t bin, uint64_t bout)
     pc_jw_key(&w, "method");
     pc_jw_str(&w, m);
     pc_jw_key(&w, "path");
-    pc_jw_str(&w, job->path);
+    /* a reset link's token is a credential: never logged */
+    pc_jw_str(&w, pc_starts_with(job->path, "/api/auth/reset-password/")
+                      ? "/api/auth/reset-password/:token" : job->path);
     pc_jw_key(&w, "status");
     pc_jw_int(&w, job->status);
     if (job->user_id[0]) {
@@ -487,6 +489,7 @@ int as_server_run(void)
      * password pool, request workers; then serve. */
     as_health_start();
     as_listener_start();
+    as_mailer_start();
     struct pc_db jdb;
     pc_db_init(&jdb, as_cfg.database_url);
     if (as_jwt_init(&jdb) != 0)
@@ -509,6 +512,7 @@ int as_server_run(void)
     as_oauth_stop();    /* after the workers: answers what waits on providers */
     on_done(-1, 0, NULL);
     as_listener_stop();
+    as_mailer_stop();
     as_health_stop();
     as_jwt_free();
     event_free(sig_term);

@@ -6,6 +6,7 @@
 #include "validate.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 void as_v_add(struct vcheck *v, const char *path, const char *text)
 {
@@ -41,4 +42,27 @@ yajl_val as_v_str(struct vcheck *v, yajl_val body, const char *key, bool require
         return NULL;
     as_v_expected(v, key, "string", x);
     return NULL;
+}
+
+bool as_v_email_body(struct as_job *job, const char *url_key, const char *url_code,
+                     const char *url_msg, char **email, char **url)
+{
+    *email = *url = NULL;
+    yajl_val body = as_body(job, true);
+    if (body == NULL)
+        return false;
+    struct vcheck v = {0};
+    yajl_val e = as_v_str(&v, body, "email", true, false);
+    yajl_val u = as_v_str(&v, body, url_key, false, false);
+    if (e && !as_email_valid(e->u.string))
+        as_v_add(&v, "email", "Invalid email address");
+    bool ok = !as_v_failed(job, &v);
+    if (ok && u && !as_redirect_allowed(u->u.string))
+        ok = !as_error(job, 403, url_code, url_msg);
+    if (ok) {
+        *email = pc_xstrdup_lower(e->u.string);
+        *url = u ? pc_xstrdup(u->u.string) : NULL;
+    }
+    yajl_tree_free(body);
+    return ok;
 }

@@ -38,4 +38,11 @@ bool as_v_failed(struct as_job *job, struct vcheck *v);
 yajl_val as_v_str(struct vcheck *v, yajl_val body, const char *key, bool required,
                   bool nullable);
 
+/** The body of the mail-sending routes: {"email": required, a valid
+ * address; url_key: optional, a trusted redirect target, else 403
+ * url_code/url_msg}. True with *email (lower case) and *url (NULL when
+ * absent) on the heap; false when the answer is set. */
+bool as_v_email_body(struct as_job *job, const char *url_key, const char *url_code,
+                     const char *url_msg, char **email, char **url);
+
 #endif

@@ -63,6 +63,19 @@ if [ -z "${REDIS_URL:-}" ]; then
     until redis-cli -p "$RPORT" ping >/dev/null 2>&1 || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi
 
+# Without SMTP_URL a local mail sink keeps every mail authsvc sends (email
+# verification, password reset) as a file under .run/mail
+MAIL_NOTE="SMTP_URL given: mails go there"
+if [ -z "${SMTP_URL:-}" ]; then
+    MPORT=$(free_port)
+    mkdir -p "$RUN/mail"
+    /usr/bin/python3 "$ROOT/tools/mail_sink.py" --port "$MPORT" --dir "$RUN/mail" \
+        >/dev/null 2>"$RUN/mail.log" &
+    PIDS="$PIDS $!"
+    export SMTP_URL="smtp://127.0.0.1:$MPORT"
+    MAIL_NOTE="mail sink, every mail a file: ls $RUN/mail/*.eml"
+fi
+
 if [ -z "${BETTER_AUTH_SECRET:-}" ]; then
     [ -f "$RUN/secret" ] || head -c 32 /dev/urandom | base64 > "$RUN/secret"
     BETTER_AUTH_SECRET=$(cat "$RUN/secret")
@@ -113,6 +126,7 @@ Portcullis is running. Ctrl-C stops it.
   demo        http://$DEMO_LISTEN          (echoes what it receives)
   PostgreSQL  $DATABASE_URL
   Redis       $REDIS_URL
+  Mail        $SMTP_URL   ($MAIL_NOTE)
 
 Try it:
 
@@ -128,6 +142,10 @@ Try it:
 
   # who am I?
   curl -b /tmp/pc.jar $A/api/auth/get-session
+
+  # forgot the password? the reset link arrives as a mail (see Mail above)
+  curl -H 'Content-Type: application/json' -d '{"email":"ada@example.com"}' \\
+       $A/api/auth/request-password-reset
 
   # through the gateway: the demo upstream echoes the identity headers
   # (x-user-id, x-user-email, x-auth-method, x-session-id) it received

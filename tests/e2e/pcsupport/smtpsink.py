@@ -1,7 +1,7 @@
 """SmtpSink: a real SMTP server on a loopback port that keeps every message it
 accepts, for the e2e tests of authsvc's mail (email verification, password reset).
 
-The server is pcsupport/smtpsink_server.py (Debian's python3-aiosmtpd), run as
+The server is tools/mail_sink.py (Debian's python3-aiosmtpd), run as
 its own process with /usr/bin/python3 through procs.Proc and stopped by PID.  It
 writes each message into <basedir>/mail/ as <seq>.eml (raw bytes) + <seq>.json
 (envelope), both atomically, before answering 250; this module reads them back
@@ -35,7 +35,7 @@ from pathlib import Path
 from .procs import Proc, free_port, tail
 
 PYTHON = "/usr/bin/python3"        # Debian's python: python3-aiosmtpd lives there
-SERVER = Path(__file__).resolve().with_name("smtpsink_server.py")
+SERVER = Path(__file__).resolve().parents[3] / "tools" / "mail_sink.py"
 START_TIMEOUT = 15.0
 
 _URL_RE = re.compile(r"https?://[^\s<>\"'`]+")

@@ -1,6 +1,7 @@
-"""The SMTP server behind pcsupport.smtpsink.SmtpSink, run as its own process:
+"""A mail sink: the SMTP server of `make run` (no SMTP_URL) and of the e2e tests
+(tests/e2e/pcsupport/smtpsink.py), run as its own process:
 
-    /usr/bin/python3 smtpsink_server.py --port N --dir DIR [--fail-rcpt ADDR]...
+    /usr/bin/python3 tools/mail_sink.py --port N --dir DIR [--fail-rcpt ADDR]...
         [--require-auth USER:PASS] [--tls-cert CERT --tls-key KEY] [--require-tls]
 
 Debian's python3-aiosmtpd: aiosmtpd's SMTP protocol class served by

@@ -1,0 +1,33 @@
+/* Portcullis - MIT licence. See LICENSE.
+ *
+ * email_verify.h: email verification as Better Auth does it (email_verify.c)
+ * and password reset (password_reset.c): the routes, and the verification
+ * mail that sign-up and sign-in send.
+ */
+#ifndef AS_EMAIL_VERIFY_H
+#define AS_EMAIL_VERIFY_H
+
+#include <stdbool.h>
+
+struct as_job;
+struct as_worker;
+struct as_user;
+struct pc_db;
+struct pc_buf;
+
+/* ---- routes (worker threads; job.h contract) ---- */
+bool as_route_send_verification_email(struct as_job *job, struct as_worker *w);
+bool as_route_verify_email(struct as_job *job, struct as_worker *w);
+bool as_route_request_password_reset(struct as_job *job, struct as_worker *w);
+bool as_route_reset_password_link(struct as_job *job, struct as_worker *w);
+bool as_route_reset_password(struct as_job *job, struct as_worker *w);
+
+/** Worker: writes u's verification mail (a link to verify-email with a new
+ * token, back to callback or "/") into the outbox on db, in the caller's
+ * transaction if one is open. Returns 0, or -1 (PostgreSQL failed). */
+int as_verification_mail(struct pc_db *db, const struct as_user *u, const char *callback);
+
+/** The link's base: BETTER_AUTH_URL without a final '/', then "/api/auth". */
+void as_auth_base_url(struct pc_buf *b);
+
+#endif
