@@ -1,0 +1,200 @@
+"""Interop: email verification and password reset between a real Better Auth 1.7.25
+and authsvc on ONE database with ONE secret.
+
+Both servers run with requireEmailVerification on (Better Auth:
+BA_REQUIRE_EMAIL_VERIFICATION=1; authsvc: REQUIRE_EMAIL_VERIFICATION=true).
+Better Auth "mails" through its sendVerificationEmail / sendResetPassword hooks
+into a JSON-lines file (tests/e2e/interop/server.mjs, BA_MAIL_LOG); authsvc
+mails through SMTP to a real SMTP server (pcsupport.SmtpSink).  Every link or
+token one side issues is consumed by the other, and each side then sees the
+result (verified email, new password, spent token) the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.parse
+
+import pytest
+
+import pcsupport as H
+from pcsupport import assert_error
+from pcsupport.checks import sensitive
+from pcsupport.interop import START_TIMEOUT, BetterAuthServer, read_mail_log
+from pcsupport.interop import install as _install, node_env as _node_env
+
+APP = "http://app.example.test"   # trusted by both (the suite's TRUSTED_ORIGINS)
+
+
+@pytest.fixture
+def pair(authsvc_factory, smtp_sink, secret, trusted_origins, tmp_path):
+    """(authsvc, its client, Better Auth, its client, Better Auth's mail log) on a fresh database."""
+    svc = authsvc_factory({"SMTP_URL": smtp_sink.url, "MAIL_FROM": "Test <no-reply@portcullis.test>",
+                           "REQUIRE_EMAIL_VERIFICATION": "true", "MAIL_RETRY_MAX_SECONDS": "1"},
+                          fresh_db=True, name="authsvc-interop-mail")
+    npm_dir = _install()
+    port = H.free_port()
+    mail_log = tmp_path / "ba-mail.jsonl"
+    env = {
+        "DATABASE_URL": svc.env["DATABASE_URL"],
+        "BETTER_AUTH_SECRET": secret,
+        "BETTER_AUTH_URL": f"http://127.0.0.1:{port}",
+        "TRUSTED_ORIGINS": ",".join(trusted_origins),
+        "PORT": str(port),
+        "BA_MAIL_LOG": str(mail_log),
+        "BA_REQUIRE_EMAIL_VERIFICATION": "1",
+    }
+    proc = H.Proc(["node", "server.mjs"], env=_node_env(env), cwd=npm_dir,
+                  stdout=tmp_path / "ba.stdout", stderr=tmp_path / "ba.stderr", name="better-auth")
+    ba = BetterAuthServer(proc, port, env, tmp_path)
+    try:
+        H.wait_until(lambda: f"ready {port}" in H.tail(proc.stdout_path, 2000) or proc.poll() is not None,
+                     START_TIMEOUT, interval=0.05, what="Better Auth ready")
+        assert proc.poll() is None, ba.logs()
+        ac, bc = H.ApiClient(svc, origin=APP), H.ApiClient(ba, origin=APP)
+        assert bc.get("ok").status_code == 200, ba.logs()
+        yield svc, ac, ba, bc, mail_log
+        assert ba.running, f"Better Auth died:\n{ba.logs()}"
+        ac.close()
+        bc.close()
+    finally:
+        proc.stop(signal.SIGTERM, timeout=10)
+
+
+def _ba_mail(log, to, kind, count=1):
+    H.wait_until(lambda: len(read_mail_log(log, to=to, kind=kind)) >= count, 10,
+                 what=f"Better Auth's {kind} mail to {to}")
+    m = read_mail_log(log, to=to, kind=kind)[count - 1]
+    sensitive(m["token"])
+    return m
+
+
+def _our_link(sink, to, part, count=1):
+    m = sink.wait_for(to, count=count)[count - 1]
+    links = [u for u in H.SmtpSink.links(m) if part in u]
+    assert len(links) == 1, links
+    return sensitive(links[0])
+
+
+def _path_query(url):
+    u = urllib.parse.urlsplit(url)
+    return u.path + ("?" + u.query if u.query else "")
+
+
+def _verified(svc, uid):
+    import psycopg2
+    with psycopg2.connect(svc.env["DATABASE_URL"]) as c, c.cursor() as cur:
+        cur.execute('select "emailVerified" from "user" where id = %s', (uid,))
+        return cur.fetchone()[0]
+
+
+def test_a_verification_link_from_better_auth_verifies_on_authsvc(pair):
+    svc, ac, ba, bc, log = pair
+    email, pw = H.unique_email("ba"), H.new_password()
+    r = bc.post("sign-up/email", {"name": "From BA", "email": email, "password": pw})
+    assert r.status_code == 200 and r.json()["token"] is None, r.text
+    uid = r.json()["user"]["id"]
+    # requireEmailVerification, seen the same way by both
+    assert_error(bc.post("sign-in/email", {"email": email, "password": pw}), 403, "EMAIL_NOT_VERIFIED")
+    assert_error(ac.post("sign-in/email", {"email": email, "password": pw}), 403, "EMAIL_NOT_VERIFIED")
+    m = _ba_mail(log, email, "verify-email")
+    assert m["url"].startswith(ba.base_url + "/api/auth/verify-email?token=")
+    r = ac.get(_path_query(m["url"]))
+    assert r.status_code == 302 and r.headers["Location"] == "/", r.text
+    assert _verified(svc, uid) is True
+    ac.sign_in(email, pw)
+    bc.sign_in(email, pw)
+
+
+def test_a_verification_link_from_authsvc_verifies_on_better_auth(pair, smtp_sink):
+    svc, ac, ba, bc, log = pair
+    email, pw = H.unique_email("as"), H.new_password()
+    r = ac.post("sign-up/email", {"name": "From authsvc", "email": email, "password": pw,
+                                  "callbackURL": APP + "/welcome"})
+    assert r.status_code == 200 and r.json()["token"] is None, r.text
+    uid = r.json()["user"]["id"]
+    assert_error(bc.post("sign-in/email", {"email": email, "password": pw}), 403, "EMAIL_NOT_VERIFIED")
+    link = _our_link(smtp_sink, email, "/verify-email?")
+    r = bc.get(_path_query(link))
+    assert r.status_code == 302 and r.headers["Location"] == APP + "/welcome", r.text
+    assert _verified(svc, uid) is True
+    bc.sign_in(email, pw)
+    ac.sign_in(email, pw)
+
+
+def test_verify_email_errors_match(pair):
+    svc, ac, ba, bc, log = pair
+    for token in ("garbage", "a.b.c"):
+        for c in (ac, bc):
+            assert_error(c.get("verify-email", params={"token": token}), 401, "INVALID_TOKEN")
+            r = c.get("verify-email", params={"token": token, "callbackURL": APP + "/v"})
+            assert r.status_code == 302 and r.headers["Location"] == APP + "/v?error=INVALID_TOKEN"
+
+
+def test_a_reset_token_from_better_auth_resets_on_authsvc(pair):
+    svc, ac, ba, bc, log = pair
+    email, pw = H.unique_email("rb"), H.new_password()
+    bc.post("sign-up/email", {"name": "R", "email": email, "password": pw})
+    ac.get(_path_query(_ba_mail(log, email, "verify-email")["url"]))
+    r = bc.post("request-password-reset", {"email": email, "redirectTo": APP + "/reset"})
+    assert r.status_code == 200, r.text
+    m = _ba_mail(log, email, "reset-password")
+    token = m["token"]
+    # authsvc follows Better Auth's link
+    r = ac.get(_path_query(m["url"]))
+    assert r.status_code == 302 and r.headers["Location"] == f"{APP}/reset?token={token}", r.text
+    new = H.new_password()
+    r = ac.post("reset-password", {"newPassword": new, "token": token})
+    assert r.status_code == 200 and r.json() == {"status": True}, r.text
+    # spent on both sides
+    assert_error(bc.post("reset-password", {"newPassword": H.new_password(), "token": token}), 400,
+                 "INVALID_TOKEN")
+    assert_error(bc.post("sign-in/email", {"email": email, "password": pw}), 401,
+                 "INVALID_EMAIL_OR_PASSWORD")
+    bc.sign_in(email, new)
+
+
+def test_a_reset_token_from_authsvc_resets_on_better_auth(pair, smtp_sink):
+    svc, ac, ba, bc, log = pair
+    email, pw = H.unique_email("ra"), H.new_password()
+    ac.post("sign-up/email", {"name": "R", "email": email, "password": pw})
+    bc.get(_path_query(_our_link(smtp_sink, email, "/verify-email?")))
+    r = ac.post("request-password-reset", {"email": email, "redirectTo": APP + "/reset"})
+    assert r.status_code == 200, r.text
+    link = _our_link(smtp_sink, email, "/reset-password/", count=2)
+    token = sensitive(urllib.parse.urlsplit(link).path.rsplit("/", 1)[1])
+    r = bc.get(_path_query(link))
+    assert r.status_code == 302 and r.headers["Location"] == f"{APP}/reset?token={token}", r.text
+    new = H.new_password()
+    r = bc.post("reset-password", {"newPassword": new, "token": token})
+    assert r.status_code == 200 and r.json() == {"status": True}, r.text
+    assert_error(ac.post("reset-password", {"newPassword": H.new_password(), "token": token}), 400,
+                 "INVALID_TOKEN")
+    ac.sign_in(email, new)
+    bc.sign_in(email, new)
+
+
+def test_reset_answers_match(pair):
+    svc, ac, ba, bc, log = pair
+    unknown = H.unique_email("nobody")
+    bodies = [c.post("request-password-reset", {"email": unknown}) for c in (ac, bc)]
+    assert [b.status_code for b in bodies] == [200, 200]
+    assert bodies[0].json() == bodies[1].json()
+    for c in (ac, bc):
+        assert_error(c.post("reset-password", {"newPassword": H.new_password(), "token": "nope"}), 400,
+                     "INVALID_TOKEN")
+        r = c.get("reset-password/nope", params={"callbackURL": APP + "/r"})
+        assert r.status_code == 302 and r.headers["Location"] == APP + "/r?error=INVALID_TOKEN"
+    codes = [c.post("request-password-reset", {"email": unknown, "redirectTo": "https://evil.example/"})
+             for c in (ac, bc)]
+    assert [r.status_code for r in codes] == [403, 403]
+    assert codes[0].json()["code"] == codes[1].json()["code"], [r.text for r in codes]
+    # a taken address at sign-up: both answer like a new one
+    email = H.unique_email("dup")
+    bc.post("sign-up/email", {"name": "D", "email": email, "password": H.new_password()})
+    for c in (ac, bc):
+        r = c.post("sign-up/email", {"name": "D", "email": email, "password": H.new_password()})
+        assert r.status_code == 200 and r.json()["token"] is None, r.text
+        assert sorted(r.json()["user"]) == ["createdAt", "email", "emailVerified", "id", "image",
+                                            "name", "updatedAt"], r.text
