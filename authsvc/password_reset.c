@@ -304,11 +304,11 @@ static bool reset_hashed(struct as_job *job, struct as_worker *w)
                                "RETURNING \"value\", \"expiresAt\" >= now()",
                                1, p);
     pc_buf_free(&ident);
-    char uid[128] = "";
+    char uid[sizeof job->user_id] = "";
     bool ok = pc_db_ok(res);
     for (int i = 0; ok && i < PQntuples(res); i++)
-        if (PQgetvalue(res, i, 1)[0] == 't')
-            snprintf(uid, sizeof uid, "%s", PQgetvalue(res, i, 0));
+        if (PQgetvalue(res, i, 1)[0] == 't' && strlen(PQgetvalue(res, i, 0)) < sizeof uid)
+            memcpy(uid, PQgetvalue(res, i, 0), strlen(PQgetvalue(res, i, 0)) + 1);
     if (res)
         PQclear(res);
     if (!ok || uid[0] == '\0') {
