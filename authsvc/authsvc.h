@@ -28,6 +28,8 @@
  *   oauth*.c    Google / OIDC sign-in (oauth_http.c: curl multi on the loop)
  *   email_verify.c  send-verification-email, verify-email (HS256 JWTs, libjwt)
  *   password_reset.c  request-password-reset, reset-password (verification rows)
+ *   account_manage.c  verify-password, list-accounts, unlink-account,
+ *               update-session, change-email, delete-user
  *   mail.c      the mails' templates and their outbox rows
  *   mailer.c    delivers the outbox over SMTP (libcurl; its own thread)
  *   listener.c  relays the revocation log to Redis (LISTEN thread)
@@ -143,6 +145,15 @@ struct as_config {
     int64_t verify_expires_in;  /* EMAIL_VERIFICATION_EXPIRES_IN, seconds */
     int64_t reset_expires_in;   /* RESET_PASSWORD_TOKEN_EXPIRES_IN, seconds */
     bool revoke_on_reset;       /* REVOKE_SESSIONS_ON_PASSWORD_RESET */
+
+    /* account management (account_manage.c) */
+    bool change_email;          /* CHANGE_EMAIL_ENABLED (user.changeEmail.enabled) */
+    bool change_email_unverified; /* CHANGE_EMAIL_UPDATE_WITHOUT_VERIFICATION */
+    bool change_email_confirm;  /* CHANGE_EMAIL_SEND_CONFIRMATION (sendChangeEmailConfirmation) */
+    bool delete_user;           /* DELETE_USER_ENABLED (user.deleteUser.enabled) */
+    bool delete_user_verify;    /* DELETE_USER_SEND_VERIFICATION (sendDeleteAccountVerification) */
+    int64_t delete_expires_in;  /* DELETE_USER_TOKEN_EXPIRES_IN, seconds */
+    bool unlink_all;            /* ALLOW_UNLINKING_ALL (accountLinking.allowUnlinkingAll) */
 
     /* mail (mail.c, mailer.c) */
     char *smtp_url;             /* SMTP_URL ("": mails go to the log) */

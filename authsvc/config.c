@@ -205,6 +205,26 @@ static const struct pc_conf_item table[] = {
     {"REVOKE_SESSIONS_ON_PASSWORD_RESET", PC_CONF_BOOL, &as_cfg.revoke_on_reset, "false", 0, 0,
      0, NULL, "a password reset ends every session of the user "
      "(revokeSessionsOnPasswordReset)"},
+    /* account management (account_manage.c) */
+    {"CHANGE_EMAIL_ENABLED", PC_CONF_BOOL, &as_cfg.change_email, "false", 0, 0, 0, NULL,
+     "POST /change-email is on (user.changeEmail.enabled); the new address is set once its "
+     "verification link is opened"},
+    {"CHANGE_EMAIL_UPDATE_WITHOUT_VERIFICATION", PC_CONF_BOOL, &as_cfg.change_email_unverified,
+     "false", 0, 0, 0, NULL,
+     "a user whose email is not verified gets the new address at once "
+     "(updateEmailWithoutVerification)"},
+    {"CHANGE_EMAIL_SEND_CONFIRMATION", PC_CONF_BOOL, &as_cfg.change_email_confirm, "false", 0, 0,
+     0, NULL, "a verified user first approves the change from the old address "
+     "(sendChangeEmailConfirmation)"},
+    {"DELETE_USER_ENABLED", PC_CONF_BOOL, &as_cfg.delete_user, "false", 0, 0, 0, NULL,
+     "POST /delete-user is on (user.deleteUser.enabled); off: 404"},
+    {"DELETE_USER_SEND_VERIFICATION", PC_CONF_BOOL, &as_cfg.delete_user_verify, "false", 0, 0, 0,
+     NULL, "delete-user mails a confirmation link instead of deleting at once "
+     "(sendDeleteAccountVerification)"},
+    INT_ITEM("DELETE_USER_TOKEN_EXPIRES_IN", delete_expires_in, "86400", 60, 31536000,
+             "lifetime of a delete-account link, seconds (Better Auth: 1 day)"),
+    {"ALLOW_UNLINKING_ALL", PC_CONF_BOOL, &as_cfg.unlink_all, "false", 0, 0, 0, NULL,
+     "unlink-account may remove a user's last account (accountLinking.allowUnlinkingAll)"},
     /* mail (mail.c, mailer.c) */
     {"SMTP_URL", PC_CONF_STR, &as_cfg.smtp_url, "", 0, 0, PC_CONF_SECRET, check_smtp_url,
      "smtp://host[:port] (STARTTLS when offered) or smtps://host[:port]; user:password@ "
@@ -221,7 +241,8 @@ static const struct pc_conf_item table[] = {
      "the product name mails speak of ({{app}} in the templates)"},
     {"MAIL_TEMPLATES_DIR", PC_CONF_STR, &as_cfg.mail_templates, "", 0, 0, 0, NULL,
      "directory of replacement templates: <kind>.subject, <kind>.txt, <kind>.html for "
-     "verify-email, reset-password; a missing file keeps the built-in one"},
+     "verify-email, reset-password, change-email, delete-account; a missing file keeps the "
+     "built-in one"},
     INT_ITEM("MAIL_TIMEOUT_MS", mail_timeout_ms, "30000", 1000, 600000,
              "bound on one SMTP delivery (connect to the last reply), ms"),
     INT_ITEM("MAIL_RETRY_MAX_SECONDS", mail_retry_max, "300", 1, 86400,

@@ -60,8 +60,8 @@ static void vclaims_free(struct vclaims *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Better Auth's createEmailVerificationToken. Heap string, or NULL. */
-static char *token_mint(const char *email, const char *update_to, const char *request_type,
+/* Better Auth's createEmailVerificationToken (email_verify.h). */
+char *as_verify_token_mint(const char *email, const char *update_to, const char *request_type,
                         const char *user_id, int64_t expires_in)
 {
     jwt_t *j = NULL;
@@ -167,7 +167,7 @@ static int mail_token(struct pc_db *db, const char *to, const char *name, const 
 
 int as_verification_mail(struct pc_db *db, const struct as_user *u, const char *callback)
 {
-    char *tok = token_mint(u->email, NULL, NULL, u->id, as_cfg.verify_expires_in);
+    char *tok = as_verify_token_mint(u->email, NULL, NULL, u->id, as_cfg.verify_expires_in);
     if (tok == NULL) {
         pc_log_error("email verification: could not mint a token");
         return -1;
@@ -362,7 +362,7 @@ static bool verify_change(struct as_job *job, struct as_worker *w, const struct 
     const char *rt = c->request_type ? c->request_type : "";
     if (strcmp(rt, "change-email-confirmation") == 0) {
         /* the old address confirmed: now verify the new one */
-        char *tok = token_mint(c->email, c->update_to, "change-email-verification", bound.id,
+        char *tok = as_verify_token_mint(c->email, c->update_to, "change-email-verification", bound.id,
                                as_cfg.verify_expires_in);
         int rc = tok ? mail_token(&w->db, c->update_to, bound.name, tok, callback,
                                   as_cfg.verify_expires_in) : -1;
@@ -380,7 +380,7 @@ static bool verify_change(struct as_job *job, struct as_worker *w, const struct 
     int rc = set_email(w, bound.id, to, verified, &nu);
     if (rc == 1 && legacy) {
         /* the legacy flow changes at once, then asks to verify the new address */
-        char *tok = token_mint(to, NULL, NULL, bound.id, 3600);
+        char *tok = as_verify_token_mint(to, NULL, NULL, bound.id, 3600);
         rc = tok && mail_token(&w->db, to, nu.name, tok, callback, 3600) == 0 ? 1 : -1;
         if (tok) {
             pc_wipe(tok, strlen(tok));

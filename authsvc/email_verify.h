@@ -8,6 +8,7 @@
 #define AS_EMAIL_VERIFY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct as_job;
 struct as_worker;
@@ -21,6 +22,21 @@ bool as_route_verify_email(struct as_job *job, struct as_worker *w);
 bool as_route_request_password_reset(struct as_job *job, struct as_worker *w);
 bool as_route_reset_password_link(struct as_job *job, struct as_worker *w);
 bool as_route_reset_password(struct as_job *job, struct as_worker *w);
+
+/** Better Auth's createEmailVerificationToken: an HS256 JWT (libjwt) over
+ * {email, updateTo?, requestType?, userId?, iat, exp}, keyed by the secret.
+ * Heap string, or NULL. */
+char *as_verify_token_mint(const char *email, const char *update_to, const char *request_type,
+                           const char *user_id, int64_t expires_in);
+
+/* ---- account management (account_manage.c; job.h contract) ---- */
+bool as_route_verify_password(struct as_job *job, struct as_worker *w);
+bool as_route_list_accounts(struct as_job *job, struct as_worker *w);
+bool as_route_unlink_account(struct as_job *job, struct as_worker *w);
+bool as_route_update_session(struct as_job *job, struct as_worker *w);
+bool as_route_change_email(struct as_job *job, struct as_worker *w);
+bool as_route_delete_user(struct as_job *job, struct as_worker *w);
+bool as_route_delete_user_callback(struct as_job *job, struct as_worker *w);
 
 /** Worker: writes u's verification mail (a link to verify-email with a new
  * token, back to callback or "/") into the outbox on db, in the caller's

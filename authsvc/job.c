@@ -181,6 +181,13 @@ bool as_error(struct as_job *job, int status, const char *code, const char *msg)
     return as_reply(job, status, &b);
 }
 
+bool as_reply_json(struct as_job *job, int status, const char *json)
+{
+    struct pc_buf b = {0};
+    pc_buf_puts(&b, json);
+    return as_reply(job, status, &b);
+}
+
 bool as_redirect(struct as_job *job, const char *location)
 {
     as_add_header(job, "Location", location);

@@ -116,6 +116,8 @@ void as_add_header(struct as_job *job, const char *name, const char *value);
 bool as_reply(struct as_job *job, int status, struct pc_buf *buf);
 /** Answers with {"message": msg, "code": code}. Returns true. */
 bool as_error(struct as_job *job, int status, const char *code, const char *msg);
+/** Answers status with the JSON text json (copied). Returns true. */
+bool as_reply_json(struct as_job *job, int status, const char *json);
 /** Answers 302 to location, no body, Cache-Control: no-store. Returns true. */
 bool as_redirect(struct as_job *job, const char *location);
 /** Answers 503 DATABASE_UNAVAILABLE (PostgreSQL failed). Returns true. */

@@ -12,6 +12,9 @@
  */
 #include "authsvc.h"
 #include "mail.h"
+#include "../lib/ba_schema.h"
+#include "../lib/crypto.h"
+#include "../lib/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,7 +26,8 @@
 
 enum part { PART_SUBJECT = 0, PART_TEXT, PART_HTML, PART_COUNT };
 
-static const char *const kind_names[AS_MAIL_KIND_COUNT] = {"verify-email", "reset-password"};
+static const char *const kind_names[AS_MAIL_KIND_COUNT] = {"verify-email", "reset-password",
+                                                            "change-email", "delete-account"};
 static const char *const part_ext[PART_COUNT] = {"subject", "txt", "html"};
 
 static const char *const builtin[AS_MAIL_KIND_COUNT][PART_COUNT] = {
@@ -53,6 +57,37 @@ static const char *const builtin[AS_MAIL_KIND_COUNT][PART_COUNT] = {
         "<p><a href=\"{{url}}\">Choose a new password</a></p>\n"
         "<p>The link works for {{minutes}} minutes and only once. If it was not you, ignore "
         "this mail: your password stays as it is.</p>\n</body></html>\n",
+    },
+    [AS_MAIL_CHANGE_EMAIL] = {
+        "Approve the new email address for {{app}}",
+        "Hello {{name}},\n\n"
+        "someone asked to change the email address of your {{app}} account from {{email}} "
+        "to {{newEmail}}. To approve it, open this link:\n\n{{url}}\n\n"
+        "A mail to the new address will then ask to verify it. The link works for "
+        "{{minutes}} minutes. If it was not you, ignore this mail and the address stays as "
+        "it is.\n",
+        "<!doctype html>\n<html><body style=\"font-family:sans-serif;line-height:1.5\">\n"
+        "<p>Hello {{name}},</p>\n"
+        "<p>someone asked to change the email address of your {{app}} account from {{email}} "
+        "to {{newEmail}}.</p>\n"
+        "<p><a href=\"{{url}}\">Approve the new address</a></p>\n"
+        "<p>A mail to the new address will then ask to verify it. The link works for "
+        "{{minutes}} minutes. If it was not you, ignore this mail and the address stays as "
+        "it is.</p>\n</body></html>\n",
+    },
+    [AS_MAIL_DELETE_ACCOUNT] = {
+        "Confirm deleting your {{app}} account",
+        "Hello {{name}},\n\n"
+        "someone asked to delete the {{app}} account of {{email}}. To delete it for good, "
+        "open this link while signed in:\n\n{{url}}\n\n"
+        "The link works for {{minutes}} minutes. If it was not you, ignore this mail and "
+        "change your password.\n",
+        "<!doctype html>\n<html><body style=\"font-family:sans-serif;line-height:1.5\">\n"
+        "<p>Hello {{name}},</p>\n"
+        "<p>someone asked to delete the {{app}} account of {{email}}.</p>\n"
+        "<p><a href=\"{{url}}\">Delete my account for good</a> (while signed in)</p>\n"
+        "<p>The link works for {{minutes}} minutes. If it was not you, ignore this mail and "
+        "change your password.</p>\n</body></html>\n",
     },
 };
 
@@ -138,8 +173,9 @@ static void render(struct pc_buf *b, enum as_mail_kind k, enum part p, const str
 {
     char minutes[24];
     snprintf(minutes, sizeof minutes, "%lld", (long long)((v->expires_s + 59) / 60));
-    const char *names[] = {"app", "name", "email", "url", "minutes"};
-    const char *vals[] = {as_cfg.mail_app_name, v->name ? v->name : "", v->email, v->url, minutes};
+    const char *names[] = {"app", "name", "email", "url", "minutes", "newEmail"};
+    const char *vals[] = {as_cfg.mail_app_name, v->name ? v->name : "", v->email, v->url, minutes,
+                          v->new_email ? v->new_email : ""};
     const char *s = tmpl(k, p);
     while (*s) {
         const char *open = strstr(s, "{{");
@@ -188,6 +224,32 @@ int as_mail_enqueue(struct pc_db *db, enum as_mail_kind kind, const struct as_ma
         pc_wipe(parts[p].data, parts[p].len);   /* the link is a credential */
         pc_buf_free(&parts[p]);
     }
+    return ok ? 0 : -1;
+}
+
+int as_mail_with_verification(struct pc_db *db, const char *ident, const char *value,
+                              int64_t expires_s, enum as_mail_kind kind,
+                              const struct as_mail_vars *v)
+{
+    char id[33], secs[24];
+    pc_random_alnum(id, 32);
+    snprintf(secs, sizeof secs, "%lld", (long long)expires_s);
+    const char *q[] = {id, ident, value, secs};
+    if (pc_db_simple(db, "BEGIN") != 0)
+        return -1;
+    PGresult *res = pc_db_exec(db,
+                               "INSERT INTO \"verification\" (\"id\", \"identifier\", \"value\", "
+                               "\"expiresAt\", \"createdAt\", \"updatedAt\") VALUES ($1, $2, $3, "
+                               PC_BA_NOW_MS " + $4::bigint * interval '1 second', " PC_BA_NOW_MS
+                               ", " PC_BA_NOW_MS ")",
+                               4, q);
+    bool ok = pc_db_ok(res);
+    if (res)
+        PQclear(res);
+    ok = ok && as_mail_enqueue(db, kind, v) == 0;
+    ok = ok && pc_db_simple(db, "COMMIT") == 0;
+    if (!ok && pc_db_simple(db, "ROLLBACK") != 0)
+        pc_log_warn("postgres: ROLLBACK failed; the connection will be reset");
     return ok ? 0 : -1;
 }
 

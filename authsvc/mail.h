@@ -24,16 +24,19 @@ struct pc_db;
 enum as_mail_kind {
     AS_MAIL_VERIFY_EMAIL = 0,   /* "verify-email": the email verification link */
     AS_MAIL_RESET_PASSWORD,     /* "reset-password": the password reset link */
+    AS_MAIL_CHANGE_EMAIL,       /* "change-email": to the old address, approve the new one */
+    AS_MAIL_DELETE_ACCOUNT,     /* "delete-account": confirm deleting the account */
     AS_MAIL_KIND_COUNT
 };
 
 /** What a template may name: {{app}}, {{name}}, {{email}}, {{url}},
- * {{minutes}} (the link's lifetime). */
+ * {{minutes}} (the link's lifetime), {{newEmail}} (change-email). */
 struct as_mail_vars {
     const char *name;       /* the user's name ("" if none) */
     const char *email;      /* the address the mail goes to */
     const char *url;        /* the link */
     int64_t expires_s;      /* its lifetime, seconds */
+    const char *new_email;  /* change-email: the address asked for (or NULL) */
 };
 
 /** Start-up: loads MAIL_TEMPLATES_DIR over the built-in templates. Returns 0,
@@ -45,6 +48,13 @@ void as_mail_templates_free(void);
  * outbox on db, in the caller's transaction if one is open (the trigger's
  * NOTIFY wakes a mailer at commit). Returns 0, or -1 (PostgreSQL failed). */
 int as_mail_enqueue(struct pc_db *db, enum as_mail_kind kind, const struct as_mail_vars *v);
+
+/** Worker: one transaction holding a "verification" row (identifier ident,
+ * value, expiring in expires_s) and the mail that carries its link, so the
+ * mail exists exactly when the token does. 0, or -1 (PostgreSQL failed). */
+int as_mail_with_verification(struct pc_db *db, const char *ident, const char *value,
+                              int64_t expires_s, enum as_mail_kind kind,
+                              const struct as_mail_vars *v);
 
 /** The address part of MAIL_FROM ("addr" or "Name <addr>") into out.
  * Returns 0, or -1 when from is not one of those on one line. */

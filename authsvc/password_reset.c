@@ -76,35 +76,18 @@ bool as_route_request_password_reset(struct as_job *job, struct as_worker *w)
     if (res)
         PQclear(res);
     if (ok && found) {
-        char tok[RESET_TOKEN_LEN + 1], id[33], secs[24];
+        char tok[RESET_TOKEN_LEN + 1];
         pc_random_alnum(tok, RESET_TOKEN_LEN);
-        pc_random_alnum(id, 32);
-        snprintf(secs, sizeof secs, "%lld", (long long)as_cfg.reset_expires_in);
         struct pc_buf ident = {0}, url = {0};
         pc_buf_printf(&ident, RESET_PREFIX "%s", tok);
         as_auth_base_url(&url);
         pc_buf_printf(&url, "/reset-password/%s?callbackURL=", tok);
         if (redirect)
             pc_url_encode_component(&url, redirect);
-        const char *q[] = {id, ident.data, u.id, secs};
         struct as_mail_vars mv = {.name = u.name, .email = u.email, .url = pc_buf_cstr(&url),
                                   .expires_s = as_cfg.reset_expires_in};
-        ok = pc_db_simple(&w->db, "BEGIN") == 0;
-        if (ok) {
-            res = pc_db_exec(&w->db,
-                             "INSERT INTO \"verification\" (\"id\", \"identifier\", \"value\", "
-                             "\"expiresAt\", \"createdAt\", \"updatedAt\") VALUES ($1, $2, $3, "
-                             PC_BA_NOW_MS " + $4::bigint * interval '1 second', " PC_BA_NOW_MS
-                             ", " PC_BA_NOW_MS ")",
-                             4, q);
-            ok = pc_db_ok(res);
-            if (res)
-                PQclear(res);
-            ok = ok && as_mail_enqueue(&w->db, AS_MAIL_RESET_PASSWORD, &mv) == 0;
-            ok = ok && pc_db_simple(&w->db, "COMMIT") == 0;
-            if (!ok)
-                rollback(&w->db);
-        }
+        ok = as_mail_with_verification(&w->db, ident.data, u.id, as_cfg.reset_expires_in,
+                                       AS_MAIL_RESET_PASSWORD, &mv) == 0;
         pc_wipe(tok, sizeof tok);
         pc_wipe(ident.data, ident.len);
         pc_wipe(url.data, url.len);

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void as_v_add(struct vcheck *v, const char *path, const char *text)
 {
@@ -65,4 +66,20 @@ bool as_v_email_body(struct as_job *job, const char *url_key, const char *url_co
     }
     yajl_tree_free(body);
     return ok;
+}
+
+char *as_v_body_str(struct as_job *job, const char *key)
+{
+    yajl_val body = as_body(job, true);
+    if (body == NULL)
+        return NULL;
+    struct vcheck v = {0};
+    yajl_val x = as_v_str(&v, body, key, true, false);
+    char *out = NULL;
+    if (!as_v_failed(job, &v)) {
+        out = pc_xstrdup(x->u.string);
+        pc_wipe(x->u.string, strlen(out));
+    }
+    yajl_tree_free(body);
+    return out;
 }

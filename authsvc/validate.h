@@ -38,6 +38,9 @@ bool as_v_failed(struct as_job *job, struct vcheck *v);
 yajl_val as_v_str(struct vcheck *v, yajl_val body, const char *key, bool required,
                   bool nullable);
 
+/** A body of one required string field key: its value on the heap (the
+ * tree's copy wiped: it may be a password), or NULL when the answer is set. */
+char *as_v_body_str(struct as_job *job, const char *key);
 /** The body of the mail-sending routes: {"email": required, a valid
  * address; url_key: optional, a trusted redirect target, else 403
  * url_code/url_msg}. True with *email (lower case) and *url (NULL when

@@ -42,6 +42,10 @@
 //                       emailVerification.autoSignInAfterVerification: true
 //   BA_REVOKE_SESSIONS_ON_PASSWORD_RESET=1
 //                       emailAndPassword.revokeSessionsOnPasswordReset: true
+//   BA_CHANGE_EMAIL=1   user.changeEmail.enabled: true (BA_CHANGE_EMAIL_CONFIRMATION=1
+//                       adds sendChangeEmailConfirmation, kind "change-email", to BA_MAIL_LOG)
+//   BA_DELETE_USER=1    user.deleteUser.enabled: true (BA_DELETE_USER_VERIFICATION=1 adds
+//                       sendDeleteAccountVerification, kind "delete-account")
 //                       (each of the three: unset/other = Better Auth's default)
 //
 // Do not set NODE_ENV=test or TEST=1: Better Auth then disables its origin
@@ -110,6 +114,15 @@ if (flag("BA_REQUIRE_EMAIL_VERIFICATION")) options.emailAndPassword.requireEmail
 if (flag("BA_REVOKE_SESSIONS_ON_PASSWORD_RESET")) options.emailAndPassword.revokeSessionsOnPasswordReset = true;
 if (flag("BA_AUTO_SIGN_IN_AFTER_VERIFICATION")) {
 	options.emailVerification = { ...(options.emailVerification ?? {}), autoSignInAfterVerification: true };
+}
+// account management: user.changeEmail / user.deleteUser
+if (flag("BA_CHANGE_EMAIL")) {
+	options.user = { ...(options.user ?? {}), changeEmail: { enabled: true } };
+	if (flag("BA_CHANGE_EMAIL_CONFIRMATION")) options.user.changeEmail.sendChangeEmailConfirmation = logMail("change-email");
+}
+if (flag("BA_DELETE_USER")) {
+	options.user = { ...(options.user ?? {}), deleteUser: { enabled: true } };
+	if (flag("BA_DELETE_USER_VERIFICATION")) options.user.deleteUser.sendDeleteAccountVerification = logMail("delete-account");
 }
 
 if (mode === "--print-ddl" || mode === "--migrate") {
