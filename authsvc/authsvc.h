@@ -30,6 +30,7 @@
  *   password_reset.c  request-password-reset, reset-password (verification rows)
  *   account_manage.c  verify-password, list-accounts, unlink-account,
  *               update-session, change-email, delete-user
+ *   multi_session.c  the multiSession plugin: several accounts per browser
  *   mail.c      the mails' templates and their outbox rows
  *   mailer.c    delivers the outbox over SMTP (libcurl; its own thread)
  *   listener.c  relays the revocation log to Redis (LISTEN thread)
@@ -69,6 +70,7 @@
 #include "oauth.h"
 #include "listener.h"
 #include "mail.h"
+#include "multi_session.h"
 #include "email_verify.h"
 #include "health.h"
 #include "metrics.h"
@@ -154,6 +156,8 @@ struct as_config {
     bool delete_user_verify;    /* DELETE_USER_SEND_VERIFICATION (sendDeleteAccountVerification) */
     int64_t delete_expires_in;  /* DELETE_USER_TOKEN_EXPIRES_IN, seconds */
     bool unlink_all;            /* ALLOW_UNLINKING_ALL (accountLinking.allowUnlinkingAll) */
+    bool multi_session;         /* MULTI_SESSION_ENABLED (the multiSession plugin) */
+    int64_t multi_session_max;  /* MULTI_SESSION_MAXIMUM (maximumSessions) */
 
     /* mail (mail.c, mailer.c) */
     char *smtp_url;             /* SMTP_URL ("": mails go to the log) */

@@ -225,6 +225,11 @@ static const struct pc_conf_item table[] = {
              "lifetime of a delete-account link, seconds (Better Auth: 1 day)"),
     {"ALLOW_UNLINKING_ALL", PC_CONF_BOOL, &as_cfg.unlink_all, "false", 0, 0, 0, NULL,
      "unlink-account may remove a user's last account (accountLinking.allowUnlinkingAll)"},
+    {"MULTI_SESSION_ENABLED", PC_CONF_BOOL, &as_cfg.multi_session, "false", 0, 0, 0, NULL,
+     "Better Auth's multiSession plugin: several accounts signed in per browser, "
+     "/multi-session/* routes (off: 404)"},
+    INT_ITEM("MULTI_SESSION_MAXIMUM", multi_session_max, "5", 1, 64,
+             "accounts one browser may hold at once (maximumSessions)"),
     /* mail (mail.c, mailer.c) */
     {"SMTP_URL", PC_CONF_STR, &as_cfg.smtp_url, "", 0, 0, PC_CONF_SECRET, check_smtp_url,
      "smtp://host[:port] (STARTTLS when offered) or smtps://host[:port]; user:password@ "

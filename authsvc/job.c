@@ -283,6 +283,7 @@ void job_free(struct as_job *job)
         free(job->rhdrs[i].value);
     }
     free(job->rhdrs);
+    pc_wipe(job->new_session, sizeof job->new_session);
     free(job);
 }
 

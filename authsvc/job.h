@@ -83,6 +83,7 @@ struct as_job {
     size_t nrhdrs;
     char user_id[64];           /* principal for the access log */
     char cred_id[64];           /* its session id or API key id (never the secret) */
+    char new_session[64];       /* token of a session cookie this answer sets (wiped) */
     const char *err_code;       /* error code for the access log */
     int route;                  /* index in the route table, -1 if none */
     const char *content_type;   /* of the answer; NULL: application/json */

@@ -9,6 +9,7 @@
 #include "accounts.h"
 #include "apikeys.h"
 #include "email_verify.h"
+#include "multi_session.h"
 #include "jwt.h"
 #include "oauth.h"
 #include "sessions.h"
@@ -37,6 +38,11 @@ const struct as_route as_routes[] = {
     {EVHTTP_REQ_GET, "/api/auth/reset-password/", as_route_reset_password_link, R_PREFIX,
      LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/reset-password", as_route_reset_password, 0, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/multi-session/list-device-sessions", as_route_multi_list, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/multi-session/set-active", as_route_multi_set_active, 0,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/multi-session/revoke", as_route_multi_revoke, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/verify-password", as_route_verify_password, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/list-accounts", as_route_list_accounts, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/unlink-account", as_route_unlink_account, 0, LOOP_NONE},

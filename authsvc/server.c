@@ -69,6 +69,7 @@ static void worker_run(void *item, void *tctx)
     job->handler = NULL;
     if (!h(job, w))
         return; /* handed to the password pool: no longer ours */
+    as_multi_session_after(job, w);     /* the plugin's after-hook (multi_session.c) */
     if (job->status == 0)
         as_error(job, 500, "INTERNAL_SERVER_ERROR", "handler gave no answer");
     post_done(job);

@@ -144,8 +144,8 @@ void as_jw_session(struct pc_jw *w, const struct as_session *s)
 
 /* ---- cookies ---- */
 
-static void set_cookie(struct as_job *job, const char *name, const char *signed_value,
-                       int64_t max_age)
+void as_set_cookie(struct as_job *job, const char *name, const char *signed_value,
+                   int64_t max_age)
 {
     struct pc_buf b = {0};
     pc_set_cookie_value(&b, name, signed_value, max_age, as_cfg.secure_cookies);
@@ -158,23 +158,69 @@ void as_session_set_cookie(struct as_job *job, const char *token, bool remember)
 {
     char *sv = pc_xmalloc(strlen(token) + PC_SIG_B64_LEN + 2);
     pc_sign_value(as_cfg.secret, token, sv);
-    set_cookie(job, as_cfg.cookie_session, sv, remember ? as_cfg.expires_in : -1);
+    as_set_cookie(job, as_cfg.cookie_session, sv, remember ? as_cfg.expires_in : -1);
     if (!remember) {
         char dr[8 + PC_SIG_B64_LEN];
         pc_sign_value(as_cfg.secret, "true", dr);
-        set_cookie(job, as_cfg.cookie_dont_remember, dr, -1);
+        as_set_cookie(job, as_cfg.cookie_dont_remember, dr, -1);
     }
     as_add_header(job, "set-auth-token", sv);
     as_add_header(job, "Access-Control-Expose-Headers", "set-auth-token");
+    /* the multi-session plugin's after-hook looks at this (multi_session.c) */
+    snprintf(job->new_session, sizeof job->new_session, "%s", token);
     pc_wipe(sv, strlen(sv));
     free(sv);
 }
 
+void as_token_array(struct pc_buf *b, char *const *toks, size_t n)
+{
+    pc_buf_putc(b, '{');
+    for (size_t i = 0; i < n; i++)
+        pc_buf_printf(b, "%s\"%s\"", i ? "," : "", toks[i]);
+    pc_buf_putc(b, '}');
+}
+
+int as_sessions_by_tokens(struct as_worker *w, char *const *toks, size_t n,
+                          struct as_session **s, struct as_user **u, size_t *count)
+{
+    *s = NULL;
+    *u = NULL;
+    *count = 0;
+    if (n == 0)
+        return 0;
+    struct pc_buf arr = {0};
+    as_token_array(&arr, toks, n);
+    const char *p[] = {arr.data};
+    PGresult *res = pc_db_exec(&w->db,
+                               "SELECT " SESSION_COLS ", " PC_BA_USER_COLS
+                               " FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\""
+                               " WHERE s.\"token\" = ANY($1::text[]) AND s.\"expiresAt\" > now()"
+                               " ORDER BY array_position($1::text[], s.\"token\")",
+                               1, p);
+    pc_wipe(arr.data, arr.len);
+    pc_buf_free(&arr);
+    if (!pc_db_ok(res)) {
+        if (res)
+            PQclear(res);
+        return -1;
+    }
+    size_t rows = (size_t)PQntuples(res);
+    *s = pc_xcalloc(rows + 1, sizeof **s);
+    *u = pc_xcalloc(rows + 1, sizeof **u);
+    for (size_t i = 0; i < rows; i++) {
+        session_from_row(&(*s)[i], res, (int)i, 0);
+        as_user_from_row(&(*u)[i], res, (int)i, SESSION_NCOLS);
+    }
+    *count = rows;
+    PQclear(res);
+    return 0;
+}
+
 void as_session_clear_cookies(struct as_job *job)
 {
-    set_cookie(job, as_cfg.cookie_session, NULL, 0);
-    set_cookie(job, as_cfg.cookie_session_data, NULL, 0);
-    set_cookie(job, as_cfg.cookie_dont_remember, NULL, 0);
+    as_set_cookie(job, as_cfg.cookie_session, NULL, 0);
+    as_set_cookie(job, as_cfg.cookie_session_data, NULL, 0);
+    as_set_cookie(job, as_cfg.cookie_dont_remember, NULL, 0);
 }
 
 bool as_signed_cookie(const struct as_job *job, const char *name, char *tok, size_t cap)
@@ -561,6 +607,8 @@ bool as_route_sign_out(struct as_job *job, struct as_worker *w)
     if (request_token_text(job, tok) == TOK_NONE) {
         /* Better Auth answers success and clears the cookies either way. */
         as_session_clear_cookies(job);
+        if (as_multi_session_sign_out(job, w) != 0)
+            return as_fail_db(job);
         pc_buf_puts(&b, "{\"success\":true}");
         return as_reply(job, 200, &b);
     }
@@ -577,6 +625,8 @@ bool as_route_sign_out(struct as_job *job, struct as_worker *w)
     as_revoke_tokens(w, &t, 1);
     pc_wipe(tok, sizeof tok);
     as_session_clear_cookies(job);
+    if (as_multi_session_sign_out(job, w) != 0)
+        return as_fail_db(job);
     pc_buf_puts(&b, "{\"success\":true}");
     return as_reply(job, 200, &b);
 }

@@ -98,6 +98,18 @@ PC_MUSTCHECK int as_session_create(struct as_job *job, struct as_worker *w, cons
 void as_session_cache_put(struct as_worker *w, const struct as_session *s, const struct as_user *u);
 /** Sets the session cookie(s), set-auth-token and the expose header. */
 void as_session_set_cookie(struct as_job *job, const char *token, bool remember);
+/** Sets one of Better Auth's cookies: signed_value NULL and max_age 0
+ * expire it; max_age < 0: a browser-session cookie. */
+void as_set_cookie(struct as_job *job, const char *name, const char *signed_value,
+                   int64_t max_age);
+/** {"t1","t2",...}: a PostgreSQL text[] literal of session tokens (which are
+ * alphanumeric: nothing is escaped). */
+void as_token_array(struct pc_buf *b, char *const *toks, size_t n);
+/** The live sessions among tokens (n, alphanumeric) with their users, in
+ * the order given: *s and *u arrays of *count (free each, then the arrays).
+ * Returns 0, or -1 (PostgreSQL failed). */
+int as_sessions_by_tokens(struct as_worker *w, char *const *toks, size_t n,
+                          struct as_session **s, struct as_user **u, size_t *count);
 /** Expires the session cookies (sign-out, dead session). */
 void as_session_clear_cookies(struct as_job *job);
 

@@ -32,7 +32,8 @@ def pair(authsvc_factory, smtp_sink, secret, trusted_origins, tmp_path):
     """(authsvc, its client, Better Auth, its client, Better Auth's mail log) on a fresh database."""
     svc = authsvc_factory({"SMTP_URL": smtp_sink.url, "MAIL_FROM": "Test <no-reply@portcullis.test>",
                            "REQUIRE_EMAIL_VERIFICATION": "true", "MAIL_RETRY_MAX_SECONDS": "1",
-                           "CHANGE_EMAIL_ENABLED": "true", "DELETE_USER_ENABLED": "true"},
+                           "CHANGE_EMAIL_ENABLED": "true", "DELETE_USER_ENABLED": "true",
+                           "MULTI_SESSION_ENABLED": "true"},
                           fresh_db=True, name="authsvc-interop-mail")
     npm_dir = _install()
     port = H.free_port()
@@ -47,6 +48,7 @@ def pair(authsvc_factory, smtp_sink, secret, trusted_origins, tmp_path):
         "BA_REQUIRE_EMAIL_VERIFICATION": "1",
         "BA_CHANGE_EMAIL": "1",
         "BA_DELETE_USER": "1",
+        "BA_MULTI_SESSION": "1",
     }
     proc = H.Proc(["node", "server.mjs"], env=_node_env(env), cwd=npm_dir,
                   stdout=tmp_path / "ba.stdout", stderr=tmp_path / "ba.stderr", name="better-auth")
@@ -291,3 +293,41 @@ def test_delete_user_on_either_side(pair):
     assert ra.status_code == 200 and ra.json() == {"success": True, "message": "User deleted"}, ra.text
     assert bc.session_of(bearer=v.token) is None
     assert _sql(svc, 'select count(*) from "user" where id = %s', uid) == [(0,)]
+
+
+def test_multi_session_cookies_work_on_both(pair):
+    """Two accounts signed in through different servers into one browser."""
+    svc, ac, ba, bc, log = pair
+    a, b = _verified_user(ac, svc, "ms-a"), _verified_user(ac, svc, "ms-b")
+    jar = {}
+
+    def take(r):
+        for name, (value, attrs) in H.set_cookies(r).items():
+            if value == "":
+                jar.pop(name, None)
+            else:
+                sensitive(value)
+                jar[name] = value
+        return r
+
+    hdr = lambda: "; ".join(f"{k}={v}" for k, v in jar.items())
+    r = take(ac.post("sign-in/email", {"email": a.email, "password": a.password}))
+    ta = r.json()["token"]
+    r = take(bc.post("sign-in/email", {"email": b.email, "password": b.password}, cookie=hdr()))
+    tb = r.json()["token"]
+    assert sorted(k for k in jar if "_multi-" in k) == sorted(
+        f"better-auth.session_token_multi-{t.lower()}" for t in (ta, tb)), jar.keys()
+    lists = [c.get("multi-session/list-device-sessions", cookie=hdr()) for c in (ac, bc)]
+    assert [r.status_code for r in lists] == [200, 200]
+    key = lambda x: x["user"]["id"]
+    la, lb = sorted(lists[0].json(), key=key), sorted(lists[1].json(), key=key)
+    assert [x["user"]["id"] for x in la] == [x["user"]["id"] for x in lb] == sorted([a.id, b.id])
+    assert [x["session"]["token"] for x in la] == [x["session"]["token"] for x in lb]
+    # switch on Better Auth to the session authsvc made, then revoke it on authsvc
+    r = take(bc.post("multi-session/set-active", {"sessionToken": ta}, cookie=hdr()))
+    assert r.status_code == 200 and r.json()["user"]["id"] == a.id, r.text
+    assert ac.session_of(cookie=hdr())["user"]["id"] == a.id
+    r = take(ac.post("multi-session/revoke", {"sessionToken": ta}, cookie=hdr()))
+    assert r.status_code == 200, r.text
+    assert bc.session_of(cookie=hdr())["user"]["id"] == b.id
+    assert bc.session_of(bearer=ta) is None

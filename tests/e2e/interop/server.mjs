@@ -44,6 +44,7 @@
 //                       emailAndPassword.revokeSessionsOnPasswordReset: true
 //   BA_CHANGE_EMAIL=1   user.changeEmail.enabled: true (BA_CHANGE_EMAIL_CONFIRMATION=1
 //                       adds sendChangeEmailConfirmation, kind "change-email", to BA_MAIL_LOG)
+//   BA_MULTI_SESSION=1 the multiSession plugin (defaults: 5 sessions)
 //   BA_DELETE_USER=1    user.deleteUser.enabled: true (BA_DELETE_USER_VERIFICATION=1 adds
 //                       sendDeleteAccountVerification, kind "delete-account")
 //                       (each of the three: unset/other = Better Auth's default)
@@ -56,6 +57,7 @@ import http from "node:http";
 import pg from "pg";
 import { betterAuth } from "better-auth";
 import { bearer, jwt } from "better-auth/plugins";
+import { multiSession } from "better-auth/plugins";
 import { toNodeHandler } from "better-auth/node";
 import { getMigrations } from "better-auth/db/migration";
 
@@ -115,6 +117,7 @@ if (flag("BA_REVOKE_SESSIONS_ON_PASSWORD_RESET")) options.emailAndPassword.revok
 if (flag("BA_AUTO_SIGN_IN_AFTER_VERIFICATION")) {
 	options.emailVerification = { ...(options.emailVerification ?? {}), autoSignInAfterVerification: true };
 }
+if (flag("BA_MULTI_SESSION")) options.plugins = [...options.plugins, multiSession()];
 // account management: user.changeEmail / user.deleteUser
 if (flag("BA_CHANGE_EMAIL")) {
 	options.user = { ...(options.user ?? {}), changeEmail: { enabled: true } };
