@@ -49,11 +49,6 @@ static void rollback(struct pc_db *db)
         pc_log_warn("postgres: ROLLBACK failed; the connection will be reset");
 }
 
-static bool fresh(const struct as_session *s)
-{
-    return as_cfg.fresh_age == 0 || pc_now_ms() - s->created_at < as_cfg.fresh_age * 1000;
-}
-
 /* ---- the state of the routes that check a password ---- */
 
 struct manage_state {
@@ -171,9 +166,6 @@ bool as_route_list_accounts(struct as_job *job, struct as_worker *w)
     struct pc_jw jw = {.b = &b};
     pc_jw_arr_begin(&jw);
     for (int i = 0; i < PQntuples(res); i++) {
-        char t1[32], t2[32];
-        pc_iso8601(pc_db_ms(PQgetvalue(res, i, 5)), t1);
-        pc_iso8601(pc_db_ms(PQgetvalue(res, i, 6)), t2);
         pc_jw_obj_begin(&jw);
         pc_jw_key(&jw, "id");
         pc_jw_str(&jw, PQgetvalue(res, i, 0));
@@ -184,9 +176,9 @@ bool as_route_list_accounts(struct as_job *job, struct as_worker *w)
         pc_jw_key(&jw, "userId");
         pc_jw_str(&jw, PQgetvalue(res, i, 3));
         pc_jw_key(&jw, "createdAt");
-        pc_jw_str(&jw, t1);
+        pc_jw_date(&jw, pc_db_ms(PQgetvalue(res, i, 5)));
         pc_jw_key(&jw, "updatedAt");
-        pc_jw_str(&jw, t2);
+        pc_jw_date(&jw, pc_db_ms(PQgetvalue(res, i, 6)));
         /* scope "a, b,,c" -> ["a","b","c"] (parseStoredScopes) */
         pc_jw_key(&jw, "scopes");
         pc_jw_arr_begin(&jw);
@@ -227,7 +219,7 @@ bool as_route_unlink_account(struct as_job *job, struct as_worker *w)
         free(account);
         return true;
     }
-    if (!fresh(&s)) {
+    if (!as_session_fresh(&s)) {
         answered = as_error(job, 403, "SESSION_NOT_FRESH", "Session is not fresh");
         goto out;
     }
@@ -514,7 +506,7 @@ static bool delete_user_go(struct as_job *job, struct as_worker *w, bool passwor
         return as_reply_json(job, 200,
                              "{\"success\":true,\"message\":\"Verification email sent\"}");
     }
-    if (!password_checked && !fresh(&st->s))
+    if (!password_checked && !as_session_fresh(&st->s))
         return as_error(job, 400, "SESSION_EXPIRED",
                         "Session expired. Re-authenticate to perform this action.");
     return deleted(job, w, st->u.id, NULL);

@@ -15,8 +15,9 @@
  *   service     as_session_lookup_token: a token a service hands to
  *               /api/internal/validate (internal.c), by the same rules
  *
- * Every reading of a session token and every session query lives here, so
- * the file runs a little past 700 lines.
+ * Every reading of a session token and every session query lives here (the
+ * multi-session plugin's cookies are multi_session.c's, its queries are
+ * here), so the file runs past 700 lines.
  */
 #include "authsvc.h"
 #include "sessions.h"
@@ -178,6 +179,11 @@ void as_token_array(struct pc_buf *b, char *const *toks, size_t n)
     for (size_t i = 0; i < n; i++)
         pc_buf_printf(b, "%s\"%s\"", i ? "," : "", toks[i]);
     pc_buf_putc(b, '}');
+}
+
+bool as_session_fresh(const struct as_session *s)
+{
+    return as_cfg.fresh_age == 0 || pc_now_ms() - s->created_at < as_cfg.fresh_age * 1000;
 }
 
 int as_sessions_by_tokens(struct as_worker *w, char *const *toks, size_t n,
@@ -565,7 +571,7 @@ bool as_route_list_sessions(struct as_job *job, struct as_worker *w)
     struct as_user u = {0};
     if (!as_require_session(job, w, &s, &u))
         return true;
-    bool fresh = as_cfg.fresh_age == 0 || pc_now_ms() - s.created_at < as_cfg.fresh_age * 1000;
+    bool fresh = as_session_fresh(&s);
     const char *params[] = {u.id};
     PGresult *res = fresh ? pc_db_exec(&w->db,
                                        "SELECT " SESSION_COLS " FROM \"session\" s WHERE "

@@ -102,6 +102,8 @@ void as_session_set_cookie(struct as_job *job, const char *token, bool remember)
  * expire it; max_age < 0: a browser-session cookie. */
 void as_set_cookie(struct as_job *job, const char *name, const char *signed_value,
                    int64_t max_age);
+/** Younger than SESSION_FRESH_AGE_SECONDS (Better Auth's freshAge; 0: always). */
+bool as_session_fresh(const struct as_session *s);
 /** {"t1","t2",...}: a PostgreSQL text[] literal of session tokens (which are
  * alphanumeric: nothing is escaped). */
 void as_token_array(struct pc_buf *b, char *const *toks, size_t n);
