@@ -4,6 +4,7 @@
  */
 #include "ba_secrets.h"
 #include "conf.h"
+#include "crypto.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -146,4 +147,30 @@ void pc_secrets_free(struct pc_secrets *s)
         free(s->legacy);
     }
     memset(s, 0, sizeof *s);
+}
+
+static char *purpose_secret(const char *secret, const char *purpose)
+{
+    static const char salt[] = "better-auth:oauth-encryption:v1";
+    char info[160];
+    unsigned char key[32];
+    char *hex = pc_xmalloc(2 * sizeof key + 1);
+    snprintf(info, sizeof info, "better-auth:%s:v1", purpose);
+    pc_hkdf_sha256(secret, strlen(secret), salt, sizeof salt - 1, info, strlen(info), key,
+                   sizeof key);
+    pc_hex_encode(key, sizeof key, hex);
+    sodium_memzero(key, sizeof key);
+    return hex;
+}
+
+void pc_secrets_purpose(const struct pc_secrets *in, const char *purpose, struct pc_secrets *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n = in->n;
+    for (size_t i = 0; i < in->n; i++) {
+        out->version[i] = in->version[i];
+        out->value[i] = purpose_secret(in->value[i], purpose);
+    }
+    if (in->legacy)
+        out->legacy = purpose_secret(in->legacy, purpose);
 }

@@ -49,5 +49,11 @@ void pc_secrets_single(struct pc_secrets *out, const char *secret);
 /** The secret of version v, or NULL. */
 const char *pc_secrets_version(const struct pc_secrets *s, long v);
 void pc_secrets_free(struct pc_secrets *s);
+/** Better Auth's derivePurposeKey (crypto/purpose): *out is in with every
+ * secret (each version's and the legacy one) replaced by the hex of
+ * HKDF-SHA256(secret, "better-auth:oauth-encryption:v1",
+ * "better-auth:<purpose>:v1", 32 bytes). What Better Auth seals for one
+ * OAuth purpose (the link state's session token) is pc_seal'ed under it. */
+void pc_secrets_purpose(const struct pc_secrets *in, const char *purpose, struct pc_secrets *out);
 
 #endif

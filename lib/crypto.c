@@ -94,6 +94,32 @@ void pc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
     pc_wipe(pad, sizeof pad);
 }
 
+void pc_hkdf_sha256(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen,
+                    const void *info, size_t infolen, unsigned char *out, size_t n)
+{
+    unsigned char prk[PC_SHA256_LEN], t[PC_SHA256_LEN];
+    if (n > 255 * PC_SHA256_LEN)
+        pc_fatal("pc_hkdf_sha256: %zu bytes asked", n);
+    pc_hmac_sha256(salt, saltlen, ikm, ikmlen, prk);     /* extract */
+    unsigned char *msg = pc_xmalloc(PC_SHA256_LEN + infolen + 1);
+    size_t tlen = 0;
+    for (unsigned i = 1; n > 0; i++) {                  /* expand */
+        memcpy(msg, t, tlen);
+        memcpy(msg + tlen, info, infolen);
+        msg[tlen + infolen] = (unsigned char)i;
+        pc_hmac_sha256(prk, sizeof prk, msg, tlen + infolen + 1, t);
+        tlen = PC_SHA256_LEN;
+        size_t k = n < tlen ? n : tlen;
+        memcpy(out, t, k);
+        out += k;
+        n -= k;
+    }
+    pc_wipe(msg, PC_SHA256_LEN + infolen + 1);
+    free(msg);
+    pc_wipe(prk, sizeof prk);
+    pc_wipe(t, sizeof t);
+}
+
 size_t pc_b64_len(size_t n, bool pad)
 {
     if (pad)

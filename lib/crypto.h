@@ -20,6 +20,11 @@ void pc_sha256(const void *data, size_t n, unsigned char out[PC_SHA256_LEN]);
 void pc_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
                     unsigned char out[PC_SHA256_LEN]);
 
+/** HKDF-SHA256 (RFC 5869) of ikm with salt and info into out (n bytes,
+ * at most 255 * 32). */
+void pc_hkdf_sha256(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen,
+                    const void *info, size_t infolen, unsigned char *out, size_t n);
+
 /** Frees the calling thread's cached digest context (optional; for clean
  * leak reports from threads that exit). */
 void pc_crypto_thread_cleanup(void);

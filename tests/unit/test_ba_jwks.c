@@ -309,6 +309,42 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* derivePurposeKey and a value Better Auth 1.7.25 sealed with it (node:
+ * symmetricEncrypt({key: derivePurposeKey(s, "oauth-link-session-token"),
+ * data: "tok123"})); and RFC 5869's first HKDF vector. */
+static void test_purpose_key(void **state)
+{
+    (void)state;
+    struct pc_secrets one, derived;
+    pc_secrets_single(&one, "0123456789abcdef0123456789abcdef-test-secret");
+    pc_secrets_purpose(&one, "oauth-link-session-token", &derived);
+    assert_int_equal(derived.n, 0);
+    assert_string_equal(derived.legacy,
+                        "fa670a514331daa5d7a2a8158b951b39678256b105e24878b1eaf10dea18076c");
+    size_t n;
+    char *p = pc_unseal(&derived,
+                        "d053a9acbdb3bd427c92fb2d62550548ece775564fc61fd6f70e10cad1506ee02de5fc"
+                        "532b3306d6f59f55f21949",
+                        &n);
+    assert_non_null(p);
+    assert_string_equal(p, "tok123");
+    free(p);
+    pc_secrets_free(&derived);
+    pc_secrets_free(&one);
+
+    unsigned char ikm[22], salt[13], info[10], okm[42];
+    memset(ikm, 0x0b, sizeof ikm);
+    for (size_t i = 0; i < sizeof salt; i++)
+        salt[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof info; i++)
+        info[i] = (unsigned char)(0xf0 + i);
+    pc_hkdf_sha256(ikm, sizeof ikm, salt, sizeof salt, info, sizeof info, okm, sizeof okm);
+    char hex[2 * sizeof okm + 1];
+    pc_hex_encode(okm, sizeof okm, hex);
+    assert_string_equal(hex, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+                             "34007208d5b887185865");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_row_current),
         cmocka_unit_test(test_pick_signer),
         cmocka_unit_test(test_versioned_secrets),
+        cmocka_unit_test(test_purpose_key),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
