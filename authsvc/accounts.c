@@ -647,6 +647,31 @@ static bool change_password_hashed(struct as_job *job, struct as_worker *w)
 
 #define TS_PARAM(n) "to_timestamp($" #n "::double precision / 1000)"
 
+int as_account_insert_oidc(struct as_worker *w, const char *user_id,
+                           const struct as_oidc_identity *id)
+{
+    char aid[33], aexp[32], rexp[32];
+    pc_random_alnum(aid, 32);
+    snprintf(aexp, sizeof aexp, "%lld", (long long)id->access_exp_ms);
+    snprintf(rexp, sizeof rexp, "%lld", (long long)id->refresh_exp_ms);
+    const char *qa[] = {aid, id->sub, id->provider_id, user_id, id->access_token,
+                        id->refresh_token, id->id_token, id->access_exp_ms ? aexp : NULL,
+                        id->refresh_exp_ms ? rexp : NULL, id->scope};
+    PGresult *res = pc_db_exec(
+        &w->db,
+        "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
+        "\"accessToken\", \"refreshToken\", \"idToken\", \"accessTokenExpiresAt\", "
+        "\"refreshTokenExpiresAt\", \"scope\", \"createdAt\", \"updatedAt\") "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, " TS_PARAM(8) ", " TS_PARAM(9) ", $10, " NOW_MS
+        ", " NOW_MS ") ON CONFLICT DO NOTHING",
+        10, qa);
+    as_health_note_pg(res != NULL);
+    int rc = !pc_db_ok(res) ? -1 : strcmp(PQcmdTuples(res), "1") == 0 ? 1 : 0;
+    if (res)
+        PQclear(res);
+    return rc;
+}
+
 enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
                                   const struct as_oidc_identity *id, struct as_user *u,
                                   struct as_session *s, bool *is_new)
@@ -701,21 +726,11 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
         }
         PQclear(res);
 
-        char aid[33];
-        pc_random_alnum(aid, 32);
         const char *q2[] = {id->email};
         res = pc_db_exec(&w->db, "SELECT " PC_BA_USER_COLS " FROM \"user\" u WHERE u.\"email\" = $1",
                          1, q2);
         if (!pc_db_ok(res))
             goto fail;
-        const char *qa[] = {aid, id->sub, id->provider_id, NULL, id->access_token,
-                            id->refresh_token, id->id_token, ae, re, id->scope};
-        static const char insert_account[] =
-            "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
-            "\"accessToken\", \"refreshToken\", \"idToken\", \"accessTokenExpiresAt\", "
-            "\"refreshTokenExpiresAt\", \"scope\", \"createdAt\", \"updatedAt\") "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, " TS_PARAM(8) ", " TS_PARAM(9) ", $10, " NOW_MS
-            ", " NOW_MS ") ON CONFLICT DO NOTHING";
         if (PQntuples(res) == 1) {
             /* 2. a user with this email: link, or refuse */
             as_user_from_row(u, res, 0, 0);
@@ -727,13 +742,8 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
                 rc = AS_LINK_NOT_LINKED;
                 goto fail;
             }
-            qa[3] = u->id;
-            res = pc_db_exec(&w->db, insert_account, 10, qa);
-            bool ok = pc_db_ok(res);
-            if (res)
-                PQclear(res);
-            res = NULL;
-            if (!ok || as_session_create(job, w, u->id, true, s) != 0)
+            if (as_account_insert_oidc(w, u->id, id) < 0 ||
+                as_session_create(job, w, u->id, true, s) != 0)
                 goto fail;
             return AS_LINK_OK;
         }
@@ -767,12 +777,7 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
         as_user_from_row(u, res, 0, 0);
         PQclear(res);
         res = NULL;
-        qa[3] = uid;
-        res = pc_db_exec(&w->db, insert_account, 10, qa);
-        bool ok = pc_db_ok(res) && strcmp(PQcmdTuples(res), "1") == 0;
-        if (res)
-            PQclear(res);
-        res = NULL;
+        bool ok = as_account_insert_oidc(w, uid, id) == 1;
         ok = ok && as_session_create(job, w, uid, true, s) == 0;
         ok = ok && pc_db_simple(&w->db, "COMMIT") == 0;
         if (!ok)

@@ -52,6 +52,10 @@ enum as_link {
  * requireLocalEmailVerified); otherwise a new user and account in one
  * transaction. Then a session. Sets no answer; on anything but AS_LINK_OK u
  * and s are left empty. *is_new: the user was created now. */
+/** Worker: an account row for id owned by user_id. 1 inserted, 0 not (its
+ * random id taken), -1 PostgreSQL failed. */
+PC_MUSTCHECK int as_account_insert_oidc(struct as_worker *w, const char *user_id,
+                                        const struct as_oidc_identity *id);
 enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
                                   const struct as_oidc_identity *id, struct as_user *u,
                                   struct as_session *s, bool *is_new);

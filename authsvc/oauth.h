@@ -2,7 +2,9 @@
  *
  * oauth.h: sign-in with Google or any OpenID Connect provider
  * (oauth_provider.c, oauth_identity.c, oauth_flow.c; their private header is
- * oauth_int.h; the rows are accounts.c's as_account_link_oidc) and the HTTP
+ * oauth_int.h; a sign-in's rows are accounts.c's as_account_link_oidc),
+ * linking a provider account to the signed-in user and reading what the
+ * provider says of it (link-social, account-info: oauth_link.c), and the HTTP
  * client it rides on (oauth_http.c: libcurl multi driven by the
  * authsvc event loop, so a slow provider never holds a thread).
  *
@@ -13,6 +15,12 @@
  *   loop    discovery / JWKS (cached), code exchange, ID token verified,
  *           userinfo when the ID token lacks the email, domain rules
  *   worker  user / account / session rows, cookie, 302
+ *
+ * POST /link-social takes the same path with the state's "link" (the user,
+ * and the session that started it, sealed); its callback ends in
+ * oa_link_finish: an account row for that user, no new session.
+ * GET /account-info: worker (the account row) -> loop (a refresh when the
+ * access token has expired; the userinfo of an OIDC provider) -> worker.
  *
  * Jobs go to the loop with as_server_to_loop() and back with
  * as_server_resume(); the loop answers failures itself with
@@ -81,6 +89,8 @@ void as_oauth_stop(void);
 
 /* ---- routes (worker threads; job.h contract) ---- */
 bool as_route_sign_in_social(struct as_job *job, struct as_worker *w);
+bool as_route_link_social(struct as_job *job, struct as_worker *w);
+bool as_route_account_info(struct as_job *job, struct as_worker *w);
 bool as_route_oauth_callback(struct as_job *job, struct as_worker *w);
 bool as_route_oauth_error_page(struct as_job *job, struct as_worker *w);
 

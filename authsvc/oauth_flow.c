@@ -16,6 +16,10 @@
  *                          when the ID token has no email, domain rules
  *                          (worker) user/account/session, cookie, 302
  *   GET  /error            a small HTML page for the default error URL
+ *   POST /link-social      sign-in/social's path for the signed-in user: the
+ *                          state row carries "link" (the user and its sealed
+ *                          session token); the verified identity ends in
+ *                          oauth_link.c's oa_link_finish, not in a sign-in
  *
  * This file is the flow: the routes, the state row and cookie with the PKCE
  * verifier, the code exchange, the answers and error mapping. Providers are
@@ -33,6 +37,7 @@
 #include "job.h"
 #include "accounts.h"
 #include "validate.h"
+#include "../lib/ba_jwks.h"
 #include "../lib/cookie.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
@@ -81,12 +86,18 @@ static void flow_free(void *arg)
     free(f->name);
     free(f->picture);
     free(f->hd);
+    free(f->link_user);
+    free(f->link_email);
+    free_secret(&f->link_session);
+    free(f->account_row);
+    free(f->account_id);
+    free(f->account_provider);
     if (f->body)
         yajl_tree_free(f->body);
     free(f);
 }
 
-static struct flow *flow_new(struct as_job *job, struct provider *p)
+struct flow *oa_flow_new(struct as_job *job, struct provider *p)
 {
     struct flow *f = pc_xcalloc(1, sizeof *f);
     f->p = p;
@@ -102,7 +113,7 @@ static char *dup_or_null(const char *s)
 
 /* ---- answers ---- */
 
-static void base_url(struct pc_buf *b)
+void oa_base_url(struct pc_buf *b)
 {
     size_t n = strlen(as_cfg.base_url);
     while (n > 0 && as_cfg.base_url[n - 1] == '/')
@@ -141,7 +152,7 @@ static int error_status(const char *error)
         {"domain_not_allowed", 403}, {"email_not_verified", 403}, {"account_not_linked", 401},
         {"provider_unavailable", 502}, {"invalid_code", 401}, {"unable_to_get_user_info", 401},
         {"email_not_found", 401}, {"internal_server_error", 500}, {"database_unavailable", 503},
-        {"shutting_down", 503}, {"invalid_token", 401},
+        {"shutting_down", 503}, {"invalid_token", 401}, {"user_email_not_found", 401},
     };
     for (size_t i = 0; i < PC_ARRAY_LEN(map); i++)
         if (strcmp(map[i].error, error) == 0)
@@ -161,13 +172,15 @@ static const char *error_message(const char *error)
         return "The sign-in provider did not answer, try again";
     if (strcmp(error, "invalid_token") == 0)
         return "Invalid token";
+    if (strcmp(error, "user_email_not_found") == 0)
+        return "User email not found";
     return "Sign-in failed";
 }
 
 /* Ends the flow with `error`: a JSON error for API callers, else a 302 to
  * the error URL (the state's errorCallbackURL, or BETTER_AUTH_URL/api/auth/
  * error) with ?error=. Returns true (answered). */
-static bool fail(struct as_job *job, const char *error)
+bool oa_fail(struct as_job *job, const char *error)
 {
     struct flow *f = job->state;
     if (f == NULL || f->idtoken_mode || f->want_json) {
@@ -183,7 +196,7 @@ static bool fail(struct as_job *job, const char *error)
             "PROVIDER_UNAVAILABLE", "INVALID_CODE", "UNABLE_TO_GET_USER_INFO",
             "EMAIL_NOT_FOUND", "STATE_MISMATCH", "STATE_NOT_FOUND", "NO_CODE",
             "OAUTH_PROVIDER_NOT_FOUND", "ISSUER_MISMATCH", "INTERNAL_SERVER_ERROR",
-            "DATABASE_UNAVAILABLE", "SHUTTING_DOWN", "INVALID_TOKEN"};
+            "DATABASE_UNAVAILABLE", "SHUTTING_DOWN", "INVALID_TOKEN", "USER_EMAIL_NOT_FOUND"};
         const char *c = "OAUTH_ERROR";
         for (size_t k = 0; k < PC_ARRAY_LEN(known); k++)
             if (strcmp(known[k], code) == 0)
@@ -194,7 +207,7 @@ static bool fail(struct as_job *job, const char *error)
     if (f->error_url) {
         pc_buf_puts(&u, f->error_url);
     } else {
-        base_url(&u);
+        oa_base_url(&u);
         pc_buf_puts(&u, "/api/auth/error");
     }
     pc_buf_putc(&u, strchr(pc_buf_cstr(&u), '?') ? '&' : '?');
@@ -211,7 +224,7 @@ static bool fail(struct as_job *job, const char *error)
 /* Loop: ends the job with error. */
 void oa_fail_on_loop(struct as_job *job, const char *error)
 {
-    fail(job, error);
+    oa_fail(job, error);
     as_server_finish(job);
 }
 
@@ -228,7 +241,7 @@ void oa_to_worker(struct as_job *job, as_handler handler)
 
 /* ---- code exchange (loop) ---- */
 
-static void form_add(struct pc_buf *b, const char *k, const char *v)
+void oa_form_add(struct pc_buf *b, const char *k, const char *v)
 {
     if (b->len)
         pc_buf_putc(b, '&');
@@ -239,8 +252,47 @@ static void form_add(struct pc_buf *b, const char *k, const char *v)
 
 static void redirect_uri(struct pc_buf *b, const struct provider *p)
 {
-    base_url(b);
+    oa_base_url(b);
     pc_buf_printf(b, "/api/auth/callback/%s", p->id);
+}
+
+char *oa_scope_join(const char *c)
+{
+    struct pc_buf sc = {0};
+    while (*c) {
+        size_t n = strcspn(c, " ");
+        if (n) {
+            if (sc.len)
+                pc_buf_putc(&sc, ',');
+            pc_buf_append(&sc, c, n);
+        }
+        c += n;
+        while (*c == ' ')
+            c++;
+    }
+    return sc.data;
+}
+
+void oa_token_answer(struct flow *f, yajl_val doc)
+{
+    free_secret(&f->access_token);
+    free_secret(&f->refresh_token);
+    free_secret(&f->id_token);
+    free(f->scope);
+    f->scope = NULL;
+    f->access_token = oa_json_str(doc, "access_token");
+    f->refresh_token = oa_json_str(doc, "refresh_token");
+    f->id_token = oa_json_str(doc, "id_token");
+    int64_t now = pc_now_ms();
+    yajl_val v = pc_json_get(doc, "expires_in");
+    if (YAJL_IS_INTEGER(v) && v->u.number.i > 0)
+        f->access_exp_ms = now + v->u.number.i * 1000;
+    v = pc_json_get(doc, "refresh_token_expires_in");
+    if (YAJL_IS_INTEGER(v) && v->u.number.i > 0)
+        f->refresh_exp_ms = now + v->u.number.i * 1000;
+    v = pc_json_get(doc, "scope");
+    if (YAJL_IS_STRING(v))
+        f->scope = oa_scope_join(v->u.string);
 }
 
 static void on_token(void *arg, const struct as_http_resp *r, const char *err)
@@ -262,34 +314,7 @@ static void on_token(void *arg, const struct as_http_resp *r, const char *err)
         oa_fail_on_loop(job, "invalid_code");
         return;
     }
-    f->access_token = oa_json_str(doc, "access_token");
-    f->refresh_token = oa_json_str(doc, "refresh_token");
-    f->id_token = oa_json_str(doc, "id_token");
-    int64_t now = pc_now_ms();
-    yajl_val v = pc_json_get(doc, "expires_in");
-    if (YAJL_IS_INTEGER(v) && v->u.number.i > 0)
-        f->access_exp_ms = now + v->u.number.i * 1000;
-    v = pc_json_get(doc, "refresh_token_expires_in");
-    if (YAJL_IS_INTEGER(v) && v->u.number.i > 0)
-        f->refresh_exp_ms = now + v->u.number.i * 1000;
-    v = pc_json_get(doc, "scope");
-    if (YAJL_IS_STRING(v)) {
-        /* "openid email" -> "openid,email", as Better Auth stores scopes */
-        struct pc_buf sc = {0};
-        const char *c = v->u.string;
-        while (*c) {
-            size_t n = strcspn(c, " ");
-            if (n) {
-                if (sc.len)
-                    pc_buf_putc(&sc, ',');
-                pc_buf_append(&sc, c, n);
-            }
-            c += n;
-            while (*c == ' ')
-                c++;
-        }
-        f->scope = sc.data;
-    }
+    oa_token_answer(f, doc);
     yajl_tree_free(doc);
     if (f->access_token == NULL || f->id_token == NULL) {
         pc_logr_warn(job->request_id, "oauth: %s: token answer without access_token or id_token", f->p->id);
@@ -308,12 +333,12 @@ static void exchange_code(struct as_job *job)
         return;
     struct pc_buf form = {0}, ru = {0};
     redirect_uri(&ru, p);
-    form_add(&form, "grant_type", "authorization_code");
-    form_add(&form, "code", f->code);
-    form_add(&form, "code_verifier", f->verifier);
-    form_add(&form, "redirect_uri", ru.data);
-    form_add(&form, "client_id", p->client_id);
-    form_add(&form, "client_secret", p->client_secret);
+    oa_form_add(&form, "grant_type", "authorization_code");
+    oa_form_add(&form, "code", f->code);
+    oa_form_add(&form, "code_verifier", f->verifier);
+    oa_form_add(&form, "redirect_uri", ru.data);
+    oa_form_add(&form, "client_id", p->client_id);
+    oa_form_add(&form, "client_secret", p->client_secret);
     int rc = as_http_request(p->token_url, form.data, NULL, on_token, job);
     pc_wipe(form.data, form.len);
     pc_buf_free(&form);
@@ -371,6 +396,8 @@ static bool sign_in_done(struct as_job *job, struct as_worker *w, struct as_user
 bool oa_finish_db(struct as_job *job, struct as_worker *w)
 {
     struct flow *f = job->state;
+    if (f->link)
+        return oa_link_finish(job, w);
     const struct as_oidc_identity id = {
         .provider_id = f->p->id,
         .sub = f->sub,
@@ -391,11 +418,11 @@ bool oa_finish_db(struct as_job *job, struct as_worker *w)
     case AS_LINK_OK:
         break;
     case AS_LINK_NOT_LINKED:
-        return fail(job, "account_not_linked");
+        return oa_fail(job, "account_not_linked");
     case AS_LINK_INTERNAL:
-        return fail(job, "internal_server_error");
+        return oa_fail(job, "internal_server_error");
     default:
-        return fail(job, "database_unavailable");
+        return oa_fail(job, "database_unavailable");
     }
     sign_in_done(job, w, &u, &s, is_new);
     as_user_free(&u);
@@ -426,38 +453,61 @@ static bool opt_str(struct as_job *job, yajl_val body, const char *key, const ch
     return true;
 }
 
-bool as_route_sign_in_social(struct as_job *job, struct as_worker *w)
+/* POST /sign-in/social and /link-social: the same body (link-social has no
+ * newUserCallbackURL) and the same two ways, a redirect or an ID token. */
+static bool social_route(struct as_job *job, struct as_worker *w, bool link)
 {
-    yajl_val body = as_body(job, true);
-    if (body == NULL)
+    struct as_session s = {0};
+    struct as_user u = {0};
+    if (link && !as_require_session(job, w, &s, &u))
         return true;
-    const char *prov, *cb, *ecb, *ncb;
-    if (!opt_str(job, body, "provider", &prov) || !opt_str(job, body, "callbackURL", &cb) ||
-        !opt_str(job, body, "errorCallbackURL", &ecb) ||
-        !opt_str(job, body, "newUserCallbackURL", &ncb)) {
-        yajl_tree_free(body);
+    yajl_val body = as_body(job, true);
+    if (body == NULL) {
+        as_session_free(&s);
+        as_user_free(&u);
         return true;
     }
-    if (prov == NULL) {
+    const char *prov, *cb, *ecb, *ncb;
+    bool ok = opt_str(job, body, "provider", &prov) && opt_str(job, body, "callbackURL", &cb) &&
+              opt_str(job, body, "errorCallbackURL", &ecb) &&
+              opt_str(job, body, "newUserCallbackURL", &ncb);
+    if (ok && prov == NULL) {
+        as_error(job, 400, "VALIDATION_ERROR",
+                 "[body.provider] Invalid input: expected string, received undefined");
+        ok = false;
+    }
+    if (!ok) {
         yajl_tree_free(body);
-        return as_error(job, 400, "VALIDATION_ERROR",
-                        "[body.provider] Invalid input: expected string, received undefined");
+        as_session_free(&s);
+        as_user_free(&u);
+        return true;
     }
     struct provider *p = oa_provider_find(prov);
     if (p == NULL) {
         yajl_tree_free(body);
+        as_session_free(&s);
+        as_user_free(&u);
         return as_error(job, 404, "PROVIDER_NOT_FOUND", "Provider not found");
     }
     /* server.c's redirects_check already refused untrusted URLs */
-    struct flow *f = flow_new(job, p);
+    struct flow *f = oa_flow_new(job, p);
     f->body = body;
     f->error_url = dup_or_null(ecb);
-    f->new_user_url = dup_or_null(ncb);
+    f->new_user_url = link ? NULL : dup_or_null(ncb);
+    if (link) {
+        f->link = true;
+        f->link_user = u.id;
+        f->link_email = u.email;
+        f->link_session = s.token;
+        u.id = u.email = s.token = NULL;
+        as_session_free(&s);
+        as_user_free(&u);
+    }
     if (cb) {
         f->callback = pc_xstrdup(cb);
     } else {
         struct pc_buf b = {0};
-        base_url(&b);
+        oa_base_url(&b);
         f->callback = b.data;
     }
     yajl_val idt = pc_json_get(body, "idToken");
@@ -489,6 +539,16 @@ bool as_route_sign_in_social(struct as_job *job, struct as_worker *w)
         return false;
     }
     return social_start(job, w);
+}
+
+bool as_route_sign_in_social(struct as_job *job, struct as_worker *w)
+{
+    return social_route(job, w, false);
+}
+
+bool as_route_link_social(struct as_job *job, struct as_worker *w)
+{
+    return social_route(job, w, true);
 }
 
 static void social_ready(struct as_job *job)
@@ -542,6 +602,24 @@ static void state_value(struct pc_buf *b, const struct flow *f, const char *stat
     if (f->new_user_url) {
         pc_jw_key(&jw, "newUserURL");
         pc_jw_str(&jw, f->new_user_url);
+    }
+    if (f->link) {
+        /* the session token sealed as Better Auth seals it, so that either
+         * side's callback can check the session that started the link */
+        struct pc_secrets purpose;
+        pc_secrets_purpose(&as_cfg.secrets, LINK_TOKEN_PURPOSE, &purpose);
+        char *sealed = pc_seal(&purpose, f->link_session, strlen(f->link_session));
+        pc_secrets_free(&purpose);
+        pc_jw_key(&jw, "link");
+        pc_jw_obj_begin(&jw);
+        pc_jw_key(&jw, "userId");
+        pc_jw_str(&jw, f->link_user);
+        pc_jw_key(&jw, "email");
+        pc_jw_str(&jw, f->link_email);
+        pc_jw_key(&jw, "encryptedSessionToken");
+        pc_jw_str(&jw, sealed);
+        pc_jw_obj_end(&jw);
+        free(sealed);
     }
     pc_jw_key(&jw, "expiresAt");
     pc_jw_int(&jw, expires_ms);
@@ -614,21 +692,21 @@ static bool social_start(struct as_job *job, struct as_worker *w)
             pc_buf_printf(&scope, " %s", s->u.string);
     }
     redirect_uri(&ru, p);
-    form_add(&q2, "response_type", "code");
-    form_add(&q2, "client_id", p->client_id);
-    form_add(&q2, "state", state);
-    form_add(&q2, "scope", scope.data);
-    form_add(&q2, "redirect_uri", ru.data);
-    form_add(&q2, "code_challenge", challenge);
-    form_add(&q2, "code_challenge_method", "S256");
+    oa_form_add(&q2, "response_type", "code");
+    oa_form_add(&q2, "client_id", p->client_id);
+    oa_form_add(&q2, "state", state);
+    oa_form_add(&q2, "scope", scope.data);
+    oa_form_add(&q2, "redirect_uri", ru.data);
+    oa_form_add(&q2, "code_challenge", challenge);
+    oa_form_add(&q2, "code_challenge_method", "S256");
     if (p->google) {
-        form_add(&q2, "include_granted_scopes", "true");
+        oa_form_add(&q2, "include_granted_scopes", "true");
         if (oa_ndomains == 1)
-            form_add(&q2, "hd", oa_domains[0]);  /* a hint; the callback checks */
+            oa_form_add(&q2, "hd", oa_domains[0]);  /* a hint; the callback checks */
     }
     yajl_val hint = pc_json_get(f->body, "loginHint");
     if (YAJL_IS_STRING(hint) && hint->u.string[0])
-        form_add(&q2, "login_hint", hint->u.string);
+        oa_form_add(&q2, "login_hint", hint->u.string);
     pc_buf_puts(&url, auth_url);
     pc_buf_putc(&url, strchr(auth_url, '?') ? '&' : '?');
     pc_buf_puts(&url, q2.data);
@@ -688,11 +766,11 @@ static bool callback_post(struct as_job *job, const char *id)
         yajl_val bv = pc_json_get(body, keys[i]);
         const char *v = qv ? qv : YAJL_IS_STRING(bv) ? bv->u.string : NULL;
         if (v)
-            form_add(&q, keys[i], v);
+            oa_form_add(&q, keys[i], v);
         free(qv);
     }
     yajl_tree_free(body);
-    base_url(&u);
+    oa_base_url(&u);
     pc_buf_puts(&u, callback_prefix);
     pc_url_encode_component(&u, id);
     pc_buf_printf(&u, "?%s", q.len ? q.data : "");
@@ -702,6 +780,39 @@ static bool callback_post(struct as_job *job, const char *id)
     pc_wipe(q.data, q.len);
     pc_buf_free(&q);
     return true;
+}
+
+/* The state's "link" (link-social), when there is one: false when it is
+ * malformed. A sealed session token that does not open leaves "" as the
+ * session, which no session has: oa_link_finish then refuses the link, as
+ * Better Auth does. */
+static bool state_link(struct flow *f, yajl_val link)
+{
+    if (link == NULL)
+        return true;
+    if (!YAJL_IS_OBJECT(link))
+        return false;
+    yajl_val uid = pc_json_get(link, "userId");
+    f->link = true;
+    f->link_email = oa_json_str(link, "email");
+    if (YAJL_IS_STRING(uid))
+        f->link_user = pc_xstrdup(uid->u.string);
+    else if (YAJL_IS_INTEGER(uid)) {    /* z.coerce.string() */
+        char n[32];
+        ms_text(uid->u.number.i, n);
+        f->link_user = pc_xstrdup(n);
+    }
+    yajl_val enc = pc_json_get(link, "encryptedSessionToken");
+    if (YAJL_IS_STRING(enc)) {
+        struct pc_secrets purpose;
+        size_t n;
+        pc_secrets_purpose(&as_cfg.secrets, LINK_TOKEN_PURPOSE, &purpose);
+        f->link_session = pc_unseal(&purpose, enc->u.string, &n);
+        pc_secrets_free(&purpose);
+        if (f->link_session == NULL)
+            f->link_session = pc_xstrdup("");
+    }
+    return f->link_email != NULL && f->link_user != NULL;
 }
 
 /* Reads and consumes the state row. Returns true when the flow may go on
@@ -723,11 +834,11 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
     if (!pc_db_ok(res)) {
         if (res)
             PQclear(res);
-        return !fail(job, "database_unavailable");
+        return !oa_fail(job, "database_unavailable");
     }
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return !fail(job, "state_mismatch");
+        return !oa_fail(job, "state_mismatch");
     }
     char row_id[64];
     snprintf(row_id, sizeof row_id, "%s", PQgetvalue(res, 0, 0));
@@ -740,12 +851,13 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
     if (!YAJL_IS_STRING(cb) || !YAJL_IS_STRING(cv) || !YAJL_IS_NUMBER(ex)) {
         if (v)
             yajl_tree_free(v);
-        return !fail(job, "internal_server_error");
+        return !oa_fail(job, "internal_server_error");
     }
     f->callback = pc_xstrdup(cb->u.string);
     f->verifier = pc_xstrdup(cv->u.string);
     f->error_url = oa_json_str(v, "errorURL");
     f->new_user_url = oa_json_str(v, "newUserURL");
+    bool link_bad = !state_link(f, pc_json_get(v, "link"));
     /* The row may have been written by a Better Auth server, whose check
      * lets javascript: and other schemes through: check the targets again. */
     if (f->error_url && !as_redirect_allowed(f->error_url)) {
@@ -757,6 +869,8 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
     int64_t expires = YAJL_IS_INTEGER(ex) ? ex->u.number.i : (int64_t)ex->u.number.d;
     bool os_bad = os && (!YAJL_IS_STRING(os) || strcmp(os->u.string, state) != 0);
     yajl_tree_free(v);
+    if (link_bad)
+        return !oa_fail(job, "internal_server_error");
     /* The state the browser carries must be the one this browser started
      * (the signed cookie); a mismatch leaves the row for its owner. */
     char cookie_state[STATE_LEN * 4];
@@ -764,7 +878,7 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
                      strcmp(cookie_state, state) == 0;
     pc_wipe(cookie_state, sizeof cookie_state);
     if (os_bad || !cookie_ok)
-        return !fail(job, "state_mismatch");
+        return !oa_fail(job, "state_mismatch");
     const char *dq[] = {row_id};
     res = pc_db_exec(&w->db, "DELETE FROM \"verification\" WHERE \"id\" = $1", 1, dq);
     bool deleted = pc_db_ok(res) && strcmp(PQcmdTuples(res), "1") == 0;
@@ -772,13 +886,13 @@ static bool consume_state(struct as_job *job, struct as_worker *w, struct flow *
     if (res)
         PQclear(res);
     if (!db_ok)
-        return !fail(job, "database_unavailable");
+        return !oa_fail(job, "database_unavailable");
     state_cookie(job, NULL);
     /* Two callbacks raced for one state: the second one loses. */
     if (!deleted || row_expired || expires < pc_now_ms())
-        return !fail(job, "state_mismatch");
+        return !oa_fail(job, "state_mismatch");
     if (targets_bad)
-        return !fail(job, "invalid_callback_url");
+        return !oa_fail(job, "invalid_callback_url");
     return true;
 }
 
@@ -787,12 +901,12 @@ bool as_route_oauth_callback(struct as_job *job, struct as_worker *w)
     const char *id = job->path + strlen(callback_prefix);
     if (job->method != EVHTTP_REQ_GET)
         return callback_post(job, id);
-    struct flow *f = flow_new(job, oa_provider_find(id));
+    struct flow *f = oa_flow_new(job, oa_provider_find(id));
     f->want_json = accepts_json_only(job);
     char *state = as_query_param(job, "state");
     if (state == NULL || state[0] == '\0' || strlen(state) > 512) {
         free(state);
-        return fail(job, "state_not_found");
+        return oa_fail(job, "state_not_found");
     }
     bool go = consume_state(job, w, f, state);
     pc_wipe(state, strlen(state));
@@ -806,20 +920,20 @@ bool as_route_oauth_callback(struct as_job *job, struct as_worker *w)
         for (const char *c = error; clean && *c; c++)
             clean = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' ||
                     (*c >= '0' && *c <= '9');
-        fail(job, clean ? error : "invalid_callback_request");
+        oa_fail(job, clean ? error : "invalid_callback_request");
         free(error);
         return true;
     }
     f->code = as_query_param(job, "code");
     if (f->code == NULL || f->code[0] == '\0')
-        return fail(job, "no_code");
+        return oa_fail(job, "no_code");
     if (f->p == NULL)
-        return fail(job, "oauth_provider_not_found");
+        return oa_fail(job, "oauth_provider_not_found");
     char *iss = as_query_param(job, "iss");
     bool iss_bad = iss && strcmp(iss, f->p->issuer) != 0;
     free(iss);
     if (iss_bad)
-        return fail(job, "issuer_mismatch");
+        return oa_fail(job, "issuer_mismatch");
     as_server_to_loop(job, callback_on_loop);
     return false;
 }

@@ -193,10 +193,11 @@ static void identity_check(struct as_job *job)
         f->picture = NULL;
     }
     if (f->email == NULL || !as_email_valid(f->email)) {
-        oa_fail_on_loop(job, "email_not_found");
+        oa_fail_on_loop(job, f->link && f->idtoken_mode ? "user_email_not_found" : "email_not_found");
         return;
     }
-    if (!f->email_verified) {
+    /* a link has its own rule for an unverified email (oa_link_finish) */
+    if (!f->email_verified && !f->link) {
         oa_fail_on_loop(job, "email_not_verified");
         return;
     }

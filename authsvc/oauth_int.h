@@ -4,9 +4,11 @@
  *   oauth_provider.c  providers from the environment (GOOGLE_*, OIDC_*,
  *                     ALLOWED_DOMAINS), discovery and the JWKS cache (loop)
  *   oauth_identity.c  the ID token, userinfo and the domain rules (loop)
- *   oauth_flow.c      sign-in/social, state and PKCE, the code exchange, the
- *                     callback, the answers; the rows are accounts.c's
- *                     (as_account_link_oidc)
+ *   oauth_flow.c      sign-in/social and link-social, state and PKCE, the
+ *                     code exchange, the callback, the answers; a sign-in's
+ *                     rows are accounts.c's (as_account_link_oidc)
+ *   oauth_link.c      a link's rows (link-social, its callback) and
+ *                     account-info
  * oauth.h has the module's public API and the thread map of a sign-in.
  */
 #ifndef AS_OAUTH_INT_H
@@ -26,6 +28,8 @@
 #define RETRY_MS 5000               /* after a failed discovery or JWKS fetch */
 #define KEYS_REFETCH_MIN_MS 10000   /* an unknown kid refetches at most this often */
 #define LEEWAY_S 60                 /* clock skew allowed on exp/nbf */
+/* derivePurposeKey's purpose of the link state's encryptedSessionToken */
+#define LINK_TOKEN_PURPOSE "oauth-link-session-token"
 
 enum pstate { P_NONE = 0, P_RUNNING, P_OK, P_FAILED };
 /* A job waiting on a provider's discovery or keys (loop thread). */
@@ -67,6 +71,13 @@ struct flow {
     char *sub, *email, *name, *picture, *hd;
     bool email_verified;
     yajl_val body;              /* sign-in/social: the request body */
+    /* link-social (the state's "link"): the signed-in user the identity is
+     * linked to, and (callback) the session that started it, still live */
+    bool link;
+    char *link_user, *link_email;
+    char *link_session;         /* secret: wiped; NULL when the state had none */
+    /* account-info: the account row */
+    char *account_row, *account_id, *account_provider;
 };
 
 /* ---- providers (oauth_provider.c) ---- */
@@ -103,7 +114,29 @@ void oa_verify_id_token(struct as_job *job);
 void oa_fail_on_loop(struct as_job *job, const char *error);
 /** Loop: the job goes back to a worker for handler (unless stopping). */
 void oa_to_worker(struct as_job *job, as_handler handler);
-/** Worker: the rows (as_account_link_oidc), the session cookie, the answer. */
+/** Worker: the rows (as_account_link_oidc), the session cookie, the answer;
+ * for a link, oa_link_finish's. */
 bool oa_finish_db(struct as_job *job, struct as_worker *w);
+/** Ends the flow with error (lower-case, Better Auth's callback code): JSON
+ * for API callers, else the 302 to the error URL. Returns true (answered). */
+bool oa_fail(struct as_job *job, const char *error);
+/** The flow's state, freed with the job. */
+struct flow *oa_flow_new(struct as_job *job, struct provider *p);
+/** Parses a token endpoint's answer (code exchange or refresh) into f:
+ * access, refresh and ID tokens, expiries, scope. */
+void oa_token_answer(struct flow *f, yajl_val doc);
+/** "openid email" -> "openid,email" (heap), as Better Auth stores scopes. */
+char *oa_scope_join(const char *spaced);
+/** BETTER_AUTH_URL without its trailing slashes. */
+void oa_base_url(struct pc_buf *b);
+/** Adds k=v, URL-encoded, to a form or query. */
+void oa_form_add(struct pc_buf *b, const char *k, const char *v);
+
+/* ---- links and account-info (oauth_link.c) ---- */
+
+/** Worker: a verified identity for a link (link-social's idToken, or the
+ * callback of its redirect): Better Auth's rules, the account row, the
+ * answer. */
+bool oa_link_finish(struct as_job *job, struct as_worker *w);
 
 #endif

@@ -45,6 +45,8 @@ const struct as_route as_routes[] = {
     {EVHTTP_REQ_POST, "/api/auth/multi-session/revoke", as_route_multi_revoke, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/verify-password", as_route_verify_password, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/list-accounts", as_route_list_accounts, 0, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/link-social", as_route_link_social, R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_GET, "/api/auth/account-info", as_route_account_info, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/unlink-account", as_route_unlink_account, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/update-session", as_route_update_session, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/change-email", as_route_change_email, R_LIMITED, LOOP_NONE},

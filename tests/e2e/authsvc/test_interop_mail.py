@@ -12,8 +12,6 @@ result (verified email, new password, spent token) the same way.
 
 from __future__ import annotations
 
-import signal
-import time
 import urllib.parse
 
 import pytest
@@ -21,8 +19,7 @@ import pytest
 import pcsupport as H
 from pcsupport import assert_error
 from pcsupport.checks import sensitive
-from pcsupport.interop import START_TIMEOUT, BetterAuthServer, read_mail_log
-from pcsupport.interop import install as _install, node_env as _node_env
+from pcsupport.interop import better_auth, read_mail_log
 
 APP = "http://app.example.test"   # trusted by both (the suite's TRUSTED_ORIGINS)
 
@@ -35,36 +32,15 @@ def pair(authsvc_factory, smtp_sink, secret, trusted_origins, tmp_path):
                            "CHANGE_EMAIL_ENABLED": "true", "DELETE_USER_ENABLED": "true",
                            "MULTI_SESSION_ENABLED": "true"},
                           fresh_db=True, name="authsvc-interop-mail")
-    npm_dir = _install()
-    port = H.free_port()
     mail_log = tmp_path / "ba-mail.jsonl"
-    env = {
-        "DATABASE_URL": svc.env["DATABASE_URL"],
-        "BETTER_AUTH_SECRET": secret,
-        "BETTER_AUTH_URL": f"http://127.0.0.1:{port}",
-        "TRUSTED_ORIGINS": ",".join(trusted_origins),
-        "PORT": str(port),
-        "BA_MAIL_LOG": str(mail_log),
-        "BA_REQUIRE_EMAIL_VERIFICATION": "1",
-        "BA_CHANGE_EMAIL": "1",
-        "BA_DELETE_USER": "1",
-        "BA_MULTI_SESSION": "1",
-    }
-    proc = H.Proc(["node", "server.mjs"], env=_node_env(env), cwd=npm_dir,
-                  stdout=tmp_path / "ba.stdout", stderr=tmp_path / "ba.stderr", name="better-auth")
-    ba = BetterAuthServer(proc, port, env, tmp_path)
-    try:
-        H.wait_until(lambda: f"ready {port}" in H.tail(proc.stdout_path, 2000) or proc.poll() is not None,
-                     START_TIMEOUT, interval=0.05, what="Better Auth ready")
-        assert proc.poll() is None, ba.logs()
+    with better_auth(svc.env["DATABASE_URL"], secret, trusted_origins, tmp_path,
+                     BA_MAIL_LOG=str(mail_log), BA_REQUIRE_EMAIL_VERIFICATION="1",
+                     BA_CHANGE_EMAIL="1", BA_DELETE_USER="1", BA_MULTI_SESSION="1") as ba:
         ac, bc = H.ApiClient(svc, origin=APP), H.ApiClient(ba, origin=APP)
         assert bc.get("ok").status_code == 200, ba.logs()
         yield svc, ac, ba, bc, mail_log
-        assert ba.running, f"Better Auth died:\n{ba.logs()}"
         ac.close()
         bc.close()
-    finally:
-        proc.stop(signal.SIGTERM, timeout=10)
 
 
 def _ba_mail(log, to, kind, count=1):

@@ -48,6 +48,13 @@
 //   BA_DELETE_USER=1    user.deleteUser.enabled: true (BA_DELETE_USER_VERIFICATION=1 adds
 //                       sendDeleteAccountVerification, kind "delete-account")
 //                       (each of the three: unset/other = Better Auth's default)
+//   BA_GOOGLE=<base URL of a fake provider on loopback> with BA_GOOGLE_CLIENT_ID and
+//                       BA_GOOGLE_CLIENT_SECRET: socialProviders.google. Better Auth's
+//                       Google provider has its endpoints built in, so this process's
+//                       fetch sends https://oauth2.googleapis.com/token and Google's
+//                       certs URL to <base>/token and <base>/jwks instead (the
+//                       authorization URL is only handed to the browser, which the
+//                       test plays); nothing else of Better Auth is touched.
 //
 // Do not set NODE_ENV=test or TEST=1: Better Auth then disables its origin
 // check, which changes the behaviour we are comparing against.
@@ -116,6 +123,24 @@ if (flag("BA_REQUIRE_EMAIL_VERIFICATION")) options.emailAndPassword.requireEmail
 if (flag("BA_REVOKE_SESSIONS_ON_PASSWORD_RESET")) options.emailAndPassword.revokeSessionsOnPasswordReset = true;
 if (flag("BA_AUTO_SIGN_IN_AFTER_VERIFICATION")) {
 	options.emailVerification = { ...(options.emailVerification ?? {}), autoSignInAfterVerification: true };
+}
+const googleBase = process.env.BA_GOOGLE ?? "";
+if (googleBase) {
+	const realFetch = globalThis.fetch;
+	const redirects = {
+		"https://oauth2.googleapis.com/token": `${googleBase}/token`,
+		"https://www.googleapis.com/oauth2/v3/certs": `${googleBase}/jwks`,
+	};
+	globalThis.fetch = (input, init) => {
+		const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+		const to = redirects[url.split("?")[0]];
+		if (!to) return realFetch(input, init);
+		const target = to + url.slice(url.split("?")[0].length);
+		return realFetch(typeof input === "string" || input instanceof URL ? target : new Request(target, input), init);
+	};
+	options.socialProviders = {
+		google: { clientId: process.env.BA_GOOGLE_CLIENT_ID, clientSecret: process.env.BA_GOOGLE_CLIENT_SECRET },
+	};
 }
 if (flag("BA_MULTI_SESSION")) options.plugins = [...options.plugins, multiSession()];
 // account management: user.changeEmail / user.deleteUser

@@ -8,7 +8,10 @@ to, checking what a real provider checks:
                        code_challenge + S256 -> 302 redirect_uri?code&state
     POST /token        grant_type, code (single use), redirect_uri, client
                        credentials (post or basic), PKCE: S256(code_verifier)
-                       must equal the challenge -> tokens + RS256 ID token
+                       must equal the challenge -> tokens + RS256 ID token;
+                       grant_type=refresh_token with a refresh token it
+                       issued -> a new access token (and, with
+                       `refresh_rotates`, a new refresh token)
     GET  /userinfo     Bearer access token -> claims
     GET  /jwks         the public keys
 
@@ -62,6 +65,8 @@ class FakeIdP:
         self.user = None                # claims of the next /authorize
         self.codes = {}                 # code -> dict
         self.access = {}                # access token -> claims
+        self.refresh = {}               # refresh token -> claims
+        self.refresh_rotates = False
         self.requests = []              # (method, path, form, headers)
         self.delay = {}                 # endpoint -> seconds
         self.fail = {}                  # endpoint -> HTTP status
@@ -211,6 +216,8 @@ class FakeIdP:
                     cid, _, csec = base64.b64decode(auth[6:]).decode().partition(":")
                 if cid != idp.client_id or csec != idp.client_secret:
                     return self._send(401, {"error": "invalid_client"})
+                if form.get("grant_type") == "refresh_token":
+                    return self._refresh(form)
                 if form.get("grant_type") != "authorization_code":
                     return self._send(400, {"error": "unsupported_grant_type"})
                 with idp.lock:
@@ -226,9 +233,25 @@ class FakeIdP:
                 rt = H.sensitive("rt-" + secrets.token_urlsafe(24))
                 with idp.lock:
                     idp.access[at] = c["claims"]
+                    idp.refresh[rt] = c["claims"]
                 return self._send(200, {"access_token": at, "token_type": "Bearer",
                                         "expires_in": idp.expires_in, "refresh_token": rt,
                                         "scope": idp.scope, "id_token": idp.id_token(c["claims"], c["nonce"])})
+
+            def _refresh(self, form):
+                with idp.lock:
+                    claims = idp.refresh.get(form.get("refresh_token", ""))
+                if claims is None:
+                    return self._send(400, {"error": "invalid_grant"})
+                at = H.sensitive("at-" + secrets.token_urlsafe(24))
+                out = {"access_token": at, "token_type": "Bearer", "expires_in": idp.expires_in}
+                with idp.lock:
+                    idp.access[at] = claims
+                    if idp.refresh_rotates:
+                        rt = H.sensitive("rt-" + secrets.token_urlsafe(24))
+                        idp.refresh[rt] = claims
+                        out["refresh_token"] = rt
+                return self._send(200, out)
 
             def _userinfo(self):
                 auth = self.headers.get("Authorization", "")

@@ -8,16 +8,18 @@ Node and npm are required: without them the tests FAIL (pytest.fail)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from .daemons import AUTHSVC_ENV_VARS
-from .procs import REPO, Proc, run_bounded, tail
+from .procs import REPO, Proc, free_port, run_bounded, tail, wait_until
 
 INTEROP_DIR = REPO / "tests" / "e2e" / "interop"
 INSTALL_TIMEOUT = float(os.environ.get("PORTCULLIS_NPM_TIMEOUT", "300"))
@@ -42,6 +44,31 @@ class BetterAuthServer:
     def logs(self, n: int = 4000) -> str:
         return (f"--- {self.proc.stderr_path} (tail) ---\n{tail(self.proc.stderr_path, n)}"
                 f"\n--- {self.proc.stdout_path} (tail) ---\n{tail(self.proc.stdout_path, 1000)}")
+
+
+@contextlib.contextmanager
+def better_auth(database_url: str, secret: str, trusted_origins, logdir: Path, **flags):
+    """A Better Auth server.mjs on a free loopback port, on database_url with
+    secret; flags are server.mjs's opt-in variables (BA_MULTI_SESSION="1", ...).
+    Yields its BetterAuthServer once it answers; stops it (SIGTERM) after, and
+    fails the test if it died meanwhile."""
+    npm_dir = install()
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": secret,
+           "BETTER_AUTH_URL": f"http://127.0.0.1:{port}",
+           "TRUSTED_ORIGINS": ",".join(trusted_origins), "PORT": str(port), **flags}
+    proc = Proc(["node", "server.mjs"], env=node_env(env), cwd=npm_dir,
+                stdout=Path(logdir) / "ba.stdout", stderr=Path(logdir) / "ba.stderr",
+                name="better-auth")
+    ba = BetterAuthServer(proc, port, env, Path(logdir))
+    try:
+        wait_until(lambda: f"ready {port}" in tail(proc.stdout_path, 2000) or proc.poll() is not None,
+                   START_TIMEOUT, interval=0.05, what="Better Auth ready")
+        assert proc.poll() is None, ba.logs()
+        yield ba
+        assert ba.running, f"Better Auth died:\n{ba.logs()}"
+    finally:
+        proc.stop(signal.SIGTERM, timeout=10)
 
 
 def node_env(extra: dict | None = None) -> dict:
