@@ -87,6 +87,26 @@ static const char *kind_name(enum gw_cred_kind k)
     }
 }
 
+/* Better Auth's password-reset link carries its token as a path segment
+ * (.../reset-password/<token>, authsvc or Better Auth behind a route): it is
+ * logged as ":token", as authsvc's own log does. */
+static void jw_path(struct pc_jw *jw, const char *path)
+{
+    static const char seg[] = "/reset-password/";
+    const char *t = strstr(path, seg);
+    size_t n = t ? strcspn(t + sizeof seg - 1, "/") : 0;
+    if (n == 0) {
+        pc_jw_str(jw, path);
+        return;
+    }
+    struct pc_buf b = {0};
+    pc_buf_append(&b, path, (size_t)(t - path) + sizeof seg - 1);
+    pc_buf_puts(&b, ":token");
+    pc_buf_puts(&b, t + sizeof seg - 1 + n);
+    pc_jw_str(jw, b.data);
+    pc_buf_free(&b);
+}
+
 static void access_line(struct gw_request *r, int64_t us)
 {
     const char *m = r->method;
@@ -111,8 +131,9 @@ static void access_line(struct gw_request *r, int64_t us)
     pc_jw_str(&jw, m);
     pc_jw_key(&jw, "path");
     /* the :apiKey segment is a credential: log the path without it (bytes
-     * that are not UTF-8 are escaped when pc_log_line writes the batch) */
-    pc_jw_str(&jw, r->upstream_path ? r->upstream_path : r->path);
+     * that are not UTF-8 are escaped when pc_log_line writes the batch);
+     * so is a reset link's token (jw_path) */
+    jw_path(&jw, r->upstream_path ? r->upstream_path : r->path);
     if (r->fa_method[0]) {
         pc_jw_key(&jw, "orig_method");
         pc_jw_str(&jw, r->fa_method);

@@ -86,3 +86,18 @@ def test_authsvc_lines(live_authsvc, user, sql):
     assert d["bytes_in"] > len("GET /api/auth/get-session HTTP/1.1\r\n")
     # the two programs share the field names of the common part
     assert set(d) & COMMON == COMMON
+
+
+def test_gateway_line_hides_a_reset_link_token(gateway_factory, upstream):
+    """authsvc (or Better Auth) behind a public route: the reset link's token is a
+    path segment, and the gateway logs it as :token, as authsvc does."""
+    g = gateway_factory(route_table={"routes": [
+        {"prefix": "/api/auth/", "upstream": upstream.url, "auth": ["none"]},
+    ]}, name="gateway-log-reset")
+    token = "Zq8" + "x7Kp2" * 4
+    rid = _rid("schemat")
+    r = g.get(f"/api/auth/reset-password/{token}?callbackURL=/r", headers={"X-Request-Id": rid})
+    assert r.status_code == 200 and r.json()["path"].endswith(token)
+    d = _access(g, rid)
+    assert d["path"] == "/api/auth/reset-password/:token", d
+    assert token not in g.log_path.read_text(errors="replace")
