@@ -208,7 +208,9 @@ bool as_route_send_verification_email(struct as_job *job, struct as_worker *w)
         else
             ok = as_verification_mail(&w->db, &u, callback) == 0;
     } else {
-        /* No session: the same answer for every address. */
+        /* No session: the same answer for every address, and no sooner for
+         * one without an account (Better Auth's 500 ms floor) */
+        as_answer_floor(job);
         const char *p[] = {addr};
         PGresult *res = pc_db_exec(&w->db,
                                    "SELECT " PC_BA_USER_COLS " FROM \"user\" u WHERE "

@@ -197,6 +197,11 @@ bool as_redirect(struct as_job *job, const char *location)
     return true;
 }
 
+void as_answer_floor(struct as_job *job)
+{
+    job->not_before_us = job->start_us + AS_ANSWER_FLOOR_US;
+}
+
 bool as_fail_db(struct as_job *job)
 {
     return as_error(job, 503, "DATABASE_UNAVAILABLE", "The database is unavailable, try again");

@@ -66,6 +66,10 @@ struct as_job {
     char ip[64];                /* client address for logs and limits */
     char request_id[72];        /* X-Request-Id or generated */
     int64_t start_us;           /* monotonic arrival time */
+    int64_t not_before_us;      /* 0, or the answer waits on the loop until
+                                 * then (monotonic): the time floor of a route
+                                 * whose speed would tell whether an address
+                                 * has an account (AS_ANSWER_FLOOR_US) */
 
     as_handler handler;         /* what the worker runs next */
     bool rate_limited;          /* check the rate limit before handler */
@@ -123,6 +127,11 @@ bool as_reply_json(struct as_job *job, int status, const char *json);
 bool as_redirect(struct as_job *job, const char *location);
 /** Answers 503 DATABASE_UNAVAILABLE (PostgreSQL failed). Returns true. */
 bool as_fail_db(struct as_job *job);
+/** Better Auth's floor on send-verification-email without a session: the
+ * answer leaves no sooner than this after the request came in, whether the
+ * address has an account or not. No thread waits: the loop holds the answer. */
+#define AS_ANSWER_FLOOR_US 500000
+void as_answer_floor(struct as_job *job);
 
 /* ---- handing a job on (server.c); the handler then returns false ---- */
 

@@ -65,6 +65,9 @@ bool as_route_request_password_reset(struct as_job *job, struct as_worker *w)
                          &redirect))
         return true;
 
+    /* the same answer for every address, and at the same time (a floor:
+     * Better Auth's send-verification-email has one, its reset does not) */
+    as_answer_floor(job);
     struct as_user u = {0};
     const char *p[] = {addr};
     PGresult *res = pc_db_exec(&w->db,

@@ -222,6 +222,40 @@ static void send_job(struct as_job *job)
     job_free(job);
 }
 
+static void drained_exit(void)
+{
+    if (draining && inflight == 0) {
+        /* Let the last replies reach their sockets before the loop ends. */
+        struct timeval tv = {0, 200000};
+        event_base_loopexit(base, &tv);
+    }
+}
+
+static void on_floor(evutil_socket_t fd, short what, void *arg);
+
+/* The job's answer: now, or at its floor (as_answer_floor). libevent times
+ * from the time its loop turn began, so a timer may fire a little early:
+ * on_floor comes back here until the floor has passed. */
+static void answer(struct as_job *job)
+{
+    int64_t wait = job->not_before_us - pc_mono_us();
+    if (wait > 0) {
+        struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+        if (event_base_once(base, -1, EV_TIMEOUT, on_floor, job, &tv) == 0)
+            return;
+    }
+    inflight--;
+    send_job(job);
+}
+
+static void on_floor(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    answer(arg);
+    drained_exit();
+}
+
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     for (;;) {
@@ -239,17 +273,12 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
                 list->hop.fn = NULL;
                 fn(list);
             } else {
-                inflight--;
-                send_job(list);
+                answer(list);
             }
             list = next;
         }
     }
-    if (draining && inflight == 0) {
-        /* Let the last replies reach their sockets before the loop ends. */
-        struct timeval tv = {0, 200000};
-        event_base_loopexit(base, &tv);
-    }
+    drained_exit();
 }
 
 /* ---- request intake (loop thread) ---- */

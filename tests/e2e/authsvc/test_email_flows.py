@@ -172,6 +172,36 @@ def test_send_verification_email_rules(mailsvc, smtp_sink):
     assert rows and all(r == (True, None, None, None) for r in rows), rows
 
 
+def test_anonymous_mail_routes_answer_no_sooner_than_the_floor(mailsvc, smtp_sink):
+    """Without a session, send-verification-email (Better Auth's 500 ms floor) and
+    request-password-reset answer no sooner for an address without an account than
+    for one with it; the loop holds the answers, so no worker waits: more requests
+    than AUTHSVC_WORKERS at once all end in about one floor, not one per worker."""
+    import concurrent.futures
+    svc, c = mailsvc(AUTHSVC_WORKERS="2")
+    u = c.sign_up()
+    for path, key in (("send-verification-email", "email"), ("request-password-reset", "email")):
+        for addr in (u.email, "nobody-" + u.email):
+            t0 = time.monotonic()
+            r = c.post(path, {key: addr})
+            took = time.monotonic() - t0
+            assert r.status_code == 200, r.text
+            assert took >= 0.5, (path, addr, took)
+    n = 8
+
+    def one(i):
+        cc = H.ApiClient(svc)
+        try:
+            return cc.post("send-verification-email", {"email": f"nobody{i}-{u.email}"}).status_code
+        finally:
+            cc.close()
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        assert list(ex.map(one, range(n))) == [200] * n
+    # two workers sleeping 500 ms each would need n / 2 * 0.5 s = 2 s
+    assert time.monotonic() - t0 < 1.9
+
+
 def test_require_email_verification(mailsvc, smtp_sink, db):
     svc, c = mailsvc(REQUIRE_EMAIL_VERIFICATION="true", EMAIL_VERIFICATION_SEND_ON_SIGN_IN="true")
     email, pw = H.unique_email(), H.new_password()
