@@ -164,6 +164,8 @@ struct as_config {
     char *smtp_user;            /* SMTP_USERNAME */
     char *smtp_password;        /* SMTP_PASSWORD (or SMTP_PASSWORD_FILE) */
     char *smtp_ca_file;         /* SMTP_CA_FILE ("": the system's CAs) */
+    char *smtp_require_tls_s;   /* SMTP_REQUIRE_TLS: "true", "false", "" (auto) */
+    bool smtp_tls_required;     /* ... resolved: smtp:// must take STARTTLS */
     char *mail_from;            /* MAIL_FROM: addr or "Name <addr>" */
     char *mail_app_name;        /* MAIL_APP_NAME */
     char *mail_templates;       /* MAIL_TEMPLATES_DIR ("": built-in) */

@@ -9,6 +9,7 @@
 #include "oauth.h"
 #include "../lib/bearer.h"
 #include "../lib/conf.h"
+#include "../lib/url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,10 @@ static const struct pc_conf_item table[] = {
      "SMTP AUTH user (instead of the URL's)"},
     {"SMTP_PASSWORD", PC_CONF_STR, &as_cfg.smtp_password, "", 0, 0, PC_CONF_SECRET, NULL,
      "SMTP AUTH password (SMTP_PASSWORD_FILE: read from a file)"},
+    {"SMTP_REQUIRE_TLS", PC_CONF_STR, &as_cfg.smtp_require_tls_s, "", 0, 0, 0, check_tristate,
+     "true: an smtp:// server must take STARTTLS, or the mail waits (no plain-text "
+     "fallback); false: STARTTLS when offered; empty: true unless SMTP_URL's host is "
+     "loopback"},
     {"SMTP_CA_FILE", PC_CONF_STR, &as_cfg.smtp_ca_file, "", 0, 0, 0, NULL,
      "PEM CA bundle the SMTP server's certificate must chain to; empty: the system's"},
     {"MAIL_FROM", PC_CONF_STR, &as_cfg.mail_from, "Portcullis <no-reply@localhost>", 0, 0, 0,
@@ -305,6 +310,23 @@ static void url_origin(const char *url, char *out, size_t outsz)
             *c = (char)(*c - 'A' + 'a');
 }
 
+/* SMTP_URL's host is this machine (localhost, 127.0.0.0/8, ::1): mail to
+ * it does not cross a network. */
+static bool smtp_host_loopback(const char *url)
+{
+    const char *rest = strstr(url, "://");
+    struct pc_buf b = {0};
+    struct pc_url u;
+    pc_buf_printf(&b, "http%s", rest ? rest : "");
+    bool ok = pc_url_parse(b.data, b.len, &u) == PC_URL_OK &&
+              ((u.kind == PC_URL_IPV4 && pc_starts_with(u.host, "127.")) ||
+               (u.kind == PC_URL_IPV6 && strcmp(u.host, "[::1]") == 0) ||
+               (u.kind == PC_URL_DOMAIN && strcmp(u.host, "localhost") == 0));
+    pc_wipe(b.data, b.len);     /* user:password@ may be in it */
+    pc_buf_free(&b);
+    return ok;
+}
+
 int as_config_load(void)
 {
     char err[512];
@@ -345,6 +367,9 @@ int as_config_load(void)
     as_cfg.send_on_sign_up = as_cfg.send_on_sign_up_s[0]
                                  ? strcmp(as_cfg.send_on_sign_up_s, "true") == 0
                                  : as_cfg.require_verification;
+    as_cfg.smtp_tls_required = as_cfg.smtp_require_tls_s[0]
+                                   ? strcmp(as_cfg.smtp_require_tls_s, "true") == 0
+                                   : !smtp_host_loopback(as_cfg.smtp_url);
     if (as_oauth_config_load() != 0) /* OIDC sign-in (oauth_provider.c) */
         return -1;
     url_origin(as_cfg.base_url, as_cfg.base_origin, sizeof as_cfg.base_origin);

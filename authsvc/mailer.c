@@ -169,8 +169,10 @@ static enum deliver_rc smtp_send(const char *to, const char *from_addr, const st
     char ebuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(h, CURLOPT_URL, as_cfg.smtp_url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(pc_starts_with(as_cfg.smtp_url, "smtps://")
-                                                    ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+    /* CURLUSESSL_ALL on smtp:// is STARTTLS or nothing: a server (or a man
+     * in the middle) that does not offer it gets no mail in plain text */
+    bool tls = pc_starts_with(as_cfg.smtp_url, "smtps://") || as_cfg.smtp_tls_required;
+    curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
     if (as_cfg.smtp_ca_file[0])
         curl_easy_setopt(h, CURLOPT_CAINFO, as_cfg.smtp_ca_file);
     if (as_cfg.smtp_user[0])

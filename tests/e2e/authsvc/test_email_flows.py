@@ -405,11 +405,24 @@ def test_smtp_auth_and_starttls(mailsvc, smtp_sink_factory, tmp_path):
     pwfile.write_text("s3cret-pass\n")
     sensitive("s3cret-pass")
     svc, c = mailsvc(sink=sink, SMTP_USERNAME="mailer", SMTP_PASSWORD_FILE=str(pwfile),
-                     SMTP_CA_FILE=str(cert))
+                     SMTP_CA_FILE=str(cert), SMTP_REQUIRE_TLS="true")
     u = c.sign_up()
     assert c.post("request-password-reset", {"email": u.email}).status_code == 200
     (m,) = sink.wait_for(u.email)
     assert m.tls and m.auth_login == "mailer"
+
+
+def test_required_tls_sends_nothing_in_plain_text(mailsvc, smtp_sink):
+    """SMTP_REQUIRE_TLS=true against a server that offers no STARTTLS: the mail
+    waits in the outbox with the reason, nothing reaches the server."""
+    svc, c = mailsvc(SMTP_REQUIRE_TLS="true")
+    u = c.sign_up()
+    assert c.post("request-password-reset", {"email": u.email}).status_code == 200
+    H.wait_until(lambda: _sql(svc, 'select attempts from portcullis_mail')[0][0] >= 1, 10,
+                 what="a delivery attempt")
+    (row,) = _sql(svc, 'select "sentAt", "failedAt", "lastError" from portcullis_mail')
+    assert row[0] is None and row[1] is None and row[2], row
+    smtp_sink.assert_none(u.email, wait=1.0)
 
 
 def test_without_smtp_url_mails_go_to_the_log(authsvc_factory):
