@@ -87,6 +87,9 @@ struct as_config {
     char *base_url;             /* BETTER_AUTH_URL */
     char *database_url;         /* DATABASE_URL */
     char *redis_url;            /* REDIS_URL */
+    char *redis_sentinels;      /* REDIS_SENTINELS ("": none; lib/redis_sentinel.h) */
+    char *redis_sentinel_master;    /* REDIS_SENTINEL_MASTER */
+    char *redis_sentinel_password;  /* REDIS_SENTINEL_PASSWORD */
     char *listen;               /* AUTHSVC_LISTEN */
     char *admin_listen;         /* AUTHSVC_ADMIN_LISTEN ("off": none) */
     char *health_prefix;        /* AUTHSVC_HEALTH_PREFIX: "" or "/x" before /health, ... */

@@ -15,6 +15,7 @@
 #include "authsvc.h"
 #include "server.h"
 #include "../lib/log.h"
+#include "../lib/redis_sentinel.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -53,7 +54,10 @@ int main(int argc, char **argv)
             as_config_free();
             return 2;
         }
+        pc_sentinel_start(as_cfg.redis_sentinels, as_cfg.redis_sentinel_master,
+                          as_cfg.redis_sentinel_password, SENTINEL_WAIT_MS);
         rc = as_server_run();
+        pc_sentinel_stop();
         pc_log_close();
     }
     as_config_free();

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "worker.h"
 #include "../lib/log.h"
+#include "../lib/redis_sentinel.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -59,7 +60,10 @@ int main(int argc, char **argv)
     }
     if (evthread_use_pthreads() != 0)
         pc_fatal("evthread_use_pthreads failed");
+    pc_sentinel_start(gw_cfg.redis_sentinels, gw_cfg.redis_sentinel_master,
+                      gw_cfg.redis_sentinel_password, SENTINEL_WAIT_MS);
     int rc = gw_worker_run();
+    pc_sentinel_stop();
     pc_log_close();
     gw_config_free();
     libevent_global_shutdown();

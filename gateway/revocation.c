@@ -34,6 +34,7 @@
 #include "../lib/crypto.h"
 #include "../lib/db.h"
 #include "../lib/log.h"
+#include "../lib/redis_sentinel.h"
 #include "../lib/revmsg.h"
 
 #include <stdatomic.h>
@@ -59,6 +60,7 @@ static struct pc_redis cmd;     /* a second, blocking connection: DEL, heartbeat
 #define HB_EVERY_MS 250
 static char hb_channel[256];    /* this process's heartbeat channel */
 static int64_t hb_seen_ms;      /* last heartbeat back (or connect), mono ms */
+static uint64_t feed_gen;       /* the Sentinel master generation subscribed to */
 static int64_t last_seq;        /* last numbered message on this subscription */
 static int64_t lost_at_us;      /* the feed was lost then (mono; start: degraded); 0: up */
 static struct pc_db logdb;      /* this thread's: the revocation log read back */
@@ -359,7 +361,12 @@ static void feed_connect(void)
 {
     if (stop_flag)
         return;
-    const struct pc_redis_addr *a = &gw_cfg.redis_addr;
+    struct pc_redis_addr resolved;
+    const struct pc_redis_addr *a = &resolved;
+    if (!pc_sentinel_resolve(&gw_cfg.redis_addr, &resolved, &feed_gen)) {
+        went_down();            /* no master known yet: retried */
+        return;
+    }
     ac = a->path[0] ? redisAsyncConnectUnix(a->path) : redisAsyncConnect(a->host, a->port);
     if (ac == NULL || ac->err) {
         if (ac)
@@ -387,9 +394,15 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     if (stop_flag || ac == NULL)
         return;
     int64_t now = pc_mono_us() / 1000;
-    if (now - hb_seen_ms > gw_cfg.redis_deadline_ms) {
-        pc_log_warn("revocations: Redis left the feed unanswered for %lld ms; reconnecting",
-                    (long long)(now - hb_seen_ms));
+    bool moved = pc_sentinel_moved(feed_gen);
+    if (moved || now - hb_seen_ms > gw_cfg.redis_deadline_ms) {
+        /* a hung Redis, or a failover (lib/redis_sentinel.h): either way a
+         * lost subscription, resubscribed on the master */
+        if (moved)
+            pc_log_warn("revocations: the Redis master moved; resubscribing there");
+        else
+            pc_log_warn("revocations: Redis left the feed unanswered for %lld ms; reconnecting",
+                        (long long)(now - hb_seen_ms));
         GW_STAT_INC(redis_errors);
         redisAsyncContext *c = ac;
         ac = NULL;

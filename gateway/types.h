@@ -297,6 +297,9 @@ struct gw_config {
     char *upstream_url;
     char *database_url;
     char *redis_url;
+    char *redis_sentinels;          /* REDIS_SENTINELS ("": none) */
+    char *redis_sentinel_master;    /* REDIS_SENTINEL_MASTER */
+    char *redis_sentinel_password;  /* REDIS_SENTINEL_PASSWORD */
     char *redis_prefix;
     char *revocation_channel;
     char *secret;               /* the HMAC secret (BETTER_AUTH_SECRETS' current one) */

@@ -6,6 +6,7 @@
  * from them (cookie names, the default JWT issuer and audience).
  *
  *   BETTER_AUTH_SECRET  BETTER_AUTH_URL  DATABASE_URL  REDIS_URL
+ *   REDIS_SENTINELS  REDIS_SENTINEL_MASTER  REDIS_SENTINEL_PASSWORD
  *   REDIS_PREFIX  REVOCATION_CHANNEL  LOG_LEVEL  SESSION_EXPIRES_IN_SECONDS
  *   SESSION_UPDATE_AGE_SECONDS  JWT_ISSUER  JWT_AUDIENCE  BEARER_REQUIRE_SIGNATURE
  *   TRUSTED_ORIGINS
@@ -25,6 +26,7 @@
 #include "bearer.h"
 #include "conf.h"
 #include "keyspace.h"
+#include "redis_sentinel.h"
 
 /* ---- validators (lib/conf.h's pc_conf_validator) ---- */
 
@@ -60,6 +62,17 @@ int pc_conf_check_origin_list(const char *v, const char **err);
 #define PC_CONF_ROW_REDIS_URL(strpp)                                                      \
     {"REDIS_URL", PC_CONF_STR, (strpp), "redis://127.0.0.1:6379", 0, 0, PC_CONF_SECRET,  \
      pc_conf_check_redis_url, "Redis URL: redis://[:password@]host:port[/db]"}
+#define PC_CONF_ROW_REDIS_SENTINELS(strpp)                                                \
+    {"REDIS_SENTINELS", PC_CONF_STR, (strpp), "", 0, 0, 0, pc_conf_check_sentinels,       \
+     "Redis Sentinel addresses, host:port,...: the master is asked of them and followed " \
+     "through failovers (REDIS_URL then gives only the password and db); empty: "         \
+     "REDIS_URL's host"}
+#define PC_CONF_ROW_REDIS_SENTINEL_MASTER(strpp)                                          \
+    {"REDIS_SENTINEL_MASTER", PC_CONF_STR, (strpp), "mymaster", 0, 0, 0,                 \
+     pc_conf_check_sentinel_master, "the master's name in the sentinels' configuration"}
+#define PC_CONF_ROW_REDIS_SENTINEL_PASSWORD(strpp)                                        \
+    {"REDIS_SENTINEL_PASSWORD", PC_CONF_STR, (strpp), "", 0, 0, PC_CONF_SECRET, NULL,    \
+     "the sentinels' AUTH password (REDIS_SENTINEL_PASSWORD_FILE: from a file); empty: none"}
 #define PC_CONF_ROW_REDIS_PREFIX(strpp)                                                   \
     {"REDIS_PREFIX", PC_CONF_STR, (strpp), "pc:", 0, 0, 0, pc_conf_check_redis_prefix,   \
      "namespace of every Redis key (the same in authsvc and every gateway); printable, " \

@@ -5,6 +5,7 @@
 #include "redis.h"
 #include "cookie.h"
 #include "log.h"
+#include "redis_sentinel.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,11 @@ int pc_redis_parse_url(const char *url, struct pc_redis_addr *a, const char **er
             a->db = (int)db;
         }
         return 0;
+    }
+    if (pc_starts_with(url, "rediss://")) {
+        *err = "rediss:// (TLS) is not possible: this build's hiredis (Debian 12's 0.14) has no "
+               "TLS; reach Redis over a unix socket or a local TLS tunnel (stunnel, haproxy)";
+        return -1;
     }
     if (!pc_starts_with(url, "redis://")) {
         *err = "must start with redis:// or unix://";
@@ -134,29 +140,37 @@ static bool redis_simple(redisContext *c, const char *fmt, const char *arg)
 
 static int redis_connect(struct pc_redis *r)
 {
+    if (r->c && pc_sentinel_moved(r->gen))
+        pc_redis_close(r);      /* a failover: to the new master, at once */
     if (r->c)
         return 0;
-    if (pc_now_ms() < r->retry_at_ms)
+    if (pc_now_ms() < r->retry_at_ms && !pc_sentinel_moved(r->gen))
         return -1;
-    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-    if (r->addr.path[0])
-        r->c = redisConnectUnixWithTimeout(r->addr.path, tv);
-    else
-        r->c = redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
-    if (r->c == NULL || r->c->err) {
-        pc_log_warn("redis: connect failed: %s", r->c ? r->c->errstr : "out of memory");
+    struct pc_redis_addr a;
+    if (!pc_sentinel_resolve(&r->addr, &a, &r->gen)) {
         redis_drop(r);
         return -1;
     }
+    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+    if (a.path[0])
+        r->c = redisConnectUnixWithTimeout(a.path, tv);
+    else
+        r->c = redisConnectWithTimeout(a.host, a.port, tv);
+    if (r->c == NULL || r->c->err) {
+        pc_log_warn("redis: connect failed: %s", r->c ? r->c->errstr : "out of memory");
+        redis_drop(r);
+        pc_sentinel_suspect();
+        return -1;
+    }
     redisSetTimeout(r->c, tv);
-    if (r->addr.password[0] && !redis_simple(r->c, "AUTH %s", r->addr.password)) {
+    if (a.password[0] && !redis_simple(r->c, "AUTH %s", a.password)) {
         pc_log_warn("redis: AUTH failed");
         redis_drop(r);
         return -1;
     }
-    if (r->addr.db) {
+    if (a.db) {
         char db[16];
-        snprintf(db, sizeof db, "%d", r->addr.db);
+        snprintf(db, sizeof db, "%d", a.db);
         if (!redis_simple(r->c, "SELECT %s", db)) {
             pc_log_warn("redis: SELECT failed");
             redis_drop(r);
@@ -176,8 +190,16 @@ struct redisReply *pc_redis_cmd(struct pc_redis *r, int argc, const char **argv,
         if (redis_connect(r) != 0)
             return NULL;
         redisReply *rep = redisCommandArgv(r->c, argc, argv, argvlen);
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR &&
+            pc_redis_reply_readonly(rep->str, rep->len)) {
+            /* a master demoted under us: ask the sentinels, reconnect */
+            pc_log_warn("redis: READONLY: this node is no longer the master");
+            pc_sentinel_suspect();
+            redis_drop(r);
+        }
         if (rep != NULL)
             return rep;
+        pc_sentinel_suspect();
         pc_log_warn("redis: command failed: %s", r->c->errstr);
         redis_drop(r);
         if (!reused)

@@ -28,6 +28,7 @@ struct pc_redis {
     struct redisContext *c;     /* NULL while disconnected */
     int64_t retry_at_ms;        /* no reconnect before this time */
     int timeout_ms;             /* connect and command timeout */
+    uint64_t gen;               /* the Sentinel master generation it connected to */
 };
 
 /** Parses redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].

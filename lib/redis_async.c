@@ -6,6 +6,7 @@
  */
 #include "redis_async.h"
 #include "log.h"
+#include "redis_sentinel.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ struct pc_ra {
     int backoff_ms;
     bool ping_out;              /* a watchdog PING awaits its answer */
     int64_t ping_sent_ms;       /* when it was sent, mono ms */
+    uint64_t gen;               /* the Sentinel master generation it connected to */
 };
 
 /* One command with a callback. cb is NULL once it has run (a timeout). */
@@ -75,6 +77,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
             pc_log_warn("redis: connect failed: %s", ac->errstr);
         ra->ac = NULL; /* hiredis frees it after this callback */
         ra->connected = false;
+        pc_sentinel_suspect();
         schedule_retry(ra);
         return;
     }
@@ -109,7 +112,12 @@ static void on_auth_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 static void ra_connect(struct pc_ra *ra)
 {
-    const struct pc_redis_addr *a = &ra->addr;
+    struct pc_redis_addr resolved;
+    const struct pc_redis_addr *a = &resolved;
+    if (!pc_sentinel_resolve(&ra->addr, &resolved, &ra->gen)) {
+        schedule_retry(ra);     /* no master known yet */
+        return;
+    }
     redisAsyncContext *ac = a->path[0] ? redisAsyncConnectUnix(a->path)
                                        : redisAsyncConnect(a->host, a->port);
     if (ac == NULL || ac->err) {
@@ -152,6 +160,20 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
     struct pc_ra *ra = arg;
+    if (pc_sentinel_moved(ra->gen) && !ra->closing) {
+        /* a failover: to the new master now, not after the back-off */
+        if (ra->log)
+            pc_log_info("redis: the master moved; reconnecting");
+        if (ra->connected)
+            tell(ra, PC_RA_LOST);
+        drop(ra);
+        event_del(ra->retry_ev);
+        ra->backoff_ms = BACKOFF_MIN_MS;
+        ra_connect(ra);
+        return;
+    }
+    if (ra->deadline_ms <= 0)
+        return;
     if (!ra->connected || ra->ac == NULL) {
         ra->ping_out = false;
         return;
@@ -187,7 +209,7 @@ struct pc_ra *pc_ra_new(struct event_base *base, const struct pc_ra_opts *o)
     ra->retry_ev = evtimer_new(base, on_retry, ra);
     if (ra->retry_ev == NULL)
         pc_fatal("event_new failed");
-    if (ra->deadline_ms > 0) {
+    if (ra->deadline_ms > 0 || pc_sentinel_on()) {
         ra->watch_ev = event_new(base, -1, EV_PERSIST, on_watch, ra);
         if (ra->watch_ev == NULL)
             pc_fatal("event_new failed");
@@ -228,6 +250,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     pc_ra_cb *cb = op->cb;
     void *p = op->priv;
     op_free(op);
+    const redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR && pc_redis_reply_readonly(rep->str, rep->len))
+        pc_sentinel_suspect();  /* a demoted master: the watcher asks again */
     if (cb)
         cb(reply, reply ? NULL : "closed", p);
 }
@@ -270,6 +295,8 @@ static void on_sent(redisAsyncContext *ac, void *reply, void *priv)
     pc_ra_done_fn *done;
     memcpy(&done, &priv, sizeof done);
     redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR && pc_redis_reply_readonly(rep->str, rep->len))
+        pc_sentinel_suspect();
     if (done)
         done(rep == NULL || rep->type == REDIS_REPLY_ERROR);
 }

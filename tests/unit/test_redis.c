@@ -158,6 +158,15 @@ static void test_unreachable_is_null_then_backoff(void **state)
     pc_redis_close(&r); /* idempotent */
 }
 
+static void test_rediss_says_why(void **state)
+{
+    (void)state;
+    struct pc_redis_addr a;
+    const char *err = NULL;
+    assert_int_equal(pc_redis_parse_url("rediss://h:6380", &a, &err), -1);
+    assert_non_null(strstr(err, "TLS"));
+}
+
 int main(void)
 {
     /* the connect warnings are expected: keep the output clean */
@@ -168,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_parse_resets_previous),
         cmocka_unit_test(test_unreachable_is_null_then_backoff),
+        cmocka_unit_test(test_rediss_says_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,17 +40,6 @@ def _load(cluster, user, key, **kw):
                   threads=kw.pop("threads", THREADS), max_seconds=kw.pop("max_seconds", 60), **kw)
 
 
-def _warm(g, user=None, key=None):
-    """Two requests each: the credential sits in g's L1 afterwards."""
-    for _ in range(2):
-        if user is not None:
-            r = g.get("/s/x", headers=G.cookie(user))
-            assert r.status_code == 200, f"{g.name}: {r.status_code} {r.text[:200]}"
-        if key is not None:
-            r = g.get("/k/x", headers={"x-api-key": key.key})
-            assert r.status_code == 200, f"{g.name}: {r.status_code} {r.text[:200]}"
-
-
 def _assert_clean(load, what, allowed=0):
     fails = load.failures()
     assert len(fails) <= allowed, (f"{what}: {len(fails)} request(s) did not answer 200 "
@@ -63,16 +52,6 @@ def _haproxy_down_events(cluster) -> list:
     return [ln for ln in text.splitlines() if " is DOWN" in ln]
 
 
-def _every_replica_refuses(cluster, path, headers, label, within=2.0):
-    """Polls each replica directly until it answers 401; returns {replica: seconds}."""
-    took = {}
-    for g in cluster.gateways:
-        t, seen = G.poll_until_status(lambda: g.get(path, headers=headers), 401, within, interval=0.01)
-        assert set(seen) <= {200, 401}, f"{label} on {g.name}: {seen}"
-        took[g.name] = t
-    return took
-
-
 # ---------------------------------------------------------------------------
 
 
@@ -82,7 +61,7 @@ def test_redis_killed(cluster, c):
     doomed = c.sign_up(name="Signed out while Redis is down")
     doomed_key = cluster.keys.create(u.id)
     for g in cluster.gateways:
-        _warm(g, doomed, doomed_key)
+        C.warm(g, doomed, doomed_key)
     down_before = len(_haproxy_down_events(cluster))
 
     with _load(cluster, u, k) as load:
@@ -107,8 +86,8 @@ def test_redis_killed(cluster, c):
         cluster.redis.start()
         for g in cluster.gateways:
             g.wait_ready(timeout=15)              # redis ok, revocations subscribed
-        took_s = _every_replica_refuses(cluster, "/s/x", G.cookie(doomed), "sign-out during outage")
-        took_k = _every_replica_refuses(cluster, "/k/x", {"x-api-key": doomed_key.key},
+        took_s = C.every_replica_refuses(cluster, "/s/x", G.cookie(doomed), "sign-out during outage")
+        took_k = C.every_replica_refuses(cluster, "/k/x", {"x-api-key": doomed_key.key},
                                         "key deleted during outage")
         load.wait_count(300)
 
@@ -120,7 +99,7 @@ def test_redis_killed(cluster, c):
     assert {r.replica for r in load.between(t_kill, t_back)} == {"gateway1", "gateway2", "gateway3"}
     # the valid ones still work everywhere, with a Redis that came back empty
     for g in cluster.gateways:
-        _warm(g, u, k)
+        C.warm(g, u, k)
 
 
 def test_postgres_killed(cluster, c, secret):

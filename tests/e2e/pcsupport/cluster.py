@@ -129,26 +129,37 @@ class Cluster:
     def __init__(self, workdir: Path, secret: str, *, n_gateways: int = 3, haproxy: bool = True,
                  gateway_env: dict | None = None, authsvc_env: dict | None = None,
                  gateway_workers: int = 2, extra_routes: list | None = None,
-                 jwt_issuer: bool = False):
+                 jwt_issuer: bool = False, sentinel: bool = False):
         """extra_routes: routes added to pcsupport.make_routes'; jwt_issuer: the gateways
-        accept authsvc's JWTs (its JWKS, BETTER_AUTH_URL its address)."""
+        accept authsvc's JWTs (its JWKS, BETTER_AUTH_URL its address); sentinel: Redis is
+        a master, a replica and three sentinels (pcsupport.sentinel.SentinelSet,
+        self.sentinel), found by every program through REDIS_SENTINELS."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.secret = secret
         self.pg = self.redis = self.authsvc = self.upstream = self.haproxy = None
+        self.sentinel = None
         self.gateways: list = []
         try:
             self.pg = H.Postgres()
-            self.redis = H.Redis(basedir=str(self.dir / "redis"))
+            redis_env = {}
+            if sentinel:
+                from .sentinel import SentinelSet
+                self.sentinel = SentinelSet(self.dir / "redis")
+                self.redis = self.sentinel.nodes[0]
+                redis_env = self.sentinel.env()
+            else:
+                self.redis = H.Redis(basedir=str(self.dir / "redis"))
             self.db_url = self.pg.create_database("authsvc")
             env = {"BETTER_AUTH_SECRET": secret, "DATABASE_URL": self.db_url,
-                   "REDIS_URL": self.redis.url, "RATE_LIMIT_ENABLED": "false"}
+                   "REDIS_URL": self.redis.url, "RATE_LIMIT_ENABLED": "false", **redis_env}
             env.update(authsvc_env or {})
             self.authsvc = H.Authsvc(env, workdir=str(self.dir / "authsvc"), name="authsvc-cluster")
             self.upstream = G.Upstream(self.dir)
             self.routes = G.make_routes(self.upstream.url, f"http://127.0.0.1:{H.free_port()}")
             self.routes["routes"] += extra_routes or []
-            genv = G.gw_base_env(self.pg, self.redis, secret, GATEWAY_WORKERS=str(gateway_workers))
+            genv = G.gw_base_env(self.pg, self.redis, secret, GATEWAY_WORKERS=str(gateway_workers),
+                                 **redis_env)
             if jwt_issuer:
                 self.routes["jwt_issuers"] = [{"issuer": self.authsvc.origin,
                                                "jwks_uri": self.authsvc.api("/jwks")}]
@@ -205,7 +216,9 @@ class Cluster:
             problems.extend(H.check_stopped(self.authsvc, fail=False))
         if self.upstream is not None:
             self.upstream.stop()
-        if self.redis is not None:
+        if self.sentinel is not None:
+            self.sentinel.stop()
+        elif self.redis is not None:
             self.redis.stop()
         if self.pg is not None:
             self.pg.cleanup()
@@ -365,3 +378,28 @@ def cluster_fixture(workdir: Path, secret: str, **kw):
         problems = cl.close()
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------------------
+# Checks on every replica
+
+
+def warm(g, user=None, key=None):
+    """Two requests each: the credential sits in g's L1 afterwards."""
+    for _ in range(2):
+        if user is not None:
+            r = g.get("/s/x", headers=H.cookie(user))
+            assert r.status_code == 200, f"{g.name}: {r.status_code} {r.text[:200]}"
+        if key is not None:
+            r = g.get("/k/x", headers={"x-api-key": key.key})
+            assert r.status_code == 200, f"{g.name}: {r.status_code} {r.text[:200]}"
+
+
+def every_replica_refuses(cluster, path, headers, label, within=2.0):
+    """Polls each replica directly until it answers 401; returns {replica: seconds}."""
+    took = {}
+    for g in cluster.gateways:
+        t, seen = H.poll_until_status(lambda: g.get(path, headers=headers), 401, within, interval=0.01)
+        assert set(seen) <= {200, 401}, f"{label} on {g.name}: {seen}"
+        took[g.name] = t
+    return took

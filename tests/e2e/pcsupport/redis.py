@@ -195,8 +195,11 @@ class Subscriber:
 class Redis:
     """redis-server on a free loopback port, no persistence."""
 
-    def __init__(self, port: int | None = None, basedir: str | None = None, start: bool = True):
+    def __init__(self, port: int | None = None, basedir: str | None = None, start: bool = True,
+                 extra_args: list | None = None):
+        """extra_args: more redis-server options (e.g. ["--replicaof", host, port])."""
         self.port = port or free_port()
+        self.extra_args = list(extra_args or [])
         self.host = "127.0.0.1"
         self._owned_dir = basedir is None
         self.dir = Path(basedir or tempfile.mkdtemp(prefix="pc-redis-"))
@@ -226,7 +229,7 @@ class Redis:
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--dir", str(self.dir), "--logfile", str(self.logfile),
-                "--protected-mode", "no", "--databases", "4"]
+                "--protected-mode", "no", "--databases", "4", *self.extra_args]
         self.proc = Proc(argv, stdout=self.logfile, stderr=self.logfile, name="redis-server",
                          env={"PATH": "/usr/bin:/bin"})
 
