@@ -33,6 +33,43 @@
 
 struct gw_config gw_cfg;
 
+/* DATABASE_READ_URL: libpq URLs separated by spaces (a URL may hold commas:
+ * several hosts). */
+static char **split_urls(const char *v, size_t *n)
+{
+    char **out = NULL;
+    *n = 0;
+    for (const char *p = v; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (len == 0)
+            break;
+        out = pc_xrealloc(out, (*n + 1) * sizeof *out);
+        out[(*n)++] = pc_xstrndup(p, len);
+        p += len;
+    }
+    return out;
+}
+
+static int check_read_urls(const char *v, const char **err)
+{
+    size_t n;
+    char **urls = split_urls(v, &n);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && pc_conf_check_pg_url(urls[i], err) != 0)
+            rc = -1;
+        free(urls[i]);
+    }
+    free(urls);
+    if (rc == 0 && n > 16) {
+        *err = "at most 16 replicas";
+        rc = -1;
+    }
+    return rc;
+}
+
 static int check_prefixes(const char *v, const char **err)
 {
     for (const char *p = v; *p; p++) {
@@ -133,6 +170,14 @@ static const struct pc_conf_item table[] = {
     {"UPSTREAM_URL", PC_CONF_STR, &gw_cfg.upstream_url, "", 0, 0, 0, pc_conf_check_http_url,
      "without GATEWAY_ROUTES: one catch-all route to this upstream"},
     PC_CONF_ROW_DATABASE_URL(&gw_cfg.database_url),
+    {"DATABASE_READ_URL", PC_CONF_STR, &gw_cfg.read_urls_s, "", 0, 0, PC_CONF_SECRET,
+     check_read_urls,
+     "PostgreSQL streaming replicas for lookups, space separated; a credential a replica "
+     "does not find is asked of the primary, and so is every lookup while no replica is "
+     "within READ_MAX_LAG_MS; writes always go to DATABASE_URL. Empty: the primary only"},
+    INT_ITEM("READ_MAX_LAG_MS", read_max_lag_ms, "1000", 0, 60000,
+             "a replica further behind than this takes no lookups (and for this long, plus "
+             "1.5 s, after a revocation the gateway asks the primary about that credential)"),
     PC_CONF_ROW_REDIS_URL(&gw_cfg.redis_url),
     PC_CONF_ROW_REDIS_SENTINELS(&gw_cfg.redis_sentinels),
     PC_CONF_ROW_REDIS_SENTINEL_MASTER(&gw_cfg.redis_sentinel_master),
@@ -351,6 +396,7 @@ int gw_config_load(void)
                           &gw_cfg.listen_port, &why) != 0 ||
         pc_redis_parse_url(gw_cfg.redis_url, &gw_cfg.redis_addr, &why) != 0)
         pc_fatal("validated config failed to parse");
+    gw_cfg.read_urls = split_urls(gw_cfg.read_urls_s, &gw_cfg.nread_urls);
     if (gw_cfg.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         gw_cfg.workers = n > 0 ? n : 1;
@@ -413,6 +459,9 @@ int gw_config_load(void)
 
 void gw_config_free(void)
 {
+    for (size_t i = 0; i < gw_cfg.nread_urls; i++)
+        free(gw_cfg.read_urls[i]);
+    free(gw_cfg.read_urls);
     gw_tls_front_free();
     gw_routes_free();
     for (size_t i = 0; i < gw_cfg.nprefixes; i++)

@@ -22,6 +22,12 @@ struct pc_buf;
     X(pg_queries, NULL, NULL)                                                              \
     X(pg_batched, "portcullis_gateway_postgres_batched_lookups_total",                     \
       "Lookups that rode along another's PostgreSQL round trip.")                          \
+    X(pg_read_queries, "portcullis_gateway_postgres_replica_lookups_total",                \
+      "Lookups offered to the replicas (DATABASE_READ_URL).")                              \
+    X(pg_read_fallbacks, "portcullis_gateway_postgres_replica_fallbacks_total",            \
+      "Lookups the replicas could not take (down, lagging) that went to the primary.")     \
+    X(pg_read_misses, "portcullis_gateway_postgres_replica_misses_total",                  \
+      "Credentials a replica did not find (or did not answer for), asked of the primary.") \
     X(pg_errors, "portcullis_gateway_postgres_errors_total",                               \
       "PostgreSQL failures and timeouts.")                                                 \
     X(pg_connects, "portcullis_gateway_postgres_connects_total", "PostgreSQL connections made.") \

@@ -9,12 +9,19 @@
  * lookups, one "= ANY($1)" for the misses that queued together). Dropped
  * connections come back with back-off. What the queries are, and what
  * their rows mean, is pgstore.c's.
+ *
+ * With DATABASE_READ_URL a worker has a second pool on the replicas (its
+ * connections spread over them). Each replica connection measures its own
+ * lag on connect and every LAG_CHECK_MS; one lagging more than
+ * READ_MAX_LAG_MS takes no lookups. When no replica connection can take a
+ * query (all down or lagging), it goes to the primary's pool instead.
  */
 #include "pgpool.h"
 #include "store.h"
 #include "metrics.h"
 #include "../lib/log.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
@@ -22,8 +29,14 @@
 
 enum pgc_state { PGC_DOWN = 0, PGC_CONNECTING, PGC_IDLE, PGC_BUSY };
 
+#define LAG_CHECK_MS 500    /* how often a replica connection measures its lag */
+
 struct pgc {
     struct gw_pg *pool;
+    const char *url;                /* the server it connects to */
+    bool lagging;                   /* a replica behind READ_MAX_LAG_MS (or not measured yet) */
+    int64_t lag_at;                 /* when its lag was last asked, ms */
+    struct gw_pgq lagq;             /* the lag query (read pools) */
     PGconn *conn;
     enum pgc_state st;
     struct event *io;               /* socket readiness */
@@ -37,12 +50,15 @@ struct gw_pg {
     struct gw_worker *w;
     struct pgc *conns;
     size_t n;
+    struct gw_pg *fallback;         /* a read pool: the primary's, for what it cannot take */
+    struct event *lag_ev;           /* a read pool: the lag checks */
     struct gw_pgq *head, *tail;   /* waiting queries */
     size_t depth;
 };
 
 static void pgc_connect(struct pgc *c);
 static void pump(struct gw_pg *pg);
+static void lag_check(struct pgc *c);
 
 /* Completes q without an answer (timeout, lost connection, no
  * connection, queue full). */
@@ -72,6 +88,8 @@ static void pgc_drop(struct pgc *c, const char *why)
     }
     evtimer_del(c->timer);
     c->st = PGC_DOWN;
+    if (c->pool->fallback)
+        c->lagging = true;      /* a replica is measured again when it is back */
     if (was_up) {
         c->fails = 0;
         c->retry_at = pc_now_ms();
@@ -181,7 +199,7 @@ static void pgc_connect(struct pgc *c)
         if (gw_stopping)
             return;
         const char *keys[] = {"dbname", "application_name", NULL};
-        const char *vals[] = {gw_cfg.database_url, "portcullis-gateway", NULL};
+        const char *vals[] = {c->url, "portcullis-gateway", NULL};
         c->conn = PQconnectStartParams(keys, vals, 1);
         if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
             pgc_drop(c, "connect failed");
@@ -205,12 +223,66 @@ static void pgc_connect(struct pgc *c)
         c->st = PGC_IDLE;
         c->fails = 0;
         if (c->pool->w->id == 0)
-            pc_log_info("postgres: connected");
+            pc_log_info("postgres: connected%s", c->pool->fallback ? " (replica)" : "");
         watch(c, EV_READ);
+        if (c->pool->fallback) {
+            c->lagging = true;      /* until it has said how far behind it is */
+            lag_check(c);
+        }
         pump(c->pool);
         return;
     default:
         pgc_drop(c, "connect failed");
+    }
+}
+
+/* ---- replica lag (read pools) ---- */
+
+/* 0 when the replica has replayed all it received, else how long ago the
+ * last transaction it replayed committed (ms); 0 on a primary. */
+static const char sql_lag[] =
+    "SELECT CASE WHEN NOT pg_is_in_recovery() "
+    "OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE COALESCE((extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)"
+    "::bigint, 0) END";
+
+static void lag_done(struct gw_pgq *q, const struct pg_result *r, bool answered)
+{
+    struct pgc *c = (struct pgc *)((char *)q - offsetof(struct pgc, lagq));
+    const PGresult *res = r;
+    bool was = c->lagging;
+    c->lagging = true;
+    if (answered && res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        int64_t lag = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        c->lagging = lag > gw_cfg.read_max_lag_ms;
+        if (c->lagging && !was && c->pool->w->id == 0)
+            pc_log_warn("postgres: replica %lld ms behind (READ_MAX_LAG_MS %lld): lookups go "
+                        "to the primary", (long long)lag, (long long)gw_cfg.read_max_lag_ms);
+    }
+    if (was && !c->lagging && c->pool->w->id == 0)
+        pc_log_info("postgres: replica caught up: lookups go to it");
+}
+
+static bool pgc_send(struct pgc *c, struct gw_pgq *q);
+
+static void lag_check(struct pgc *c)
+{
+    c->lag_at = pc_now_ms();
+    c->lagq = (struct gw_pgq){.w = c->pool->w, .sql = sql_lag, .done = lag_done};
+    if (!pgc_send(c, &c->lagq)) {
+        c->q = &c->lagq;
+        pgc_drop(c, "send failed");
+    }
+}
+
+static void on_lag_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_pg *pg = arg;
+    int64_t now = pc_now_ms();
+    for (size_t i = 0; i < pg->n; i++) {
+        struct pgc *c = &pg->conns[i];
+        if (c->st == PGC_IDLE && now - c->lag_at >= LAG_CHECK_MS)
+            lag_check(c);
     }
 }
 
@@ -248,7 +320,22 @@ static void absorb_queued(struct gw_pg *pg, struct gw_pgq *q)
     q->absorb(q, NULL);
 }
 
-/* Gives waiting queries to idle connections; fails them when none can come. */
+static void pool_submit(struct gw_pg *pg, struct gw_pgq *q);
+
+/* The query at the head of pg's queue, taken off it. */
+static struct gw_pgq *pop(struct gw_pg *pg)
+{
+    struct gw_pgq *q = pg->head;
+    pg->head = q->next;
+    if (pg->head == NULL)
+        pg->tail = NULL;
+    pg->depth--;
+    q->next = NULL;
+    return q;
+}
+
+/* Gives waiting queries to idle connections; fails them when none can come
+ * (a read pool's go to the primary instead). */
 static void pump(struct gw_pg *pg)
 {
     while (pg->head) {
@@ -256,30 +343,28 @@ static void pump(struct gw_pg *pg)
         bool any_alive = false;
         for (size_t i = 0; i < pg->n; i++) {
             struct pgc *c = &pg->conns[i];
+            if (c->lagging)
+                continue;       /* a replica too far behind takes nothing */
             if (c->st == PGC_IDLE && idle == NULL)
                 idle = c;
             if (c->st != PGC_DOWN)
                 any_alive = true;
+        }
+        if (idle == NULL && !any_alive && pg->fallback) {
+            /* no replica can take it: the primary does */
+            GW_STAT_INC(pg_read_fallbacks);
+            pool_submit(pg->fallback, pop(pg));
+            continue;
         }
         if (idle == NULL) {
             if (any_alive)
                 return; /* a connection will free up or come up */
             /* everything is down: fail fast rather than queue */
             GW_STAT_INC(pg_errors);
-            struct gw_pgq *q = pg->head;
-            pg->head = q->next;
-            if (pg->head == NULL)
-                pg->tail = NULL;
-            pg->depth--;
-            no_answer(q);
+            no_answer(pop(pg));
             continue;
         }
-        struct gw_pgq *q = pg->head;
-        pg->head = q->next;
-        if (pg->head == NULL)
-            pg->tail = NULL;
-        pg->depth--;
-        q->next = NULL;
+        struct gw_pgq *q = pop(pg);
         if (q->absorb)
             absorb_queued(pg, q);
         if (!pgc_send(idle, q)) {
@@ -291,8 +376,19 @@ static void pump(struct gw_pg *pg)
 
 void gw_pgpool_submit(struct gw_worker *w, struct gw_pgq *q)
 {
-    struct gw_pg *pg = w->pg;
     q->w = w;
+    pool_submit(w->pg, q);
+}
+
+void gw_pgpool_submit_read(struct gw_worker *w, struct gw_pgq *q)
+{
+    q->w = w;
+    GW_STAT_INC(pg_read_queries);
+    pool_submit(w->pg_read ? w->pg_read : w->pg, q);
+}
+
+static void pool_submit(struct gw_pg *pg, struct gw_pgq *q)
+{
     /* Reconnect any connection whose back-off has passed. */
     int64_t now = pc_now_ms();
     for (size_t i = 0; i < pg->n; i++)
@@ -312,24 +408,59 @@ void gw_pgpool_submit(struct gw_worker *w, struct gw_pgq *q)
     pump(pg);
 }
 
-void gw_pg_start(struct gw_worker *w)
+/* A pool of n connections over urls (round robin); fallback: a read pool's
+ * primary. */
+static struct gw_pg *pool_new(struct gw_worker *w, size_t n, char *const *urls, size_t nurls,
+                              struct gw_pg *fallback)
 {
     struct gw_pg *pg = pc_xcalloc(1, sizeof *pg);
     pg->w = w;
-    pg->n = (size_t)gw_cfg.pg_pool;
+    pg->n = n;
+    pg->fallback = fallback;
     pg->conns = pc_xcalloc(pg->n, sizeof *pg->conns);
-    w->pg = pg;
     for (size_t i = 0; i < pg->n; i++) {
         struct pgc *c = &pg->conns[i];
         c->pool = pg;
+        c->url = urls[i % nurls];
         c->timer = evtimer_new(w->base, on_timer, c);
         pgc_connect(c);
     }
+    if (fallback) {
+        pg->lag_ev = event_new(w->base, -1, EV_PERSIST, on_lag_tick, pg);
+        struct timeval tv = {0, LAG_CHECK_MS * 1000};
+        event_add(pg->lag_ev, &tv);
+    }
+    return pg;
 }
+
+void gw_pg_start(struct gw_worker *w)
+{
+    char *primary[] = {gw_cfg.database_url};
+    w->pg = pool_new(w, (size_t)gw_cfg.pg_pool, primary, 1, NULL);
+    w->pg_read = NULL;
+    if (gw_cfg.nread_urls > 0) {
+        /* at least one connection per replica */
+        size_t n = (size_t)gw_cfg.pg_pool > gw_cfg.nread_urls ? (size_t)gw_cfg.pg_pool
+                                                               : gw_cfg.nread_urls;
+        w->pg_read = pool_new(w, n, gw_cfg.read_urls, gw_cfg.nread_urls, w->pg);
+    }
+}
+
+static void pool_free(struct gw_pg *pg);
 
 void gw_pg_stop(struct gw_worker *w)
 {
-    struct gw_pg *pg = w->pg;
+    if (w->pg_read)
+        pool_free(w->pg_read);
+    w->pg_read = NULL;
+    pool_free(w->pg);
+    w->pg = NULL;
+}
+
+static void pool_free(struct gw_pg *pg)
+{
+    if (pg->lag_ev)
+        event_free(pg->lag_ev);
     for (size_t i = 0; i < pg->n; i++) {
         struct pgc *c = &pg->conns[i];
         if (c->conn)
@@ -343,7 +474,6 @@ void gw_pg_stop(struct gw_worker *w)
     }
     free(pg->conns);
     free(pg);
-    w->pg = NULL;
 }
 
 bool gw_pg_up(struct gw_worker *w)

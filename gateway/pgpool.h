@@ -31,7 +31,13 @@ struct gw_pgq {
     bool (*absorb)(struct gw_pgq *q, struct gw_pgq *other);
 };
 
-/** On w's loop: queues q for w's pool (may complete it at once). */
+/** On w's loop: queues q for w's pool on the primary (may complete it at
+ * once). Every write goes here. */
 void gw_pgpool_submit(struct gw_worker *w, struct gw_pgq *q);
+/** The same on w's replica pool (DATABASE_READ_URL), for a lookup the
+ * replicas may answer; without replicas, or when none can take it now (down,
+ * lagging past READ_MAX_LAG_MS), the primary's. pgstore.c asks the primary
+ * again when a replica does not find the credential. */
+void gw_pgpool_submit_read(struct gw_worker *w, struct gw_pgq *q);
 
 #endif

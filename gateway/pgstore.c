@@ -9,6 +9,14 @@
  * principal is written back to Redis for the other replicas. An open
  * tunnel's session expiry is read again here too (streams.c). A query that
  * gets no answer is UNAVAILABLE (503), never "unknown".
+ *
+ * With replicas (DATABASE_READ_URL) a lookup is asked of them first
+ * (pgpool.c keeps the lagging ones out); what a replica does not find, or
+ * does not answer for, is asked of the primary, so a credential made a
+ * moment ago is never refused for replica lag. A replica could still hold a
+ * credential the primary has revoked: those are asked of the primary for
+ * READ_MAX_LAG_MS plus a margin after the revocation (gw_pg_revoked), and
+ * every lookup while the revocation feed is down.
  */
 #include "stages.h"
 #include "store.h"
@@ -17,6 +25,7 @@
 #include "../lib/ba_schema.h"
 #include "../lib/log.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
@@ -34,7 +43,74 @@ struct pg_query {
     char *array;                    /* with more: $1, every param as a text[] literal */
     void (*expiry_done)(void *arg, int64_t at_ms, bool answered); /* Q_EXPIRY */
     void *arg;
+    bool on_replica;                /* asked of a replica: a miss asks the primary */
 };
+
+/* ---- what a replica must not answer ---- */
+
+#define TOMB_SLOTS 4096
+#define TOMB_PROBE 8
+#define TOMB_MARGIN_MS 1500     /* the lag check's period and then some */
+
+static pthread_mutex_t tomb_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    unsigned char hash[32];
+    int64_t until;              /* ms since epoch; 0: free */
+} tombs[TOMB_SLOTS];
+static int64_t primary_only_until = INT64_MAX;   /* the feed starts down */
+
+static int64_t tomb_window(void)
+{
+    return gw_cfg.read_max_lag_ms + TOMB_MARGIN_MS;
+}
+
+static size_t tomb_slot(const unsigned char hash[32])
+{
+    return ((size_t)hash[0] << 8 | hash[1]) % TOMB_SLOTS;
+}
+
+void gw_pg_revoked(const unsigned char hash[32])
+{
+    if (gw_cfg.nread_urls == 0)
+        return;
+    int64_t now = pc_now_ms(), until = now + tomb_window();
+    pthread_mutex_lock(&tomb_mu);
+    size_t s = tomb_slot(hash);
+    bool placed = false;
+    for (size_t i = 0; i < TOMB_PROBE && !placed; i++) {
+        size_t k = (s + i) % TOMB_SLOTS;
+        if (tombs[k].until <= now || memcmp(tombs[k].hash, hash, 32) == 0) {
+            memcpy(tombs[k].hash, hash, 32);
+            tombs[k].until = until;
+            placed = true;
+        }
+    }
+    /* too many at once to remember each: none is asked of a replica */
+    if (!placed && primary_only_until < until)
+        primary_only_until = until;
+    pthread_mutex_unlock(&tomb_mu);
+}
+
+void gw_pg_replicas_trusted(bool trusted)
+{
+    pthread_mutex_lock(&tomb_mu);
+    primary_only_until = trusted ? pc_now_ms() + tomb_window() : INT64_MAX;
+    pthread_mutex_unlock(&tomb_mu);
+}
+
+static bool replica_may_answer(const unsigned char hash[32])
+{
+    int64_t now = pc_now_ms();
+    pthread_mutex_lock(&tomb_mu);
+    bool ok = now >= primary_only_until;
+    size_t s = tomb_slot(hash);
+    for (size_t i = 0; ok && i < TOMB_PROBE; i++) {
+        size_t k = (s + i) % TOMB_SLOTS;
+        ok = !(tombs[k].until > now && memcmp(tombs[k].hash, hash, 32) == 0);
+    }
+    pthread_mutex_unlock(&tomb_mu);
+    return ok;
+}
 
 /* Better Auth's tables, as both programs read them (lib/ba_schema.h). The
  * _ANY forms answer many lookups of one kind at once, each row ending with
@@ -125,10 +201,32 @@ static int row_of(const struct pg_query *m, const PGresult *res, bool batched)
     return at;
 }
 
+/* A lookup a replica did not find or did not answer: asked of the primary,
+ * alone (it may ride another lookup's round trip there). */
+static void to_primary(struct pg_query *m)
+{
+    GW_STAT_INC(pg_read_misses);
+    if (m->array) {
+        pc_wipe(m->array, strlen(m->array));
+        free(m->array);
+        m->array = NULL;
+    }
+    m->more = NULL;
+    m->nmore = 0;
+    m->on_replica = false;
+    m->q.sql = m->kind == Q_SESSION ? sql_session : sql_api_key;
+    m->q.params[0] = m->param;
+    gw_pgpool_submit(m->q.w, &m->q);
+}
+
 /* The outcome of lookup m from an answered, well-formed result. */
 static void lookup_done(struct pg_query *m, const PGresult *res, bool batched)
 {
     int i = row_of(m, res, batched);
+    if (i < 0 && m->on_replica) {
+        to_primary(m);
+        return;
+    }
     if (i < 0) {
         query_done(m, GW_LOOKUP_UNKNOWN, NULL);
         return;
@@ -179,6 +277,8 @@ static void on_done(struct gw_pgq *pq, const struct pg_result *r, bool answered)
         next = m == q ? q->more : m->more;
         if (all == GW_LOOKUP_FOUND)
             lookup_done(m, res, batched);
+        else if (m->on_replica)
+            to_primary(m);      /* the replica failed it: the primary may not */
         else
             query_done(m, all, NULL);
     }
@@ -272,7 +372,12 @@ enum gw_step gw_pg_lookup(struct gw_request *r)
         memcpy(q->param, r->cred, r->cred_len + 1);
     else
         memcpy(q->param, r->hash_b64, sizeof r->hash_b64);
-    gw_pgpool_submit(r->w, &q->q);
+    if (r->w->pg_read && replica_may_answer(q->hash)) {
+        q->on_replica = true;
+        gw_pgpool_submit_read(r->w, &q->q);
+    } else {
+        gw_pgpool_submit(r->w, &q->q);
+    }
     return GW_ASYNC;
 }
 

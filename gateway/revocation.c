@@ -30,6 +30,7 @@
 #include "cache.h"
 #include "metrics.h"
 #include "streams.h"
+#include "store.h"
 #include "../lib/keyspace.h"
 #include "../lib/crypto.h"
 #include "../lib/db.h"
@@ -212,6 +213,7 @@ static void went_down(void)
         pc_log_warn("revocations: subscription lost; L1 capped at %llds until it is back",
                     (long long)gw_cfg.l1_degraded_ttl);
     gw_l1_set_degraded(true);
+    gw_pg_replicas_trusted(false);
     if (stop_flag)
         return;
     struct timeval tv = {backoff_ms / 1000, (backoff_ms % 1000) * 1000};
@@ -227,6 +229,7 @@ static void revocation_message(const redisReply *m)
     if (pc_rev_seq_check(&last_seq, msg.seq)) {
         pc_log_warn("revocations: message %lld out of turn; L1 flushed", (long long)msg.seq);
         gw_l1_flush();
+        gw_pg_replicas_trusted(true);   /* the missed ones: the primary, for a while */
         GW_STAT_INC(l1_flushes);
     }
     GW_STAT_INC(revocations);
@@ -240,6 +243,7 @@ static void revocation_message(const redisReply *m)
         return;
     }
     gw_l1_delete(msg.hash);
+    gw_pg_revoked(msg.hash);        /* a replica may not have replayed it yet */
     gw_streams_revoked(msg.hash);
     /* Whoever published may not have removed the Redis copy (an operator's
      * PUBLISH, say): drop it too, or the next lookup would find it there. */
@@ -332,6 +336,7 @@ static void on_message(redisAsyncContext *c, void *reply, void *priv)
         gw_l1_flush();
         GW_STAT_INC(l1_flushes);
         gw_l1_set_degraded(false);
+        gw_pg_replicas_trusted(true);
         last_seq = 0;
         atomic_store(&subscribed, true);
         backoff_ms = 100;

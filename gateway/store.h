@@ -33,6 +33,14 @@ void gw_pg_session_expiry(struct gw_worker *w, const char *session_id,
 /** Worker start/stop (worker.c). Stopping fails every query, which lands
  * its flight: waiters go to their inboxes. */
 void gw_pg_start(struct gw_worker *w);
+/** Any thread (the revocation feed's): a revoked credential's hash. For
+ * READ_MAX_LAG_MS plus a margin its lookups go to the primary, since a
+ * replica may not have replayed the revocation yet. */
+void gw_pg_revoked(const unsigned char hash[32]);
+/** Any thread: false when the revocation feed is lost (every lookup goes to
+ * the primary: a revocation may be missed); true when it is back (the
+ * primary still, for the margin above, while the log replays). */
+void gw_pg_replicas_trusted(bool trusted);
 void gw_pg_stop(struct gw_worker *w);
 /** On w's loop: one connection of w's pool is up (/ready). */
 bool gw_pg_up(struct gw_worker *w);

@@ -296,6 +296,10 @@ struct gw_config {
     char *routes_file;
     char *upstream_url;
     char *database_url;
+    char *read_urls_s;              /* DATABASE_READ_URL, as given */
+    char **read_urls;               /* ... split at spaces */
+    size_t nread_urls;
+    int64_t read_max_lag_ms;        /* READ_MAX_LAG_MS */
     char *redis_url;
     char *redis_sentinels;          /* REDIS_SENTINELS ("": none) */
     char *redis_sentinel_master;    /* REDIS_SENTINEL_MASTER */
@@ -579,7 +583,8 @@ struct gw_worker {
     size_t active;                  /* requests not yet finished */
     int64_t drain_deadline;         /* monotonic us */
     struct pc_ra *redis;            /* worker.c: its Redis connection (lib/redis_async.h) */
-    struct gw_pg *pg;               /* pgpool.c */
+    struct gw_pg *pg;               /* pgpool.c: the primary */
+    struct gw_pg *pg_read;          /* pgpool.c: the replicas (NULL: none) */
     struct gw_uppool *pools;        /* upstream.c: GW_UPSTREAMS_MAX slots, one per upstream */
     size_t npools;                  /* pools[0..n) are set up (a reload's table may add) */
     struct gw_table *table;         /* routes_file.c: the table w hands to new requests */

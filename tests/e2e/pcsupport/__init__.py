@@ -38,7 +38,7 @@ from .procs import (REPO, Proc, binary, build_dir, free_port, kill_all, run_boun
                     tail, wait_port, wait_until)
 from .checks import (GATEWAY_LOG_FILES, LOG_FILES, SANITIZER_MARKERS, SENSITIVE,  # noqa: F401
                      check_stopped, sanitizer_report, sensitive)
-from .postgres import PG_BIN, Postgres  # noqa: F401
+from .postgres import PG_BIN, Postgres, Replica  # noqa: F401
 from .redis import REDIS_SERVER, Redis, RespClient, RespError, Subscriber  # noqa: F401
 from .betterauth import (DEFAULT_REDIS_PREFIX, DEFAULT_REVOCATION_CHANNEL, EXPIRES_IN,  # noqa: F401
                          KEY_PREFIX, SESSION_COOKIE, UPDATE_AGE, b64url_nopad, cookie_value,

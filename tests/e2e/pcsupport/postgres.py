@@ -184,3 +184,59 @@ class Postgres:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+class Replica(Postgres):
+    """A streaming replica of `primary` (pg_basebackup -R from a running primary, on its
+    own port and directory): read-only, replaying the primary's WAL.
+
+        r = Replica(pg); r.pause_replay(); ...; r.resume_replay(); r.lag_bytes()"""
+
+    def __init__(self, primary: Postgres, port: int | None = None, basedir: str | None = None,
+                 start: bool = True):
+        self.primary = primary
+        super().__init__(port=port, basedir=basedir, start=start)
+
+    def _initdb(self):
+        p = self.primary
+        r = run_bounded([PG_BIN / "pg_basebackup", "-h", p.host, "-p", str(p.port), "-U", "postgres",
+                         "-D", self.data, "-R", "-X", "stream", "-c", "fast", "--no-sync"],
+                        env=self._env(), timeout=120, user=self.user, group=self.group)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed ({r.returncode}):\n{r.stderr.decode()}")
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("\n# portcullis e2e harness: the replica\n"
+                    f"port = {self.port}\n"
+                    f"unix_socket_directories = '{self.sockdir}'\n"
+                    "hot_standby = on\n")
+
+    def _sql(self, q: str):
+        c = self.connect("postgres")
+        try:
+            with c.cursor() as cur:
+                cur.execute(q)
+                return cur.fetchone()[0] if cur.description else None
+        finally:
+            c.close()
+
+    def pause_replay(self):
+        self._sql("select pg_wal_replay_pause()")
+
+    def resume_replay(self):
+        self._sql("select pg_wal_replay_resume()")
+
+    def lag_bytes(self) -> int:
+        """WAL received but not replayed yet."""
+        return int(self._sql("select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
+                             "pg_last_wal_replay_lsn())") or 0)
+
+    def caught_up(self) -> bool:
+        """Has replayed everything the primary has written so far."""
+        pc = self.primary.connect("postgres")
+        try:
+            with pc.cursor() as cur:
+                cur.execute("select pg_current_wal_lsn()::text")
+                want = cur.fetchone()[0]
+        finally:
+            pc.close()
+        return bool(self._sql(f"select pg_last_wal_replay_lsn() >= '{want}'::pg_lsn"))
