@@ -33,6 +33,7 @@ themselves:
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -147,8 +148,10 @@ def render(directory: Path, seen: set | None = None) -> list:
         objs[hits[0]] = _merge(objs[hits[0]], patch, f"{p.name}")
     ns = k.get("namespace")
     if ns:
-        for o in objs:
-            if o["kind"] != "Namespace":
+        for o in objs:     # kustomize renames a v1 Namespace to it too
+            if o["kind"] == "Namespace":
+                o["metadata"]["name"] = ns
+            else:
                 o["metadata"]["namespace"] = ns
     names = [(o["kind"], o["metadata"]["name"]) for o in objs]
     dup = {n for n in names if names.count(n) > 1}
@@ -196,12 +199,14 @@ def config_env(objs, container) -> dict:
     return env
 
 
+@functools.lru_cache(maxsize=None)
 def image_env() -> dict:
     """ENV of the Dockerfile's runtime stage (what the image sets)."""
     rt = dockerfile_stages()["runtime"]
     return dict(re.findall(r"\b([A-Z_]+)=(\S+)", " ".join(re.findall(r"^ENV (.*)$", rt, re.M))))
 
 
+@functools.lru_cache(maxsize=None)
 def help_rows(program: str) -> dict:
     """{NAME: (default, help text)} of `program --help`."""
     r = H.run_bounded([H.binary(program), "--help"], env={"PATH": "/usr/bin:/bin"}, timeout=10)
