@@ -2,14 +2,16 @@
 cluster exists here and kustomize is not installed, so this renders each overlay
 itself - the subset of kustomize the manifests use, exactly: `resources` (files
 and directories), `patches` by `path` (strategic merge, with the merge keys of
-the fields patched; anything else fails the render), `namespace` - and checks
+the fields patched; anything else fails the render), `images` (newName,
+newTag), `namespace` - and checks
 the result against the Dockerfile, docker-compose.yml and the programs
 themselves:
 
 - every object is valid YAML of a known apiVersion/kind, every file under
   deploy/k8s is used, selectors match their pods, Services name real ports;
-- images and commands are compose's (portcullis:latest running `authsvc`,
-  `authsvc migrate`, `gateway`, `demo-upstream`; compose's postgres and redis);
+- images and commands are compose's (portcullis:latest, or in prod the
+  image under VERSION's tag, running `authsvc`, `authsvc migrate`, `gateway`,
+  `demo-upstream`; compose's postgres and redis);
 - every variable a container gets is in its program's `--help` table, or is
   NAME_FILE for such a NAME; every file variable (NAME_FILE, GATEWAY_ROUTES)
   names a file a mounted Secret or ConfigMap holds; the container's
@@ -127,7 +129,7 @@ def render(directory: Path, seen: set | None = None) -> list:
     seen.add(kfile.resolve())
     (k,) = _load_docs(kfile)
     assert (k.get("apiVersion"), k.get("kind")) == ("kustomize.config.k8s.io/v1beta1", "Kustomization"), kfile
-    extra = set(k) - {"apiVersion", "kind", "resources", "patches", "namespace"}
+    extra = set(k) - {"apiVersion", "kind", "resources", "patches", "namespace", "images"}
     assert not extra, f"{kfile}: {sorted(extra)} are outside the test's kustomize subset"
     objs = []
     for r in k.get("resources") or []:
@@ -146,6 +148,13 @@ def render(directory: Path, seen: set | None = None) -> list:
                 if (o["kind"], o["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])]
         assert len(hits) == 1, f"{p}: patches {len(hits)} objects"
         objs[hits[0]] = _merge(objs[hits[0]], patch, f"{p.name}")
+    for rule in k.get("images") or []:
+        assert set(rule) <= {"name", "newName", "newTag"}, f"{kfile}: images {rule}: outside the test's subset"
+        for _, t in pods(objs):
+            for c in t["spec"]["containers"] + t["spec"].get("initContainers", []):
+                name, tag = split_image(c["image"])
+                if name == rule["name"]:
+                    c["image"] = f"{rule.get('newName', name)}:{rule.get('newTag', tag)}"
     ns = k.get("namespace")
     if ns:
         for o in objs:     # kustomize renames a v1 Namespace to it too
@@ -157,6 +166,13 @@ def render(directory: Path, seen: set | None = None) -> list:
     dup = {n for n in names if names.count(n) > 1}
     assert not dup, f"{directory}: {dup} defined twice"
     return objs
+
+
+def split_image(image: str) -> tuple:
+    """(name, tag) of an image reference without a digest."""
+    assert "@" not in image, f"{image}: digests are outside the test's subset"
+    name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+    return name, tag
 
 
 @pytest.fixture(scope="module", params=sorted(OVERLAYS))
@@ -339,11 +355,15 @@ def test_images_and_commands_are_composes(overlay):
     comp = services()
     cmds = {tuple(s["command"]): s["image"] for s in comp.values() if s.get("command")}
     want_pc = comp["authsvc"]["image"]
+    version = (REPO / "VERSION").read_text().strip()
     rt = dockerfile_stages()["runtime"]
     for w, t in pods(objs):
         for c in t["spec"]["containers"] + t["spec"].get("initContainers", []):
             cmd = tuple(c.get("command") or [])
-            if c["image"] == want_pc:
+            name, tag = split_image(c["image"])
+            if name.rsplit("/", 1)[-1] == split_image(want_pc)[0]:
+                # compose's portcullis:latest, or pushed to a registry under the release's tag
+                assert c["image"] == want_pc or tag == version, f"{c['name']}: {c['image']}, VERSION is {version}"
                 assert cmd and f"/src/build/{cmd[0]}" in rt, f"{c['name']}: the image has no {cmd[:1]}"
                 if cmd[0] == "demo-upstream":
                     assert len(cmd) == 3 and cmd[2] == comp["demo-upstream"]["command"][2], cmd
@@ -617,6 +637,9 @@ def test_prod_overlay():
     objs = render(OVERLAYS["prod"])
     deps = by_kind(objs, "Deployment")
     assert deps["gateway"]["spec"]["replicas"] == 3
+    version = (REPO / "VERSION").read_text().strip()
+    for _, _, c, _ in portcullis_containers(objs):
+        assert c["image"].endswith(f"/portcullis:{version}"), f"prod runs {c['image']}, not a registry's {version}"
     assert not by_kind(objs, "Secret"), "prod holds no secret: the operator creates it"
     assert not by_kind(objs, "StatefulSet") and set(deps) == {"authsvc", "gateway"}, "PostgreSQL and Redis are external"
     gw_labels = deps["gateway"]["spec"]["template"]["metadata"]["labels"]
