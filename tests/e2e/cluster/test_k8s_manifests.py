@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -601,7 +602,6 @@ def test_every_pod_is_locked_down(overlay):
 
 def test_routes_and_jwks_name_services(overlay):
     name, objs = overlay
-    import json
     routes = json.loads(by_kind(objs, "ConfigMap")["portcullis-routes"]["data"]["routes.json"])
     for r in routes["routes"]:
         u = urlsplit(r["upstream"])
