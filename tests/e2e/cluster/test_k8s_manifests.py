@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -290,7 +291,8 @@ def run_check(program: str, env: dict, files: dict):
                 p.write_text(content)
         mounts = sorted({p if c is None else str(Path(p).parent) for p, (c, _, _) in files.items()},
                         key=len, reverse=True)
-        run_env = {"PATH": "/usr/bin:/bin", **image_env()}
+        run_env = {"PATH": "/usr/bin:/bin", **image_env(),   # and the sanitizers' settings of `make test`
+                   **{k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")}}
         for k, v in env.items():
             run_env[k] = tmp + v if any(v == m or v.startswith(m + "/") for m in mounts) else v
         r = H.run_bounded([H.binary(program), "--check"], env=run_env, timeout=20)
