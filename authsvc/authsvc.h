@@ -86,6 +86,7 @@ struct as_config {
                                  * what seals and opens the jwks private keys */
     char *base_url;             /* BETTER_AUTH_URL */
     char *database_url;         /* DATABASE_URL */
+    char *direct_url;           /* DATABASE_DIRECT_URL ("": DATABASE_URL; as_direct_url) */
     char *redis_url;            /* REDIS_URL */
     char *redis_sentinels;      /* REDIS_SENTINELS ("": none; lib/redis_sentinel.h) */
     char *redis_sentinel_master;    /* REDIS_SENTINEL_MASTER */
@@ -198,6 +199,8 @@ extern struct as_config as_cfg;
 PC_MUSTCHECK int as_config_load(void);
 void as_config_help(void);
 void as_config_free(void);
+/** DATABASE_DIRECT_URL, else DATABASE_URL: for LISTEN and the migration lock. */
+const char *as_direct_url(void);
 
 #endif
 

@@ -31,7 +31,7 @@ bool as_bg_exec(PGconn *c, const char *who, const char *sql, int n, const char *
 PGconn *as_bg_listen(const char *app, const char *channel)
 {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {as_cfg.database_url, "3", app, NULL};
+    const char *vals[] = {as_direct_url(), "3", app, NULL};   /* LISTEN: not via a pooler */
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     char sql[128];
     snprintf(sql, sizeof sql, "LISTEN %s", channel);

@@ -74,6 +74,16 @@ static int check_smtp_url(const char *v, const char **err)
     return 0;
 }
 
+static int check_direct_url(const char *v, const char **err)
+{
+    return v[0] ? pc_conf_check_pg_url(v, err) : 0;
+}
+
+const char *as_direct_url(void)
+{
+    return as_cfg.direct_url && as_cfg.direct_url[0] ? as_cfg.direct_url : as_cfg.database_url;
+}
+
 static int check_mail_from(const char *v, const char **err)
 {
     char addr[AS_MAIL_ADDR_MAX];
@@ -101,6 +111,11 @@ static const struct pc_conf_item table[] = {
      pc_conf_check_http_url, "public base URL; https:// turns on __Secure- cookies"},
     {"DATABASE_URL", PC_CONF_STR, &as_cfg.database_url, NULL, 0, 0,
      PC_CONF_REQUIRED | PC_CONF_SECRET, pc_conf_check_pg_url, "PostgreSQL URL (libpq)"},
+    {"DATABASE_DIRECT_URL", PC_CONF_STR, &as_cfg.direct_url, "", 0, 0, PC_CONF_SECRET,
+     check_direct_url,
+     "PostgreSQL reached directly, not through a transaction pooler (pgbouncer), for what "
+     "needs a session of its own: LISTEN (the revocation relay, the mailer) and the "
+     "migration lock; empty: DATABASE_URL"},
     {"REDIS_URL", PC_CONF_STR, &as_cfg.redis_url, "redis://127.0.0.1:6379", 0, 0,
      PC_CONF_SECRET, pc_conf_check_redis_url, "Redis URL: redis://[:password@]host:port[/db]"},
     PC_CONF_ROW_REDIS_SENTINELS(&as_cfg.redis_sentinels),

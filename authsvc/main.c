@@ -46,7 +46,7 @@ int main(int argc, char **argv)
         printf("authsvc: configuration ok\n");
         rc = 0;
     } else if (migrate) {
-        rc = as_migrate_run(as_cfg.database_url);
+        rc = as_migrate_run(as_direct_url());   /* its advisory lock needs a session */
     } else {
         if (pc_log_open(as_cfg.log_path, (enum pc_log_level)pc_log_level_parse(as_cfg.log_level),
                         "authsvc") != 0) {

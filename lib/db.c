@@ -64,9 +64,27 @@ int pc_db_ensure(struct pc_db *db)
         db_drop(db, false);
     if (pc_now_ms() < db->retry_at_ms)
         return -1;
-    const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
-    const char *vals[] = {db->url, "3", "-c statement_timeout=10000", "portcullis", NULL};
+    /* The statement timeout rides the startup packet, so it holds on every
+     * server connection without any session state (no SET). A transaction
+     * pooler (pgbouncer) refuses startup options: then we connect without,
+     * and say once where the timeout must be set instead. */
+    static int no_options;      /* atomic: a server refused "options" */
+    bool with = !__atomic_load_n(&no_options, __ATOMIC_RELAXED);
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
+    const char *vals[] = {db->url, "3", "portcullis", "-c statement_timeout=10000", NULL};
+    if (!with)
+        keys[3] = NULL;
     db->conn = PQconnectdbParams(keys, vals, 1);
+    if (with && db->conn && PQstatus(db->conn) != CONNECTION_OK &&
+        strstr(PQerrorMessage(db->conn), "unsupported startup parameter")) {
+        if (!__atomic_exchange_n(&no_options, 1, __ATOMIC_RELAXED))
+            pc_log_warn("postgres: the server (a pooler such as pgbouncer?) refuses startup "
+                        "options, so statements get no 10 s timeout from us: set one there "
+                        "(pgbouncer's query_timeout, or ALTER ROLE ... SET statement_timeout)");
+        PQfinish(db->conn);
+        keys[3] = NULL;
+        db->conn = PQconnectdbParams(keys, vals, 1);
+    }
     if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
         pc_log_warn("postgres: connect failed: %s",
                     db->conn ? PQerrorMessage(db->conn) : "out of memory");
