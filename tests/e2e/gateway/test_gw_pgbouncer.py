@@ -17,6 +17,7 @@ import pytest
 
 import pcsupport as H
 import pcsupport as G
+from pcsupport.checks import stop_all
 from pcsupport.pgbouncer import PgBouncer
 
 
@@ -50,15 +51,7 @@ def rig(tmp_root, secret):
                "client": H.ApiClient(svc)}
         conn.close()
     finally:
-        problems = []
-        for p in reversed(made):
-            if isinstance(p, (H.Authsvc, G.Gateway)):
-                problems.extend(H.check_stopped(p, fail=False))
-            else:
-                p.stop()
-        pg.cleanup()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        stop_all(made, pg)
 
 
 def test_accounts_sessions_and_keys_through_pgbouncer(rig):

@@ -20,6 +20,7 @@ import pytest
 
 import pcsupport as H
 import pcsupport as G
+from pcsupport.checks import stop_all
 from pcsupport import cluster as C
 
 MAX_LAG_MS = 400
@@ -58,15 +59,7 @@ def rig(tmp_root, secret):
                "keys": G.ApiKeys(sql), "client": H.ApiClient(svc)}
         conn.close()
     finally:
-        problems = []
-        for p in reversed(made):
-            if isinstance(p, (H.Authsvc, G.Gateway)):
-                problems.extend(H.check_stopped(p, fail=False))
-            else:
-                p.stop()
-        pg.cleanup()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+        stop_all(made, pg)
 
 
 def _stats(g):

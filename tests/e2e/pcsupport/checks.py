@@ -63,6 +63,23 @@ def check_stopped(*daemons, fail: bool = True, timeout: float = 10.0) -> list:
     return problems
 
 
+def stop_all(made: list, pg=None):
+    """A test rig's teardown: everything in `made` stopped, last first (our daemons
+    through check_stopped, the rest - Redis, an upstream, pgbouncer - by their stop()),
+    then pg cleaned up; pytest.fail with what check_stopped found."""
+    problems = []
+    for p in reversed(made):
+        if hasattr(p, "CHECK_EXIT_CODE"):
+            problems.extend(check_stopped(p, fail=False))
+        else:
+            p.stop()
+    if pg is not None:
+        pg.cleanup()
+    if problems:
+        import pytest
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
 # ---------------------------------------------------------------------------
 # Session-end checks (conftest.py runs them after every daemon has stopped, so that
 # every log is complete).  Each returns a list of problems; empty means clean.
