@@ -225,6 +225,12 @@ class Replica(Postgres):
     def resume_replay(self):
         self._sql("select pg_wal_replay_resume()")
 
+    def promote(self, timeout: float = 30.0):
+        """Makes it the primary (pg_promote) and waits until it takes writes."""
+        self._sql("select pg_promote()")
+        wait_until(lambda: self._sql("select not pg_is_in_recovery()"), timeout, interval=0.05,
+                   what="the promoted replica taking writes")
+
     def lag_bytes(self) -> int:
         """WAL received but not replayed yet."""
         return int(self._sql("select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
@@ -235,7 +241,7 @@ class Replica(Postgres):
         pc = self.primary.connect("postgres")
         try:
             with pc.cursor() as cur:
-                cur.execute("select pg_current_wal_lsn()::text")
+                cur.execute("select pg_current_wal_insert_lsn()::text")
                 want = cur.fetchone()[0]
         finally:
             pc.close()
