@@ -239,10 +239,16 @@ static void pgc_connect(struct pgc *c)
 /* ---- replica lag (read pools) ---- */
 
 /* 0 when the replica has replayed all it received, else how long ago the
- * last transaction it replayed committed (ms); 0 on a primary. */
+ * last transaction it replayed committed (ms); 0 on a primary; the most
+ * there is when its WAL receiver is not streaming. (A replica whose link
+ * to the primary died without a word still says "streaming" until
+ * wal_receiver_timeout: keep that low, docs/gateway.md.) */
 static const char sql_lag[] =
-    "SELECT CASE WHEN NOT pg_is_in_recovery() "
-    "OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 "
+    /* not receiving from a primary at all: as far behind as can be */
+    "WHEN (SELECT status FROM pg_stat_wal_receiver) IS DISTINCT FROM 'streaming' "
+    "THEN 2147483647 "
+    "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
     "ELSE COALESCE((extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)"
     "::bigint, 0) END";
 
@@ -362,6 +368,11 @@ static void pump(struct gw_pg *pg)
             /* everything is down: fail fast rather than queue */
             GW_STAT_INC(pg_errors);
             no_answer(pop(pg));
+            continue;
+        }
+        if (pg->fallback && pc_now_ms() - idle->lag_at >= LAG_CHECK_MS) {
+            /* a replica busy at every tick is measured between lookups */
+            lag_check(idle);
             continue;
         }
         struct gw_pgq *q = pop(pg);
