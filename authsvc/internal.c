@@ -16,6 +16,7 @@
 #include "apikeys.h"
 #include "apikey_int.h"
 #include "job.h"
+#include "jwt.h"
 #include "../lib/crypto.h"
 
 #include <stdlib.h>
@@ -223,6 +224,63 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     return as_reply(job, 200, &b);
 }
 
+/* One of our JWTs (GET /token's): its signature against the keys we
+ * publish, iss, aud and exp (jwt.c), then its session (sid) still there:
+ * a signed-out session's JWT is refused at once, not when it expires. */
+static bool validate_jwt(struct as_job *job, struct as_worker *w, const char *tok)
+{
+    char *sub, *sid;
+    int64_t exp_s = 0;
+    switch (as_jwt_verify(w, tok, &sub, &sid, &exp_s)) {
+    case AS_JWT_UNAVAILABLE:
+        return as_fail_db(job);
+    case AS_JWT_EXPIRED:
+        return reply_invalid(job, "TOKEN_EXPIRED", "Token expired");
+    case AS_JWT_INVALID:
+        return reply_invalid(job, "INVALID_TOKEN", "Invalid token");
+    default:
+        break;
+    }
+    snprintf(job->user_id, sizeof job->user_id, "%s", sub);
+    bool done;
+    PGresult *res = NULL;
+    if (sid) {
+        snprintf(job->cred_id, sizeof job->cred_id, "%s", sid);
+        const char *p[] = {sid, sub};
+        res = pc_db_exec(&w->db,
+                         "SELECT 1 FROM \"session\" WHERE \"id\" = $1 AND \"userId\" = $2 "
+                         "AND \"expiresAt\" > now()",
+                         2, p);
+        as_health_note_pg(res != NULL);
+    }
+    if (sid && !pc_db_ok(res)) {
+        done = as_fail_db(job);
+    } else if (sid && PQntuples(res) != 1) {
+        done = reply_invalid(job, "SESSION_REVOKED", "The token's session has ended");
+    } else {
+        struct pc_buf b = {0};
+        struct pc_jw jw = {.b = &b};
+        pc_jw_obj_begin(&jw);
+        pc_jw_key(&jw, "valid");
+        pc_jw_bool(&jw, true);
+        pc_jw_key(&jw, "kind");
+        pc_jw_str(&jw, "jwt");
+        pc_jw_key(&jw, "userId");
+        pc_jw_str(&jw, sub);
+        pc_jw_key(&jw, "sessionId");
+        pc_jw_str(&jw, sid);
+        pc_jw_key(&jw, "expiresAt");
+        pc_jw_date(&jw, exp_s * 1000);
+        pc_jw_obj_end(&jw);
+        done = as_reply(job, 200, &b);
+    }
+    if (res)
+        PQclear(res);
+    free(sub);
+    free(sid);
+    return done;
+}
+
 /* A session token: sessions.c reads and looks it up; the verdict is ours. */
 static bool validate_session(struct as_job *job, struct as_worker *w, const char *in)
 {
@@ -235,7 +293,7 @@ static bool validate_session(struct as_job *job, struct as_worker *w, const char
     bool done;
     switch (lk) {
     case AS_TOKEN_JWT:
-        done = reply_invalid(job, "JWT_NOT_SUPPORTED", "JWTs are not supported yet");
+        done = validate_jwt(job, w, in);
         break;
     case AS_TOKEN_INVALID:
         done = reply_invalid(job, "INVALID_TOKEN", "Invalid token");

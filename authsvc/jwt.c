@@ -309,6 +309,74 @@ char *as_jwt_mint(struct as_worker *w, const struct as_session *s, const struct 
     return tok;
 }
 
+#define KID_REREAD_MS 10000
+
+/* The key of kid in the published document, parsed into *set. */
+static const struct pc_jwk *published_key(struct pc_jwks *set, const char *kid)
+{
+    pthread_mutex_lock(&mu);
+    char *doc = jwks_json ? pc_xstrdup(jwks_json) : NULL;
+    pthread_mutex_unlock(&mu);
+    if (doc == NULL)
+        return NULL;
+    int rc = pc_jwks_parse(doc, strlen(doc), set);
+    free(doc);
+    return rc == 0 ? pc_jwks_find(set, kid) : NULL;
+}
+
+enum as_jwt_verdict as_jwt_verify(struct as_worker *w, const char *tok, char **sub, char **sid,
+                                  int64_t *exp_s)
+{
+    *sub = *sid = NULL;
+    struct pc_jwt t;
+    const char *why = NULL;
+    if (pc_jwt_parse(tok, strlen(tok), &t, &why) != 0)
+        return AS_JWT_INVALID;
+    enum as_jwt_verdict v = AS_JWT_INVALID;
+    struct pc_jwks set = {0};
+    const struct pc_jwk *key = NULL;
+    if (t.alg == PC_JWK_NONE || t.kid[0] == '\0')
+        goto out;
+    if (refresh(&w->db, false) != 0) {
+        v = AS_JWT_UNAVAILABLE;
+        goto out;
+    }
+    key = published_key(&set, t.kid);
+    static int64_t forced_at;       /* atomic: the last read for an unknown kid */
+    int64_t now = pc_now_ms(), last = __atomic_load_n(&forced_at, __ATOMIC_RELAXED);
+    if (key == NULL && now - last >= KID_REREAD_MS &&
+        __atomic_compare_exchange_n(&forced_at, &last, now, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        /* a key another replica made a moment ago (at most every 10 s, so
+         * made-up kids cannot make every call read the table) */
+        pc_jwks_free(&set);
+        memset(&set, 0, sizeof set);
+        if (refresh(&w->db, true) != 0) {
+            v = AS_JWT_UNAVAILABLE;
+            goto out;
+        }
+        key = published_key(&set, t.kid);
+    }
+    if (key == NULL || !pc_jwt_verify(&t, tok, key, &why))
+        goto out;
+    const char *aud[] = {as_cfg.jwt_audience};
+    struct pc_jwt_expect e = {.issuer = as_cfg.jwt_issuer, .audiences = aud, .naudiences = 1,
+                              .now = pc_now_ms() / 1000, .leeway = 0, .require_exp = true};
+    enum pc_jwt_claims_result cr = pc_jwt_check_claims(&t, &e);
+    const char *s = pc_jwt_claim_str(&t, "sub"), *si = pc_jwt_claim_str(&t, "sid");
+    if (cr == PC_JWT_CLAIMS_EXPIRED || cr == PC_JWT_CLAIMS_NOT_YET_VALID) {
+        v = AS_JWT_EXPIRED;
+    } else if (cr == PC_JWT_CLAIMS_OK && s && s[0] && pc_jwt_claim_num(&t, "exp", exp_s)) {
+        *sub = pc_xstrdup(s);
+        *sid = si && si[0] ? pc_xstrdup(si) : NULL;
+        v = AS_JWT_OK;
+    }
+out:
+    pc_jwks_free(&set);
+    pc_jwt_free(&t);
+    return v;
+}
+
 bool as_route_token(struct as_job *job, struct as_worker *w)
 {
     struct as_session s = {0};

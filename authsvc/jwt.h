@@ -29,4 +29,17 @@ void as_jwt_free(void);
  * had. */
 char *as_jwt_mint(struct as_worker *w, const struct as_session *s, const struct as_user *u);
 
+/** What as_jwt_verify found. */
+enum as_jwt_verdict {
+    AS_JWT_OK = 0,          /* ours, signed by a published key, iss/aud/exp good */
+    AS_JWT_INVALID,         /* not a JWT we accept: shape, alg, kid, signature, iss, aud */
+    AS_JWT_EXPIRED,         /* exp passed (or nbf ahead) */
+    AS_JWT_UNAVAILABLE,     /* the keys could not be read (PostgreSQL down) */
+};
+/** Worker: checks tok as one of ours (the keys of the jwks table we
+ * publish; an unknown kid reads the table again once). On AS_JWT_OK *sub
+ * and *sid (heap, the sid may be NULL) and *exp_s are set. */
+enum as_jwt_verdict as_jwt_verify(struct as_worker *w, const char *tok, char **sub, char **sid,
+                                  int64_t *exp_s);
+
 #endif

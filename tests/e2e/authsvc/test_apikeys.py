@@ -722,7 +722,30 @@ def test_validate_sessions(api, alice, secret):
                 H.signed_value(secret, "not-a-session-token")):
         assert api.validate({"token": tok})["error"] == {"message": "Invalid token", "code": "INVALID_TOKEN"}
     jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln"
-    assert api.validate({"token": jwt})["error"]["code"] == "JWT_NOT_SUPPORTED"
+    assert api.validate({"token": jwt})["error"]["code"] == "INVALID_TOKEN"
+
+
+def test_validate_jwts(api):
+    """/token's JWTs: ours by signature, iss, aud and exp, and only while their session
+    lasts; a tampered or foreign one is INVALID_TOKEN."""
+    import base64
+    import json as _json
+    u = api.http.sign_up()
+    r = api.http.get("token", cookie=u.cookie)
+    assert r.status_code == 200, r.text
+    jwt = H.sensitive(r.json()["token"])
+    v = api.validate({"token": jwt})
+    assert v["valid"] is True and v["kind"] == "jwt" and v["userId"] == u.id, v
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", v["sessionId"]) and re.match(H.ISO_RE, v["expiresAt"])
+    head, payload, sig = jwt.split(".")
+    claims = _json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = base64.urlsafe_b64encode(_json.dumps({**claims, "sub": "someone-else"}).encode())
+    for bad in (f"{head}.{forged.decode().rstrip('=')}.{sig}", f"{head}.{payload}.{sig[:-4]}AAAA",
+                f"{head}.{payload}."):
+        assert api.validate({"token": bad})["error"]["code"] == "INVALID_TOKEN", bad[:20]
+    assert api.http.post("sign-out", cookie=u.cookie).status_code == 200
+    v = api.validate({"token": jwt})
+    assert v["valid"] is False and v["error"]["code"] == "SESSION_REVOKED", v
 
 
 def test_validate_expired_session(api, db, redis_client, revocations):
