@@ -224,6 +224,27 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     return as_reply(job, 200, &b);
 }
 
+/* {valid: true, kind, userId, sessionId, expiresAt}: a session's or a JWT's. */
+static bool reply_valid(struct as_job *job, const char *kind, const char *user, const char *sid,
+                        int64_t expires_ms)
+{
+    struct pc_buf b = {0};
+    struct pc_jw jw = {.b = &b};
+    pc_jw_obj_begin(&jw);
+    pc_jw_key(&jw, "valid");
+    pc_jw_bool(&jw, true);
+    pc_jw_key(&jw, "kind");
+    pc_jw_str(&jw, kind);
+    pc_jw_key(&jw, "userId");
+    pc_jw_str(&jw, user);
+    pc_jw_key(&jw, "sessionId");
+    pc_jw_str(&jw, sid);
+    pc_jw_key(&jw, "expiresAt");
+    pc_jw_date(&jw, expires_ms);
+    pc_jw_obj_end(&jw);
+    return as_reply(job, 200, &b);
+}
+
 /* One of our JWTs (GET /token's): its signature against the keys we
  * publish, iss, aud and exp (jwt.c), then its session (sid) still there:
  * a signed-out session's JWT is refused at once, not when it expires. */
@@ -258,21 +279,7 @@ static bool validate_jwt(struct as_job *job, struct as_worker *w, const char *to
     } else if (sid && PQntuples(res) != 1) {
         done = reply_invalid(job, "SESSION_REVOKED", "The token's session has ended");
     } else {
-        struct pc_buf b = {0};
-        struct pc_jw jw = {.b = &b};
-        pc_jw_obj_begin(&jw);
-        pc_jw_key(&jw, "valid");
-        pc_jw_bool(&jw, true);
-        pc_jw_key(&jw, "kind");
-        pc_jw_str(&jw, "jwt");
-        pc_jw_key(&jw, "userId");
-        pc_jw_str(&jw, sub);
-        pc_jw_key(&jw, "sessionId");
-        pc_jw_str(&jw, sid);
-        pc_jw_key(&jw, "expiresAt");
-        pc_jw_date(&jw, exp_s * 1000);
-        pc_jw_obj_end(&jw);
-        done = as_reply(job, 200, &b);
+        done = reply_valid(job, "jwt", sub, sid, exp_s * 1000);
     }
     if (res)
         PQclear(res);
@@ -305,23 +312,8 @@ static bool validate_session(struct as_job *job, struct as_worker *w, const char
         done = reply_invalid(job, "SESSION_EXPIRED",
                              "Session expired. Re-authenticate to perform this action.");
         break;
-    default: {
-        struct pc_buf b = {0};
-        struct pc_jw jw = {.b = &b};
-        pc_jw_obj_begin(&jw);
-        pc_jw_key(&jw, "valid");
-        pc_jw_bool(&jw, true);
-        pc_jw_key(&jw, "kind");
-        pc_jw_str(&jw, "session");
-        pc_jw_key(&jw, "userId");
-        pc_jw_str(&jw, t.user_id);
-        pc_jw_key(&jw, "sessionId");
-        pc_jw_str(&jw, t.id);
-        pc_jw_key(&jw, "expiresAt");
-        pc_jw_date(&jw, t.expires_at);
-        pc_jw_obj_end(&jw);
-        done = as_reply(job, 200, &b);
-    }
+    default:
+        done = reply_valid(job, "session", t.user_id, t.id, t.expires_at);
     }
     as_token_session_free(&t);
     return done;
