@@ -144,6 +144,17 @@ static bool permissions_cover(const char *granted_text, yajl_val wanted)
     return ok;
 }
 
+/* {"valid": true, "kind": kind, "userId": ... (the caller writes the value) */
+static void valid_head(struct pc_jw *jw, const char *kind)
+{
+    pc_jw_obj_begin(jw);
+    pc_jw_key(jw, "valid");
+    pc_jw_bool(jw, true);
+    pc_jw_key(jw, "kind");
+    pc_jw_str(jw, kind);
+    pc_jw_key(jw, "userId");
+}
+
 /* validateApiKey's verdict, without consuming anything: found, enabled, not
  * expired (an expired row is deleted and revoked, as Better Auth does), the
  * requested permissions, and a quota that is not spent (or refills now). */
@@ -206,12 +217,7 @@ static bool validate_key(struct as_job *job, struct as_worker *w, const char *ke
     }
     struct pc_buf b = {0};
     struct pc_jw jw = {.b = &b};
-    pc_jw_obj_begin(&jw);
-    pc_jw_key(&jw, "valid");
-    pc_jw_bool(&jw, true);
-    pc_jw_key(&jw, "kind");
-    pc_jw_str(&jw, "api_key");
-    pc_jw_key(&jw, "userId");
+    valid_head(&jw, "api_key");
     ak_jw_col_str(&jw, res, 0, PC_BA_AK_REF);
     pc_jw_key(&jw, "keyId");
     ak_jw_col_str(&jw, res, 0, PC_BA_AK_ID);
@@ -230,12 +236,7 @@ static bool reply_valid(struct as_job *job, const char *kind, const char *user, 
 {
     struct pc_buf b = {0};
     struct pc_jw jw = {.b = &b};
-    pc_jw_obj_begin(&jw);
-    pc_jw_key(&jw, "valid");
-    pc_jw_bool(&jw, true);
-    pc_jw_key(&jw, "kind");
-    pc_jw_str(&jw, kind);
-    pc_jw_key(&jw, "userId");
+    valid_head(&jw, kind);
     pc_jw_str(&jw, user);
     pc_jw_key(&jw, "sessionId");
     pc_jw_str(&jw, sid);
