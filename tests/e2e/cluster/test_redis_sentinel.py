@@ -96,6 +96,7 @@ def test_a_quota_across_a_failover(cluster, c):
     every second) used at 300 requests/s while the master is killed: what the
     failover costs the count, measured (docs/gateway.md, *Redis Sentinel*)."""
     quota = 1500
+    cluster.sentinel.restore()
     u = c.sign_up(name="Quota user")
     k = cluster.keys.create(u.id)
     assert cluster.sql.execute('update "apikey" set remaining = %s where id = %s', (quota, k.id)) == 1

@@ -121,7 +121,7 @@ def test_a_lagging_replica_takes_no_lookups(rig):
         for _ in range(5):
             assert rig["gw"].get("/k/x", headers={"x-api-key": k.key}).status_code == 200
         after = _stats(rig["gw"])
-        assert after["pg_read_fallbacks"] - before["pg_read_fallbacks"] == 5, (before, after)
+        assert after["pg_read_fallbacks"] - before["pg_read_fallbacks"] >= 5, (before, after)
     finally:
         rig["replica"].resume_replay()
     _caught_up(rig)

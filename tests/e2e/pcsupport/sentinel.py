@@ -116,6 +116,18 @@ class SentinelSet:
         """REDIS_URL for our programs (the host is the sentinels' to say)."""
         return self.nodes[0].url
 
+    def restore(self, timeout: float = 30.0):
+        """A node killed by an earlier failover comes back as a replica of the current
+        master, so the next failover has somewhere to go."""
+        port = self.master_port()
+        for n in self.nodes:
+            if not n.running:
+                n.extra_args = ["--replicaof", "127.0.0.1", str(port)]
+                n.start()
+                wait_until(lambda: self._link_up(n), timeout, what="the old master as a replica")
+        wait_until(self._sentinels_ready, timeout, interval=0.1,
+                   what="the sentinels seeing the replica again")
+
     def kill_master(self) -> Redis:
         m = self.master
         m.kill()
