@@ -77,10 +77,7 @@ static struct manage_state *manage_state_new(struct as_job *job)
     return st;
 }
 
-/* Hands pw to the pool to be checked against u's credential password; next
- * runs with job->pw.match. An answer (no credential account, busy) is set
- * instead when that cannot be done; returns whether the job was handed on. */
-static bool check_password(struct as_job *job, struct as_worker *w, const char *uid, char *pw,
+bool as_check_password(struct as_job *job, struct as_worker *w, const char *uid, char *pw,
                            as_handler next, const char *no_account_code, const char *no_account_msg)
 {
     size_t len = strlen(pw);
@@ -137,7 +134,7 @@ bool as_route_verify_password(struct as_job *job, struct as_worker *w)
         free(password);
         return true;
     }
-    return !check_password(job, w, st->u.id, password, verify_password_checked,
+    return !as_check_password(job, w, st->u.id, password, verify_password_checked,
                            "INVALID_PASSWORD", "Invalid password");
 }
 
@@ -554,7 +551,7 @@ bool as_route_delete_user(struct as_job *job, struct as_worker *w)
         return true;
     }
     if (password)
-        return !check_password(job, w, st->u.id, password, delete_user_checked,
+        return !as_check_password(job, w, st->u.id, password, delete_user_checked,
                                "CREDENTIAL_ACCOUNT_NOT_FOUND", "Credential account not found");
     return delete_user_go(job, w, false);
 }

@@ -430,6 +430,9 @@ static bool sign_in_verified(struct as_job *job, struct as_worker *w)
             return as_fail_db(job);
         return as_error(job, 403, "EMAIL_NOT_VERIFIED", "Email not verified");
     }
+    /* the twoFactor plugin: no session until the second factor */
+    if (as_two_factor_gate(job, w, &st->user, st->remember) == AS_2FA_ANSWERED)
+        return true;
     struct as_session s = {0};
     if (as_session_create(job, w, st->user.id, st->remember, &s) != 0)
         return as_fail_db(job);

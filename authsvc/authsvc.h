@@ -31,6 +31,8 @@
  *   account_manage.c  verify-password, list-accounts, unlink-account,
  *               update-session, change-email, delete-user
  *   multi_session.c  the multiSession plugin: several accounts per browser
+ *   two_factor.c  the twoFactor plugin: TOTP, backup codes, mailed OTP,
+ *               trusted devices; sign-in's second step
  *   mail.c      the mails' templates and their outbox rows
  *   mailer.c    delivers the outbox over SMTP (libcurl; its own thread)
  *   listener.c  relays the revocation log to Redis (LISTEN thread)
@@ -71,6 +73,7 @@
 #include "listener.h"
 #include "mail.h"
 #include "multi_session.h"
+#include "two_factor.h"
 #include "email_verify.h"
 #include "health.h"
 #include "metrics.h"
@@ -163,6 +166,12 @@ struct as_config {
     bool multi_session;         /* MULTI_SESSION_ENABLED (the multiSession plugin) */
     int64_t multi_session_max;  /* MULTI_SESSION_MAXIMUM (maximumSessions) */
 
+    /* the twoFactor plugin (two_factor.c) */
+    bool two_factor;            /* TWO_FACTOR_ENABLED */
+    char *two_factor_issuer;    /* TWO_FACTOR_ISSUER ("": mail_app_name) */
+    int64_t two_factor_cookie_age; /* TWO_FACTOR_COOKIE_MAX_AGE, seconds (twoFactorCookieMaxAge) */
+    int64_t trust_device_age;   /* TWO_FACTOR_TRUST_DEVICE_MAX_AGE, seconds (trustDeviceMaxAge) */
+
     /* mail (mail.c, mailer.c) */
     char *smtp_url;             /* SMTP_URL ("": mails go to the log) */
     char *smtp_user;            /* SMTP_USERNAME */
@@ -182,6 +191,8 @@ struct as_config {
     char cookie_session[64];    /* [__Secure-]better-auth.session_token */
     char cookie_dont_remember[64];
     char cookie_session_data[64];
+    char cookie_two_factor[64]; /* [__Secure-]better-auth.two_factor */
+    char cookie_trust_device[64];
     char base_origin[512];      /* scheme://host[:port] of base_url */
     struct pc_cidr *proxies;    /* TRUSTED_PROXIES, parsed */
     size_t nproxies;

@@ -249,6 +249,16 @@ static const struct pc_conf_item table[] = {
      "/multi-session/* routes (off: 404)"},
     INT_ITEM("MULTI_SESSION_MAXIMUM", multi_session_max, "5", 1, 64,
              "accounts one browser may hold at once (maximumSessions)"),
+    /* the twoFactor plugin (two_factor.c) */
+    {"TWO_FACTOR_ENABLED", PC_CONF_BOOL, &as_cfg.two_factor, "false", 0, 0, 0, NULL,
+     "Better Auth's twoFactor plugin: TOTP, backup codes, mailed OTP, trusted devices, "
+     "/two-factor/* routes (off: 404, and sign-in never asks for a second factor)"},
+    {"TWO_FACTOR_ISSUER", PC_CONF_STR, &as_cfg.two_factor_issuer, "", 0, 0, 0, NULL,
+     "the issuer in the TOTP URI (issuer); empty: MAIL_APP_NAME, as Better Auth's appName"},
+    INT_ITEM("TWO_FACTOR_COOKIE_MAX_AGE", two_factor_cookie_age, "600", 60, 86400,
+             "how long a sign-in waits for its second factor, seconds (twoFactorCookieMaxAge)"),
+    INT_ITEM("TWO_FACTOR_TRUST_DEVICE_MAX_AGE", trust_device_age, "2592000", 60, 31536000,
+             "how long a trusted device skips the second factor, seconds (trustDeviceMaxAge)"),
     /* mail (mail.c, mailer.c) */
     {"SMTP_URL", PC_CONF_STR, &as_cfg.smtp_url, "", 0, 0, PC_CONF_SECRET, check_smtp_url,
      "smtp://host[:port] (STARTTLS when offered) or smtps://host[:port]; user:password@ "
@@ -382,6 +392,10 @@ int as_config_load(void)
              "%sbetter-auth.dont_remember", pfx);
     snprintf(as_cfg.cookie_session_data, sizeof as_cfg.cookie_session_data,
              "%sbetter-auth.session_data", pfx);
+    snprintf(as_cfg.cookie_two_factor, sizeof as_cfg.cookie_two_factor,
+             "%sbetter-auth.two_factor", pfx);
+    snprintf(as_cfg.cookie_trust_device, sizeof as_cfg.cookie_trust_device,
+             "%sbetter-auth.trust_device", pfx);
     as_cfg.send_on_sign_up = as_cfg.send_on_sign_up_s[0]
                                  ? strcmp(as_cfg.send_on_sign_up_s, "true") == 0
                                  : as_cfg.require_verification;

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "job.h"
 
 struct as_job;
 struct as_worker;
@@ -37,6 +38,14 @@ bool as_route_update_session(struct as_job *job, struct as_worker *w);
 bool as_route_change_email(struct as_job *job, struct as_worker *w);
 bool as_route_delete_user(struct as_job *job, struct as_worker *w);
 bool as_route_delete_user_callback(struct as_job *job, struct as_worker *w);
+
+/** Worker: hands pw (heap; taken: wiped and freed) to the pool to be checked
+ * against user uid's credential password (Better Auth's validatePassword);
+ * next runs with job->pw.match. When that cannot be done (too long, no
+ * credential account: no_account_code/msg, busy, database) the answer is set
+ * instead. Returns whether the job was handed on. */
+bool as_check_password(struct as_job *job, struct as_worker *w, const char *uid, char *pw,
+                       as_handler next, const char *no_account_code, const char *no_account_msg);
 
 /** Worker: writes u's verification mail (a link to verify-email with a new
  * token, back to callback or "/") into the outbox on db, in the caller's

@@ -32,6 +32,9 @@ static const struct need needs[] = {
       "updatedAt"}},
     {"verification", {"id", "identifier", "value", "expiresAt", "createdAt", "updatedAt"}},
     {"jwks", {"id", "publicKey", "privateKey", "createdAt", "expiresAt", "alg", "crv"}},
+    {"twoFactor",
+     {"id", "secret", "backupCodes", "userId", "verified", "failedVerificationCount",
+      "lockedUntil"}},
 };
 
 static int exec_ok(PGconn *c, const char *sql)

@@ -3,7 +3,8 @@
  * ratelimit.c: Better Auth's default limits for credential routes
  * (better-auth-compat.md §8): per client IP and path, 3 requests per 10 s on
  * /sign-in*, /sign-up*, /change-password*, /change-email*, and 3 per 60 s
- * on /request-password-reset and /send-verification-email. The window is
+ * on /request-password-reset and /send-verification-email, and the twoFactor
+ * plugin's 3 per 10 s on /two-factor/.... The window is
  * Better Auth's: it restarts when a request comes after a full window of
  * quiet. State lives in Redis, one hash per key, updated by one script so
  * any number of authsvc replicas share it. Redis down: the limit is skipped
@@ -53,6 +54,8 @@ static int limited_path(const char *p)
     for (size_t i = 0; i < PC_ARRAY_LEN(prefixes); i++)
         if (pc_starts_with(p, prefixes[i]))
             return 10000;
+    if (pc_starts_with(p, "/two-factor/"))  /* the twoFactor plugin's rule */
+        return 10000;
     if (strcmp(p, "/request-password-reset") == 0 || strcmp(p, "/send-verification-email") == 0)
         return 60000;
     return 0;

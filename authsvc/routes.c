@@ -2,7 +2,7 @@
  *
  * routes.c: every path authsvc answers, with the handler that answers it
  * (a worker handler, or a loop-thread answer that needs no I/O) and whether
- * the sign-in/sign-up rate limit applies. The index of a row is its route
+ * Better Auth's per-IP rate limit applies (ratelimit.c has the rules). The index of a row is its route
  * number in the metrics.
  */
 #include "routes.h"
@@ -13,6 +13,7 @@
 #include "jwt.h"
 #include "oauth.h"
 #include "sessions.h"
+#include "two_factor.h"
 
 #include <string.h>
 #include <event2/http.h>
@@ -53,6 +54,16 @@ const struct as_route as_routes[] = {
     {EVHTTP_REQ_POST, "/api/auth/delete-user", as_route_delete_user, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/delete-user/callback", as_route_delete_user_callback, 0,
      LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/two-factor/enable", as_route_2fa_enable, R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/two-factor/disable", as_route_2fa_disable, R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/two-factor/get-totp-uri", as_route_2fa_get_totp_uri, R_LIMITED,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/two-factor/verify-totp", as_route_2fa_verify_totp, R_LIMITED,
+     LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/two-factor/generate-backup-codes",
+     as_route_2fa_generate_backup_codes, R_LIMITED, LOOP_NONE},
+    {EVHTTP_REQ_POST, "/api/auth/two-factor/verify-backup-code", as_route_2fa_verify_backup_code,
+     R_LIMITED, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/api-key/create", as_route_apikey_create, 0, LOOP_NONE},
     {EVHTTP_REQ_GET, "/api/auth/api-key/get", as_route_apikey_get, 0, LOOP_NONE},
     {EVHTTP_REQ_POST, "/api/auth/api-key/update", as_route_apikey_update, 0, LOOP_NONE},

@@ -13,7 +13,7 @@
 
 /* Route flags */
 #define R_LOOP 0x1u         /* answered on the loop thread, no I/O */
-#define R_LIMITED 0x2u      /* subject to the sign-in/sign-up rate limit */
+#define R_LIMITED 0x2u      /* subject to Better Auth's per-IP rate limit (ratelimit.c) */
 #define R_PREFIX 0x4u       /* path is a prefix: /api/auth/callback/<provider> */
 
 enum as_loop_kind { LOOP_NONE = 0, LOOP_OK, LOOP_HEALTH, LOOP_LIVE, LOOP_READY, LOOP_METRICS };

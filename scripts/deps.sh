@@ -8,7 +8,7 @@ libsodium-dev libunistring-dev libcmocka-dev libnghttp2-dev libjwt-dev
 clang libclang-rt-dev
 postgresql-15 postgresql-client-15 redis-server redis-sentinel pgbouncer
 python3 python3-pytest python3-requests python3-jwt python3-psycopg2 python3-yaml python3-h11
-python3-cryptography python3-websockets python3-h2 python3-aiosmtpd
+python3-cryptography python3-websockets python3-h2 python3-aiosmtpd python3-pyotp
 haproxy nginx
 curl ca-certificates openssl"
 

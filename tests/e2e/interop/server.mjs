@@ -55,6 +55,9 @@
 //                       certs URL to <base>/token and <base>/jwks instead (the
 //                       authorization URL is only handed to the browser, which the
 //                       test plays); nothing else of Better Auth is touched.
+//   BA_TWO_FACTOR=1     the twoFactor plugin, issuer $BA_TWO_FACTOR_ISSUER (unset: the
+//                       app name); with BA_MAIL_LOG its otpOptions.sendOTP appends
+//                       {"kind": "two-factor-otp", "to", "otp"} to the mail log
 //
 // Do not set NODE_ENV=test or TEST=1: Better Auth then disables its origin
 // check, which changes the behaviour we are comparing against.
@@ -64,7 +67,7 @@ import http from "node:http";
 import pg from "pg";
 import { betterAuth } from "better-auth";
 import { bearer, jwt } from "better-auth/plugins";
-import { multiSession } from "better-auth/plugins";
+import { multiSession, twoFactor } from "better-auth/plugins";
 import { toNodeHandler } from "better-auth/node";
 import { getMigrations } from "better-auth/db/migration";
 
@@ -143,6 +146,18 @@ if (googleBase) {
 	};
 }
 if (flag("BA_MULTI_SESSION")) options.plugins = [...options.plugins, multiSession()];
+if (flag("BA_TWO_FACTOR")) {
+	const tf = {};
+	if (process.env.BA_TWO_FACTOR_ISSUER) tf.issuer = process.env.BA_TWO_FACTOR_ISSUER;
+	if (mailLog) {
+		tf.otpOptions = {
+			sendOTP: async ({ user, otp }) => {
+				fs.appendFileSync(mailLog, JSON.stringify({ kind: "two-factor-otp", to: user.email, otp }) + "\n");
+			},
+		};
+	}
+	options.plugins = [...options.plugins, twoFactor(tf)];
+}
 // account management: user.changeEmail / user.deleteUser
 if (flag("BA_CHANGE_EMAIL")) {
 	options.user = { ...(options.user ?? {}), changeEmail: { enabled: true } };
