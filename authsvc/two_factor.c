@@ -588,7 +588,9 @@ static bool totp_uri_checked(struct as_job *job, struct as_worker *w)
     unsigned char *key = open_secret(st->row.secret, &n);
     if (key == NULL)
         return as_error(job, 500, "INTERNAL_SERVER_ERROR", "The TOTP secret does not open");
-    char *uri = pc_totp_uri(issuer(), st->u.email, key, n, TF_DIGITS, TF_PERIOD);
+    /* Better Auth's get-totp-uri reads totpOptions.issuer, never the
+     * plugin's issuer: the app name, whatever enable's URI said */
+    char *uri = pc_totp_uri(as_cfg.mail_app_name, st->u.email, key, n, TF_DIGITS, TF_PERIOD);
     pc_wipe(key, n);
     free(key);
     struct pc_buf b = {0};

@@ -1,0 +1,141 @@
+"""Interop: Better Auth 1.7.25's twoFactor plugin (server.mjs BA_TWO_FACTOR=1) and
+authsvc (TWO_FACTOR_ENABLED) on ONE database with ONE secret and the same issuer.
+
+2FA set up on one side, sign-in finished on the other, both ways; a sign-in started
+on one side finished on the other; the TOTP URI and the backup codes are the same
+rows to both (a backup code used on one side is refused on the other); a trusted
+device of one side is trusted by the other; disable on one side is seen by the other."""
+
+from __future__ import annotations
+
+import pytest
+
+import pcsupport as H
+from pcsupport import assert_error
+from pcsupport.checks import sensitive
+from pcsupport.interop import better_auth
+from pcsupport.two_factor import S, TF, TRUST, Totp, challenge, cookies_of, enable
+
+APP = "http://app.example.test"   # trusted by both (the suite's TRUSTED_ORIGINS)
+ISSUER = "Portcullis Interop"
+
+
+@pytest.fixture
+def pair(authsvc_factory, secret, trusted_origins, tmp_path):
+    """(authsvc's client, Better Auth's client) on a fresh database."""
+    # MAIL_APP_NAME is Better Auth's default appName: get-totp-uri names the app, not
+    # the issuer, on both sides
+    svc = authsvc_factory({"TWO_FACTOR_ENABLED": "true", "TWO_FACTOR_ISSUER": ISSUER,
+                           "MAIL_APP_NAME": "Better Auth"},
+                          fresh_db=True, name="authsvc-interop-2fa")
+    port = H.free_port()
+    env = {"DATABASE_URL": svc.env["DATABASE_URL"], "BETTER_AUTH_SECRET": secret,
+           "BETTER_AUTH_URL": f"http://127.0.0.1:{port}", "TRUSTED_ORIGINS": ",".join(trusted_origins),
+           "PORT": str(port), "BA_TWO_FACTOR": "1", "BA_TWO_FACTOR_ISSUER": ISSUER}
+    with better_auth(env, tmp_path) as ba:
+        ac, bc = H.ApiClient(svc, origin=APP), H.ApiClient(ba, origin=APP)
+        assert bc.get("ok").status_code == 200, ba.logs()
+        yield ac, bc
+        ac.close()
+        bc.close()
+
+
+# each cross-side test runs both ways: `first` is the side that goes first
+both_ways = pytest.mark.parametrize("first", ["better-auth", "authsvc"])
+
+
+def two_sides(pair, first, sign_up_on, enable_on):
+    """(first side's client, the other's, a user signed up on sign_up_on with 2FA set up
+    on enable_on, its Totp, backup codes, session cookie); a side is "first",
+    "second", "authsvc" or "better-auth"."""
+    ac, bc = pair
+    one, two = (bc, ac) if first == "better-auth" else (ac, bc)
+    side = {"first": one, "second": two, "authsvc": ac, "better-auth": bc}
+    u = side[sign_up_on].sign_up()
+    return (one, two, u) + enable(side[enable_on], u)
+
+
+def finish(c, tfc, code, route="verify-totp", **extra):
+    body = {"code": code}
+    body.update(extra)
+    r = c.post(f"two-factor/{route}", body, cookie=tfc)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"token", "user"}, body
+    assert cookies_of(r)[S] and cookies_of(r)[TF] == ""
+    return r
+
+
+@both_ways
+def test_enabled_on_one_side_sign_in_on_the_other(pair, first):
+    ac, bc = pair
+    setup, other, u, app, codes, cookie = two_sides(pair, first, "first", "first")
+    # get-totp-uri is the same on both (the app name, the secret opened by either)
+    uris = [sensitive(c.post("two-factor/get-totp-uri", {"password": u.password}, cookie=cookie)
+                      .json()["totpURI"]) for c in (ac, bc)]
+    assert uris[0] == uris[1] and uris[0].startswith("otpauth://totp/Better%20Auth:"), uris
+    assert Totp(uris[0]).otp.secret == app.otp.secret
+    # both ask for the second factor, with the same answer
+    tf_other = challenge(other, u)
+    challenge(setup, u)
+    r = finish(other, tf_other, app.fresh_code())
+    assert r.json()["user"]["id"] == u.id and r.json()["user"]["twoFactorEnabled"] is True
+    assert set(r.json()["user"]) >= {"id", "email", "name", "emailVerified", "twoFactorEnabled"}
+    tok = r.json()["token"]
+    for c in (ac, bc):
+        assert c.session_of(bearer=tok)["user"]["id"] == u.id
+    # a backup code from the setup side works on the other
+    r = finish(other, challenge(other, u), codes[0], route="verify-backup-code")
+    assert r.json()["user"]["id"] == u.id
+
+
+@both_ways
+def test_backup_code_used_on_one_side_is_refused_on_the_other(pair, first):
+    one, two, u, _app, codes, _cookie = two_sides(pair, first, "authsvc", "better-auth")
+    finish(one, challenge(one, u), codes[5], route="verify-backup-code")
+    assert_error(two.post("two-factor/verify-backup-code", {"code": codes[5]}, cookie=challenge(two, u)),
+                 401, "INVALID_BACKUP_CODE")
+    # the other nine still work, on either side
+    finish(two, challenge(two, u), codes[6], route="verify-backup-code")
+    finish(one, challenge(one, u), codes[7], route="verify-backup-code")
+
+
+@both_ways
+def test_sign_in_started_on_one_side_finished_on_the_other(pair, first):
+    start, end, u, app, _codes, _cookie = two_sides(pair, first, "better-auth", "authsvc")
+    tfc = challenge(start, u)
+    assert_error(end.post("two-factor/verify-totp", {"code": "000000"}, cookie=tfc), 401, "INVALID_CODE")
+    r = finish(end, tfc, app.fresh_code(), trustDevice=True)
+    trust = cookies_of(r)[TRUST]
+    # the trusted device lets the sign-in through on the side that started it
+    r = start.post("sign-in/email", {"email": u.email, "password": u.password}, cookie=f"{TRUST}={trust}")
+    assert r.status_code == 200 and r.json().get("token"), r.text
+    renewed = cookies_of(r)[TRUST]
+    assert renewed and renewed != trust
+    r = end.post("sign-in/email", {"email": u.email, "password": u.password}, cookie=f"{TRUST}={renewed}")
+    assert r.status_code == 200 and r.json().get("token"), r.text
+
+
+def test_attempt_limit_shared(pair):
+    ac, bc = pair
+    u = ac.sign_up()
+    app, _codes, _cookie = enable(ac, u)
+    tfc = challenge(bc, u)
+    for c in (ac, bc, ac, bc, ac):
+        assert_error(c.post("two-factor/verify-totp", {"code": "999999x"}, cookie=tfc), 401, "INVALID_CODE")
+    for c in (bc, ac):
+        r = c.post("two-factor/verify-totp", {"code": app.peek_code()}, cookie=tfc)
+        assert r.status_code in (400, 401), r.text
+    assert_error(bc.post("two-factor/verify-totp", {"code": app.peek_code()}, cookie=tfc), 401,
+                 "INVALID_TWO_FACTOR_COOKIE")
+
+
+@both_ways
+def test_disable_on_one_side(pair, first):
+    ac, bc = pair
+    c, _other, u, _app, _codes, cookie = two_sides(pair, first, "first", "second")
+    r = c.post("two-factor/disable", {"password": u.password}, cookie=cookie)
+    assert r.status_code == 200 and r.json() == {"status": True}, r.text
+    for x in (ac, bc):
+        r = x.post("sign-in/email", {"email": u.email, "password": u.password})
+        assert r.status_code == 200 and r.json().get("token"), r.text
