@@ -169,6 +169,8 @@ struct as_config {
     /* the twoFactor plugin (two_factor.c) */
     bool two_factor;            /* TWO_FACTOR_ENABLED */
     char *two_factor_issuer;    /* TWO_FACTOR_ISSUER ("": mail_app_name) */
+    bool two_factor_otp;        /* TWO_FACTOR_OTP_ENABLED (otpOptions.sendOTP) */
+    int64_t two_factor_otp_minutes; /* TWO_FACTOR_OTP_PERIOD_MINUTES (otpOptions.period) */
     int64_t two_factor_cookie_age; /* TWO_FACTOR_COOKIE_MAX_AGE, seconds (twoFactorCookieMaxAge) */
     int64_t trust_device_age;   /* TWO_FACTOR_TRUST_DEVICE_MAX_AGE, seconds (trustDeviceMaxAge) */
 

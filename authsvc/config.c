@@ -255,6 +255,11 @@ static const struct pc_conf_item table[] = {
      "/two-factor/* routes (off: 404, and sign-in never asks for a second factor)"},
     {"TWO_FACTOR_ISSUER", PC_CONF_STR, &as_cfg.two_factor_issuer, "", 0, 0, 0, NULL,
      "the issuer in the TOTP URI (issuer); empty: MAIL_APP_NAME, as Better Auth's appName"},
+    {"TWO_FACTOR_OTP_ENABLED", PC_CONF_BOOL, &as_cfg.two_factor_otp, "false", 0, 0, 0, NULL,
+     "the mailed one-time code (otpOptions.sendOTP): send-otp/verify-otp and enable "
+     "{method:\"otp\"}; off: 400 OTP_NOT_CONFIGURED, as Better Auth without sendOTP"},
+    INT_ITEM("TWO_FACTOR_OTP_PERIOD_MINUTES", two_factor_otp_minutes, "3", 1, 1440,
+             "how long a mailed code works, minutes (otpOptions.period)"),
     INT_ITEM("TWO_FACTOR_COOKIE_MAX_AGE", two_factor_cookie_age, "600", 60, 86400,
              "how long a sign-in waits for its second factor, seconds (twoFactorCookieMaxAge)"),
     INT_ITEM("TWO_FACTOR_TRUST_DEVICE_MAX_AGE", trust_device_age, "2592000", 60, 31536000,
@@ -279,8 +284,8 @@ static const struct pc_conf_item table[] = {
      "the product name mails speak of ({{app}} in the templates)"},
     {"MAIL_TEMPLATES_DIR", PC_CONF_STR, &as_cfg.mail_templates, "", 0, 0, 0, NULL,
      "directory of replacement templates: <kind>.subject, <kind>.txt, <kind>.html for "
-     "verify-email, reset-password, change-email, delete-account; a missing file keeps the "
-     "built-in one"},
+     "verify-email, reset-password, change-email, delete-account, two-factor-otp; a missing "
+     "file keeps the built-in one"},
     INT_ITEM("MAIL_TIMEOUT_MS", mail_timeout_ms, "30000", 1000, 600000,
              "bound on one SMTP delivery (connect to the last reply), ms"),
     INT_ITEM("MAIL_RETRY_MAX_SECONDS", mail_retry_max, "300", 1, 86400,

@@ -26,8 +26,8 @@
 
 enum part { PART_SUBJECT = 0, PART_TEXT, PART_HTML, PART_COUNT };
 
-static const char *const kind_names[AS_MAIL_KIND_COUNT] = {"verify-email", "reset-password",
-                                                            "change-email", "delete-account"};
+static const char *const kind_names[AS_MAIL_KIND_COUNT] = {
+    "verify-email", "reset-password", "change-email", "delete-account", "two-factor-otp"};
 static const char *const part_ext[PART_COUNT] = {"subject", "txt", "html"};
 
 static const char *const builtin[AS_MAIL_KIND_COUNT][PART_COUNT] = {
@@ -88,6 +88,18 @@ static const char *const builtin[AS_MAIL_KIND_COUNT][PART_COUNT] = {
         "<p><a href=\"{{url}}\">Delete my account for good</a> (while signed in)</p>\n"
         "<p>The link works for {{minutes}} minutes. If it was not you, ignore this mail and "
         "change your password.</p>\n</body></html>\n",
+    },
+    [AS_MAIL_TWO_FACTOR_OTP] = {
+        "Your {{app}} sign-in code",
+        "Hello {{name}},\n\n"
+        "your {{app}} sign-in code is {{code}}\n\n"
+        "It works for {{minutes}} minutes. If you did not try to sign in, change your "
+        "password.\n",
+        "<!doctype html>\n<html><body style=\"font-family:sans-serif;line-height:1.5\">\n"
+        "<p>Hello {{name}},</p>\n"
+        "<p>your {{app}} sign-in code is <b>{{code}}</b></p>\n"
+        "<p>It works for {{minutes}} minutes. If you did not try to sign in, change your "
+        "password.</p>\n</body></html>\n",
     },
 };
 
@@ -173,9 +185,10 @@ static void render(struct pc_buf *b, enum as_mail_kind k, enum part p, const str
 {
     char minutes[24];
     snprintf(minutes, sizeof minutes, "%lld", (long long)((v->expires_s + 59) / 60));
-    const char *names[] = {"app", "name", "email", "url", "minutes", "newEmail"};
-    const char *vals[] = {as_cfg.mail_app_name, v->name ? v->name : "", v->email, v->url, minutes,
-                          v->new_email ? v->new_email : ""};
+    const char *names[] = {"app", "name", "email", "url", "minutes", "newEmail", "code"};
+    const char *vals[] = {as_cfg.mail_app_name, v->name ? v->name : "", v->email,
+                          v->url ? v->url : "", minutes, v->new_email ? v->new_email : "",
+                          v->code ? v->code : ""};
     const char *s = tmpl(k, p);
     while (*s) {
         const char *open = strstr(s, "{{");

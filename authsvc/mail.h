@@ -26,17 +26,20 @@ enum as_mail_kind {
     AS_MAIL_RESET_PASSWORD,     /* "reset-password": the password reset link */
     AS_MAIL_CHANGE_EMAIL,       /* "change-email": to the old address, approve the new one */
     AS_MAIL_DELETE_ACCOUNT,     /* "delete-account": confirm deleting the account */
+    AS_MAIL_TWO_FACTOR_OTP,     /* "two-factor-otp": the twoFactor plugin's mailed code */
     AS_MAIL_KIND_COUNT
 };
 
 /** What a template may name: {{app}}, {{name}}, {{email}}, {{url}},
- * {{minutes}} (the link's lifetime), {{newEmail}} (change-email). */
+ * {{minutes}} (the link's lifetime), {{newEmail}} (change-email), {{code}}
+ * (two-factor-otp). */
 struct as_mail_vars {
     const char *name;       /* the user's name ("" if none) */
     const char *email;      /* the address the mail goes to */
     const char *url;        /* the link */
     int64_t expires_s;      /* its lifetime, seconds */
     const char *new_email;  /* change-email: the address asked for (or NULL) */
+    const char *code;       /* two-factor-otp: the one-time code (or NULL) */
 };
 
 /** Start-up: loads MAIL_TEMPLATES_DIR over the built-in templates. Returns 0,

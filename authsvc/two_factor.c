@@ -160,14 +160,16 @@ static int verif_find(struct pc_db *db, const char *ident, char **value, int64_t
 }
 
 /* consumeVerificationValue: deletes ident's rows; 1 with the newest one's
- * value (heap) when it had not expired, 0 none or expired, -1 database. */
-static int verif_consume(struct pc_db *db, const char *ident, char **value)
+ * value (heap) and expiresAt (exp_ms, may be NULL) when it had not expired,
+ * 0 none or expired, -1 database. */
+static int verif_consume(struct pc_db *db, const char *ident, char **value, int64_t *exp_ms)
 {
     const char *p[] = {ident};
     PGresult *res = pc_db_exec(db,
                                "WITH d AS (DELETE FROM \"verification\" WHERE \"identifier\" = $1 "
                                "RETURNING \"value\", \"expiresAt\", \"createdAt\") "
-                               "SELECT \"value\", \"expiresAt\" >= now() FROM d "
+                               "SELECT \"value\", \"expiresAt\" >= now(), "
+                               PC_BA_MS("\"expiresAt\"") " FROM d "
                                "ORDER BY \"createdAt\" DESC LIMIT 1",
                                1, p);
     as_health_note_pg(res != NULL);
@@ -176,6 +178,8 @@ static int verif_consume(struct pc_db *db, const char *ident, char **value)
         rc = PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't';
         if (rc == 1)
             *value = pc_xstrdup(PQgetvalue(res, 0, 0));
+        if (rc == 1 && exp_ms)
+            *exp_ms = pc_db_ms(PQgetvalue(res, 0, 2));
     }
     if (res)
         PQclear(res);
@@ -347,15 +351,18 @@ static const char *issuer(void)
 /* ---- the session a route replaces (enable, disable, first verify) ---- */
 
 /* A new session for u (Better Auth's createSession + setSessionCookie), the
- * old one deleted and revoked. 0, or -1 database. */
+ * old one deleted and revoked; its token into new_token (may be NULL). 0, or
+ * -1 database. */
 static int replace_session(struct as_job *job, struct as_worker *w, const struct as_session *old,
-                           const struct as_user *u)
+                           const struct as_user *u, char new_token[33])
 {
     struct as_session ns = {0};
     if (as_session_create(job, w, u->id, true, &ns) != 0)
         return -1;
     as_session_cache_put(w, &ns, u);
     as_session_set_cookie(job, ns.token, !dont_remember(job));
+    if (new_token)
+        snprintf(new_token, 33, "%s", ns.token);
     as_session_free(&ns);
     const char *p[] = {old->token};
     if (exec_params(&w->db, "DELETE FROM \"session\" WHERE \"token\" = $1", 1, p) != 0)
@@ -373,6 +380,7 @@ struct tf_state {
     bool enabled;                   /* u's twoFactorEnabled */
     bool sign_in;                   /* no session: the two_factor cookie's */
     char ident[TF_IDENT_MAX];       /* the two_factor cookie's identifier */
+    char key[TF_IDENT_MAX];         /* verifyTwoFactor's key: ident, or "<uid>!<session id>" */
     int64_t ident_exp;              /* its row's expiresAt, ms */
     int attempts;                   /* the challenge's count before this try */
     char *method, *issuer;          /* enable */
@@ -516,8 +524,15 @@ static bool password_route(struct as_job *job, struct as_worker *w, as_handler n
 static bool enable_checked(struct as_job *job, struct as_worker *w)
 {
     struct tf_state *st = job->state;
-    if (strcmp(st->method, "otp") == 0)   /* no sendOTP in authsvc yet */
-        return as_error(job, 400, "OTP_NOT_CONFIGURED", "OTP is not available");
+    if (strcmp(st->method, "otp") == 0) {
+        /* the mailed code needs no setup: 2FA is on at once, with a new session */
+        if (!as_cfg.two_factor_otp)
+            return as_error(job, 400, "OTP_NOT_CONFIGURED", "OTP is not available");
+        if (set_user_enabled(&w->db, st->u.id, true) != 0 ||
+            replace_session(job, w, &st->s, &st->u, NULL) != 0)
+            return as_fail_db(job);
+        return as_reply_json(job, 200, "{\"method\":\"otp\"}");
+    }
     struct tf_row old = {0};
     int have = tf_row_load(&w->db, st->u.id, &old);
     if (have < 0)
@@ -648,7 +663,7 @@ static bool disable_checked(struct as_job *job, struct as_worker *w)
     const char *p[] = {st->u.id};
     if (set_user_enabled(&w->db, st->u.id, false) != 0 ||
         exec_params(&w->db, "DELETE FROM \"twoFactor\" WHERE \"userId\" = $1", 1, p) != 0 ||
-        replace_session(job, w, &st->s, &st->u) != 0)
+        replace_session(job, w, &st->s, &st->u, NULL) != 0)
         return as_fail_db(job);
     char tv[256];
     if (as_signed_cookie(job, as_cfg.cookie_trust_device, tv, sizeof tv)) {
@@ -684,6 +699,7 @@ static bool verifier(struct as_job *job, struct as_worker *w, struct tf_state *s
         if (en < 0)
             return !as_fail_db(job);
         st->enabled = en == 1;
+        snprintf(st->key, sizeof st->key, "%s!%s", st->u.id, st->s.id);
         return true;
     }
     st->sign_in = true;
@@ -709,6 +725,7 @@ static bool verifier(struct as_job *job, struct as_worker *w, struct tf_state *s
     if (!found)
         return ok ? !bad_cookie(job) : !as_fail_db(job);
     snprintf(job->user_id, sizeof job->user_id, "%s", st->u.id);
+    snprintf(st->key, sizeof st->key, "%s", st->ident);
     return true;
 }
 
@@ -724,7 +741,7 @@ static bool attempt_begin(struct as_job *job, struct as_worker *w, struct tf_sta
     char ai[TF_IDENT_MAX + 16];
     attempts_ident(st, ai, sizeof ai);
     char *val = NULL;
-    int rc = verif_consume(&w->db, ai, &val);
+    int rc = verif_consume(&w->db, ai, &val, NULL);
     if (rc <= 0)
         return rc < 0 ? !as_fail_db(job) : !bad_cookie(job);
     char *end = NULL;
@@ -736,7 +753,7 @@ static bool attempt_begin(struct as_job *job, struct as_worker *w, struct tf_sta
     if (st->attempts < TF_ATTEMPTS)
         return true;
     char *uid = NULL;
-    rc = verif_consume(&w->db, st->ident, &uid);
+    rc = verif_consume(&w->db, st->ident, &uid, NULL);
     free(uid);
     expire_cookie(job, as_cfg.cookie_two_factor);
     if (rc < 0)
@@ -776,11 +793,8 @@ static bool not_locked(struct as_job *job, struct as_worker *w, const struct tf_
 
 /* A failed code: the challenge's counter up, and (sign-in) the account's
  * (recordTwoFactorFailure: TF_LOCK_AFTER in a row lock it). */
-static void record_failure(struct as_worker *w, const struct tf_state *st)
+static void account_failure(struct as_worker *w, const struct tf_state *st)
 {
-    if (!st->sign_in)
-        return;
-    attempt_rearm(w, st, st->attempts + 1);
     const char *p[] = {st->row.id};
     if (exec_params(&w->db,
                     "UPDATE \"twoFactor\" SET \"failedVerificationCount\" = "
@@ -790,6 +804,15 @@ static void record_failure(struct as_worker *w, const struct tf_state *st)
                     "ELSE \"lockedUntil\" END WHERE \"id\" = $1",
                     1, p) != 0)
         pc_log_warn("two-factor: a failed attempt was not counted");
+}
+
+/* A failed code at sign-in: the challenge's counter and the account's. */
+static void record_failure(struct as_worker *w, const struct tf_state *st)
+{
+    if (!st->sign_in)
+        return;
+    attempt_rearm(w, st, st->attempts + 1);
+    account_failure(w, st);
 }
 
 /* resetTwoFactorFailures (sign-in only). */
@@ -838,7 +861,7 @@ static bool verified(struct as_job *job, struct as_worker *w, struct tf_state *s
         return as_reply(job, 200, &b);
     }
     char *uid = NULL;
-    int rc = verif_consume(&w->db, st->ident, &uid);
+    int rc = verif_consume(&w->db, st->ident, &uid, NULL);
     bool mine = rc == 1 && strcmp(uid, st->u.id) == 0;
     free(uid);
     if (rc < 0)
@@ -908,6 +931,46 @@ static char *verify_body(struct as_job *job, bool *trust, bool *disable_session)
     return out;
 }
 
+/* The start of the verify routes: the plugin on, the body, and who is
+ * verifying. The state, with *code (heap: drop_password it), or NULL when
+ * answered (nothing to free). */
+static struct tf_state *verify_begin(struct as_job *job, struct as_worker *w, char **code,
+                                     bool *trust, bool *disable_session)
+{
+    if (!as_cfg.two_factor) {
+        not_on(job);
+        return NULL;
+    }
+    *code = verify_body(job, trust, disable_session);
+    if (*code == NULL)
+        return NULL;
+    struct tf_state *st = tf_state_new(job);
+    if (verifier(job, w, st))
+        return st;
+    drop_password(*code);
+    *code = NULL;
+    return NULL;
+}
+
+/* A verify route's own step, once verify_begin got that far; returns what
+ * a handler returns. code is the caller's. */
+typedef bool (*tf_verify_step)(struct as_job *job, struct as_worker *w, struct tf_state *st,
+                               const char *code, bool trust, bool disable_session);
+
+static bool verify_route(struct as_job *job, struct as_worker *w, tf_verify_step step,
+                         bool has_disable_session)
+{
+    bool trust = false, no_session = false;
+    char *code = NULL;
+    struct tf_state *st =
+        verify_begin(job, w, &code, &trust, has_disable_session ? &no_session : NULL);
+    if (st == NULL)
+        return true;
+    bool done = step(job, w, st, code, trust, no_session);
+    drop_password(code);
+    return done;
+}
+
 /* ---- POST /two-factor/verify-totp ---- */
 
 /* authsvc's replay gate: the first acceptance of a period's code inserts
@@ -933,18 +996,10 @@ static int totp_first_use(struct as_worker *w, const struct tf_state *st, uint64
     return rc;
 }
 
-bool as_route_2fa_verify_totp(struct as_job *job, struct as_worker *w)
+static bool verify_totp(struct as_job *job, struct as_worker *w, struct tf_state *st,
+                        const char *code, bool trust, bool disable_session)
 {
-    if (!as_cfg.two_factor)
-        return not_on(job);
-    bool trust = false;
-    char *code = verify_body(job, &trust, NULL);
-    if (code == NULL)
-        return true;
-    struct tf_state *st = tf_state_new(job);
     bool answered = true;
-    if (!verifier(job, w, st))
-        goto out;
     int have = tf_row_load(&w->db, st->u.id, &st->row);
     if (have < 0) {
         as_fail_db(job);
@@ -988,7 +1043,7 @@ bool as_route_2fa_verify_totp(struct as_job *job, struct as_worker *w)
         /* the first code after enable turns 2FA on, with a new session */
         if (!st->enabled && !st->sign_in &&
             (set_user_enabled(&w->db, st->u.id, true) != 0 ||
-             replace_session(job, w, &st->s, &st->u) != 0)) {
+             replace_session(job, w, &st->s, &st->u, NULL) != 0)) {
             as_fail_db(job);
             goto out;
         }
@@ -1001,8 +1056,12 @@ bool as_route_2fa_verify_totp(struct as_job *job, struct as_worker *w)
     }
     answered = verified(job, w, st, trust);
 out:
-    drop_password(code);
     return answered;
+}
+
+bool as_route_2fa_verify_totp(struct as_job *job, struct as_worker *w)
+{
+    return verify_route(job, w, verify_totp, false);
 }
 
 /* ---- POST /two-factor/verify-backup-code ---- */
@@ -1044,19 +1103,11 @@ static bool backup_match(const char *sealed, const char *code, char **rest)
     return found;
 }
 
-bool as_route_2fa_verify_backup_code(struct as_job *job, struct as_worker *w)
+static bool verify_backup(struct as_job *job, struct as_worker *w, struct tf_state *st,
+                          const char *code, bool trust, bool no_session)
 {
-    if (!as_cfg.two_factor)
-        return not_on(job);
-    bool trust = false, no_session = false;
-    char *code = verify_body(job, &trust, &no_session);
-    if (code == NULL)
-        return true;
-    struct tf_state *st = tf_state_new(job);
     bool answered = true;
     char *rest = NULL;
-    if (!verifier(job, w, st))
-        goto out;
     int have = tf_row_load(&w->db, st->u.id, &st->row);
     if (have <= 0) {
         if (have < 0)
@@ -1109,8 +1160,141 @@ bool as_route_2fa_verify_backup_code(struct as_job *job, struct as_worker *w)
     as_reply(job, 200, &b);
 out:
     free(rest);
-    drop_password(code);
     return answered;
+}
+
+bool as_route_2fa_verify_backup_code(struct as_job *job, struct as_worker *w)
+{
+    return verify_route(job, w, verify_backup, true);
+}
+
+/* ---- POST /two-factor/send-otp, /two-factor/verify-otp (otp/index.mjs) ---- */
+
+static bool otp_off(struct as_job *job)
+{
+    return as_error(job, 400, "OTP_NOT_CONFIGURED", "otp isn't configured");
+}
+
+bool as_route_2fa_send_otp(struct as_job *job, struct as_worker *w)
+{
+    if (!as_cfg.two_factor)
+        return not_on(job);
+    yajl_val body = as_body(job, false);
+    if (body == NULL)
+        return true;
+    struct vcheck v = {0};
+    (void)opt_bool(&v, body, "trustDevice");
+    yajl_tree_free(body);
+    if (as_v_failed(job, &v))
+        return true;
+    if (!as_cfg.two_factor_otp)
+        return otp_off(job);
+    struct tf_state *st = tf_state_new(job);
+    if (!verifier(job, w, st))
+        return true;
+    /* generateRandomString(digits, "0-9"), stored plain as "<code>:<tries>" */
+    char code[TF_DIGITS + 1], value[TF_DIGITS + 4], ident[TF_IDENT_MAX + 8];
+    pc_random_string(code, TF_DIGITS, "0123456789");
+    snprintf(value, sizeof value, "%s:0", code);
+    snprintf(ident, sizeof ident, "2fa-otp-%s", st->key);
+    struct as_mail_vars mv = {.name = st->u.name, .email = st->u.email,
+                              .expires_s = 60 * as_cfg.two_factor_otp_minutes, .code = code};
+    int rc = as_mail_with_verification(&w->db, ident, value, mv.expires_s, AS_MAIL_TWO_FACTOR_OTP,
+                                       &mv);
+    pc_wipe(code, sizeof code);
+    pc_wipe(value, sizeof value);
+    if (rc != 0)
+        return as_fail_db(job);
+    return as_reply_json(job, 200, "{\"status\":true}");
+}
+
+static bool verify_otp(struct as_job *job, struct as_worker *w, struct tf_state *st,
+                       const char *code, bool trust, bool disable_session)
+{
+    bool answered = true;
+    char *stored = NULL;
+    int have = st->sign_in ? tf_row_load(&w->db, st->u.id, &st->row) : 0;
+    if (have < 0) {
+        as_fail_db(job);
+        goto out;
+    }
+    if (have && !not_locked(job, w, st))
+        goto out;
+    char ident[TF_IDENT_MAX + 8];
+    snprintf(ident, sizeof ident, "2fa-otp-%s", st->key);
+    int64_t otp_exp = 0;
+    int rc = verif_consume(&w->db, ident, &stored, &otp_exp);
+    if (rc <= 0) {
+        if (rc < 0)
+            as_fail_db(job);
+        else
+            as_error(job, 400, "OTP_HAS_EXPIRED", "OTP has expired");
+        goto out;
+    }
+    char *colon = strchr(stored, ':');
+    int tries = colon ? atoi(colon + 1) : 0;
+    if (colon)
+        *colon = '\0';
+    if (tries >= TF_ATTEMPTS) {
+        as_error(job, 400, "TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE",
+                 "Too many attempts. Please request a new code.");
+        goto out;
+    }
+    size_t n = strlen(stored);
+    if (strlen(code) != n || !pc_ct_eq(stored, code, n)) {
+        char value[TF_IDENT_MAX];
+        snprintf(value, sizeof value, "%s:%d", stored, tries + 1);
+        /* the count goes back with the consumed row's expiresAt */
+        if (verif_insert(&w->db, ident, value, otp_exp) != 0) {
+            as_fail_db(job);
+            goto out;
+        }
+        if (have)
+            account_failure(w, st);
+        pc_wipe(value, sizeof value);
+        as_error(job, 401, "INVALID_CODE", "Invalid code");
+        goto out;
+    }
+    if (have && reset_failures(w, st) != 0) {
+        as_fail_db(job);
+        goto out;
+    }
+    if (!st->enabled) {
+        /* the first code of a session turns 2FA on, with a new session */
+        if (st->sign_in) {
+            as_error(job, 400, "FAILED_TO_CREATE_SESSION", "Failed to create session");
+            goto out;
+        }
+        char tok[33];
+        if (set_user_enabled(&w->db, st->u.id, true) != 0 ||
+            replace_session(job, w, &st->s, &st->u, tok) != 0) {
+            as_fail_db(job);
+            goto out;
+        }
+        struct pc_buf b = {0};
+        struct pc_jw jw = {.b = &b};
+        pc_jw_obj_begin(&jw);
+        pc_jw_key(&jw, "token");
+        pc_jw_str(&jw, tok);
+        pc_jw_key(&jw, "user");
+        jw_user(&jw, &st->u, true);
+        pc_jw_obj_end(&jw);
+        pc_wipe(tok, sizeof tok);
+        as_reply(job, 200, &b);
+        goto out;
+    }
+    answered = verified(job, w, st, trust);
+out:
+    if (stored) {
+        pc_wipe(stored, strlen(stored));
+        free(stored);
+    }
+    return answered;
+}
+
+bool as_route_2fa_verify_otp(struct as_job *job, struct as_worker *w)
+{
+    return verify_route(job, w, verify_otp, false);
 }
 
 /* ---- sign-in's after-hook ---- */
@@ -1192,6 +1376,8 @@ enum as_2fa_gate as_two_factor_gate(struct as_job *job, struct as_worker *w,
     pc_jw_arr_begin(&jw);
     if (have == 1 && row.verified != 0)
         pc_jw_str(&jw, "totp");
+    if (as_cfg.two_factor_otp)
+        pc_jw_str(&jw, "otp");
     pc_jw_arr_end(&jw);
     pc_jw_obj_end(&jw);
     tf_row_free(&row);

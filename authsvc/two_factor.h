@@ -20,6 +20,8 @@ bool as_route_2fa_get_totp_uri(struct as_job *job, struct as_worker *w);
 bool as_route_2fa_verify_totp(struct as_job *job, struct as_worker *w);
 bool as_route_2fa_generate_backup_codes(struct as_job *job, struct as_worker *w);
 bool as_route_2fa_verify_backup_code(struct as_job *job, struct as_worker *w);
+bool as_route_2fa_send_otp(struct as_job *job, struct as_worker *w);
+bool as_route_2fa_verify_otp(struct as_job *job, struct as_worker *w);
 
 /** What sign-in does next (as_two_factor_gate). */
 enum as_2fa_gate {

@@ -8,30 +8,42 @@ device of one side is trusted by the other; disable on one side is seen by the o
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import pcsupport as H
 from pcsupport import assert_error
 from pcsupport.checks import sensitive
-from pcsupport.interop import better_auth
-from pcsupport.two_factor import S, TF, TRUST, Totp, challenge, cookies_of, enable
+from pcsupport.interop import better_auth, read_mail_log
+from pcsupport.two_factor import S, TF, TRUST, Totp, cookies_of, enable
+from pcsupport.two_factor import challenge as _challenge
 
 APP = "http://app.example.test"   # trusted by both (the suite's TRUSTED_ORIGINS)
 ISSUER = "Portcullis Interop"
 
 
+def challenge(c, user, cookie=None, **extra):
+    # both sides mail codes (otpOptions.sendOTP / TWO_FACTOR_OTP_ENABLED): both offer otp
+    return _challenge(c, user, cookie, methods=("totp", "otp"), **extra)
+
+
 @pytest.fixture
-def pair(authsvc_factory, secret, trusted_origins, tmp_path):
-    """(authsvc's client, Better Auth's client) on a fresh database."""
+def pair(authsvc_factory, secret, trusted_origins, tmp_path, smtp_sink):
+    """(authsvc's client, Better Auth's client) on a fresh database; Better Auth's mailed
+    codes go to tmp_path/ba-mail.jsonl, authsvc's to smtp_sink."""
     # MAIL_APP_NAME is Better Auth's default appName: get-totp-uri names the app, not
     # the issuer, on both sides
     svc = authsvc_factory({"TWO_FACTOR_ENABLED": "true", "TWO_FACTOR_ISSUER": ISSUER,
-                           "MAIL_APP_NAME": "Better Auth"},
+                           "MAIL_APP_NAME": "Better Auth", "TWO_FACTOR_OTP_ENABLED": "true",
+                           "SMTP_URL": smtp_sink.url, "MAIL_FROM": "Test <no-reply@portcullis.test>",
+                           "MAIL_RETRY_MAX_SECONDS": "1"},
                           fresh_db=True, name="authsvc-interop-2fa")
     port = H.free_port()
     env = {"DATABASE_URL": svc.env["DATABASE_URL"], "BETTER_AUTH_SECRET": secret,
            "BETTER_AUTH_URL": f"http://127.0.0.1:{port}", "TRUSTED_ORIGINS": ",".join(trusted_origins),
-           "PORT": str(port), "BA_TWO_FACTOR": "1", "BA_TWO_FACTOR_ISSUER": ISSUER}
+           "PORT": str(port), "BA_TWO_FACTOR": "1", "BA_TWO_FACTOR_ISSUER": ISSUER,
+           "BA_MAIL_LOG": str(tmp_path / "ba-mail.jsonl")}
     with better_auth(env, tmp_path) as ba:
         ac, bc = H.ApiClient(svc, origin=APP), H.ApiClient(ba, origin=APP)
         assert bc.get("ok").status_code == 200, ba.logs()
@@ -139,3 +151,37 @@ def test_disable_on_one_side(pair, first):
     for x in (ac, bc):
         r = x.post("sign-in/email", {"email": u.email, "password": u.password})
         assert r.status_code == 200 and r.json().get("token"), r.text
+
+
+def _ba_otp(log, to, count):
+    H.wait_until(lambda: len(read_mail_log(log, to=to, kind="two-factor-otp")) >= count, 10,
+                 what=f"Better Auth's two-factor OTP to {to}")
+    return sensitive(read_mail_log(log, to=to, kind="two-factor-otp")[count - 1]["otp"])
+
+
+def _our_otp(sink, to, count):
+    m = sink.wait_for(to, count=count)[count - 1]
+    return sensitive(re.search(r"sign-in code is (\d{6})", m.text).group(1))
+
+
+@both_ways
+def test_mailed_code_sent_by_one_side_verified_by_the_other(pair, first, smtp_sink, tmp_path):
+    one, two, u, _app, _codes, _cookie = two_sides(pair, first, "first", "second")
+    ac, _bc = pair
+    mail = (lambda n: _our_otp(smtp_sink, u.email, n)) if one is ac else \
+        (lambda n: _ba_otp(tmp_path / "ba-mail.jsonl", u.email, n))
+    tfc = challenge(two, u)
+    r = one.post("two-factor/send-otp", cookie=tfc)
+    assert r.status_code == 200 and r.json() == {"status": True}, r.text
+    finish(two, tfc, mail(1), route="verify-otp")
+    # and enable {method:"otp"} on one side is a second factor to the other
+    v = one.sign_up()
+    r = one.post("two-factor/enable", {"password": v.password, "method": "otp"}, cookie=v.cookie)
+    assert r.status_code == 200 and r.json() == {"method": "otp"}, r.text
+    r = two.post("sign-in/email", {"email": v.email, "password": v.password})
+    assert r.json() == {"twoFactorRedirect": True, "twoFactorMethods": ["otp"]}, r.text
+    tfc = f"{TF}={cookies_of(r)[TF]}"
+    assert one.post("two-factor/send-otp", cookie=tfc).status_code == 200
+    code = (_our_otp(smtp_sink, v.email, 1) if one is ac
+            else _ba_otp(tmp_path / "ba-mail.jsonl", v.email, 1))
+    finish(two, tfc, code, route="verify-otp")

@@ -9,6 +9,7 @@ picks, around the current time, a TOTP counter the test has not used yet."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 import urllib.parse
 
@@ -297,3 +298,74 @@ def test_rate_limit_per_ip(tf):
     assert r.status_code == 429 and r.headers.get("X-Retry-After"), r.text
     assert r.json() == {"message": "Too many requests. Please try again later."}
     assert u
+
+
+# ---- the mailed one-time code (TWO_FACTOR_OTP_ENABLED, through the outbox) ----
+
+@pytest.fixture
+def otp_tf(tf, smtp_sink):
+    def make(**env):
+        e = {"TWO_FACTOR_OTP_ENABLED": "true", "SMTP_URL": smtp_sink.url,
+             "MAIL_FROM": "Test <no-reply@portcullis.test>", "MAIL_RETRY_MAX_SECONDS": "1"}
+        e.update(env)
+        return tf(**e)
+    return make
+
+
+def mailed_code(sink, to, count):
+    m = sink.wait_for(to, count=count)[count - 1]
+    found = re.search(r"sign-in code is (\d{6})", m.text)
+    assert found, m.text
+    return sensitive(found.group(1))
+
+
+def test_otp_enable_and_sign_in(otp_tf, smtp_sink):
+    svc, c = otp_tf()
+    u = c.sign_up()
+    r = c.post("two-factor/enable", {"password": u.password, "method": "otp"}, cookie=u.cookie)
+    assert r.status_code == 200 and r.json() == {"method": "otp"}, r.text
+    assert sql(svc, 'select "twoFactorEnabled" from "user" where "id" = %s', u.id)[0][0] is True
+    assert sql(svc, 'select count(*) from "twoFactor" where "userId" = %s', u.id)[0][0] == 0
+    # no TOTP row: the sign-in offers the mailed code only
+    r = c.post("sign-in/email", {"email": u.email, "password": u.password})
+    assert r.json() == {"twoFactorRedirect": True, "twoFactorMethods": ["otp"]}, r.text
+    tfc = f"{TF}={cookies_of(r)[TF]}"
+    assert_error(c.post("two-factor/verify-otp", {"code": "123456"}, cookie=tfc), 400, "OTP_HAS_EXPIRED")
+    r = c.post("two-factor/send-otp", cookie=tfc)
+    assert r.status_code == 200 and r.json() == {"status": True}, r.text
+    code = mailed_code(smtp_sink, u.email, 1)
+    rows = sql(svc, 'select "value", "expiresAt" - now() < interval \'181 seconds\' from "verification" '
+                    'where "identifier" like %s', "2fa-otp-2fa-%")
+    assert rows == [(f"{code}:0", True)]
+    wrong = "000000" if code != "000000" else "111111"
+    assert_error(c.post("two-factor/verify-otp", {"code": wrong}, cookie=tfc), 401, "INVALID_CODE")
+    r = c.post("two-factor/verify-otp", {"code": code}, cookie=tfc)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["id"] == u.id and cookies_of(r)[S] and cookies_of(r)[TF] == ""
+    # spent
+    assert_error(c.post("two-factor/verify-otp", {"code": code}, cookie=tfc), 401,
+                 "INVALID_TWO_FACTOR_COOKIE")
+
+
+def test_otp_tries_are_limited(otp_tf, smtp_sink):
+    svc, c = otp_tf()
+    u = c.sign_up()
+    enable(c, u)
+    r = c.post("sign-in/email", {"email": u.email, "password": u.password})
+    assert r.json() == {"twoFactorRedirect": True, "twoFactorMethods": ["totp", "otp"]}, r.text
+    tfc = f"{TF}={cookies_of(r)[TF]}"
+    assert c.post("two-factor/send-otp", cookie=tfc).status_code == 200
+    code = mailed_code(smtp_sink, u.email, 1)
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):
+        assert_error(c.post("two-factor/verify-otp", {"code": wrong}, cookie=tfc), 401, "INVALID_CODE")
+    assert_error(c.post("two-factor/verify-otp", {"code": code}, cookie=tfc), 400,
+                 "TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE")
+    # failures count toward the account's lock too
+    assert sql(svc, 'select "failedVerificationCount" from "twoFactor" where "userId" = %s', u.id)[0][0] == 5
+
+
+def test_otp_off_by_default(tf):
+    svc, c = tf()
+    u = c.sign_up()
+    assert_error(c.post("two-factor/send-otp", cookie=u.cookie), 400, "OTP_NOT_CONFIGURED")

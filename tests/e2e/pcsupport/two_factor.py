@@ -66,14 +66,14 @@ def enable(c, user):
     return app, codes, f"{S}={new}"
 
 
-def challenge(c, user, cookie=None, **extra):
-    """sign-in/email of a 2FA user on c: the redirect answer; returns the two_factor
-    cookie header."""
+def challenge(c, user, cookie=None, methods=("totp",), **extra):
+    """sign-in/email of a 2FA user on c: the redirect answer offering methods; returns
+    the two_factor cookie header."""
     body = {"email": user.email, "password": user.password}
     body.update(extra)
     r = c.post("sign-in/email", body, cookie=cookie)
     assert r.status_code == 200, r.text
-    assert r.json() == {"twoFactorRedirect": True, "twoFactorMethods": ["totp"]}, r.text
+    assert r.json() == {"twoFactorRedirect": True, "twoFactorMethods": list(methods)}, r.text
     got = cookies_of(r)
     assert got.get(S) == "" and TF in got and got[TF], (got, r.headers)
     # Better Auth's bearer hook still sends set-auth-token with the token of the
