@@ -8,6 +8,7 @@ device of one side is trusted by the other; disable on one side is seen by the o
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -15,7 +16,8 @@ import pytest
 import pcsupport as H
 from pcsupport import assert_error
 from pcsupport.checks import sensitive
-from pcsupport.interop import better_auth, read_mail_log
+from pcsupport.interop import better_auth, node_env, read_mail_log
+from pcsupport.interop import install as install_dir
 from pcsupport.two_factor import S, TF, TRUST, Totp, cookies_of, enable
 from pcsupport.two_factor import challenge as _challenge
 
@@ -185,3 +187,47 @@ def test_mailed_code_sent_by_one_side_verified_by_the_other(pair, first, smtp_si
     code = (_our_otp(smtp_sink, v.email, 1) if one is ac
             else _ba_otp(tmp_path / "ba-mail.jsonl", v.email, 1))
     finish(two, tfc, code, route="verify-otp")
+
+
+def _schema(conn):
+    """The plugin's columns and indexes as information_schema and pg_indexes show them."""
+    with conn.cursor() as cur:
+        cur.execute("select table_name, column_name, data_type, is_nullable, coalesce(column_default, '') "
+                    "from information_schema.columns where table_schema = 'public' and "
+                    "(table_name = 'twoFactor' or column_name = 'twoFactorEnabled') order by 1, 2")
+        cols = cur.fetchall()
+        cur.execute("select indexname, indexdef from pg_indexes where tablename = 'twoFactor' order by 1")
+        idx = cur.fetchall()
+        cur.execute("select conname, pg_get_constraintdef(oid) from pg_constraint "
+                    "where conrelid = '\"twoFactor\"'::regclass order by 1")
+        cons = cur.fetchall()
+    return cols, idx, cons
+
+
+def test_migration_is_better_auths(pg, secret, redis_srv):
+    """authsvc migrate leaves Better Auth's migrate (twoFactor on) nothing to do, and on a
+    database Better Auth migrated it changes nothing: the same columns, indexes and keys."""
+    d = install_dir()
+    ours, theirs = "tf_ours_" + os.urandom(3).hex(), "tf_ba_" + os.urandom(3).hex()
+    env = {"BETTER_AUTH_SECRET": secret, "REDIS_URL": redis_srv.url}
+    url = pg.create_database(ours)
+    r = H.run_authsvc(["migrate"], env={**env, "DATABASE_URL": url}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = H.run_bounded(["node", "server.mjs", "--print-ddl"], cwd=d, timeout=60,
+                      env=node_env({"DATABASE_URL": url, "BA_TWO_FACTOR": "1"}))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().strip() == ";", r.stdout.decode()
+    url2 = pg.create_database(theirs)
+    r = H.run_bounded(["node", "server.mjs", "--migrate"], cwd=d, timeout=60,
+                      env=node_env({"DATABASE_URL": url2, "BA_TWO_FACTOR": "1"}))
+    assert r.returncode == 0, r.stderr
+    c1, c2 = pg.connect(ours), pg.connect(theirs)
+    try:
+        before = _schema(c2)
+        r = H.run_authsvc(["migrate"], env={**env, "DATABASE_URL": url2}, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert _schema(c2) == before
+        assert _schema(c1) == before
+    finally:
+        c1.close()
+        c2.close()
