@@ -189,19 +189,24 @@ def test_mailed_code_sent_by_one_side_verified_by_the_other(pair, first, smtp_si
     finish(two, tfc, code, route="verify-otp")
 
 
+SCHEMA_QUERIES = (
+    "select table_name, column_name, data_type, is_nullable, coalesce(column_default, '') "
+    "from information_schema.columns where table_schema = 'public' and "
+    "(table_name = 'twoFactor' or column_name = 'twoFactorEnabled') order by 1, 2",
+    "select indexname, indexdef from pg_indexes where tablename = 'twoFactor' order by 1",
+    "select conname, pg_get_constraintdef(oid) from pg_constraint "
+    "where conrelid = '\"twoFactor\"'::regclass order by 1",
+)
+
+
 def _schema(conn):
-    """The plugin's columns and indexes as information_schema and pg_indexes show them."""
+    """The plugin's columns, indexes and keys as the catalogs show them."""
+    out = []
     with conn.cursor() as cur:
-        cur.execute("select table_name, column_name, data_type, is_nullable, coalesce(column_default, '') "
-                    "from information_schema.columns where table_schema = 'public' and "
-                    "(table_name = 'twoFactor' or column_name = 'twoFactorEnabled') order by 1, 2")
-        cols = cur.fetchall()
-        cur.execute("select indexname, indexdef from pg_indexes where tablename = 'twoFactor' order by 1")
-        idx = cur.fetchall()
-        cur.execute("select conname, pg_get_constraintdef(oid) from pg_constraint "
-                    "where conrelid = '\"twoFactor\"'::regclass order by 1")
-        cons = cur.fetchall()
-    return cols, idx, cons
+        for q in SCHEMA_QUERIES:
+            cur.execute(q)
+            out.append(cur.fetchall())
+    return out
 
 
 def test_migration_is_better_auths(pg, secret, redis_srv):
