@@ -284,7 +284,7 @@ static bool sign_up_generic(struct as_job *job, struct as_worker *w)
     pc_random_alnum(uid, 32);
     int64_t now = pc_now_ms();
     struct as_user u = {.id = uid, .name = st->name, .email = st->email, .image = st->image,
-                        .created_at = now, .updated_at = now};
+                        .created_at = now, .updated_at = now, .two_factor_known = true};
     return reply_with_session(job, false, NULL, NULL, &u);
 }
 
@@ -318,13 +318,15 @@ static bool sign_up_insert(struct as_job *job, struct as_worker *w)
     }
     as_user_from_row(&st->user, res, 0, 0);
     PQclear(res);
+    /* the twoFactor plugin's field: Better Auth writes its default, false */
+    bool ok = !as_cfg.two_factor || as_two_factor_new_user(&w->db, &st->user) == 0;
     const char *ap[] = {aid, uid, job->pw.out};
     res = pc_db_exec(&w->db,
                      "INSERT INTO \"account\" (\"id\", \"accountId\", \"providerId\", \"userId\", "
                      "\"password\", \"createdAt\", \"updatedAt\") "
                      "VALUES ($1, $2, 'credential', $2, $3, " NOW_MS ", " NOW_MS ")",
                      3, ap);
-    bool ok = pc_db_ok(res);
+    ok = ok && pc_db_ok(res);
     if (res)
         PQclear(res);
     /* the verification mail commits with the user (EMAIL_VERIFICATION_SEND_ON_SIGN_UP) */

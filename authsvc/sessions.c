@@ -96,6 +96,12 @@ void as_session_free(struct as_session *s)
     memset(s, 0, sizeof *s);
 }
 
+void as_user_two_factor_from_row(struct as_user *u, const struct pg_result *res, int row, int col)
+{
+    u->two_factor_known = true;
+    u->two_factor = PQgetvalue(res, row, col)[0] == 't';
+}
+
 void as_jw_user(struct pc_jw *w, const struct as_user *u)
 {
     pc_jw_obj_begin(w);
@@ -117,6 +123,10 @@ void as_jw_user_fields(struct pc_jw *w, const struct as_user *u)
     pc_jw_date(w, u->created_at);
     pc_jw_key(w, "updatedAt");
     pc_jw_date(w, u->updated_at);
+    if (as_cfg.two_factor && u->two_factor_known) {   /* the twoFactor plugin's field */
+        pc_jw_key(w, "twoFactorEnabled");
+        pc_jw_bool(w, u->two_factor);
+    }
     pc_jw_key(w, "id");
     pc_jw_str(w, u->id);
 }
@@ -454,10 +464,17 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
     if (src == TOK_NONE)
         return AS_LOOKUP_NONE;
     const char *params[] = {tok};
+    /* the plugin's column only when it is on: without it migration 0007
+     * may not have run */
     PGresult *res = pc_db_exec(&w->db,
-                               "SELECT " SESSION_COLS ", " PC_BA_USER_COLS
-                               " FROM \"session\" s JOIN \"user\" u ON u.\"id\" = s.\"userId\""
-                               " WHERE s.\"token\" = $1",
+                               as_cfg.two_factor
+                                   ? "SELECT " SESSION_COLS ", " PC_BA_USER_COLS
+                                     ", COALESCE(u.\"twoFactorEnabled\", false)"
+                                     " FROM \"session\" s JOIN \"user\" u ON u.\"id\" = "
+                                     "s.\"userId\" WHERE s.\"token\" = $1"
+                                   : "SELECT " SESSION_COLS ", " PC_BA_USER_COLS
+                                     " FROM \"session\" s JOIN \"user\" u ON u.\"id\" = "
+                                     "s.\"userId\" WHERE s.\"token\" = $1",
                                1, params);
     if (res == NULL || !pc_db_ok(res)) {
         if (res)
@@ -473,6 +490,8 @@ enum as_lookup as_session_resolve(struct as_job *job, struct as_worker *w, struc
     }
     session_from_row(s, res, 0, 0);
     as_user_from_row(u, res, 0, SESSION_NCOLS);
+    if (as_cfg.two_factor)
+        as_user_two_factor_from_row(u, res, 0, SESSION_NCOLS + PC_BA_USER_NCOLS);
     PQclear(res);
     pc_wipe(tok, sizeof tok);
 

@@ -23,6 +23,9 @@ struct as_user {
     char *id, *name, *email, *image;    /* owned; image may be NULL */
     bool email_verified;
     int64_t created_at, updated_at;     /* epoch ms */
+    bool two_factor_known;              /* two_factor read (TWO_FACTOR_ENABLED): the JSON
+                                         * has twoFactorEnabled, as Better Auth's does */
+    bool two_factor;                    /* "twoFactorEnabled" (null: false) */
 };
 
 struct as_session {
@@ -51,6 +54,8 @@ void as_session_free(struct as_session *s);
 /** Fills u from row `row` of res, columns starting at col (PC_BA_USER_COLS). */
 void as_user_from_row(struct as_user *u, const struct pg_result *res, int row, int col);
 void as_jw_user(struct pc_jw *w, const struct as_user *u);
+/** Fills u's two_factor from column col of row (a COALESCEd boolean). */
+void as_user_two_factor_from_row(struct as_user *u, const struct pg_result *res, int row, int col);
 /** The user's members alone, into an open object (JWT claims). */
 void as_jw_user_fields(struct pc_jw *w, const struct as_user *u);
 void as_jw_session(struct pc_jw *w, const struct as_session *s);

@@ -270,14 +270,14 @@ static int set_user_enabled(struct pc_db *db, const char *uid, bool on)
                        2, p);
 }
 
-/* The user's JSON with the plugin's field (parseUserOutput). */
+/* The user's JSON with the plugin's field (parseUserOutput), enabled as
+ * given. */
 static void jw_user(struct pc_jw *jw, const struct as_user *u, bool enabled)
 {
-    pc_jw_obj_begin(jw);
-    as_jw_user_fields(jw, u);
-    pc_jw_key(jw, "twoFactorEnabled");
-    pc_jw_bool(jw, enabled);
-    pc_jw_obj_end(jw);
+    struct as_user v = *u;
+    v.two_factor_known = true;
+    v.two_factor = enabled;
+    as_jw_user(jw, &v);
 }
 
 /* ---- secrets and backup codes ---- */
@@ -1333,12 +1333,21 @@ static int trusted_device(struct as_job *job, struct as_worker *w, const char *u
     return rc;
 }
 
+int as_two_factor_new_user(struct pc_db *db, struct as_user *u)
+{
+    u->two_factor_known = true;
+    u->two_factor = false;
+    return set_user_enabled(db, u->id, false);
+}
+
 enum as_2fa_gate as_two_factor_gate(struct as_job *job, struct as_worker *w,
-                                    const struct as_user *u, bool remember)
+                                    struct as_user *u, bool remember)
 {
     if (!as_cfg.two_factor)
         return AS_2FA_PASS;
     int en = user_enabled(&w->db, u->id);
+    u->two_factor_known = en >= 0;
+    u->two_factor = en == 1;
     int trusted = en == 1 ? trusted_device(job, w, u->id) : 0;
     if (en < 0 || trusted < 0) {
         as_fail_db(job);

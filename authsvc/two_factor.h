@@ -12,6 +12,7 @@
 struct as_job;
 struct as_worker;
 struct as_user;
+struct pc_db;
 
 /* ---- routes (worker threads; job.h contract); 404 with the plugin off ---- */
 bool as_route_2fa_enable(struct as_job *job, struct as_worker *w);
@@ -36,8 +37,12 @@ enum as_2fa_gate {
  * trust_device cookie lets the sign-in go on (the cookie and its row are
  * renewed); otherwise no session is made and the answer is the redirect
  * with a two_factor cookie (remember false keeps the dont_remember cookie,
- * which the verify route then honours). */
+ * which the verify route then honours). Sets u's twoFactorEnabled (known). */
 enum as_2fa_gate as_two_factor_gate(struct as_job *job, struct as_worker *w,
-                                    const struct as_user *u, bool remember);
+                                    struct as_user *u, bool remember);
+
+/** Worker, sign-up with the plugin on: writes the new user's twoFactorEnabled
+ * false (Better Auth's default) and marks u's field known. 0, or -1. */
+int as_two_factor_new_user(struct pc_db *db, struct as_user *u);
 
 #endif

@@ -96,8 +96,9 @@ def test_enabled_on_one_side_sign_in_on_the_other(pair, first):
     assert r.json()["user"]["id"] == u.id and r.json()["user"]["twoFactorEnabled"] is True
     assert set(r.json()["user"]) >= {"id", "email", "name", "emailVerified", "twoFactorEnabled"}
     tok = r.json()["token"]
-    for c in (ac, bc):
-        assert c.session_of(bearer=tok)["user"]["id"] == u.id
+    users = [c.session_of(bearer=tok)["user"] for c in (ac, bc)]
+    assert users[0] == users[1] and users[0]["twoFactorEnabled"] is True, users
+    assert list(users[0]) == list(users[1]), users
     # a backup code from the setup side works on the other
     r = finish(other, challenge(other, u), codes[0], route="verify-backup-code")
     assert r.json()["user"]["id"] == u.id
@@ -106,6 +107,7 @@ def test_enabled_on_one_side_sign_in_on_the_other(pair, first):
 @both_ways
 def test_backup_code_used_on_one_side_is_refused_on_the_other(pair, first):
     one, two, u, _app, codes, _cookie = two_sides(pair, first, "authsvc", "better-auth")
+    assert u.body["user"]["twoFactorEnabled"] is False
     finish(one, challenge(one, u), codes[5], route="verify-backup-code")
     assert_error(two.post("two-factor/verify-backup-code", {"code": codes[5]}, cookie=challenge(two, u)),
                  401, "INVALID_BACKUP_CODE")

@@ -48,6 +48,11 @@ def sql(svc, q, *args):
 def test_enable_then_sign_in_with_totp(tf):
     svc, c = tf()
     u = c.sign_up()
+    # the plugin's user field, where Better Auth puts it, false from sign-up on
+    assert list(u.body["user"])[-2:] == ["twoFactorEnabled", "id"], u.body
+    assert u.body["user"]["twoFactorEnabled"] is False
+    assert c.session_of(u)["user"]["twoFactorEnabled"] is False
+    assert sql(svc, 'select "twoFactorEnabled" from "user" where "id" = %s', u.id)[0][0] is False
     r = c.post("two-factor/enable", {"password": u.password}, cookie=u.cookie)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -73,8 +78,8 @@ def test_enable_then_sign_in_with_totp(tf):
     assert verified is False and failed == 0
     assert all(ch in "0123456789abcdef" for ch in secret) and len(secret) == 2 * (24 + 32 + 16)
     assert raw.decode() not in secret and body["backupCodes"][0] not in backup
-    assert sql(svc, 'select "twoFactorEnabled" from "user" where "id" = %s', u.id)[0][0] in (None, False)
-    c.sign_in(u.email, u.password)      # not on yet: a plain sign-in
+    assert sql(svc, 'select "twoFactorEnabled" from "user" where "id" = %s', u.id)[0][0] is False
+    assert c.sign_in(u.email, u.password).body["user"]["twoFactorEnabled"] is False  # not on yet
     # the URI again, with the password: the same secret, but named after the app
     # (MAIL_APP_NAME), as Better Auth's get-totp-uri ignores the plugin's issuer
     r = c.post("two-factor/get-totp-uri", {"password": u.password}, cookie=u.cookie)
@@ -92,7 +97,7 @@ def test_enable_then_sign_in_with_totp(tf):
     assert sql(svc, 'select "twoFactorEnabled" from "user" where "id" = %s', u.id)[0][0] is True
     assert sql(svc, 'select "verified" from "twoFactor" where "userId" = %s', u.id)[0][0] is True
     newc = f"{S}={cookies_of(r)[S]}"
-    assert c.session_of(cookie=newc)["user"]["id"] == u.id
+    assert c.session_of(cookie=newc)["user"]["twoFactorEnabled"] is True
     assert c.session_of(cookie=u.cookie) is None        # the old session was replaced
     # sign-in now stops at the second factor: no session row is made
     before = sql(svc, 'select count(*) from "session" where "userId" = %s', u.id)[0][0]
@@ -200,6 +205,7 @@ def test_trusted_device_skips_the_second_factor(tf):
     r = c.post("sign-in/email", {"email": u.email, "password": u.password}, cookie=f"{TRUST}={trust}")
     assert r.status_code == 200, r.text
     assert r.json()["token"] and r.json()["user"]["id"] == u.id
+    assert r.json()["user"]["twoFactorEnabled"] is True
     renewed = cookies_of(r)[TRUST]
     assert renewed and renewed != trust
     # the old cookie's row is gone: a second factor again (and the dead cookie expired)
@@ -283,6 +289,8 @@ def test_plugin_off(authsvc_factory):
     svc = authsvc_factory({}, fresh_db=True, name="authsvc-no2fa")
     c = H.ApiClient(svc, origin=APP)
     u = c.sign_up()
+    assert "twoFactorEnabled" not in u.body["user"]
+    assert "twoFactorEnabled" not in c.session_of(u)["user"]
     assert_error(c.post("two-factor/enable", {"password": u.password}, cookie=u.cookie), 404)
     # twoFactorEnabled set by someone else changes nothing while the plugin is off
     sql(svc, 'update "user" set "twoFactorEnabled" = true where "id" = %s', u.id)
