@@ -782,6 +782,8 @@ enum as_link as_account_link_oidc(struct as_job *job, struct as_worker *w,
         as_user_from_row(u, res, 0, 0);
         PQclear(res);
         res = NULL;
+        if (as_cfg.two_factor && as_two_factor_new_user(&w->db, u) != 0)
+            goto fail;
         bool ok = as_account_insert_oidc(w, uid, id) == 1;
         ok = ok && as_session_create(job, w, uid, true, s) == 0;
         ok = ok && pc_db_simple(&w->db, "COMMIT") == 0;

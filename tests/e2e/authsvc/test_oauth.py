@@ -23,6 +23,7 @@ from pcsupport.suite import base_env, check_stopped as _check_stopped
 from pcsupport.fake_idp import FakeIdP, s256
 
 ALLOWED = "acme.test,acme-corp.test"
+TF_COOKIE = "better-auth.two_factor"
 STATE_COOKIE = "better-auth.state"
 TIMEOUT_MS = 1500
 
@@ -696,3 +697,28 @@ def test_better_auth_accepts_the_oidc_session(gsvc, idp, db, ba):
                       "Origin": "http://app.example.test"}, json={}, timeout=20)
     assert r.status_code == 200, r.text
     assert get_session(gsvc, cookie) is None
+
+
+def test_social_sign_in_with_two_factor_on(pg, redis_srv, tmp_root, idp, db):
+    """TWO_FACTOR_ENABLED: a new OIDC user gets twoFactorEnabled false (Better Auth's
+    default), and a user with 2FA on signs in with Google at once: Better Auth 1.7.25's
+    twoFactor hook matches /sign-in/email, /sign-in/username and /sign-in/phone-number
+    only, not the OAuth callback."""
+    svc = _start(pg, redis_srv, tmp_root, "authsvc-google-2fa",
+                 {**idp.google_env(), "ALLOWED_DOMAINS": ALLOWED, "TWO_FACTOR_ENABLED": "true"})
+    try:
+        e = email("acme.test")
+        idp.login(email=e, hd="acme.test")
+        f = sign_in(svc, idp)
+        assert f.callback.status_code == 302, f.callback.text
+        s = get_session(svc, session_cookie(f.callback))
+        assert s["user"]["twoFactorEnabled"] is False
+        assert db.scalar('select "twoFactorEnabled" from "user" where "email" = %s', (e,)) is False
+        db.execute('update "user" set "twoFactorEnabled" = true where "email" = %s', (e,))
+        idp.login(email=e, hd="acme.test")
+        f = sign_in(svc, idp)
+        assert f.callback.status_code == 302 and f.location == "/dashboard", f.callback.text
+        assert get_session(svc, session_cookie(f.callback))["user"]["twoFactorEnabled"] is True
+        assert TF_COOKIE not in H.set_cookies(f.callback)
+    finally:
+        _check_stopped(svc)
