@@ -41,12 +41,9 @@ def pair(authsvc_factory, secret, trusted_origins, tmp_path, smtp_sink):
                            "SMTP_URL": smtp_sink.url, "MAIL_FROM": "Test <no-reply@portcullis.test>",
                            "MAIL_RETRY_MAX_SECONDS": "1"},
                           fresh_db=True, name="authsvc-interop-2fa")
-    port = H.free_port()
-    env = {"DATABASE_URL": svc.env["DATABASE_URL"], "BETTER_AUTH_SECRET": secret,
-           "BETTER_AUTH_URL": f"http://127.0.0.1:{port}", "TRUSTED_ORIGINS": ",".join(trusted_origins),
-           "PORT": str(port), "BA_TWO_FACTOR": "1", "BA_TWO_FACTOR_ISSUER": ISSUER,
-           "BA_MAIL_LOG": str(tmp_path / "ba-mail.jsonl")}
-    with better_auth(env, tmp_path) as ba:
+    with better_auth(svc.env["DATABASE_URL"], secret, trusted_origins, tmp_path,
+                     BA_TWO_FACTOR="1", BA_TWO_FACTOR_ISSUER=ISSUER,
+                     BA_MAIL_LOG=str(tmp_path / "ba-mail.jsonl")) as ba:
         ac, bc = H.ApiClient(svc, origin=APP), H.ApiClient(ba, origin=APP)
         assert bc.get("ok").status_code == 200, ba.logs()
         yield ac, bc

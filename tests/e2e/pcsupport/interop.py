@@ -167,24 +167,3 @@ def install_ba_apikey() -> Path:
     src = src.replace(anchor_plugins, f"plugins: [bearer(), {PLUGIN}],")
     (d / "server-apikey.mjs").write_text(src)
     return d
-
-
-@contextlib.contextmanager
-def better_auth(env: dict, logdir: Path, script: str = "server.mjs"):
-    """Runs `node <script>` (install()'s copy) with env (DATABASE_URL, BETTER_AUTH_SECRET,
-    BETTER_AUTH_URL, PORT and the BA_* flags), waits for "ready <PORT>" and yields the
-    BetterAuthServer; stops it afterwards and fails if it died meanwhile."""
-    from .procs import wait_until
-    npm_dir = install()
-    port = int(env["PORT"])
-    proc = Proc(["node", script], env=node_env(env), cwd=npm_dir, stdout=logdir / "ba.stdout",
-                stderr=logdir / "ba.stderr", name="better-auth")
-    ba = BetterAuthServer(proc, port, env, logdir)
-    try:
-        wait_until(lambda: f"ready {port}" in tail(proc.stdout_path, 2000) or proc.poll() is not None,
-                   START_TIMEOUT, interval=0.05, what="Better Auth ready")
-        assert proc.poll() is None, ba.logs()
-        yield ba
-        assert ba.running, f"Better Auth died:\n{ba.logs()}"
-    finally:
-        proc.stop(signal.SIGTERM, timeout=10)
