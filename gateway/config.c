@@ -209,7 +209,7 @@ static const struct pc_conf_item table[] = {
              "lookups of one kind that queued together and share one PostgreSQL round trip "
              "(1: one query each)"),
     INT_ITEM("GATEWAY_PG_TIMEOUT_MS", pg_timeout_ms, "2000", 10, 60000,
-             "PostgreSQL query timeout"),
+             "PostgreSQL query timeout, and the longest a lookup waits in a worker's queue for a connection"),
     INT_ITEM("GATEWAY_REDIS_TIMEOUT_MS", redis_timeout_ms, "200", 5, 10000,
              "Redis lookup budget before falling back to PostgreSQL"),
     INT_ITEM("GATEWAY_REDIS_DEADLINE_MS", redis_deadline_ms, "2000", 100, 60000,

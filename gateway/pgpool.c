@@ -2,9 +2,10 @@
  *
  * pgpool.c: each worker's PostgreSQL pool (pgpool.h): GATEWAY_PG_POOL
  * non-blocking libpq connections on its loop. A query waits in a bounded
- * FIFO (GATEWAY_PENDING_MAX) for a free connection; each has a timeout
- * (GATEWAY_PG_TIMEOUT_MS) after which its connection is dropped and the
- * query completes without an answer, never as "unknown". A query that
+ * FIFO (GATEWAY_PENDING_MAX) for a free connection, at most
+ * GATEWAY_PG_TIMEOUT_MS; running, it has the same timeout, after which its
+ * connection is dropped. Either way it completes without an answer, never
+ * as "unknown". A query that
  * leaves the queue may take later queued ones along (absorb: pgstore.c's
  * lookups, one "= ANY($1)" for the misses that queued together). Dropped
  * connections come back with back-off. What the queries are, and what
@@ -42,6 +43,7 @@ struct pgc {
     struct event *io;               /* socket readiness */
     struct event *timer;            /* connect retry or query timeout */
     struct gw_pgq *q;             /* running query */
+    PGresult *first;                /* its first result, until libpq has no more */
     int64_t retry_at;
     int fails;
 };
@@ -52,12 +54,14 @@ struct gw_pg {
     size_t n;
     struct gw_pg *fallback;         /* a read pool: the primary's, for what it cannot take */
     struct event *lag_ev;           /* a read pool: the lag checks */
+    struct event *pump_ev;          /* pump() on the next loop turn (pump_soon) */
     struct gw_pgq *head, *tail;   /* waiting queries */
     size_t depth;
 };
 
 static void pgc_connect(struct pgc *c);
 static void pump(struct gw_pg *pg);
+static void pump_soon(struct gw_pg *pg);
 static void lag_check(struct pgc *c);
 
 /* Completes q without an answer (timeout, lost connection, no
@@ -77,6 +81,10 @@ static void pgc_drop(struct pgc *c, const char *why)
     if (c->conn && !gw_stopping) {
         if (c->pool->w->id == 0 || c->st != PGC_CONNECTING)
             pc_log_warn("postgres: %s: %s", why, PQerrorMessage(c->conn));
+    }
+    if (c->first) {
+        PQclear(c->first);
+        c->first = NULL;
     }
     if (c->conn) {
         PQfinish(c->conn);
@@ -107,6 +115,10 @@ static void pgc_drop(struct pgc *c, const char *why)
     if (!gw_stopping) {
         struct timeval tv = {0, (suseconds_t)((c->retry_at - pc_now_ms()) * 1000)};
         evtimer_add(c->timer, &tv);
+        /* queries waiting for this connection may have nowhere left to go
+         * (the primary, or no answer): pump decides, but not from inside
+         * whatever dropped it (pump itself, on a failed send) */
+        pump_soon(c->pool);
     }
 }
 
@@ -120,26 +132,35 @@ static void watch(struct pgc *c, short what)
     event_add(c->io, NULL);
 }
 
-static void result_ready(struct pgc *c)
+/* Takes the results that have arrived, never waiting (a PQgetResult while
+ * PQisBusy would block the loop until the server's ReadyForQuery came).
+ * The query completes with its first result once libpq says there are no
+ * more; until then c stays busy. */
+static void results_arrived(struct pgc *c)
 {
     PGresult *res;
-    PGresult *first = NULL;
-    while ((res = PQgetResult(c->conn)) != NULL) {
-        if (first == NULL)
-            first = res;
+    while (!PQisBusy(c->conn)) {
+        if ((res = PQgetResult(c->conn)) == NULL) {
+            evtimer_del(c->timer);
+            PGresult *first = c->first;
+            struct gw_pgq *q = c->q;
+            c->first = NULL;
+            c->q = NULL;
+            c->st = PGC_IDLE;
+            c->fails = 0;
+            watch(c, EV_READ);
+            q->done(q, first, true);
+            if (first)
+                PQclear(first);
+            pump(c->pool);
+            return;
+        }
+        if (c->first == NULL)
+            c->first = res;
         else
             PQclear(res);
     }
-    evtimer_del(c->timer);
-    struct gw_pgq *q = c->q;
-    c->q = NULL;
-    c->st = PGC_IDLE;
-    c->fails = 0;
     watch(c, EV_READ);
-    q->done(q, first, true);
-    if (first)
-        PQclear(first);
-    pump(c->pool);
 }
 
 static void on_io(evutil_socket_t fd, short what, void *arg)
@@ -173,11 +194,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
         pgc_drop(c, "connection lost");
         return;
     }
-    if (PQisBusy(c->conn)) {
-        watch(c, EV_READ);
-        return;
-    }
-    result_ready(c);
+    results_arrived(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -341,7 +358,11 @@ static struct gw_pgq *pop(struct gw_pg *pg)
 }
 
 /* Gives waiting queries to idle connections; fails them when none can come
- * (a read pool's go to the primary instead). */
+ * (a read pool's go to the primary instead). A query waits only for a
+ * connection that can free up: on the primary's pool one that is busy or
+ * still connecting (its connect times out); on a read pool one that is busy
+ * (a replica still connecting may be the one that just went away, and the
+ * primary can answer now). */
 static void pump(struct gw_pg *pg)
 {
     while (pg->head) {
@@ -353,7 +374,8 @@ static void pump(struct gw_pg *pg)
                 continue;       /* a replica too far behind takes nothing */
             if (c->st == PGC_IDLE && idle == NULL)
                 idle = c;
-            if (c->st != PGC_DOWN)
+            if (c->st == PGC_IDLE || c->st == PGC_BUSY ||
+                (c->st == PGC_CONNECTING && pg->fallback == NULL))
                 any_alive = true;
         }
         if (idle == NULL && !any_alive && pg->fallback) {
@@ -385,6 +407,17 @@ static void pump(struct gw_pg *pg)
     }
 }
 
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    pump(arg);
+}
+
+static void pump_soon(struct gw_pg *pg)
+{
+    if (pg->head)
+        event_active(pg->pump_ev, 0, 0);
+}
+
 void gw_pgpool_submit(struct gw_worker *w, struct gw_pgq *q)
 {
     q->w = w;
@@ -410,6 +443,7 @@ static void pool_submit(struct gw_pg *pg, struct gw_pgq *q)
         return;
     }
     q->next = NULL;
+    q->queued_at = now;
     if (pg->tail)
         pg->tail->next = q;
     else
@@ -429,6 +463,7 @@ static struct gw_pg *pool_new(struct gw_worker *w, size_t n, char *const *urls, 
     pg->n = n;
     pg->fallback = fallback;
     pg->conns = pc_xcalloc(pg->n, sizeof *pg->conns);
+    pg->pump_ev = event_new(w->base, -1, 0, on_pump, pg);
     for (size_t i = 0; i < pg->n; i++) {
         struct pgc *c = &pg->conns[i];
         c->pool = pg;
@@ -457,6 +492,30 @@ void gw_pg_start(struct gw_worker *w)
     }
 }
 
+/* Fails the queries at the head of pg's queue that have waited too long
+ * (the queue is in arrival order; a read pool's move on to the primary). */
+static void expire_queued(struct gw_pg *pg, int64_t now)
+{
+    while (pg->head && now - pg->head->queued_at >= gw_cfg.pg_timeout_ms) {
+        struct gw_pgq *q = pop(pg);
+        if (pg->fallback) {
+            GW_STAT_INC(pg_read_fallbacks);
+            pool_submit(pg->fallback, q);
+        } else {
+            GW_STAT_INC(pg_errors);
+            no_answer(q);
+        }
+    }
+}
+
+void gw_pg_tick(struct gw_worker *w)
+{
+    int64_t now = pc_now_ms();
+    if (w->pg_read)
+        expire_queued(w->pg_read, now);
+    expire_queued(w->pg, now);
+}
+
 static void pool_free(struct gw_pg *pg);
 
 void gw_pg_stop(struct gw_worker *w)
@@ -483,6 +542,7 @@ static void pool_free(struct gw_pg *pg)
         pg->head = q->next;
         no_answer(q);
     }
+    event_free(pg->pump_ev);
     free(pg->conns);
     free(pg);
 }

@@ -15,6 +15,7 @@ struct pg_result;
 struct gw_pgq {
     struct gw_pgq *next;            /* the pool's queue */
     struct gw_worker *w;            /* set by gw_pgpool_submit */
+    int64_t queued_at;              /* when it joined a queue, ms (the pool's) */
     const char *sql;
     int nparams;
     const char *params[4];

@@ -42,6 +42,9 @@ void gw_pg_revoked(const unsigned char hash[32]);
  * primary still, for the margin above, while the log replays). */
 void gw_pg_replicas_trusted(bool trusted);
 void gw_pg_stop(struct gw_worker *w);
+/** On w's loop, every 100 ms (worker.c): a query that has waited in a queue
+ * longer than GATEWAY_PG_TIMEOUT_MS completes without an answer. */
+void gw_pg_tick(struct gw_worker *w);
 /** On w's loop: one connection of w's pool is up (/ready). */
 bool gw_pg_up(struct gw_worker *w);
 /* ---- flight.c ---- */

@@ -97,9 +97,6 @@ static void *worker_main(void *arg)
 
 #define DRAIN_MS 10000 /* bound on finishing in-flight requests at shutdown */
 
-/* Every 100 ms: the access log, client and upstream timeouts. Once
- * stopping, close the listener, then leave the loop when the worker's last
- * request has been answered (or the bound is reached). */
 /* A reload published a table: w moves to it now (its pools for new
  * upstreams too), so the old one is freed once its own requests end, even
  * if no new request comes to w. */
@@ -111,10 +108,14 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
         gw_proxy_grow(w, t->nupstreams);
 }
 
+/* Every 100 ms: the access log, client, upstream and queued-query
+ * timeouts. Once stopping, close the listener, then leave the loop when the
+ * worker's last request has been answered (or the bound is reached). */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_worker *w = arg;
     gw_access_flush(w);
+    gw_pg_tick(w);
     gw_front_tick(w, stopping);
     gw_proxy_tick(w);
     if (!stopping)

@@ -9,11 +9,14 @@ lookups go there:
   takes no lookups until it catches up;
 - a key deleted on the primary while the replica still has it (replay paused) is
   refused: the revocation sends its lookups to the primary;
-- the replica stopped under load: lookups go to the primary, nothing fails.
+- the replica stopped under load: lookups go to the primary, nothing fails;
+- a replica that accepts connections and never answers (a silent host): lookups go
+  to the primary at once, not after its connect timeout.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -55,7 +58,8 @@ def rig(tmp_root, secret):
         # after the feed subscribes, lookups stay on the primary for
         # READ_MAX_LAG_MS + 1.5 s (pgstore.c): let that pass
         time.sleep(MAX_LAG_MS / 1000 + 1.6)
-        yield {"pg": pg, "replica": replica, "gw": g, "svc": svc, "sql": sql,
+        yield {"pg": pg, "redis": redis, "secret": secret, "dir": d, "up": up,
+               "replica": replica, "gw": g, "svc": svc, "sql": sql,
                "keys": G.ApiKeys(sql), "client": H.ApiClient(svc)}
         conn.close()
     finally:
@@ -165,3 +169,34 @@ def test_replica_stopped_under_load(rig):
     fails = load.failures()
     assert fails == [], f"{len(fails)} failed: {fails[:10]}"
     assert after["pg_read_fallbacks"] > before["pg_read_fallbacks"], (before, after)
+
+
+def test_a_silent_replica_sends_lookups_to_the_primary_at_once(rig):
+    # a listener that accepts and never speaks: the replica's connects hang
+    # until their 5 s timeout, and every lookup meanwhile must not wait for them
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    routes = {"routes": [{"prefix": "/k/", "upstream": rig["up"].url, "auth": ["api_key"]}]}
+    env = G.gw_base_env(rig["pg"], rig["redis"], rig["secret"],
+                        DATABASE_READ_URL=f"postgresql://u@127.0.0.1:{port}/authsvc",
+                        READ_MAX_LAG_MS=str(MAX_LAG_MS), L1_MAX_ENTRIES="0",
+                        L2_ENABLED="false")
+    g = G.Gateway(env, routes, workdir=rig["dir"] / "silent", name="gateway-silent-replica")
+    try:
+        # past the feed's primary-only window (as the rig), well within the
+        # replica connects' 5 s
+        time.sleep(MAX_LAG_MS / 1000 + 1.6)
+        u = rig["client"].sign_up()
+        k = rig["keys"].create(u.id)
+        before = _stats(g)
+        t0 = time.monotonic()
+        r = g.get("/k/x", headers={"x-api-key": k.key})
+        took = time.monotonic() - t0
+        assert r.status_code == 200, r.text
+        assert took < 3, f"the lookup waited {took:.1f} s for a replica that never answers"
+        assert _stats(g)["pg_read_fallbacks"] > before["pg_read_fallbacks"]
+    finally:
+        stop_all([g], None)
+        silent.close()
