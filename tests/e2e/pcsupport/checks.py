@@ -104,6 +104,18 @@ def _variants(value):
     return {v for v in out if len(v) >= 6}
 
 
+SHORT_NEEDLE = 12
+
+
+def _find(data: bytes, needle: bytes) -> int:
+    """Where needle is in data, -1 if nowhere. A short one (a 6-digit code) counts only
+    as a whole word: inside a random hex request id it is a coincidence, not a leak."""
+    if len(needle) >= SHORT_NEEDLE:
+        return data.find(needle)
+    m = re.search(rb"(?<![0-9A-Za-z])" + re.escape(needle) + rb"(?![0-9A-Za-z])", data)
+    return m.start() if m else -1
+
+
 def secret_leaks() -> list:
     """No password, token, cookie value, API key or secret used anywhere in the run
     (SENSITIVE) appears, plain, URL-encoded or JSON-escaped, in any log, stderr or
@@ -116,7 +128,7 @@ def secret_leaks() -> list:
     for f in _existing(LOG_FILES + GATEWAY_LOG_FILES):
         data = f.read_bytes()
         for needle, original in needles.items():
-            i = data.find(needle)
+            i = _find(data, needle)
             if i >= 0:
                 line_start = data.rfind(b"\n", 0, i) + 1
                 line_end = data.find(b"\n", i)
