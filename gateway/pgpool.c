@@ -357,6 +357,19 @@ static struct gw_pgq *pop(struct gw_pg *pg)
     return q;
 }
 
+/* q, which pg cannot serve (nothing up, or it waited too long): a read
+ * pool's primary takes it; on the primary it completes without an answer. */
+static void cannot_serve(struct gw_pg *pg, struct gw_pgq *q)
+{
+    if (pg->fallback) {
+        GW_STAT_INC(pg_read_fallbacks);
+        pool_submit(pg->fallback, q);
+    } else {
+        GW_STAT_INC(pg_errors);
+        no_answer(q);
+    }
+}
+
 /* Gives waiting queries to idle connections; fails them when none can come
  * (a read pool's go to the primary instead). A query waits only for a
  * connection that can free up: on the primary's pool one that is busy or
@@ -378,18 +391,11 @@ static void pump(struct gw_pg *pg)
                 (c->st == PGC_CONNECTING && pg->fallback == NULL))
                 any_alive = true;
         }
-        if (idle == NULL && !any_alive && pg->fallback) {
-            /* no replica can take it: the primary does */
-            GW_STAT_INC(pg_read_fallbacks);
-            pool_submit(pg->fallback, pop(pg));
-            continue;
-        }
         if (idle == NULL) {
             if (any_alive)
                 return; /* a connection will free up or come up */
-            /* everything is down: fail fast rather than queue */
-            GW_STAT_INC(pg_errors);
-            no_answer(pop(pg));
+            /* nothing here can take it: fail fast rather than queue */
+            cannot_serve(pg, pop(pg));
             continue;
         }
         if (pg->fallback && pc_now_ms() - idle->lag_at >= LAG_CHECK_MS) {
@@ -497,14 +503,7 @@ void gw_pg_start(struct gw_worker *w)
 static void expire_queued(struct gw_pg *pg, int64_t now)
 {
     while (pg->head && now - pg->head->queued_at >= gw_cfg.pg_timeout_ms) {
-        struct gw_pgq *q = pop(pg);
-        if (pg->fallback) {
-            GW_STAT_INC(pg_read_fallbacks);
-            pool_submit(pg->fallback, q);
-        } else {
-            GW_STAT_INC(pg_errors);
-            no_answer(q);
-        }
+        cannot_serve(pg, pop(pg));
     }
 }
 
